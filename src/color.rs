@@ -161,7 +161,10 @@ mod tests {
             };
             let black = fwd.apply(0.0, 0.0, 0.0);
             let white = fwd.apply(1.0, 1.0, 1.0);
-            assert!((black[0] - y0).abs() < 1e-4 && (white[0] - y1).abs() < 1e-4, "{c:?}");
+            assert!(
+                (black[0] - y0).abs() < 1e-4 && (white[0] - y1).abs() < 1e-4,
+                "{c:?}"
+            );
             for v in [black[1], black[2], white[1], white[2]] {
                 assert!((v - 128.0).abs() < 1e-4, "{c:?}: chroma {v}");
             }
@@ -172,7 +175,12 @@ mod tests {
     fn forward_and_inverse_compose_to_identity() {
         for c in ALL {
             let (fwd, inv) = (rgb_to_yuv(c), yuv_to_rgb(c));
-            for rgb in [[0.1f32, 0.5, 0.9], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]] {
+            for rgb in [
+                [0.1f32, 0.5, 0.9],
+                [1.0, 0.0, 0.0],
+                [0.0, 1.0, 0.0],
+                [0.0, 0.0, 1.0],
+            ] {
                 let yuv = fwd.apply(rgb[0], rgb[1], rgb[2]);
                 let back = inv.apply(yuv[0], yuv[1], yuv[2]);
                 for k in 0..3 {

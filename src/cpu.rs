@@ -24,7 +24,12 @@ fn chroma_taps(x: usize, chroma_len: usize) -> (usize, usize) {
 /// Converts `region` of an NV12 frame into a planar RGB tensor `[3, region.height, region.width]` in 0..=1.
 ///
 /// Pixels of the region outside the frame take the value of the nearest edge pixel.
-pub fn nv12_to_planar<T: TensorElement>(src: &HostNv12, yuv_to_rgb: &Affine3x4, region: Rect, dst: &mut [T]) {
+pub fn nv12_to_planar<T: TensorElement>(
+    src: &HostNv12,
+    yuv_to_rgb: &Affine3x4,
+    region: Rect,
+    dst: &mut [T],
+) {
     let (w, h) = (region.width as usize, region.height as usize);
     assert!(dst.len() >= 3 * w * h, "destination tensor too small");
     let c = src.size.chroma();
@@ -68,7 +73,8 @@ pub fn planar_to_nv12<T: TensorElement>(src: &[T], rgb_to_yuv: &Affine3x4, dst: 
                 for x in 2 * cx..(2 * cx + 2).min(w) {
                     let i = y * w + x;
                     let rgb = [0, 1, 2].map(|k| src[k * plane + i].to_f32().clamp(0.0, 1.0));
-                    dst.y[y * dst.y_stride + x] = quantise(rgb_to_yuv.apply(rgb[0], rgb[1], rgb[2])[0]);
+                    dst.y[y * dst.y_stride + x] =
+                        quantise(rgb_to_yuv.apply(rgb[0], rgb[1], rgb[2])[0]);
                     for k in 0..3 {
                         sum[k] += rgb[k];
                     }

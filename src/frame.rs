@@ -105,7 +105,12 @@ pub struct Rect {
 
 impl Rect {
     pub const fn new(x: i32, y: i32, width: u32, height: u32) -> Self {
-        Self { x, y, width, height }
+        Self {
+            x,
+            y,
+            width,
+            height,
+        }
     }
 
     pub fn of_size(size: Size) -> Self {
@@ -153,11 +158,29 @@ fn check_plane(what: &str, len: usize, stride: usize, row_bytes: usize, rows: u3
 
 impl<'a> HostNv12<'a> {
     /// Checks that the planes hold `size` with the given strides.
-    pub fn new(size: Size, y: &'a [u8], y_stride: usize, uv: &'a [u8], uv_stride: usize) -> Result<Self> {
+    pub fn new(
+        size: Size,
+        y: &'a [u8],
+        y_stride: usize,
+        uv: &'a [u8],
+        uv_stride: usize,
+    ) -> Result<Self> {
         let c = size.chroma();
         check_plane("luma", y.len(), y_stride, size.width as usize, size.height)?;
-        check_plane("chroma", uv.len(), uv_stride, 2 * c.width as usize, c.height)?;
-        Ok(Self { size, y, y_stride, uv, uv_stride })
+        check_plane(
+            "chroma",
+            uv.len(),
+            uv_stride,
+            2 * c.width as usize,
+            c.height,
+        )?;
+        Ok(Self {
+            size,
+            y,
+            y_stride,
+            uv,
+            uv_stride,
+        })
     }
 }
 
@@ -172,8 +195,20 @@ impl<'a> HostNv12Mut<'a> {
     ) -> Result<Self> {
         let c = size.chroma();
         check_plane("luma", y.len(), y_stride, size.width as usize, size.height)?;
-        check_plane("chroma", uv.len(), uv_stride, 2 * c.width as usize, c.height)?;
-        Ok(Self { size, y, y_stride, uv, uv_stride })
+        check_plane(
+            "chroma",
+            uv.len(),
+            uv_stride,
+            2 * c.width as usize,
+            c.height,
+        )?;
+        Ok(Self {
+            size,
+            y,
+            y_stride,
+            uv,
+            uv_stride,
+        })
     }
 
     pub fn as_ref(&self) -> HostNv12<'_> {
@@ -245,6 +280,12 @@ impl DeviceNv12 {
     /// `y` and `uv` must be device pointers of the CUDA context the frame is used with, valid for `size` rows
     /// (luma) and `size.chroma()` rows (chroma) at the given pitches, until the work using them has completed.
     pub unsafe fn new(size: Size, y: u64, y_pitch: usize, uv: u64, uv_pitch: usize) -> Self {
-        Self { size, y, y_pitch, uv, uv_pitch }
+        Self {
+            size,
+            y,
+            y_pitch,
+            uv,
+            uv_pitch,
+        }
     }
 }

@@ -9,5 +9,8 @@ pub mod color;
 pub mod cpu;
 pub mod error;
 pub mod frame;
+pub mod model;
+pub mod ncnn;
+pub mod onnx;
 
 pub use error::{Error, Result};
