@@ -9,6 +9,13 @@
 use crate::color::{Affine3x4, quantise};
 use crate::frame::{HostNv12, HostNv12Mut, Rect, Size, TensorElement};
 
+/// Clamps to 0..=1, NaN to 0 (as `fminf(fmaxf(v, 0), 1)` does in the kernels).
+#[inline]
+#[allow(clippy::manual_clamp)] // `clamp` keeps NaN; the kernels (and this) map it to 0
+fn clamp01(v: f32) -> f32 {
+    v.max(0.0).min(1.0)
+}
+
 /// Index of the nearer and the farther chroma sample for luma coordinate `x` under centred siting.
 #[inline]
 fn chroma_taps(x: usize, chroma_len: usize) -> (usize, usize) {
@@ -51,7 +58,7 @@ pub fn nv12_to_planar<T: TensorElement>(
             let rgb = yuv_to_rgb.apply(luma_row[x] as f32, u, v);
             let i = ty * w + tx;
             for (k, value) in rgb.into_iter().enumerate() {
-                dst[k * plane + i] = T::from_f32(value.clamp(0.0, 1.0));
+                dst[k * plane + i] = T::from_f32(clamp01(value));
             }
         }
     }
@@ -72,7 +79,7 @@ pub fn planar_to_nv12<T: TensorElement>(src: &[T], rgb_to_yuv: &Affine3x4, dst: 
             for y in 2 * cy..(2 * cy + 2).min(h) {
                 for x in 2 * cx..(2 * cx + 2).min(w) {
                     let i = y * w + x;
-                    let rgb = [0, 1, 2].map(|k| src[k * plane + i].to_f32().clamp(0.0, 1.0));
+                    let rgb = [0, 1, 2].map(|k| clamp01(src[k * plane + i].to_f32()));
                     dst.y[y * dst.y_stride + x] =
                         quantise(rgb_to_yuv.apply(rgb[0], rgb[1], rgb[2])[0]);
                     for k in 0..3 {

@@ -78,8 +78,8 @@ impl Error {
     }
 }
 
-impl From<ort::Error> for Error {
-    fn from(e: ort::Error) -> Self {
+impl<R> From<ort::Error<R>> for Error {
+    fn from(e: ort::Error<R>) -> Self {
         Error::Ort(e.to_string())
     }
 }

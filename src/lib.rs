@@ -7,10 +7,17 @@
 
 pub mod color;
 pub mod cpu;
+pub mod cuda;
 pub mod error;
 pub mod frame;
+pub mod infer;
 pub mod model;
+pub mod models;
 pub mod ncnn;
 pub mod onnx;
+pub mod stats;
+pub mod upscaler;
 
 pub use error::{Error, Result};
+pub use infer::{Backend, BackendChoice, Precision};
+pub use upscaler::{Upscaler, UpscalerConfig};

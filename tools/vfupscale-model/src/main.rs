@@ -1,11 +1,16 @@
 //! `vfupscale-model`: bring super-resolution models into the form the `vfupscale` element runs.
 //!
 //! ```text
+//! vfupscale-model fetch [--dir DIR] [--cache DIR] [NAME…]
+//! vfupscale-model list
 //! vfupscale-model import-ncnn MODEL.param MODEL.bin -o OUT.onnx [--fp16] [--add-input nearest]
 //! vfupscale-model fp16 IN.onnx -o OUT.onnx
 //! vfupscale-model inspect MODEL.onnx
 //! ```
 //! Every output is written to a temporary file and renamed into place only on success.
+
+mod catalog;
+mod fetch;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -17,6 +22,8 @@ use vfupscale::onnx::stats::model_stats;
 use vfupscale::onnx::{read_model, tensor_type, write_model};
 
 const USAGE: &str = "usage:
+  vfupscale-model fetch [--dir DIR] [--cache DIR] [NAME…]   (default: every model of `list`)
+  vfupscale-model list
   vfupscale-model import-ncnn MODEL.param MODEL.bin -o OUT.onnx [--fp16] [--add-input nearest]
   vfupscale-model fp16 IN.onnx -o OUT.onnx
   vfupscale-model inspect MODEL.onnx";
@@ -25,6 +32,8 @@ const USAGE: &str = "usage:
 struct Args {
     positional: Vec<String>,
     output: Option<PathBuf>,
+    dir: Option<PathBuf>,
+    cache: Option<PathBuf>,
     fp16: bool,
     add_input: bool,
 }
@@ -33,6 +42,8 @@ fn parse(args: &[String]) -> Result<Args, String> {
     let mut parsed = Args {
         positional: Vec::new(),
         output: None,
+        dir: None,
+        cache: None,
         fp16: false,
         add_input: false,
     };
@@ -42,6 +53,8 @@ fn parse(args: &[String]) -> Result<Args, String> {
             "-o" | "--output" => {
                 parsed.output = Some(it.next().ok_or("-o needs a file name")?.into())
             }
+            "--dir" => parsed.dir = Some(it.next().ok_or("--dir needs a directory")?.into()),
+            "--cache" => parsed.cache = Some(it.next().ok_or("--cache needs a directory")?.into()),
             "--fp16" => parsed.fp16 = true,
             "--add-input" => match it.next().map(String::as_str) {
                 Some("nearest") => parsed.add_input = true,
@@ -68,6 +81,11 @@ fn run(argv: &[String]) -> Result<(), String> {
             .ok_or_else(|| format!("{command}: -o OUT.onnx is required"))
     };
     match (command.as_str(), &args.positional[..]) {
+        ("fetch", names) => fetch::fetch(args.dir.clone(), args.cache.clone(), names),
+        ("list", []) => {
+            fetch::list();
+            Ok(())
+        }
         ("import-ncnn", [param, bin]) => {
             let out = output()?;
             let model = import_files(

@@ -1,0 +1,91 @@
+//! Loading ONNX Runtime at run time and the one process-wide environment.
+//!
+//! The library is looked for in this order: `ORT_DYLIB_PATH` (if set, nothing else is tried), the copy that
+//! `scripts/setup-onnxruntime.sh` installs under the data directory, then the system's `libonnxruntime.so.1`.
+//! A failure is remembered, so every element in the process reports the same clear reason instead of panicking
+//! inside `ort`.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use ort::environment::Environment;
+
+use crate::error::{Error, Result};
+
+/// Where vfupscale keeps data of its own: `$VFUPSCALE_DATA_DIR`, else `$XDG_DATA_HOME/vfupscale`, else
+/// `~/.local/share/vfupscale`.
+pub fn data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("VFUPSCALE_DATA_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("vfupscale")
+}
+
+/// Candidate library paths, most specific first.
+pub fn library_candidates() -> Vec<PathBuf> {
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
+        return vec![PathBuf::from(p)];
+    }
+    vec![
+        data_dir().join("onnxruntime/libonnxruntime.so"),
+        PathBuf::from("libonnxruntime.so.1"),
+        PathBuf::from("libonnxruntime.so"),
+    ]
+}
+
+/// The loaded runtime.
+pub struct Runtime {
+    pub environment: Environment,
+    pub library: PathBuf,
+}
+
+static RUNTIME: OnceLock<std::result::Result<Runtime, String>> = OnceLock::new();
+
+fn load() -> std::result::Result<Runtime, String> {
+    let mut tried = Vec::new();
+    for path in library_candidates() {
+        match ort::init_from(&path) {
+            Ok(builder) => {
+                let environment = builder
+                    .with_name("vfupscale")
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                return Ok(Runtime {
+                    environment,
+                    library: path,
+                });
+            }
+            Err(e) => tried.push(e.to_string()),
+        }
+    }
+    Err(format!(
+        "cannot load the ONNX Runtime library ({}); run scripts/setup-onnxruntime.sh or set ORT_DYLIB_PATH to \
+         libonnxruntime.so (version 1.31 or newer)",
+        tried.join("; ")
+    ))
+}
+
+/// The process-wide ONNX Runtime environment, loading the library on first use.
+pub fn runtime() -> Result<&'static Runtime> {
+    RUNTIME
+        .get_or_init(load)
+        .as_ref()
+        .map_err(|reason| Error::unavailable("ONNX Runtime", reason.clone()))
+}
+
+/// Version string of the loaded library.
+pub fn version() -> Result<String> {
+    runtime()?;
+    // `ort::info` reads the build string of the library loaded above.
+    let info = ort::info();
+    Ok(info
+        .split(',')
+        .find_map(|part| part.trim().strip_prefix("git-branch=rel-"))
+        .map(str::to_string)
+        .unwrap_or_else(|| info.to_string()))
+}
