@@ -160,9 +160,9 @@ pub fn fetch(dir: Option<PathBuf>, cache: Option<PathBuf>, only: &[String]) -> R
         }
         write_model(&out, &model).map_err(|e| e.to_string())?;
         let ran = match &can_run {
-            Ok(_) => verify_run(&out, entry).map_err(|e| {
+            Ok(_) => verify_run(&out, entry).inspect_err(|_| {
+                // a model that does not run is not left installed
                 let _ = std::fs::remove_file(&out);
-                e
             })?,
             Err(_) => "not run".into(),
         };
