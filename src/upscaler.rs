@@ -12,6 +12,7 @@ use cudarc::driver::{CudaEvent, CudaStream};
 
 use crate::color::{Colorimetry, rgb_to_yuv, yuv_to_rgb};
 use crate::cpu;
+use crate::cuda::copy::{StagingNv12, copy_between_contexts, upload};
 use crate::cuda::launch::{DevicePlanar, nv12_to_planar, planar_to_nv12};
 use crate::cuda::{GpuDevice, driver_error};
 use crate::error::{Error, Result};
@@ -52,6 +53,8 @@ pub struct Upscaler {
     scale: u32,
     warnings: Vec<String>,
     prepared: Option<(Size, TensorLocation)>,
+    /// Device frame in our context for inputs that cannot be read in place (allocated on first need).
+    staging: Option<StagingNv12>,
     stats: Stats,
 }
 
@@ -109,6 +112,7 @@ impl Upscaler {
             scale,
             warnings,
             prepared: None,
+            staging: None,
             stats: Stats::default(),
         })
     }
@@ -348,5 +352,73 @@ impl Upscaler {
         self.stats.record(Stage::ConvertOut, t_out);
         self.stats.frames += 1;
         Ok(())
+    }
+}
+
+impl Upscaler {
+    /// A staging frame of `size` in our context.
+    fn staging(&mut self, size: Size) -> Result<DeviceNv12> {
+        let gpu = self
+            .gpu
+            .as_ref()
+            .ok_or_else(|| Error::InvalidConfig("no GPU".into()))?;
+        if self.staging.as_ref().is_none_or(|s| s.size() != size) {
+            self.staging = None;
+            self.staging = Some(StagingNv12::new(&gpu.stream, size)?);
+        }
+        Ok(self.staging.as_ref().expect("just set").frame(&gpu.stream))
+    }
+
+    /// Upscales a frame that lives in another CUDA context (of the same device): it is copied device-to-device
+    /// into our context first, and counted in [`Stats::foreign_context_copies`].
+    ///
+    /// # Safety
+    /// `src` must be valid device memory of `src_context` and `dst` as for [`Upscaler::upscale_device`].
+    pub unsafe fn upscale_device_from_context(
+        &mut self,
+        src: &DeviceNv12,
+        src_context: cudarc::driver::sys::CUcontext,
+        src_colour: Colorimetry,
+        dst: &DeviceNv12,
+        dst_colour: Colorimetry,
+    ) -> Result<()> {
+        let staging = self.staging(src.size)?;
+        let gpu = self.gpu.as_ref().expect("staging needs the GPU");
+        gpu.device.bind_to_thread()?;
+        // SAFETY: `src` per the contract; `staging` is our frame of the same size.
+        unsafe {
+            copy_between_contexts(
+                &gpu.stream,
+                src,
+                src_context,
+                &staging,
+                gpu.device.cu_context(),
+            )?
+        };
+        self.stats.foreign_context_copies += 1;
+        // SAFETY: `staging` is valid memory of our context; `dst` per the contract.
+        unsafe { self.upscale_device(&staging, src_colour, dst, dst_colour) }
+    }
+
+    /// Upscales a host-memory frame into a device-memory frame: the input is uploaded first, counted in
+    /// [`Stats::host_uploads`].
+    ///
+    /// # Safety
+    /// `dst` as for [`Upscaler::upscale_device`].
+    pub unsafe fn upscale_host_to_device(
+        &mut self,
+        src: &HostNv12,
+        src_colour: Colorimetry,
+        dst: &DeviceNv12,
+        dst_colour: Colorimetry,
+    ) -> Result<()> {
+        let staging = self.staging(src.size)?;
+        let gpu = self.gpu.as_ref().expect("staging needs the GPU");
+        gpu.device.bind_to_thread()?;
+        // SAFETY: `src` outlives this call, and `upscale_device` synchronises the stream before returning.
+        unsafe { upload(&gpu.stream, src, &staging)? };
+        self.stats.host_uploads += 1;
+        // SAFETY: as above.
+        unsafe { self.upscale_device(&staging, src_colour, dst, dst_colour) }
     }
 }

@@ -4,6 +4,7 @@
 //! Everything is loaded at run time (cudarc's dynamic loading): a machine without the NVIDIA driver or NVRTC gets
 //! an [`Error::Unavailable`], never a link failure or a panic.
 
+pub mod copy;
 pub mod launch;
 
 use std::sync::{Arc, Mutex, Weak};

@@ -1,0 +1,230 @@
+//! Safe wrappers over `libgstcuda-1.0`: the `GstCudaContext` wrapping our device's primary context, context
+//! sharing (`GstContext`, context queries), CUDA buffer pools and CUDA-mapped video frames.
+
+pub mod ffi;
+
+use std::marker::PhantomData;
+use std::mem::MaybeUninit;
+use std::sync::{Arc, Mutex};
+
+use gst::glib;
+use gst::glib::translate::{FromGlibPtrFull, ToGlibPtr};
+use gst::prelude::*;
+use vfupscale::cuda::GpuDevice;
+use vfupscale::frame::{DeviceNv12, Size};
+
+/// A `GstCudaContext` that wraps the primary context of one of our [`GpuDevice`]s.
+#[derive(Debug, Clone)]
+pub struct CudaContext {
+    object: gst::Object,
+}
+
+/// One wrapped context per device and process, so that every element we create shares the same object.
+static WRAPPED: Mutex<Vec<(u32, glib::WeakRef<gst::Object>)>> = Mutex::new(Vec::new());
+
+/// Key under which the wrapped context keeps the device (and so the primary context) alive.
+const DEVICE_KEY: &str = "vfupscale-gpu-device";
+
+impl CudaContext {
+    /// The `GstCudaContext` wrapping `device`'s primary context. `gst_cuda_context_new_wrapped` does not own the
+    /// `CUcontext`, so the wrapper holds a reference to the device for as long as GStreamer holds the wrapper.
+    pub fn wrap_primary(device: &Arc<GpuDevice>) -> Result<Self, String> {
+        let table = ffi::get()?;
+        let mut wrapped = WRAPPED.lock().unwrap_or_else(|p| p.into_inner());
+        wrapped.retain(|(_, w)| w.upgrade().is_some());
+        if let Some(object) = wrapped
+            .iter()
+            .find(|(o, _)| *o == device.ordinal())
+            .and_then(|(_, w)| w.upgrade())
+        {
+            return Ok(Self { object });
+        }
+        // SAFETY: the handle and device come from a retained primary context; the returned reference is full.
+        let raw =
+            unsafe { (table.context_new_wrapped)(device.cu_context().cast(), device.cu_device()) };
+        if raw.is_null() {
+            return Err(format!(
+                "gst_cuda_context_new_wrapped failed for CUDA device {}",
+                device.ordinal()
+            ));
+        }
+        // SAFETY: `raw` is a non-null, full reference to a GstCudaContext, which is a GstObject.
+        let object: gst::Object =
+            unsafe { gst::Object::from_glib_full(raw.cast::<gst::ffi::GstObject>()) };
+        // SAFETY: the key is only ever used with this type; the data is dropped with the object.
+        unsafe { object.set_data(DEVICE_KEY, device.clone()) };
+        wrapped.push((device.ordinal(), object.downgrade()));
+        Ok(Self { object })
+    }
+
+    fn as_ptr(&self) -> *mut ffi::GstCudaContext {
+        self.object.as_ptr().cast()
+    }
+
+    /// The wrapped `CUcontext`.
+    pub fn handle(&self) -> *mut std::ffi::c_void {
+        match ffi::get() {
+            // SAFETY: `self` is a live GstCudaContext.
+            Ok(t) => unsafe { (t.context_get_handle)(self.as_ptr()) },
+            Err(_) => std::ptr::null_mut(),
+        }
+    }
+
+    /// True when `ptr` is this very context object, or another wrapper of the same `CUcontext`.
+    pub fn is_same(&self, ptr: *mut ffi::GstCudaContext) -> bool {
+        if ptr == self.as_ptr() {
+            return true;
+        }
+        match ffi::get() {
+            // SAFETY: `ptr` comes from a live GstCudaMemory, whose context outlives the memory.
+            Ok(t) if !ptr.is_null() => unsafe { (t.context_get_handle)(ptr) == self.handle() },
+            _ => false,
+        }
+    }
+
+    /// A `GstContext` carrying this context, to post or to set on other elements.
+    pub fn to_gst_context(&self) -> Option<gst::Context> {
+        let t = ffi::get().ok()?;
+        // SAFETY: returns a full reference to a new GstContext.
+        let raw = unsafe { (t.context_new_cuda_context)(self.as_ptr()) };
+        (!raw.is_null()).then(|| unsafe { gst::Context::from_glib_full(raw) })
+    }
+
+    /// Answers a `gst.cuda.context` context query with this context.
+    pub fn answer_query(&self, element: &gst::Element, query: &mut gst::QueryRef) -> bool {
+        match ffi::get() {
+            // SAFETY: element and query are live; the function only reads them and sets the query's context.
+            Ok(t) => unsafe {
+                (t.handle_context_query)(element.as_ptr(), query.as_mut_ptr(), self.as_ptr()) != 0
+            },
+            Err(_) => false,
+        }
+    }
+
+    /// A new `GstCudaBufferPool` allocating in this context.
+    pub fn new_buffer_pool(&self) -> Option<gst::BufferPool> {
+        let t = ffi::get().ok()?;
+        // SAFETY: returns a full reference to a new pool holding its own reference to the context.
+        let raw = unsafe { (t.buffer_pool_new)(self.as_ptr()) };
+        (!raw.is_null()).then(|| unsafe { gst::BufferPool::from_glib_full(raw) })
+    }
+}
+
+/// The `CUcontext` wrapped by the `GstCudaContext` in a `gst.cuda.context` `GstContext`, if it holds one for
+/// `device_id`.
+pub fn context_handle_of(
+    element: &gst::Element,
+    context: &gst::Context,
+    device_id: u32,
+) -> Option<*mut std::ffi::c_void> {
+    let t = ffi::get().ok()?;
+    let mut found: *mut ffi::GstCudaContext = std::ptr::null_mut();
+    // SAFETY: reads the context; on success `found` holds a full reference that we release below.
+    let ok = unsafe {
+        (t.handle_set_context)(
+            element.as_ptr(),
+            context.as_ptr() as *mut _,
+            device_id as i32,
+            &mut found,
+        )
+    };
+    if ok == 0 || found.is_null() {
+        return None;
+    }
+    // SAFETY: `found` is a full reference to a live GstCudaContext.
+    let handle = unsafe { (t.context_get_handle)(found) };
+    // SAFETY: releases the reference taken above.
+    unsafe { gst::ffi::gst_object_unref(found.cast()) };
+    Some(handle)
+}
+
+/// Whether `memory` is `GstCudaMemory`, and if so its context.
+pub fn cuda_memory_context(memory: &gst::MemoryRef) -> Option<*mut ffi::GstCudaContext> {
+    let t = ffi::get().ok()?;
+    let raw = memory.as_ptr() as *mut gst::ffi::GstMemory;
+    // SAFETY: `raw` is a live GstMemory; gst_is_cuda_memory only inspects its allocator.
+    if unsafe { (t.is_cuda_memory)(raw) } == 0 {
+        return None;
+    }
+    // SAFETY: it is a GstCudaMemory, whose public head is `GstCudaMemory`.
+    Some(unsafe { (*(raw as *mut ffi::GstCudaMemory)).context })
+}
+
+/// A video frame mapped with `GST_MAP_CUDA`: plane pointers are `CUdeviceptr`s. Unmapped on drop; borrows the
+/// buffer for as long as it is mapped.
+pub struct CudaFrame<'a> {
+    frame: gst_video::ffi::GstVideoFrame,
+    _buffer: PhantomData<&'a gst::BufferRef>,
+}
+
+impl<'a> CudaFrame<'a> {
+    /// # Safety
+    /// `buffer` must stay alive and, for a write map, writable for `'a`.
+    unsafe fn map(
+        buffer: *mut gst::ffi::GstBuffer,
+        info: &gst_video::VideoInfo,
+        flags: u32,
+    ) -> Result<Self, String> {
+        let mut frame = MaybeUninit::<gst_video::ffi::GstVideoFrame>::zeroed();
+        // SAFETY: `frame` is writable storage for a GstVideoFrame; info and buffer are live; with GST_MAP_CUDA the
+        // plane data are device pointers, never dereferenced on the host by us.
+        let ok = unsafe {
+            gst_video::ffi::gst_video_frame_map(
+                frame.as_mut_ptr(),
+                info.to_glib_none().0 as *mut _,
+                buffer,
+                flags | ffi::GST_MAP_CUDA,
+            )
+        };
+        if ok == 0 {
+            return Err("gst_video_frame_map(GST_MAP_CUDA) failed".into());
+        }
+        // SAFETY: initialised by the successful map above.
+        Ok(Self {
+            frame: unsafe { frame.assume_init() },
+            _buffer: PhantomData,
+        })
+    }
+
+    /// Maps `buffer` for reading on the device.
+    pub fn readable(
+        buffer: &'a gst::BufferRef,
+        info: &gst_video::VideoInfo,
+    ) -> Result<Self, String> {
+        // SAFETY: a read map does not need a writable buffer; the borrow keeps it alive.
+        unsafe { Self::map(buffer.as_ptr() as *mut _, info, gst::ffi::GST_MAP_READ) }
+    }
+
+    /// Maps `buffer` for writing on the device.
+    pub fn writable(
+        buffer: &'a mut gst::BufferRef,
+        info: &gst_video::VideoInfo,
+    ) -> Result<Self, String> {
+        // SAFETY: `&mut BufferRef` means we hold the only reference, so the buffer is writable.
+        unsafe { Self::map(buffer.as_mut_ptr(), info, gst::ffi::GST_MAP_WRITE) }
+    }
+
+    /// The NV12 planes as a device frame description.
+    pub fn nv12(&self) -> DeviceNv12 {
+        let f = &self.frame;
+        let size = Size::new(f.info.width as u32, f.info.height as u32);
+        // SAFETY: mapped with GST_MAP_CUDA, so data[0]/data[1] are the device pointers of the NV12 planes with
+        // strides stride[0]/stride[1], valid until unmap (drop).
+        unsafe {
+            DeviceNv12::new(
+                size,
+                f.data[0] as u64,
+                f.info.stride[0] as usize,
+                f.data[1] as u64,
+                f.info.stride[1] as usize,
+            )
+        }
+    }
+}
+
+impl Drop for CudaFrame<'_> {
+    fn drop(&mut self) {
+        // SAFETY: mapped in `map`, unmapped exactly once here.
+        unsafe { gst_video::ffi::gst_video_frame_unmap(&mut self.frame) };
+    }
+}

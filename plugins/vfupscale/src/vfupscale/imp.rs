@@ -1,0 +1,862 @@
+//! The `vfupscale` element: properties, CUDA context sharing, caps, allocation and the per-buffer transform.
+//! The work itself is `vfupscale::Upscaler`'s.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{LazyLock, Mutex, MutexGuard};
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::subclass::prelude::*;
+use gst_video::prelude::*;
+use gst_video::{VideoColorMatrix, VideoColorRange, VideoInfo};
+use vfupscale::color::{Colorimetry, Matrix, Range};
+use vfupscale::cuda::GpuDevice;
+use vfupscale::frame::{HostNv12, HostNv12Mut, Size};
+use vfupscale::infer::TensorLocation;
+use vfupscale::stats::Stats;
+use vfupscale::{BackendChoice, Error, Upscaler, UpscalerConfig};
+
+use super::{BackendProperty, PrecisionProperty};
+use crate::gstcuda::ffi::{CAPS_FEATURE_MEMORY_CUDA_MEMORY, CUDA_CONTEXT_TYPE};
+use crate::gstcuda::{CudaContext, CudaFrame, context_handle_of, cuda_memory_context};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "vfupscale",
+        gst::DebugColorFlags::empty(),
+        Some("Video super-resolution"),
+    )
+});
+
+const DEFAULT_DEVICE_ID: u32 = 0;
+
+/// Properties, copied out under the lock.
+#[derive(Debug, Clone, Default)]
+struct Settings {
+    model: Option<String>,
+    backend: BackendProperty,
+    precision: PrecisionProperty,
+    device_id: u32,
+    engine_cache_dir: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Memory {
+    System,
+    Cuda,
+}
+
+/// What `set_caps` decided.
+#[derive(Debug, Clone)]
+struct Negotiated {
+    in_info: VideoInfo,
+    out_info: VideoInfo,
+    memory: Memory,
+    in_colour: Colorimetry,
+    out_colour: Colorimetry,
+}
+
+/// Runtime objects, from `start` to `stop`.
+struct State {
+    upscaler: Upscaler,
+    negotiated: Option<Negotiated>,
+}
+
+#[derive(Default)]
+pub struct VfUpscale {
+    settings: Mutex<Settings>,
+    state: Mutex<Option<State>>,
+    /// Our `GstCudaContext` (the device's primary context), from NULL→READY to READY→NULL.
+    cuda: Mutex<Option<CudaContext>>,
+    /// The model's scale once known (0 before).
+    scale: AtomicU32,
+    /// Statistics of the last run, kept after `stop`.
+    last_stats: Mutex<Stats>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// CUDA driver with a device present (checked once per process).
+fn cuda_driver_present() -> bool {
+    static PRESENT: LazyLock<bool> = LazyLock::new(|| vfupscale::cuda::driver_status().is_ok());
+    *PRESENT
+}
+
+fn colorimetry(info: &VideoInfo) -> Result<Colorimetry, String> {
+    let c = info.colorimetry();
+    let matrix = match c.matrix() {
+        VideoColorMatrix::Bt601 | VideoColorMatrix::Fcc => Matrix::Bt601,
+        VideoColorMatrix::Bt709 | VideoColorMatrix::Smpte240m => Matrix::Bt709,
+        VideoColorMatrix::Bt2020 => Matrix::Bt2020,
+        // GStreamer's default for YUV of this size
+        VideoColorMatrix::Unknown => {
+            if info.height() > 576 {
+                Matrix::Bt709
+            } else {
+                Matrix::Bt601
+            }
+        }
+        other => return Err(format!("colour matrix {other:?} is not supported for NV12")),
+    };
+    let range = match c.range() {
+        VideoColorRange::Range0_255 => Range::Full,
+        _ => Range::Limited,
+    };
+    Ok(Colorimetry::new(matrix, range))
+}
+
+/// GStreamer error domain and code for a core error at start.
+fn start_error(e: &Error) -> gst::ErrorMessage {
+    let msg = e.to_string();
+    match e {
+        Error::Model { path, .. } if !path.exists() => {
+            gst::error_msg!(gst::ResourceError::NotFound, ("{}", msg))
+        }
+        Error::Model { .. } => gst::error_msg!(gst::ResourceError::OpenRead, ("{}", msg)),
+        Error::Io { .. } => gst::error_msg!(gst::ResourceError::OpenRead, ("{}", msg)),
+        Error::OutOfMemory(_) => gst::error_msg!(gst::ResourceError::NoSpaceLeft, ("{}", msg)),
+        Error::InvalidConfig(_) => gst::error_msg!(gst::LibraryError::Settings, ("{}", msg)),
+        _ => gst::error_msg!(gst::LibraryError::Init, ("{}", msg)),
+    }
+}
+
+/// Maps a width or height between the pads: `value × scale` towards the source pad, `value ÷ scale` (exact
+/// multiples only) towards the sink pad. `None` when no value can map.
+fn map_dimension(value: &glib::SendValue, scale: i32, to_src: bool) -> Option<glib::SendValue> {
+    let up = |v: i32| v.checked_mul(scale);
+    let down = |v: i32| (v % scale == 0).then_some(v / scale);
+    if let Ok(v) = value.get::<i32>() {
+        return if to_src { up(v) } else { down(v) }
+            .filter(|&v| v > 0)
+            .map(|v| v.to_send_value());
+    }
+    if let Ok(r) = value.get::<gst::IntRange<i32>>() {
+        let (min, max) = (r.min(), r.max());
+        return if to_src {
+            let max = max.saturating_mul(scale);
+            let min = up(min)?;
+            Some(gst::IntRange::with_step(min, max - max % scale, scale).to_send_value())
+        } else {
+            let min = ((min + scale - 1) / scale).max(1);
+            let max = max / scale;
+            (min <= max).then(|| {
+                if min == max {
+                    min.to_send_value()
+                } else {
+                    gst::IntRange::new(min, max).to_send_value()
+                }
+            })
+        };
+    }
+    if let Ok(list) = value.get::<gst::List>() {
+        let mapped: Vec<glib::SendValue> = list
+            .iter()
+            .filter_map(|v| map_dimension(v, scale, to_src))
+            .collect();
+        return (!mapped.is_empty()).then(|| gst::List::new(mapped).to_send_value());
+    }
+    None
+}
+
+impl VfUpscale {
+    fn settings(&self) -> Settings {
+        lock(&self.settings).clone()
+    }
+
+    fn scale(&self) -> Option<u32> {
+        Some(self.scale.load(Ordering::Acquire)).filter(|&s| s > 0)
+    }
+
+    /// Whether CUDA-memory caps can be offered now.
+    fn cuda_allowed(&self) -> bool {
+        if self.settings().backend == BackendProperty::Cpu {
+            return false;
+        }
+        if let Some(state) = lock(&self.state).as_ref() {
+            return state.upscaler.supports_device_memory();
+        }
+        lock(&self.cuda).is_some() || cuda_driver_present()
+    }
+
+    /// Creates (or reuses) the `GstCudaContext` wrapping the primary context of our device and announces it, so
+    /// that upstream decoders, which reach READY after us, decode into it.
+    fn ensure_cuda_context(&self) {
+        let settings = self.settings();
+        if settings.backend == BackendProperty::Cpu
+            || !cuda_driver_present()
+            || lock(&self.cuda).is_some()
+        {
+            return;
+        }
+        let wrapped = GpuDevice::get(settings.device_id)
+            .map_err(|e| e.to_string())
+            .and_then(|device| CudaContext::wrap_primary(&device));
+        match wrapped {
+            Ok(context) => {
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "sharing the primary context of CUDA device {}",
+                    settings.device_id
+                );
+                let gst_context = context.to_gst_context();
+                *lock(&self.cuda) = Some(context);
+                if let Some(c) = gst_context {
+                    let obj = self.obj();
+                    obj.set_context(&c);
+                    let _ =
+                        obj.post_message(gst::message::HaveContext::builder(c).src(&*obj).build());
+                }
+            }
+            // start() reports the error if a GPU backend was required; with auto the CPU path remains
+            Err(e) => gst::warning!(
+                CAT,
+                imp = self,
+                "CUDA device {} not usable: {e}",
+                settings.device_id
+            ),
+        }
+    }
+
+    fn stats_structure(&self) -> gst::Structure {
+        let (stats, backend) = match lock(&self.state).as_ref() {
+            Some(s) => (s.upscaler.stats().clone(), s.upscaler.backend().name()),
+            None => (lock(&self.last_stats).clone(), "none"),
+        };
+        gst::Structure::builder("vfupscale-stats")
+            .field("frames", stats.frames)
+            .field("backend", backend)
+            .field("convert-in-mean-ms", stats.convert_in.mean_ms())
+            .field("convert-in-max-ms", stats.convert_in.max_ms)
+            .field("inference-mean-ms", stats.inference.mean_ms())
+            .field("inference-max-ms", stats.inference.max_ms)
+            .field("convert-out-mean-ms", stats.convert_out.mean_ms())
+            .field("convert-out-max-ms", stats.convert_out.max_ms)
+            .field("zero-copy-inputs", stats.zero_copy_inputs)
+            .field("foreign-context-copies", stats.foreign_context_copies)
+            .field("host-uploads", stats.host_uploads)
+            .field("tensor-bytes", stats.tensor_bytes)
+            .build()
+    }
+
+    /// Upscales one buffer; errors are returned as text for the caller to post after releasing the lock.
+    fn upscale(
+        &self,
+        state: &mut State,
+        inbuf: &gst::Buffer,
+        outbuf: &mut gst::BufferRef,
+    ) -> Result<(), String> {
+        let neg = state.negotiated.clone().ok_or("not negotiated")?;
+        let up = &mut state.upscaler;
+        let in_size = Size::new(neg.in_info.width(), neg.in_info.height());
+        let out_size = Size::new(neg.out_info.width(), neg.out_info.height());
+        match neg.memory {
+            Memory::System => {
+                let in_frame = gst_video::VideoFrameRef::from_buffer_ref_readable(
+                    inbuf.as_ref(),
+                    &neg.in_info,
+                )
+                .map_err(|_| "cannot map the input buffer")?;
+                let mut out_frame =
+                    gst_video::VideoFrameRef::from_buffer_ref_writable(outbuf, &neg.out_info)
+                        .map_err(|_| "cannot map the output buffer")?;
+                let is = in_frame.plane_stride();
+                let os = [
+                    out_frame.plane_stride()[0] as usize,
+                    out_frame.plane_stride()[1] as usize,
+                ];
+                let src = HostNv12::new(
+                    in_size,
+                    in_frame.plane_data(0).map_err(|e| e.to_string())?,
+                    is[0] as usize,
+                    in_frame.plane_data(1).map_err(|e| e.to_string())?,
+                    is[1] as usize,
+                )
+                .map_err(|e| e.to_string())?;
+                let [y, uv, ..] = out_frame.planes_data_mut();
+                let mut dst =
+                    HostNv12Mut::new(out_size, y, os[0], uv, os[1]).map_err(|e| e.to_string())?;
+                up.upscale_host(&src, neg.in_colour, &mut dst, neg.out_colour)
+                    .map_err(|e| e.to_string())
+            }
+            Memory::Cuda => {
+                let ours = lock(&self.cuda).clone().ok_or("no CUDA context")?;
+                let out_frame = CudaFrame::writable(outbuf, &neg.out_info)?;
+                let dst = out_frame.nv12();
+                let input_context = (inbuf.n_memory() == 1)
+                    .then(|| cuda_memory_context(inbuf.peek_memory(0)))
+                    .flatten();
+                match input_context {
+                    Some(ctx) if ours.is_same(ctx) => {
+                        let in_frame = CudaFrame::readable(inbuf.as_ref(), &neg.in_info)?;
+                        up.stats_mut().zero_copy_inputs += 1;
+                        // SAFETY: both frames are mapped in our (primary) context for the whole call.
+                        unsafe {
+                            up.upscale_device(&in_frame.nv12(), neg.in_colour, &dst, neg.out_colour)
+                        }
+                    }
+                    Some(ctx) => {
+                        let handle = {
+                            let t = crate::gstcuda::ffi::get()?;
+                            // SAFETY: `ctx` is the live context of the input memory.
+                            unsafe { (t.context_get_handle)(ctx) }
+                        };
+                        let in_frame = CudaFrame::readable(inbuf.as_ref(), &neg.in_info)?;
+                        // SAFETY: the input is mapped in its own context `handle`; the output in ours.
+                        unsafe {
+                            up.upscale_device_from_context(
+                                &in_frame.nv12(),
+                                handle.cast(),
+                                neg.in_colour,
+                                &dst,
+                                neg.out_colour,
+                            )
+                        }
+                    }
+                    None => {
+                        let in_frame = gst_video::VideoFrameRef::from_buffer_ref_readable(
+                            inbuf.as_ref(),
+                            &neg.in_info,
+                        )
+                        .map_err(|_| "cannot map the input buffer")?;
+                        let is = in_frame.plane_stride();
+                        let src = HostNv12::new(
+                            in_size,
+                            in_frame.plane_data(0).map_err(|e| e.to_string())?,
+                            is[0] as usize,
+                            in_frame.plane_data(1).map_err(|e| e.to_string())?,
+                            is[1] as usize,
+                        )
+                        .map_err(|e| e.to_string())?;
+                        // SAFETY: the output frame is mapped in our context for the whole call.
+                        unsafe {
+                            up.upscale_host_to_device(&src, neg.in_colour, &dst, neg.out_colour)
+                        }
+                    }
+                }
+                .map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for VfUpscale {
+    const NAME: &'static str = "GstVfUpscale";
+    type Type = super::VfUpscale;
+    type ParentType = gst_base::BaseTransform;
+}
+
+impl ObjectImpl for VfUpscale {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecString::builder("model")
+                    .nick("Model")
+                    .blurb(
+                        "Path of the ONNX super-resolution model (NCHW RGB in 0..1, float32 or float16). Unset: \
+                         realesr-animevideov3-x2 from $VFUPSCALE_MODEL_DIR or ~/.local/share/vfupscale/models",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("backend", BackendProperty::Auto)
+                    .nick("Backend")
+                    .blurb("ONNX Runtime execution provider")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("precision", PrecisionProperty::Auto)
+                    .nick("Precision")
+                    .blurb("Float precision the model runs in (converted on load when it differs from the file's)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("device-id")
+                    .nick("Device ID")
+                    .blurb("CUDA device to run on")
+                    .default_value(DEFAULT_DEVICE_ID)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("engine-cache-dir")
+                    .nick("Engine cache directory")
+                    .blurb(
+                        "Where the TensorRT backend keeps engines and timing caches (unset: \
+                         $XDG_CACHE_HOME/vfupscale/tensorrt)",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("scale")
+                    .nick("Scale")
+                    .blurb("Upscale factor of the model (0 until the model is loaded)")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb(
+                        "Frames processed, mean and maximum milliseconds of each stage (convert-in, inference, \
+                         convert-out), how inputs were read (zero-copy-inputs, foreign-context-copies, \
+                         host-uploads) and bytes of the bound tensors",
+                    )
+                    .read_only()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut settings = lock(&self.settings);
+        match pspec.name() {
+            "model" => settings.model = value.get().expect("type checked upstream"),
+            "backend" => settings.backend = value.get().expect("type checked upstream"),
+            "precision" => settings.precision = value.get().expect("type checked upstream"),
+            "device-id" => settings.device_id = value.get().expect("type checked upstream"),
+            "engine-cache-dir" => {
+                settings.engine_cache_dir = value.get().expect("type checked upstream")
+            }
+            other => unreachable!("no writable property {other}"),
+        }
+        gst::debug!(CAT, imp = self, "{} set to {:?}", pspec.name(), value);
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        match pspec.name() {
+            "model" => lock(&self.settings).model.to_value(),
+            "backend" => lock(&self.settings).backend.to_value(),
+            "precision" => lock(&self.settings).precision.to_value(),
+            "device-id" => lock(&self.settings).device_id.to_value(),
+            "engine-cache-dir" => lock(&self.settings).engine_cache_dir.to_value(),
+            "scale" => self.scale.load(Ordering::Acquire).to_value(),
+            "stats" => self.stats_structure().to_value(),
+            other => unreachable!("no property {other}"),
+        }
+    }
+}
+
+impl GstObjectImpl for VfUpscale {}
+
+impl ElementImpl for VfUpscale {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "Video super-resolution",
+                "Filter/Effect/Converter/Video/Scaler",
+                "Upscales NV12 video with an ONNX super-resolution model: on NVIDIA GPUs in CUDA memory without \
+                 host copies (ONNX Runtime TensorRT/CUDA), elsewhere in system memory on the CPU",
+                "vfupscale developers",
+            )
+        });
+        Some(&*METADATA)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let raw = gst_video::VideoCapsBuilder::new()
+                .format(gst_video::VideoFormat::Nv12)
+                .build();
+            let cuda = gst_video::VideoCapsBuilder::new()
+                .features([CAPS_FEATURE_MEMORY_CUDA_MEMORY])
+                .format(gst_video::VideoFormat::Nv12)
+                .build();
+            let mut caps = cuda;
+            caps.merge(raw);
+            vec![
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .expect("valid template"),
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .expect("valid template"),
+            ]
+        });
+        TEMPLATES.as_ref()
+    }
+
+    fn set_context(&self, context: &gst::Context) {
+        if context.context_type() == CUDA_CONTEXT_TYPE {
+            let device_id = self.settings().device_id;
+            let ours = lock(&self.cuda).as_ref().map(CudaContext::handle);
+            match context_handle_of(self.obj().upcast_ref(), context, device_id) {
+                Some(handle) if Some(handle) == ours => {}
+                Some(_) => gst::info!(
+                    CAT,
+                    imp = self,
+                    "a CUDA context other than device {device_id}'s primary context was offered; we keep ours and copy \
+                     buffers that arrive in it"
+                ),
+                None => {}
+            }
+        }
+        self.parent_set_context(context)
+    }
+
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        if transition == gst::StateChange::NullToReady {
+            self.ensure_cuda_context();
+        }
+        let result = self.parent_change_state(transition)?;
+        if transition == gst::StateChange::ReadyToNull {
+            *lock(&self.cuda) = None;
+        }
+        Ok(result)
+    }
+}
+
+impl BaseTransformImpl for VfUpscale {
+    const MODE: gst_base::subclass::BaseTransformMode =
+        gst_base::subclass::BaseTransformMode::NeverInPlace;
+    const PASSTHROUGH_ON_SAME_CAPS: bool = false;
+    const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
+
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = self.settings();
+        let model = match &settings.model {
+            Some(m) => PathBuf::from(m),
+            None => {
+                let p = vfupscale::models::default_model_path();
+                if !p.exists() {
+                    return Err(gst::error_msg!(
+                        gst::ResourceError::NotFound,
+                        (
+                            "No model set, and the default model {} is not installed at {}: run `vfupscale-model \
+                             fetch` or set the model property",
+                            vfupscale::models::DEFAULT_MODEL,
+                            p.display()
+                        )
+                    ));
+                }
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "model not set: using the default model {}",
+                    p.display()
+                );
+                p
+            }
+        };
+        let engine_cache_dir = settings.engine_cache_dir.map(PathBuf::from).or_else(|| {
+            let base = std::env::var_os("XDG_CACHE_HOME")
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+            Some(base.join("vfupscale/tensorrt"))
+        });
+        let backend: BackendChoice = settings.backend.into();
+        let upscaler = Upscaler::new(UpscalerConfig {
+            model,
+            backend,
+            precision: settings.precision.into(),
+            device_id: settings.device_id,
+            engine_cache_dir,
+        })
+        .map_err(|e| start_error(&e))?;
+        for w in upscaler.warnings() {
+            gst::warning!(CAT, imp = self, "{w}");
+        }
+        let (in_t, _) = upscaler.running_types();
+        gst::info!(
+            CAT,
+            imp = self,
+            "model {} (x{}) runs on the {} backend in {}{}",
+            upscaler.model().path.display(),
+            upscaler.scale(),
+            upscaler.backend(),
+            in_t,
+            upscaler.gpu_device().map_or(String::new(), |d| format!(
+                " on {} (device {})",
+                d.name(),
+                d.ordinal()
+            ))
+        );
+        self.scale.store(upscaler.scale(), Ordering::Release);
+        *lock(&self.state) = Some(State {
+            upscaler,
+            negotiated: None,
+        });
+        self.obj().notify("scale");
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        if let Some(state) = lock(&self.state).take() {
+            *lock(&self.last_stats) = state.upscaler.stats().clone();
+        }
+        Ok(())
+    }
+
+    fn transform_caps(
+        &self,
+        direction: gst::PadDirection,
+        caps: &gst::Caps,
+        filter: Option<&gst::Caps>,
+    ) -> Option<gst::Caps> {
+        let scale = self.scale().map(|s| s as i32);
+        let cuda_allowed = self.cuda_allowed();
+        let to_src = direction == gst::PadDirection::Sink;
+        let mut out = gst::Caps::new_empty();
+        {
+            let out = out.get_mut().expect("new caps are writable");
+            for (s, features) in caps.iter_with_features() {
+                if features.contains(CAPS_FEATURE_MEMORY_CUDA_MEMORY) && !cuda_allowed {
+                    continue;
+                }
+                let mut s = s.to_owned();
+                let mut ok = true;
+                for field in ["width", "height"] {
+                    let mapped = match (scale, s.value(field)) {
+                        (Some(scale), Ok(v)) => map_dimension(v, scale, to_src),
+                        _ => Some(gst::IntRange::new(1, i32::MAX).to_send_value()),
+                    };
+                    match mapped {
+                        Some(v) => s.set_value(field, v),
+                        None => ok = false,
+                    }
+                }
+                if ok {
+                    out.append_structure_full(s, Some(features.to_owned()));
+                }
+            }
+        }
+        gst::debug!(
+            CAT,
+            imp = self,
+            "transformed {caps} ({direction:?}) into {out}"
+        );
+        Some(match filter {
+            Some(f) => f.intersect_with_mode(&out, gst::CapsIntersectMode::First),
+            None => out,
+        })
+    }
+
+    fn fixate_caps(
+        &self,
+        direction: gst::PadDirection,
+        caps: &gst::Caps,
+        othercaps: gst::Caps,
+    ) -> gst::Caps {
+        let Some(scale) = self.scale() else {
+            return self.parent_fixate_caps(direction, caps, othercaps);
+        };
+        let Some(s_in) = caps.structure(0) else {
+            return othercaps;
+        };
+        let (Ok(w), Ok(h)) = (s_in.get::<i32>("width"), s_in.get::<i32>("height")) else {
+            return self.parent_fixate_caps(direction, caps, othercaps);
+        };
+        let scale = scale as i32;
+        let (tw, th) = if direction == gst::PadDirection::Sink {
+            (w * scale, h * scale)
+        } else {
+            (w / scale, h / scale)
+        };
+        let mut othercaps = othercaps;
+        othercaps.truncate();
+        if let Some(s) = othercaps.make_mut().structure_mut(0) {
+            s.fixate_field_nearest_int("width", tw);
+            s.fixate_field_nearest_int("height", th);
+            for field in ["framerate", "pixel-aspect-ratio"] {
+                if let Ok(f) = s_in.get::<gst::Fraction>(field) {
+                    s.fixate_field_nearest_fraction(field, f);
+                }
+            }
+            for field in ["colorimetry", "chroma-site", "interlace-mode"] {
+                if let Ok(v) = s_in.get::<&str>(field) {
+                    s.fixate_field_str(field, v);
+                }
+            }
+        }
+        othercaps.fixate();
+        othercaps
+    }
+
+    fn set_caps(&self, incaps: &gst::Caps, outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
+        let in_info = VideoInfo::from_caps(incaps)
+            .map_err(|_| gst::loggable_error!(CAT, "invalid input caps {incaps}"))?;
+        let out_info = VideoInfo::from_caps(outcaps)
+            .map_err(|_| gst::loggable_error!(CAT, "invalid output caps {outcaps}"))?;
+        let is_cuda = |c: &gst::Caps| {
+            c.features(0)
+                .is_some_and(|f| f.contains(CAPS_FEATURE_MEMORY_CUDA_MEMORY))
+        };
+        if is_cuda(incaps) != is_cuda(outcaps) {
+            return Err(gst::loggable_error!(
+                CAT,
+                "input and output must use the same memory type"
+            ));
+        }
+        let memory = if is_cuda(incaps) {
+            Memory::Cuda
+        } else {
+            Memory::System
+        };
+        let in_size = Size::new(in_info.width(), in_info.height());
+        let result = (|| -> Result<Negotiated, String> {
+            let scale = self.scale().ok_or("the model is not loaded")?;
+            if (out_info.width(), out_info.height())
+                != (in_info.width() * scale, in_info.height() * scale)
+            {
+                return Err(format!(
+                    "output {}x{} is not {scale} × input {}x{}",
+                    out_info.width(),
+                    out_info.height(),
+                    in_info.width(),
+                    in_info.height()
+                ));
+            }
+            let negotiated = Negotiated {
+                in_colour: colorimetry(&in_info)?,
+                out_colour: colorimetry(&out_info)?,
+                in_info: in_info.clone(),
+                out_info: out_info.clone(),
+                memory,
+            };
+            let mut state = lock(&self.state);
+            let state = state.as_mut().ok_or("not started")?;
+            let location = if memory == Memory::Cuda {
+                TensorLocation::Device
+            } else {
+                TensorLocation::Host
+            };
+            state
+                .upscaler
+                .prepare(in_size, location)
+                .map_err(|e| e.to_string())?;
+            state.negotiated = Some(negotiated.clone());
+            Ok(negotiated)
+        })();
+        match result {
+            Ok(n) => {
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "negotiated {:?} memory, {} → {}",
+                    n.memory,
+                    incaps,
+                    outcaps
+                );
+                Ok(())
+            }
+            Err(e) => {
+                gst::element_imp_error!(
+                    self,
+                    gst::CoreError::Negotiation,
+                    ("Cannot upscale {}: {}", incaps, e)
+                );
+                Err(gst::loggable_error!(CAT, "cannot upscale {incaps}: {e}"))
+            }
+        }
+    }
+
+    fn unit_size(&self, caps: &gst::Caps) -> Option<usize> {
+        VideoInfo::from_caps(caps).ok().map(|info| info.size())
+    }
+
+    fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
+        if let gst::QueryViewMut::Context(q) = query.view_mut()
+            && q.context_type() == CUDA_CONTEXT_TYPE
+            && let Some(ctx) = lock(&self.cuda).clone()
+            && ctx.answer_query(self.obj().upcast_ref(), query)
+        {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "answered a CUDA context query ({direction:?})"
+            );
+            return true;
+        }
+        BaseTransformImplExt::parent_query(self, direction, query)
+    }
+
+    fn propose_allocation(
+        &self,
+        decide_query: Option<&gst::query::Allocation>,
+        query: &mut gst::query::Allocation,
+    ) -> Result<(), gst::LoggableError> {
+        self.parent_propose_allocation(decide_query, query)?;
+        query.add_allocation_meta::<gst_video::VideoMeta>(None);
+        Ok(())
+    }
+
+    fn decide_allocation(
+        &self,
+        query: &mut gst::query::Allocation,
+    ) -> Result<(), gst::LoggableError> {
+        let (caps, _) = query.get_owned();
+        let caps =
+            caps.ok_or_else(|| gst::loggable_error!(CAT, "allocation query without caps"))?;
+        if !caps
+            .features(0)
+            .is_some_and(|f| f.contains(CAPS_FEATURE_MEMORY_CUDA_MEMORY))
+        {
+            return self.parent_decide_allocation(query);
+        }
+        let info = VideoInfo::from_caps(&caps)
+            .map_err(|_| gst::loggable_error!(CAT, "invalid caps {caps}"))?;
+        let ctx = lock(&self.cuda)
+            .clone()
+            .ok_or_else(|| gst::loggable_error!(CAT, "no CUDA context"))?;
+        let (min, max) = query
+            .allocation_pools()
+            .next()
+            .map_or((0, 0), |(_, _, min, max)| (min, max));
+        // Always our own pool: output buffers must live in the context our kernels write in.
+        let pool = ctx
+            .new_buffer_pool()
+            .ok_or_else(|| gst::loggable_error!(CAT, "cannot create a CUDA buffer pool"))?;
+        let mut config = pool.config();
+        config.add_option(gst_video::BUFFER_POOL_OPTION_VIDEO_META.as_ref());
+        config.set_params(Some(&caps), info.size() as u32, min, max);
+        pool.set_config(config)
+            .map_err(|_| gst::loggable_error!(CAT, "the CUDA buffer pool rejected its config"))?;
+        // the pool pads rows to the device pitch: read the real buffer size back
+        let size = pool
+            .config()
+            .params()
+            .map_or(info.size() as u32, |(_, size, _, _)| size);
+        if query.allocation_pools().len() > 0 {
+            query.set_nth_allocation_pool(0, Some(&pool), size, min, max);
+        } else {
+            query.add_allocation_pool(Some(&pool), size, min, max);
+        }
+        Ok(())
+    }
+
+    fn transform(
+        &self,
+        inbuf: &gst::Buffer,
+        outbuf: &mut gst::BufferRef,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let result = {
+            let mut state = lock(&self.state);
+            match state.as_mut() {
+                Some(state) => self.upscale(state, inbuf, outbuf),
+                None => return Err(gst::FlowError::Flushing),
+            }
+        };
+        result.map(|()| gst::FlowSuccess::Ok).map_err(|e| {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Failed,
+                (
+                    "Upscaling the frame at {} failed: {}",
+                    inbuf.pts().display(),
+                    e
+                )
+            );
+            gst::FlowError::Error
+        })
+    }
+}
