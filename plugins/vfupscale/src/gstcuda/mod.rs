@@ -5,6 +5,7 @@ pub mod ffi;
 
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
+use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
 
 use gst::glib;
@@ -70,16 +71,9 @@ impl CudaContext {
         }
     }
 
-    /// True when `ptr` is this very context object, or another wrapper of the same `CUcontext`.
-    pub fn is_same(&self, ptr: *mut ffi::GstCudaContext) -> bool {
-        if ptr == self.as_ptr() {
-            return true;
-        }
-        match ffi::get() {
-            // SAFETY: `ptr` comes from a live GstCudaMemory, whose context outlives the memory.
-            Ok(t) if !ptr.is_null() => unsafe { (t.context_get_handle)(ptr) == self.handle() },
-            _ => false,
-        }
+    /// True when `other` is this very context object, or another wrapper of the same `CUcontext`.
+    pub fn is_same(&self, other: &MemoryContext<'_>) -> bool {
+        other.ptr.as_ptr() == self.as_ptr() || other.handle() == self.handle()
     }
 
     /// A `GstContext` carrying this context, to post or to set on other elements.
@@ -138,8 +132,25 @@ pub fn context_handle_of(
     Some(handle)
 }
 
+/// The `GstCudaContext` of a `GstCudaMemory`, borrowed for as long as the memory.
+pub struct MemoryContext<'a> {
+    ptr: NonNull<ffi::GstCudaContext>,
+    _memory: PhantomData<&'a gst::MemoryRef>,
+}
+
+impl MemoryContext<'_> {
+    /// The wrapped `CUcontext`.
+    pub fn handle(&self) -> *mut std::ffi::c_void {
+        match ffi::get() {
+            // SAFETY: the memory we borrow holds a reference to its context.
+            Ok(t) => unsafe { (t.context_get_handle)(self.ptr.as_ptr()) },
+            Err(_) => std::ptr::null_mut(),
+        }
+    }
+}
+
 /// Whether `memory` is `GstCudaMemory`, and if so its context.
-pub fn cuda_memory_context(memory: &gst::MemoryRef) -> Option<*mut ffi::GstCudaContext> {
+pub fn cuda_memory_context(memory: &gst::MemoryRef) -> Option<MemoryContext<'_>> {
     let t = ffi::get().ok()?;
     let raw = memory.as_ptr() as *mut gst::ffi::GstMemory;
     // SAFETY: `raw` is a live GstMemory; gst_is_cuda_memory only inspects its allocator.
@@ -147,7 +158,8 @@ pub fn cuda_memory_context(memory: &gst::MemoryRef) -> Option<*mut ffi::GstCudaC
         return None;
     }
     // SAFETY: it is a GstCudaMemory, whose public head is `GstCudaMemory`.
-    Some(unsafe { (*(raw as *mut ffi::GstCudaMemory)).context })
+    let ptr = NonNull::new(unsafe { (*(raw as *mut ffi::GstCudaMemory)).context })?;
+    Some(MemoryContext { ptr, _memory: PhantomData })
 }
 
 /// A video frame mapped with `GST_MAP_CUDA`: plane pointers are `CUdeviceptr`s. Unmapped on drop; borrows the

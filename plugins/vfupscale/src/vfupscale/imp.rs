@@ -291,7 +291,7 @@ impl VfUpscale {
                     .then(|| cuda_memory_context(inbuf.peek_memory(0)))
                     .flatten();
                 match input_context {
-                    Some(ctx) if ours.is_same(ctx) => {
+                    Some(ctx) if ours.is_same(&ctx) => {
                         let in_frame = CudaFrame::readable(inbuf.as_ref(), &neg.in_info)?;
                         up.stats_mut().zero_copy_inputs += 1;
                         // SAFETY: both frames are mapped in our (primary) context for the whole call.
@@ -300,11 +300,7 @@ impl VfUpscale {
                         }
                     }
                     Some(ctx) => {
-                        let handle = {
-                            let t = crate::gstcuda::ffi::get()?;
-                            // SAFETY: `ctx` is the live context of the input memory.
-                            unsafe { (t.context_get_handle)(ctx) }
-                        };
+                        let handle = ctx.handle();
                         let in_frame = CudaFrame::readable(inbuf.as_ref(), &neg.in_info)?;
                         // SAFETY: the input is mapped in its own context `handle`; the output in ours.
                         unsafe {

@@ -1,0 +1,716 @@
+//! CPU tests of the `vfupscale` element: negotiation both ways, buffers and events, properties, bad input, and
+//! the system-memory path end to end on a real super-resolution model against an independent reference.
+//!
+//! Needs the ONNX Runtime library and the installed models (`scripts/setup.sh` or `.ci/run` provide both).
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use gst::prelude::*;
+use gst_check::Harness;
+use vfupscale::onnx::{
+    Dim, GraphBuilder, META_SCALE, attr_string, data_type, tensor_info, write_model,
+};
+
+fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        gst::init().unwrap();
+        gstvfupscale::plugin_register_static().expect("register the plugin");
+    });
+}
+
+/// A directory for this test process's generated models.
+fn scratch() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("vfupscale-plugin-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn dims(n: Dim, h: Dim, w: Dim) -> Vec<Dim> {
+    vec![n, Dim::Fixed(3), h, w]
+}
+
+fn dynamic() -> Vec<Dim> {
+    dims(
+        Dim::Param("n".into()),
+        Dim::Param("h".into()),
+        Dim::Param("w".into()),
+    )
+}
+
+/// A nearest-neighbour ×`scale` upscaler: tiny and exact, for negotiation and plumbing tests.
+fn nearest_model(scale: u32, fixed: Option<(i64, i64)>) -> PathBuf {
+    let name = format!("nearest-x{scale}-{fixed:?}.onnx").replace([' ', '(', ')', ','], "_");
+    let path = scratch().join(name);
+    let (in_dims, out_dims) = match fixed {
+        Some((h, w)) => (
+            dims(Dim::Fixed(1), Dim::Fixed(h), Dim::Fixed(w)),
+            dims(
+                Dim::Fixed(1),
+                Dim::Fixed(h * scale as i64),
+                Dim::Fixed(w * scale as i64),
+            ),
+        ),
+        None => (dynamic(), dynamic()),
+    };
+    let mut g = GraphBuilder::new();
+    g.reserve("input").unwrap();
+    g.reserve("output").unwrap();
+    g.inputs
+        .push(tensor_info("input", data_type::FLOAT, &in_dims));
+    g.outputs
+        .push(tensor_info("output", data_type::FLOAT, &out_dims));
+    let s = scale as f32;
+    let scales = g.f32_init("scales", &[4], &[1.0, 1.0, s, s]);
+    g.op_into(
+        "Resize",
+        &["input", "", &scales],
+        "output",
+        vec![attr_string("mode", "nearest")],
+    );
+    let meta = if fixed.is_none() {
+        vec![(META_SCALE, scale.to_string())]
+    } else {
+        vec![]
+    };
+    write_model(&path, &g.into_model("nearest", &meta)).unwrap();
+    path
+}
+
+/// The real default model, installed by `vfupscale-model fetch`.
+fn real_model() -> PathBuf {
+    let p = vfupscale::models::default_model_path();
+    assert!(
+        p.exists(),
+        "{} is missing: run `vfupscale-model fetch` (scripts/setup.sh does)",
+        p.display()
+    );
+    p
+}
+
+fn element(model: &Path) -> gst::Element {
+    init();
+    gst::ElementFactory::make("vfupscale")
+        .property("model", model.to_str().unwrap())
+        .property_from_str("backend", "cpu")
+        .build()
+        .unwrap()
+}
+
+fn harness(model: &Path, caps: &str) -> Harness {
+    let mut h = Harness::with_element(&element(model), Some("sink"), Some("src"));
+    h.set_src_caps_str(caps);
+    h
+}
+
+/// Bytes of an NV12 frame with GStreamer's default strides (rows padded to 4 bytes).
+fn nv12_size(width: usize, height: usize) -> usize {
+    gst_video::VideoInfo::builder(gst_video::VideoFormat::Nv12, width as u32, height as u32)
+        .build()
+        .unwrap()
+        .size()
+}
+
+fn nv12_buffer(width: usize, height: usize) -> gst::Buffer {
+    let data: Vec<u8> = (0..nv12_size(width, height))
+        .map(|i| (i * 7 % 251) as u8)
+        .collect();
+    gst::Buffer::from_mut_slice(data)
+}
+
+fn caps_field<T: for<'a> gst::glib::value::FromValue<'a> + 'static>(
+    caps: &gst::Caps,
+    field: &str,
+) -> T {
+    caps.structure(0).unwrap().get::<T>(field).unwrap()
+}
+
+#[test]
+fn negotiates_scaled_caps_downstream_and_carries_fields_over() {
+    let caps = "video/x-raw,format=NV12,width=64,height=48,framerate=30/1,pixel-aspect-ratio=4/3,\
+                colorimetry=bt601,interlace-mode=progressive";
+    let mut h = harness(&nearest_model(2, None), caps);
+    h.push(nv12_buffer(64, 48)).unwrap();
+    let out = h.pull().unwrap();
+    let caps = h.sinkpad().unwrap().current_caps().unwrap();
+    assert_eq!(caps_field::<i32>(&caps, "width"), 128);
+    assert_eq!(caps_field::<i32>(&caps, "height"), 96);
+    assert_eq!(
+        caps_field::<gst::Fraction>(&caps, "framerate"),
+        gst::Fraction::new(30, 1)
+    );
+    assert_eq!(
+        caps_field::<gst::Fraction>(&caps, "pixel-aspect-ratio"),
+        gst::Fraction::new(4, 3)
+    );
+    assert_eq!(caps_field::<String>(&caps, "colorimetry"), "bt601");
+    assert_eq!(caps_field::<String>(&caps, "interlace-mode"), "progressive");
+    assert!(
+        caps.features(0).unwrap().is_any()
+            || !caps.features(0).unwrap().contains("memory:CUDAMemory")
+    );
+    assert_eq!(out.size(), 128 * 96 * 3 / 2);
+}
+
+#[test]
+fn negotiates_odd_sizes_with_a_x3_model() {
+    let mut h = harness(
+        &nearest_model(3, None),
+        "video/x-raw,format=NV12,width=33,height=21,framerate=25/1",
+    );
+    h.push(nv12_buffer(33, 21)).unwrap();
+    let out = h.pull().unwrap();
+    let caps = h.sinkpad().unwrap().current_caps().unwrap();
+    assert_eq!(
+        (
+            caps_field::<i32>(&caps, "width"),
+            caps_field::<i32>(&caps, "height")
+        ),
+        (99, 63)
+    );
+    assert_eq!(out.size(), nv12_size(99, 63));
+}
+
+#[test]
+fn upstream_caps_are_downstream_caps_divided_by_the_scale() {
+    let mut h = harness(
+        &nearest_model(2, None),
+        "video/x-raw,format=NV12,width=64,height=48",
+    );
+    h.play();
+    h.set_sink_caps_str("video/x-raw,format=NV12,width=256,height=192,framerate=30/1");
+    let caps = h.srcpad().unwrap().peer_query_caps(None);
+    assert!(!caps.is_empty(), "{caps}");
+    for s in caps.iter() {
+        assert_eq!(
+            (
+                s.get::<i32>("width").unwrap(),
+                s.get::<i32>("height").unwrap()
+            ),
+            (128, 96),
+            "{caps}"
+        );
+    }
+    // a downstream size that is no multiple of the scale maps to nothing upstream
+    h.set_sink_caps_str("video/x-raw,format=NV12,width=255,height=192");
+    assert!(h.srcpad().unwrap().peer_query_caps(None).is_empty());
+    // ranges map to ranges
+    h.set_sink_caps_str("video/x-raw,format=NV12,width=[100,300],height=[50,60]");
+    let caps = h.srcpad().unwrap().peer_query_caps(None);
+    let s = caps.structure(0).unwrap();
+    assert_eq!(
+        s.get::<gst::IntRange<i32>>("width").unwrap(),
+        gst::IntRange::new(50, 150)
+    );
+    assert_eq!(
+        s.get::<gst::IntRange<i32>>("height").unwrap(),
+        gst::IntRange::new(25, 30)
+    );
+}
+
+#[test]
+fn fixates_to_the_exact_multiple_within_a_downstream_range() {
+    let mut h = harness(
+        &nearest_model(2, None),
+        "video/x-raw,format=NV12,width=40,height=30,framerate=10/1",
+    );
+    h.set_sink_caps_str(
+        "video/x-raw,format=NV12,width=[1,4096],height=[1,4096],framerate=[0/1,100/1]",
+    );
+    h.push(nv12_buffer(40, 30)).unwrap();
+    h.pull().unwrap();
+    let caps = h.sinkpad().unwrap().current_caps().unwrap();
+    assert_eq!(
+        (
+            caps_field::<i32>(&caps, "width"),
+            caps_field::<i32>(&caps, "height")
+        ),
+        (80, 60)
+    );
+    assert_eq!(
+        caps_field::<gst::Fraction>(&caps, "framerate"),
+        gst::Fraction::new(10, 1)
+    );
+}
+
+#[test]
+fn one_output_per_input_with_timestamps_and_flags() {
+    let mut h = harness(
+        &nearest_model(2, None),
+        "video/x-raw,format=NV12,width=16,height=8,framerate=30/1",
+    );
+    let n = 6u64;
+    for i in 0..n {
+        let mut b = nv12_buffer(16, 8);
+        {
+            let b = b.get_mut().unwrap();
+            b.set_pts(gst::ClockTime::from_mseconds(1000 + 33 * i));
+            b.set_dts(gst::ClockTime::from_mseconds(990 + 33 * i));
+            b.set_duration(gst::ClockTime::from_mseconds(33));
+            b.set_offset(i);
+            b.set_flags(if i == 0 {
+                gst::BufferFlags::DISCONT
+            } else {
+                gst::BufferFlags::DELTA_UNIT
+            });
+        }
+        h.push(b).unwrap();
+    }
+    for i in 0..n {
+        let out = h.pull().unwrap();
+        assert_eq!(
+            out.pts(),
+            Some(gst::ClockTime::from_mseconds(1000 + 33 * i))
+        );
+        assert_eq!(out.dts(), Some(gst::ClockTime::from_mseconds(990 + 33 * i)));
+        assert_eq!(out.duration(), Some(gst::ClockTime::from_mseconds(33)));
+        assert_eq!(out.offset(), i);
+        let want = if i == 0 {
+            gst::BufferFlags::DISCONT
+        } else {
+            gst::BufferFlags::DELTA_UNIT
+        };
+        assert!(out.flags().contains(want), "buffer {i}: {:?}", out.flags());
+    }
+    assert!(h.try_pull().is_none(), "no extra output");
+    let stats: gst::Structure = h.element().unwrap().property("stats");
+    assert_eq!(stats.get::<u64>("frames").unwrap(), n);
+    assert_eq!(stats.get::<&str>("backend").unwrap(), "cpu");
+}
+
+#[test]
+fn nearest_model_output_is_exact() {
+    // a flat-chroma frame, in gamut everywhere (so no RGB clamping), survives nearest-neighbour upscaling code
+    // value for code value
+    let mut h = harness(
+        &nearest_model(2, None),
+        "video/x-raw,format=NV12,width=8,height=4,colorimetry=bt709",
+    );
+    let mut data = vec![0u8; 8 * 4 + 8 * 2];
+    for (i, v) in data[..32].iter_mut().enumerate() {
+        *v = 60 + (i as u8 * 4);
+    }
+    for p in data[32..].chunks_mut(2) {
+        p[0] = 120;
+        p[1] = 135;
+    }
+    h.push(gst::Buffer::from_mut_slice(data.clone())).unwrap();
+    let out = h.pull().unwrap();
+    let out = out.map_readable().unwrap();
+    for y in 0..8 {
+        for x in 0..16 {
+            assert_eq!(out[y * 16 + x], data[(y / 2) * 8 + x / 2], "luma ({x},{y})");
+        }
+    }
+    for p in out[128..].chunks(2) {
+        assert_eq!(p, [120, 135]);
+    }
+}
+
+#[test]
+fn eos_and_flushes_pass_through() {
+    let mut h = harness(
+        &nearest_model(2, None),
+        "video/x-raw,format=NV12,width=16,height=8",
+    );
+    h.push(nv12_buffer(16, 8)).unwrap();
+    assert!(h.push_event(gst::event::FlushStart::new()));
+    assert!(h.push_event(gst::event::FlushStop::new(true)));
+    h.push_event(gst::event::Segment::new(&gst::FormattedSegment::<
+        gst::ClockTime,
+    >::new()));
+    h.push(nv12_buffer(16, 8)).unwrap();
+    assert!(h.push_event(gst::event::Eos::new()));
+    let mut buffers = 0;
+    while h.try_pull().is_some() {
+        buffers += 1;
+    }
+    assert_eq!(buffers, 2);
+    let mut saw_eos = false;
+    while let Some(e) = h.try_pull_event() {
+        saw_eos |= e.type_() == gst::EventType::Eos;
+    }
+    assert!(saw_eos);
+}
+
+#[test]
+fn properties_have_documented_defaults_and_scale_is_known_after_start() {
+    init();
+    let e = gst::ElementFactory::make("vfupscale").build().unwrap();
+    assert_eq!(e.property::<Option<String>>("model"), None);
+    assert_eq!(e.property::<u32>("device-id"), 0);
+    assert_eq!(e.property::<u32>("scale"), 0);
+    let backend = e.property_value("backend");
+    assert_eq!(
+        gst::glib::EnumValue::from_value(&backend).unwrap().1.nick(),
+        "auto"
+    );
+    let precision = e.property_value("precision");
+    assert_eq!(
+        gst::glib::EnumValue::from_value(&precision)
+            .unwrap()
+            .1
+            .nick(),
+        "auto"
+    );
+    assert!(
+        e.find_property("scale")
+            .unwrap()
+            .flags()
+            .contains(gst::glib::ParamFlags::READABLE)
+    );
+    assert!(
+        !e.find_property("scale")
+            .unwrap()
+            .flags()
+            .contains(gst::glib::ParamFlags::WRITABLE)
+    );
+
+    let mut h = harness(
+        &nearest_model(3, None),
+        "video/x-raw,format=NV12,width=16,height=8",
+    );
+    h.play();
+    assert_eq!(h.element().unwrap().property::<u32>("scale"), 3);
+}
+
+/// Runs `videotestsrc ! vfupscale model=… ! fakesink` to PAUSED and returns the error message posted.
+fn start_error(model: &str, extra: &str, caps: &str) -> String {
+    init();
+    let desc = format!(
+        "videotestsrc num-buffers=1 ! {caps} ! vfupscale name=up model=\"{model}\" {extra} ! fakesink"
+    );
+    let pipeline = gst::parse::launch(&desc).unwrap();
+    let _ = pipeline.set_state(gst::State::Playing);
+    let bus = pipeline.bus().unwrap();
+    let msg = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(30),
+            &[gst::MessageType::Error, gst::MessageType::Eos],
+        )
+        .expect("an error or EOS");
+    pipeline.set_state(gst::State::Null).unwrap();
+    match msg.view() {
+        gst::MessageView::Error(e) => {
+            assert_eq!(
+                e.src().map(|s| s.name().to_string()),
+                Some("up".to_string()),
+                "error posted by the element"
+            );
+            e.error().to_string()
+        }
+        _ => panic!("pipeline ran without error"),
+    }
+}
+
+const SMALL: &str = "video/x-raw,format=NV12,width=64,height=48";
+
+#[test]
+fn bad_models_fail_with_the_path_and_reason() {
+    let dir = scratch();
+    let e = start_error("/nonexistent/model.onnx", "backend=cpu", SMALL);
+    assert!(
+        e.contains("/nonexistent/model.onnx") && e.contains("No such file"),
+        "{e}"
+    );
+
+    let junk = dir.join("junk.onnx");
+    std::fs::write(&junk, b"definitely not protobuf \xff\xfe").unwrap();
+    let e = start_error(junk.to_str().unwrap(), "backend=cpu", SMALL);
+    assert!(
+        e.contains("junk.onnx") && e.contains("not an ONNX model"),
+        "{e}"
+    );
+
+    let unreadable = dir.join("directory.onnx");
+    std::fs::create_dir_all(&unreadable).unwrap();
+    let e = start_error(unreadable.to_str().unwrap(), "backend=cpu", SMALL);
+    assert!(
+        e.contains("directory.onnx") && e.contains("cannot read"),
+        "{e}"
+    );
+
+    // NHWC, as exported from TensorFlow
+    let nhwc = dir.join("nhwc.onnx");
+    let mut g = GraphBuilder::new();
+    g.reserve("input").unwrap();
+    g.reserve("output").unwrap();
+    let d = vec![
+        Dim::Param("n".into()),
+        Dim::Param("h".into()),
+        Dim::Param("w".into()),
+        Dim::Fixed(3),
+    ];
+    g.inputs.push(tensor_info("input", data_type::FLOAT, &d));
+    g.outputs.push(tensor_info("output", data_type::FLOAT, &d));
+    g.op_into("Identity", &["input"], "output", vec![]);
+    write_model(&nhwc, &g.into_model("nhwc", &[])).unwrap();
+    let e = start_error(nhwc.to_str().unwrap(), "backend=cpu", SMALL);
+    assert!(e.contains("nhwc.onnx") && e.contains("NHWC"), "{e}");
+
+    // an integer image model
+    let ints = dir.join("uint8.onnx");
+    let mut g = GraphBuilder::new();
+    g.reserve("input").unwrap();
+    g.reserve("output").unwrap();
+    g.inputs
+        .push(tensor_info("input", data_type::UINT8, &dynamic()));
+    g.outputs
+        .push(tensor_info("output", data_type::UINT8, &dynamic()));
+    g.op_into("Identity", &["input"], "output", vec![]);
+    write_model(&ints, &g.into_model("u8", &[])).unwrap();
+    let e = start_error(ints.to_str().unwrap(), "backend=cpu", SMALL);
+    assert!(
+        e.contains("uint8.onnx") && e.contains("uint8") && e.contains("float32"),
+        "{e}"
+    );
+}
+
+#[test]
+fn fixed_size_model_rejects_other_frame_sizes() {
+    let model = nearest_model(2, Some((32, 32)));
+    let e = start_error(model.to_str().unwrap(), "backend=cpu", SMALL);
+    assert!(e.contains("only 32x32") && e.contains("64x48"), "{e}");
+    // and works for its own size, with the scale taken from the static shapes
+    let mut h = harness(&model, "video/x-raw,format=NV12,width=32,height=32");
+    h.push(nv12_buffer(32, 32)).unwrap();
+    assert_eq!(h.pull().unwrap().size(), 64 * 64 * 3 / 2);
+}
+
+#[test]
+fn fp16_is_refused_on_the_cpu_backend() {
+    let model = nearest_model(2, None);
+    let e = start_error(model.to_str().unwrap(), "backend=cpu precision=fp16", SMALL);
+    assert!(e.contains("fp16") && e.contains("CPU backend"), "{e}");
+}
+
+#[test]
+fn without_a_gpu_only_system_memory_is_offered_and_gpu_backends_fail_clearly() {
+    if vfupscale::cuda::driver_status().is_ok() {
+        eprintln!(
+            "a CUDA driver is present: this test is about machines without one (the GPU suite covers CUDA)"
+        );
+        return;
+    }
+    init();
+    let e = gst::ElementFactory::make("vfupscale").build().unwrap();
+    e.set_state(gst::State::Ready).unwrap();
+    let caps = e.static_pad("sink").unwrap().query_caps(None);
+    e.set_state(gst::State::Null).unwrap();
+    assert!(!caps.is_empty());
+    for (_, features) in caps.iter_with_features() {
+        assert!(!features.contains("memory:CUDAMemory"), "{caps}");
+    }
+    let model = nearest_model(2, None);
+    for backend in ["cuda", "tensorrt"] {
+        let e = start_error(
+            model.to_str().unwrap(),
+            &format!("backend={backend}"),
+            SMALL,
+        );
+        assert!(
+            e.contains("CUDA is not available") && e.contains("libcuda"),
+            "{backend}: {e}"
+        );
+    }
+    // auto falls back to the CPU and runs
+    let mut h = Harness::with_element(
+        &gst::ElementFactory::make("vfupscale")
+            .property("model", model.to_str().unwrap())
+            .build()
+            .unwrap(),
+        Some("sink"),
+        Some("src"),
+    );
+    h.set_src_caps_str("video/x-raw,format=NV12,width=16,height=8");
+    h.push(nv12_buffer(16, 8)).unwrap();
+    assert_eq!(h.pull().unwrap().size(), 32 * 16 * 3 / 2);
+}
+
+/// Reads a binary PPM (P6, 8-bit).
+fn read_ppm(path: &Path) -> (usize, usize, Vec<u8>) {
+    let bytes = std::fs::read(path).unwrap();
+    let mut fields = Vec::new();
+    let mut i = 0;
+    while fields.len() < 4 {
+        while bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let start = i;
+        while !bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        fields.push(String::from_utf8_lossy(&bytes[start..i]).into_owned());
+    }
+    assert_eq!((fields[0].as_str(), fields[3].as_str()), ("P6", "255"));
+    let (w, h): (usize, usize) = (fields[1].parse().unwrap(), fields[2].parse().unwrap());
+    (w, h, bytes[i + 1..i + 1 + w * h * 3].to_vec())
+}
+
+/// BT.601 limited range, written out per pixel in float64 (independent of the element's code).
+mod bt601 {
+    pub const KR: f64 = 0.299;
+    pub const KB: f64 = 0.114;
+
+    pub fn rgb_to_ycbcr(r: f64, g: f64, b: f64) -> (f64, f64, f64) {
+        let y = KR * r + (1.0 - KR - KB) * g + KB * b;
+        (
+            16.0 + 219.0 * y,
+            128.0 + 112.0 * (b - y) / (1.0 - KB),
+            128.0 + 112.0 * (r - y) / (1.0 - KR),
+        )
+    }
+
+    pub fn ycbcr_to_rgb(y: f64, cb: f64, cr: f64) -> (f64, f64, f64) {
+        let (y, pb, pr) = (
+            (y - 16.0) / 219.0,
+            (cb - 128.0) / 224.0,
+            (cr - 128.0) / 224.0,
+        );
+        let r = y + 2.0 * (1.0 - KR) * pr;
+        let b = y + 2.0 * (1.0 - KB) * pb;
+        (r, (y - KR * r - KB * b) / (1.0 - KR - KB), b)
+    }
+}
+
+/// NV12 (tight) from 8-bit RGB: per-pixel luma, chroma of each 2×2 block's mean colour.
+fn rgb_to_nv12(w: usize, h: usize, rgb: &[f64]) -> Vec<u8> {
+    let q = |v: f64| v.round().clamp(0.0, 255.0) as u8;
+    let px = |x: usize, y: usize| {
+        (
+            rgb[3 * (y * w + x)],
+            rgb[3 * (y * w + x) + 1],
+            rgb[3 * (y * w + x) + 2],
+        )
+    };
+    let mut out = vec![0u8; w * h + w * h / 2];
+    for y in 0..h {
+        for x in 0..w {
+            let (r, g, b) = px(x, y);
+            out[y * w + x] = q(bt601::rgb_to_ycbcr(r, g, b).0);
+        }
+    }
+    for cy in 0..h / 2 {
+        for cx in 0..w / 2 {
+            let mut m = (0.0, 0.0, 0.0);
+            for (x, y) in [
+                (2 * cx, 2 * cy),
+                (2 * cx + 1, 2 * cy),
+                (2 * cx, 2 * cy + 1),
+                (2 * cx + 1, 2 * cy + 1),
+            ] {
+                let p = px(x, y);
+                m = (m.0 + p.0 / 4.0, m.1 + p.1 / 4.0, m.2 + p.2 / 4.0);
+            }
+            let (_, cb, cr) = bt601::rgb_to_ycbcr(m.0, m.1, m.2);
+            out[w * h + cy * w + 2 * cx] = q(cb);
+            out[w * h + cy * w + 2 * cx + 1] = q(cr);
+        }
+    }
+    out
+}
+
+/// Planar RGB in 0..1 from NV12 with centred chroma interpolated bilinearly (float64).
+fn nv12_to_rgb_planes(w: usize, h: usize, nv12: &[u8]) -> Vec<f32> {
+    let (cw, ch) = (w / 2, h / 2);
+    let chroma = |cx: f64, cy: f64, k: usize| {
+        let (x0, y0) = (cx.floor(), cy.floor());
+        let (fx, fy) = (cx - x0, cy - y0);
+        let s = |i: f64, j: f64| {
+            let (i, j) = (
+                i.clamp(0.0, cw as f64 - 1.0) as usize,
+                j.clamp(0.0, ch as f64 - 1.0) as usize,
+            );
+            nv12[w * h + j * w + 2 * i + k] as f64
+        };
+        let top = s(x0, y0) * (1.0 - fx) + s(x0 + 1.0, y0) * fx;
+        let bottom = s(x0, y0 + 1.0) * (1.0 - fx) + s(x0 + 1.0, y0 + 1.0) * fx;
+        top * (1.0 - fy) + bottom * fy
+    };
+    let mut planes = vec![0f32; 3 * w * h];
+    for y in 0..h {
+        for x in 0..w {
+            let (cx, cy) = ((x as f64 - 0.5) / 2.0, (y as f64 - 0.5) / 2.0);
+            let (r, g, b) =
+                bt601::ycbcr_to_rgb(nv12[y * w + x] as f64, chroma(cx, cy, 0), chroma(cx, cy, 1));
+            for (k, v) in [r, g, b].into_iter().enumerate() {
+                planes[k * w * h + y * w + x] = v.clamp(0.0, 1.0) as f32;
+            }
+        }
+    }
+    planes
+}
+
+fn psnr(a: &[u8], b: &[u8]) -> f64 {
+    let mse = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
+        .sum::<f64>()
+        / a.len() as f64;
+    10.0 * (255.0f64 * 255.0 / mse.max(1e-12)).log10()
+}
+
+#[test]
+fn cpu_path_matches_an_independent_reference_on_a_real_model() {
+    let model = real_model();
+    let (w, h, rgb8) = read_ppm(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/astronaut-96x64.ppm"),
+    );
+    let rgb: Vec<f64> = rgb8.iter().map(|&v| v as f64 / 255.0).collect();
+    let nv12 = rgb_to_nv12(w, h, &rgb);
+
+    // the element
+    let caps =
+        format!("video/x-raw,format=NV12,width={w},height={h},colorimetry=bt601,framerate=1/1");
+    let mut harness = harness(&model, &caps);
+    harness
+        .push(gst::Buffer::from_mut_slice(nv12.clone()))
+        .unwrap();
+    let out = harness.pull().unwrap();
+    let out = out.map_readable().unwrap();
+    let (ow, oh) = (2 * w, 2 * h);
+    assert_eq!(out.len(), ow * oh * 3 / 2);
+
+    // the reference: float64 conversions above, ONNX Runtime called directly
+    let rt = vfupscale::infer::runtime::runtime().expect("ONNX Runtime");
+    let mut session = ort::session::Session::builder(&rt.environment)
+        .unwrap()
+        .commit_from_file(&model)
+        .unwrap();
+    let input =
+        ort::value::Tensor::from_array(([1usize, 3, h, w], nv12_to_rgb_planes(w, h, &nv12)))
+            .unwrap();
+    let outputs = session.run(ort::inputs!["input" => input]).unwrap();
+    let (shape, planes) = outputs["output"].try_extract_tensor::<f32>().unwrap();
+    assert_eq!(&shape[..], &[1, 3, oh as i64, ow as i64]);
+    let upscaled: Vec<f64> = (0..ow * oh)
+        .flat_map(|i| (0..3).map(move |k| (k, i)))
+        .map(|(k, i)| (planes[k * ow * oh + i] as f64).clamp(0.0, 1.0))
+        .collect();
+    let reference = rgb_to_nv12(ow, oh, &upscaled);
+
+    let luma = psnr(&out[..ow * oh], &reference[..ow * oh]);
+    let chroma = psnr(&out[ow * oh..], &reference[ow * oh..]);
+    eprintln!("element vs reference: luma PSNR {luma:.1} dB, chroma PSNR {chroma:.1} dB");
+    assert!(luma >= 40.0, "luma PSNR {luma:.1} dB");
+    assert!(chroma >= 40.0, "chroma PSNR {chroma:.1} dB");
+
+    // and it is an upscale of the picture, not of noise: compare with the input, 2x2-averaged back down
+    let down: Vec<u8> = (0..h)
+        .flat_map(|y| (0..w).map(move |x| (x, y)))
+        .map(|(x, y)| {
+            let s: u32 = [(0, 0), (1, 0), (0, 1), (1, 1)]
+                .iter()
+                .map(|(dx, dy)| out[(2 * y + dy) * ow + 2 * x + dx] as u32)
+                .sum();
+            ((s + 2) / 4) as u8
+        })
+        .collect();
+    let consistency = psnr(&down, &nv12[..w * h]);
+    assert!(
+        consistency >= 28.0,
+        "downscaled output vs input: {consistency:.1} dB"
+    );
+}
