@@ -159,7 +159,10 @@ pub fn cuda_memory_context(memory: &gst::MemoryRef) -> Option<MemoryContext<'_>>
     }
     // SAFETY: it is a GstCudaMemory, whose public head is `GstCudaMemory`.
     let ptr = NonNull::new(unsafe { (*(raw as *mut ffi::GstCudaMemory)).context })?;
-    Some(MemoryContext { ptr, _memory: PhantomData })
+    Some(MemoryContext {
+        ptr,
+        _memory: PhantomData,
+    })
 }
 
 /// A video frame mapped with `GST_MAP_CUDA`: plane pointers are `CUdeviceptr`s. Unmapped on drop; borrows the

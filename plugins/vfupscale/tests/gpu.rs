@@ -1,0 +1,520 @@
+//! GPU suite of the element (run on an NVIDIA host by `tests/gpu/run.sh`; ignored elsewhere).
+//!
+//! Real H.264/H.265 clips are encoded on the spot, decoded with NVDEC into CUDA memory, upscaled, and compared
+//! with the CPU path on the same decoded frames. The `stats` counters show how every input frame was read: zero
+//! copy (decoded into our context), copied from another context, or uploaded from host memory.
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use gst::prelude::*;
+use gst_video::prelude::*;
+
+fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        gst::init().unwrap();
+        gstvfupscale::plugin_register_static().expect("register the plugin");
+    });
+}
+
+fn scratch() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("vfupscale-gpu-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Runs a pipeline to EOS, failing on any error.
+fn run(pipeline: &gst::Element) {
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    for msg in bus.iter_timed(gst::ClockTime::from_seconds(600)) {
+        match msg.view() {
+            gst::MessageView::Eos(..) => break,
+            gst::MessageView::Error(e) => {
+                pipeline.set_state(gst::State::Null).unwrap();
+                panic!(
+                    "{}: {} ({:?})",
+                    e.src().map(|s| s.path_string()).unwrap_or_default(),
+                    e.error(),
+                    e.debug()
+                );
+            }
+            _ => {}
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+}
+
+/// Encodes a moving test clip (B-frames for H.264, so decode order differs from presentation order).
+fn clip(codec: &str, width: u32, height: u32, frames: u32) -> PathBuf {
+    init();
+    let path = scratch().join(format!("{codec}-{width}x{height}.mp4"));
+    if path.exists() {
+        return path;
+    }
+    let encoder = match codec {
+        "h264" => "x264enc speed-preset=ultrafast bframes=2 key-int-max=12 ! h264parse",
+        "h265" => "x265enc speed-preset=ultrafast key-int-max=12 ! h265parse",
+        other => panic!("codec {other}"),
+    };
+    let desc = format!(
+        "videotestsrc num-buffers={frames} pattern=smpte horizontal-speed=7 ! \
+         video/x-raw,format=I420,width={width},height={height},framerate=30/1 ! {encoder} ! mp4mux ! \
+         filesink location={}",
+        path.display()
+    );
+    run(&gst::parse::launch(&desc).unwrap());
+    path
+}
+
+/// A decoded or upscaled frame: timestamp and tightly packed NV12.
+struct Frame {
+    pts: Option<gst::ClockTime>,
+    nv12: Vec<u8>,
+}
+
+/// Collects frames from `appsink name=sink`, keeping the pixels of the first `keep`.
+fn collect(pipeline: &gst::Element, keep: usize) -> (Vec<Frame>, gst::Caps) {
+    let sink = pipeline
+        .downcast_ref::<gst::Bin>()
+        .unwrap()
+        .by_name("sink")
+        .unwrap();
+    let sink = sink.downcast::<gst_app::AppSink>().unwrap();
+    let frames = std::sync::Arc::new(std::sync::Mutex::new((Vec::new(), None::<gst::Caps>)));
+    let f = frames.clone();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |s| {
+                let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let caps = sample.caps().unwrap().to_owned();
+                let info = gst_video::VideoInfo::from_caps(&caps).unwrap();
+                let buffer = sample.buffer().unwrap();
+                let mut guard = f.lock().unwrap();
+                let nv12 = if guard.0.len() < keep {
+                    // a host map: GStreamer downloads CUDA memory for this test's own comparison
+                    let frame =
+                        gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info).unwrap();
+                    let (w, h) = (info.width() as usize, info.height() as usize);
+                    let mut out = Vec::with_capacity(w * h * 3 / 2);
+                    for (plane, rows) in [(0, h), (1, h / 2)] {
+                        let stride = frame.plane_stride()[plane] as usize;
+                        let data = frame.plane_data(plane as u32).unwrap();
+                        for r in 0..rows {
+                            out.extend_from_slice(&data[r * stride..r * stride + w]);
+                        }
+                    }
+                    out
+                } else {
+                    Vec::new()
+                };
+                guard.0.push(Frame {
+                    pts: buffer.pts(),
+                    nv12,
+                });
+                guard.1.get_or_insert(caps);
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    run(pipeline);
+    let mut guard = frames.lock().unwrap();
+    (
+        std::mem::take(&mut guard.0),
+        guard.1.take().expect("at least one frame"),
+    )
+}
+
+fn decoder(codec: &str) -> String {
+    format!("qtdemux ! {codec}parse ! nv{codec}dec")
+}
+
+fn psnr(a: &[u8], b: &[u8]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let mse = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
+        .sum::<f64>()
+        / a.len() as f64;
+    10.0 * (255.0f64.powi(2) / mse.max(1e-12)).log10()
+}
+
+fn model() -> PathBuf {
+    let p = vfupscale::models::default_model_path();
+    assert!(
+        p.exists(),
+        "{} missing: run vfupscale-model fetch",
+        p.display()
+    );
+    p
+}
+
+/// Upscales decoded system-memory frames with the CPU backend.
+fn cpu_upscale(frames: &[Frame], width: u32, height: u32, model: &Path) -> Vec<Vec<u8>> {
+    let mut h = gst_check::Harness::with_element(
+        &gst::ElementFactory::make("vfupscale")
+            .property("model", model.to_str().unwrap())
+            .property_from_str("backend", "cpu")
+            .build()
+            .unwrap(),
+        Some("sink"),
+        Some("src"),
+    );
+    h.set_src_caps_str(&format!(
+        "video/x-raw,format=NV12,width={width},height={height},framerate=30/1"
+    ));
+    frames
+        .iter()
+        .map(|f| {
+            h.push(gst::Buffer::from_mut_slice(f.nv12.clone())).unwrap();
+            h.pull().unwrap().map_readable().unwrap().to_vec()
+        })
+        .collect()
+}
+
+fn stats(pipeline: &gst::Element) -> gst::Structure {
+    pipeline
+        .downcast_ref::<gst::Bin>()
+        .unwrap()
+        .by_name("up")
+        .unwrap()
+        .property("stats")
+}
+
+fn gpu_matches_cpu(codec: &str, width: u32, height: u32) {
+    let frames = 20;
+    let compare = 2;
+    let clip = clip(codec, width, height, frames);
+    let model = model();
+
+    // frames in: what NVDEC decodes, in system memory
+    let reference = gst::parse::launch(&format!(
+        "filesrc location={} ! {} ! video/x-raw,format=NV12 ! appsink name=sink sync=false",
+        clip.display(),
+        decoder(codec)
+    ))
+    .unwrap();
+    let (decoded, _) = collect(&reference, compare);
+
+    // frames out: decode into CUDA memory, upscale on the GPU, download at the end
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={} ! {} ! vfupscale name=up model={} ! cudadownload ! video/x-raw,format=NV12 ! \
+         appsink name=sink sync=false",
+        clip.display(),
+        decoder(codec),
+        model.display()
+    ))
+    .unwrap();
+    let up = pipeline
+        .downcast_ref::<gst::Bin>()
+        .unwrap()
+        .by_name("up")
+        .unwrap();
+    let up_caps = std::sync::Arc::new(std::sync::Mutex::new(None::<gst::Caps>));
+    let seen = up_caps.clone();
+    up.static_pad("src")
+        .unwrap()
+        .add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+            if let Some(gst::PadProbeData::Event(e)) = &info.data
+                && let gst::EventView::Caps(c) = e.view()
+            {
+                *seen.lock().unwrap() = Some(c.caps_owned());
+            }
+            gst::PadProbeReturn::Ok
+        });
+    let (upscaled, caps) = collect(&pipeline, compare);
+    let stats = stats(&pipeline);
+    eprintln!("{codec} {width}x{height}: {stats}");
+
+    assert_eq!(decoded.len(), frames as usize, "decoder output");
+    assert_eq!(upscaled.len(), decoded.len(), "frames in == frames out");
+    let pts_in: Vec<_> = decoded.iter().map(|f| f.pts).collect();
+    let pts_out: Vec<_> = upscaled.iter().map(|f| f.pts).collect();
+    assert_eq!(pts_in, pts_out, "identical timestamps");
+    let s = caps.structure(0).unwrap();
+    assert_eq!(
+        (
+            s.get::<i32>("width").unwrap(),
+            s.get::<i32>("height").unwrap()
+        ),
+        (2 * width as i32, 2 * height as i32)
+    );
+    // what vfupscale itself output (before cudadownload): CUDA memory, NV12
+    let up_caps = up_caps
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("caps on vfupscale's src pad");
+    assert!(
+        up_caps.features(0).unwrap().contains("memory:CUDAMemory"),
+        "{up_caps}"
+    );
+    assert_eq!(
+        up_caps.structure(0).unwrap().get::<&str>("format").unwrap(),
+        "NV12"
+    );
+    assert_eq!(stats.get::<&str>("backend").unwrap(), "cuda");
+    assert_eq!(stats.get::<u64>("frames").unwrap(), frames as u64);
+    assert_eq!(
+        stats.get::<u64>("zero-copy-inputs").unwrap(),
+        frames as u64,
+        "every frame read in place"
+    );
+    assert_eq!(stats.get::<u64>("foreign-context-copies").unwrap(), 0);
+    assert_eq!(stats.get::<u64>("host-uploads").unwrap(), 0);
+
+    let cpu = cpu_upscale(&decoded[..compare], width, height, &model);
+    let luma = (2 * width * 2 * height) as usize;
+    for (i, (gpu, cpu)) in upscaled.iter().zip(&cpu).enumerate() {
+        let (l, c) = (
+            psnr(&gpu.nv12[..luma], &cpu[..luma]),
+            psnr(&gpu.nv12[luma..], &cpu[luma..]),
+        );
+        eprintln!(
+            "{codec} {width}x{height} frame {i}: GPU (fp16) vs CPU (fp32) luma {l:.1} dB, chroma {c:.1} dB"
+        );
+        assert!(l >= 40.0, "frame {i}: luma PSNR {l:.1} dB");
+    }
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run tests/gpu/run.sh"]
+fn h264_720p_gpu_matches_cpu() {
+    gpu_matches_cpu("h264", 1280, 720);
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run tests/gpu/run.sh"]
+fn h265_720p_gpu_matches_cpu() {
+    gpu_matches_cpu("h265", 1280, 720);
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run tests/gpu/run.sh"]
+fn h264_1080p_gpu_matches_cpu() {
+    gpu_matches_cpu("h264", 1920, 1080);
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run tests/gpu/run.sh"]
+fn h265_1080p_gpu_matches_cpu() {
+    gpu_matches_cpu("h265", 1920, 1080);
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run tests/gpu/run.sh"]
+fn outputs_cuda_memory_nv12_for_encoders() {
+    init();
+    let clip = clip("h264", 640, 360, 6);
+    // the caps nvh265enc accepts: video/x-raw(memory:CUDAMemory), format=NV12
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={} ! {} ! vfupscale model={} ! video/x-raw(memory:CUDAMemory),format=NV12 ! \
+         appsink name=sink sync=false",
+        clip.display(),
+        decoder("h264"),
+        model().display()
+    ))
+    .unwrap();
+    let sink = pipeline
+        .downcast_ref::<gst::Bin>()
+        .unwrap()
+        .by_name("sink")
+        .unwrap();
+    let appsink = sink.downcast::<gst_app::AppSink>().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let sample = appsink.pull_sample().expect("a sample");
+    let caps = sample.caps().unwrap();
+    assert!(
+        caps.features(0).unwrap().contains("memory:CUDAMemory"),
+        "{caps}"
+    );
+    assert_eq!(
+        caps.structure(0).unwrap().get::<&str>("format").unwrap(),
+        "NV12"
+    );
+    let mem = sample.buffer().unwrap().peek_memory(0);
+    assert!(
+        gstvfupscale::gstcuda::cuda_memory_context(mem).is_some(),
+        "output buffers hold GstCudaMemory"
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+}
+
+/// CUDA buffers made by `cudaupload` in a pipeline of its own, hence in a CUDA context GStreamer created itself.
+fn foreign_cuda_buffers(n: u32) -> (Vec<gst::Buffer>, gst::Caps, Vec<Frame>) {
+    let desc = "videotestsrc num-buffers={n} pattern=ball ! video/x-raw,format=NV12,width=320,height=240,framerate=30/1 ! \
+                tee name=t ! queue ! cudaupload ! video/x-raw(memory:CUDAMemory) ! appsink name=sink sync=false \
+                t. ! queue ! appsink name=host sync=false";
+    let pipeline = gst::parse::launch(&desc.replace("{n}", &n.to_string())).unwrap();
+    let bin = pipeline.downcast_ref::<gst::Bin>().unwrap();
+    let sink = bin
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    let host = bin
+        .by_name("host")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut buffers = Vec::new();
+    let mut caps = None;
+    while let Ok(s) = sink.pull_sample() {
+        caps.get_or_insert_with(|| s.caps().unwrap().to_owned());
+        buffers.push(s.buffer_owned().unwrap());
+    }
+    let mut frames = Vec::new();
+    while let Ok(s) = host.pull_sample() {
+        let b = s.buffer().unwrap();
+        frames.push(Frame {
+            pts: b.pts(),
+            nv12: b.map_readable().unwrap().to_vec(),
+        });
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    (buffers, caps.unwrap(), frames)
+}
+
+/// Pushes `buffers` through `appsrc ! vfupscale ! cudadownload ! appsink`; returns outputs and stats.
+fn push_through(buffers: Vec<gst::Buffer>, caps: &gst::Caps) -> (Vec<Vec<u8>>, gst::Structure) {
+    let pipeline = gst::parse::launch(&format!(
+        "appsrc name=src format=time ! vfupscale name=up model={} ! cudadownload ! video/x-raw,format=NV12 ! \
+         appsink name=sink sync=false",
+        model().display()
+    ))
+    .unwrap();
+    let bin = pipeline.downcast_ref::<gst::Bin>().unwrap();
+    let src = bin
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    src.set_caps(Some(caps));
+    let sink = bin
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let n = buffers.len();
+    for b in buffers {
+        src.push_buffer(b).unwrap();
+    }
+    src.end_of_stream().unwrap();
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let s = sink.pull_sample().expect("one output per input");
+        out.push(s.buffer().unwrap().map_readable().unwrap().to_vec());
+    }
+    let stats = stats(&pipeline);
+    pipeline.set_state(gst::State::Null).unwrap();
+    (out, stats)
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run tests/gpu/run.sh"]
+fn buffers_from_another_cuda_context_are_copied_not_rejected() {
+    init();
+    let (buffers, caps, host_frames) = foreign_cuda_buffers(6);
+    assert_eq!(buffers.len(), 6);
+    let (out, stats) = push_through(buffers, &caps);
+    eprintln!("foreign context: {stats}");
+    assert_eq!(stats.get::<u64>("foreign-context-copies").unwrap(), 6);
+    assert_eq!(stats.get::<u64>("zero-copy-inputs").unwrap(), 0);
+    let cpu = cpu_upscale(&host_frames, 320, 240, &model());
+    for (i, (g, c)) in out.iter().zip(&cpu).enumerate() {
+        let l = psnr(&g[..640 * 480], &c[..640 * 480]);
+        assert!(l >= 40.0, "frame {i}: luma PSNR {l:.1} dB");
+    }
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run tests/gpu/run.sh"]
+fn host_memory_under_cuda_caps_is_uploaded() {
+    init();
+    let (_, caps, host_frames) = foreign_cuda_buffers(4);
+    let buffers: Vec<gst::Buffer> = host_frames
+        .iter()
+        .map(|f| gst::Buffer::from_mut_slice(f.nv12.clone()))
+        .collect();
+    let (out, stats) = push_through(buffers, &caps);
+    assert_eq!(stats.get::<u64>("host-uploads").unwrap(), 4);
+    let cpu = cpu_upscale(&host_frames, 320, 240, &model());
+    for (g, c) in out.iter().zip(&cpu) {
+        assert!(psnr(&g[..640 * 480], &c[..640 * 480]) >= 40.0);
+    }
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run tests/gpu/run.sh"]
+fn tensorrt_without_its_libraries_fails_cleanly_and_auto_falls_back() {
+    init();
+    let clip = clip("h264", 640, 360, 6);
+    let base = format!(
+        "filesrc location={} ! {} ! vfupscale name=up model={}",
+        clip.display(),
+        decoder("h264"),
+        model().display()
+    );
+    if std::env::var_os("VFUPSCALE_EXPECT_TENSORRT").is_some() {
+        eprintln!("TensorRT is expected to work here; not testing its absence");
+        return;
+    }
+    // explicitly requested: a clear error
+    let pipeline = gst::parse::launch(&format!("{base} backend=tensorrt ! fakesink")).unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let msg = pipeline
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(120),
+            &[gst::MessageType::Error, gst::MessageType::Eos],
+        )
+        .unwrap();
+    pipeline.set_state(gst::State::Null).unwrap();
+    let gst::MessageView::Error(e) = msg.view() else {
+        panic!("expected an error, got {msg:?}")
+    };
+    let text = e.error().to_string();
+    eprintln!("backend=tensorrt: {text}");
+    assert!(
+        text.contains("tensorrt") || text.contains("TensorRT"),
+        "{text}"
+    );
+    // auto: falls back to CUDA and runs
+    let pipeline = gst::parse::launch(&format!("{base} ! fakesink")).unwrap();
+    run(&pipeline);
+    assert_eq!(stats(&pipeline).get::<&str>("backend").unwrap(), "cuda");
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run tests/gpu/run.sh"]
+fn fp32_precision_on_the_gpu_is_close_to_the_cpu() {
+    init();
+    let clip = clip("h264", 640, 360, 3);
+    let model = model();
+    let reference = gst::parse::launch(&format!(
+        "filesrc location={} ! {} ! video/x-raw,format=NV12 ! appsink name=sink sync=false",
+        clip.display(),
+        decoder("h264")
+    ))
+    .unwrap();
+    let (decoded, _) = collect(&reference, 3);
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={} ! {} ! vfupscale name=up precision=fp32 model={} ! cudadownload ! appsink name=sink sync=false",
+        clip.display(),
+        decoder("h264"),
+        model.display()
+    ))
+    .unwrap();
+    let (upscaled, _) = collect(&pipeline, 3);
+    let cpu = cpu_upscale(&decoded, 640, 360, &model);
+    for (g, c) in upscaled.iter().zip(&cpu) {
+        let l = psnr(&g.nv12[..1280 * 720], &c[..1280 * 720]);
+        eprintln!("fp32 GPU vs CPU: luma {l:.1} dB");
+        assert!(l >= 50.0, "luma PSNR {l:.1} dB");
+    }
+}

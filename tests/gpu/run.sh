@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The GPU test suite, in one command, on an NVIDIA host (driver for CUDA 13, GStreamer 1.22 with nvcodec,
+# CUDA 13 runtime libraries with cuDNN 9 and NVRTC):
+#
+#   tests/gpu/run.sh
+#
+# Builds the plugin, the model tool and the GPU test binaries (or takes them prebuilt from $VFUPSCALE_PREBUILT:
+# libgstvfupscale.so, vfupscale-model, gpu-core, gpu-plugin), installs the GPU build of ONNX Runtime unless
+# ORT_DYLIB_PATH names one, installs the default model unless present, then runs every GPU test: conversion
+# kernels bit-exact against the CPU path, the device path against the host path, and NVDEC → vfupscale →
+# cudadownload on H.264/H.265 clips at 720p and 1080p against the CPU element.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+
+if [ -n "${VFUPSCALE_PREBUILT:-}" ]; then
+  bin=$(cd "$VFUPSCALE_PREBUILT" && pwd)
+else
+  bin="$root/target/gpu-tests"
+  mkdir -p "$bin"
+  cargo build --release -p gst-plugin-vfupscale -p vfupscale-model
+  cp target/release/libgstvfupscale.so target/release/vfupscale-model "$bin/"
+  cargo test --release -p vfupscale --test gpu_kernels -p gst-plugin-vfupscale --test gpu --no-run \
+    --message-format=json | python3 -c '
+import json, shutil, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in ("gpu", "gpu_kernels"):
+        shutil.copy(m["executable"], sys.argv[1] + "/" + {"gpu": "gpu-plugin", "gpu_kernels": "gpu-core"}[m["target"]["name"]])
+' "$bin"
+fi
+
+if [ -z "${ORT_DYLIB_PATH:-}" ]; then
+  scripts/setup-onnxruntime.sh gpu
+  export ORT_DYLIB_PATH="${VFUPSCALE_DATA_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/vfupscale}/onnxruntime/libonnxruntime.so"
+fi
+models=${VFUPSCALE_MODEL_DIR:-${VFUPSCALE_DATA_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/vfupscale}/models}
+if [ ! -f "$models/realesr-animevideov3-x2.onnx" ]; then
+  "$bin/vfupscale-model" fetch --dir "$models" realesr-animevideov3-x2
+fi
+export VFUPSCALE_MODEL_DIR="$models"
+
+echo "== GPU: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo unknown)"
+echo "== GStreamer: $(gst-inspect-1.0 --version | head -1); nvcodec decoders: $(gst-inspect-1.0 nvcodec 2>/dev/null | grep -oE 'nvh26[45]dec' | sort -u | tr '\n' ' ')"
+echo "== ONNX Runtime: $ORT_DYLIB_PATH"
+# the installed-plugin view (the test binaries register the plugin statically themselves)
+GST_PLUGIN_PATH="$bin" gst-inspect-1.0 vfupscale | grep -E "^  (Version|Filename)"
+
+status=0
+for t in gpu-core gpu-plugin; do
+  echo "== $t"
+  "$bin/$t" --ignored --test-threads=1 --nocapture || status=1
+done
+exit $status
