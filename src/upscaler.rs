@@ -122,9 +122,11 @@ impl Upscaler {
         let stream = device.new_stream()?;
         let event = || {
             device.bind_to_thread()?;
+            // timing enabled (cudarc's default disables it): the stage durations in `stats` come from these
+            let flags = cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT;
             stream
                 .context()
-                .new_event(None)
+                .new_event(Some(flags))
                 .map_err(|e| driver_error("cuEventCreate", e))
         };
         let events = [event()?, event()?, event()?, event()?];

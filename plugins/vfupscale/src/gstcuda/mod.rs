@@ -9,7 +9,7 @@ use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
 
 use gst::glib;
-use gst::glib::translate::{FromGlibPtrFull, ToGlibPtr};
+use gst::glib::translate::FromGlibPtrFull;
 use gst::prelude::*;
 use vfupscale::cuda::GpuDevice;
 use vfupscale::frame::{DeviceNv12, Size};
@@ -165,10 +165,13 @@ pub fn cuda_memory_context(memory: &gst::MemoryRef) -> Option<MemoryContext<'_>>
     })
 }
 
-/// A video frame mapped with `GST_MAP_CUDA`: plane pointers are `CUdeviceptr`s. Unmapped on drop; borrows the
-/// buffer for as long as it is mapped.
+/// A buffer holding one `GstCudaMemory`, mapped with `GST_MAP_CUDA`: the NV12 planes as device pointers. The
+/// plane layout comes from the memory's own `GstVideoInfo` (its real, pitched layout), so buffers without a
+/// `GstVideoMeta` are read correctly too. Unmapped on drop; borrows the buffer while mapped.
 pub struct CudaFrame<'a> {
-    frame: gst_video::ffi::GstVideoFrame,
+    buffer: *mut gst::ffi::GstBuffer,
+    map: gst::ffi::GstMapInfo,
+    nv12: DeviceNv12,
     _buffer: PhantomData<&'a gst::BufferRef>,
 }
 
@@ -180,23 +183,56 @@ impl<'a> CudaFrame<'a> {
         info: &gst_video::VideoInfo,
         flags: u32,
     ) -> Result<Self, String> {
-        let mut frame = MaybeUninit::<gst_video::ffi::GstVideoFrame>::zeroed();
-        // SAFETY: `frame` is writable storage for a GstVideoFrame; info and buffer are live; with GST_MAP_CUDA the
-        // plane data are device pointers, never dereferenced on the host by us.
-        let ok = unsafe {
-            gst_video::ffi::gst_video_frame_map(
-                frame.as_mut_ptr(),
-                info.to_glib_none().0 as *mut _,
-                buffer,
-                flags | ffi::GST_MAP_CUDA,
+        let t = ffi::get()?;
+        // SAFETY: `buffer` is live (caller's contract); peeking does not take a reference.
+        let (n, mem) = unsafe {
+            (
+                gst::ffi::gst_buffer_n_memory(buffer),
+                gst::ffi::gst_buffer_peek_memory(buffer, 0),
             )
         };
-        if ok == 0 {
-            return Err("gst_video_frame_map(GST_MAP_CUDA) failed".into());
+        // SAFETY: `mem` is the buffer's first memory, alive with the buffer.
+        if n != 1 || unsafe { (t.is_cuda_memory)(mem) } == 0 {
+            return Err(format!(
+                "expected one CUDA memory in the buffer, found {n} memories"
+            ));
         }
-        // SAFETY: initialised by the successful map above.
+        // SAFETY: it is a GstCudaMemory, whose public head includes its video info.
+        let layout = unsafe { &(*(mem as *const ffi::GstCudaMemory)).info };
+        let mut map = MaybeUninit::<gst::ffi::GstMapInfo>::zeroed();
+        // SAFETY: with GST_MAP_CUDA the returned data is the memory's CUdeviceptr, never dereferenced on the host.
+        if unsafe { gst::ffi::gst_buffer_map(buffer, map.as_mut_ptr(), flags | ffi::GST_MAP_CUDA) }
+            == 0
+        {
+            return Err("gst_buffer_map(GST_MAP_CUDA) failed".into());
+        }
+        // SAFETY: initialised by the successful map.
+        let map = unsafe { map.assume_init() };
+        let base = map.data as u64;
+        let size = Size::new(info.width(), info.height());
+        if layout.width as u32 != size.width || layout.height as u32 != size.height {
+            let mut map = map;
+            // SAFETY: mapped just above.
+            unsafe { gst::ffi::gst_buffer_unmap(buffer, &mut map) };
+            return Err(format!(
+                "CUDA memory holds {}x{}, caps say {size}",
+                layout.width, layout.height
+            ));
+        }
+        // SAFETY: the memory's info describes the planes inside this allocation.
+        let nv12 = unsafe {
+            DeviceNv12::new(
+                size,
+                base + layout.offset[0] as u64,
+                layout.stride[0] as usize,
+                base + layout.offset[1] as u64,
+                layout.stride[1] as usize,
+            )
+        };
         Ok(Self {
-            frame: unsafe { frame.assume_init() },
+            buffer,
+            map,
+            nv12,
             _buffer: PhantomData,
         })
     }
@@ -221,25 +257,13 @@ impl<'a> CudaFrame<'a> {
 
     /// The NV12 planes as a device frame description.
     pub fn nv12(&self) -> DeviceNv12 {
-        let f = &self.frame;
-        let size = Size::new(f.info.width as u32, f.info.height as u32);
-        // SAFETY: mapped with GST_MAP_CUDA, so data[0]/data[1] are the device pointers of the NV12 planes with
-        // strides stride[0]/stride[1], valid until unmap (drop).
-        unsafe {
-            DeviceNv12::new(
-                size,
-                f.data[0] as u64,
-                f.info.stride[0] as usize,
-                f.data[1] as u64,
-                f.info.stride[1] as usize,
-            )
-        }
+        self.nv12
     }
 }
 
 impl Drop for CudaFrame<'_> {
     fn drop(&mut self) {
-        // SAFETY: mapped in `map`, unmapped exactly once here.
-        unsafe { gst_video::ffi::gst_video_frame_unmap(&mut self.frame) };
+        // SAFETY: mapped in `map`, unmapped exactly once here, while the borrowed buffer is alive.
+        unsafe { gst::ffi::gst_buffer_unmap(self.buffer, &mut self.map) };
     }
 }

@@ -72,8 +72,8 @@ pub struct VfUpscale {
     cuda: Mutex<Option<CudaContext>>,
     /// The model's scale once known (0 before).
     scale: AtomicU32,
-    /// Statistics of the last run, kept after `stop`.
-    last_stats: Mutex<Stats>,
+    /// Statistics and backend of the last run, kept after `stop` (backend "none" before any run).
+    last_stats: Mutex<Option<(Stats, &'static str)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -225,7 +225,9 @@ impl VfUpscale {
     fn stats_structure(&self) -> gst::Structure {
         let (stats, backend) = match lock(&self.state).as_ref() {
             Some(s) => (s.upscaler.stats().clone(), s.upscaler.backend().name()),
-            None => (lock(&self.last_stats).clone(), "none"),
+            None => lock(&self.last_stats)
+                .clone()
+                .unwrap_or((Stats::default(), "none")),
         };
         gst::Structure::builder("vfupscale-stats")
             .field("frames", stats.frames)
@@ -588,7 +590,10 @@ impl BaseTransformImpl for VfUpscale {
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         if let Some(state) = lock(&self.state).take() {
-            *lock(&self.last_stats) = state.upscaler.stats().clone();
+            *lock(&self.last_stats) = Some((
+                state.upscaler.stats().clone(),
+                state.upscaler.backend().name(),
+            ));
         }
         Ok(())
     }
