@@ -93,6 +93,9 @@ impl Upscaler {
         };
         let (mut session, skipped) = InferenceSession::open(&model, &proto, &options)?;
         warnings.extend(skipped);
+        if session.backend() == Backend::Cpu && config.precision == Precision::Fp16 {
+            warnings.push("precision fp16 on the cpu backend: ONNX Runtime computes it in fp32, expect no speed-up".into());
+        }
         let scale = match model.scale {
             Some(s) => s,
             None => session.probe_scale()?,

@@ -118,24 +118,15 @@ fn tensor_type(e: ElementType) -> TensorElementType {
     }
 }
 
-fn target_precision(
-    backend: Backend,
-    requested: Precision,
-    model: &ModelInfo,
-) -> Result<FloatPrecision> {
-    Ok(match (backend, requested) {
-        (Backend::Cpu, Precision::Fp16) => {
-            return Err(Error::InvalidConfig(
-                "precision fp16 is not supported by the CPU backend (ONNX Runtime has no fp16 CPU kernels for \
-                 these models); use precision=auto or fp32"
-                    .into(),
-            ));
-        }
-        (Backend::Cpu, _) | (_, Precision::Fp32) => FloatPrecision::F32,
+/// The float precision the graph is converted to for `backend`.
+fn target_precision(backend: Backend, requested: Precision, model: &ModelInfo) -> FloatPrecision {
+    match (backend, requested) {
         // TensorRT takes an fp32 graph and chooses fp16 kernels itself (trt_fp16_enable)
         (Backend::TensorRt, _) if model.input_type == ElementType::F32 => FloatPrecision::F32,
-        _ => FloatPrecision::F16,
-    })
+        (_, Precision::Fp16) => FloatPrecision::F16,
+        (Backend::Cpu, Precision::Auto) | (_, Precision::Fp32) => FloatPrecision::F32,
+        (_, Precision::Auto) => FloatPrecision::F16,
+    }
 }
 
 fn provider_list(
@@ -245,7 +236,7 @@ impl InferenceSession {
                 ));
             }
         }
-        let precision = target_precision(backend, options.precision, info)?;
+        let precision = target_precision(backend, options.precision, info);
         let mut model = model.clone();
         let current = match info.input_type {
             ElementType::F32 => FloatPrecision::F32,
@@ -459,4 +450,40 @@ pub fn load_model(path: &std::path::Path) -> Result<(ModelInfo, ModelProto)> {
     let model = onnx::read_model(path)?;
     let info = ModelInfo::from_proto(&model, path)?;
     Ok((info, model))
+}
+
+/// Whether each execution provider actually registers here (libraries present and loadable), with the reason
+/// when it does not. Loads ONNX Runtime if needed; touches no model.
+pub fn probe_providers(device_id: u32) -> Vec<(Backend, std::result::Result<(), String>)> {
+    let rt = match runtime::runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            return [Backend::TensorRt, Backend::Cuda, Backend::Cpu]
+                .map(|b| (b, Err(e.to_string())))
+                .to_vec();
+        }
+    };
+    let options = SessionOptions {
+        device_id,
+        ..Default::default()
+    };
+    [Backend::TensorRt, Backend::Cuda, Backend::Cpu]
+        .into_iter()
+        .map(|backend| {
+            let result = (|| -> Result<()> {
+                if backend.is_gpu() {
+                    crate::cuda::driver_status()?;
+                }
+                let providers = provider_list(backend, &options, true)?;
+                let builder = Session::builder(&rt.environment)?;
+                if !providers.is_empty() {
+                    builder
+                        .with_execution_providers(providers)
+                        .map_err(|e| Error::Ort(e.to_string()))?;
+                }
+                Ok(())
+            })();
+            (backend, result.map_err(|e| e.to_string()))
+        })
+        .collect()
 }

@@ -479,10 +479,27 @@ fn fixed_size_model_rejects_other_frame_sizes() {
 }
 
 #[test]
-fn fp16_is_refused_on_the_cpu_backend() {
-    let model = nearest_model(2, None);
-    let e = start_error(model.to_str().unwrap(), "backend=cpu precision=fp16", SMALL);
-    assert!(e.contains("fp16") && e.contains("CPU backend"), "{e}");
+fn fp16_on_the_cpu_backend_agrees_with_fp32() {
+    let model = real_model();
+    let (w, h, rgb8) = read_ppm(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/astronaut-96x64.ppm"),
+    );
+    let rgb: Vec<f64> = rgb8.iter().map(|&v| v as f64 / 255.0).collect();
+    let nv12 = rgb_to_nv12(w, h, &rgb);
+    let caps = format!("video/x-raw,format=NV12,width={w},height={h},colorimetry=bt601");
+    let run = |precision: &str| {
+        let e = element(&model);
+        e.set_property_from_str("precision", precision);
+        let mut h = Harness::with_element(&e, Some("sink"), Some("src"));
+        h.set_src_caps_str(&caps);
+        h.push(gst::Buffer::from_mut_slice(nv12.clone())).unwrap();
+        h.pull().unwrap().map_readable().unwrap().to_vec()
+    };
+    let (fp16, fp32) = (run("fp16"), run("fp32"));
+    let luma = 4 * w * h;
+    let p = psnr(&fp16[..luma], &fp32[..luma]);
+    eprintln!("CPU fp16 vs fp32: luma PSNR {p:.1} dB");
+    assert!(p >= 45.0, "luma PSNR {p:.1} dB");
 }
 
 #[test]

@@ -72,8 +72,8 @@ pub struct VfUpscale {
     cuda: Mutex<Option<CudaContext>>,
     /// The model's scale once known (0 before).
     scale: AtomicU32,
-    /// Statistics and backend of the last run, kept after `stop` (backend "none" before any run).
-    last_stats: Mutex<Option<(Stats, &'static str)>>,
+    /// Statistics, backend and device of the last run, kept after `stop`.
+    last_stats: Mutex<Option<(Stats, &'static str, String)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -107,6 +107,14 @@ fn colorimetry(info: &VideoInfo) -> Result<Colorimetry, String> {
         _ => Range::Limited,
     };
     Ok(Colorimetry::new(matrix, range))
+}
+
+/// What the model runs on, for `stats` and logs: the GPU's name or "cpu".
+fn device_name(upscaler: &Upscaler) -> String {
+    upscaler.gpu_device().map_or_else(
+        || "cpu".into(),
+        |d| format!("{} (device {})", d.name(), d.ordinal()),
+    )
 }
 
 /// GStreamer error domain and code for a core error at start.
@@ -223,15 +231,22 @@ impl VfUpscale {
     }
 
     fn stats_structure(&self) -> gst::Structure {
-        let (stats, backend) = match lock(&self.state).as_ref() {
-            Some(s) => (s.upscaler.stats().clone(), s.upscaler.backend().name()),
-            None => lock(&self.last_stats)
-                .clone()
-                .unwrap_or((Stats::default(), "none")),
+        let (stats, backend, device) = match lock(&self.state).as_ref() {
+            Some(s) => (
+                s.upscaler.stats().clone(),
+                s.upscaler.backend().name(),
+                device_name(&s.upscaler),
+            ),
+            None => {
+                lock(&self.last_stats)
+                    .clone()
+                    .unwrap_or((Stats::default(), "none", "none".into()))
+            }
         };
         gst::Structure::builder("vfupscale-stats")
             .field("frames", stats.frames)
             .field("backend", backend)
+            .field("device", device)
             .field("convert-in-mean-ms", stats.convert_in.mean_ms())
             .field("convert-in-max-ms", stats.convert_in.max_ms)
             .field("inference-mean-ms", stats.inference.mean_ms())
@@ -590,10 +605,11 @@ impl BaseTransformImpl for VfUpscale {
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         if let Some(state) = lock(&self.state).take() {
-            *lock(&self.last_stats) = Some((
+            let (stats, backend) = (
                 state.upscaler.stats().clone(),
                 state.upscaler.backend().name(),
-            ));
+            );
+            *lock(&self.last_stats) = Some((stats, backend, device_name(&state.upscaler)));
         }
         Ok(())
     }
