@@ -10,8 +10,7 @@ fn inline_includes(dir: &Path, source: &str) -> String {
         let trimmed = line.trim();
         if let Some(rest) = trimmed.strip_prefix("#include \"") {
             let name = rest.trim_end_matches('"');
-            let header =
-                std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let header = std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
             out.push_str(&inline_includes(dir, &header));
         } else if trimmed != "#pragma once" {
             out.push_str(line);
@@ -24,20 +23,16 @@ fn inline_includes(dir: &Path, source: &str) -> String {
 fn main() {
     let dir = Path::new("src/cuda/kernels");
     println!("cargo:rerun-if-changed={}", dir.display());
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .expect("src/cuda/kernels")
-        .map(|e| e.expect("directory entry").path())
-        .collect();
+    let mut entries: Vec<_> =
+        std::fs::read_dir(dir).expect("src/cuda/kernels").map(|e| e.expect("directory entry").path()).collect();
     entries.sort();
-    let mut generated = String::from(
-        "/// Kernel sources by file name, includes inlined.\npub const SOURCES: &[(&str, &str)] = &[\n",
-    );
+    let mut generated =
+        String::from("/// Kernel sources by file name, includes inlined.\npub const SOURCES: &[(&str, &str)] = &[\n");
     for path in entries {
         println!("cargo:rerun-if-changed={}", path.display());
         if path.extension().is_some_and(|e| e == "cu") {
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            let source =
-                inline_includes(dir, &std::fs::read_to_string(&path).expect("kernel source"));
+            let source = inline_includes(dir, &std::fs::read_to_string(&path).expect("kernel source"));
             writeln!(generated, "    ({name:?}, {source:?}),").unwrap();
         }
     }

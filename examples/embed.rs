@@ -72,6 +72,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let stats: gst::Structure = upscaler.property("stats");
     pipeline.set_state(gst::State::Null)?;
-    println!("received {} frames; scale x{}; {stats}", frames.load(std::sync::atomic::Ordering::Relaxed), upscaler.property::<u32>("scale"));
+    println!(
+        "received {} frames; scale x{}; {stats}",
+        frames.load(std::sync::atomic::Ordering::Relaxed),
+        upscaler.property::<u32>("scale")
+    );
     Ok(())
 }

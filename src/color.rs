@@ -97,12 +97,7 @@ pub fn yuv_to_rgb(c: Colorimetry) -> Affine3x4 {
     let mut m = [[0f32; 4]; 3];
     for (out, [fy, fpb, fpr]) in m.iter_mut().zip(rows) {
         let (ky, kpb, kpr) = (fy / y_scale, fpb / c_scale, fpr / c_scale);
-        *out = [
-            ky as f32,
-            kpb as f32,
-            kpr as f32,
-            (-(ky * y_off) - kpb * c_off - kpr * c_off) as f32,
-        ];
+        *out = [ky as f32, kpb as f32, kpr as f32, (-(ky * y_off) - kpb * c_off - kpr * c_off) as f32];
     }
     Affine3x4 { m }
 }
@@ -116,20 +111,9 @@ pub fn rgb_to_yuv(c: Colorimetry) -> Affine3x4 {
     let pb = [-kr / (2.0 * (1.0 - kb)), -kg / (2.0 * (1.0 - kb)), 0.5];
     let pr = [0.5, -kg / (2.0 * (1.0 - kr)), -kb / (2.0 * (1.0 - kr))];
     let row = |k: [f64; 3], scale: f64, off: f64| {
-        [
-            (k[0] * scale) as f32,
-            (k[1] * scale) as f32,
-            (k[2] * scale) as f32,
-            off as f32,
-        ]
+        [(k[0] * scale) as f32, (k[1] * scale) as f32, (k[2] * scale) as f32, off as f32]
     };
-    Affine3x4 {
-        m: [
-            row(y, y_scale, y_off),
-            row(pb, c_scale, c_off),
-            row(pr, c_scale, c_off),
-        ],
-    }
+    Affine3x4 { m: [row(y, y_scale, y_off), row(pb, c_scale, c_off), row(pr, c_scale, c_off)] }
 }
 
 /// Rounds and clamps a code value to 8 bits (round half away from zero, as `roundf` does in the kernels).
@@ -161,10 +145,7 @@ mod tests {
             };
             let black = fwd.apply(0.0, 0.0, 0.0);
             let white = fwd.apply(1.0, 1.0, 1.0);
-            assert!(
-                (black[0] - y0).abs() < 1e-4 && (white[0] - y1).abs() < 1e-4,
-                "{c:?}"
-            );
+            assert!((black[0] - y0).abs() < 1e-4 && (white[0] - y1).abs() < 1e-4, "{c:?}");
             for v in [black[1], black[2], white[1], white[2]] {
                 assert!((v - 128.0).abs() < 1e-4, "{c:?}: chroma {v}");
             }
@@ -175,12 +156,7 @@ mod tests {
     fn forward_and_inverse_compose_to_identity() {
         for c in ALL {
             let (fwd, inv) = (rgb_to_yuv(c), yuv_to_rgb(c));
-            for rgb in [
-                [0.1f32, 0.5, 0.9],
-                [1.0, 0.0, 0.0],
-                [0.0, 1.0, 0.0],
-                [0.0, 0.0, 1.0],
-            ] {
+            for rgb in [[0.1f32, 0.5, 0.9], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]] {
                 let yuv = fwd.apply(rgb[0], rgb[1], rgb[2]);
                 let back = inv.apply(yuv[0], yuv[1], yuv[2]);
                 for k in 0..3 {

@@ -20,23 +20,14 @@ fn clamp01(v: f32) -> f32 {
 #[inline]
 fn chroma_taps(x: usize, chroma_len: usize) -> (usize, usize) {
     let near = (x >> 1).min(chroma_len - 1);
-    let far = if x & 1 == 1 {
-        (near + 1).min(chroma_len - 1)
-    } else {
-        near.saturating_sub(1)
-    };
+    let far = if x & 1 == 1 { (near + 1).min(chroma_len - 1) } else { near.saturating_sub(1) };
     (near, far)
 }
 
 /// Converts `region` of an NV12 frame into a planar RGB tensor `[3, region.height, region.width]` in 0..=1.
 ///
 /// Pixels of the region outside the frame take the value of the nearest edge pixel.
-pub fn nv12_to_planar<T: TensorElement>(
-    src: &HostNv12,
-    yuv_to_rgb: &Affine3x4,
-    region: Rect,
-    dst: &mut [T],
-) {
+pub fn nv12_to_planar<T: TensorElement>(src: &HostNv12, yuv_to_rgb: &Affine3x4, region: Rect, dst: &mut [T]) {
     let (w, h) = (region.width as usize, region.height as usize);
     assert!(dst.len() >= 3 * w * h, "destination tensor too small");
     let c = src.size.chroma();
@@ -50,9 +41,7 @@ pub fn nv12_to_planar<T: TensorElement>(
         for tx in 0..w {
             let x = (region.x + tx as i32).clamp(0, src.size.width as i32 - 1) as usize;
             let (cx_near, cx_far) = chroma_taps(x, c.width as usize);
-            let sample = |row: &[u8], k: usize| {
-                0.75 * row[2 * cx_near + k] as f32 + 0.25 * row[2 * cx_far + k] as f32
-            };
+            let sample = |row: &[u8], k: usize| 0.75 * row[2 * cx_near + k] as f32 + 0.25 * row[2 * cx_far + k] as f32;
             let u = 0.75 * sample(near_row, 0) + 0.25 * sample(far_row, 0);
             let v = 0.75 * sample(near_row, 1) + 0.25 * sample(far_row, 1);
             let rgb = yuv_to_rgb.apply(luma_row[x] as f32, u, v);
@@ -80,8 +69,7 @@ pub fn planar_to_nv12<T: TensorElement>(src: &[T], rgb_to_yuv: &Affine3x4, dst: 
                 for x in 2 * cx..(2 * cx + 2).min(w) {
                     let i = y * w + x;
                     let rgb = [0, 1, 2].map(|k| clamp01(src[k * plane + i].to_f32()));
-                    dst.y[y * dst.y_stride + x] =
-                        quantise(rgb_to_yuv.apply(rgb[0], rgb[1], rgb[2])[0]);
+                    dst.y[y * dst.y_stride + x] = quantise(rgb_to_yuv.apply(rgb[0], rgb[1], rgb[2])[0]);
                     for k in 0..3 {
                         sum[k] += rgb[k];
                     }

@@ -11,11 +11,7 @@ pub enum Error {
     Cuda { call: &'static str, reason: String },
     /// NVRTC could not compile one of our kernels (the log is NVRTC's).
     #[error("NVRTC: compiling {source_name} for {arch} failed: {log}")]
-    Nvrtc {
-        source_name: &'static str,
-        arch: String,
-        log: String,
-    },
+    Nvrtc { source_name: &'static str, arch: String, log: String },
     /// The device ran out of memory.
     #[error("out of device memory: {0}")]
     OutOfMemory(String),
@@ -36,32 +32,20 @@ pub enum Error {
     InvalidConfig(String),
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 }
 
 impl Error {
     pub fn model(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
-        Error::Model {
-            path: path.into(),
-            reason: reason.into(),
-        }
+        Error::Model { path: path.into(), reason: reason.into() }
     }
 
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Io { path: path.into(), source }
     }
 
     pub fn unavailable(what: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::Unavailable {
-            what: what.into(),
-            reason: reason.into(),
-        }
+        Error::Unavailable { what: what.into(), reason: reason.into() }
     }
 
     /// True when the error means the device had no memory left, so a smaller working set may succeed.

@@ -105,12 +105,7 @@ pub struct Rect {
 
 impl Rect {
     pub const fn new(x: i32, y: i32, width: u32, height: u32) -> Self {
-        Self {
-            x,
-            y,
-            width,
-            height,
-        }
+        Self { x, y, width, height }
     }
 
     pub fn of_size(size: Size) -> Self {
@@ -143,11 +138,7 @@ pub struct HostNv12Mut<'a> {
 }
 
 fn check_plane(what: &str, len: usize, stride: usize, row_bytes: usize, rows: u32) -> Result<()> {
-    let needed = if rows == 0 {
-        0
-    } else {
-        stride * (rows as usize - 1) + row_bytes
-    };
+    let needed = if rows == 0 { 0 } else { stride * (rows as usize - 1) + row_bytes };
     if stride < row_bytes || len < needed {
         return Err(Error::InvalidConfig(format!(
             "NV12 {what} plane too small: {len} bytes with stride {stride} for {rows} rows of {row_bytes} bytes"
@@ -158,67 +149,25 @@ fn check_plane(what: &str, len: usize, stride: usize, row_bytes: usize, rows: u3
 
 impl<'a> HostNv12<'a> {
     /// Checks that the planes hold `size` with the given strides.
-    pub fn new(
-        size: Size,
-        y: &'a [u8],
-        y_stride: usize,
-        uv: &'a [u8],
-        uv_stride: usize,
-    ) -> Result<Self> {
+    pub fn new(size: Size, y: &'a [u8], y_stride: usize, uv: &'a [u8], uv_stride: usize) -> Result<Self> {
         let c = size.chroma();
         check_plane("luma", y.len(), y_stride, size.width as usize, size.height)?;
-        check_plane(
-            "chroma",
-            uv.len(),
-            uv_stride,
-            2 * c.width as usize,
-            c.height,
-        )?;
-        Ok(Self {
-            size,
-            y,
-            y_stride,
-            uv,
-            uv_stride,
-        })
+        check_plane("chroma", uv.len(), uv_stride, 2 * c.width as usize, c.height)?;
+        Ok(Self { size, y, y_stride, uv, uv_stride })
     }
 }
 
 impl<'a> HostNv12Mut<'a> {
     /// Checks that the planes hold `size` with the given strides.
-    pub fn new(
-        size: Size,
-        y: &'a mut [u8],
-        y_stride: usize,
-        uv: &'a mut [u8],
-        uv_stride: usize,
-    ) -> Result<Self> {
+    pub fn new(size: Size, y: &'a mut [u8], y_stride: usize, uv: &'a mut [u8], uv_stride: usize) -> Result<Self> {
         let c = size.chroma();
         check_plane("luma", y.len(), y_stride, size.width as usize, size.height)?;
-        check_plane(
-            "chroma",
-            uv.len(),
-            uv_stride,
-            2 * c.width as usize,
-            c.height,
-        )?;
-        Ok(Self {
-            size,
-            y,
-            y_stride,
-            uv,
-            uv_stride,
-        })
+        check_plane("chroma", uv.len(), uv_stride, 2 * c.width as usize, c.height)?;
+        Ok(Self { size, y, y_stride, uv, uv_stride })
     }
 
     pub fn as_ref(&self) -> HostNv12<'_> {
-        HostNv12 {
-            size: self.size,
-            y: self.y,
-            y_stride: self.y_stride,
-            uv: self.uv,
-            uv_stride: self.uv_stride,
-        }
+        HostNv12 { size: self.size, y: self.y, y_stride: self.y_stride, uv: self.uv, uv_stride: self.uv_stride }
     }
 }
 
@@ -233,11 +182,7 @@ pub struct Nv12Image {
 impl Nv12Image {
     pub fn new(size: Size) -> Self {
         let c = size.chroma();
-        Self {
-            size,
-            y: vec![0; size.pixels()],
-            uv: vec![128; 2 * c.pixels()],
-        }
+        Self { size, y: vec![0; size.pixels()], uv: vec![128; 2 * c.pixels()] }
     }
 
     pub fn view(&self) -> HostNv12<'_> {
@@ -252,13 +197,7 @@ impl Nv12Image {
 
     pub fn view_mut(&mut self) -> HostNv12Mut<'_> {
         let uv_stride = 2 * self.size.chroma().width as usize;
-        HostNv12Mut {
-            size: self.size,
-            y: &mut self.y,
-            y_stride: self.size.width as usize,
-            uv: &mut self.uv,
-            uv_stride,
-        }
+        HostNv12Mut { size: self.size, y: &mut self.y, y_stride: self.size.width as usize, uv: &mut self.uv, uv_stride }
     }
 }
 
@@ -280,12 +219,6 @@ impl DeviceNv12 {
     /// `y` and `uv` must be device pointers of the CUDA context the frame is used with, valid for `size` rows
     /// (luma) and `size.chroma()` rows (chroma) at the given pitches, until the work using them has completed.
     pub unsafe fn new(size: Size, y: u64, y_pitch: usize, uv: u64, uv_pitch: usize) -> Self {
-        Self {
-            size,
-            y,
-            y_pitch,
-            uv,
-            uv_pitch,
-        }
+        Self { size, y, y_pitch, uv, uv_pitch }
     }
 }

@@ -40,46 +40,31 @@ fn element_type(path: &Path, what: &str, t: i32) -> Result<ElementType> {
         data_type::FLOAT16 => Ok(ElementType::F16),
         other => Err(Error::model(
             path,
-            format!(
-                "{what} is {}, but only float32 and float16 are supported",
-                data_type::name(other)
-            ),
+            format!("{what} is {}, but only float32 and float16 are supported", data_type::name(other)),
         )),
     }
 }
 
 fn check_nchw(path: &Path, what: &str, dims: &Option<Vec<Dim>>) -> Result<Vec<Dim>> {
     let Some(dims) = dims else {
-        return Ok(vec![
-            Dim::Unknown,
-            Dim::Fixed(3),
-            Dim::Unknown,
-            Dim::Unknown,
-        ]);
+        return Ok(vec![Dim::Unknown, Dim::Fixed(3), Dim::Unknown, Dim::Unknown]);
     };
     if dims.len() != 4 {
-        return Err(Error::model(
-            path,
-            format!("{what} has {} dimensions, expected 4 (NCHW)", dims.len()),
-        ));
+        return Err(Error::model(path, format!("{what} has {} dimensions, expected 4 (NCHW)", dims.len())));
     }
     match dims[1] {
         Dim::Fixed(3) => {}
         Dim::Param(_) | Dim::Unknown if dims[3] == Dim::Fixed(3) => {
             return Err(Error::model(
                 path,
-                format!(
-                    "{what} looks like NHWC (last axis 3, channel axis symbolic); NHWC models are not supported"
-                ),
+                format!("{what} looks like NHWC (last axis 3, channel axis symbolic); NHWC models are not supported"),
             ));
         }
         Dim::Param(_) | Dim::Unknown => {}
         Dim::Fixed(c) => {
             return Err(Error::model(
                 path,
-                format!(
-                    "{what} has {c} channels in NCHW layout, expected 3 (RGB); NHWC models are not supported"
-                ),
+                format!("{what} has {c} channels in NCHW layout, expected 3 (RGB); NHWC models are not supported"),
             ));
         }
     }
@@ -87,10 +72,7 @@ fn check_nchw(path: &Path, what: &str, dims: &Option<Vec<Dim>>) -> Result<Vec<Di
         if let Dim::Fixed(v) = d
             && *v <= 0
         {
-            return Err(Error::model(
-                path,
-                format!("{what} dimension {axis} is {v}"),
-            ));
+            return Err(Error::model(path, format!("{what} dimension {axis} is {v}")));
         }
     }
     Ok(dims.clone())
@@ -104,36 +86,19 @@ impl ModelInfo {
 
     /// Checks the contract of an already decoded model (`path` names it in messages).
     pub fn from_proto(model: &ModelProto, path: &Path) -> Result<Self> {
-        let graph = model
-            .graph
-            .as_ref()
-            .ok_or_else(|| Error::model(path, "not an ONNX model (no graph)"))?;
-        let initializers: std::collections::HashSet<&str> =
-            graph.initializer.iter().map(|t| t.name.as_str()).collect();
-        let inputs: Vec<_> = graph
-            .input
-            .iter()
-            .filter(|i| !initializers.contains(i.name.as_str()))
-            .collect();
+        let graph = model.graph.as_ref().ok_or_else(|| Error::model(path, "not an ONNX model (no graph)"))?;
+        let initializers: std::collections::HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+        let inputs: Vec<_> = graph.input.iter().filter(|i| !initializers.contains(i.name.as_str())).collect();
         let [input] = inputs[..] else {
-            return Err(Error::model(
-                path,
-                format!(
-                    "has {} inputs, expected exactly one image input",
-                    inputs.len()
-                ),
-            ));
+            return Err(Error::model(path, format!("has {} inputs, expected exactly one image input", inputs.len())));
         };
         let [output] = &graph.output[..] else {
-            return Err(Error::model(
-                path,
-                format!("has {} outputs, expected exactly one", graph.output.len()),
-            ));
+            return Err(Error::model(path, format!("has {} outputs, expected exactly one", graph.output.len())));
         };
-        let (in_t, in_dims) = tensor_type(input)
-            .ok_or_else(|| Error::model(path, format!("input {} is not a tensor", input.name)))?;
-        let (out_t, out_dims) = tensor_type(output)
-            .ok_or_else(|| Error::model(path, format!("output {} is not a tensor", output.name)))?;
+        let (in_t, in_dims) =
+            tensor_type(input).ok_or_else(|| Error::model(path, format!("input {} is not a tensor", input.name)))?;
+        let (out_t, out_dims) =
+            tensor_type(output).ok_or_else(|| Error::model(path, format!("output {} is not a tensor", output.name)))?;
         let input_type = element_type(path, &format!("input {}", input.name), in_t)?;
         let output_type = element_type(path, &format!("output {}", output.name), out_t)?;
         let input_dims = check_nchw(path, &format!("input {}", input.name), &in_dims)?;
@@ -144,9 +109,7 @@ impl ModelInfo {
                 if oh % ih != 0 || ow % iw != 0 || oh / ih != ow / iw || oh / ih < 1 {
                     return Err(Error::model(
                         path,
-                        format!(
-                            "output {oh}x{ow} is not the same integer multiple of input {ih}x{iw} in both axes"
-                        ),
+                        format!("output {oh}x{ow} is not the same integer multiple of input {ih}x{iw} in both axes"),
                     ));
                 }
                 Some((oh / ih) as u32)
@@ -156,31 +119,21 @@ impl ModelInfo {
         let meta_scale = match onnx::metadata(model, META_SCALE) {
             None => None,
             Some(s) => Some(s.parse::<u32>().ok().filter(|&v| v >= 1).ok_or_else(|| {
-                Error::model(
-                    path,
-                    format!("metadata {META_SCALE} = {s:?} is not a positive integer"),
-                )
+                Error::model(path, format!("metadata {META_SCALE} = {s:?} is not a positive integer"))
             })?),
         };
         if let (Some(m), Some(s)) = (meta_scale, static_scale)
             && m != s
         {
-            return Err(Error::model(
-                path,
-                format!("metadata says scale {m} but the static shapes say {s}"),
-            ));
+            return Err(Error::model(path, format!("metadata says scale {m} but the static shapes say {s}")));
         }
         let fixed_size = match (&input_dims[2], &input_dims[3]) {
             (Dim::Fixed(h), Dim::Fixed(w)) => Some(Size::new(*w as u32, *h as u32)),
             _ => None,
         };
-        let min_size = onnx::metadata(model, crate::ncnn::META_MIN_SIZE)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(1);
+        let min_size = onnx::metadata(model, crate::ncnn::META_MIN_SIZE).and_then(|s| s.parse().ok()).unwrap_or(1);
         let name = if graph.name.is_empty() {
-            path.file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default()
+            path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
         } else {
             graph.name.clone()
         };
@@ -215,10 +168,7 @@ impl ModelInfo {
         if size.width < self.min_size || size.height < self.min_size {
             return Err(Error::model(
                 &self.path,
-                format!(
-                    "needs at least {0}x{0} input, but the stream is {size}",
-                    self.min_size
-                ),
+                format!("needs at least {0}x{0} input, but the stream is {size}", self.min_size),
             ));
         }
         Ok(())
@@ -226,10 +176,7 @@ impl ModelInfo {
 
     /// Derives the scale from a probe run's input and output sizes.
     pub fn scale_from_probe(&self, input: Size, output: Size) -> Result<u32> {
-        let (sw, sh) = (
-            output.width / input.width.max(1),
-            output.height / input.height.max(1),
-        );
+        let (sw, sh) = (output.width / input.width.max(1), output.height / input.height.max(1));
         if sw < 1 || sw != sh || output != input.scaled(sw) {
             return Err(Error::model(
                 &self.path,
@@ -241,12 +188,7 @@ impl ModelInfo {
 
     /// One line for logs and `inspect`.
     pub fn summary(&self) -> String {
-        let dims = |d: &[Dim]| {
-            d.iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join("x")
-        };
+        let dims = |d: &[Dim]| d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x");
         format!(
             "{} → {} ({} {} → {} {}), scale {}, {}",
             self.input_name,
@@ -255,10 +197,8 @@ impl ModelInfo {
             dims(&self.input_dims),
             self.output_type,
             dims(&self.output_dims),
-            self.scale
-                .map_or("found by a probe run".into(), |s| format!("x{s}")),
-            self.fixed_size
-                .map_or("any input size".into(), |s| format!("input fixed at {s}")),
+            self.scale.map_or("found by a probe run".into(), |s| format!("x{s}")),
+            self.fixed_size.map_or("any input size".into(), |s| format!("input fixed at {s}")),
         )
     }
 }
@@ -279,85 +219,39 @@ mod tests {
     }
 
     fn dyn4() -> Vec<Dim> {
-        vec![
-            Dim::Param("n".into()),
-            Dim::Fixed(3),
-            Dim::Param("h".into()),
-            Dim::Param("w".into()),
-        ]
+        vec![Dim::Param("n".into()), Dim::Fixed(3), Dim::Param("h".into()), Dim::Param("w".into())]
     }
 
     #[test]
     fn scale_from_metadata_or_static_shapes() {
-        let m = model(
-            &dyn4(),
-            &dyn4(),
-            data_type::FLOAT,
-            &[(META_SCALE, "4".into())],
-        );
+        let m = model(&dyn4(), &dyn4(), data_type::FLOAT, &[(META_SCALE, "4".into())]);
         let info = ModelInfo::from_proto(&m, Path::new("a.onnx")).unwrap();
-        assert_eq!(
-            (info.scale, info.fixed_size, info.input_type),
-            (Some(4), None, ElementType::F32)
-        );
+        assert_eq!((info.scale, info.fixed_size, info.input_type), (Some(4), None, ElementType::F32));
 
         let s = |h, w| vec![Dim::Fixed(1), Dim::Fixed(3), Dim::Fixed(h), Dim::Fixed(w)];
         let m = model(&s(64, 32), &s(128, 64), data_type::FLOAT16, &[]);
         let info = ModelInfo::from_proto(&m, Path::new("b.onnx")).unwrap();
-        assert_eq!(
-            (info.scale, info.fixed_size),
-            (Some(2), Some(Size::new(32, 64)))
-        );
+        assert_eq!((info.scale, info.fixed_size), (Some(2), Some(Size::new(32, 64))));
         assert_eq!(info.fixed_batch, Some(1));
-        let e = info
-            .check_input_size(Size::new(64, 64))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("b.onnx") && e.contains("only 32x64") && e.contains("64x64"),
-            "{e}"
-        );
+        let e = info.check_input_size(Size::new(64, 64)).unwrap_err().to_string();
+        assert!(e.contains("b.onnx") && e.contains("only 32x64") && e.contains("64x64"), "{e}");
 
         let m = model(&dyn4(), &dyn4(), data_type::FLOAT, &[]);
-        assert_eq!(
-            ModelInfo::from_proto(&m, Path::new("c.onnx"))
-                .unwrap()
-                .scale,
-            None
-        );
+        assert_eq!(ModelInfo::from_proto(&m, Path::new("c.onnx")).unwrap().scale, None);
     }
 
     #[test]
     fn contract_violations_name_the_model_and_reason() {
-        let err = |m: ModelProto| {
-            ModelInfo::from_proto(&m, Path::new("bad.onnx"))
-                .unwrap_err()
-                .to_string()
-        };
-        let nhwc = vec![
-            Dim::Fixed(1),
-            Dim::Param("h".into()),
-            Dim::Param("w".into()),
-            Dim::Fixed(3),
-        ];
+        let err = |m: ModelProto| ModelInfo::from_proto(&m, Path::new("bad.onnx")).unwrap_err().to_string();
+        let nhwc = vec![Dim::Fixed(1), Dim::Param("h".into()), Dim::Param("w".into()), Dim::Fixed(3)];
         assert!(err(model(&nhwc, &nhwc, data_type::FLOAT, &[])).contains("NHWC"));
         assert!(err(model(&dyn4(), &dyn4(), data_type::INT64, &[])).contains("int64"));
-        let rank3 = vec![
-            Dim::Fixed(3),
-            Dim::Param("h".into()),
-            Dim::Param("w".into()),
-        ];
+        let rank3 = vec![Dim::Fixed(3), Dim::Param("h".into()), Dim::Param("w".into())];
         assert!(err(model(&rank3, &rank3, data_type::FLOAT, &[])).contains("3 dimensions"));
         let s = |h| vec![Dim::Fixed(1), Dim::Fixed(3), Dim::Fixed(h), Dim::Fixed(h)];
         assert!(err(model(&s(10), &s(25), data_type::FLOAT, &[])).contains("integer multiple"));
         assert!(
-            err(model(
-                &dyn4(),
-                &dyn4(),
-                data_type::FLOAT,
-                &[(META_SCALE, "x".into())]
-            ))
-            .contains("vfupscale.scale")
+            err(model(&dyn4(), &dyn4(), data_type::FLOAT, &[(META_SCALE, "x".into())])).contains("vfupscale.scale")
         );
 
         let mut two_inputs = model(&dyn4(), &dyn4(), data_type::FLOAT, &[]);
@@ -369,22 +263,14 @@ mod tests {
 
     #[test]
     fn missing_and_corrupt_files_are_reported() {
-        let e = ModelInfo::load(Path::new("/nonexistent/model.onnx"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("/nonexistent/model.onnx") && e.contains("cannot read"),
-            "{e}"
-        );
+        let e = ModelInfo::load(Path::new("/nonexistent/model.onnx")).unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/model.onnx") && e.contains("cannot read"), "{e}");
         let dir = std::env::temp_dir().join(format!("vfupscale-model-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let junk = dir.join("junk.onnx");
         std::fs::write(&junk, b"this is a text file, not a protobuf model").unwrap();
         let e = ModelInfo::load(&junk).unwrap_err().to_string();
-        assert!(
-            e.contains("junk.onnx") && e.contains("not an ONNX model"),
-            "{e}"
-        );
+        assert!(e.contains("junk.onnx") && e.contains("not an ONNX model"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -24,11 +24,7 @@ impl StageStats {
     }
 
     pub fn mean_ms(&self) -> f64 {
-        if self.count == 0 {
-            0.0
-        } else {
-            self.total_ms / self.count as f64
-        }
+        if self.count == 0 { 0.0 } else { self.total_ms / self.count as f64 }
     }
 }
 

@@ -17,9 +17,7 @@ use crate::cuda::launch::{DevicePlanar, nv12_to_planar, planar_to_nv12};
 use crate::cuda::{GpuDevice, driver_error};
 use crate::error::{Error, Result};
 use crate::frame::{DeviceNv12, ElementType, HostNv12, HostNv12Mut, Rect, Size};
-use crate::infer::{
-    Backend, BackendChoice, InferenceSession, Precision, SessionOptions, TensorLocation, load_model,
-};
+use crate::infer::{Backend, BackendChoice, InferenceSession, Precision, SessionOptions, TensorLocation, load_model};
 use crate::model::ModelInfo;
 use crate::onnx::ModelProto;
 use crate::stats::{Stage, Stats};
@@ -71,9 +69,7 @@ impl Upscaler {
             match Self::open_gpu(config.device_id) {
                 Ok(gpu) => Some(gpu),
                 Err(e) if config.backend == BackendChoice::Auto => {
-                    warnings.push(format!(
-                        "GPU backends unavailable, falling back to cpu: {e}"
-                    ));
+                    warnings.push(format!("GPU backends unavailable, falling back to cpu: {e}"));
                     None
                 }
                 Err(e) => return Err(e),
@@ -94,18 +90,15 @@ impl Upscaler {
         let (mut session, skipped) = InferenceSession::open(&model, &proto, &options)?;
         warnings.extend(skipped);
         if session.backend() == Backend::Cpu && config.precision == Precision::Fp16 {
-            warnings.push("precision fp16 on the cpu backend: ONNX Runtime computes it in fp32, expect no speed-up".into());
+            warnings
+                .push("precision fp16 on the cpu backend: ONNX Runtime computes it in fp32, expect no speed-up".into());
         }
         let scale = match model.scale {
             Some(s) => s,
             None => session.probe_scale()?,
         };
         // a GPU that ended up unused (CPU fallback) is released
-        let gpu = if session.backend().is_gpu() {
-            gpu
-        } else {
-            None
-        };
+        let gpu = if session.backend().is_gpu() { gpu } else { None };
         Ok(Self {
             session,
             gpu,
@@ -127,17 +120,10 @@ impl Upscaler {
             device.bind_to_thread()?;
             // timing enabled (cudarc's default disables it): the stage durations in `stats` come from these
             let flags = cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT;
-            stream
-                .context()
-                .new_event(Some(flags))
-                .map_err(|e| driver_error("cuEventCreate", e))
+            stream.context().new_event(Some(flags)).map_err(|e| driver_error("cuEventCreate", e))
         };
         let events = [event()?, event()?, event()?, event()?];
-        Ok(Gpu {
-            device,
-            stream,
-            events,
-        })
+        Ok(Gpu { device, stream, events })
     }
 
     pub fn scale(&self) -> u32 {
@@ -205,8 +191,7 @@ impl Upscaler {
                 compute_stream: self.gpu.as_ref().map(|g| g.stream.cu_stream() as usize),
                 profile_size: Some((1, size)),
             };
-            self.session =
-                InferenceSession::open_with(&self.model, &self.proto, &options, Backend::TensorRt)?;
+            self.session = InferenceSession::open_with(&self.model, &self.proto, &options, Backend::TensorRt)?;
         }
         self.session.bind(1, size, self.scale, location)?;
         self.prepared = Some((size, location));
@@ -217,11 +202,7 @@ impl Upscaler {
 
     fn check_sizes(&self, src: Size, dst: Size, location: TensorLocation) -> Result<()> {
         match self.prepared {
-            Some((size, loc))
-                if size == src && loc == location && dst == src.scaled(self.scale) =>
-            {
-                Ok(())
-            }
+            Some((size, loc)) if size == src && loc == location && dst == src.scaled(self.scale) => Ok(()),
             _ => Err(Error::InvalidConfig(format!(
                 "frame {src} → {dst} does not match the prepared size {:?} at scale {}",
                 self.prepared, self.scale
@@ -243,28 +224,20 @@ impl Upscaler {
         let m = yuv_to_rgb(src_colour);
         let region = Rect::of_size(src.size);
         match in_t {
-            ElementType::F32 => {
-                cpu::nv12_to_planar(src, &m, region, self.session.input_host::<f32>()?)
-            }
-            ElementType::F16 => {
-                cpu::nv12_to_planar(src, &m, region, self.session.input_host::<half::f16>()?)
-            }
+            ElementType::F32 => cpu::nv12_to_planar(src, &m, region, self.session.input_host::<f32>()?),
+            ElementType::F16 => cpu::nv12_to_planar(src, &m, region, self.session.input_host::<half::f16>()?),
         }
         let t1 = Instant::now();
         self.session.run()?;
         if let Some(gpu) = &self.gpu {
             // the provider copies the output to host memory on our stream
-            gpu.stream
-                .synchronize()
-                .map_err(|e| driver_error("cuStreamSynchronize", e))?;
+            gpu.stream.synchronize().map_err(|e| driver_error("cuStreamSynchronize", e))?;
         }
         let t2 = Instant::now();
         let m = rgb_to_yuv(dst_colour);
         match out_t {
             ElementType::F32 => cpu::planar_to_nv12(self.session.output_host::<f32>()?, &m, dst),
-            ElementType::F16 => {
-                cpu::planar_to_nv12(self.session.output_host::<half::f16>()?, &m, dst)
-            }
+            ElementType::F16 => cpu::planar_to_nv12(self.session.output_host::<half::f16>()?, &m, dst),
         }
         let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
         self.stats.record(Stage::ConvertIn, ms(t0, t1));
@@ -289,67 +262,28 @@ impl Upscaler {
     ) -> Result<()> {
         self.check_sizes(src.size, dst.size, TensorLocation::Device)?;
         let (in_t, out_t) = self.running_types();
-        let input = DevicePlanar {
-            ptr: self.session.input_ptr()?,
-            size: src.size,
-            element: in_t,
-        };
-        let output = DevicePlanar {
-            ptr: self.session.output_ptr()?,
-            size: dst.size,
-            element: out_t,
-        };
-        let gpu = self
-            .gpu
-            .as_ref()
-            .ok_or_else(|| Error::InvalidConfig("no GPU".into()))?;
+        let input = DevicePlanar { ptr: self.session.input_ptr()?, size: src.size, element: in_t };
+        let output = DevicePlanar { ptr: self.session.output_ptr()?, size: dst.size, element: out_t };
+        let gpu = self.gpu.as_ref().ok_or_else(|| Error::InvalidConfig("no GPU".into()))?;
         gpu.device.bind_to_thread()?;
-        let record = |i: usize| {
-            gpu.events[i]
-                .record(&gpu.stream)
-                .map_err(|e| driver_error("cuEventRecord", e))
-        };
+        let record = |i: usize| gpu.events[i].record(&gpu.stream).map_err(|e| driver_error("cuEventRecord", e));
         record(0)?;
         // SAFETY: `src` is valid per this function's contract; `input` is the session's bound device tensor of
         // exactly `3 × src.size` elements of `in_t`, alive as long as the binding.
         unsafe {
-            nv12_to_planar(
-                &gpu.device,
-                &gpu.stream,
-                src,
-                &yuv_to_rgb(src_colour),
-                Rect::of_size(src.size),
-                input,
-            )?
+            nv12_to_planar(&gpu.device, &gpu.stream, src, &yuv_to_rgb(src_colour), Rect::of_size(src.size), input)?
         };
         record(1)?;
         self.session.run()?;
         let gpu = self.gpu.as_ref().expect("checked above");
-        let record = |i: usize| {
-            gpu.events[i]
-                .record(&gpu.stream)
-                .map_err(|e| driver_error("cuEventRecord", e))
-        };
+        let record = |i: usize| gpu.events[i].record(&gpu.stream).map_err(|e| driver_error("cuEventRecord", e));
         record(2)?;
         // SAFETY: `output` is the bound output tensor (`3 × dst.size` elements), `dst` valid per the contract.
-        unsafe {
-            planar_to_nv12(
-                &gpu.device,
-                &gpu.stream,
-                output,
-                &rgb_to_yuv(dst_colour),
-                dst,
-            )?
-        };
+        unsafe { planar_to_nv12(&gpu.device, &gpu.stream, output, &rgb_to_yuv(dst_colour), dst)? };
         record(3)?;
-        gpu.stream
-            .synchronize()
-            .map_err(|e| driver_error("cuStreamSynchronize", e))?;
+        gpu.stream.synchronize().map_err(|e| driver_error("cuStreamSynchronize", e))?;
         let elapsed = |a: usize, b: usize| {
-            gpu.events[a]
-                .elapsed_ms(&gpu.events[b])
-                .map(f64::from)
-                .map_err(|e| driver_error("cuEventElapsedTime", e))
+            gpu.events[a].elapsed_ms(&gpu.events[b]).map(f64::from).map_err(|e| driver_error("cuEventElapsedTime", e))
         };
         let (t_in, t_run, t_out) = (elapsed(0, 1)?, elapsed(1, 2)?, elapsed(2, 3)?);
         self.stats.record(Stage::ConvertIn, t_in);
@@ -363,10 +297,7 @@ impl Upscaler {
 impl Upscaler {
     /// A staging frame of `size` in our context.
     fn staging(&mut self, size: Size) -> Result<DeviceNv12> {
-        let gpu = self
-            .gpu
-            .as_ref()
-            .ok_or_else(|| Error::InvalidConfig("no GPU".into()))?;
+        let gpu = self.gpu.as_ref().ok_or_else(|| Error::InvalidConfig("no GPU".into()))?;
         if self.staging.as_ref().is_none_or(|s| s.size() != size) {
             self.staging = None;
             self.staging = Some(StagingNv12::new(&gpu.stream, size)?);
@@ -391,15 +322,7 @@ impl Upscaler {
         let gpu = self.gpu.as_ref().expect("staging needs the GPU");
         gpu.device.bind_to_thread()?;
         // SAFETY: `src` per the contract; `staging` is our frame of the same size.
-        unsafe {
-            copy_between_contexts(
-                &gpu.stream,
-                src,
-                src_context,
-                &staging,
-                gpu.device.cu_context(),
-            )?
-        };
+        unsafe { copy_between_contexts(&gpu.stream, src, src_context, &staging, gpu.device.cu_context())? };
         self.stats.foreign_context_copies += 1;
         // SAFETY: `staging` is valid memory of our context; `dst` per the contract.
         unsafe { self.upscale_device(&staging, src_colour, dst, dst_colour) }

@@ -19,11 +19,7 @@ fn kr_kb(m: Matrix) -> (f64, f64) {
 fn ref_to_rgb(c: Colorimetry, y: f64, cb: f64, cr: f64) -> [f64; 3] {
     let (kr, kb) = kr_kb(c.matrix);
     let (ey, pb, pr) = match c.range {
-        Range::Limited => (
-            (y - 16.0) / 219.0,
-            (cb - 128.0) / 224.0,
-            (cr - 128.0) / 224.0,
-        ),
+        Range::Limited => ((y - 16.0) / 219.0, (cb - 128.0) / 224.0, (cr - 128.0) / 224.0),
         Range::Full => (y / 255.0, (cb - 128.0) / 255.0, (cr - 128.0) / 255.0),
     };
     // invert E'Y = Kr R + Kg G + Kb B, Pb = (B - Y)/(2(1-Kb)), Pr = (R - Y)/(2(1-Kr))
@@ -100,15 +96,11 @@ fn nv12_to_planar_matches_reference() {
             for y in 0..size.height as usize {
                 for x in 0..size.width as usize {
                     let yv = img.y[y * size.width as usize + x] as f64;
-                    let rgb =
-                        ref_to_rgb(c, yv, ref_chroma(&img, x, y, 0), ref_chroma(&img, x, y, 1));
+                    let rgb = ref_to_rgb(c, yv, ref_chroma(&img, x, y, 0), ref_chroma(&img, x, y, 1));
                     for k in 0..3 {
                         let want = rgb[k].clamp(0.0, 1.0);
                         let got = t[k * plane + y * size.width as usize + x] as f64;
-                        assert!(
-                            (got - want).abs() < 2e-6,
-                            "{c:?} {size} ({x},{y}) channel {k}: {got} vs {want}"
-                        );
+                        assert!((got - want).abs() < 2e-6, "{c:?} {size} ({x},{y}) channel {k}: {got} vs {want}");
                     }
                 }
             }
@@ -131,9 +123,7 @@ fn planar_to_nv12_matches_reference() {
             let mut out = Nv12Image::new(size);
             planar_to_nv12(&t, &rgb_to_yuv(c), &mut out.view_mut());
             let (w, h, plane) = (size.width as usize, size.height as usize, size.pixels());
-            let rgb_at = |x: usize, y: usize| {
-                [0, 1, 2].map(|k| (t[k * plane + y * w + x] as f64).clamp(0.0, 1.0))
-            };
+            let rgb_at = |x: usize, y: usize| [0, 1, 2].map(|k| (t[k * plane + y * w + x] as f64).clamp(0.0, 1.0));
             let mut off_by_one = 0;
             let mut check = |got: u8, want: f64, what: &str| {
                 let want = want.round().clamp(0.0, 255.0);
@@ -143,11 +133,7 @@ fn planar_to_nv12_matches_reference() {
             };
             for y in 0..h {
                 for x in 0..w {
-                    check(
-                        out.y[y * w + x],
-                        ref_to_yuv(c, rgb_at(x, y))[0],
-                        &format!("Y({x},{y})"),
-                    );
+                    check(out.y[y * w + x], ref_to_yuv(c, rgb_at(x, y))[0], &format!("Y({x},{y})"));
                 }
             }
             let cs = size.chroma();
@@ -157,8 +143,7 @@ fn planar_to_nv12_matches_reference() {
                         .flat_map(|y| (2 * cx..(2 * cx + 2).min(w)).map(move |x| (x, y)))
                         .map(|(x, y)| rgb_at(x, y))
                         .collect();
-                    let avg = [0, 1, 2]
-                        .map(|k| pixels.iter().map(|p| p[k]).sum::<f64>() / pixels.len() as f64);
+                    let avg = [0, 1, 2].map(|k| pixels.iter().map(|p| p[k]).sum::<f64>() / pixels.len() as f64);
                     let yuv = ref_to_yuv(c, avg);
                     let i = cy * 2 * cs.width as usize + 2 * cx;
                     check(out.uv[i], yuv[1], &format!("Cb({cx},{cy})"));
@@ -166,10 +151,7 @@ fn planar_to_nv12_matches_reference() {
                 }
             }
             // f32 vs f64 may round a value sitting on .5 differently, never more than rarely
-            assert!(
-                off_by_one * 100 <= 3 * size.pixels(),
-                "{c:?} {size}: {off_by_one} values off by one"
-            );
+            assert!(off_by_one * 100 <= 3 * size.pixels(), "{c:?} {size}: {off_by_one} values off by one");
         }
     }
 }

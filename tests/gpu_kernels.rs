@@ -19,9 +19,7 @@ fn random_frame(size: Size, seed: u64) -> Nv12Image {
     let mut img = Nv12Image::new(size);
     let mut s = seed;
     let mut next = || {
-        s = s
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
+        s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         (s >> 56) as u8
     };
     img.y.iter_mut().for_each(|v| *v = next());
@@ -51,12 +49,7 @@ impl DeviceFrame {
         for r in 0..c.height as usize {
             uv[r * pitch..r * pitch + cw].copy_from_slice(&img.uv[r * cw..(r + 1) * cw]);
         }
-        Self {
-            y: stream.clone_htod(&y).unwrap(),
-            uv: stream.clone_htod(&uv).unwrap(),
-            size: img.size,
-            pitch,
-        }
+        Self { y: stream.clone_htod(&y).unwrap(), uv: stream.clone_htod(&uv).unwrap(), size: img.size, pitch }
     }
 
     fn zeroed(stream: &Arc<CudaStream>, size: Size) -> Self {
@@ -79,10 +72,7 @@ impl DeviceFrame {
     }
 
     fn download(&self, stream: &Arc<CudaStream>) -> Nv12Image {
-        let (yp, uvp) = (
-            stream.clone_dtoh(&self.y).unwrap(),
-            stream.clone_dtoh(&self.uv).unwrap(),
-        );
+        let (yp, uvp) = (stream.clone_dtoh(&self.y).unwrap(), stream.clone_dtoh(&self.uv).unwrap());
         let mut img = Nv12Image::new(self.size);
         let w = self.size.width as usize;
         for r in 0..self.size.height as usize {
@@ -109,10 +99,9 @@ fn nv12_to_planar_kernel_equals_cpu_bit_for_bit() {
     let device = GpuDevice::get(0).unwrap();
     let stream = device.new_stream().unwrap();
     for (n, c) in COLOURS.into_iter().enumerate() {
-        for (size, region) in [
-            (Size::new(1920, 1080), Rect::new(0, 0, 1920, 1080)),
-            (Size::new(33, 17), Rect::new(-5, -3, 45, 25)),
-        ] {
+        for (size, region) in
+            [(Size::new(1920, 1080), Rect::new(0, 0, 1920, 1080)), (Size::new(33, 17), Rect::new(-5, -3, 45, 25))]
+        {
             let img = random_frame(size, n as u64 + 1);
             let mut dev = DeviceFrame::upload(&stream, &img);
             let src = dev.nv12(&stream);
@@ -122,38 +111,22 @@ fn nv12_to_planar_kernel_equals_cpu_bit_for_bit() {
             cpu::nv12_to_planar(&img.view(), &yuv_to_rgb(c), region, &mut cpu32);
             let mut out32 = stream.alloc_zeros::<f32>(count).unwrap();
             let (ptr, _) = out32.device_ptr_mut(&stream);
-            let dst = DevicePlanar {
-                ptr,
-                size: region.size(),
-                element: ElementType::F32,
-            };
+            let dst = DevicePlanar { ptr, size: region.size(), element: ElementType::F32 };
             // SAFETY: `src` and `out32` are live allocations of the right sizes in this context.
             unsafe { nv12_to_planar(&device, &stream, &src, &yuv_to_rgb(c), region, dst).unwrap() };
             let gpu32 = stream.clone_dtoh(&out32).unwrap();
-            let diff = cpu32
-                .iter()
-                .zip(&gpu32)
-                .filter(|(a, b)| a.to_bits() != b.to_bits())
-                .count();
+            let diff = cpu32.iter().zip(&gpu32).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
             assert_eq!(diff, 0, "{c:?} {size} fp32: {diff} values differ");
             // fp16
             let mut cpu16 = vec![half::f16::ZERO; count];
             cpu::nv12_to_planar(&img.view(), &yuv_to_rgb(c), region, &mut cpu16);
             let mut out16 = stream.alloc_zeros::<u16>(count).unwrap();
             let (ptr, _) = out16.device_ptr_mut(&stream);
-            let dst = DevicePlanar {
-                ptr,
-                size: region.size(),
-                element: ElementType::F16,
-            };
+            let dst = DevicePlanar { ptr, size: region.size(), element: ElementType::F16 };
             // SAFETY: as above.
             unsafe { nv12_to_planar(&device, &stream, &src, &yuv_to_rgb(c), region, dst).unwrap() };
             let gpu16 = stream.clone_dtoh(&out16).unwrap();
-            let diff = cpu16
-                .iter()
-                .zip(&gpu16)
-                .filter(|(a, b)| a.to_bits() != **b)
-                .count();
+            let diff = cpu16.iter().zip(&gpu16).filter(|(a, b)| a.to_bits() != **b).count();
             assert_eq!(diff, 0, "{c:?} {size} fp16: {diff} values differ");
         }
     }
@@ -185,11 +158,7 @@ fn planar_to_nv12_kernel_equals_cpu_bit_for_bit() {
                 planar_to_nv12(
                     &device,
                     &stream,
-                    DevicePlanar {
-                        ptr,
-                        size,
-                        element: ElementType::F32,
-                    },
+                    DevicePlanar { ptr, size, element: ElementType::F32 },
                     &rgb_to_yuv(c),
                     &dst,
                 )
@@ -208,11 +177,7 @@ fn planar_to_nv12_kernel_equals_cpu_bit_for_bit() {
                 planar_to_nv12(
                     &device,
                     &stream,
-                    DevicePlanar {
-                        ptr,
-                        size,
-                        element: ElementType::F16,
-                    },
+                    DevicePlanar { ptr, size, element: ElementType::F16 },
                     &rgb_to_yuv(c),
                     &dst,
                 )
@@ -224,12 +189,7 @@ fn planar_to_nv12_kernel_equals_cpu_bit_for_bit() {
 }
 
 fn psnr(a: &[u8], b: &[u8]) -> f64 {
-    let mse = a
-        .iter()
-        .zip(b)
-        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
-        .sum::<f64>()
-        / a.len() as f64;
+    let mse = a.iter().zip(b).map(|(&x, &y)| (x as f64 - y as f64).powi(2)).sum::<f64>() / a.len() as f64;
     10.0 * (255.0f64.powi(2) / mse.max(1e-12)).log10()
 }
 
@@ -237,25 +197,17 @@ fn psnr(a: &[u8], b: &[u8]) -> f64 {
 #[ignore = "needs an NVIDIA GPU: run tests/gpu/run.sh"]
 fn device_path_equals_host_path_on_the_real_model() {
     let model = vfupscale::models::default_model_path();
-    assert!(
-        model.exists(),
-        "{} missing: run vfupscale-model fetch",
-        model.display()
-    );
+    assert!(model.exists(), "{} missing: run vfupscale-model fetch", model.display());
     let size = Size::new(320, 180);
     let img = random_frame(size, 42);
     let c = Colorimetry::new(Matrix::Bt709, Range::Limited);
     let run_cpu = {
-        let mut up = Upscaler::new(UpscalerConfig {
-            model: model.clone(),
-            backend: BackendChoice::Cpu,
-            ..Default::default()
-        })
-        .unwrap();
+        let mut up =
+            Upscaler::new(UpscalerConfig { model: model.clone(), backend: BackendChoice::Cpu, ..Default::default() })
+                .unwrap();
         up.prepare(size, TensorLocation::Host).unwrap();
         let mut out = Nv12Image::new(size.scaled(up.scale()));
-        up.upscale_host(&img.view(), c, &mut out.view_mut(), c)
-            .unwrap();
+        up.upscale_host(&img.view(), c, &mut out.view_mut(), c).unwrap();
         out
     };
     for precision in [Precision::Fp32, Precision::Fp16] {
@@ -278,21 +230,9 @@ fn device_path_equals_host_path_on_the_real_model() {
         unsafe { up.upscale_device(&s, c, &d, c).unwrap() };
         let gpu = dst.download(&stream);
         let (luma, chroma) = (psnr(&gpu.y, &run_cpu.y), psnr(&gpu.uv, &run_cpu.uv));
-        eprintln!(
-            "{precision:?}: GPU device path vs CPU path: luma {luma:.1} dB, chroma {chroma:.1} dB"
-        );
-        assert!(
-            luma >= 40.0 && chroma >= 40.0,
-            "{precision:?}: luma {luma:.1} dB, chroma {chroma:.1} dB"
-        );
+        eprintln!("{precision:?}: GPU device path vs CPU path: luma {luma:.1} dB, chroma {chroma:.1} dB");
+        assert!(luma >= 40.0 && chroma >= 40.0, "{precision:?}: luma {luma:.1} dB, chroma {chroma:.1} dB");
         let stats = up.stats();
-        assert_eq!(
-            (
-                stats.frames,
-                stats.host_uploads,
-                stats.foreign_context_copies
-            ),
-            (1, 0, 0)
-        );
+        assert_eq!((stats.frames, stats.host_uploads, stats.foreign_context_copies), (1, 0, 0));
     }
 }

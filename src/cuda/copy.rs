@@ -26,9 +26,7 @@ impl StagingNv12 {
     pub fn new(stream: &std::sync::Arc<CudaStream>, size: Size) -> Result<Self> {
         let p = pitch(size.width);
         let bytes = p * (size.height as usize + size.chroma().height as usize);
-        let memory = stream
-            .alloc_zeros::<u8>(bytes)
-            .map_err(|e| driver_error("cuMemAlloc", e))?;
+        let memory = stream.alloc_zeros::<u8>(bytes).map_err(|e| driver_error("cuMemAlloc", e))?;
         Ok(Self { memory, size })
     }
 
@@ -46,25 +44,14 @@ impl StagingNv12 {
         let p = pitch(self.size.width);
         // SAFETY: both planes lie inside `memory` (allocated for luma rows plus chroma rows at pitch `p`), which
         // lives as long as `self`.
-        unsafe {
-            DeviceNv12::new(
-                self.size,
-                base,
-                p,
-                base + (p * self.size.height as usize) as u64,
-                p,
-            )
-        }
+        unsafe { DeviceNv12::new(self.size, base, p, base + (p * self.size.height as usize) as u64, p) }
     }
 }
 
 /// Rows and row bytes of the two NV12 planes.
 fn planes(size: Size) -> [(usize, usize); 2] {
     let c = size.chroma();
-    [
-        (size.width as usize, size.height as usize),
-        (2 * c.width as usize, c.height as usize),
-    ]
+    [(size.width as usize, size.height as usize), (2 * c.width as usize, c.height as usize)]
 }
 
 /// Queues a copy of `src` (in context `src_ctx`) into `dst` (in context `dst_ctx`) on `stream`.
@@ -80,8 +67,7 @@ pub unsafe fn copy_between_contexts(
 ) -> Result<()> {
     let srcs = [(src.y, src.y_pitch), (src.uv, src.uv_pitch)];
     let dsts = [(dst.y, dst.y_pitch), (dst.uv, dst.uv_pitch)];
-    for (((s, sp), (d, dp)), (row_bytes, rows)) in srcs.into_iter().zip(dsts).zip(planes(src.size))
-    {
+    for (((s, sp), (d, dp)), (row_bytes, rows)) in srcs.into_iter().zip(dsts).zip(planes(src.size)) {
         let copy = cu::CUDA_MEMCPY3D_PEER {
             srcXInBytes: 0,
             srcY: 0,
@@ -123,13 +109,9 @@ pub unsafe fn copy_between_contexts(
 /// `dst` must be valid device memory of the stream's context and the host planes must stay alive and unchanged
 /// until the copy has completed (the caller synchronises the stream before releasing them).
 pub unsafe fn upload(stream: &CudaStream, src: &HostNv12, dst: &DeviceNv12) -> Result<()> {
-    let srcs = [
-        (src.y.as_ptr(), src.y_stride),
-        (src.uv.as_ptr(), src.uv_stride),
-    ];
+    let srcs = [(src.y.as_ptr(), src.y_stride), (src.uv.as_ptr(), src.uv_stride)];
     let dsts = [(dst.y, dst.y_pitch), (dst.uv, dst.uv_pitch)];
-    for (((s, sp), (d, dp)), (row_bytes, rows)) in srcs.into_iter().zip(dsts).zip(planes(src.size))
-    {
+    for (((s, sp), (d, dp)), (row_bytes, rows)) in srcs.into_iter().zip(dsts).zip(planes(src.size)) {
         let copy = cu::CUDA_MEMCPY2D {
             srcXInBytes: 0,
             srcY: 0,

@@ -22,9 +22,7 @@ fn grid(width: u32, height: u32) -> LaunchConfig {
 }
 
 fn int(v: usize, what: &str) -> Result<i32> {
-    i32::try_from(v).map_err(|_| {
-        Error::InvalidConfig(format!("{what} {v} exceeds the kernels' 32-bit indexing"))
-    })
+    i32::try_from(v).map_err(|_| Error::InvalidConfig(format!("{what} {v} exceeds the kernels' 32-bit indexing")))
 }
 
 /// A planar RGB tensor `[3, height, width]` in device memory.
@@ -50,37 +48,20 @@ pub unsafe fn nv12_to_planar(
     dst: DevicePlanar,
 ) -> Result<()> {
     if region.size() != dst.size {
-        return Err(Error::InvalidConfig(format!(
-            "region {:?} does not match tensor size {}",
-            region, dst.size
-        )));
+        return Err(Error::InvalidConfig(format!("region {:?} does not match tensor size {}", region, dst.size)));
     }
     let f: &CudaFunction = match dst.element {
         ElementType::F32 => &device.kernels.nv12_to_planar_f32,
         ElementType::F16 => &device.kernels.nv12_to_planar_f16,
     };
-    let (y_pitch, uv_pitch) = (
-        int(src.y_pitch, "luma pitch")?,
-        int(src.uv_pitch, "chroma pitch")?,
-    );
+    let (y_pitch, uv_pitch) = (int(src.y_pitch, "luma pitch")?, int(src.uv_pitch, "chroma pitch")?);
     let (w, h) = (src.size.width as i32, src.size.height as i32);
     let (ow, oh) = (dst.size.width as i32, dst.size.height as i32);
     let mut args = stream.launch_builder(f);
-    args.arg(&src.y)
-        .arg(&y_pitch)
-        .arg(&src.uv)
-        .arg(&uv_pitch)
-        .arg(&w)
-        .arg(&h);
-    args.arg(&region.x)
-        .arg(&region.y)
-        .arg(&dst.ptr)
-        .arg(&ow)
-        .arg(&oh)
-        .arg(yuv_to_rgb);
+    args.arg(&src.y).arg(&y_pitch).arg(&src.uv).arg(&uv_pitch).arg(&w).arg(&h);
+    args.arg(&region.x).arg(&region.y).arg(&dst.ptr).arg(&ow).arg(&oh).arg(yuv_to_rgb);
     // SAFETY: argument types and order match the kernel signature; the pointers' validity is the caller's contract.
-    unsafe { args.launch(grid(dst.size.width, dst.size.height)) }
-        .map_err(|e| driver_error("cuLaunchKernel", e))?;
+    unsafe { args.launch(grid(dst.size.width, dst.size.height)) }.map_err(|e| driver_error("cuLaunchKernel", e))?;
     Ok(())
 }
 
@@ -96,32 +77,18 @@ pub unsafe fn planar_to_nv12(
     dst: &DeviceNv12,
 ) -> Result<()> {
     if src.size != dst.size {
-        return Err(Error::InvalidConfig(format!(
-            "tensor {} does not match frame {}",
-            src.size, dst.size
-        )));
+        return Err(Error::InvalidConfig(format!("tensor {} does not match frame {}", src.size, dst.size)));
     }
     let f: &CudaFunction = match src.element {
         ElementType::F32 => &device.kernels.planar_to_nv12_f32,
         ElementType::F16 => &device.kernels.planar_to_nv12_f16,
     };
-    let (y_pitch, uv_pitch) = (
-        int(dst.y_pitch, "luma pitch")?,
-        int(dst.uv_pitch, "chroma pitch")?,
-    );
+    let (y_pitch, uv_pitch) = (int(dst.y_pitch, "luma pitch")?, int(dst.uv_pitch, "chroma pitch")?);
     let (w, h) = (dst.size.width as i32, dst.size.height as i32);
     let chroma = dst.size.chroma();
     let mut args = stream.launch_builder(f);
-    args.arg(&src.ptr)
-        .arg(&w)
-        .arg(&h)
-        .arg(&dst.y)
-        .arg(&y_pitch)
-        .arg(&dst.uv)
-        .arg(&uv_pitch)
-        .arg(rgb_to_yuv);
+    args.arg(&src.ptr).arg(&w).arg(&h).arg(&dst.y).arg(&y_pitch).arg(&dst.uv).arg(&uv_pitch).arg(rgb_to_yuv);
     // SAFETY: as above.
-    unsafe { args.launch(grid(chroma.width, chroma.height)) }
-        .map_err(|e| driver_error("cuLaunchKernel", e))?;
+    unsafe { args.launch(grid(chroma.width, chroma.height)) }.map_err(|e| driver_error("cuLaunchKernel", e))?;
     Ok(())
 }

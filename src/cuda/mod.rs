@@ -32,19 +32,12 @@ pub(crate) fn driver_error(call: &'static str, e: DriverError) -> Error {
 pub fn driver_status() -> Result<i32> {
     // SAFETY: only tries to dlopen the driver library; no CUDA call is made.
     if !unsafe { cu::is_culib_present() } {
-        return Err(Error::unavailable(
-            "CUDA",
-            "the NVIDIA driver library (libcuda.so.1) was not found",
-        ));
+        return Err(Error::unavailable("CUDA", "the NVIDIA driver library (libcuda.so.1) was not found"));
     }
     cudarc::driver::result::init().map_err(|e| driver_error("cuInit", e))?;
-    let count = cudarc::driver::result::device::get_count()
-        .map_err(|e| driver_error("cuDeviceGetCount", e))?;
+    let count = cudarc::driver::result::device::get_count().map_err(|e| driver_error("cuDeviceGetCount", e))?;
     if count < 1 {
-        return Err(Error::unavailable(
-            "CUDA",
-            "the driver reports no CUDA device",
-        ));
+        return Err(Error::unavailable("CUDA", "the driver reports no CUDA device"));
     }
     Ok(count)
 }
@@ -55,8 +48,7 @@ pub fn driver_version() -> Result<(i32, i32)> {
     let mut v = 0;
     // SAFETY: the driver library is loaded (checked above) and `v` is a valid out-pointer.
     let r = unsafe { cu::cuDriverGetVersion(&mut v) };
-    r.result()
-        .map_err(|e| driver_error("cuDriverGetVersion", e))?;
+    r.result().map_err(|e| driver_error("cuDriverGetVersion", e))?;
     Ok((v / 1000, (v % 1000) / 10))
 }
 
@@ -105,11 +97,7 @@ fn compile(ctx: &Arc<CudaContext>, (major, minor): (i32, i32)) -> Result<Kernels
     // A virtual architecture: the driver finalises the PTX for the exact chip, so the newest one not above the
     // device's capability is right (NVRTC 13 accepts compute_75 and newer).
     let cc = major * 10 + minor;
-    let arch = VIRTUAL_ARCHS
-        .iter()
-        .rev()
-        .find(|(v, _)| *v <= cc)
-        .map_or(VIRTUAL_ARCHS[0].1, |(_, a)| *a);
+    let arch = VIRTUAL_ARCHS.iter().rev().find(|(v, _)| *v <= cc).map_or(VIRTUAL_ARCHS[0].1, |(_, a)| *a);
     let mut functions = std::collections::HashMap::new();
     let mut modules = Vec::new();
     for (name, source) in sources::SOURCES {
@@ -123,20 +111,9 @@ fn compile(ctx: &Arc<CudaContext>, (major, minor): (i32, i32)) -> Result<Kernels
                 ..Default::default()
             },
         )
-        .map_err(|e| Error::Nvrtc {
-            source_name: name,
-            arch: arch.to_string(),
-            log: format!("{e:?}"),
-        })?;
-        let module = ctx
-            .load_module(ptx)
-            .map_err(|e| driver_error("cuModuleLoadData", e))?;
-        for f in [
-            "nv12_to_planar_f32",
-            "nv12_to_planar_f16",
-            "planar_to_nv12_f32",
-            "planar_to_nv12_f16",
-        ] {
+        .map_err(|e| Error::Nvrtc { source_name: name, arch: arch.to_string(), log: format!("{e:?}") })?;
+        let module = ctx.load_module(ptx).map_err(|e| driver_error("cuModuleLoadData", e))?;
+        for f in ["nv12_to_planar_f32", "nv12_to_planar_f16", "planar_to_nv12_f32", "planar_to_nv12_f16"] {
             if let Ok(func) = module.load_function(f) {
                 functions.insert(f, func);
             }
@@ -144,10 +121,7 @@ fn compile(ctx: &Arc<CudaContext>, (major, minor): (i32, i32)) -> Result<Kernels
         modules.push(module);
     }
     let mut take = |f: &'static str| {
-        functions.remove(f).ok_or_else(|| Error::Cuda {
-            call: "cuModuleGetFunction",
-            reason: format!("{f} missing"),
-        })
+        functions.remove(f).ok_or_else(|| Error::Cuda { call: "cuModuleGetFunction", reason: format!("{f} missing") })
     };
     Ok(Kernels {
         nv12_to_planar_f32: take("nv12_to_planar_f32")?,
@@ -163,11 +137,7 @@ impl GpuDevice {
     pub fn get(ordinal: u32) -> Result<Arc<GpuDevice>> {
         let mut devices = DEVICES.lock().unwrap_or_else(|p| p.into_inner());
         devices.retain(|(_, d)| d.strong_count() > 0);
-        if let Some(d) = devices
-            .iter()
-            .find(|(o, _)| *o == ordinal)
-            .and_then(|(_, d)| d.upgrade())
-        {
+        if let Some(d) = devices.iter().find(|(o, _)| *o == ordinal).and_then(|(_, d)| d.upgrade()) {
             return Ok(d);
         }
         let count = driver_status()?;
@@ -177,24 +147,15 @@ impl GpuDevice {
                 format!("the driver reports {count} device(s)"),
             ));
         }
-        let ctx = CudaContext::new(ordinal as usize)
-            .map_err(|e| driver_error("cuDevicePrimaryCtxRetain", e))?;
+        let ctx = CudaContext::new(ordinal as usize).map_err(|e| driver_error("cuDevicePrimaryCtxRetain", e))?;
         // We order work ourselves (one stream per element, raw device pointers): cudarc's per-allocation event
         // tracking would only add synchronisation.
         // SAFETY: no CudaSlice of this context is shared between streams by this crate.
         unsafe { ctx.disable_event_tracking() };
-        let compute_capability = ctx
-            .compute_capability()
-            .map_err(|e| driver_error("cuDeviceGetAttribute", e))?;
+        let compute_capability = ctx.compute_capability().map_err(|e| driver_error("cuDeviceGetAttribute", e))?;
         let name = ctx.name().map_err(|e| driver_error("cuDeviceGetName", e))?;
         let kernels = compile(&ctx, compute_capability)?;
-        let device = Arc::new(GpuDevice {
-            ctx,
-            kernels,
-            ordinal,
-            name,
-            compute_capability,
-        });
+        let device = Arc::new(GpuDevice { ctx, kernels, ordinal, name, compute_capability });
         devices.push((ordinal, Arc::downgrade(&device)));
         Ok(device)
     }
@@ -222,23 +183,17 @@ impl GpuDevice {
 
     /// Makes the primary context current on the calling thread.
     pub fn bind_to_thread(&self) -> Result<()> {
-        self.ctx
-            .bind_to_thread()
-            .map_err(|e| driver_error("cuCtxSetCurrent", e))
+        self.ctx.bind_to_thread().map_err(|e| driver_error("cuCtxSetCurrent", e))
     }
 
     /// A new non-blocking stream in the primary context.
     pub fn new_stream(&self) -> Result<Arc<CudaStream>> {
-        self.ctx
-            .new_stream()
-            .map_err(|e| driver_error("cuStreamCreate", e))
+        self.ctx.new_stream().map_err(|e| driver_error("cuStreamCreate", e))
     }
 
     /// `(free, total)` device memory in bytes.
     pub fn memory_info(&self) -> Result<(usize, usize)> {
-        self.ctx
-            .mem_get_info()
-            .map_err(|e| driver_error("cuMemGetInfo", e))
+        self.ctx.mem_get_info().map_err(|e| driver_error("cuMemGetInfo", e))
     }
 }
 

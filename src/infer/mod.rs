@@ -129,11 +129,7 @@ fn target_precision(backend: Backend, requested: Precision, model: &ModelInfo) -
     }
 }
 
-fn provider_list(
-    backend: Backend,
-    options: &SessionOptions,
-    fp16: bool,
-) -> Result<Vec<ep::ExecutionProviderDispatch>> {
+fn provider_list(backend: Backend, options: &SessionOptions, fp16: bool) -> Result<Vec<ep::ExecutionProviderDispatch>> {
     let id = options.device_id as i32;
     let mut cuda = ep::CUDA::default()
         .with_device_id(id)
@@ -160,10 +156,8 @@ fn provider_list(
             }
             if let Some((batch, size)) = options.profile_size {
                 let shape = format!("input:{batch}x3x{}x{}", size.height, size.width);
-                trt = trt
-                    .with_profile_min_shapes(&shape)
-                    .with_profile_opt_shapes(&shape)
-                    .with_profile_max_shapes(&shape);
+                trt =
+                    trt.with_profile_min_shapes(&shape).with_profile_opt_shapes(&shape).with_profile_max_shapes(&shape);
             }
             if let Some(stream) = options.compute_stream {
                 use ep::ArbitrarilyConfigurableExecutionProvider as _;
@@ -172,10 +166,7 @@ fn provider_list(
                     .with_arbitrary_config("user_compute_stream", stream);
             }
             // TensorRT hands the nodes it cannot build to the CUDA provider
-            vec![
-                trt.build().error_on_failure(),
-                cuda.build().error_on_failure(),
-            ]
+            vec![trt.build().error_on_failure(), cuda.build().error_on_failure()]
         }
     })
 }
@@ -184,11 +175,7 @@ impl InferenceSession {
     /// Opens `model` (already checked and decoded) with the first provider of the chain that works.
     ///
     /// Returns the session and one message per provider that was skipped, for the caller to log as warnings.
-    pub fn open(
-        info: &ModelInfo,
-        model: &ModelProto,
-        options: &SessionOptions,
-    ) -> Result<(Self, Vec<String>)> {
+    pub fn open(info: &ModelInfo, model: &ModelProto, options: &SessionOptions) -> Result<(Self, Vec<String>)> {
         let chain: &[Backend] = match options.backend {
             BackendChoice::Auto => &[Backend::TensorRt, Backend::Cuda, Backend::Cpu],
             BackendChoice::TensorRt => &[Backend::TensorRt],
@@ -200,10 +187,7 @@ impl InferenceSession {
             match Self::open_with(info, model, options, backend) {
                 Ok(session) => return Ok((session, skipped)),
                 Err(e) if i + 1 < chain.len() && !matches!(e, Error::Model { .. }) => {
-                    skipped.push(format!(
-                        "{backend} backend unavailable, falling back to {}: {e}",
-                        chain[i + 1]
-                    ));
+                    skipped.push(format!("{backend} backend unavailable, falling back to {}: {e}", chain[i + 1]));
                 }
                 Err(e) => return Err(e),
             }
@@ -212,20 +196,11 @@ impl InferenceSession {
     }
 
     /// Opens `model` on exactly `backend`.
-    pub fn open_with(
-        info: &ModelInfo,
-        model: &ModelProto,
-        options: &SessionOptions,
-        backend: Backend,
-    ) -> Result<Self> {
+    pub fn open_with(info: &ModelInfo, model: &ModelProto, options: &SessionOptions, backend: Backend) -> Result<Self> {
         let rt = runtime::runtime()?;
         if backend.is_gpu() {
             crate::cuda::driver_status()?;
-            let wanted = if backend == Backend::TensorRt {
-                ep::TensorRT::NAME
-            } else {
-                ep::CUDA::NAME
-            };
+            let wanted = if backend == Backend::TensorRt { ep::TensorRT::NAME } else { ep::CUDA::NAME };
             if !ep::CUDA::is_available().unwrap_or(false) {
                 return Err(Error::unavailable(
                     format!("{backend} execution provider"),
@@ -243,12 +218,8 @@ impl InferenceSession {
             ElementType::F16 => FloatPrecision::F16,
         };
         if current != precision || info.output_type != info.input_type {
-            convert(&mut model, precision).map_err(|e| {
-                Error::model(
-                    &info.path,
-                    format!("converting to {}: {e}", precision.name()),
-                )
-            })?;
+            convert(&mut model, precision)
+                .map_err(|e| Error::model(&info.path, format!("converting to {}: {e}", precision.name())))?;
         }
         let running = ModelInfo::from_proto(&model, &info.path)?;
         let bytes = prost::Message::encode_to_vec(&model);
@@ -259,15 +230,12 @@ impl InferenceSession {
             .with_optimization_level(GraphOptimizationLevel::All)
             .map_err(Error::from)?;
         if !providers.is_empty() {
-            builder = builder.with_execution_providers(providers).map_err(|e| {
-                Error::unavailable(format!("{backend} execution provider"), e.to_string())
-            })?;
+            builder = builder
+                .with_execution_providers(providers)
+                .map_err(|e| Error::unavailable(format!("{backend} execution provider"), e.to_string()))?;
         }
         let session = builder.commit_from_memory(&bytes).map_err(|e| {
-            Error::model(
-                &info.path,
-                format!("ONNX Runtime cannot load it on the {backend} backend: {e}"),
-            )
+            Error::model(&info.path, format!("ONNX Runtime cannot load it on the {backend} backend: {e}"))
         })?;
         let mut run_options = RunOptions::new()?;
         if backend.is_gpu() && options.compute_stream.is_some() {
@@ -300,13 +268,7 @@ impl InferenceSession {
 
     /// Allocates (or keeps) input `[batch, 3, size]` and output `[batch, 3, scale·size]` tensors at `location` and
     /// binds them. Allocation happens only when the shape or location changes.
-    pub fn bind(
-        &mut self,
-        batch: u32,
-        size: Size,
-        scale: u32,
-        location: TensorLocation,
-    ) -> Result<()> {
+    pub fn bind(&mut self, batch: u32, size: Size, scale: u32, location: TensorLocation) -> Result<()> {
         if let Some(b) = &self.binding
             && (b.batch, b.size, b.scale, b.location) == (batch, size, scale, location)
         {
@@ -314,17 +276,12 @@ impl InferenceSession {
         }
         self.binding = None; // free the old tensors before allocating new ones
         let info = match location {
-            TensorLocation::Host => MemoryInfo::new(
-                AllocationDevice::CPU,
-                0,
-                AllocatorType::Device,
-                MemoryType::Default,
-            )?,
+            TensorLocation::Host => {
+                MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, MemoryType::Default)?
+            }
             TensorLocation::Device => {
                 if !self.backend.is_gpu() {
-                    return Err(Error::InvalidConfig(
-                        "device-memory tensors need a GPU backend".into(),
-                    ));
+                    return Err(Error::InvalidConfig("device-memory tensors need a GPU backend".into()));
                 }
                 MemoryInfo::new(
                     AllocationDevice::CUDA,
@@ -338,30 +295,16 @@ impl InferenceSession {
         let (b, h, w) = (batch as usize, size.height as usize, size.width as usize);
         let s = scale as usize;
         let input = DynTensor::new(&allocator, tensor_type(self.model.input_type), [b, 3, h, w])?;
-        let mut output = DynTensor::new(
-            &allocator,
-            tensor_type(self.model.output_type),
-            [b, 3, h * s, w * s],
-        )?;
+        let mut output = DynTensor::new(&allocator, tensor_type(self.model.output_type), [b, 3, h * s, w * s])?;
         let mut io = self.session.create_binding()?;
         io.bind_input(&self.model.input_name, &input)?;
         io.bind_output(&self.model.output_name, &mut output)?;
-        self.binding = Some(Binding {
-            io,
-            input,
-            output,
-            batch,
-            size,
-            scale,
-            location,
-        });
+        self.binding = Some(Binding { io, input, output, batch, size, scale, location });
         Ok(())
     }
 
     fn binding(&mut self) -> Result<&mut Binding> {
-        self.binding
-            .as_mut()
-            .ok_or_else(|| Error::InvalidConfig("no tensors bound".into()))
+        self.binding.as_mut().ok_or_else(|| Error::InvalidConfig("no tensors bound".into()))
     }
 
     /// Device address of the bound input tensor.
@@ -375,53 +318,40 @@ impl InferenceSession {
     }
 
     /// The bound host input tensor as a slice of `T`.
-    pub fn input_host<T: ort::value::PrimitiveTensorElementType + 'static>(
-        &mut self,
-    ) -> Result<&mut [T]> {
+    pub fn input_host<T: ort::value::PrimitiveTensorElementType + 'static>(&mut self) -> Result<&mut [T]> {
         let b = self.binding()?;
         if b.location != TensorLocation::Host {
-            return Err(Error::InvalidConfig(
-                "input tensor is in device memory".into(),
-            ));
+            return Err(Error::InvalidConfig("input tensor is in device memory".into()));
         }
         Ok(b.input.try_extract_tensor_mut::<T>()?.1)
     }
 
     /// The bound host output tensor as a slice of `T`.
-    pub fn output_host<T: ort::value::PrimitiveTensorElementType + 'static>(
-        &mut self,
-    ) -> Result<&[T]> {
+    pub fn output_host<T: ort::value::PrimitiveTensorElementType + 'static>(&mut self) -> Result<&[T]> {
         let b = self.binding()?;
         if b.location != TensorLocation::Host {
-            return Err(Error::InvalidConfig(
-                "output tensor is in device memory".into(),
-            ));
+            return Err(Error::InvalidConfig("output tensor is in device memory".into()));
         }
         Ok(b.output.try_extract_tensor::<T>()?.1)
     }
 
     /// Runs the model on the bound tensors. On GPU providers with a shared stream the work is only queued.
     pub fn run(&mut self) -> Result<()> {
-        let b = self
-            .binding
-            .as_ref()
-            .ok_or_else(|| Error::InvalidConfig("no tensors bound".into()))?;
-        self.session
-            .run_binding_with_options(&b.io, &self.run_options)?;
+        let b = self.binding.as_ref().ok_or_else(|| Error::InvalidConfig("no tensors bound".into()))?;
+        self.session.run_binding_with_options(&b.io, &self.run_options)?;
         Ok(())
     }
 
     /// Measures the model's scale with one run on a `PROBE_SIZE` (or the model's fixed size) random input.
     pub fn probe_scale(&mut self) -> Result<u32> {
-        let size = self.model.fixed_size.unwrap_or(Size::new(
-            PROBE_SIZE.max(self.model.min_size),
-            PROBE_SIZE.max(self.model.min_size),
-        ));
+        let size = self
+            .model
+            .fixed_size
+            .unwrap_or(Size::new(PROBE_SIZE.max(self.model.min_size), PROBE_SIZE.max(self.model.min_size)));
         let n = 3 * size.pixels();
         // a deterministic pseudo-random image: models behave on it as on real content, unlike zeros
-        let values: Vec<f32> = (0..n as u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 8) as f32 / 16_777_216.0)
-            .collect();
+        let values: Vec<f32> =
+            (0..n as u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 8) as f32 / 16_777_216.0).collect();
         let shape = [1usize, 3, size.height as usize, size.width as usize];
         let input = match self.model.input_type {
             ElementType::F32 => ort::value::Tensor::from_array((shape, values))?.into_dyn(),
@@ -435,10 +365,7 @@ impl InferenceSession {
         let out = &outputs[0];
         let dims = out.shape();
         if dims.len() != 4 {
-            return Err(Error::model(
-                &self.model.path,
-                format!("probe run produced a tensor of rank {}", dims.len()),
-            ));
+            return Err(Error::model(&self.model.path, format!("probe run produced a tensor of rank {}", dims.len())));
         }
         let out_size = Size::new(dims[3] as u32, dims[2] as u32);
         self.model.scale_from_probe(size, out_size)
@@ -458,15 +385,10 @@ pub fn probe_providers(device_id: u32) -> Vec<(Backend, std::result::Result<(), 
     let rt = match runtime::runtime() {
         Ok(rt) => rt,
         Err(e) => {
-            return [Backend::TensorRt, Backend::Cuda, Backend::Cpu]
-                .map(|b| (b, Err(e.to_string())))
-                .to_vec();
+            return [Backend::TensorRt, Backend::Cuda, Backend::Cpu].map(|b| (b, Err(e.to_string()))).to_vec();
         }
     };
-    let options = SessionOptions {
-        device_id,
-        ..Default::default()
-    };
+    let options = SessionOptions { device_id, ..Default::default() };
     [Backend::TensorRt, Backend::Cuda, Backend::Cpu]
         .into_iter()
         .map(|backend| {
@@ -477,9 +399,7 @@ pub fn probe_providers(device_id: u32) -> Vec<(Backend, std::result::Result<(), 
                 let providers = provider_list(backend, &options, true)?;
                 let builder = Session::builder(&rt.environment)?;
                 if !providers.is_empty() {
-                    builder
-                        .with_execution_providers(providers)
-                        .map_err(|e| Error::Ort(e.to_string()))?;
+                    builder.with_execution_providers(providers).map_err(|e| Error::Ort(e.to_string()))?;
                 }
                 Ok(())
             })();

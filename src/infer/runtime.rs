@@ -51,14 +51,8 @@ fn load() -> std::result::Result<Runtime, String> {
     for path in library_candidates() {
         match ort::init_from(&path) {
             Ok(builder) => {
-                let environment = builder
-                    .with_name("vfupscale")
-                    .build()
-                    .map_err(|e| e.to_string())?;
-                return Ok(Runtime {
-                    environment,
-                    library: path,
-                });
+                let environment = builder.with_name("vfupscale").build().map_err(|e| e.to_string())?;
+                return Ok(Runtime { environment, library: path });
             }
             Err(e) => tried.push(e.to_string()),
         }
@@ -72,10 +66,7 @@ fn load() -> std::result::Result<Runtime, String> {
 
 /// The process-wide ONNX Runtime environment, loading the library on first use.
 pub fn runtime() -> Result<&'static Runtime> {
-    RUNTIME
-        .get_or_init(load)
-        .as_ref()
-        .map_err(|reason| Error::unavailable("ONNX Runtime", reason.clone()))
+    RUNTIME.get_or_init(load).as_ref().map_err(|reason| Error::unavailable("ONNX Runtime", reason.clone()))
 }
 
 /// Version string of the loaded library.

@@ -55,11 +55,10 @@ fn simulate(ops: &[(Op, &super::Layer)], axis: usize, n: i64) -> Result<Option<i
     let mut last = None;
     for (op, layer) in ops {
         let get = |name: &str| -> Result<Extent> {
-            blobs.get(name).copied().ok_or_else(|| {
-                layer.error(format!(
-                    "input blob {name} is not produced by any earlier layer"
-                ))
-            })
+            blobs
+                .get(name)
+                .copied()
+                .ok_or_else(|| layer.error(format!("input blob {name} is not produced by any earlier layer")))
         };
         let first = match layer.inputs.first() {
             Some(b) => Some(get(b)?),
@@ -73,15 +72,8 @@ fn simulate(ops: &[(Op, &super::Layer)], axis: usize, n: i64) -> Result<Option<i
         };
         let out = match op {
             Op::Input => Some(Extent::Spatial(n)),
-            Op::Alias
-            | Op::PRelu { .. }
-            | Op::Relu { .. }
-            | Op::Sigmoid
-            | Op::TanH
-            | Op::Clip { .. } => first,
-            Op::Conv(p) => p
-                .out_size(axis, spatial(first)?, false)
-                .map(Extent::Spatial),
+            Op::Alias | Op::PRelu { .. } | Op::Relu { .. } | Op::Sigmoid | Op::TanH | Op::Clip { .. } => first,
+            Op::Conv(p) => p.out_size(axis, spatial(first)?, false).map(Extent::Spatial),
             Op::Deconv(p) => p.out_size(axis, spatial(first)?, true).map(Extent::Spatial),
             Op::InnerProduct { .. } => match first {
                 Some(Extent::Vector) => Some(Extent::Vector),
@@ -103,12 +95,8 @@ fn simulate(ops: &[(Op, &super::Layer)], axis: usize, n: i64) -> Result<Option<i
                         spatial_sizes.push(v);
                     }
                 }
-                if matches!(op, Op::Concat { .. } | Op::Eltwise { .. })
-                    && spatial_sizes.len() != layer.inputs.len()
-                {
-                    return Err(
-                        layer.error("cannot combine per-channel vectors with spatial blobs")
-                    );
+                if matches!(op, Op::Concat { .. } | Op::Eltwise { .. }) && spatial_sizes.len() != layer.inputs.len() {
+                    return Err(layer.error("cannot combine per-channel vectors with spatial blobs"));
                 }
                 match spatial_sizes.split_first() {
                     None => Some(Extent::Vector),
@@ -123,11 +111,7 @@ fn simulate(ops: &[(Op, &super::Layer)], axis: usize, n: i64) -> Result<Option<i
                         let r = spatial(Some(get(&layer.inputs[1])?))?;
                         (offset[axis] >= 0 && offset[axis] + r <= v).then_some(r)
                     }
-                    Crop::Offsets {
-                        offset,
-                        size,
-                        end_offset,
-                    } => {
+                    Crop::Offsets { offset, size, end_offset } => {
                         let s = size[axis].unwrap_or(v - offset[axis] - end_offset[axis]);
                         (offset[axis] >= 0 && s >= 1 && offset[axis] + s <= v).then_some(s)
                     }
@@ -152,9 +136,7 @@ fn simulate(ops: &[(Op, &super::Layer)], axis: usize, n: i64) -> Result<Option<i
     }
     match last {
         Some(Extent::Spatial(v)) => Ok(Some(v)),
-        _ => Err(Error::Import(
-            "the last layer does not produce an image".into(),
-        )),
+        _ => Err(Error::Import("the last layer does not produce an image".into())),
     }
 }
 
@@ -163,28 +145,21 @@ const PROBE_LIMIT: i64 = 512;
 
 /// Finds the geometry of `param`'s network.
 pub fn analyse(param: &Param) -> Result<Geometry> {
-    let ops: Vec<(Op, &super::Layer)> = param
-        .layers
-        .iter()
-        .map(|l| Op::parse(l).map(|op| (op, l)))
-        .collect::<Result<_>>()?;
+    let ops: Vec<(Op, &super::Layer)> =
+        param.layers.iter().map(|l| Op::parse(l).map(|op| (op, l))).collect::<Result<_>>()?;
     let mut valid: Vec<(i64, i64)> = Vec::new();
     for n in 1..=PROBE_LIMIT {
         let (h, w) = (simulate(&ops, 0, n)?, simulate(&ops, 1, n)?);
         match (h, w) {
             (Some(h), Some(w)) if h == w => valid.push((n, h)),
             (Some(_), Some(_)) => {
-                return Err(Error::Import(
-                    "the network treats height and width differently".into(),
-                ));
+                return Err(Error::Import("the network treats height and width differently".into()));
             }
             _ => {}
         }
     }
     let [(n0, o0), (n1, o1), ..] = valid[..] else {
-        return Err(Error::Import(format!(
-            "the network accepts no input size up to {PROBE_LIMIT}"
-        )));
+        return Err(Error::Import(format!("the network accepts no input size up to {PROBE_LIMIT}")));
     };
     let scale = (o1 - o0) / (n1 - n0);
     let offset = o0 - scale * n0;
@@ -203,11 +178,7 @@ pub fn analyse(param: &Param) -> Result<Geometry> {
     let crop_offset = scale * pad - shrink;
 
     // Smallest period with which the valid sizes repeat from some point on.
-    let tail: Vec<i64> = valid
-        .iter()
-        .map(|&(n, _)| n)
-        .filter(|&n| n > PROBE_LIMIT / 2)
-        .collect();
+    let tail: Vec<i64> = valid.iter().map(|&(n, _)| n).filter(|&n| n > PROBE_LIMIT / 2).collect();
     let is_valid = |n: i64| valid.binary_search_by_key(&n, |&(v, _)| v).is_ok();
     let alignment = (1..=64i64)
         .find(|&m| {
@@ -244,17 +215,7 @@ mod tests {
             "7767517\n3 3\nInput in 0 1 a\nConvolution c 1 1 a b 0=12 1=3 4=1 6=324\nPixelShuffle p 1 1 b out 0=2\n",
         )
         .unwrap();
-        assert_eq!(
-            g,
-            Geometry {
-                scale: 2,
-                pad: 0,
-                alignment: 1,
-                residue: 0,
-                crop_offset: 0,
-                min_size: 1
-            }
-        );
+        assert_eq!(g, Geometry { scale: 2, pad: 0, alignment: 1, residue: 0, crop_offset: 0, min_size: 1 });
         assert!(g.is_identity());
     }
 

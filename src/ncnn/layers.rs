@@ -29,9 +29,7 @@ impl Activation {
             5 => Activation::Mish,
             6 => Activation::HardSwish(arg(0, 0.2), arg(1, 0.5)),
             other => {
-                return Err(layer.error(format!(
-                    "parameter 9 (activation_type) {other} is not supported"
-                )));
+                return Err(layer.error(format!("parameter 9 (activation_type) {other} is not supported")));
             }
         })
     }
@@ -67,9 +65,9 @@ impl ConvParams {
         let non_negative = |id: i32, default: i32| -> Result<usize> {
             let v = layer.int(id, default)?;
             if v < 0 {
-                return Err(layer.error(format!(
-                    "parameter {id} is {v}: automatic (\"same\") padding is not supported"
-                )));
+                return Err(
+                    layer.error(format!("parameter {id} is {v}: automatic (\"same\") padding is not supported"))
+                );
             }
             Ok(v as usize)
         };
@@ -90,38 +88,21 @@ impl ConvParams {
             kernel: [positive(11, kw as i32)?, kw],
             dilation: [positive(12, dw as i32)?, dw],
             stride: [positive(13, sw as i32)?, sw],
-            pads: [
-                pad_top,
-                pad_left,
-                non_negative(16, pad_top as i32)?,
-                non_negative(15, pad_left as i32)?,
-            ],
-            output_pad: [
-                if deconv {
-                    non_negative(19, out_pad_right as i32)?
-                } else {
-                    0
-                },
-                out_pad_right,
-            ],
+            pads: [pad_top, pad_left, non_negative(16, pad_top as i32)?, non_negative(15, pad_left as i32)?],
+            output_pad: [if deconv { non_negative(19, out_pad_right as i32)? } else { 0 }, out_pad_right],
             bias: layer.int(5, 0)? != 0,
             weight_size: positive(6, 0)?,
             group: if depthwise { positive(7, 1)? } else { 1 },
             activation: Activation::parse(layer)?,
         };
-        let per_group_kernel =
-            params.num_output * params.kernel[0] * params.kernel[1] / params.group;
+        let per_group_kernel = params.num_output * params.kernel[0] * params.kernel[1] / params.group;
         if per_group_kernel == 0
             || !params.weight_size.is_multiple_of(per_group_kernel)
             || !params.num_output.is_multiple_of(params.group)
         {
             return Err(layer.error(format!(
                 "weight_data_size {} does not fit {} outputs of {}x{} kernels in {} groups",
-                params.weight_size,
-                params.num_output,
-                params.kernel[0],
-                params.kernel[1],
-                params.group
+                params.weight_size, params.num_output, params.kernel[0], params.kernel[1], params.group
             )));
         }
         Ok(params)
@@ -154,11 +135,7 @@ pub enum Crop {
     /// Two inputs: crop the first at `[h, w]` offsets to the spatial size of the second.
     ToReference { offset: [i64; 2] },
     /// Offsets, and per axis either a fixed size or a count dropped at the end: `[h, w]`.
-    Offsets {
-        offset: [i64; 2],
-        size: [Option<i64>; 2],
-        end_offset: [i64; 2],
-    },
+    Offsets { offset: [i64; 2], size: [Option<i64>; 2], end_offset: [i64; 2] },
     /// Python-style slices on spatial axes `[h, w]` (`None`: untouched).
     Slices { ranges: [Option<(i64, i64)>; 2] },
 }
@@ -267,9 +244,7 @@ impl Op {
                 }
                 let c = layer.int(2, 0)?;
                 if c != 0 && c != 3 {
-                    return Err(layer.error(format!(
-                        "declares {c} channels; only RGB (3) models are supported"
-                    )));
+                    return Err(layer.error(format!("declares {c} channels; only RGB (3) models are supported")));
                 }
                 Op::Input
             }
@@ -281,33 +256,23 @@ impl Op {
             }
             "Convolution" | "ConvolutionDepthWise" => {
                 arity(1)?;
-                Op::Conv(ConvParams::parse(
-                    layer,
-                    false,
-                    layer.kind == "ConvolutionDepthWise",
-                )?)
+                Op::Conv(ConvParams::parse(layer, false, layer.kind == "ConvolutionDepthWise")?)
             }
             "Deconvolution" | "DeconvolutionDepthWise" => {
                 arity(1)?;
-                Op::Deconv(ConvParams::parse(
-                    layer,
-                    true,
-                    layer.kind == "DeconvolutionDepthWise",
-                )?)
+                Op::Deconv(ConvParams::parse(layer, true, layer.kind == "DeconvolutionDepthWise")?)
             }
             "InnerProduct" => {
                 arity(1)?;
                 if layer.int(8, 0)? != 0 {
-                    return Err(
-                        layer.error("int8 quantised weights (parameter 8) are not supported")
-                    );
+                    return Err(layer.error("int8 quantised weights (parameter 8) are not supported"));
                 }
                 let num_output = layer.int(0, 0)?;
                 let weight_size = layer.int(2, 0)?;
                 if num_output <= 0 || weight_size <= 0 || weight_size % num_output != 0 {
-                    return Err(layer.error(format!(
-                        "weight_data_size {weight_size} does not fit {num_output} outputs"
-                    )));
+                    return Err(
+                        layer.error(format!("weight_data_size {weight_size} does not fit {num_output} outputs"))
+                    );
                 }
                 Op::InnerProduct {
                     num_output: num_output as usize,
@@ -320,19 +285,13 @@ impl Op {
                 arity(1)?;
                 let n = layer.int(0, 0)?;
                 if n <= 0 {
-                    return Err(layer.error(format!(
-                        "parameter 0 (num_slope) must be positive, found {n}"
-                    )));
+                    return Err(layer.error(format!("parameter 0 (num_slope) must be positive, found {n}")));
                 }
-                Op::PRelu {
-                    num_slope: n as usize,
-                }
+                Op::PRelu { num_slope: n as usize }
             }
             "ReLU" => {
                 arity(1)?;
-                Op::Relu {
-                    slope: layer.float(0, 0.0)?,
-                }
+                Op::Relu { slope: layer.float(0, 0.0)? }
             }
             "Sigmoid" => {
                 arity(1)?;
@@ -344,28 +303,19 @@ impl Op {
             }
             "Clip" => {
                 arity(1)?;
-                Op::Clip {
-                    min: layer.float(0, f32::MIN)?,
-                    max: layer.float(1, f32::MAX)?,
-                }
+                Op::Clip { min: layer.float(0, f32::MIN)?, max: layer.float(1, f32::MAX)? }
             }
             "PixelShuffle" => {
                 arity(1)?;
                 let mode = layer.int(1, 0)?;
                 if mode != 0 {
-                    return Err(layer.error(format!(
-                        "parameter 1 (mode) {mode} is not supported, only 0 (CRD)"
-                    )));
+                    return Err(layer.error(format!("parameter 1 (mode) {mode} is not supported, only 0 (CRD)")));
                 }
                 let factor = layer.int(0, 1)?;
                 if factor <= 0 {
-                    return Err(layer.error(format!(
-                        "parameter 0 (upscale_factor) must be positive, found {factor}"
-                    )));
+                    return Err(layer.error(format!("parameter 0 (upscale_factor) must be positive, found {factor}")));
                 }
-                Op::PixelShuffle {
-                    factor: factor as usize,
-                }
+                Op::PixelShuffle { factor: factor as usize }
             }
             "Interp" => {
                 arity(1)?;
@@ -374,9 +324,7 @@ impl Op {
                     2 => InterpMode::Bilinear,
                     3 => InterpMode::Bicubic,
                     other => {
-                        return Err(layer.error(format!(
-                            "parameter 0 (resize_type) {other} is not supported"
-                        )));
+                        return Err(layer.error(format!("parameter 0 (resize_type) {other} is not supported")));
                     }
                 };
                 if layer.int(5, 0)? != 0 {
@@ -385,9 +333,7 @@ impl Op {
                 let (oh, ow) = (layer.int(3, 0)?, layer.int(4, 0)?);
                 let scale = [layer.float(1, 1.0)?, layer.float(2, 1.0)?];
                 if (oh <= 0 || ow <= 0) && (scale[0] <= 0.0 || scale[1] <= 0.0) {
-                    return Err(layer.error(format!(
-                        "needs positive scales or an output size, found {scale:?}"
-                    )));
+                    return Err(layer.error(format!("needs positive scales or an output size, found {scale:?}")));
                 }
                 Op::Interp {
                     mode,
@@ -410,19 +356,10 @@ impl Op {
                     7 => BinaryOp::RSub,
                     8 => BinaryOp::RDiv,
                     other => {
-                        return Err(
-                            layer.error(format!("parameter 0 (op_type) {other} is not supported"))
-                        );
+                        return Err(layer.error(format!("parameter 0 (op_type) {other} is not supported")));
                     }
                 };
-                Op::Binary {
-                    op,
-                    scalar: if scalar {
-                        Some(layer.float(2, 0.0)?)
-                    } else {
-                        None
-                    },
-                }
+                Op::Binary { op, scalar: if scalar { Some(layer.float(2, 0.0)?) } else { None } }
             }
             "Eltwise" => {
                 if layer.inputs.len() < 2 || layer.outputs.len() != 1 {
@@ -433,15 +370,11 @@ impl Op {
                     1 => EltwiseOp::Sum,
                     2 => EltwiseOp::Max,
                     other => {
-                        return Err(
-                            layer.error(format!("parameter 0 (op_type) {other} is not supported"))
-                        );
+                        return Err(layer.error(format!("parameter 0 (op_type) {other} is not supported")));
                     }
                 };
                 let coeffs = layer.array(1)?;
-                if !coeffs.is_empty()
-                    && (coeffs.len() != layer.inputs.len() || op != EltwiseOp::Sum)
-                {
+                if !coeffs.is_empty() && (coeffs.len() != layer.inputs.len() || op != EltwiseOp::Sum) {
                     return Err(layer.error(format!(
                         "parameter 1 (coeffs) has {} values for {} inputs",
                         coeffs.len(),
@@ -454,9 +387,7 @@ impl Op {
                 if layer.inputs.is_empty() || layer.outputs.len() != 1 {
                     return Err(layer.error("expected inputs and 1 output"));
                 }
-                Op::Concat {
-                    axis: layer.int(0, 0)?,
-                }
+                Op::Concat { axis: layer.int(0, 0)? }
             }
             "Crop" => Op::Crop(parse_crop(layer)?),
             "Pooling" => {
@@ -468,9 +399,7 @@ impl Op {
                     0 => Op::GlobalPool { max: true },
                     1 => Op::GlobalPool { max: false },
                     other => {
-                        return Err(layer.error(format!(
-                            "parameter 0 (pooling_type) {other} is not supported"
-                        )));
+                        return Err(layer.error(format!("parameter 0 (pooling_type) {other} is not supported")));
                     }
                 }
             }
@@ -478,30 +407,20 @@ impl Op {
                 let size = layer.int(0, 0)?;
                 if size == -233 {
                     arity(2)?;
-                    Op::Scale {
-                        size: None,
-                        bias: layer.int(1, 0)? != 0,
-                    }
+                    Op::Scale { size: None, bias: layer.int(1, 0)? != 0 }
                 } else {
                     arity(1)?;
                     if size <= 0 {
-                        return Err(layer.error(format!(
-                            "parameter 0 (scale_data_size) must be positive, found {size}"
-                        )));
+                        return Err(
+                            layer.error(format!("parameter 0 (scale_data_size) must be positive, found {size}"))
+                        );
                     }
-                    Op::Scale {
-                        size: Some(size as usize),
-                        bias: layer.int(1, 0)? != 0,
-                    }
+                    Op::Scale { size: Some(size as usize), bias: layer.int(1, 0)? != 0 }
                 }
             }
             other => return Err(layer.error(format!("unsupported layer type {other}"))),
         };
-        if let Op::Scale {
-            size: None,
-            bias: true,
-        } = op
-        {
+        if let Op::Scale { size: None, bias: true } = op {
             return Err(layer.error("a bias with a blob-provided scale is not supported"));
         }
         Ok(op)
@@ -534,9 +453,7 @@ fn parse_crop(layer: &Layer) -> Result<Crop> {
                 1 | -2 => 0,
                 2 | -1 => 1,
                 _ => {
-                    return Err(layer.error(format!(
-                        "cropping axis {axis} is not supported (only h and w)"
-                    )));
+                    return Err(layer.error(format!("cropping axis {axis} is not supported (only h and w)")));
                 }
             };
             ranges[spatial] = Some((s as i64, e as i64));
@@ -545,11 +462,7 @@ fn parse_crop(layer: &Layer) -> Result<Crop> {
     }
     let size = [layer.int(4, 0)?, layer.int(3, 0)?].map(|v| (v > 0).then_some(v as i64));
     let end_offset = [layer.int(7, 0)? as i64, layer.int(6, 0)? as i64];
-    Ok(Crop::Offsets {
-        offset,
-        size,
-        end_offset,
-    })
+    Ok(Crop::Offsets { offset, size, end_offset })
 }
 
 /// Resolves a Python-style slice `start..end` (negative counts from the end) on an axis of length `n`.

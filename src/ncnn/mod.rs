@@ -12,7 +12,7 @@ mod layers;
 use std::collections::HashMap;
 
 pub use geometry::{Geometry, analyse};
-pub use import::{ImportOptions, META_MIN_SIZE, META_SOURCE, import, import_files};
+pub use import::{ImportOptions, META_GEOMETRY, META_MIN_SIZE, META_SOURCE, import, import_files};
 
 use crate::error::{Error, Result};
 
@@ -53,9 +53,7 @@ impl Layer {
         match self.params.get(&id) {
             None => Ok(default),
             Some(ParamValue::Int(v)) => Ok(*v),
-            Some(other) => Err(self.error(format!(
-                "parameter {id} must be an integer, found {other:?}"
-            ))),
+            Some(other) => Err(self.error(format!("parameter {id} must be an integer, found {other:?}"))),
         }
     }
 
@@ -65,9 +63,7 @@ impl Layer {
             None => Ok(default),
             Some(ParamValue::Int(v)) => Ok(*v as f32),
             Some(ParamValue::Float(v)) => Ok(*v),
-            Some(other) => {
-                Err(self.error(format!("parameter {id} must be a number, found {other:?}")))
-            }
+            Some(other) => Err(self.error(format!("parameter {id} must be a number, found {other:?}"))),
         }
     }
 
@@ -76,9 +72,7 @@ impl Layer {
         match self.params.get(&id) {
             None => Ok(Vec::new()),
             Some(ParamValue::Array(v)) => Ok(v.clone()),
-            Some(other) => {
-                Err(self.error(format!("parameter {id} must be an array, found {other:?}")))
-            }
+            Some(other) => Err(self.error(format!("parameter {id} must be an array, found {other:?}"))),
         }
     }
 
@@ -115,115 +109,63 @@ fn parse_value(text: &str) -> Option<ParamValue> {
 impl Param {
     /// Parses the text of a `.param` file; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Param> {
-        let err =
-            |line: usize, what: String| Error::Import(format!("{origin}, line {line}: {what}"));
-        let mut lines = text
-            .lines()
-            .enumerate()
-            .map(|(i, l)| (i + 1, l.trim()))
-            .filter(|(_, l)| !l.is_empty());
+        let err = |line: usize, what: String| Error::Import(format!("{origin}, line {line}: {what}"));
+        let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty());
         match lines.next() {
             Some((_, MAGIC)) => {}
             Some((n, other)) => {
-                return Err(err(
-                    n,
-                    format!("wrong magic: expected {MAGIC}, found {:?}", truncate(other)),
-                ));
+                return Err(err(n, format!("wrong magic: expected {MAGIC}, found {:?}", truncate(other))));
             }
             None => return Err(Error::Import(format!("{origin}: empty file"))),
         }
-        let (n, counts) = lines
-            .next()
-            .ok_or_else(|| Error::Import(format!("{origin}: no layer and blob counts")))?;
-        let counts: Vec<usize> = counts
-            .split_whitespace()
-            .filter_map(|t| t.parse().ok())
-            .collect();
+        let (n, counts) = lines.next().ok_or_else(|| Error::Import(format!("{origin}: no layer and blob counts")))?;
+        let counts: Vec<usize> = counts.split_whitespace().filter_map(|t| t.parse().ok()).collect();
         let [layer_count, blob_count] = counts[..] else {
             return Err(err(n, "expected two counts: layers and blobs".into()));
         };
         let mut layers = Vec::with_capacity(layer_count);
         for (n, line) in lines {
             let mut tokens = line.split_whitespace();
-            let mut next = |what: &str| {
-                tokens
-                    .next()
-                    .ok_or_else(|| err(n, format!("missing {what}")))
-            };
+            let mut next = |what: &str| tokens.next().ok_or_else(|| err(n, format!("missing {what}")));
             let kind = next("layer type")?.to_string();
             let name = next("layer name")?.to_string();
-            let n_in: usize = next("input count")?
-                .parse()
-                .map_err(|_| err(n, "input count is not a number".into()))?;
-            let n_out: usize = next("output count")?
-                .parse()
-                .map_err(|_| err(n, "output count is not a number".into()))?;
-            let inputs = (0..n_in)
-                .map(|_| next("input blob").map(str::to_string))
-                .collect::<Result<Vec<_>>>()?;
-            let outputs = (0..n_out)
-                .map(|_| next("output blob").map(str::to_string))
-                .collect::<Result<Vec<_>>>()?;
+            let n_in: usize = next("input count")?.parse().map_err(|_| err(n, "input count is not a number".into()))?;
+            let n_out: usize =
+                next("output count")?.parse().map_err(|_| err(n, "output count is not a number".into()))?;
+            let inputs = (0..n_in).map(|_| next("input blob").map(str::to_string)).collect::<Result<Vec<_>>>()?;
+            let outputs = (0..n_out).map(|_| next("output blob").map(str::to_string)).collect::<Result<Vec<_>>>()?;
             let mut params = HashMap::new();
             for kv in tokens {
-                let (k, v) = kv.split_once('=').ok_or_else(|| {
-                    err(
-                        n,
-                        format!("layer {name}: parameter {kv:?} is not key=value"),
-                    )
-                })?;
-                let key: i32 = k.parse().map_err(|_| {
-                    err(
-                        n,
-                        format!("layer {name}: parameter key {k:?} is not a number"),
-                    )
-                })?;
+                let (k, v) = kv
+                    .split_once('=')
+                    .ok_or_else(|| err(n, format!("layer {name}: parameter {kv:?} is not key=value")))?;
+                let key: i32 =
+                    k.parse().map_err(|_| err(n, format!("layer {name}: parameter key {k:?} is not a number")))?;
                 let (id, value) = if key <= -23300 {
                     let mut items = v.split(',');
-                    let count: usize =
-                        items.next().and_then(|c| c.parse().ok()).ok_or_else(|| {
-                            err(n, format!("layer {name}: array parameter {k} has no count"))
-                        })?;
+                    let count: usize = items
+                        .next()
+                        .and_then(|c| c.parse().ok())
+                        .ok_or_else(|| err(n, format!("layer {name}: array parameter {k} has no count")))?;
                     let values: Vec<f32> = items
                         .map(|t| t.parse::<f32>())
                         .collect::<std::result::Result<_, _>>()
-                        .map_err(|_| {
-                            err(
-                                n,
-                                format!(
-                                    "layer {name}: array parameter {k} has a non-numeric value"
-                                ),
-                            )
-                        })?;
+                        .map_err(|_| err(n, format!("layer {name}: array parameter {k} has a non-numeric value")))?;
                     if values.len() != count {
                         return Err(err(
                             n,
-                            format!(
-                                "layer {name}: array parameter {k} declares {count} values, has {}",
-                                values.len()
-                            ),
+                            format!("layer {name}: array parameter {k} declares {count} values, has {}", values.len()),
                         ));
                     }
                     (-key - 23300, ParamValue::Array(values))
                 } else {
-                    let value = parse_value(v).ok_or_else(|| {
-                        err(
-                            n,
-                            format!("layer {name}: parameter {k}={v:?} is not a number"),
-                        )
-                    })?;
+                    let value = parse_value(v)
+                        .ok_or_else(|| err(n, format!("layer {name}: parameter {k}={v:?} is not a number")))?;
                     (key, value)
                 };
                 params.insert(id, value);
             }
-            layers.push(Layer {
-                kind,
-                name,
-                inputs,
-                outputs,
-                params,
-                line: n,
-            });
+            layers.push(Layer { kind, name, inputs, outputs, params, line: n });
         }
         if layers.len() != layer_count {
             return Err(Error::Import(format!(
@@ -248,11 +190,7 @@ pub struct WeightReader<'a> {
 
 impl<'a> WeightReader<'a> {
     pub fn new(data: &'a [u8], origin: &str) -> Self {
-        Self {
-            data,
-            offset: 0,
-            origin: origin.into(),
-        }
+        Self { data, offset: 0, origin: origin.into() }
     }
 
     fn take(&mut self, layer: &Layer, what: &str, len: usize) -> Result<&'a [u8]> {
@@ -272,10 +210,7 @@ impl<'a> WeightReader<'a> {
     /// Reads `count` raw float32 values.
     pub fn raw(&mut self, layer: &Layer, what: &str, count: usize) -> Result<Vec<f32>> {
         let bytes = self.take(layer, what, count * 4)?;
-        Ok(bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect())
+        Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
     }
 
     /// Reads `count` tagged values (float32 or float16 storage).
@@ -287,7 +222,10 @@ impl<'a> WeightReader<'a> {
             0 => self.raw(layer, what, count),
             TAG_F16 => {
                 let bytes = self.take(layer, what, (count * 2).next_multiple_of(4))?;
-                Ok(bytes[..count * 2].chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect())
+                Ok(bytes[..count * 2]
+                    .chunks_exact(2)
+                    .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect())
             }
             other => Err(layer.error(format!(
                 "{what} at byte offset {at} of {} has storage tag 0x{other:08X}; only float32 (0) and float16 \
@@ -334,20 +272,11 @@ mod tests {
 
     #[test]
     fn rejects_wrong_magic_and_counts() {
-        let e = Param::parse("7767518\n0 0\n", "m.param")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("m.param, line 1") && e.contains("wrong magic"),
-            "{e}"
-        );
-        let e = Param::parse("7767517\n2 1\nInput in 0 1 data\n", "c.param")
-            .unwrap_err()
-            .to_string();
+        let e = Param::parse("7767518\n0 0\n", "m.param").unwrap_err().to_string();
+        assert!(e.contains("m.param, line 1") && e.contains("wrong magic"), "{e}");
+        let e = Param::parse("7767517\n2 1\nInput in 0 1 data\n", "c.param").unwrap_err().to_string();
         assert!(e.contains("declares 2 layers, file has 1"), "{e}");
-        let e = Param::parse("7767517\n1 1\nInput in 0 1 data 0=x\n", "v.param")
-            .unwrap_err()
-            .to_string();
+        let e = Param::parse("7767517\n1 1\nInput in 0 1 data 0=x\n", "v.param").unwrap_err().to_string();
         assert!(e.contains("line 3") && e.contains("0=\"x\""), "{e}");
     }
 
@@ -364,35 +293,18 @@ mod tests {
         bin.extend_from_slice(&3.5f32.to_le_bytes());
         bin.extend_from_slice(&7.0f32.to_le_bytes());
         let mut r = WeightReader::new(&bin, "t.bin");
-        assert_eq!(
-            r.tagged(&layer, "weight", 3).unwrap(),
-            vec![1.0, -2.5, 0.125]
-        );
+        assert_eq!(r.tagged(&layer, "weight", 3).unwrap(), vec![1.0, -2.5, 0.125]);
         assert_eq!(r.tagged(&layer, "weight", 1).unwrap(), vec![3.5]);
         assert_eq!(r.raw(&layer, "bias", 1).unwrap(), vec![7.0]);
         r.finish().unwrap();
         let e = r.raw(&layer, "bias", 1).unwrap_err().to_string();
-        assert!(
-            e.contains("layer conv") && e.contains("byte offset 24") && e.contains("truncated"),
-            "{e}"
-        );
+        assert!(e.contains("layer conv") && e.contains("byte offset 24") && e.contains("truncated"), "{e}");
 
         let mut bad = 0x0002_C056u32.to_le_bytes().to_vec();
         bad.extend_from_slice(&[0; 16]);
-        let e = WeightReader::new(&bad, "q.bin")
-            .tagged(&layer, "weight", 2)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("storage tag 0x0002C056") && e.contains("byte offset 0"),
-            "{e}"
-        );
+        let e = WeightReader::new(&bad, "q.bin").tagged(&layer, "weight", 2).unwrap_err().to_string();
+        assert!(e.contains("storage tag 0x0002C056") && e.contains("byte offset 0"), "{e}");
         let r = WeightReader::new(&bad, "q.bin");
-        assert!(
-            r.finish()
-                .unwrap_err()
-                .to_string()
-                .contains("20 bytes left")
-        );
+        assert!(r.finish().unwrap_err().to_string().contains("20 bytes left"));
     }
 }

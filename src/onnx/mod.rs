@@ -23,17 +23,10 @@ pub const META_SCALE: &str = "vfupscale.scale";
 
 /// Decodes a model from bytes; `path` is only used in the error message.
 pub fn decode_model(bytes: &[u8], path: &Path) -> Result<ModelProto> {
-    let model = ModelProto::decode(bytes).map_err(|e| {
-        Error::model(
-            path,
-            format!("not an ONNX model (protobuf decoding failed: {e})"),
-        )
-    })?;
+    let model = ModelProto::decode(bytes)
+        .map_err(|e| Error::model(path, format!("not an ONNX model (protobuf decoding failed: {e})")))?;
     if model.graph.is_none() || model.opset_import.is_empty() {
-        return Err(Error::model(
-            path,
-            "not an ONNX model (no graph or no opset import)",
-        ));
+        return Err(Error::model(path, "not an ONNX model (no graph or no opset import)"));
     }
     Ok(model)
 }
@@ -47,18 +40,9 @@ pub fn read_model(path: &Path) -> Result<ModelProto> {
 /// Writes `bytes` to `path` through a temporary file in the same directory, renamed into place only once it is
 /// complete and flushed: an interrupted write never leaves a truncated file under the final name.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::InvalidConfig(format!("{}: not a file name", path.display())))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| Error::InvalidConfig(format!("{}: not a file name", path.display())))?;
+    let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -78,11 +62,7 @@ pub fn write_model(path: &Path, model: &ModelProto) -> Result<()> {
 
 /// Value of a metadata entry.
 pub fn metadata<'m>(model: &'m ModelProto, key: &str) -> Option<&'m str> {
-    model
-        .metadata_props
-        .iter()
-        .find(|p| p.key == key)
-        .map(|p| p.value.as_str())
+    model.metadata_props.iter().find(|p| p.key == key).map(|p| p.value.as_str())
 }
 
 /// Sets (or replaces) a metadata entry.
@@ -90,10 +70,7 @@ pub fn set_metadata(model: &mut ModelProto, key: &str, value: impl Into<String>)
     let value = value.into();
     match model.metadata_props.iter_mut().find(|p| p.key == key) {
         Some(p) => p.value = value,
-        None => model.metadata_props.push(StringStringEntryProto {
-            key: key.into(),
-            value,
-        }),
+        None => model.metadata_props.push(StringStringEntryProto { key: key.into(), value }),
     }
 }
 
@@ -152,11 +129,7 @@ pub fn tensor_info(name: &str, elem_type: i32, dims: &[Dim]) -> ValueInfoProto {
 
 /// Element type and dimensions of a tensor value info, if it describes a tensor.
 pub fn tensor_type(info: &ValueInfoProto) -> Option<(i32, Option<Vec<Dim>>)> {
-    let Some(TypeProto {
-        value: Some(type_proto::Value::TensorType(t)),
-        ..
-    }) = &info.r#type
-    else {
+    let Some(TypeProto { value: Some(type_proto::Value::TensorType(t)), .. }) = &info.r#type else {
         return None;
     };
     let dims = t.shape.as_ref().map(|s| {
@@ -173,39 +146,19 @@ pub fn tensor_type(info: &ValueInfoProto) -> Option<(i32, Option<Vec<Dim>>)> {
 }
 
 pub fn attr_int(name: &str, i: i64) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: attribute_type::INT,
-        i,
-        ..Default::default()
-    }
+    AttributeProto { name: name.into(), r#type: attribute_type::INT, i, ..Default::default() }
 }
 
 pub fn attr_ints(name: &str, ints: &[i64]) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: attribute_type::INTS,
-        ints: ints.to_vec(),
-        ..Default::default()
-    }
+    AttributeProto { name: name.into(), r#type: attribute_type::INTS, ints: ints.to_vec(), ..Default::default() }
 }
 
 pub fn attr_float(name: &str, f: f32) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: attribute_type::FLOAT,
-        f,
-        ..Default::default()
-    }
+    AttributeProto { name: name.into(), r#type: attribute_type::FLOAT, f, ..Default::default() }
 }
 
 pub fn attr_string(name: &str, s: &str) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: attribute_type::STRING,
-        s: s.as_bytes().to_vec(),
-        ..Default::default()
-    }
+    AttributeProto { name: name.into(), r#type: attribute_type::STRING, s: s.as_bytes().to_vec(), ..Default::default() }
 }
 
 /// Float values of a float32 tensor, whichever field holds them; `None` for other types or external data.
@@ -214,12 +167,7 @@ pub fn tensor_f32(t: &TensorProto) -> Option<Vec<f32>> {
         return None;
     }
     if !t.raw_data.is_empty() {
-        Some(
-            t.raw_data
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-        )
+        Some(t.raw_data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
     } else {
         Some(t.float_data.clone())
     }
@@ -231,19 +179,9 @@ pub fn tensor_f16(t: &TensorProto) -> Option<Vec<f32>> {
         return None;
     }
     if !t.raw_data.is_empty() {
-        Some(
-            t.raw_data
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-        )
+        Some(t.raw_data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect())
     } else {
-        Some(
-            t.int32_data
-                .iter()
-                .map(|&v| half::f16::from_bits(v as u16).to_f32())
-                .collect(),
-        )
+        Some(t.int32_data.iter().map(|&v| half::f16::from_bits(v as u16).to_f32()).collect())
     }
 }
 
@@ -253,12 +191,7 @@ pub fn tensor_i64(t: &TensorProto) -> Option<Vec<i64>> {
         return None;
     }
     if !t.raw_data.is_empty() {
-        Some(
-            t.raw_data
-                .chunks_exact(8)
-                .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
-                .collect(),
-        )
+        Some(t.raw_data.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect())
     } else {
         Some(t.int64_data.clone())
     }
@@ -279,10 +212,7 @@ pub fn f16_tensor(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
         name: name.into(),
         dims: dims.to_vec(),
         data_type: data_type::FLOAT16,
-        raw_data: values
-            .iter()
-            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
-            .collect(),
+        raw_data: values.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect(),
         ..Default::default()
     }
 }
@@ -314,16 +244,7 @@ impl GraphBuilder {
 
     /// A value name derived from `hint` that no other value of this graph has.
     pub fn unique(&mut self, hint: &str) -> String {
-        let base: String = hint
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let base: String = hint.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
         let mut name = base.clone();
         let mut n = 1;
         while !self.names.insert(name.clone()) {
@@ -338,33 +259,19 @@ impl GraphBuilder {
         if self.names.insert(name.to_string()) {
             Ok(())
         } else {
-            Err(Error::InvalidConfig(format!(
-                "value name {name} used twice"
-            )))
+            Err(Error::InvalidConfig(format!("value name {name} used twice")))
         }
     }
 
     /// Adds a node with one output named after `hint`; returns that name.
-    pub fn op(
-        &mut self,
-        op_type: &str,
-        hint: &str,
-        inputs: &[&str],
-        attribute: Vec<AttributeProto>,
-    ) -> String {
+    pub fn op(&mut self, op_type: &str, hint: &str, inputs: &[&str], attribute: Vec<AttributeProto>) -> String {
         let out = self.unique(hint);
         self.op_into(op_type, inputs, &out, attribute);
         out
     }
 
     /// Adds a node writing to an already reserved output name.
-    pub fn op_into(
-        &mut self,
-        op_type: &str,
-        inputs: &[&str],
-        output: &str,
-        attribute: Vec<AttributeProto>,
-    ) {
+    pub fn op_into(&mut self, op_type: &str, inputs: &[&str], output: &str, attribute: Vec<AttributeProto>) {
         let name = format!("{op_type}_{}", self.nodes.len());
         self.nodes.push(NodeProto {
             input: inputs.iter().map(|s| s.to_string()).collect(),
@@ -392,10 +299,7 @@ impl GraphBuilder {
     pub fn into_model(self, graph_name: &str, metadata: &[(&str, String)]) -> ModelProto {
         ModelProto {
             ir_version: IR_VERSION,
-            opset_import: vec![OperatorSetIdProto {
-                domain: String::new(),
-                version: OPSET,
-            }],
+            opset_import: vec![OperatorSetIdProto { domain: String::new(), version: OPSET }],
             producer_name: "vfupscale".into(),
             producer_version: env!("CARGO_PKG_VERSION").into(),
             graph: Some(GraphProto {
@@ -408,10 +312,7 @@ impl GraphBuilder {
             }),
             metadata_props: metadata
                 .iter()
-                .map(|(k, v)| StringStringEntryProto {
-                    key: k.to_string(),
-                    value: v.clone(),
-                })
+                .map(|(k, v)| StringStringEntryProto { key: k.to_string(), value: v.clone() })
                 .collect(),
             ..Default::default()
         }
@@ -427,13 +328,8 @@ mod tests {
         let mut g = GraphBuilder::new();
         g.reserve("input").unwrap();
         g.reserve("output").unwrap();
-        g.inputs.push(tensor_info(
-            "input",
-            data_type::FLOAT,
-            &[Dim::Param("n".into()), Dim::Fixed(3)],
-        ));
-        g.outputs
-            .push(tensor_info("output", data_type::FLOAT, &[Dim::Unknown]));
+        g.inputs.push(tensor_info("input", data_type::FLOAT, &[Dim::Param("n".into()), Dim::Fixed(3)]));
+        g.outputs.push(tensor_info("output", data_type::FLOAT, &[Dim::Unknown]));
         let w = g.f32_init("w", &[2], &[1.5, -2.0]);
         g.op_into("Mul", &["input", &w], "output", vec![attr_int("x", 3)]);
         let model = g.into_model("g", &[(META_SCALE, "2".into())]);
@@ -450,15 +346,8 @@ mod tests {
 
     #[test]
     fn garbage_is_not_a_model() {
-        let err = decode_model(
-            b"\x08\x07garbage that is not protobuf\xff\xff",
-            Path::new("x.onnx"),
-        )
-        .unwrap_err();
-        assert!(
-            err.to_string().contains("x.onnx") && err.to_string().contains("not an ONNX model"),
-            "{err}"
-        );
+        let err = decode_model(b"\x08\x07garbage that is not protobuf\xff\xff", Path::new("x.onnx")).unwrap_err();
+        assert!(err.to_string().contains("x.onnx") && err.to_string().contains("not an ONNX model"), "{err}");
         let err = decode_model(b"", Path::new("empty.onnx")).unwrap_err();
         assert!(err.to_string().contains("no graph"), "{err}");
     }

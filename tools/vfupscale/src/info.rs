@@ -33,29 +33,14 @@ pub fn print() -> Result<(), String> {
         Err(e) => println!("CUDA: {e}"),
     }
     let present = |names: &[&str]| -> String {
-        let found: Vec<&str> = names
-            .iter()
-            .copied()
-            .filter(|n| gst::ElementFactory::find(n).is_some())
-            .collect();
-        if found.is_empty() {
-            "none".into()
-        } else {
-            found.join(" ")
-        }
+        let found: Vec<&str> = names.iter().copied().filter(|n| gst::ElementFactory::find(n).is_some()).collect();
+        if found.is_empty() { "none".into() } else { found.join(" ") }
     };
-    println!(
-        "NVDEC decoders: {}",
-        present(&["nvh264dec", "nvh265dec", "nvvp9dec", "nvav1dec"])
-    );
+    println!("NVDEC decoders: {}", present(&["nvh264dec", "nvh265dec", "nvvp9dec", "nvav1dec"]));
     println!("NVENC encoders: {}", present(&["nvh264enc", "nvh265enc"]));
     println!("software encoders: {}", present(&["x264enc", "x265enc"]));
     match runtime::runtime() {
-        Ok(rt) => println!(
-            "ONNX Runtime: {} ({})",
-            runtime::version().unwrap_or_default(),
-            rt.library.display()
-        ),
+        Ok(rt) => println!("ONNX Runtime: {} ({})", runtime::version().unwrap_or_default(), rt.library.display()),
         Err(e) => println!("ONNX Runtime: {e}"),
     }
     for (backend, result) in probe_providers(0) {
@@ -66,40 +51,21 @@ pub fn print() -> Result<(), String> {
         };
         match result {
             Ok(()) => println!("  execution provider {name}: loads"),
-            Err(e) => println!(
-                "  execution provider {name}: unavailable: {}",
-                e.lines().next().unwrap_or_default()
-            ),
+            Err(e) => println!("  execution provider {name}: unavailable: {}", e.lines().next().unwrap_or_default()),
         }
     }
     let dir = vfupscale::models::models_dir();
     let default = vfupscale::models::default_model_path();
     match std::fs::read(&default) {
         Ok(bytes) => {
-            let hash: String = Sha256::digest(&bytes)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            let scale = vfupscale::model::ModelInfo::load(&default)
-                .ok()
-                .and_then(|i| i.scale)
-                .unwrap_or(0);
-            println!(
-                "default model: {} (x{scale}, sha256 {hash})",
-                default.display()
-            );
+            let hash: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+            let scale = vfupscale::model::ModelInfo::load(&default).ok().and_then(|i| i.scale).unwrap_or(0);
+            println!("default model: {} (x{scale}, sha256 {hash})", default.display());
         }
-        Err(_) => println!(
-            "default model: not installed at {} (run vfupscale-model fetch)",
-            default.display()
-        ),
+        Err(_) => println!("default model: not installed at {} (run vfupscale-model fetch)", default.display()),
     }
     let installed = std::fs::read_dir(&dir)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter(|e| e.path().extension().is_some_and(|x| x == "onnx"))
-                .count()
-        })
+        .map(|d| d.filter_map(|e| e.ok()).filter(|e| e.path().extension().is_some_and(|x| x == "onnx")).count())
         .unwrap_or(0);
     println!("models directory: {} ({installed} models)", dir.display());
     Ok(())

@@ -42,8 +42,7 @@ fn value<'a>(it: &mut impl Iterator<Item = &'a String>, flag: &str) -> Result<&'
 }
 
 fn number(text: &str, flag: &str) -> Result<u32, String> {
-    text.parse()
-        .map_err(|_| format!("{flag}: {text:?} is not a number"))
+    text.parse().map_err(|_| format!("{flag}: {text:?} is not a number"))
 }
 
 fn parse(args: &[String]) -> Result<Job, String> {
@@ -69,9 +68,7 @@ fn parse(args: &[String]) -> Result<Job, String> {
                 match v.as_str() {
                     "auto" | "tensorrt" | "cuda" | "cpu" => job.backend = v.clone(),
                     _ => {
-                        return Err(format!(
-                            "--backend takes auto, tensorrt, cuda or cpu, not {v:?}"
-                        ));
+                        return Err(format!("--backend takes auto, tensorrt, cuda or cpu, not {v:?}"));
                     }
                 }
             }

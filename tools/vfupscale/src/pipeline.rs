@@ -35,9 +35,7 @@ impl Encoder {
             "x265enc" => Encoder::X265,
             "x264enc" => Encoder::X264,
             other => {
-                return Err(format!(
-                    "--encoder takes auto, nvh265enc, nvh264enc, x265enc or x264enc, not {other:?}"
-                ));
+                return Err(format!("--encoder takes auto, nvh265enc, nvh264enc, x265enc or x264enc, not {other:?}"));
             }
         })
     }
@@ -98,23 +96,15 @@ impl Default for Job {
 }
 
 fn muxer_for(output: &Path) -> Result<&'static str, String> {
-    let ext = output
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase)
-        .unwrap_or_default();
+    let ext = output.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
     match ext.as_str() {
         "mp4" | "m4v" => Ok("mp4mux"),
         "mkv" => Ok("matroskamux"),
         "mov" => Ok("qtmux"),
-        "" => Err(format!(
-            "{}: no file extension to choose a container from (use .mp4, .mkv or .mov)",
-            output.display()
-        )),
-        other => Err(format!(
-            "{}: unsupported container .{other} (use .mp4, .mkv or .mov)",
-            output.display()
-        )),
+        "" => {
+            Err(format!("{}: no file extension to choose a container from (use .mp4, .mkv or .mov)", output.display()))
+        }
+        other => Err(format!("{}: unsupported container .{other} (use .mp4, .mkv or .mov)", output.display())),
     }
 }
 
@@ -163,11 +153,7 @@ struct VideoChain {
 }
 
 fn post_error(pipeline: &gst::Pipeline, text: String) {
-    let _ = pipeline.post_message(
-        gst::message::Error::builder(gst::CoreError::Failed, &text)
-            .src(pipeline)
-            .build(),
-    );
+    let _ = pipeline.post_message(gst::message::Error::builder(gst::CoreError::Failed, &text).src(pipeline).build());
 }
 
 impl Shared {
@@ -183,16 +169,12 @@ impl Shared {
     fn configure_encoder(&self, encoder: &gst::Element, choice: Encoder) {
         let quality = self.job.quality.unwrap_or(20);
         match (choice, self.job.bitrate) {
-            (Encoder::X264, Some(kbps)) | (Encoder::X265, Some(kbps)) => {
-                encoder.set_property("bitrate", kbps)
-            }
+            (Encoder::X264, Some(kbps)) | (Encoder::X265, Some(kbps)) => encoder.set_property("bitrate", kbps),
             (Encoder::X264, None) => {
                 encoder.set_property_from_str("pass", "quant");
                 encoder.set_property("quantizer", quality.min(50));
             }
-            (Encoder::X265, None) => {
-                encoder.set_property("option-string", format!("qp={}", quality.min(51)))
-            }
+            (Encoder::X265, None) => encoder.set_property("option-string", format!("qp={}", quality.min(51))),
             (_, Some(kbps)) => {
                 encoder.set_property_from_str("rc-mode", "vbr");
                 encoder.set_property("bitrate", kbps);
@@ -205,18 +187,10 @@ impl Shared {
     }
 
     /// Builds `decoder ! … ! vfupscale ! … ! encoder ! parser` for `pad` and links it to the muxer.
-    fn link_video(
-        &self,
-        pipeline: &gst::Pipeline,
-        pad: &gst::Pad,
-        caps_name: &str,
-    ) -> Result<(), String> {
+    fn link_video(&self, pipeline: &gst::Pipeline, pad: &gst::Pad, caps_name: &str) -> Result<(), String> {
         let nvdec = if self.gpu { nvdec_for(caps_name) } else { None };
         let upscaler = gst::ElementFactory::make("vfupscale")
-            .property(
-                "model",
-                self.model.to_str().ok_or("model path is not UTF-8")?,
-            )
+            .property("model", self.model.to_str().ok_or("model path is not UTF-8")?)
             .property_from_str("backend", &self.job.backend)
             .property_from_str("precision", &self.job.precision)
             .property("device-id", self.job.device)
@@ -245,12 +219,7 @@ impl Shared {
                 chain.push(dec);
                 chain.push(make("videoconvert")?);
                 let nv12 = gst::ElementFactory::make("capsfilter")
-                    .property(
-                        "caps",
-                        gst::Caps::builder("video/x-raw")
-                            .field("format", "NV12")
-                            .build(),
-                    )
+                    .property("caps", gst::Caps::builder("video/x-raw").field("format", "NV12").build())
                     .build()
                     .map_err(|e| e.to_string())?;
                 chain.push(nv12);
@@ -278,11 +247,9 @@ impl Shared {
                     let _ = src.link(&sink);
                 }
             });
-            gst::Element::link_many(&chain[1..])
-                .map_err(|e| format!("cannot link the video branch: {e}"))?;
+            gst::Element::link_many(&chain[1..]).map_err(|e| format!("cannot link the video branch: {e}"))?;
         } else {
-            gst::Element::link_many(&chain)
-                .map_err(|e| format!("cannot link the video branch: {e}"))?;
+            gst::Element::link_many(&chain).map_err(|e| format!("cannot link the video branch: {e}"))?;
         }
         let mux_pad = self
             .muxer
@@ -296,13 +263,9 @@ impl Shared {
         for e in chain.iter().rev() {
             e.sync_state_with_parent().map_err(|e| e.to_string())?;
         }
-        pad.link(&chain[0].static_pad("sink").unwrap())
-            .map_err(|e| format!("cannot link the video stream: {e:?}"))?;
-        *self.video.lock().unwrap() = Some(VideoChain {
-            decoder: decoder_name,
-            encoder: choice.factory().into(),
-            upscaler,
-        });
+        pad.link(&chain[0].static_pad("sink").unwrap()).map_err(|e| format!("cannot link the video stream: {e:?}"))?;
+        *self.video.lock().unwrap() =
+            Some(VideoChain { decoder: decoder_name, encoder: choice.factory().into(), upscaler });
         Ok(())
     }
 
@@ -326,19 +289,13 @@ impl Shared {
             .build()
             .map_err(|e| e.to_string())?;
         pipeline.add(&queue).map_err(|e| e.to_string())?;
-        queue
-            .static_pad("src")
-            .unwrap()
-            .link(&mux_pad)
-            .map_err(|e| format!("{e:?}"))?;
+        queue.static_pad("src").unwrap().link(&mux_pad).map_err(|e| format!("{e:?}"))?;
         queue.sync_state_with_parent().map_err(|e| e.to_string())?;
-        pad.link(&queue.static_pad("sink").unwrap())
-            .map_err(|e| format!("{e:?}"))?;
-        self.copied.lock().unwrap().push(format!(
-            "{kind} ({})",
-            caps.structure(0)
-                .map_or("?".into(), |s| s.name().to_string())
-        ));
+        pad.link(&queue.static_pad("sink").unwrap()).map_err(|e| format!("{e:?}"))?;
+        self.copied
+            .lock()
+            .unwrap()
+            .push(format!("{kind} ({})", caps.structure(0).map_or("?".into(), |s| s.name().to_string())));
         Ok(true)
     }
 
@@ -368,9 +325,7 @@ impl Shared {
                 )),
                 Err(e) => Err(e),
             }
-        } else if name.starts_with("text/")
-            || name.starts_with("subpicture/")
-            || name.starts_with("application/x-sub")
+        } else if name.starts_with("text/") || name.starts_with("subpicture/") || name.starts_with("application/x-sub")
         {
             match self.link_copy(&pipeline, pad, &caps, "subtitles") {
                 Ok(true) => Ok(()),
@@ -395,10 +350,7 @@ impl Shared {
 fn same_file(a: &Path, b: &Path) -> bool {
     let canon = |p: &Path| {
         p.canonicalize().ok().or_else(|| {
-            let parent = p
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
+            let parent = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
             Some(parent.canonicalize().ok()?.join(p.file_name()?))
         })
     };
@@ -428,21 +380,13 @@ impl Progress {
             return;
         }
         let elapsed = self.start.elapsed().as_secs_f64();
-        let fps = if elapsed > 0.0 {
-            frames as f64 / elapsed
-        } else {
-            0.0
-        };
+        let fps = if elapsed > 0.0 { frames as f64 / elapsed } else { 0.0 };
         let (pct, eta) = match total {
             Some(t) if t > 0 => {
                 let left = t.saturating_sub(frames) as f64;
                 (
                     (frames as f64 / t as f64 * 100.0).min(100.0),
-                    if fps > 0.0 {
-                        format_time(left / fps)
-                    } else {
-                        "?".into()
-                    },
+                    if fps > 0.0 { format_time(left / fps) } else { "?".into() },
                 )
             }
             _ => (0.0, "?".into()),
@@ -471,39 +415,23 @@ impl Progress {
 
 /// Runs the job; returns the exit code (0 done, 130 finished early after Ctrl+C) or an error for a one-line report.
 pub fn run(job: Job) -> Result<ExitCode, String> {
-    let input_meta =
-        std::fs::metadata(&job.input).map_err(|e| format!("{}: {e}", job.input.display()))?;
+    let input_meta = std::fs::metadata(&job.input).map_err(|e| format!("{}: {e}", job.input.display()))?;
     if !input_meta.is_file() {
         return Err(format!("{}: not a file", job.input.display()));
     }
     std::fs::File::open(&job.input).map_err(|e| format!("{}: {e}", job.input.display()))?;
     let muxer_factory = muxer_for(&job.output)?;
     if same_file(&job.input, &job.output) {
-        return Err(format!(
-            "{}: the output would overwrite the input",
-            job.output.display()
-        ));
+        return Err(format!("{}: the output would overwrite the input", job.output.display()));
     }
     if job.output.exists() && !job.overwrite {
-        return Err(format!(
-            "{} exists (use -y to replace it)",
-            job.output.display()
-        ));
+        return Err(format!("{} exists (use -y to replace it)", job.output.display()));
     }
     let model = crate::resolve_model(job.model.as_deref())?;
     let info = vfupscale::model::ModelInfo::load(&model).map_err(|e| e.to_string())?;
 
-    let dir = job
-        .output
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = job
-        .output
-        .file_name()
-        .ok_or("the output has no file name")?
-        .to_string_lossy()
-        .into_owned();
+    let dir = job.output.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = job.output.file_name().ok_or("the output has no file name")?.to_string_lossy().into_owned();
     let temp = dir.join(format!(".{name}.vfupscale-{}.part", std::process::id()));
     std::fs::File::create(&temp).map_err(|e| format!("cannot write in {}: {e}", dir.display()))?;
     let cleanup = |temp: &Path| {
@@ -518,10 +446,7 @@ pub fn run(job: Job) -> Result<ExitCode, String> {
     let pipeline = gst::Pipeline::new();
     let build = || -> Result<Arc<Shared>, String> {
         let src = gst::ElementFactory::make("filesrc")
-            .property(
-                "location",
-                job.input.to_str().ok_or("input path is not UTF-8")?,
-            )
+            .property("location", job.input.to_str().ok_or("input path is not UTF-8")?)
             .build()
             .map_err(|e| e.to_string())?;
         let demux = make("parsebin")?;
@@ -530,9 +455,7 @@ pub fn run(job: Job) -> Result<ExitCode, String> {
             .property("location", temp.to_str().ok_or("output path is not UTF-8")?)
             .build()
             .map_err(|e| e.to_string())?;
-        pipeline
-            .add_many([&src, &demux, &muxer, &sink])
-            .map_err(|e| e.to_string())?;
+        pipeline.add_many([&src, &demux, &muxer, &sink]).map_err(|e| e.to_string())?;
         src.link(&demux).map_err(|e| e.to_string())?;
         muxer.link(&sink).map_err(|e| e.to_string())?;
         let shared = Arc::new(Shared {
@@ -581,8 +504,7 @@ pub fn run(job: Job) -> Result<ExitCode, String> {
                 gst::MessageView::Error(e) => {
                     let src = e.src().map(|s| s.name().to_string()).unwrap_or_default();
                     let mut text = e.error().to_string();
-                    if e.error().matches(gst::CoreError::MissingPlugin) || text.contains("Missing")
-                    {
+                    if e.error().matches(gst::CoreError::MissingPlugin) || text.contains("Missing") {
                         text = format!("{text} (unsupported codec or container?)");
                     }
                     // failures while reading and demuxing are about the input file, not an element
@@ -592,13 +514,12 @@ pub fn run(job: Job) -> Result<ExitCode, String> {
                     if about_input {
                         text = format!("{input}: not a video file GStreamer can read ({text})");
                     }
-                    *outcome.lock().unwrap() = Some(Err(
-                        if about_input || src.is_empty() || src.starts_with("pipeline") {
+                    *outcome.lock().unwrap() =
+                        Some(Err(if about_input || src.is_empty() || src.starts_with("pipeline") {
                             text
                         } else {
                             format!("{src}: {text}")
-                        },
-                    ));
+                        }));
                     main_loop.quit();
                 }
                 _ => {}
@@ -612,12 +533,8 @@ pub fn run(job: Job) -> Result<ExitCode, String> {
     // SAFETY: installs an async-signal-safe handler (one atomic increment).
     unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
     let sigint = {
-        let (pipeline, main_loop, interrupted, outcome) = (
-            pipeline.clone(),
-            main_loop.clone(),
-            interrupted.clone(),
-            outcome.clone(),
-        );
+        let (pipeline, main_loop, interrupted, outcome) =
+            (pipeline.clone(), main_loop.clone(), interrupted.clone(), outcome.clone());
         let mut handled = 0;
         glib::timeout_add(Duration::from_millis(100), move || {
             let count = SIGINTS.load(Ordering::SeqCst);
@@ -651,9 +568,7 @@ pub fn run(job: Job) -> Result<ExitCode, String> {
                 let total = pipeline.query_duration::<gst::ClockTime>().and_then(|d| {
                     let caps = v.upscaler.static_pad("sink")?.current_caps()?;
                     let fr = caps.structure(0)?.get::<gst::Fraction>("framerate").ok()?;
-                    (fr.numer() > 0).then(|| {
-                        d.nseconds() * fr.numer() as u64 / fr.denom() as u64 / 1_000_000_000
-                    })
+                    (fr.numer() > 0).then(|| d.nseconds() * fr.numer() as u64 / fr.denom() as u64 / 1_000_000_000)
                 });
                 p.lock().unwrap().update(frames, total);
             }
@@ -673,11 +588,7 @@ pub fn run(job: Job) -> Result<ExitCode, String> {
     let _ = pipeline.set_state(gst::State::Null);
     progress.lock().unwrap().finish_line();
 
-    let result = outcome
-        .lock()
-        .unwrap()
-        .take()
-        .unwrap_or_else(|| Err("the pipeline stopped without a reason".into()));
+    let result = outcome.lock().unwrap().take().unwrap_or_else(|| Err("the pipeline stopped without a reason".into()));
     if let Err(e) = result {
         cleanup(&temp);
         return Err(e);
@@ -712,20 +623,13 @@ pub fn run(job: Job) -> Result<ExitCode, String> {
             video.encoder,
             {
                 let copied = shared.copied.lock().unwrap();
-                if copied.is_empty() {
-                    String::new()
-                } else {
-                    format!("; copied {}", copied.join(", "))
-                }
+                if copied.is_empty() { String::new() } else { format!("; copied {}", copied.join(", ")) }
             },
             size as f64 / 1e6
         );
     }
     if interrupted.load(Ordering::SeqCst) {
-        eprintln!(
-            "vfupscale: interrupted: {} holds the first {frames} frames",
-            job.output.display()
-        );
+        eprintln!("vfupscale: interrupted: {} holds the first {frames} frames", job.output.display());
         return Ok(ExitCode::from(130));
     }
     Ok(ExitCode::SUCCESS)

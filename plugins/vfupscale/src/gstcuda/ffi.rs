@@ -47,13 +47,9 @@ pub struct GstCuda {
         c_int,
         *mut *mut GstCudaContext,
     ) -> gboolean,
-    pub handle_context_query: unsafe extern "C" fn(
-        *mut gst::ffi::GstElement,
-        *mut gst::ffi::GstQuery,
-        *mut GstCudaContext,
-    ) -> gboolean,
-    pub context_new_cuda_context:
-        unsafe extern "C" fn(*mut GstCudaContext) -> *mut gst::ffi::GstContext,
+    pub handle_context_query:
+        unsafe extern "C" fn(*mut gst::ffi::GstElement, *mut gst::ffi::GstQuery, *mut GstCudaContext) -> gboolean,
+    pub context_new_cuda_context: unsafe extern "C" fn(*mut GstCudaContext) -> *mut gst::ffi::GstContext,
     pub buffer_pool_new: unsafe extern "C" fn(*mut GstCudaContext) -> *mut gst::ffi::GstBufferPool,
 }
 
@@ -64,9 +60,8 @@ unsafe impl Sync for GstCuda {}
 
 fn open() -> Result<GstCuda, String> {
     // SAFETY: loading GStreamer's CUDA helper library runs only its (GObject type) initialisers.
-    let lib = unsafe { libloading::Library::new("libgstcuda-1.0.so.0") }.map_err(|e| {
-        format!("libgstcuda-1.0.so.0 (gst-plugins-bad's CUDA library) cannot be loaded: {e}")
-    })?;
+    let lib = unsafe { libloading::Library::new("libgstcuda-1.0.so.0") }
+        .map_err(|e| format!("libgstcuda-1.0.so.0 (gst-plugins-bad's CUDA library) cannot be loaded: {e}"))?;
     macro_rules! sym {
         ($name:literal) => {
             // SAFETY: the field's type is the C prototype from GStreamer 1.22's headers for this symbol.
@@ -89,9 +84,7 @@ fn open() -> Result<GstCuda, String> {
     // GStreamer requires these two before any other gst_cuda_* call.
     // SAFETY: both take no arguments and are idempotent.
     if unsafe { (table.load_library)() } == 0 {
-        return Err(
-            "gst_cuda_load_library failed: GStreamer could not load the CUDA driver library".into(),
-        );
+        return Err("gst_cuda_load_library failed: GStreamer could not load the CUDA driver library".into());
     }
     // SAFETY: as above.
     unsafe { (table.memory_init_once)() };

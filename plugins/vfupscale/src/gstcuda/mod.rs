@@ -33,25 +33,16 @@ impl CudaContext {
         let table = ffi::get()?;
         let mut wrapped = WRAPPED.lock().unwrap_or_else(|p| p.into_inner());
         wrapped.retain(|(_, w)| w.upgrade().is_some());
-        if let Some(object) = wrapped
-            .iter()
-            .find(|(o, _)| *o == device.ordinal())
-            .and_then(|(_, w)| w.upgrade())
-        {
+        if let Some(object) = wrapped.iter().find(|(o, _)| *o == device.ordinal()).and_then(|(_, w)| w.upgrade()) {
             return Ok(Self { object });
         }
         // SAFETY: the handle and device come from a retained primary context; the returned reference is full.
-        let raw =
-            unsafe { (table.context_new_wrapped)(device.cu_context().cast(), device.cu_device()) };
+        let raw = unsafe { (table.context_new_wrapped)(device.cu_context().cast(), device.cu_device()) };
         if raw.is_null() {
-            return Err(format!(
-                "gst_cuda_context_new_wrapped failed for CUDA device {}",
-                device.ordinal()
-            ));
+            return Err(format!("gst_cuda_context_new_wrapped failed for CUDA device {}", device.ordinal()));
         }
         // SAFETY: `raw` is a non-null, full reference to a GstCudaContext, which is a GstObject.
-        let object: gst::Object =
-            unsafe { gst::Object::from_glib_full(raw.cast::<gst::ffi::GstObject>()) };
+        let object: gst::Object = unsafe { gst::Object::from_glib_full(raw.cast::<gst::ffi::GstObject>()) };
         // SAFETY: the key is only ever used with this type; the data is dropped with the object.
         unsafe { object.set_data(DEVICE_KEY, device.clone()) };
         wrapped.push((device.ordinal(), object.downgrade()));
@@ -88,9 +79,7 @@ impl CudaContext {
     pub fn answer_query(&self, element: &gst::Element, query: &mut gst::QueryRef) -> bool {
         match ffi::get() {
             // SAFETY: element and query are live; the function only reads them and sets the query's context.
-            Ok(t) => unsafe {
-                (t.handle_context_query)(element.as_ptr(), query.as_mut_ptr(), self.as_ptr()) != 0
-            },
+            Ok(t) => unsafe { (t.handle_context_query)(element.as_ptr(), query.as_mut_ptr(), self.as_ptr()) != 0 },
             Err(_) => false,
         }
     }
@@ -114,14 +103,8 @@ pub fn context_handle_of(
     let t = ffi::get().ok()?;
     let mut found: *mut ffi::GstCudaContext = std::ptr::null_mut();
     // SAFETY: reads the context; on success `found` holds a full reference that we release below.
-    let ok = unsafe {
-        (t.handle_set_context)(
-            element.as_ptr(),
-            context.as_ptr() as *mut _,
-            device_id as i32,
-            &mut found,
-        )
-    };
+    let ok =
+        unsafe { (t.handle_set_context)(element.as_ptr(), context.as_ptr() as *mut _, device_id as i32, &mut found) };
     if ok == 0 || found.is_null() {
         return None;
     }
@@ -159,10 +142,7 @@ pub fn cuda_memory_context(memory: &gst::MemoryRef) -> Option<MemoryContext<'_>>
     }
     // SAFETY: it is a GstCudaMemory, whose public head is `GstCudaMemory`.
     let ptr = NonNull::new(unsafe { (*(raw as *mut ffi::GstCudaMemory)).context })?;
-    Some(MemoryContext {
-        ptr,
-        _memory: PhantomData,
-    })
+    Some(MemoryContext { ptr, _memory: PhantomData })
 }
 
 /// A buffer holding one `GstCudaMemory`, mapped with `GST_MAP_CUDA`: the NV12 planes as device pointers. The
@@ -178,32 +158,19 @@ pub struct CudaFrame<'a> {
 impl<'a> CudaFrame<'a> {
     /// # Safety
     /// `buffer` must stay alive and, for a write map, writable for `'a`.
-    unsafe fn map(
-        buffer: *mut gst::ffi::GstBuffer,
-        info: &gst_video::VideoInfo,
-        flags: u32,
-    ) -> Result<Self, String> {
+    unsafe fn map(buffer: *mut gst::ffi::GstBuffer, info: &gst_video::VideoInfo, flags: u32) -> Result<Self, String> {
         let t = ffi::get()?;
         // SAFETY: `buffer` is live (caller's contract); peeking does not take a reference.
-        let (n, mem) = unsafe {
-            (
-                gst::ffi::gst_buffer_n_memory(buffer),
-                gst::ffi::gst_buffer_peek_memory(buffer, 0),
-            )
-        };
+        let (n, mem) = unsafe { (gst::ffi::gst_buffer_n_memory(buffer), gst::ffi::gst_buffer_peek_memory(buffer, 0)) };
         // SAFETY: `mem` is the buffer's first memory, alive with the buffer.
         if n != 1 || unsafe { (t.is_cuda_memory)(mem) } == 0 {
-            return Err(format!(
-                "expected one CUDA memory in the buffer, found {n} memories"
-            ));
+            return Err(format!("expected one CUDA memory in the buffer, found {n} memories"));
         }
         // SAFETY: it is a GstCudaMemory, whose public head includes its video info.
         let layout = unsafe { &(*(mem as *const ffi::GstCudaMemory)).info };
         let mut map = MaybeUninit::<gst::ffi::GstMapInfo>::zeroed();
         // SAFETY: with GST_MAP_CUDA the returned data is the memory's CUdeviceptr, never dereferenced on the host.
-        if unsafe { gst::ffi::gst_buffer_map(buffer, map.as_mut_ptr(), flags | ffi::GST_MAP_CUDA) }
-            == 0
-        {
+        if unsafe { gst::ffi::gst_buffer_map(buffer, map.as_mut_ptr(), flags | ffi::GST_MAP_CUDA) } == 0 {
             return Err("gst_buffer_map(GST_MAP_CUDA) failed".into());
         }
         // SAFETY: initialised by the successful map.
@@ -214,10 +181,7 @@ impl<'a> CudaFrame<'a> {
             let mut map = map;
             // SAFETY: mapped just above.
             unsafe { gst::ffi::gst_buffer_unmap(buffer, &mut map) };
-            return Err(format!(
-                "CUDA memory holds {}x{}, caps say {size}",
-                layout.width, layout.height
-            ));
+            return Err(format!("CUDA memory holds {}x{}, caps say {size}", layout.width, layout.height));
         }
         // SAFETY: the memory's info describes the planes inside this allocation.
         let nv12 = unsafe {
@@ -229,28 +193,17 @@ impl<'a> CudaFrame<'a> {
                 layout.stride[1] as usize,
             )
         };
-        Ok(Self {
-            buffer,
-            map,
-            nv12,
-            _buffer: PhantomData,
-        })
+        Ok(Self { buffer, map, nv12, _buffer: PhantomData })
     }
 
     /// Maps `buffer` for reading on the device.
-    pub fn readable(
-        buffer: &'a gst::BufferRef,
-        info: &gst_video::VideoInfo,
-    ) -> Result<Self, String> {
+    pub fn readable(buffer: &'a gst::BufferRef, info: &gst_video::VideoInfo) -> Result<Self, String> {
         // SAFETY: a read map does not need a writable buffer; the borrow keeps it alive.
         unsafe { Self::map(buffer.as_ptr() as *mut _, info, gst::ffi::GST_MAP_READ) }
     }
 
     /// Maps `buffer` for writing on the device.
-    pub fn writable(
-        buffer: &'a mut gst::BufferRef,
-        info: &gst_video::VideoInfo,
-    ) -> Result<Self, String> {
+    pub fn writable(buffer: &'a mut gst::BufferRef, info: &gst_video::VideoInfo) -> Result<Self, String> {
         // SAFETY: `&mut BufferRef` means we hold the only reference, so the buffer is writable.
         unsafe { Self::map(buffer.as_mut_ptr(), info, gst::ffi::GST_MAP_WRITE) }
     }

@@ -23,11 +23,7 @@ use crate::gstcuda::ffi::{CAPS_FEATURE_MEMORY_CUDA_MEMORY, CUDA_CONTEXT_TYPE};
 use crate::gstcuda::{CudaContext, CudaFrame, context_handle_of, cuda_memory_context};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
-    gst::DebugCategory::new(
-        "vfupscale",
-        gst::DebugColorFlags::empty(),
-        Some("Video super-resolution"),
-    )
+    gst::DebugCategory::new("vfupscale", gst::DebugColorFlags::empty(), Some("Video super-resolution"))
 });
 
 const DEFAULT_DEVICE_ID: u32 = 0;
@@ -111,10 +107,7 @@ fn colorimetry(info: &VideoInfo) -> Result<Colorimetry, String> {
 
 /// What the model runs on, for `stats` and logs: the GPU's name or "cpu".
 fn device_name(upscaler: &Upscaler) -> String {
-    upscaler.gpu_device().map_or_else(
-        || "cpu".into(),
-        |d| format!("{} (device {})", d.name(), d.ordinal()),
-    )
+    upscaler.gpu_device().map_or_else(|| "cpu".into(), |d| format!("{} (device {})", d.name(), d.ordinal()))
 }
 
 /// GStreamer error domain and code for a core error at start.
@@ -138,9 +131,7 @@ fn map_dimension(value: &glib::SendValue, scale: i32, to_src: bool) -> Option<gl
     let up = |v: i32| v.checked_mul(scale);
     let down = |v: i32| (v % scale == 0).then_some(v / scale);
     if let Ok(v) = value.get::<i32>() {
-        return if to_src { up(v) } else { down(v) }
-            .filter(|&v| v > 0)
-            .map(|v| v.to_send_value());
+        return if to_src { up(v) } else { down(v) }.filter(|&v| v > 0).map(|v| v.to_send_value());
     }
     if let Ok(r) = value.get::<gst::IntRange<i32>>() {
         let (min, max) = (r.min(), r.max());
@@ -151,20 +142,12 @@ fn map_dimension(value: &glib::SendValue, scale: i32, to_src: bool) -> Option<gl
         } else {
             let min = ((min + scale - 1) / scale).max(1);
             let max = max / scale;
-            (min <= max).then(|| {
-                if min == max {
-                    min.to_send_value()
-                } else {
-                    gst::IntRange::new(min, max).to_send_value()
-                }
-            })
+            (min <= max)
+                .then(|| if min == max { min.to_send_value() } else { gst::IntRange::new(min, max).to_send_value() })
         };
     }
     if let Ok(list) = value.get::<gst::List>() {
-        let mapped: Vec<glib::SendValue> = list
-            .iter()
-            .filter_map(|v| map_dimension(v, scale, to_src))
-            .collect();
+        let mapped: Vec<glib::SendValue> = list.iter().filter_map(|v| map_dimension(v, scale, to_src)).collect();
         return (!mapped.is_empty()).then(|| gst::List::new(mapped).to_send_value());
     }
     None
@@ -194,10 +177,7 @@ impl VfUpscale {
     /// that upstream decoders, which reach READY after us, decode into it.
     fn ensure_cuda_context(&self) {
         let settings = self.settings();
-        if settings.backend == BackendProperty::Cpu
-            || !cuda_driver_present()
-            || lock(&self.cuda).is_some()
-        {
+        if settings.backend == BackendProperty::Cpu || !cuda_driver_present() || lock(&self.cuda).is_some() {
             return;
         }
         let wrapped = GpuDevice::get(settings.device_id)
@@ -205,43 +185,24 @@ impl VfUpscale {
             .and_then(|device| CudaContext::wrap_primary(&device));
         match wrapped {
             Ok(context) => {
-                gst::info!(
-                    CAT,
-                    imp = self,
-                    "sharing the primary context of CUDA device {}",
-                    settings.device_id
-                );
+                gst::info!(CAT, imp = self, "sharing the primary context of CUDA device {}", settings.device_id);
                 let gst_context = context.to_gst_context();
                 *lock(&self.cuda) = Some(context);
                 if let Some(c) = gst_context {
                     let obj = self.obj();
                     obj.set_context(&c);
-                    let _ =
-                        obj.post_message(gst::message::HaveContext::builder(c).src(&*obj).build());
+                    let _ = obj.post_message(gst::message::HaveContext::builder(c).src(&*obj).build());
                 }
             }
             // start() reports the error if a GPU backend was required; with auto the CPU path remains
-            Err(e) => gst::warning!(
-                CAT,
-                imp = self,
-                "CUDA device {} not usable: {e}",
-                settings.device_id
-            ),
+            Err(e) => gst::warning!(CAT, imp = self, "CUDA device {} not usable: {e}", settings.device_id),
         }
     }
 
     fn stats_structure(&self) -> gst::Structure {
         let (stats, backend, device) = match lock(&self.state).as_ref() {
-            Some(s) => (
-                s.upscaler.stats().clone(),
-                s.upscaler.backend().name(),
-                device_name(&s.upscaler),
-            ),
-            None => {
-                lock(&self.last_stats)
-                    .clone()
-                    .unwrap_or((Stats::default(), "none", "none".into()))
-            }
+            Some(s) => (s.upscaler.stats().clone(), s.upscaler.backend().name(), device_name(&s.upscaler)),
+            None => lock(&self.last_stats).clone().unwrap_or((Stats::default(), "none", "none".into())),
         };
         gst::Structure::builder("vfupscale-stats")
             .field("frames", stats.frames)
@@ -261,31 +222,19 @@ impl VfUpscale {
     }
 
     /// Upscales one buffer; errors are returned as text for the caller to post after releasing the lock.
-    fn upscale(
-        &self,
-        state: &mut State,
-        inbuf: &gst::Buffer,
-        outbuf: &mut gst::BufferRef,
-    ) -> Result<(), String> {
+    fn upscale(&self, state: &mut State, inbuf: &gst::Buffer, outbuf: &mut gst::BufferRef) -> Result<(), String> {
         let neg = state.negotiated.clone().ok_or("not negotiated")?;
         let up = &mut state.upscaler;
         let in_size = Size::new(neg.in_info.width(), neg.in_info.height());
         let out_size = Size::new(neg.out_info.width(), neg.out_info.height());
         match neg.memory {
             Memory::System => {
-                let in_frame = gst_video::VideoFrameRef::from_buffer_ref_readable(
-                    inbuf.as_ref(),
-                    &neg.in_info,
-                )
-                .map_err(|_| "cannot map the input buffer")?;
-                let mut out_frame =
-                    gst_video::VideoFrameRef::from_buffer_ref_writable(outbuf, &neg.out_info)
-                        .map_err(|_| "cannot map the output buffer")?;
+                let in_frame = gst_video::VideoFrameRef::from_buffer_ref_readable(inbuf.as_ref(), &neg.in_info)
+                    .map_err(|_| "cannot map the input buffer")?;
+                let mut out_frame = gst_video::VideoFrameRef::from_buffer_ref_writable(outbuf, &neg.out_info)
+                    .map_err(|_| "cannot map the output buffer")?;
                 let is = in_frame.plane_stride();
-                let os = [
-                    out_frame.plane_stride()[0] as usize,
-                    out_frame.plane_stride()[1] as usize,
-                ];
+                let os = [out_frame.plane_stride()[0] as usize, out_frame.plane_stride()[1] as usize];
                 let src = HostNv12::new(
                     in_size,
                     in_frame.plane_data(0).map_err(|e| e.to_string())?,
@@ -295,26 +244,21 @@ impl VfUpscale {
                 )
                 .map_err(|e| e.to_string())?;
                 let [y, uv, ..] = out_frame.planes_data_mut();
-                let mut dst =
-                    HostNv12Mut::new(out_size, y, os[0], uv, os[1]).map_err(|e| e.to_string())?;
-                up.upscale_host(&src, neg.in_colour, &mut dst, neg.out_colour)
-                    .map_err(|e| e.to_string())
+                let mut dst = HostNv12Mut::new(out_size, y, os[0], uv, os[1]).map_err(|e| e.to_string())?;
+                up.upscale_host(&src, neg.in_colour, &mut dst, neg.out_colour).map_err(|e| e.to_string())
             }
             Memory::Cuda => {
                 let ours = lock(&self.cuda).clone().ok_or("no CUDA context")?;
                 let out_frame = CudaFrame::writable(outbuf, &neg.out_info)?;
                 let dst = out_frame.nv12();
-                let input_context = (inbuf.n_memory() == 1)
-                    .then(|| cuda_memory_context(inbuf.peek_memory(0)))
-                    .flatten();
+                let input_context =
+                    (inbuf.n_memory() == 1).then(|| cuda_memory_context(inbuf.peek_memory(0))).flatten();
                 match input_context {
                     Some(ctx) if ours.is_same(&ctx) => {
                         let in_frame = CudaFrame::readable(inbuf.as_ref(), &neg.in_info)?;
                         up.stats_mut().zero_copy_inputs += 1;
                         // SAFETY: both frames are mapped in our (primary) context for the whole call.
-                        unsafe {
-                            up.upscale_device(&in_frame.nv12(), neg.in_colour, &dst, neg.out_colour)
-                        }
+                        unsafe { up.upscale_device(&in_frame.nv12(), neg.in_colour, &dst, neg.out_colour) }
                     }
                     Some(ctx) => {
                         let handle = ctx.handle();
@@ -331,11 +275,8 @@ impl VfUpscale {
                         }
                     }
                     None => {
-                        let in_frame = gst_video::VideoFrameRef::from_buffer_ref_readable(
-                            inbuf.as_ref(),
-                            &neg.in_info,
-                        )
-                        .map_err(|_| "cannot map the input buffer")?;
+                        let in_frame = gst_video::VideoFrameRef::from_buffer_ref_readable(inbuf.as_ref(), &neg.in_info)
+                            .map_err(|_| "cannot map the input buffer")?;
                         let is = in_frame.plane_stride();
                         let src = HostNv12::new(
                             in_size,
@@ -346,9 +287,7 @@ impl VfUpscale {
                         )
                         .map_err(|e| e.to_string())?;
                         // SAFETY: the output frame is mapped in our context for the whole call.
-                        unsafe {
-                            up.upscale_host_to_device(&src, neg.in_colour, &dst, neg.out_colour)
-                        }
+                        unsafe { up.upscale_host_to_device(&src, neg.in_colour, &dst, neg.out_colour) }
                     }
                 }
                 .map_err(|e| e.to_string())
@@ -426,9 +365,7 @@ impl ObjectImpl for VfUpscale {
             "backend" => settings.backend = value.get().expect("type checked upstream"),
             "precision" => settings.precision = value.get().expect("type checked upstream"),
             "device-id" => settings.device_id = value.get().expect("type checked upstream"),
-            "engine-cache-dir" => {
-                settings.engine_cache_dir = value.get().expect("type checked upstream")
-            }
+            "engine-cache-dir" => settings.engine_cache_dir = value.get().expect("type checked upstream"),
             other => unreachable!("no writable property {other}"),
         }
         gst::debug!(CAT, imp = self, "{} set to {:?}", pspec.name(), value);
@@ -466,9 +403,7 @@ impl ElementImpl for VfUpscale {
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            let raw = gst_video::VideoCapsBuilder::new()
-                .format(gst_video::VideoFormat::Nv12)
-                .build();
+            let raw = gst_video::VideoCapsBuilder::new().format(gst_video::VideoFormat::Nv12).build();
             let cuda = gst_video::VideoCapsBuilder::new()
                 .features([CAPS_FEATURE_MEMORY_CUDA_MEMORY])
                 .format(gst_video::VideoFormat::Nv12)
@@ -476,20 +411,10 @@ impl ElementImpl for VfUpscale {
             let mut caps = cuda;
             caps.merge(raw);
             vec![
-                gst::PadTemplate::new(
-                    "sink",
-                    gst::PadDirection::Sink,
-                    gst::PadPresence::Always,
-                    &caps,
-                )
-                .expect("valid template"),
-                gst::PadTemplate::new(
-                    "src",
-                    gst::PadDirection::Src,
-                    gst::PadPresence::Always,
-                    &caps,
-                )
-                .expect("valid template"),
+                gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, &caps)
+                    .expect("valid template"),
+                gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps)
+                    .expect("valid template"),
             ]
         });
         TEMPLATES.as_ref()
@@ -513,10 +438,7 @@ impl ElementImpl for VfUpscale {
         self.parent_set_context(context)
     }
 
-    fn change_state(
-        &self,
-        transition: gst::StateChange,
-    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+    fn change_state(&self, transition: gst::StateChange) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
         if transition == gst::StateChange::NullToReady {
             self.ensure_cuda_context();
         }
@@ -529,8 +451,7 @@ impl ElementImpl for VfUpscale {
 }
 
 impl BaseTransformImpl for VfUpscale {
-    const MODE: gst_base::subclass::BaseTransformMode =
-        gst_base::subclass::BaseTransformMode::NeverInPlace;
+    const MODE: gst_base::subclass::BaseTransformMode = gst_base::subclass::BaseTransformMode::NeverInPlace;
     const PASSTHROUGH_ON_SAME_CAPS: bool = false;
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
@@ -551,12 +472,7 @@ impl BaseTransformImpl for VfUpscale {
                         )
                     ));
                 }
-                gst::info!(
-                    CAT,
-                    imp = self,
-                    "model not set: using the default model {}",
-                    p.display()
-                );
+                gst::info!(CAT, imp = self, "model not set: using the default model {}", p.display());
                 p
             }
         };
@@ -588,27 +504,17 @@ impl BaseTransformImpl for VfUpscale {
             upscaler.scale(),
             upscaler.backend(),
             in_t,
-            upscaler.gpu_device().map_or(String::new(), |d| format!(
-                " on {} (device {})",
-                d.name(),
-                d.ordinal()
-            ))
+            upscaler.gpu_device().map_or(String::new(), |d| format!(" on {} (device {})", d.name(), d.ordinal()))
         );
         self.scale.store(upscaler.scale(), Ordering::Release);
-        *lock(&self.state) = Some(State {
-            upscaler,
-            negotiated: None,
-        });
+        *lock(&self.state) = Some(State { upscaler, negotiated: None });
         self.obj().notify("scale");
         Ok(())
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         if let Some(state) = lock(&self.state).take() {
-            let (stats, backend) = (
-                state.upscaler.stats().clone(),
-                state.upscaler.backend().name(),
-            );
+            let (stats, backend) = (state.upscaler.stats().clone(), state.upscaler.backend().name());
             *lock(&self.last_stats) = Some((stats, backend, device_name(&state.upscaler)));
         }
         Ok(())
@@ -647,23 +553,14 @@ impl BaseTransformImpl for VfUpscale {
                 }
             }
         }
-        gst::debug!(
-            CAT,
-            imp = self,
-            "transformed {caps} ({direction:?}) into {out}"
-        );
+        gst::debug!(CAT, imp = self, "transformed {caps} ({direction:?}) into {out}");
         Some(match filter {
             Some(f) => f.intersect_with_mode(&out, gst::CapsIntersectMode::First),
             None => out,
         })
     }
 
-    fn fixate_caps(
-        &self,
-        direction: gst::PadDirection,
-        caps: &gst::Caps,
-        othercaps: gst::Caps,
-    ) -> gst::Caps {
+    fn fixate_caps(&self, direction: gst::PadDirection, caps: &gst::Caps, othercaps: gst::Caps) -> gst::Caps {
         let Some(scale) = self.scale() else {
             return self.parent_fixate_caps(direction, caps, othercaps);
         };
@@ -674,11 +571,8 @@ impl BaseTransformImpl for VfUpscale {
             return self.parent_fixate_caps(direction, caps, othercaps);
         };
         let scale = scale as i32;
-        let (tw, th) = if direction == gst::PadDirection::Sink {
-            (w * scale, h * scale)
-        } else {
-            (w / scale, h / scale)
-        };
+        let (tw, th) =
+            if direction == gst::PadDirection::Sink { (w * scale, h * scale) } else { (w / scale, h / scale) };
         let mut othercaps = othercaps;
         othercaps.truncate();
         if let Some(s) = othercaps.make_mut().structure_mut(0) {
@@ -700,31 +594,19 @@ impl BaseTransformImpl for VfUpscale {
     }
 
     fn set_caps(&self, incaps: &gst::Caps, outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
-        let in_info = VideoInfo::from_caps(incaps)
-            .map_err(|_| gst::loggable_error!(CAT, "invalid input caps {incaps}"))?;
-        let out_info = VideoInfo::from_caps(outcaps)
-            .map_err(|_| gst::loggable_error!(CAT, "invalid output caps {outcaps}"))?;
-        let is_cuda = |c: &gst::Caps| {
-            c.features(0)
-                .is_some_and(|f| f.contains(CAPS_FEATURE_MEMORY_CUDA_MEMORY))
-        };
+        let in_info =
+            VideoInfo::from_caps(incaps).map_err(|_| gst::loggable_error!(CAT, "invalid input caps {incaps}"))?;
+        let out_info =
+            VideoInfo::from_caps(outcaps).map_err(|_| gst::loggable_error!(CAT, "invalid output caps {outcaps}"))?;
+        let is_cuda = |c: &gst::Caps| c.features(0).is_some_and(|f| f.contains(CAPS_FEATURE_MEMORY_CUDA_MEMORY));
         if is_cuda(incaps) != is_cuda(outcaps) {
-            return Err(gst::loggable_error!(
-                CAT,
-                "input and output must use the same memory type"
-            ));
+            return Err(gst::loggable_error!(CAT, "input and output must use the same memory type"));
         }
-        let memory = if is_cuda(incaps) {
-            Memory::Cuda
-        } else {
-            Memory::System
-        };
+        let memory = if is_cuda(incaps) { Memory::Cuda } else { Memory::System };
         let in_size = Size::new(in_info.width(), in_info.height());
         let result = (|| -> Result<Negotiated, String> {
             let scale = self.scale().ok_or("the model is not loaded")?;
-            if (out_info.width(), out_info.height())
-                != (in_info.width() * scale, in_info.height() * scale)
-            {
+            if (out_info.width(), out_info.height()) != (in_info.width() * scale, in_info.height() * scale) {
                 return Err(format!(
                     "output {}x{} is not {scale} × input {}x{}",
                     out_info.width(),
@@ -742,36 +624,18 @@ impl BaseTransformImpl for VfUpscale {
             };
             let mut state = lock(&self.state);
             let state = state.as_mut().ok_or("not started")?;
-            let location = if memory == Memory::Cuda {
-                TensorLocation::Device
-            } else {
-                TensorLocation::Host
-            };
-            state
-                .upscaler
-                .prepare(in_size, location)
-                .map_err(|e| e.to_string())?;
+            let location = if memory == Memory::Cuda { TensorLocation::Device } else { TensorLocation::Host };
+            state.upscaler.prepare(in_size, location).map_err(|e| e.to_string())?;
             state.negotiated = Some(negotiated.clone());
             Ok(negotiated)
         })();
         match result {
             Ok(n) => {
-                gst::info!(
-                    CAT,
-                    imp = self,
-                    "negotiated {:?} memory, {} → {}",
-                    n.memory,
-                    incaps,
-                    outcaps
-                );
+                gst::info!(CAT, imp = self, "negotiated {:?} memory, {} → {}", n.memory, incaps, outcaps);
                 Ok(())
             }
             Err(e) => {
-                gst::element_imp_error!(
-                    self,
-                    gst::CoreError::Negotiation,
-                    ("Cannot upscale {}: {}", incaps, e)
-                );
+                gst::element_imp_error!(self, gst::CoreError::Negotiation, ("Cannot upscale {}: {}", incaps, e));
                 Err(gst::loggable_error!(CAT, "cannot upscale {incaps}: {e}"))
             }
         }
@@ -787,11 +651,7 @@ impl BaseTransformImpl for VfUpscale {
             && let Some(ctx) = lock(&self.cuda).clone()
             && ctx.answer_query(self.obj().upcast_ref(), query)
         {
-            gst::debug!(
-                CAT,
-                imp = self,
-                "answered a CUDA context query ({direction:?})"
-            );
+            gst::debug!(CAT, imp = self, "answered a CUDA context query ({direction:?})");
             return true;
         }
         BaseTransformImplExt::parent_query(self, direction, query)
@@ -807,42 +667,24 @@ impl BaseTransformImpl for VfUpscale {
         Ok(())
     }
 
-    fn decide_allocation(
-        &self,
-        query: &mut gst::query::Allocation,
-    ) -> Result<(), gst::LoggableError> {
+    fn decide_allocation(&self, query: &mut gst::query::Allocation) -> Result<(), gst::LoggableError> {
         let (caps, _) = query.get_owned();
-        let caps =
-            caps.ok_or_else(|| gst::loggable_error!(CAT, "allocation query without caps"))?;
-        if !caps
-            .features(0)
-            .is_some_and(|f| f.contains(CAPS_FEATURE_MEMORY_CUDA_MEMORY))
-        {
+        let caps = caps.ok_or_else(|| gst::loggable_error!(CAT, "allocation query without caps"))?;
+        if !caps.features(0).is_some_and(|f| f.contains(CAPS_FEATURE_MEMORY_CUDA_MEMORY)) {
             return self.parent_decide_allocation(query);
         }
-        let info = VideoInfo::from_caps(&caps)
-            .map_err(|_| gst::loggable_error!(CAT, "invalid caps {caps}"))?;
-        let ctx = lock(&self.cuda)
-            .clone()
-            .ok_or_else(|| gst::loggable_error!(CAT, "no CUDA context"))?;
-        let (min, max) = query
-            .allocation_pools()
-            .next()
-            .map_or((0, 0), |(_, _, min, max)| (min, max));
+        let info = VideoInfo::from_caps(&caps).map_err(|_| gst::loggable_error!(CAT, "invalid caps {caps}"))?;
+        let ctx = lock(&self.cuda).clone().ok_or_else(|| gst::loggable_error!(CAT, "no CUDA context"))?;
+        let (min, max) = query.allocation_pools().next().map_or((0, 0), |(_, _, min, max)| (min, max));
         // Always our own pool: output buffers must live in the context our kernels write in.
-        let pool = ctx
-            .new_buffer_pool()
-            .ok_or_else(|| gst::loggable_error!(CAT, "cannot create a CUDA buffer pool"))?;
+        let pool =
+            ctx.new_buffer_pool().ok_or_else(|| gst::loggable_error!(CAT, "cannot create a CUDA buffer pool"))?;
         let mut config = pool.config();
         config.add_option(gst_video::BUFFER_POOL_OPTION_VIDEO_META.as_ref());
         config.set_params(Some(&caps), info.size() as u32, min, max);
-        pool.set_config(config)
-            .map_err(|_| gst::loggable_error!(CAT, "the CUDA buffer pool rejected its config"))?;
+        pool.set_config(config).map_err(|_| gst::loggable_error!(CAT, "the CUDA buffer pool rejected its config"))?;
         // the pool pads rows to the device pitch: read the real buffer size back
-        let size = pool
-            .config()
-            .params()
-            .map_or(info.size() as u32, |(_, size, _, _)| size);
+        let size = pool.config().params().map_or(info.size() as u32, |(_, size, _, _)| size);
         if query.allocation_pools().len() > 0 {
             query.set_nth_allocation_pool(0, Some(&pool), size, min, max);
         } else {
@@ -851,11 +693,7 @@ impl BaseTransformImpl for VfUpscale {
         Ok(())
     }
 
-    fn transform(
-        &self,
-        inbuf: &gst::Buffer,
-        outbuf: &mut gst::BufferRef,
-    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+    fn transform(&self, inbuf: &gst::Buffer, outbuf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
         let result = {
             let mut state = lock(&self.state);
             match state.as_mut() {
@@ -867,11 +705,7 @@ impl BaseTransformImpl for VfUpscale {
             gst::element_imp_error!(
                 self,
                 gst::StreamError::Failed,
-                (
-                    "Upscaling the frame at {} failed: {}",
-                    inbuf.pts().display(),
-                    e
-                )
+                ("Upscaling the frame at {} failed: {}", inbuf.pts().display(), e)
             );
             gst::FlowError::Error
         })

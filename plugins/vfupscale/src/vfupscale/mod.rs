@@ -46,15 +46,9 @@ glib::wrapper! {
 #[enum_type(name = "GstVfUpscaleBackend")]
 pub enum BackendProperty {
     #[default]
-    #[enum_value(
-        name = "Auto: TensorRT, then CUDA, then CPU (each fallback logged as a warning)",
-        nick = "auto"
-    )]
+    #[enum_value(name = "Auto: TensorRT, then CUDA, then CPU (each fallback logged as a warning)", nick = "auto")]
     Auto,
-    #[enum_value(
-        name = "TensorRT execution provider (needs libnvinfer 10)",
-        nick = "tensorrt"
-    )]
+    #[enum_value(name = "TensorRT execution provider (needs libnvinfer 10)", nick = "tensorrt")]
     TensorRt,
     #[enum_value(name = "CUDA execution provider", nick = "cuda")]
     Cuda,
@@ -98,10 +92,5 @@ impl From<PrecisionProperty> for vfupscale::Precision {
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
-    gst::Element::register(
-        Some(plugin),
-        "vfupscale",
-        gst::Rank::NONE,
-        VfUpscale::static_type(),
-    )
+    gst::Element::register(Some(plugin), "vfupscale", gst::Rank::NONE, VfUpscale::static_type())
 }
