@@ -62,8 +62,7 @@ fi
 
 cargo build --quiet --release -p vfupscale-model
 models="${VFUPSCALE_MODEL_DIR:-${VFUPSCALE_DATA_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/vfupscale}/models}"
-if ! ls "$models"/realcugan-up4x.onnx "$models"/realesr-animevideov3-x2.onnx >/dev/null 2>&1; then
-  say "converting the models into $models"
-  target/release/vfupscale-model fetch --dir "$models" >&2
-fi
+# converts what is missing or was converted by an older importer revision; quick when all is up to date
+say "models in $models"
+target/release/vfupscale-model fetch --dir "$models" | { grep -v "up to date" || true; } >&2
 say "ready"

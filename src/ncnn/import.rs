@@ -23,6 +23,9 @@ pub const META_MIN_SIZE: &str = "vfupscale.min_size";
 /// [`Geometry`]): the input is edge-padded by P (plus up to M-1 bottom/right so that the padded size is R mod M),
 /// the output cropped from C to scale × the input, and the nearest-upscaled input added when asked.
 pub const META_GEOMETRY: &str = "vfupscale.geometry";
+/// Revision of the importer's output format; models converted by an older revision are converted again.
+pub const META_FORMAT: &str = "vfupscale.format";
+pub const FORMAT_REVISION: &str = "2";
 
 #[derive(Debug, Clone, Default)]
 pub struct ImportOptions {
@@ -117,6 +120,7 @@ pub fn import(
         &[
             (META_SCALE, geometry.scale.to_string()),
             (META_MIN_SIZE, geometry.min_size.to_string()),
+            (META_FORMAT, FORMAT_REVISION.to_string()),
             (
                 META_GEOMETRY,
                 format!(

@@ -12,7 +12,9 @@ mod layers;
 use std::collections::HashMap;
 
 pub use geometry::{Geometry, analyse};
-pub use import::{ImportOptions, META_GEOMETRY, META_MIN_SIZE, META_SOURCE, import, import_files};
+pub use import::{
+    FORMAT_REVISION, ImportOptions, META_FORMAT, META_GEOMETRY, META_MIN_SIZE, META_SOURCE, import, import_files,
+};
 
 use crate::error::{Error, Result};
 

