@@ -49,10 +49,12 @@ enum Extent {
     Vector,
 }
 
-/// Output size along `axis` (0: height, 1: width) for input size `n`; `Ok(None)` if the network cannot take it.
-fn simulate(ops: &[(Op, &super::Layer)], axis: usize, n: i64) -> Result<Option<i64>> {
+/// Output size along `axis` (0: height, 1: width) for input size `n`, and whether every strided layer divided
+/// its input exactly; `Ok(None)` if the network cannot take that size at all.
+fn simulate(ops: &[(Op, &super::Layer)], axis: usize, n: i64) -> Result<Option<(i64, bool)>> {
     let mut blobs: HashMap<&str, Extent> = HashMap::new();
     let mut last = None;
+    let mut exact = true;
     for (op, layer) in ops {
         let get = |name: &str| -> Result<Extent> {
             blobs
@@ -73,8 +75,11 @@ fn simulate(ops: &[(Op, &super::Layer)], axis: usize, n: i64) -> Result<Option<i
         let out = match op {
             Op::Input => Some(Extent::Spatial(n)),
             Op::Alias | Op::PRelu { .. } | Op::Relu { .. } | Op::Sigmoid | Op::TanH | Op::Clip { .. } => first,
-            Op::Conv(p) => p.out_size(axis, spatial(first)?, false).map(Extent::Spatial),
-            Op::Deconv(p) => p.out_size(axis, spatial(first)?, true).map(Extent::Spatial),
+            Op::Conv(p) | Op::Deconv(p) => {
+                let out = p.out_size(axis, spatial(first)?, matches!(op, Op::Deconv(_)));
+                exact &= out.is_none_or(|(_, e)| e);
+                out.map(|(v, _)| Extent::Spatial(v))
+            }
             Op::InnerProduct { .. } => match first {
                 Some(Extent::Vector) => Some(Extent::Vector),
                 _ => return Err(layer.error("InnerProduct is only supported after global pooling")),
@@ -135,7 +140,7 @@ fn simulate(ops: &[(Op, &super::Layer)], axis: usize, n: i64) -> Result<Option<i
         last = Some(out);
     }
     match last {
-        Some(Extent::Spatial(v)) => Ok(Some(v)),
+        Some(Extent::Spatial(v)) => Ok(Some((v, exact))),
         _ => Err(Error::Import("the last layer does not produce an image".into())),
     }
 }
@@ -143,50 +148,72 @@ fn simulate(ops: &[(Op, &super::Layer)], axis: usize, n: i64) -> Result<Option<i
 /// Largest padded size tried; every model family we know settles far below it.
 const PROBE_LIMIT: i64 = 512;
 
+/// Sizes examined for the affine fit: large enough that every border effect has settled.
+const TAIL: std::ops::RangeInclusive<i64> = PROBE_LIMIT / 2..=PROBE_LIMIT;
+
 /// Finds the geometry of `param`'s network.
+///
+/// The output size must be `scale·n + offset` on a residue class of input sizes `n ≡ residue (mod alignment)`.
+/// The smallest alignment wins; among its classes, one where every stride divides exactly is preferred (that is
+/// where encoder and decoder branches line up, as the models' own front ends arrange), and the offset must be
+/// even (the border changes by the same amount on both sides).
 pub fn analyse(param: &Param) -> Result<Geometry> {
     let ops: Vec<(Op, &super::Layer)> =
         param.layers.iter().map(|l| Op::parse(l).map(|op| (op, l))).collect::<Result<_>>()?;
-    let mut valid: Vec<(i64, i64)> = Vec::new();
+    // out[n] = Some((output size, exact)) when both axes accept n and agree
+    let mut out: Vec<Option<(i64, bool)>> = vec![None];
     for n in 1..=PROBE_LIMIT {
-        let (h, w) = (simulate(&ops, 0, n)?, simulate(&ops, 1, n)?);
-        match (h, w) {
-            (Some(h), Some(w)) if h == w => valid.push((n, h)),
-            (Some(_), Some(_)) => {
-                return Err(Error::Import("the network treats height and width differently".into()));
+        out.push(match (simulate(&ops, 0, n)?, simulate(&ops, 1, n)?) {
+            (Some((h, eh)), Some((w, ew))) if h == w => Some((h, eh && ew)),
+            (Some(_), Some(_)) => return Err(Error::Import("the network treats height and width differently".into())),
+            _ => None,
+        });
+    }
+    if out.iter().all(Option::is_none) {
+        return Err(Error::Import(format!("the network accepts no input size up to {PROBE_LIMIT}")));
+    }
+    // (alignment, residue, scale, offset) of the first acceptable class
+    let mut found = None;
+    'search: for m in [1i64, 2, 4, 8, 16, 32, 64] {
+        let mut inexact = None;
+        for r in 0..m {
+            let class: Vec<(i64, i64, bool)> =
+                TAIL.filter(|n| n % m == r).filter_map(|n| out[n as usize].map(|(o, e)| (n, o, e))).collect();
+            if class.len() != TAIL.filter(|n| n % m == r).count() || class.len() < 2 {
+                continue;
             }
-            _ => {}
+            let (n0, o0, _) = class[0];
+            let (n1, o1, _) = class[1];
+            if (o1 - o0) % (n1 - n0) != 0 {
+                continue;
+            }
+            let scale = (o1 - o0) / (n1 - n0);
+            let offset = o0 - scale * n0;
+            if scale < 1 || offset % 2 != 0 || class.iter().any(|&(n, o, _)| o != scale * n + offset) {
+                continue;
+            }
+            if class.iter().all(|&(_, _, e)| e) {
+                found = Some((m, r, scale, offset));
+                break 'search;
+            }
+            inexact.get_or_insert((m, r, scale, offset));
+        }
+        if let Some(f) = inexact {
+            found = Some(f);
+            break;
         }
     }
-    let [(n0, o0), (n1, o1), ..] = valid[..] else {
-        return Err(Error::Import(format!("the network accepts no input size up to {PROBE_LIMIT}")));
-    };
-    let scale = (o1 - o0) / (n1 - n0);
-    let offset = o0 - scale * n0;
-    if scale < 1 || valid.iter().any(|&(n, o)| o != scale * n + offset) {
-        return Err(Error::Import(
-            "the output size is not an integer multiple of the input size plus a constant".into(),
-        ));
-    }
-    if offset > 0 || offset % 2 != 0 {
-        return Err(Error::Import(format!(
-            "unsupported geometry: output = {scale}·input {offset:+} (the border must shrink evenly on both sides)"
-        )));
-    }
-    let shrink = -offset / 2; // output pixels lost on each side
-    let pad = (shrink + scale - 1) / scale;
+    let (alignment, residue, scale, offset) = found.ok_or_else(|| {
+        Error::Import(
+            "unsupported geometry: the output size is not an integer multiple of the input size plus an even \
+             constant on any aligned set of sizes (the border must change by the same amount on both sides)"
+                .into(),
+        )
+    })?;
+    // output pixels lost (or, when negative, gained) on each side
+    let shrink = -offset / 2;
+    let pad = if shrink > 0 { (shrink + scale - 1) / scale } else { 0 };
     let crop_offset = scale * pad - shrink;
-
-    // Smallest period with which the valid sizes repeat from some point on.
-    let tail: Vec<i64> = valid.iter().map(|&(n, _)| n).filter(|&n| n > PROBE_LIMIT / 2).collect();
-    let is_valid = |n: i64| valid.binary_search_by_key(&n, |&(v, _)| v).is_ok();
-    let alignment = (1..=64i64)
-        .find(|&m| {
-            let r = tail.first().copied().unwrap_or(0) % m;
-            (PROBE_LIMIT / 2..=PROBE_LIMIT).all(|n| is_valid(n) == (n % m == r))
-        })
-        .ok_or_else(|| Error::Import("valid input sizes follow no alignment up to 64".into()))?;
-    let residue = tail.first().copied().unwrap_or(0) % alignment;
     let mut g = Geometry {
         scale: scale as u32,
         pad: pad as u32,
@@ -195,8 +222,12 @@ pub fn analyse(param: &Param) -> Result<Geometry> {
         crop_offset: crop_offset as u32,
         min_size: 1,
     };
+    let works = |k: u32| {
+        let p = g.padded(k) as i64;
+        p <= PROBE_LIMIT && out[p as usize].is_some_and(|(o, _)| o == scale * p + offset)
+    };
     g.min_size = (1..=PROBE_LIMIT as u32)
-        .find(|&n| (n..n + 2 * alignment as u32).all(|k| is_valid(g.padded(k) as i64)))
+        .find(|&n| (n..n + 2 * alignment as u32).all(works))
         .ok_or_else(|| Error::Import("no input size works with the padding found".into()))?;
     Ok(g)
 }

@@ -25,7 +25,7 @@ pub const META_MIN_SIZE: &str = "vfupscale.min_size";
 pub const META_GEOMETRY: &str = "vfupscale.geometry";
 /// Revision of the importer's output format; models converted by an older revision are converted again.
 pub const META_FORMAT: &str = "vfupscale.format";
-pub const FORMAT_REVISION: &str = "2";
+pub const FORMAT_REVISION: &str = "3";
 
 #[derive(Debug, Clone, Default)]
 pub struct ImportOptions {

@@ -113,18 +113,18 @@ impl ConvParams {
         self.weight_size * self.group / (self.num_output * self.kernel[0] * self.kernel[1])
     }
 
-    /// Output size along `axis` (0: height, 1: width) for input size `n`; `None` when the input is too small or
-    /// the stride does not divide evenly (the models we convert are only valid on exact sizes).
-    pub fn out_size(&self, axis: usize, n: i64, deconv: bool) -> Option<i64> {
+    /// Output size along `axis` (0: height, 1: width) for input size `n` and whether the stride divided it exactly
+    /// (ncnn floors, as ONNX does); `None` when the input is too small.
+    pub fn out_size(&self, axis: usize, n: i64, deconv: bool) -> Option<(i64, bool)> {
         let extent = (self.dilation[axis] * (self.kernel[axis] - 1) + 1) as i64;
         let (pad_a, pad_b) = (self.pads[axis] as i64, self.pads[axis + 2] as i64);
         let s = self.stride[axis] as i64;
         if deconv {
             let out = (n - 1) * s + extent + self.output_pad[axis] as i64 - pad_a - pad_b;
-            (n >= 1 && out >= 1).then_some(out)
+            (n >= 1 && out >= 1).then_some((out, true))
         } else {
             let span = n + pad_a + pad_b - extent;
-            (span >= 0 && span % s == 0).then_some(span / s + 1)
+            (span >= 0).then_some((span / s + 1, span % s == 0))
         }
     }
 }
@@ -431,7 +431,8 @@ fn parse_crop(layer: &Layer) -> Result<Crop> {
     if layer.outputs.len() != 1 || layer.inputs.is_empty() || layer.inputs.len() > 2 {
         return Err(layer.error("expected 1 or 2 inputs and 1 output"));
     }
-    if layer.int(2, 0)? != 0 || layer.int(5, 0)? != 0 || layer.int(8, 0)? != 0 {
+    // channels must stay whole: no channel offsets, and an output channel count of "all" (0 or -233)
+    if layer.int(2, 0)? != 0 || ![0, -233].contains(&layer.int(5, 0)?) || layer.int(8, 0)? != 0 {
         return Err(layer.error("cropping channels is not supported"));
     }
     let offset = [layer.int(1, 0)? as i64, layer.int(0, 0)? as i64];
@@ -460,6 +461,7 @@ fn parse_crop(layer: &Layer) -> Result<Crop> {
         }
         return Ok(Crop::Slices { ranges });
     }
+    // outh/outw: a positive fixed size, or 0 / -233 for "what the offsets leave"
     let size = [layer.int(4, 0)?, layer.int(3, 0)?].map(|v| (v > 0).then_some(v as i64));
     let end_offset = [layer.int(7, 0)? as i64, layer.int(6, 0)? as i64];
     Ok(Crop::Offsets { offset, size, end_offset })

@@ -113,7 +113,10 @@ def run_ncnn(param: Path, chw: np.ndarray) -> np.ndarray:
     assert net.load_model(str(param.with_suffix(".bin"))) == 0, f"ncnn cannot load {param.with_suffix('.bin')}"
     blob_in, blob_out = ncnn_io(param)
     ex = net.create_extractor()
-    ex.input(blob_in, ncnn.Mat(np.ascontiguousarray(chw, dtype=np.float32)))
+    # an ncnn-allocated Mat: one wrapping numpy memory crashes ncnn's in-place layers on the input blob
+    mat = ncnn.Mat(chw.shape[2], chw.shape[1], chw.shape[0])
+    np.asarray(mat)[:] = chw
+    ex.input(blob_in, mat)
     ret, out = ex.extract(blob_out)
     assert ret == 0, f"ncnn extract failed ({ret})"
     return np.array(out)
