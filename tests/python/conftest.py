@@ -20,13 +20,18 @@ NPM_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "
 IMAGE = ROOT / "tests/data/astronaut-96x64.ppm"
 
 
+PACKAGES = {"vfupscale": "vfupscale-cli", "gst-plugin-vfupscale": "gst-plugin-vfupscale"}
+ARTIFACTS = {"gst-plugin-vfupscale": "libgstvfupscale.so"}
+_built = set()
+
+
 def tool(name: str) -> Path:
-    """A release binary of this workspace, built by scripts/setup.sh / scripts/test.sh."""
-    path = TARGET / "release" / name
-    if not path.exists():
-        subprocess.run(["cargo", "build", "--release", "-q", "-p", name if name != "vfupscale" else "vfupscale-cli"],
-                       cwd=ROOT, check=True)
-    return path
+    """A release build of one of this workspace's programs (built once per test session, so tests never run a
+    stale binary)."""
+    if name not in _built:
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", PACKAGES.get(name, name)], cwd=ROOT, check=True)
+        _built.add(name)
+    return TARGET / "release" / ARTIFACTS.get(name, name)
 
 
 def catalog():
