@@ -1,0 +1,369 @@
+//! `vfupscale-bench`: what the element costs on top of the model, measured side by side on an NVIDIA GPU.
+//!
+//! For each configuration (model, precision, input size), in one run:
+//! - (a) model only: the same ONNX Runtime session options the element uses, input and output bound to device
+//!   tensors, run in a loop (one stream synchronisation per run, as in the element);
+//! - (b) element only: frames decoded beforehand into CUDA memory of the element's context, pushed through
+//!   `appsrc ! vfupscale ! fakesink`;
+//! - (c) full pipeline: `filesrc ! qtdemux ! h264parse ! nvh264dec ! queue ! vfupscale ! queue ! fakesink`.
+//!
+//! Each is reported as ms/frame and fps after a warm-up, with the throughput ratios b/a and c/a (1.0: the element
+//! or pipeline costs nothing beyond the model). `--json FILE` writes the same numbers.
+//!
+//! ```text
+//! vfupscale-bench [--models NAME,…] [--precisions fp16,fp32] [--sizes 1280x720,1920x1080] [--frames N]
+//!                 [--matrix default] [--json FILE]
+//! ```
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use gst::prelude::*;
+use vfupscale::frame::Size;
+use vfupscale::infer::{Backend, InferenceSession, Precision, SessionOptions, TensorLocation, load_model};
+
+#[derive(Debug, Clone)]
+struct Config {
+    model: String,
+    precision: Precision,
+    size: Size,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Measure {
+    frames: u64,
+    ms_per_frame: f64,
+}
+
+impl Measure {
+    fn fps(&self) -> f64 {
+        if self.ms_per_frame > 0.0 { 1000.0 / self.ms_per_frame } else { 0.0 }
+    }
+}
+
+fn precision_name(p: Precision) -> &'static str {
+    match p {
+        Precision::Fp16 => "fp16",
+        Precision::Fp32 => "fp32",
+        Precision::Auto => "auto",
+    }
+}
+
+/// The default matrix of issue #6: animevideov3 x2/x4 × fp16/fp32 × 720p/1080p, and realesrgan-x4plus fp16 720p.
+fn default_matrix() -> Vec<Config> {
+    let mut m = Vec::new();
+    for model in ["realesr-animevideov3-x2", "realesr-animevideov3-x4"] {
+        for precision in [Precision::Fp16, Precision::Fp32] {
+            for size in [Size::new(1280, 720), Size::new(1920, 1080)] {
+                m.push(Config { model: model.into(), precision, size });
+            }
+        }
+    }
+    m.push(Config { model: "realesrgan-x4plus".into(), precision: Precision::Fp16, size: Size::new(1280, 720) });
+    m
+}
+
+/// (a): the model alone, device IO, `iterations` timed runs after `warmup`.
+fn model_only(cfg: &Config, iterations: u64) -> Result<Measure, String> {
+    let path = vfupscale::models::model_path(&cfg.model);
+    let (info, proto) = load_model(&path).map_err(|e| e.to_string())?;
+    let device = vfupscale::cuda::GpuDevice::get(0).map_err(|e| e.to_string())?;
+    let stream = device.new_stream().map_err(|e| e.to_string())?;
+    let options = SessionOptions {
+        precision: cfg.precision,
+        compute_stream: Some(stream.cu_stream() as usize),
+        ..Default::default()
+    };
+    let mut session = InferenceSession::open_with(&info, &proto, &options, Backend::Cuda).map_err(|e| e.to_string())?;
+    let scale = info.scale.ok_or("the benchmark needs models with a known scale")?;
+    session.bind(1, cfg.size, scale, TensorLocation::Device).map_err(|e| e.to_string())?;
+    let run = |session: &mut InferenceSession| -> Result<(), String> {
+        session.run().map_err(|e| e.to_string())?;
+        stream.synchronize().map_err(|e| format!("{e:?}"))
+    };
+    for _ in 0..5 {
+        run(&mut session)?;
+    }
+    let start = Instant::now();
+    for _ in 0..iterations {
+        run(&mut session)?;
+    }
+    Ok(Measure { frames: iterations, ms_per_frame: start.elapsed().as_secs_f64() * 1e3 / iterations as f64 })
+}
+
+/// Encodes a moving test clip of `size` (H.264) for (b) and (c).
+fn clip(size: Size, frames: u64, dir: &std::path::Path) -> Result<PathBuf, String> {
+    let path = dir.join(format!("bench-{}x{}-{frames}.mp4", size.width, size.height));
+    if path.exists() {
+        return Ok(path);
+    }
+    let desc = format!(
+        "videotestsrc num-buffers={frames} pattern=smpte horizontal-speed=5 ! video/x-raw,format=I420,width={},height={},\
+         framerate=30/1 ! x264enc speed-preset=ultrafast key-int-max=30 ! h264parse ! mp4mux ! filesink location={}",
+        size.width,
+        size.height,
+        path.display()
+    );
+    run_to_eos(&gst::parse::launch(&desc).map_err(|e| e.to_string())?)?;
+    Ok(path)
+}
+
+fn run_to_eos(pipeline: &gst::Element) -> Result<(), String> {
+    pipeline.set_state(gst::State::Playing).map_err(|e| e.to_string())?;
+    let bus = pipeline.bus().unwrap();
+    let result = loop {
+        match bus.timed_pop_filtered(gst::ClockTime::from_seconds(600), &[gst::MessageType::Eos, gst::MessageType::Error]) {
+            Some(m) => match m.view() {
+                gst::MessageView::Eos(..) => break Ok(()),
+                gst::MessageView::Error(e) => break Err(format!("{}: {}", e.src().map(|s| s.name().to_string()).unwrap_or_default(), e.error())),
+                _ => {}
+            },
+            None => break Err("timeout".into()),
+        }
+    };
+    let _ = pipeline.set_state(gst::State::Null);
+    result
+}
+
+fn upscaler(cfg: &Config) -> Result<gst::Element, String> {
+    gst::ElementFactory::make("vfupscale")
+        .property("model", vfupscale::models::model_path(&cfg.model).to_str().unwrap())
+        .property_from_str("precision", precision_name(cfg.precision))
+        .property_from_str("backend", "cuda")
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// Counts buffers reaching `sink` and notes when the `warmup`-th and the last arrive.
+fn timing_probe(sink: &gst::Element, warmup: u64) -> Arc<(AtomicU64, Mutex<(Option<Instant>, Option<Instant>)>)> {
+    let state = Arc::new((AtomicU64::new(0), Mutex::new((None, None))));
+    let s = state.clone();
+    sink.static_pad("sink").unwrap().add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+        let n = s.0.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut t = s.1.lock().unwrap();
+        if n == warmup {
+            t.0 = Some(Instant::now());
+        }
+        t.1 = Some(Instant::now());
+        gst::PadProbeReturn::Ok
+    });
+    state
+}
+
+fn measured(state: &(AtomicU64, Mutex<(Option<Instant>, Option<Instant>)>), warmup: u64) -> Result<Measure, String> {
+    let n = state.0.load(Ordering::SeqCst);
+    let (first, last) = *state.1.lock().unwrap();
+    let (first, last) = first.zip(last).ok_or("too few frames to measure")?;
+    let frames = n - warmup;
+    Ok(Measure { frames, ms_per_frame: (last - first).as_secs_f64() * 1e3 / frames.max(1) as f64 })
+}
+
+/// (b): pre-decoded CUDA frames of the element's own context through `appsrc ! vfupscale ! fakesink`.
+fn element_only(cfg: &Config, clip: &std::path::Path, frames: u64, warmup: u64) -> Result<Measure, String> {
+    let up = upscaler(cfg)?;
+    up.set_state(gst::State::Ready).map_err(|e| e.to_string())?;
+    // the element's GstCudaContext (the primary context), for the decoder of the set-up pipeline
+    let mut query = gst::query::Context::new("gst.cuda.context");
+    if !up.static_pad("sink").unwrap().query(&mut query) {
+        return Err("vfupscale answered no CUDA context query".into());
+    }
+    let context = query.context_owned().ok_or("no CUDA context")?;
+    let decode = gst::parse::launch(&format!(
+        "filesrc location={} ! qtdemux ! h264parse ! nvh264dec ! video/x-raw(memory:CUDAMemory),format=NV12 ! \
+         appsink name=sink sync=false",
+        clip.display()
+    ))
+    .map_err(|e| e.to_string())?;
+    decode.set_context(&context);
+    let sink = decode.downcast_ref::<gst::Bin>().unwrap().by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    decode.set_state(gst::State::Playing).map_err(|e| e.to_string())?;
+    let mut decoded = Vec::new();
+    let mut caps = None;
+    while let Ok(s) = sink.pull_sample() {
+        caps.get_or_insert_with(|| s.caps().unwrap().to_owned());
+        decoded.push(s.buffer_owned().unwrap());
+    }
+    decode.set_state(gst::State::Null).map_err(|e| e.to_string())?;
+    let caps = caps.ok_or("nothing decoded")?;
+
+    let pipeline = gst::Pipeline::new();
+    let src = gst_app::AppSrc::builder().caps(&caps).format(gst::Format::Time).build();
+    let fakesink = gst::ElementFactory::make("fakesink").property("sync", false).build().map_err(|e| e.to_string())?;
+    pipeline.add_many([src.upcast_ref(), &up, &fakesink]).map_err(|e| e.to_string())?;
+    gst::Element::link_many([src.upcast_ref(), &up, &fakesink]).map_err(|e| e.to_string())?;
+    let state = timing_probe(&fakesink, warmup);
+    pipeline.set_state(gst::State::Playing).map_err(|e| e.to_string())?;
+    let duration = gst::ClockTime::from_nseconds(1_000_000_000 / 30);
+    for i in 0..frames {
+        let mut b = decoded[(i as usize) % decoded.len()].copy();
+        {
+            let b = b.get_mut().unwrap();
+            b.set_pts(duration * i);
+            b.set_duration(duration);
+        }
+        src.push_buffer(b).map_err(|e| format!("push: {e:?}"))?;
+    }
+    src.end_of_stream().map_err(|e| format!("{e:?}"))?;
+    let bus = pipeline.bus().unwrap();
+    let msg = bus.timed_pop_filtered(gst::ClockTime::from_seconds(600), &[gst::MessageType::Eos, gst::MessageType::Error]);
+    let stats: gst::Structure = up.property("stats");
+    pipeline.set_state(gst::State::Null).map_err(|e| e.to_string())?;
+    if let Some(m) = msg
+        && let gst::MessageView::Error(e) = m.view()
+    {
+        return Err(e.error().to_string());
+    }
+    if stats.get::<u64>("zero-copy-inputs").unwrap_or(0) != frames {
+        return Err(format!("inputs were not all read in place: {stats}"));
+    }
+    measured(&state, warmup)
+}
+
+/// (c): decode → upscale → fakesink, queues in between.
+fn full_pipeline(cfg: &Config, clip: &std::path::Path, warmup: u64) -> Result<(Measure, gst::Structure), String> {
+    let pipeline = gst::Pipeline::new();
+    let decode = gst::parse::bin_from_description(
+        &format!("filesrc location={} ! qtdemux ! h264parse ! nvh264dec ! queue", clip.display()),
+        true,
+    )
+    .map_err(|e| e.to_string())?;
+    let up = upscaler(cfg)?;
+    let queue = gst::ElementFactory::make("queue").build().map_err(|e| e.to_string())?;
+    let sink = gst::ElementFactory::make("fakesink").property("sync", false).build().map_err(|e| e.to_string())?;
+    pipeline.add_many([decode.upcast_ref(), &up, &queue, &sink]).map_err(|e| e.to_string())?;
+    gst::Element::link_many([decode.upcast_ref(), &up, &queue, &sink]).map_err(|e| e.to_string())?;
+    let state = timing_probe(&sink, warmup);
+    run_to_eos(pipeline.upcast_ref())?;
+    let stats: gst::Structure = up.property("stats");
+    Ok((measured(&state, warmup)?, stats))
+}
+
+fn parse_size(s: &str) -> Result<Size, String> {
+    let (w, h) = s.split_once('x').ok_or_else(|| format!("size {s:?} is not WxH"))?;
+    Ok(Size::new(w.parse().map_err(|_| format!("bad width in {s}"))?, h.parse().map_err(|_| format!("bad height in {s}"))?))
+}
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vfupscale-bench: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut models: Option<Vec<String>> = None;
+    let mut precisions = vec![Precision::Fp16, Precision::Fp32];
+    let mut sizes = vec![Size::new(1280, 720), Size::new(1920, 1080)];
+    let mut frames = 240u64;
+    let mut json: Option<PathBuf> = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || it.next().cloned().ok_or_else(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--models" => models = Some(value()?.split(',').map(str::to_string).collect()),
+            "--precisions" => {
+                precisions = value()?
+                    .split(',')
+                    .map(|p| match p {
+                        "fp16" => Ok(Precision::Fp16),
+                        "fp32" => Ok(Precision::Fp32),
+                        other => Err(format!("precision {other}")),
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+            "--sizes" => sizes = value()?.split(',').map(parse_size).collect::<Result<_, _>>()?,
+            "--frames" => frames = value()?.parse().map_err(|_| "--frames takes a number")?,
+            "--json" => json = Some(value()?.into()),
+            "-h" | "--help" => {
+                println!("vfupscale-bench [--models A,B] [--precisions fp16,fp32] [--sizes WxH,…] [--frames N] [--json FILE]");
+                return Ok(());
+            }
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    let matrix = match models {
+        None => default_matrix(),
+        Some(ms) => {
+            let mut m = Vec::new();
+            for model in &ms {
+                for &precision in &precisions {
+                    for &size in &sizes {
+                        m.push(Config { model: model.clone(), precision, size });
+                    }
+                }
+            }
+            m
+        }
+    };
+    gst::init().map_err(|e| e.to_string())?;
+    gstvfupscale::plugin_register_static().map_err(|e| e.to_string())?;
+    let device = vfupscale::cuda::GpuDevice::get(0).map_err(|e| e.to_string())?;
+    let (drv_major, drv_minor) = vfupscale::cuda::driver_version().unwrap_or((0, 0));
+    println!(
+        "GPU: {} (CUDA driver API {drv_major}.{drv_minor}); ONNX Runtime {}; GStreamer {}",
+        device.name(),
+        vfupscale::infer::runtime::version().unwrap_or_default(),
+        gst::version_string()
+    );
+    let dir = std::env::temp_dir().join("vfupscale-bench");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let warmup = 20u64;
+    let mut rows = Vec::new();
+    println!(
+        "{:26} {:5} {:>9} | {:>14} | {:>14} | {:>14} | {:>5} {:>5}",
+        "model", "prec", "input", "(a) model", "(b) element", "(c) pipeline", "b/a", "c/a"
+    );
+    for cfg in &matrix {
+        let clip = clip(cfg.size, frames, &dir)?;
+        let a = model_only(cfg, frames.min(120))?;
+        let b = element_only(cfg, &clip, frames, warmup)?;
+        let (c, stats) = full_pipeline(cfg, &clip, warmup)?;
+        let fmt = |m: &Measure| format!("{:6.2} ms {:5.1}/s", m.ms_per_frame, m.fps());
+        let (ba, ca) = (b.fps() / a.fps(), c.fps() / a.fps());
+        println!(
+            "{:26} {:5} {:>9} | {} | {} | {} | {:5.3} {:5.3}",
+            cfg.model,
+            precision_name(cfg.precision),
+            cfg.size.to_string(),
+            fmt(&a),
+            fmt(&b),
+            fmt(&c),
+            ba,
+            ca
+        );
+        eprintln!(
+            "  stages in the pipeline: convert-in {:.3} ms, inference {:.2} ms, convert-out {:.3} ms (means over {} frames)",
+            stats.get::<f64>("convert-in-mean-ms").unwrap_or(0.0),
+            stats.get::<f64>("inference-mean-ms").unwrap_or(0.0),
+            stats.get::<f64>("convert-out-mean-ms").unwrap_or(0.0),
+            stats.get::<u64>("frames").unwrap_or(0)
+        );
+        rows.push(format!(
+            "{{\"model\":\"{}\",\"precision\":\"{}\",\"width\":{},\"height\":{},\"model_ms\":{:.4},\"element_ms\":{:.4},\
+             \"pipeline_ms\":{:.4},\"model_fps\":{:.3},\"element_fps\":{:.3},\"pipeline_fps\":{:.3},\"b_over_a\":{ba:.4},\
+             \"c_over_a\":{ca:.4},\"frames\":{}}}",
+            cfg.model,
+            precision_name(cfg.precision),
+            cfg.size.width,
+            cfg.size.height,
+            a.ms_per_frame,
+            b.ms_per_frame,
+            c.ms_per_frame,
+            a.fps(),
+            b.fps(),
+            c.fps(),
+            c.frames
+        ));
+    }
+    if let Some(path) = json {
+        let text = format!("{{\"gpu\":\"{}\",\"results\":[{}]}}\n", device.name(), rows.join(","));
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}
