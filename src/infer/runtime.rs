@@ -69,14 +69,22 @@ pub fn runtime() -> Result<&'static Runtime> {
     RUNTIME.get_or_init(load).as_ref().map_err(|reason| Error::unavailable("ONNX Runtime", reason.clone()))
 }
 
-/// Version string of the loaded library.
+/// Version of the loaded library (`OrtGetApiBase()->GetVersionString()`), e.g. "1.31.1".
 pub fn version() -> Result<String> {
-    runtime()?;
-    // `ort::info` reads the build string of the library loaded above.
-    let info = ort::info();
-    Ok(info
-        .split(',')
-        .find_map(|part| part.trim().strip_prefix("git-branch=rel-"))
-        .map(str::to_string)
-        .unwrap_or_else(|| info.to_string()))
+    let rt = runtime()?;
+    // SAFETY: `ort` has loaded this library already, so dlopen returns the same handle and runs no initialisers;
+    // OrtGetApiBase is the library's documented entry point and GetVersionString returns a static C string.
+    unsafe {
+        let lib = libloading::Library::new(&rt.library)
+            .map_err(|e| Error::unavailable("ONNX Runtime", format!("{}: {e}", rt.library.display())))?;
+        let base: libloading::Symbol<unsafe extern "C" fn() -> *const ort::sys::OrtApiBase> = lib
+            .get(b"OrtGetApiBase")
+            .map_err(|e| Error::unavailable("ONNX Runtime", format!("{}: {e}", rt.library.display())))?;
+        let base = base();
+        if base.is_null() {
+            return Err(Error::unavailable("ONNX Runtime", "OrtGetApiBase returned nothing"));
+        }
+        let version = ((*base).GetVersionString)();
+        Ok(std::ffi::CStr::from_ptr(version).to_string_lossy().into_owned())
+    }
 }
