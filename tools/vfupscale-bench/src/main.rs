@@ -223,19 +223,18 @@ fn element_only(cfg: &Config, clip: &std::path::Path, frames: u64, warmup: u64) 
 
 /// (c): decode → upscale → fakesink, queues in between.
 fn full_pipeline(cfg: &Config, clip: &std::path::Path, warmup: u64) -> Result<(Measure, gst::Structure), String> {
-    let pipeline = gst::Pipeline::new();
-    let decode = gst::parse::bin_from_description(
-        &format!("filesrc location={} ! qtdemux ! h264parse ! nvh264dec ! queue", clip.display()),
-        true,
-    )
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={} ! qtdemux ! h264parse ! nvh264dec ! queue ! vfupscale name=up backend=cuda \
+         precision={} model={} ! queue ! fakesink name=sink sync=false",
+        clip.display(),
+        precision_name(cfg.precision),
+        vfupscale::models::model_path(&cfg.model).display()
+    ))
     .map_err(|e| e.to_string())?;
-    let up = upscaler(cfg)?;
-    let queue = gst::ElementFactory::make("queue").build().map_err(|e| e.to_string())?;
-    let sink = gst::ElementFactory::make("fakesink").property("sync", false).build().map_err(|e| e.to_string())?;
-    pipeline.add_many([decode.upcast_ref(), &up, &queue, &sink]).map_err(|e| e.to_string())?;
-    gst::Element::link_many([decode.upcast_ref(), &up, &queue, &sink]).map_err(|e| e.to_string())?;
+    let bin = pipeline.downcast_ref::<gst::Bin>().unwrap();
+    let (up, sink) = (bin.by_name("up").unwrap(), bin.by_name("sink").unwrap());
     let state = timing_probe(&sink, warmup);
-    run_to_eos(pipeline.upcast_ref())?;
+    run_to_eos(&pipeline)?;
     let stats: gst::Structure = up.property("stats");
     Ok((measured(&state, warmup)?, stats))
 }

@@ -118,18 +118,30 @@ fn make(factory: &str) -> Result<gst::Element, String> {
         .map_err(|_| format!("GStreamer element {factory} is not available (missing plugin)"))
 }
 
-/// NVDEC decoder for a parsed video format, if GStreamer has one here.
-fn nvdec_for(caps_name: &str) -> Option<&'static str> {
-    let factory = match caps_name {
-        "video/x-h264" => "nvh264dec",
-        "video/x-h265" => "nvh265dec",
-        "video/x-vp9" => "nvvp9dec",
-        "video/x-vp8" => "nvvp8dec",
-        "video/x-av1" => "nvav1dec",
-        "video/mpeg" => "nvmpeg2videodec",
+/// NVDEC decoder for a parsed video stream, if GStreamer has one here that takes this stream (profile, chroma
+/// format, bit depth), with the parser that puts the stream in the form the decoder wants.
+fn nvdec_for(caps: &gst::Caps) -> Option<(&'static str, Option<&'static str>)> {
+    let caps_name = caps.structure(0)?.name().as_str();
+    let (decoder, parser) = match caps_name {
+        "video/x-h264" => ("nvh264dec", Some("h264parse")),
+        "video/x-h265" => ("nvh265dec", Some("h265parse")),
+        "video/x-vp9" => ("nvvp9dec", Some("vp9parse")),
+        "video/x-vp8" => ("nvvp8dec", None),
+        "video/x-av1" => ("nvav1dec", Some("av1parse")),
+        "video/mpeg" => ("nvmpeg2videodec", Some("mpegvideoparse")),
         _ => return None,
     };
-    factory_exists(factory).then_some(factory)
+    let factory = gst::ElementFactory::find(decoder)?;
+    // compare without the stream-format/alignment the parser can convert
+    let mut generic = caps.copy();
+    if let Some(s) = generic.make_mut().structure_mut(0) {
+        s.remove_fields(["stream-format", "alignment", "codec_data"]);
+    }
+    if !factory.can_sink_any_caps(&generic) {
+        eprintln!("vfupscale: note: {decoder} cannot decode this stream ({generic}); decoding in software");
+        return None;
+    }
+    Some((decoder, parser.filter(|p| factory_exists(p))))
 }
 
 /// State shared with the streaming threads that link pads.
@@ -187,8 +199,8 @@ impl Shared {
     }
 
     /// Builds `decoder ! … ! vfupscale ! … ! encoder ! parser` for `pad` and links it to the muxer.
-    fn link_video(&self, pipeline: &gst::Pipeline, pad: &gst::Pad, caps_name: &str) -> Result<(), String> {
-        let nvdec = if self.gpu { nvdec_for(caps_name) } else { None };
+    fn link_video(&self, pipeline: &gst::Pipeline, pad: &gst::Pad, caps: &gst::Caps) -> Result<(), String> {
+        let nvdec = if self.gpu { nvdec_for(caps) } else { None };
         let upscaler = gst::ElementFactory::make("vfupscale")
             .property("model", self.model.to_str().ok_or("model path is not UTF-8")?)
             .property_from_str("backend", &self.job.backend)
@@ -202,8 +214,11 @@ impl Shared {
         let parser = make(choice.parser())?;
         let mut chain: Vec<gst::Element> = Vec::new();
         let decoder_name = match nvdec {
-            Some(dec) => {
+            Some((dec, parser)) => {
                 // decoded frames stay in CUDA memory up to the encoder (or cudadownload)
+                if let Some(parser) = parser {
+                    chain.push(make(parser)?);
+                }
                 chain.push(make(dec)?);
                 chain.push(make("queue")?);
                 chain.push(upscaler.clone());
@@ -314,7 +329,7 @@ impl Shared {
                 );
                 Ok(())
             } else {
-                self.link_video(&pipeline, pad, &name)
+                self.link_video(&pipeline, pad, &caps)
             }
         } else if name.starts_with("audio/") {
             match self.link_copy(&pipeline, pad, &caps, "audio") {
@@ -506,6 +521,9 @@ pub fn run(job: Job) -> Result<ExitCode, String> {
                     let mut text = e.error().to_string();
                     if e.error().matches(gst::CoreError::MissingPlugin) || text.contains("Missing") {
                         text = format!("{text} (unsupported codec or container?)");
+                    }
+                    if e.debug().is_some_and(|d| d.contains("not-negotiated")) {
+                        text = format!("{text} (formats could not be negotiated: an element cannot take this stream)");
                     }
                     // failures while reading and demuxing are about the input file, not an element
                     let about_input = e.error().matches(gst::StreamError::TypeNotFound)
