@@ -8,6 +8,7 @@
 
 use crate::color::{Affine3x4, quantise};
 use crate::frame::{HostNv12, HostNv12Mut, Rect, Size, TensorElement};
+use crate::tiling::Tile;
 
 /// Clamps to 0..=1, NaN to 0 (as `fminf(fmaxf(v, 0), 1)` does in the kernels).
 #[inline]
@@ -81,6 +82,28 @@ pub fn planar_to_nv12<T: TensorElement>(src: &[T], rgb_to_yuv: &Affine3x4, dst: 
             let row = &mut dst.uv[cy * dst.uv_stride..];
             row[2 * cx] = quantise(yuv[1]);
             row[2 * cx + 1] = quantise(yuv[2]);
+        }
+    }
+}
+
+/// Adds one tile's output, weighted by its blend ramps, into a planar float32 accumulation frame
+/// `[3, acc_size.height, acc_size.width]` (the tile's output rectangle lies inside it).
+pub fn blend_tile<T: TensorElement>(tile: &[T], t: &Tile, acc: &mut [f32], acc_size: Size) {
+    let (tw, th) = (t.output.width as usize, t.output.height as usize);
+    let (aw, plane) = (acc_size.width as usize, acc_size.pixels());
+    for y in 0..th {
+        let oy = t.output.y as u32 + y as u32;
+        let wy = t.ramps[1].weight(oy);
+        for x in 0..tw {
+            let ox = t.output.x as u32 + x as u32;
+            let w = t.ramps[0].weight(ox) * wy;
+            if w == 0.0 {
+                continue;
+            }
+            let a = oy as usize * aw + ox as usize;
+            for k in 0..3 {
+                acc[k * plane + a] += w * tile[k * tw * th + y * tw + x].to_f32();
+            }
         }
     }
 }

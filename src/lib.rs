@@ -16,6 +16,7 @@ pub mod models;
 pub mod ncnn;
 pub mod onnx;
 pub mod stats;
+pub mod tiling;
 pub mod upscaler;
 
 pub use error::{Error, Result};

@@ -44,6 +44,11 @@ pub struct Stats {
     pub host_uploads: u64,
     /// Bytes of the bound input and output tensors.
     pub tensor_bytes: u64,
+    /// Tiles per frame (1: whole frames) and the tile side in input pixels.
+    pub tiles_per_frame: u64,
+    pub tile_size: u32,
+    /// Times a frame was retried with smaller tiles after running out of device memory.
+    pub oom_retries: u64,
 }
 
 impl Stats {

@@ -3,17 +3,23 @@
 //! On device memory everything is queued on one CUDA stream (our kernels and ONNX Runtime) and synchronised once
 //! per frame; nothing is allocated after the first frame of a given size. On host memory the conversions run in
 //! Rust (`cpu.rs`) and ONNX Runtime runs on whichever provider was chosen.
+//!
+//! Large frames, heavy models and memory limits are handled by tiling (`tiling.rs`): tiles of one size, several
+//! per run when `batch` allows, blended with feathered weights into a float32 accumulation frame that is converted
+//! to NV12 once. With a memory limit, the largest tile whose estimated footprint fits is chosen, ONNX Runtime's
+//! arena is capped to the rest of the budget, and a frame that still runs out of memory is retried with smaller
+//! tiles.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use cudarc::driver::{CudaEvent, CudaStream};
+use cudarc::driver::{CudaEvent, CudaSlice, CudaStream, DevicePtrMut};
 
 use crate::color::{Colorimetry, rgb_to_yuv, yuv_to_rgb};
 use crate::cpu;
 use crate::cuda::copy::{StagingNv12, copy_between_contexts, upload};
-use crate::cuda::launch::{DevicePlanar, nv12_to_planar, planar_to_nv12};
+use crate::cuda::launch::{DevicePlanar, blend_tile, nv12_to_planar, planar_to_nv12};
 use crate::cuda::{GpuDevice, driver_error};
 use crate::error::{Error, Result};
 use crate::frame::{DeviceNv12, ElementType, HostNv12, HostNv12Mut, Rect, Size};
@@ -21,6 +27,35 @@ use crate::infer::{Backend, BackendChoice, InferenceSession, Precision, SessionO
 use crate::model::ModelInfo;
 use crate::onnx::ModelProto;
 use crate::stats::{Stage, Stats};
+use crate::tiling::TilePlan;
+
+/// Default overlap of neighbouring tiles, in input pixels: enough for the receptive field of the shipped models
+/// to settle (tiled output within 50 dB of whole-frame output for realesr-animevideov3).
+pub const DEFAULT_TILE_OVERLAP: u32 = 32;
+/// Tiles never get smaller than this when shrinking to fit memory.
+pub const MIN_TILE: u32 = 64;
+/// Room kept for cuDNN workspaces and ONNX Runtime's own buffers inside a memory budget.
+const WORKSPACE_RESERVE: usize = 96 << 20;
+
+/// How frames are cut into tiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tiling {
+    /// Input pixels per tile side; 0: whole frames (unless `max_memory_mib` forces tiles).
+    pub tile_size: u32,
+    /// Overlap of neighbouring tiles in input pixels.
+    pub overlap: u32,
+    /// Tiles per inference run (for models with a dynamic batch axis).
+    pub batch: u32,
+    /// Memory budget in MiB for tensors, activations and buffers (device memory on GPU backends, where ONNX
+    /// Runtime's arena is capped to it; host memory on the CPU, where it only chooses the tiles); 0: unlimited.
+    pub max_memory_mib: u64,
+}
+
+impl Default for Tiling {
+    fn default() -> Self {
+        Self { tile_size: 0, overlap: DEFAULT_TILE_OVERLAP, batch: 1, max_memory_mib: 0 }
+    }
+}
 
 /// What to run and where.
 #[derive(Debug, Clone, Default)]
@@ -30,29 +65,76 @@ pub struct UpscalerConfig {
     pub precision: Precision,
     pub device_id: u32,
     pub engine_cache_dir: Option<PathBuf>,
+    pub tiling: Tiling,
 }
 
-/// The CUDA side of an upscaler: the device (primary context, kernels) and our stream.
+/// The CUDA side of an upscaler: the device (primary context, kernels), our stream, timing events.
 struct Gpu {
     device: Arc<GpuDevice>,
     stream: Arc<CudaStream>,
-    /// Stage boundaries, recorded on the stream for timing without extra synchronisation.
-    events: [CudaEvent; 4],
+    /// Stage boundaries, recorded on the stream for timing without extra synchronisation (grown as needed).
+    events: Vec<CudaEvent>,
+}
+
+impl Gpu {
+    fn event(&mut self, i: usize) -> Result<&CudaEvent> {
+        while self.events.len() <= i {
+            self.device.bind_to_thread()?;
+            // timing enabled (cudarc's default disables it): the stage durations in `stats` come from these
+            let flags = cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT;
+            self.events
+                .push(self.stream.context().new_event(Some(flags)).map_err(|e| driver_error("cuEventCreate", e))?);
+        }
+        Ok(&self.events[i])
+    }
+
+    fn record(&mut self, i: usize) -> Result<()> {
+        let stream = self.stream.clone();
+        self.event(i)?.record(&stream).map_err(|e| driver_error("cuEventRecord", e))
+    }
+
+    fn elapsed(&self, a: usize, b: usize) -> Result<f64> {
+        self.events[a].elapsed_ms(&self.events[b]).map(f64::from).map_err(|e| driver_error("cuEventElapsedTime", e))
+    }
+}
+
+/// The float32 frame tiles are blended into.
+enum Accumulator {
+    None,
+    Host(Vec<f32>),
+    Device(CudaSlice<f32>),
+}
+
+/// The plan for the current frame size.
+#[derive(Debug, Clone)]
+struct Prepared {
+    size: Size,
+    location: TensorLocation,
+    plan: Arc<TilePlan>,
+    batch: u32,
 }
 
 /// A loaded model on a chosen backend, ready to upscale frames of one size at a time.
 pub struct Upscaler {
     // Field order is drop order: the session (which holds ONNX Runtime's reference to our stream) goes first.
     session: InferenceSession,
+    acc: Accumulator,
+    staging: Option<StagingNv12>,
     gpu: Option<Gpu>,
     model: ModelInfo,
     proto: ModelProto,
     config: UpscalerConfig,
     scale: u32,
+    /// Values per input pixel at the model's widest layer (memory estimates).
+    peak_activation: f64,
     warnings: Vec<String>,
-    prepared: Option<(Size, TensorLocation)>,
-    /// Device frame in our context for inputs that cannot be read in place (allocated on first need).
-    staging: Option<StagingNv12>,
+    /// Things that happened while running (smaller tiles after running out of memory), for the caller's log.
+    notes: Vec<String>,
+    prepared: Option<Prepared>,
+    /// Tile side forced by out-of-memory retries.
+    tile_override: Option<u32>,
+    /// Memory limit the session was opened with.
+    session_limit: Option<usize>,
     stats: Stats,
 }
 
@@ -86,6 +168,7 @@ impl Upscaler {
             engine_cache_dir: config.engine_cache_dir.clone(),
             compute_stream: gpu.as_ref().map(|g| g.stream.cu_stream() as usize),
             profile_size: None,
+            memory_limit: None,
         };
         let (mut session, skipped) = InferenceSession::open(&model, &proto, &options)?;
         warnings.extend(skipped);
@@ -97,18 +180,31 @@ impl Upscaler {
             Some(s) => s,
             None => session.probe_scale()?,
         };
+        if config.tiling.batch > 1 && model.fixed_batch.is_some_and(|b| b != config.tiling.batch) {
+            warnings.push(format!(
+                "batch-size {} ignored: the model's batch axis is fixed at {}",
+                config.tiling.batch,
+                model.fixed_batch.unwrap_or(1)
+            ));
+        }
+        let peak_activation = crate::onnx::stats::model_stats(&proto).peak_activation_per_pixel.max(3.0);
         // a GPU that ended up unused (CPU fallback) is released
         let gpu = if session.backend().is_gpu() { gpu } else { None };
         Ok(Self {
             session,
+            acc: Accumulator::None,
+            staging: None,
             gpu,
             model,
             proto,
             config,
             scale,
+            peak_activation,
             warnings,
+            notes: Vec::new(),
             prepared: None,
-            staging: None,
+            tile_override: None,
+            session_limit: None,
             stats: Stats::default(),
         })
     }
@@ -116,14 +212,9 @@ impl Upscaler {
     fn open_gpu(device_id: u32) -> Result<Gpu> {
         let device = GpuDevice::get(device_id)?;
         let stream = device.new_stream()?;
-        let event = || {
-            device.bind_to_thread()?;
-            // timing enabled (cudarc's default disables it): the stage durations in `stats` come from these
-            let flags = cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT;
-            stream.context().new_event(Some(flags)).map_err(|e| driver_error("cuEventCreate", e))
-        };
-        let events = [event()?, event()?, event()?, event()?];
-        Ok(Gpu { device, stream, events })
+        let mut gpu = Gpu { device, stream, events: Vec::new() };
+        gpu.event(3)?;
+        Ok(gpu)
     }
 
     pub fn scale(&self) -> u32 {
@@ -145,9 +236,14 @@ impl Upscaler {
         (m.input_type, m.output_type)
     }
 
-    /// Backends that were skipped, with the reason, in order.
+    /// Backends that were skipped, with the reason, in order; settings that could not be honoured.
     pub fn warnings(&self) -> &[String] {
         &self.warnings
+    }
+
+    /// Things that happened since the last call (for the caller to log).
+    pub fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
     }
 
     /// The GPU this upscaler runs on, if any.
@@ -168,45 +264,167 @@ impl Upscaler {
         &mut self.stats
     }
 
-    /// Prepares for frames of `size` in host or device memory: checks the model accepts the size and allocates
-    /// and binds the tensors (only when size or location change).
+    /// The tile plan for the prepared size.
+    pub fn plan(&self) -> Option<&TilePlan> {
+        self.prepared.as_ref().map(|p| p.plan.as_ref())
+    }
+
+    /// Estimated bytes ONNX Runtime needs for one run of `batch` tiles of `tile`: bound tensors and the two widest
+    /// activations alive at the model's peak, plus workspace room.
+    fn estimate_run(&self, tile: Size, batch: u32) -> usize {
+        let (in_t, out_t) = self.running_types();
+        let px = tile.pixels() as f64 * batch as f64;
+        let s2 = (self.scale * self.scale) as f64;
+        let tensors = px * 3.0 * (in_t.size() as f64 + s2 * out_t.size() as f64);
+        let activations = 2.0 * self.peak_activation * px * in_t.size() as f64;
+        (tensors + activations) as usize + WORKSPACE_RESERVE
+    }
+
+    /// Bytes of our own buffers for frames of `size`: the accumulation frame when tiled, a staging frame.
+    fn own_buffers(&self, size: Size, tiled: bool) -> usize {
+        let staging = size.pixels() * 3 / 2;
+        let acc = if tiled { 3 * size.scaled(self.scale).pixels() * 4 } else { 0 };
+        staging + acc
+    }
+
+    /// Chooses the tile size for frames of `size`: the configured one (or the whole frame), shrunk until the
+    /// estimate fits the memory budget. Returns the plan and the limit for ONNX Runtime's arena.
+    fn plan_for(&self, size: Size) -> Result<(TilePlan, u32, Option<usize>)> {
+        let t = &self.config.tiling;
+        let whole = size.width.max(size.height);
+        if self.model.fixed_size.is_some() {
+            return Ok((TilePlan::whole(size, self.scale), 1, None));
+        }
+        let mut tile = self.tile_override.unwrap_or(if t.tile_size == 0 { whole } else { t.tile_size.min(whole) });
+        let batch_for = |tile: u32| {
+            let plan = TilePlan::new(size, self.scale, tile, t.overlap);
+            let fixed = self.model.fixed_batch;
+            let batch = if fixed.is_some() { 1 } else { t.batch.clamp(1, plan.tiles.len() as u32) };
+            (plan, batch)
+        };
+        if t.max_memory_mib == 0 {
+            let (plan, batch) = batch_for(tile);
+            return Ok((plan, batch, None));
+        }
+        let budget = (t.max_memory_mib as usize) << 20;
+        loop {
+            let (plan, batch) = batch_for(tile);
+            let own = self.own_buffers(size, !plan.is_whole_frame());
+            let need = self.estimate_run(plan.tile, batch) + own;
+            if need <= budget {
+                // ONNX Runtime's arena is capped on GPU providers; on the CPU the budget only steers the tiles
+                let limit = self.backend().is_gpu().then_some(budget - own);
+                return Ok((plan, batch, limit));
+            }
+            if tile <= MIN_TILE {
+                return Err(Error::InvalidConfig(format!(
+                    "max-memory {} MiB is too small for {size} frames: {MIN_TILE}x{MIN_TILE} tiles need about {} MiB",
+                    t.max_memory_mib,
+                    need.div_ceil(1 << 20)
+                )));
+            }
+            tile = (tile * 3 / 4).max(MIN_TILE) / 8 * 8;
+        }
+    }
+
+    /// Prepares for frames of `size` in host or device memory: checks the model accepts the size, plans tiles,
+    /// allocates and binds the tensors (only when something changed).
     pub fn prepare(&mut self, size: Size, location: TensorLocation) -> Result<()> {
-        if self.prepared == Some((size, location)) {
+        if self.prepared.as_ref().is_some_and(|p| p.size == size && p.location == location) {
             return Ok(());
         }
-        self.model.check_input_size(size)?;
         if location == TensorLocation::Device && !self.supports_device_memory() {
             return Err(Error::InvalidConfig(format!(
                 "frames in CUDA memory need a GPU backend, but the model runs on {}",
                 self.backend()
             )));
         }
-        if self.backend() == Backend::TensorRt {
-            // TensorRT builds its engine for an optimisation profile: one per negotiated size
+        let (plan, batch, limit) = self.plan_for(size)?;
+        self.model.check_input_size(if plan.is_whole_frame() { size } else { plan.tile })?;
+        // free what depends on the old size before allocating for the new one
+        self.prepared = None;
+        self.acc = Accumulator::None;
+        if self.backend() == Backend::TensorRt || limit != self.session_limit {
+            // TensorRT builds its engine for an optimisation profile; a memory limit is a session option
             let options = SessionOptions {
-                backend: BackendChoice::TensorRt,
+                backend: if self.backend() == Backend::TensorRt {
+                    BackendChoice::TensorRt
+                } else {
+                    BackendChoice::Cuda
+                },
                 precision: self.config.precision,
                 device_id: self.config.device_id,
                 engine_cache_dir: self.config.engine_cache_dir.clone(),
                 compute_stream: self.gpu.as_ref().map(|g| g.stream.cu_stream() as usize),
-                profile_size: Some((1, size)),
+                profile_size: Some((batch, plan.tile)),
+                memory_limit: limit,
             };
-            self.session = InferenceSession::open_with(&self.model, &self.proto, &options, Backend::TensorRt)?;
+            let backend = self.backend();
+            self.session = InferenceSession::open_with(&self.model, &self.proto, &options, backend)?;
+            self.session_limit = limit;
         }
-        self.session.bind(1, size, self.scale, location)?;
-        self.prepared = Some((size, location));
-        let bytes = 3 * size.pixels() as u64 * (1 + (self.scale * self.scale) as u64);
-        self.stats.tensor_bytes = bytes * self.running_types().0.size() as u64;
+        self.session.bind(batch, plan.tile, self.scale, location)?;
+        let out = size.scaled(self.scale);
+        if !plan.is_whole_frame() {
+            self.acc = match location {
+                TensorLocation::Host => Accumulator::Host(vec![0.0; 3 * out.pixels()]),
+                TensorLocation::Device => {
+                    let gpu = self.gpu.as_ref().expect("device location needs the GPU");
+                    Accumulator::Device(
+                        gpu.stream.alloc_zeros::<f32>(3 * out.pixels()).map_err(|e| driver_error("cuMemAlloc", e))?,
+                    )
+                }
+            };
+        }
+        let (in_t, out_t) = self.running_types();
+        let px = plan.tile.pixels() as u64 * batch as u64;
+        self.stats.tensor_bytes =
+            px * 3 * (in_t.size() as u64 + (self.scale * self.scale) as u64 * out_t.size() as u64);
+        self.stats.tiles_per_frame = plan.tiles.len() as u64;
+        self.stats.tile_size = plan.tile.width.max(plan.tile.height);
+        self.prepared = Some(Prepared { size, location, plan: Arc::new(plan), batch });
         Ok(())
     }
 
-    fn check_sizes(&self, src: Size, dst: Size, location: TensorLocation) -> Result<()> {
-        match self.prepared {
-            Some((size, loc)) if size == src && loc == location && dst == src.scaled(self.scale) => Ok(()),
+    fn check_sizes(&self, src: Size, dst: Size, location: TensorLocation) -> Result<Prepared> {
+        match &self.prepared {
+            Some(p) if p.size == src && p.location == location && dst == src.scaled(self.scale) => Ok(p.clone()),
             _ => Err(Error::InvalidConfig(format!(
                 "frame {src} → {dst} does not match the prepared size {:?} at scale {}",
-                self.prepared, self.scale
+                self.prepared.as_ref().map(|p| p.size),
+                self.scale
             ))),
+        }
+    }
+
+    /// Runs `attempt` and, when it fails for lack of device memory, shrinks the tiles and tries again.
+    fn with_memory_retry(
+        &mut self,
+        size: Size,
+        location: TensorLocation,
+        mut attempt: impl FnMut(&mut Self) -> Result<()>,
+    ) -> Result<()> {
+        loop {
+            match attempt(self) {
+                Err(e) if e.is_out_of_memory() && self.backend().is_gpu() => {
+                    let current = self
+                        .prepared
+                        .as_ref()
+                        .map_or(size.width.max(size.height), |p| p.plan.tile.width.max(p.plan.tile.height));
+                    if current <= MIN_TILE {
+                        return Err(e);
+                    }
+                    let smaller = (current / 2).max(MIN_TILE);
+                    self.notes.push(format!(
+                        "out of device memory with {current}px tiles, retrying with {smaller}px tiles: {e}"
+                    ));
+                    self.stats.oom_retries += 1;
+                    self.tile_override = Some(smaller);
+                    self.prepared = None;
+                    self.prepare(size, location)?;
+                }
+                other => return other,
+            }
         }
     }
 
@@ -219,30 +437,85 @@ impl Upscaler {
         dst_colour: Colorimetry,
     ) -> Result<()> {
         self.check_sizes(src.size, dst.size, TensorLocation::Host)?;
+        self.with_memory_retry(src.size, TensorLocation::Host, |up| {
+            up.upscale_host_once(src, src_colour, dst, dst_colour)
+        })
+    }
+
+    fn upscale_host_once(
+        &mut self,
+        src: &HostNv12,
+        src_colour: Colorimetry,
+        dst: &mut HostNv12Mut,
+        dst_colour: Colorimetry,
+    ) -> Result<()> {
+        let prep = self.check_sizes(src.size, dst.size, TensorLocation::Host)?;
         let (in_t, out_t) = self.running_types();
-        let t0 = Instant::now();
-        let m = yuv_to_rgb(src_colour);
-        let region = Rect::of_size(src.size);
-        match in_t {
-            ElementType::F32 => cpu::nv12_to_planar(src, &m, region, self.session.input_host::<f32>()?),
-            ElementType::F16 => cpu::nv12_to_planar(src, &m, region, self.session.input_host::<half::f16>()?),
+        let to_rgb = yuv_to_rgb(src_colour);
+        let to_yuv = rgb_to_yuv(dst_colour);
+        let tile_in = 3 * prep.plan.tile.pixels();
+        let tile_out = 3 * prep.plan.tile.scaled(self.scale).pixels();
+        let out_size = dst.size;
+        let (mut t_in, mut t_run, mut t_out) = (0.0, 0.0, 0.0);
+        let ms = |a: Instant| a.elapsed().as_secs_f64() * 1e3;
+        if let Accumulator::Host(acc) = &mut self.acc {
+            acc.fill(0.0);
         }
-        let t1 = Instant::now();
-        self.session.run()?;
-        if let Some(gpu) = &self.gpu {
-            // the provider copies the output to host memory on our stream
-            gpu.stream.synchronize().map_err(|e| driver_error("cuStreamSynchronize", e))?;
+        for chunk in prep.plan.tiles.chunks(prep.batch as usize) {
+            let t0 = Instant::now();
+            for (j, tile) in chunk.iter().enumerate() {
+                let region = if prep.plan.is_whole_frame() { Rect::of_size(src.size) } else { tile.input };
+                match in_t {
+                    ElementType::F32 => {
+                        cpu::nv12_to_planar(src, &to_rgb, region, &mut self.session.input_host::<f32>()?[j * tile_in..])
+                    }
+                    ElementType::F16 => cpu::nv12_to_planar(
+                        src,
+                        &to_rgb,
+                        region,
+                        &mut self.session.input_host::<half::f16>()?[j * tile_in..],
+                    ),
+                }
+            }
+            t_in += ms(t0);
+            let t1 = Instant::now();
+            self.session.run()?;
+            if let Some(gpu) = &self.gpu {
+                // the provider copies the output to host memory on our stream
+                gpu.stream.synchronize().map_err(|e| driver_error("cuStreamSynchronize", e))?;
+            }
+            t_run += ms(t1);
+            let t2 = Instant::now();
+            if let Accumulator::Host(acc) = &mut self.acc {
+                for (j, tile) in chunk.iter().enumerate() {
+                    match out_t {
+                        ElementType::F32 => {
+                            cpu::blend_tile(&self.session.output_host::<f32>()?[j * tile_out..], tile, acc, out_size)
+                        }
+                        ElementType::F16 => cpu::blend_tile(
+                            &self.session.output_host::<half::f16>()?[j * tile_out..],
+                            tile,
+                            acc,
+                            out_size,
+                        ),
+                    }
+                }
+            } else {
+                match out_t {
+                    ElementType::F32 => cpu::planar_to_nv12(self.session.output_host::<f32>()?, &to_yuv, dst),
+                    ElementType::F16 => cpu::planar_to_nv12(self.session.output_host::<half::f16>()?, &to_yuv, dst),
+                }
+            }
+            t_out += ms(t2);
         }
-        let t2 = Instant::now();
-        let m = rgb_to_yuv(dst_colour);
-        match out_t {
-            ElementType::F32 => cpu::planar_to_nv12(self.session.output_host::<f32>()?, &m, dst),
-            ElementType::F16 => cpu::planar_to_nv12(self.session.output_host::<half::f16>()?, &m, dst),
+        if let Accumulator::Host(acc) = &self.acc {
+            let t3 = Instant::now();
+            cpu::planar_to_nv12(acc.as_slice(), &to_yuv, dst);
+            t_out += ms(t3);
         }
-        let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
-        self.stats.record(Stage::ConvertIn, ms(t0, t1));
-        self.stats.record(Stage::Inference, ms(t1, t2));
-        self.stats.record(Stage::ConvertOut, ms(t2, Instant::now()));
+        self.stats.record(Stage::ConvertIn, t_in);
+        self.stats.record(Stage::Inference, t_run);
+        self.stats.record(Stage::ConvertOut, t_out);
         self.stats.frames += 1;
         Ok(())
     }
@@ -261,40 +534,88 @@ impl Upscaler {
         dst_colour: Colorimetry,
     ) -> Result<()> {
         self.check_sizes(src.size, dst.size, TensorLocation::Device)?;
+        // SAFETY: forwarded contract.
+        self.with_memory_retry(src.size, TensorLocation::Device, |up| unsafe {
+            up.upscale_device_once(src, src_colour, dst, dst_colour)
+        })
+    }
+
+    /// # Safety
+    /// As for [`Upscaler::upscale_device`].
+    unsafe fn upscale_device_once(
+        &mut self,
+        src: &DeviceNv12,
+        src_colour: Colorimetry,
+        dst: &DeviceNv12,
+        dst_colour: Colorimetry,
+    ) -> Result<()> {
+        let prep = self.check_sizes(src.size, dst.size, TensorLocation::Device)?;
         let (in_t, out_t) = self.running_types();
-        let input = DevicePlanar { ptr: self.session.input_ptr()?, size: src.size, element: in_t };
-        let output = DevicePlanar { ptr: self.session.output_ptr()?, size: dst.size, element: out_t };
-        let gpu = self.gpu.as_ref().ok_or_else(|| Error::InvalidConfig("no GPU".into()))?;
+        let (in_ptr, out_ptr) = (self.session.input_ptr()?, self.session.output_ptr()?);
+        let tile_in = prep.plan.tile;
+        let tile_out = tile_in.scaled(self.scale);
+        let in_bytes = (3 * tile_in.pixels() * in_t.size()) as u64;
+        let out_bytes = (3 * tile_out.pixels() * out_t.size()) as u64;
+        let to_rgb = yuv_to_rgb(src_colour);
+        let to_yuv = rgb_to_yuv(dst_colour);
+        let gpu = self.gpu.as_mut().ok_or_else(|| Error::InvalidConfig("no GPU".into()))?;
         gpu.device.bind_to_thread()?;
-        let record = |i: usize| gpu.events[i].record(&gpu.stream).map_err(|e| driver_error("cuEventRecord", e));
-        record(0)?;
-        // SAFETY: `src` is valid per this function's contract; `input` is the session's bound device tensor of
-        // exactly `3 × src.size` elements of `in_t`, alive as long as the binding.
-        unsafe {
-            nv12_to_planar(&gpu.device, &gpu.stream, src, &yuv_to_rgb(src_colour), Rect::of_size(src.size), input)?
+        let acc = match &mut self.acc {
+            Accumulator::Device(acc) => {
+                gpu.stream.memset_zeros(acc).map_err(|e| driver_error("cuMemsetD8Async", e))?;
+                let (ptr, _) = acc.device_ptr_mut(&gpu.stream);
+                Some(ptr)
+            }
+            _ => None,
         };
-        record(1)?;
-        self.session.run()?;
-        let gpu = self.gpu.as_ref().expect("checked above");
-        let record = |i: usize| gpu.events[i].record(&gpu.stream).map_err(|e| driver_error("cuEventRecord", e));
-        record(2)?;
-        // SAFETY: `output` is the bound output tensor (`3 × dst.size` elements), `dst` valid per the contract.
-        unsafe { planar_to_nv12(&gpu.device, &gpu.stream, output, &rgb_to_yuv(dst_colour), dst)? };
-        record(3)?;
+        // events: 0 start; per chunk k: 3k+1 inputs converted, 3k+2 model run, 3k+3 outputs blended/converted
+        gpu.record(0)?;
+        let mut e = 0;
+        for chunk in prep.plan.tiles.chunks(prep.batch as usize) {
+            for (j, tile) in chunk.iter().enumerate() {
+                let region = if prep.plan.is_whole_frame() { Rect::of_size(src.size) } else { tile.input };
+                let dst_t = DevicePlanar { ptr: in_ptr + j as u64 * in_bytes, size: region.size(), element: in_t };
+                // SAFETY: `src` is valid per this function's contract; the slot is inside the bound input tensor.
+                unsafe { nv12_to_planar(&gpu.device, &gpu.stream, src, &to_rgb, region, dst_t)? };
+            }
+            gpu.record(e + 1)?;
+            self.session.run()?;
+            gpu.record(e + 2)?;
+            for (j, tile) in chunk.iter().enumerate() {
+                let out_t_ptr = DevicePlanar { ptr: out_ptr + j as u64 * out_bytes, size: tile_out, element: out_t };
+                match acc {
+                    // SAFETY: the slot is inside the bound output tensor; `acc` holds the whole output frame.
+                    Some(acc) => unsafe { blend_tile(&gpu.device, &gpu.stream, out_t_ptr, tile, acc, dst.size)? },
+                    // SAFETY: whole frame: the output tensor is the frame; `dst` per the contract.
+                    None => unsafe { planar_to_nv12(&gpu.device, &gpu.stream, out_t_ptr, &to_yuv, dst)? },
+                }
+            }
+            gpu.record(e + 3)?;
+            e += 3;
+        }
+        if let Some(acc) = acc {
+            let whole = DevicePlanar { ptr: acc, size: dst.size, element: ElementType::F32 };
+            // SAFETY: `acc` holds `3 × dst.size` floats; `dst` per the contract.
+            unsafe { planar_to_nv12(&gpu.device, &gpu.stream, whole, &to_yuv, dst)? };
+            gpu.record(e + 1)?;
+        }
         gpu.stream.synchronize().map_err(|e| driver_error("cuStreamSynchronize", e))?;
-        let elapsed = |a: usize, b: usize| {
-            gpu.events[a].elapsed_ms(&gpu.events[b]).map(f64::from).map_err(|e| driver_error("cuEventElapsedTime", e))
-        };
-        let (t_in, t_run, t_out) = (elapsed(0, 1)?, elapsed(1, 2)?, elapsed(2, 3)?);
+        let (mut t_in, mut t_run, mut t_out) = (0.0, 0.0, 0.0);
+        for k in (0..e).step_by(3) {
+            t_in += gpu.elapsed(k, k + 1)?;
+            t_run += gpu.elapsed(k + 1, k + 2)?;
+            t_out += gpu.elapsed(k + 2, k + 3)?;
+        }
+        if acc.is_some() {
+            t_out += gpu.elapsed(e, e + 1)?;
+        }
         self.stats.record(Stage::ConvertIn, t_in);
         self.stats.record(Stage::Inference, t_run);
         self.stats.record(Stage::ConvertOut, t_out);
         self.stats.frames += 1;
         Ok(())
     }
-}
 
-impl Upscaler {
     /// A staging frame of `size` in our context.
     fn staging(&mut self, size: Size) -> Result<DeviceNv12> {
         let gpu = self.gpu.as_ref().ok_or_else(|| Error::InvalidConfig("no GPU".into()))?;

@@ -6,9 +6,12 @@ use super::{GpuDevice, driver_error};
 use crate::color::Affine3x4;
 use crate::error::{Error, Result};
 use crate::frame::{DeviceNv12, ElementType, Rect, Size};
+use crate::tiling::{AxisRamp, Tile};
 
 // SAFETY: `Affine3x4` is `#[repr(C)]` plain floats, laid out as `struct Affine3x4 { float m[3][4]; }` in the kernels.
 unsafe impl DeviceRepr for Affine3x4 {}
+// SAFETY: `AxisRamp` is `#[repr(C)]` plain floats, laid out as `struct AxisRamp { float rise[2]; float fall[2]; }`.
+unsafe impl DeviceRepr for AxisRamp {}
 
 /// Threads per block: 32 wide for coalesced rows, 8 rows.
 const BLOCK: (u32, u32) = (32, 8);
@@ -90,5 +93,41 @@ pub unsafe fn planar_to_nv12(
     args.arg(&src.ptr).arg(&w).arg(&h).arg(&dst.y).arg(&y_pitch).arg(&dst.uv).arg(&uv_pitch).arg(rgb_to_yuv);
     // SAFETY: as above.
     unsafe { args.launch(grid(chroma.width, chroma.height)) }.map_err(|e| driver_error("cuLaunchKernel", e))?;
+    Ok(())
+}
+
+/// Adds the tile output `src` (planar, the tile's output size), weighted by the tile's ramps, into the planar
+/// float32 accumulation frame `acc` of `acc_size`, on `stream`.
+///
+/// # Safety
+/// `src` must hold `3 × tile.output` elements and `acc` `3 × acc_size` floats of this device's context, valid until
+/// the work completes; the tile's output rectangle must lie inside `acc_size`.
+pub unsafe fn blend_tile(
+    device: &GpuDevice,
+    stream: &CudaStream,
+    src: DevicePlanar,
+    tile: &Tile,
+    acc: u64,
+    acc_size: Size,
+) -> Result<()> {
+    if src.size != tile.output.size()
+        || tile.output.x < 0
+        || tile.output.y < 0
+        || tile.output.x as u32 + tile.output.width > acc_size.width
+        || tile.output.y as u32 + tile.output.height > acc_size.height
+    {
+        return Err(Error::InvalidConfig(format!("tile {:?} does not fit the {acc_size} frame", tile.output)));
+    }
+    let f: &CudaFunction = match src.element {
+        ElementType::F32 => &device.kernels.blend_tile_f32,
+        ElementType::F16 => &device.kernels.blend_tile_f16,
+    };
+    let (tw, th) = (src.size.width as i32, src.size.height as i32);
+    let (aw, ah) = (acc_size.width as i32, acc_size.height as i32);
+    let mut args = stream.launch_builder(f);
+    args.arg(&src.ptr).arg(&tw).arg(&th).arg(&acc).arg(&aw).arg(&ah);
+    args.arg(&tile.output.x).arg(&tile.output.y).arg(&tile.ramps[0]).arg(&tile.ramps[1]);
+    // SAFETY: argument types and order match the kernel signature; pointer validity is the caller's contract.
+    unsafe { args.launch(grid(src.size.width, src.size.height)) }.map_err(|e| driver_error("cuLaunchKernel", e))?;
     Ok(())
 }

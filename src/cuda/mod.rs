@@ -59,6 +59,8 @@ pub struct Kernels {
     pub nv12_to_planar_f16: CudaFunction,
     pub planar_to_nv12_f32: CudaFunction,
     pub planar_to_nv12_f16: CudaFunction,
+    pub blend_tile_f32: CudaFunction,
+    pub blend_tile_f16: CudaFunction,
 }
 
 /// One CUDA device: its retained primary context and our kernels loaded into it.
@@ -113,7 +115,14 @@ fn compile(ctx: &Arc<CudaContext>, (major, minor): (i32, i32)) -> Result<Kernels
         )
         .map_err(|e| Error::Nvrtc { source_name: name, arch: arch.to_string(), log: format!("{e:?}") })?;
         let module = ctx.load_module(ptx).map_err(|e| driver_error("cuModuleLoadData", e))?;
-        for f in ["nv12_to_planar_f32", "nv12_to_planar_f16", "planar_to_nv12_f32", "planar_to_nv12_f16"] {
+        for f in [
+            "nv12_to_planar_f32",
+            "nv12_to_planar_f16",
+            "planar_to_nv12_f32",
+            "planar_to_nv12_f16",
+            "blend_tile_f32",
+            "blend_tile_f16",
+        ] {
             if let Ok(func) = module.load_function(f) {
                 functions.insert(f, func);
             }
@@ -128,6 +137,8 @@ fn compile(ctx: &Arc<CudaContext>, (major, minor): (i32, i32)) -> Result<Kernels
         nv12_to_planar_f16: take("nv12_to_planar_f16")?,
         planar_to_nv12_f32: take("planar_to_nv12_f32")?,
         planar_to_nv12_f16: take("planar_to_nv12_f16")?,
+        blend_tile_f32: take("blend_tile_f32")?,
+        blend_tile_f16: take("blend_tile_f16")?,
         _module: modules.pop().expect("at least one kernel source"),
     })
 }

@@ -87,6 +87,8 @@ pub struct SessionOptions {
     pub compute_stream: Option<usize>,
     /// Input size to build TensorRT's optimisation profile for.
     pub profile_size: Option<(u32, Size)>,
+    /// Bytes of device memory the GPU providers may allocate (their arena: tensors, activations, workspaces).
+    pub memory_limit: Option<usize>,
 }
 
 /// A session, its provider, and the IO binding for the current shape.
@@ -139,6 +141,10 @@ fn provider_list(backend: Backend, options: &SessionOptions, fp16: bool) -> Resu
         // SAFETY: the stream belongs to the same (primary) context and the caller keeps it alive longer than the
         // session (the Upscaler drops the session before its stream).
         cuda = unsafe { cuda.with_compute_stream(stream as *mut ()) };
+    }
+    if let Some(limit) = options.memory_limit {
+        // grow the arena by what is asked, not by powers of two, so the limit is what can really be used
+        cuda = cuda.with_memory_limit(limit).with_arena_extend_strategy(ep::ArenaExtendStrategy::SameAsRequested);
     }
     Ok(match backend {
         Backend::Cpu => Vec::new(),

@@ -15,6 +15,9 @@ pub struct ModelStats {
     pub parameters: u64,
     /// Multiply-add FLOPs of convolutions and matrix products per input pixel (batch 1).
     pub flops_per_input_pixel: f64,
+    /// The largest activation (channels × area relative to the input) any layer produces, per input pixel: about
+    /// how many values per input pixel the model holds at its peak.
+    pub peak_activation_per_pixel: f64,
     /// Operators whose effect on spatial size could not be determined (their FLOPs may be missing).
     pub unknown_ops: Vec<String>,
     /// Operator histogram, most frequent first.
@@ -47,6 +50,15 @@ pub fn model_stats(model: &ModelProto) -> ModelStats {
             area.insert(&input.name, 1.0);
         }
     }
+    // channels of each value, where known
+    let mut channels: HashMap<&str, f64> = HashMap::new();
+    for input in &graph.input {
+        if !inits.contains_key(input.name.as_str()) {
+            let c = super::tensor_type(input).and_then(|(_, d)| d?.get(1)?.fixed()).unwrap_or(3);
+            channels.insert(&input.name, c as f64);
+        }
+    }
+    let mut peak: f64 = 0.0;
     let mut flops = 0.0;
     let mut unknown = Vec::new();
     let mut counts: HashMap<&str, usize> = HashMap::new();
@@ -101,9 +113,25 @@ pub fn model_stats(model: &ModelProto) -> ModelStats {
             }
             _ => in_area,
         };
+        let c_in = node.input.iter().find_map(|i| channels.get(i.as_str()).copied());
+        let c_out = match node.op_type.as_str() {
+            "Conv" => weight_dims.as_ref().map(|w| w[0] as f64),
+            "ConvTranspose" => weight_dims.as_ref().map(|w| (w[1] * int_attr(node, "group").unwrap_or(1)) as f64),
+            "DepthToSpace" => c_in.map(|c| c / int_attr(node, "blocksize").unwrap_or(1).pow(2) as f64),
+            "SpaceToDepth" => c_in.map(|c| c * int_attr(node, "blocksize").unwrap_or(1).pow(2) as f64),
+            "Concat" => node.input.iter().map(|i| channels.get(i.as_str()).copied()).sum::<Option<f64>>(),
+            "Shape" | "Gemm" | "MatMul" => None,
+            _ => c_in,
+        };
+        if let (Some(c), Some(a)) = (c_out, out_area) {
+            peak = peak.max(c * a);
+        }
         if let Some(a) = out_area {
             for o in &node.output {
                 area.insert(o, a);
+                if let Some(c) = c_out {
+                    channels.insert(o, c);
+                }
             }
         }
     }
@@ -111,7 +139,13 @@ pub fn model_stats(model: &ModelProto) -> ModelStats {
     op_counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     unknown.sort();
     unknown.dedup();
-    ModelStats { parameters, flops_per_input_pixel: flops, unknown_ops: unknown, op_counts }
+    ModelStats {
+        parameters,
+        flops_per_input_pixel: flops,
+        peak_activation_per_pixel: peak,
+        unknown_ops: unknown,
+        op_counts,
+    }
 }
 
 #[cfg(test)]
@@ -150,5 +184,7 @@ mod tests {
         assert!((s.flops_per_input_pixel - (432.0 + 128.0 + 12.0)).abs() < 1e-9, "{}", s.flops_per_input_pixel);
         assert!(s.unknown_ops.is_empty());
         assert_eq!(s.op_counts[0], ("Conv".to_string(), 3));
+        // widest activation: 8 channels at full resolution (c1), or 8 at 1/4 area (c2), or 2 at 1x: 8
+        assert_eq!(s.peak_activation_per_pixel, 8.0);
     }
 }

@@ -523,3 +523,139 @@ fn cpu_path_matches_an_independent_reference_on_a_real_model() {
     let consistency = psnr(&down, &nv12[..w * h]);
     assert!(consistency >= 28.0, "downscaled output vs input: {consistency:.1} dB");
 }
+
+/// Upscales one frame of `image` (a PPM in tests/data) with the real model and the given element properties.
+fn upscale_image(image: &str, properties: &[(&str, &str)]) -> (usize, usize, Vec<u8>, gst::Structure) {
+    let (w, h, rgb8) = read_ppm(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data").join(image));
+    let rgb: Vec<f64> = rgb8.iter().map(|&v| v as f64 / 255.0).collect();
+    let e = element(&real_model());
+    for (k, v) in properties {
+        e.set_property_from_str(k, v);
+    }
+    let mut h_ = Harness::with_element(&e, Some("sink"), Some("src"));
+    h_.set_src_caps_str(&format!("video/x-raw,format=NV12,width={w},height={h},colorimetry=bt709"));
+    h_.push(gst::Buffer::from_mut_slice(rgb_to_nv12(w, h, &rgb))).unwrap();
+    let out = h_.pull().unwrap().map_readable().unwrap().to_vec();
+    let stats: gst::Structure = e.property("stats");
+    (w, h, out, stats)
+}
+
+#[test]
+fn tiled_output_matches_whole_frame_output() {
+    let (w, h, whole, _) = upscale_image("astronaut-192x128.ppm", &[]);
+    let luma = 4 * w * h;
+    for overlap in ["8", "16", "32"] {
+        let (_, _, tiled, stats) =
+            upscale_image("astronaut-192x128.ppm", &[("tile-size", "64"), ("tile-overlap", overlap)]);
+        let (l, c) = (psnr(&tiled[..luma], &whole[..luma]), psnr(&tiled[luma..], &whole[luma..]));
+        eprintln!(
+            "overlap {overlap}: {} tiles of {}px: luma {l:.1} dB, chroma {c:.1} dB vs whole frame",
+            stats.get::<u64>("tiles-per-frame").unwrap(),
+            stats.get::<u32>("tile-size").unwrap()
+        );
+        if overlap == vfupscale::upscaler::DEFAULT_TILE_OVERLAP.to_string() {
+            assert!(stats.get::<u64>("tiles-per-frame").unwrap() > 1);
+            assert!(l >= 50.0 && c >= 50.0, "default overlap: luma {l:.1} dB, chroma {c:.1} dB");
+        }
+    }
+}
+
+#[test]
+fn batched_tiles_equal_one_tile_at_a_time() {
+    let (_, _, one, s1) = upscale_image("astronaut-192x128.ppm", &[("tile-size", "64")]);
+    let (_, _, four, s4) = upscale_image("astronaut-192x128.ppm", &[("tile-size", "64"), ("batch-size", "4")]);
+    assert_eq!(s1.get::<u64>("tiles-per-frame").unwrap(), s4.get::<u64>("tiles-per-frame").unwrap());
+    // 4 tiles a run: the bound tensors hold four tiles
+    assert_eq!(s4.get::<u64>("tensor-bytes").unwrap(), 4 * s1.get::<u64>("tensor-bytes").unwrap());
+    assert!(one == four, "batch 4 differs from batch 1 (PSNR {:.1} dB)", psnr(&one, &four));
+}
+
+#[test]
+fn a_memory_budget_chooses_smaller_tiles_and_keeps_the_picture() {
+    let (w, h, whole, _) = upscale_image("astronaut-192x128.ppm", &[]);
+    let luma = 4 * w * h;
+    // the estimate is the model's peak activations plus a fixed workspace reserve (96 MiB): 192x128 fits whole
+    // in 1 GiB, and the budget is tightened until only the smallest tiles fit
+    let mut previous = u32::MAX;
+    for budget in ["1024", "105", "100"] {
+        let (_, _, out, s) = upscale_image("astronaut-192x128.ppm", &[("max-memory", budget)]);
+        let (tile, tiles) = (s.get::<u32>("tile-size").unwrap(), s.get::<u64>("tiles-per-frame").unwrap());
+        let l = psnr(&out[..luma], &whole[..luma]);
+        eprintln!("max-memory {budget} MiB: {tiles} tiles of {tile}px, luma {l:.1} dB vs whole frame");
+        if budget == "1024" {
+            assert_eq!((tile, tiles), (192, 1), "a generous budget keeps the whole frame");
+        } else {
+            assert!(tiles > 1, "max-memory {budget} MiB should need tiles");
+        }
+        assert!(tile <= previous, "a smaller budget never chooses larger tiles");
+        assert!(l >= 50.0, "max-memory {budget} MiB changed the picture: {l:.1} dB");
+        previous = tile;
+    }
+    let e = start_error(
+        real_model().to_str().unwrap(),
+        "backend=cpu max-memory=1",
+        "video/x-raw,format=NV12,width=192,height=128",
+    );
+    assert!(e.contains("max-memory 1 MiB is too small") && e.contains("192x128"), "{e}");
+}
+
+#[test]
+fn resolution_changes_mid_stream_are_renegotiated() {
+    let mut h = harness(&nearest_model(2, None), "video/x-raw,format=NV12,width=32,height=16,framerate=30/1");
+    h.push(nv12_buffer(32, 16)).unwrap();
+    assert_eq!(h.pull().unwrap().size(), nv12_size(64, 32));
+    h.set_src_caps_str("video/x-raw,format=NV12,width=48,height=40,framerate=30/1");
+    h.push(nv12_buffer(48, 40)).unwrap();
+    assert_eq!(h.pull().unwrap().size(), nv12_size(96, 80));
+    let caps = h.sinkpad().unwrap().current_caps().unwrap();
+    assert_eq!((caps_field::<i32>(&caps, "width"), caps_field::<i32>(&caps, "height")), (96, 80));
+    h.set_src_caps_str("video/x-raw,format=NV12,width=32,height=16,framerate=30/1");
+    h.push(nv12_buffer(32, 16)).unwrap();
+    assert_eq!(h.pull().unwrap().size(), nv12_size(64, 32));
+    let stats: gst::Structure = h.element().unwrap().property("stats");
+    assert_eq!(stats.get::<u64>("frames").unwrap(), 3);
+}
+
+#[test]
+fn an_inference_failure_ends_the_stream_with_an_error_naming_the_frame() {
+    // a model that declares x2 but reshapes to a fixed size: ONNX Runtime fails on any other frame size
+    init();
+    let path = scratch().join("fails-at-runtime.onnx");
+    let mut g = GraphBuilder::new();
+    g.reserve("input").unwrap();
+    g.reserve("output").unwrap();
+    g.inputs.push(tensor_info("input", data_type::FLOAT, &dynamic()));
+    g.outputs.push(tensor_info("output", data_type::FLOAT, &dynamic()));
+    let shape = g.i64_init("shape", &[4], &[1, 3, 4, 4]);
+    let fixed = g.op("Reshape", "fixed", &["input", &shape], vec![]);
+    let scales = g.f32_init("scales", &[4], &[1.0, 1.0, 2.0, 2.0]);
+    g.op_into("Resize", &[&fixed, "", &scales], "output", vec![attr_string("mode", "nearest")]);
+    write_model(&path, &g.into_model("fails", &[(META_SCALE, "2".into())])).unwrap();
+    let desc = format!(
+        "videotestsrc num-buffers=3 ! video/x-raw,format=NV12,width=16,height=8,framerate=25/1 ! vfupscale name=up \
+         backend=cpu model={} ! fakesink name=sink",
+        path.display()
+    );
+    let pipeline = gst::parse::launch(&desc).unwrap();
+    let buffers = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counter = buffers.clone();
+    let sink = pipeline.downcast_ref::<gst::Bin>().unwrap().by_name("sink").unwrap();
+    sink.static_pad("sink").unwrap().add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        gst::PadProbeReturn::Ok
+    });
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let msg = pipeline
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(gst::ClockTime::from_seconds(30), &[gst::MessageType::Error, gst::MessageType::Eos])
+        .expect("the stream ends");
+    pipeline.set_state(gst::State::Null).unwrap();
+    let gst::MessageView::Error(e) = msg.view() else { panic!("expected an error, got {msg:?}") };
+    let text = e.error().to_string();
+    assert!(
+        text.contains("Upscaling the frame at 0:00:00.000000000 failed") && text.contains("ONNX Runtime"),
+        "{text}"
+    );
+    assert_eq!(buffers.load(std::sync::atomic::Ordering::SeqCst), 0, "no output buffer for the failed frame");
+}

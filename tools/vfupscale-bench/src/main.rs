@@ -114,10 +114,14 @@ fn run_to_eos(pipeline: &gst::Element) -> Result<(), String> {
     pipeline.set_state(gst::State::Playing).map_err(|e| e.to_string())?;
     let bus = pipeline.bus().unwrap();
     let result = loop {
-        match bus.timed_pop_filtered(gst::ClockTime::from_seconds(600), &[gst::MessageType::Eos, gst::MessageType::Error]) {
+        match bus
+            .timed_pop_filtered(gst::ClockTime::from_seconds(600), &[gst::MessageType::Eos, gst::MessageType::Error])
+        {
             Some(m) => match m.view() {
                 gst::MessageView::Eos(..) => break Ok(()),
-                gst::MessageView::Error(e) => break Err(format!("{}: {}", e.src().map(|s| s.name().to_string()).unwrap_or_default(), e.error())),
+                gst::MessageView::Error(e) => {
+                    break Err(format!("{}: {}", e.src().map(|s| s.name().to_string()).unwrap_or_default(), e.error()));
+                }
                 _ => {}
             },
             None => break Err("timeout".into()),
@@ -136,28 +140,37 @@ fn upscaler(cfg: &Config) -> Result<gst::Element, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Counts buffers reaching `sink` and notes when the `warmup`-th and the last arrive.
-fn timing_probe(sink: &gst::Element, warmup: u64) -> Arc<(AtomicU64, Mutex<(Option<Instant>, Option<Instant>)>)> {
-    let state = Arc::new((AtomicU64::new(0), Mutex::new((None, None))));
-    let s = state.clone();
-    sink.static_pad("sink").unwrap().add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-        let n = s.0.fetch_add(1, Ordering::SeqCst) + 1;
-        let mut t = s.1.lock().unwrap();
-        if n == warmup {
-            t.0 = Some(Instant::now());
-        }
-        t.1 = Some(Instant::now());
-        gst::PadProbeReturn::Ok
-    });
-    state
+/// Counts buffers reaching a sink and notes when the `warmup`-th and the last arrive.
+struct FrameClock {
+    warmup: u64,
+    frames: AtomicU64,
+    /// (when the warm-up ended, when the last frame arrived)
+    marks: Mutex<(Option<Instant>, Option<Instant>)>,
 }
 
-fn measured(state: &(AtomicU64, Mutex<(Option<Instant>, Option<Instant>)>), warmup: u64) -> Result<Measure, String> {
-    let n = state.0.load(Ordering::SeqCst);
-    let (first, last) = *state.1.lock().unwrap();
-    let (first, last) = first.zip(last).ok_or("too few frames to measure")?;
-    let frames = n - warmup;
-    Ok(Measure { frames, ms_per_frame: (last - first).as_secs_f64() * 1e3 / frames.max(1) as f64 })
+impl FrameClock {
+    fn attach(sink: &gst::Element, warmup: u64) -> Arc<FrameClock> {
+        let clock = Arc::new(FrameClock { warmup, frames: AtomicU64::new(0), marks: Mutex::new((None, None)) });
+        let c = clock.clone();
+        sink.static_pad("sink").unwrap().add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            let n = c.frames.fetch_add(1, Ordering::SeqCst) + 1;
+            let mut marks = c.marks.lock().unwrap();
+            if n == c.warmup {
+                marks.0 = Some(Instant::now());
+            }
+            marks.1 = Some(Instant::now());
+            gst::PadProbeReturn::Ok
+        });
+        clock
+    }
+
+    fn measure(&self) -> Result<Measure, String> {
+        let n = self.frames.load(Ordering::SeqCst);
+        let (first, last) = *self.marks.lock().unwrap();
+        let (first, last) = first.zip(last).ok_or("too few frames to measure")?;
+        let frames = n - self.warmup;
+        Ok(Measure { frames, ms_per_frame: (last - first).as_secs_f64() * 1e3 / frames.max(1) as f64 })
+    }
 }
 
 /// (b): pre-decoded CUDA frames of the element's own context through `appsrc ! vfupscale ! fakesink`.
@@ -177,7 +190,8 @@ fn element_only(cfg: &Config, clip: &std::path::Path, frames: u64, warmup: u64) 
     ))
     .map_err(|e| e.to_string())?;
     decode.set_context(&context);
-    let sink = decode.downcast_ref::<gst::Bin>().unwrap().by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    let sink =
+        decode.downcast_ref::<gst::Bin>().unwrap().by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
     decode.set_state(gst::State::Playing).map_err(|e| e.to_string())?;
     let mut decoded = Vec::new();
     let mut caps = None;
@@ -193,7 +207,7 @@ fn element_only(cfg: &Config, clip: &std::path::Path, frames: u64, warmup: u64) 
     let fakesink = gst::ElementFactory::make("fakesink").property("sync", false).build().map_err(|e| e.to_string())?;
     pipeline.add_many([src.upcast_ref(), &up, &fakesink]).map_err(|e| e.to_string())?;
     gst::Element::link_many([src.upcast_ref(), &up, &fakesink]).map_err(|e| e.to_string())?;
-    let state = timing_probe(&fakesink, warmup);
+    let clock = FrameClock::attach(&fakesink, warmup);
     pipeline.set_state(gst::State::Playing).map_err(|e| e.to_string())?;
     let duration = gst::ClockTime::from_nseconds(1_000_000_000 / 30);
     for i in 0..frames {
@@ -207,7 +221,8 @@ fn element_only(cfg: &Config, clip: &std::path::Path, frames: u64, warmup: u64) 
     }
     src.end_of_stream().map_err(|e| format!("{e:?}"))?;
     let bus = pipeline.bus().unwrap();
-    let msg = bus.timed_pop_filtered(gst::ClockTime::from_seconds(600), &[gst::MessageType::Eos, gst::MessageType::Error]);
+    let msg =
+        bus.timed_pop_filtered(gst::ClockTime::from_seconds(600), &[gst::MessageType::Eos, gst::MessageType::Error]);
     let stats: gst::Structure = up.property("stats");
     pipeline.set_state(gst::State::Null).map_err(|e| e.to_string())?;
     if let Some(m) = msg
@@ -218,7 +233,7 @@ fn element_only(cfg: &Config, clip: &std::path::Path, frames: u64, warmup: u64) 
     if stats.get::<u64>("zero-copy-inputs").unwrap_or(0) != frames {
         return Err(format!("inputs were not all read in place: {stats}"));
     }
-    measured(&state, warmup)
+    clock.measure()
 }
 
 /// (c): decode → upscale → fakesink, queues in between.
@@ -233,15 +248,18 @@ fn full_pipeline(cfg: &Config, clip: &std::path::Path, warmup: u64) -> Result<(M
     .map_err(|e| e.to_string())?;
     let bin = pipeline.downcast_ref::<gst::Bin>().unwrap();
     let (up, sink) = (bin.by_name("up").unwrap(), bin.by_name("sink").unwrap());
-    let state = timing_probe(&sink, warmup);
+    let clock = FrameClock::attach(&sink, warmup);
     run_to_eos(&pipeline)?;
     let stats: gst::Structure = up.property("stats");
-    Ok((measured(&state, warmup)?, stats))
+    Ok((clock.measure()?, stats))
 }
 
 fn parse_size(s: &str) -> Result<Size, String> {
     let (w, h) = s.split_once('x').ok_or_else(|| format!("size {s:?} is not WxH"))?;
-    Ok(Size::new(w.parse().map_err(|_| format!("bad width in {s}"))?, h.parse().map_err(|_| format!("bad height in {s}"))?))
+    Ok(Size::new(
+        w.parse().map_err(|_| format!("bad width in {s}"))?,
+        h.parse().map_err(|_| format!("bad height in {s}"))?,
+    ))
 }
 
 fn main() -> std::process::ExitCode {
@@ -280,7 +298,9 @@ fn run() -> Result<(), String> {
             "--frames" => frames = value()?.parse().map_err(|_| "--frames takes a number")?,
             "--json" => json = Some(value()?.into()),
             "-h" | "--help" => {
-                println!("vfupscale-bench [--models A,B] [--precisions fp16,fp32] [--sizes WxH,…] [--frames N] [--json FILE]");
+                println!(
+                    "vfupscale-bench [--models A,B] [--precisions fp16,fp32] [--sizes WxH,…] [--frames N] [--json FILE]"
+                );
                 return Ok(());
             }
             other => return Err(format!("unknown argument {other}")),

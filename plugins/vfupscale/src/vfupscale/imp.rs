@@ -16,6 +16,7 @@ use vfupscale::cuda::GpuDevice;
 use vfupscale::frame::{HostNv12, HostNv12Mut, Size};
 use vfupscale::infer::TensorLocation;
 use vfupscale::stats::Stats;
+use vfupscale::upscaler::{DEFAULT_TILE_OVERLAP, Tiling};
 use vfupscale::{BackendChoice, Error, Upscaler, UpscalerConfig};
 
 use super::{BackendProperty, PrecisionProperty};
@@ -27,15 +28,31 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 });
 
 const DEFAULT_DEVICE_ID: u32 = 0;
+/// Frames between statistics lines in the debug log (category vfupscale, level INFO).
+const STATS_LOG_INTERVAL: u64 = 300;
 
 /// Properties, copied out under the lock.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct Settings {
     model: Option<String>,
     backend: BackendProperty,
     precision: PrecisionProperty,
     device_id: u32,
     engine_cache_dir: Option<String>,
+    tiling: Tiling,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            model: None,
+            backend: BackendProperty::Auto,
+            precision: PrecisionProperty::Auto,
+            device_id: DEFAULT_DEVICE_ID,
+            engine_cache_dir: None,
+            tiling: Tiling::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,6 +235,9 @@ impl VfUpscale {
             .field("foreign-context-copies", stats.foreign_context_copies)
             .field("host-uploads", stats.host_uploads)
             .field("tensor-bytes", stats.tensor_bytes)
+            .field("tiles-per-frame", stats.tiles_per_frame)
+            .field("tile-size", stats.tile_size)
+            .field("oom-retries", stats.oom_retries)
             .build()
     }
 
@@ -339,6 +359,39 @@ impl ObjectImpl for VfUpscale {
                     )
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt::builder("tile-size")
+                    .nick("Tile size")
+                    .blurb(
+                        "Process frames in tiles of this many input pixels per side, blended where they overlap \
+                         (0: whole frames, unless max-memory needs tiles)",
+                    )
+                    .default_value(0)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("tile-overlap")
+                    .nick("Tile overlap")
+                    .blurb("Input pixels by which neighbouring tiles overlap (at most half a tile)")
+                    .default_value(DEFAULT_TILE_OVERLAP)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("batch-size")
+                    .nick("Batch size")
+                    .blurb("Tiles per inference run, for models with a dynamic batch axis (results equal batch 1)")
+                    .minimum(1)
+                    .maximum(64)
+                    .default_value(1)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("max-memory")
+                    .nick("Maximum device memory")
+                    .blurb(
+                        "Device memory budget in MiB for tensors, activations and buffers (0: unlimited): the largest \
+                         tile that fits is chosen, and frames that still run out of memory are retried with smaller \
+                         tiles",
+                    )
+                    .default_value(0)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecUInt::builder("scale")
                     .nick("Scale")
                     .blurb("Upscale factor of the model (0 until the model is loaded)")
@@ -366,6 +419,10 @@ impl ObjectImpl for VfUpscale {
             "precision" => settings.precision = value.get().expect("type checked upstream"),
             "device-id" => settings.device_id = value.get().expect("type checked upstream"),
             "engine-cache-dir" => settings.engine_cache_dir = value.get().expect("type checked upstream"),
+            "tile-size" => settings.tiling.tile_size = value.get().expect("type checked upstream"),
+            "tile-overlap" => settings.tiling.overlap = value.get().expect("type checked upstream"),
+            "batch-size" => settings.tiling.batch = value.get().expect("type checked upstream"),
+            "max-memory" => settings.tiling.max_memory_mib = value.get().expect("type checked upstream"),
             other => unreachable!("no writable property {other}"),
         }
         gst::debug!(CAT, imp = self, "{} set to {:?}", pspec.name(), value);
@@ -378,6 +435,10 @@ impl ObjectImpl for VfUpscale {
             "precision" => lock(&self.settings).precision.to_value(),
             "device-id" => lock(&self.settings).device_id.to_value(),
             "engine-cache-dir" => lock(&self.settings).engine_cache_dir.to_value(),
+            "tile-size" => lock(&self.settings).tiling.tile_size.to_value(),
+            "tile-overlap" => lock(&self.settings).tiling.overlap.to_value(),
+            "batch-size" => lock(&self.settings).tiling.batch.to_value(),
+            "max-memory" => lock(&self.settings).tiling.max_memory_mib.to_value(),
             "scale" => self.scale.load(Ordering::Acquire).to_value(),
             "stats" => self.stats_structure().to_value(),
             other => unreachable!("no property {other}"),
@@ -490,6 +551,7 @@ impl BaseTransformImpl for VfUpscale {
             precision: settings.precision.into(),
             device_id: settings.device_id,
             engine_cache_dir,
+            tiling: settings.tiling,
         })
         .map_err(|e| start_error(&e))?;
         for w in upscaler.warnings() {
@@ -694,13 +756,22 @@ impl BaseTransformImpl for VfUpscale {
     }
 
     fn transform(&self, inbuf: &gst::Buffer, outbuf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let result = {
+        let (result, notes, frames) = {
             let mut state = lock(&self.state);
             match state.as_mut() {
-                Some(state) => self.upscale(state, inbuf, outbuf),
+                Some(state) => {
+                    let result = self.upscale(state, inbuf, outbuf);
+                    (result, state.upscaler.take_notes(), state.upscaler.stats().frames)
+                }
                 None => return Err(gst::FlowError::Flushing),
             }
         };
+        for note in notes {
+            gst::warning!(CAT, imp = self, "frame at {}: {note}", inbuf.pts().display());
+        }
+        if frames > 0 && frames % STATS_LOG_INTERVAL == 0 {
+            gst::info!(CAT, imp = self, "{}", self.stats_structure());
+        }
         result.map(|()| gst::FlowSuccess::Ok).map_err(|e| {
             gst::element_imp_error!(
                 self,
