@@ -23,7 +23,9 @@ use crate::cuda::launch::{DevicePlanar, blend_tile, nv12_to_planar, planar_to_nv
 use crate::cuda::{GpuDevice, driver_error};
 use crate::error::{Error, Result};
 use crate::frame::{DeviceNv12, ElementType, HostNv12, HostNv12Mut, Rect, Size};
-use crate::infer::{Backend, BackendChoice, InferenceSession, Precision, SessionOptions, TensorLocation, load_model};
+use crate::infer::{
+    ArenaStats, Backend, BackendChoice, InferenceSession, Precision, SessionOptions, TensorLocation, load_model,
+};
 use crate::model::ModelInfo;
 use crate::onnx::ModelProto;
 use crate::stats::{Stage, Stats};
@@ -95,6 +97,22 @@ impl Gpu {
 
     fn elapsed(&self, a: usize, b: usize) -> Result<f64> {
         self.events[a].elapsed_ms(&self.events[b]).map(f64::from).map_err(|e| driver_error("cuEventElapsedTime", e))
+    }
+}
+
+/// Device memory an upscaler holds, in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeviceMemory {
+    /// ONNX Runtime's arena: bound tensors, activations, workspaces.
+    pub arena: ArenaStats,
+    /// Our own buffers: the frame tiles are blended into, the staging frame for copies and uploads.
+    pub own: u64,
+}
+
+impl DeviceMemory {
+    /// Everything held now.
+    pub fn held(&self) -> u64 {
+        self.arena.reserved + self.own
     }
 }
 
@@ -267,6 +285,17 @@ impl Upscaler {
     /// The tile plan for the prepared size.
     pub fn plan(&self) -> Option<&TilePlan> {
         self.prepared.as_ref().map(|p| p.plan.as_ref())
+    }
+
+    /// Device memory held for inference: ONNX Runtime's arena and our own frames. `None` off the GPU.
+    pub fn device_memory(&self) -> Option<DeviceMemory> {
+        let arena = self.session.device_arena()?;
+        let acc = match &self.acc {
+            Accumulator::Device(acc) => acc.len() * size_of::<f32>(),
+            _ => 0,
+        };
+        let staging = self.staging.as_ref().map_or(0, StagingNv12::bytes);
+        Some(DeviceMemory { arena, own: (acc + staging) as u64 })
     }
 
     /// Estimated bytes ONNX Runtime needs for one run of `batch` tiles of `tile`: bound tensors and the two widest

@@ -5,15 +5,22 @@
 //! up to the model's own GPU/CPU differences.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
 use vfupscale::color::{Colorimetry, Matrix, Range, rgb_to_yuv, yuv_to_rgb};
 use vfupscale::cpu;
 use vfupscale::cuda::GpuDevice;
-use vfupscale::cuda::launch::{DevicePlanar, nv12_to_planar, planar_to_nv12};
+use vfupscale::cuda::launch::{DevicePlanar, blend_tile, nv12_to_planar, planar_to_nv12};
 use vfupscale::frame::{DeviceNv12, ElementType, Nv12Image, Rect, Size};
 use vfupscale::infer::TensorLocation;
+use vfupscale::tiling::TilePlan;
+use vfupscale::upscaler::Tiling;
 use vfupscale::{BackendChoice, Precision, Upscaler, UpscalerConfig};
+
+#[path = "support/ppm.rs"]
+mod ppm;
 
 fn random_frame(size: Size, seed: u64) -> Nv12Image {
     let mut img = Nv12Image::new(size);
@@ -234,5 +241,256 @@ fn device_path_equals_host_path_on_the_real_model() {
         assert!(luma >= 40.0 && chroma >= 40.0, "{precision:?}: luma {luma:.1} dB, chroma {chroma:.1} dB");
         let stats = up.stats();
         assert_eq!((stats.frames, stats.host_uploads, stats.foreign_context_copies), (1, 0, 0));
+    }
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run tests/gpu/run.sh"]
+fn blend_kernel_equals_cpu_bit_for_bit() {
+    let device = GpuDevice::get(0).unwrap();
+    let stream = device.new_stream().unwrap();
+    // uneven tiles and overlaps, scale 3: every ramp shape and edge case
+    let plan = TilePlan::new(Size::new(203, 121), 3, 64, 20);
+    assert!(plan.tiles.len() > 4);
+    let out = plan.frame.scaled(plan.scale);
+    let mut expected = vec![0f32; 3 * out.pixels()];
+    let mut acc = stream.alloc_zeros::<f32>(3 * out.pixels()).unwrap();
+    for (i, tile) in plan.tiles.iter().enumerate() {
+        let n = 3 * tile.output.size().pixels();
+        let mut s = i as u32 + 11;
+        let values: Vec<f32> = (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (s >> 8) as f32 / 16_777_216.0
+            })
+            .collect();
+        // odd tiles in fp16, even tiles in fp32: both kernels into one frame
+        let src32;
+        let src16;
+        let src = if i % 2 == 0 {
+            cpu::blend_tile(&values, tile, &mut expected, out);
+            src32 = stream.clone_htod(&values).unwrap();
+            DevicePlanar { ptr: src32.device_ptr(&stream).0, size: tile.output.size(), element: ElementType::F32 }
+        } else {
+            let h: Vec<half::f16> = values.iter().map(|&v| half::f16::from_f32(v)).collect();
+            cpu::blend_tile(&h, tile, &mut expected, out);
+            src16 = stream.clone_htod(&h.iter().map(|v| v.to_bits()).collect::<Vec<u16>>()).unwrap();
+            DevicePlanar { ptr: src16.device_ptr(&stream).0, size: tile.output.size(), element: ElementType::F16 }
+        };
+        let (acc_ptr, _) = acc.device_ptr_mut(&stream);
+        // SAFETY: `src` holds the tile's output, `acc` the whole output frame, both live until the sync below.
+        unsafe { blend_tile(&device, &stream, src, tile, acc_ptr, out).unwrap() };
+        stream.synchronize().unwrap();
+    }
+    let got = stream.clone_dtoh(&acc).unwrap();
+    let diff = expected.iter().zip(&got).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+    assert_eq!(diff, 0, "{diff} of {} accumulated values differ", got.len());
+}
+
+/// `tests/data/<name>` scaled (bilinear) to `size` and converted to NV12 (BT.709 limited).
+fn test_image(name: &str, size: Size) -> Nv12Image {
+    let (w, h, rgb) = ppm::read_ppm(&ppm::test_image_path(name));
+    let (ow, oh) = (size.width as usize, size.height as usize);
+    let mut planar = vec![0f32; 3 * ow * oh];
+    for y in 0..oh {
+        let fy = ((y as f32 + 0.5) * h as f32 / oh as f32 - 0.5).clamp(0.0, (h - 1) as f32);
+        let (y0, ty) = (fy.floor() as usize, fy.fract());
+        let y1 = (y0 + 1).min(h - 1);
+        for x in 0..ow {
+            let fx = ((x as f32 + 0.5) * w as f32 / ow as f32 - 0.5).clamp(0.0, (w - 1) as f32);
+            let (x0, tx) = (fx.floor() as usize, fx.fract());
+            let x1 = (x0 + 1).min(w - 1);
+            for k in 0..3 {
+                let p = |xx: usize, yy: usize| rgb[(yy * w + xx) * 3 + k] as f32 / 255.0;
+                let top = p(x0, y0) * (1.0 - tx) + p(x1, y0) * tx;
+                let bottom = p(x0, y1) * (1.0 - tx) + p(x1, y1) * tx;
+                planar[k * ow * oh + y * ow + x] = top * (1.0 - ty) + bottom * ty;
+            }
+        }
+    }
+    let mut img = Nv12Image::new(size);
+    cpu::planar_to_nv12(&planar, &rgb_to_yuv(BT709), &mut img.view_mut());
+    img
+}
+
+const BT709: Colorimetry = Colorimetry::new(Matrix::Bt709, Range::Limited);
+
+/// Upscales `img` on the GPU through the device path; returns the output and the upscaler (for its stats).
+fn upscale_on_gpu(model: &str, precision: Precision, tiling: Tiling, img: &Nv12Image) -> (Nv12Image, Upscaler) {
+    let path = vfupscale::models::model_path(model);
+    assert!(path.exists(), "{} missing: run vfupscale-model fetch {model}", path.display());
+    let mut up = Upscaler::new(UpscalerConfig {
+        model: path,
+        backend: BackendChoice::Cuda,
+        precision,
+        tiling,
+        ..Default::default()
+    })
+    .unwrap();
+    let device = up.gpu_device().unwrap().clone();
+    let stream = device.new_stream().unwrap();
+    up.prepare(img.size, TensorLocation::Device).unwrap();
+    let mut src = DeviceFrame::upload(&stream, img);
+    let mut dst = DeviceFrame::zeroed(&stream, img.size.scaled(up.scale()));
+    stream.synchronize().unwrap();
+    let (s, d) = (src.nv12(&stream), dst.nv12(&stream));
+    // SAFETY: both frames are live allocations of this device's primary context.
+    unsafe { up.upscale_device(&s, BT709, &d, BT709).unwrap() };
+    (dst.download(&stream), up)
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run tests/gpu/run.sh"]
+fn tiled_device_path_matches_whole_frames_and_batches_agree() {
+    let img = test_image("astronaut-192x128.ppm", Size::new(192, 128));
+    let model = vfupscale::models::DEFAULT_MODEL;
+    for precision in [Precision::Fp32, Precision::Fp16] {
+        let (whole, up) = upscale_on_gpu(model, precision, Tiling::default(), &img);
+        assert_eq!(up.stats().tiles_per_frame, 1);
+        let tiles = Tiling { tile_size: 64, ..Tiling::default() };
+        let (tiled, up) = upscale_on_gpu(model, precision, tiles, &img);
+        assert!(up.stats().tiles_per_frame > 1);
+        let (l, c) = (psnr(&tiled.y, &whole.y), psnr(&tiled.uv, &whole.uv));
+        eprintln!(
+            "{precision:?}: {} tiles of 64 vs whole frame: luma {l:.1} dB, chroma {c:.1} dB",
+            up.stats().tiles_per_frame
+        );
+        assert!(l >= 50.0 && c >= 50.0, "{precision:?}: tiled vs whole: luma {l:.1} dB, chroma {c:.1} dB");
+        let (batched, up) = upscale_on_gpu(model, precision, Tiling { batch: 4, ..tiles }, &img);
+        assert_eq!(up.stats().tensor_bytes % 4, 0);
+        let differing =
+            batched.y.iter().chain(&batched.uv).zip(tiled.y.iter().chain(&tiled.uv)).filter(|(a, b)| a != b);
+        let n = differing.count();
+        let p = psnr(&batched.y, &tiled.y);
+        eprintln!("{precision:?}: batch 4 vs batch 1: {n} bytes differ, luma {p:.1} dB");
+        // the same kernels on the same tiles: cuDNN may pick another algorithm for another batch shape, which can
+        // move a value across a rounding boundary, never more
+        assert!(p >= 60.0, "{precision:?}: batch 4 vs batch 1: luma {p:.1} dB");
+    }
+}
+
+/// Lowest free device memory seen while it runs: polls cuMemGetInfo every half millisecond from its own thread.
+struct PeakMemory {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<usize>>,
+}
+
+impl PeakMemory {
+    fn start(device: &Arc<GpuDevice>) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (flag, device) = (stop.clone(), device.clone());
+        let thread = std::thread::spawn(move || {
+            device.bind_to_thread().unwrap();
+            let mut min_free = usize::MAX;
+            while !flag.load(Ordering::Relaxed) {
+                min_free = min_free.min(device.memory_info().unwrap().0);
+                std::thread::sleep(std::time::Duration::from_micros(500));
+            }
+            min_free
+        });
+        Self { stop, thread: Some(thread) }
+    }
+
+    /// The lowest free memory seen.
+    fn finish(mut self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+const MIB: f64 = 1048576.0;
+
+/// Upscales `input` (in device memory) with `model` under `max_memory_mib`, measuring device memory from before the
+/// upscaler exists to the end: returns the output frame, the upscaler, the peak rise and the seconds per frame.
+fn measured_run(
+    model: &str,
+    max_memory_mib: u64,
+    img: &Nv12Image,
+    frames: u32,
+) -> (DeviceFrame, Upscaler, f64, f64, Arc<CudaStream>) {
+    let device = GpuDevice::get(0).unwrap();
+    let stream = device.new_stream().unwrap();
+    let mut src = DeviceFrame::upload(&stream, img);
+    let path = vfupscale::models::model_path(model);
+    assert!(path.exists(), "{} missing: run vfupscale-model fetch {model}", path.display());
+    // the output frame first: it is the pipeline's buffer, not the upscaler's memory
+    let scale = vfupscale::infer::load_model(&path).unwrap().0.scale.expect("a model that declares its scale");
+    let mut dst = DeviceFrame::zeroed(&stream, img.size.scaled(scale));
+    stream.synchronize().unwrap();
+    let (free_before, _) = device.memory_info().unwrap();
+    let peak = PeakMemory::start(&device);
+    let tiling = Tiling { max_memory_mib, ..Tiling::default() };
+    let mut up = Upscaler::new(UpscalerConfig {
+        model: path,
+        backend: BackendChoice::Cuda,
+        precision: Precision::Fp16,
+        tiling,
+        ..Default::default()
+    })
+    .unwrap();
+    up.prepare(img.size, TensorLocation::Device).unwrap();
+    let (s, d) = (src.nv12(&stream), dst.nv12(&stream));
+    let mut started = Instant::now();
+    for i in 0..frames {
+        if i == 1 {
+            started = Instant::now(); // the first frame includes cuDNN's algorithm search
+        }
+        // SAFETY: both frames are live allocations of this device's primary context.
+        unsafe { up.upscale_device(&s, BT709, &d, BT709).unwrap() };
+    }
+    let per_frame = started.elapsed().as_secs_f64() / (frames.max(2) - 1) as f64;
+    let rise = (free_before - peak.finish()) as f64 / MIB;
+    (dst, up, rise, per_frame, stream)
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run tests/gpu/run.sh"]
+fn four_k_input_is_tiled_with_x4_models_within_the_memory_limit() {
+    let size = Size::new(3840, 2160);
+    let img = test_image("astronaut-192x128.ppm", size);
+    for (model, budget) in [("realesr-animevideov3-x4", 2048), ("realesrgan-x4plus", 4096)] {
+        let (out, up, rise, per_frame, stream) = measured_run(model, budget, &img, 2);
+        let memory = up.device_memory().unwrap();
+        let s = up.stats();
+        eprintln!(
+            "{model} fp16, 3840x2160 -> {}, max-memory {budget} MiB: {} tiles of {}px, {:.2} s/frame, oom retries {}; \
+             held {:.0} MiB (ONNX Runtime arena {:.0} MiB, limit {:.0} MiB, peak in use {:.0} MiB; own frames {:.0} \
+             MiB); device memory rise from before the upscaler existed {rise:.0} MiB (includes the CUDA libraries)",
+            out.size,
+            s.tiles_per_frame,
+            s.tile_size,
+            per_frame,
+            s.oom_retries,
+            memory.held() as f64 / MIB,
+            memory.arena.reserved as f64 / MIB,
+            memory.arena.limit as f64 / MIB,
+            memory.arena.peak_in_use as f64 / MIB,
+            memory.own as f64 / MIB,
+        );
+        assert!(s.tiles_per_frame > 1, "{model}: a 4K x4 frame does not fit {budget} MiB whole");
+        assert!(memory.held() <= budget << 20, "{model}: holds {} bytes, over the {budget} MiB limit", memory.held());
+        // plausibility: the output box-filtered back to 4K resembles the input
+        let out = out.download(&stream);
+        let (w, ow) = (size.width as usize, out.size.width as usize);
+        let down: Vec<u8> = (0..size.pixels())
+            .map(|i| {
+                let (x, y) = (i % w, i / w);
+                let sum: u32 = (0..16).map(|j| out.y[(4 * y + j / 4) * ow + 4 * x + j % 4] as u32).sum();
+                ((sum + 8) / 16) as u8
+            })
+            .collect();
+        let p = psnr(&down, &img.y);
+        eprintln!("{model}: output box-filtered to the input size vs input: luma {p:.1} dB");
+        assert!(p >= 28.0, "{model}: {p:.1} dB");
+        if model == "realesr-animevideov3-x4" {
+            let (whole, _, whole_rise, whole_per_frame, _) = measured_run(model, 0, &img, 2);
+            let whole = whole.download(&stream);
+            let (l, c) = (psnr(&out.y, &whole.y), psnr(&out.uv, &whole.uv));
+            eprintln!(
+                "{model}: whole frame: device memory rise {whole_rise:.0} MiB, {whole_per_frame:.2} s/frame; \
+                 tiled vs whole: luma {l:.1} dB, chroma {c:.1} dB"
+            );
+            assert!(l >= 50.0 && c >= 50.0, "tiled vs whole: luma {l:.1} dB, chroma {c:.1} dB");
+        }
     }
 }

@@ -4,8 +4,10 @@
 
 pub mod runtime;
 
+use std::ffi::CStr;
 use std::path::PathBuf;
 
+use ort::AsPointer;
 use ort::ep::{self, ExecutionProvider};
 use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::builder::GraphOptimizationLevel;
@@ -348,6 +350,46 @@ impl InferenceSession {
         Ok(())
     }
 
+    /// What ONNX Runtime's device arena holds (bound tensors, activations, workspaces); `None` on the CPU backend
+    /// or when the runtime keeps no statistics.
+    pub fn device_arena(&self) -> Option<ArenaStats> {
+        if !self.backend.is_gpu() {
+            return None;
+        }
+        let info =
+            MemoryInfo::new(AllocationDevice::CUDA, self.device_id as i32, AllocatorType::Device, MemoryType::Default)
+                .ok()?;
+        // the session's allocator for that device: its arena, whose statistics we read
+        let allocator = Allocator::new(&self.session, info).ok()?;
+        let api = ort::api();
+        let mut pairs = std::ptr::null_mut();
+        // SAFETY: `allocator` is a live session allocator; on success `pairs` is ours and released below.
+        let status = unsafe { (api.AllocatorGetStats)(allocator.ptr(), &mut pairs) };
+        if !status.0.is_null() {
+            // SAFETY: a non-null status is ours to release.
+            unsafe { (api.ReleaseStatus)(status.0) };
+            return None;
+        }
+        let value = |key: &CStr| -> u64 {
+            // SAFETY: `pairs` is live until released below; the returned string is owned by it.
+            let v = unsafe { (api.GetKeyValue)(pairs, key.as_ptr()) };
+            if v.is_null() {
+                return 0;
+            }
+            // SAFETY: non-null values are NUL-terminated strings inside `pairs`.
+            unsafe { CStr::from_ptr(v) }.to_str().ok().and_then(|s| s.parse().ok()).unwrap_or(0)
+        };
+        let stats = ArenaStats {
+            reserved: value(c"TotalAllocated"),
+            in_use: value(c"InUse"),
+            peak_in_use: value(c"MaxInUse"),
+            limit: value(c"Limit"),
+        };
+        // SAFETY: `pairs` came from AllocatorGetStats and is released once.
+        unsafe { (api.ReleaseKeyValuePairs)(pairs) };
+        Some(stats)
+    }
+
     /// Measures the model's scale with one run on a `PROBE_SIZE` (or the model's fixed size) random input.
     pub fn probe_scale(&mut self) -> Result<u32> {
         let size = self
@@ -376,6 +418,18 @@ impl InferenceSession {
         let out_size = Size::new(dims[3] as u32, dims[2] as u32);
         self.model.scale_from_probe(size, out_size)
     }
+}
+
+/// Statistics of ONNX Runtime's device memory arena, in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ArenaStats {
+    /// Device memory the arena took from the driver (what it holds, used or not).
+    pub reserved: u64,
+    pub in_use: u64,
+    /// The most it had in use at once.
+    pub peak_in_use: u64,
+    /// Its configured ceiling (0: none known).
+    pub limit: u64,
 }
 
 /// Reads a model and checks its contract.

@@ -4,11 +4,13 @@
 #
 #   tests/gpu/run.sh
 #
-# Builds the plugin, the model tool and the GPU test binaries (or takes them prebuilt from $VFUPSCALE_PREBUILT:
-# libgstvfupscale.so, vfupscale-model, gpu-core, gpu-plugin), installs the GPU build of ONNX Runtime unless
-# ORT_DYLIB_PATH names one, installs the default model unless present, then runs every GPU test: conversion
-# kernels bit-exact against the CPU path, the device path against the host path, and NVDEC → vfupscale →
-# cudadownload on H.264/H.265 clips at 720p and 1080p against the CPU element.
+# Builds the plugin, the model and benchmark tools and the GPU test binaries (or takes them prebuilt from
+# $VFUPSCALE_PREBUILT: libgstvfupscale.so, vfupscale-model, vfupscale-bench, gpu-core, gpu-plugin), installs the GPU
+# build of ONNX Runtime unless ORT_DYLIB_PATH names one, installs the models it needs unless present, then runs
+# every GPU test: conversion and blend kernels bit-exact against the CPU path, the device path against the host
+# path, tiles against whole frames, 4K input with x4 models under a memory limit, NVDEC → vfupscale →
+# cudadownload on H.264/H.265 clips at 720p and 1080p against the CPU element; then a soak of
+# $VFUPSCALE_SOAK_FRAMES (default 10000; 0 skips it) 1080p frames that fails if device memory grows.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -18,8 +20,8 @@ if [ -n "${VFUPSCALE_PREBUILT:-}" ]; then
 else
   bin="$root/target/gpu-tests"
   mkdir -p "$bin"
-  cargo build --release -p gst-plugin-vfupscale -p vfupscale-model
-  cp target/release/libgstvfupscale.so target/release/vfupscale-model "$bin/"
+  cargo build --release -p gst-plugin-vfupscale -p vfupscale-model -p vfupscale-bench
+  cp target/release/libgstvfupscale.so target/release/vfupscale-model target/release/vfupscale-bench "$bin/"
   cargo test --release -p vfupscale --test gpu_kernels -p gst-plugin-vfupscale --test gpu --no-run \
     --message-format=json | python3 -c '
 import json, shutil, sys
@@ -35,9 +37,11 @@ if [ -z "${ORT_DYLIB_PATH:-}" ]; then
   export ORT_DYLIB_PATH="${VFUPSCALE_DATA_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/vfupscale}/onnxruntime/libonnxruntime.so"
 fi
 models=${VFUPSCALE_MODEL_DIR:-${VFUPSCALE_DATA_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/vfupscale}/models}
-if [ ! -f "$models/realesr-animevideov3-x2.onnx" ]; then
-  "$bin/vfupscale-model" fetch --dir "$models" realesr-animevideov3-x2
-fi
+for m in realesr-animevideov3-x2 realesr-animevideov3-x4 realesrgan-x4plus; do
+  if [ ! -f "$models/$m.onnx" ]; then
+    "$bin/vfupscale-model" fetch --dir "$models" "$m"
+  fi
+done
 export VFUPSCALE_MODEL_DIR="$models"
 
 echo "== GPU: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo unknown)"
@@ -49,6 +53,11 @@ GST_PLUGIN_PATH="$bin" gst-inspect-1.0 vfupscale | grep -E "^  (Version|Filename
 status=0
 for t in gpu-core gpu-plugin; do
   echo "== $t"
-  "$bin/$t" --ignored --test-threads=1 --nocapture || status=1
+  "$bin/$t" --ignored --test-threads=1 --nocapture ${VFUPSCALE_GPU_TESTS:-} || status=1
 done
+soak=${VFUPSCALE_SOAK_FRAMES:-10000}
+if [ "$soak" != 0 ]; then
+  echo "== soak: $soak frames"
+  "$bin/vfupscale-bench" --soak "$soak" || status=1
+fi
 exit $status

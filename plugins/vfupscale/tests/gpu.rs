@@ -433,3 +433,57 @@ fn fp32_precision_on_the_gpu_is_close_to_the_cpu() {
         assert!(l >= 50.0, "luma PSNR {l:.1} dB");
     }
 }
+
+/// Decodes `clip` with NVDEC and upscales it with `properties`; returns the frames and the element's stats as read
+/// while the last frame was in flight (once stopped, the element holds no device memory).
+fn upscale_clip(codec: &str, clip: &Path, properties: &str, keep: usize) -> (Vec<Frame>, gst::Structure) {
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={} ! {} ! vfupscale name=up model={} {properties} ! cudadownload ! \
+         video/x-raw,format=NV12 ! appsink name=sink sync=false",
+        clip.display(),
+        decoder(codec),
+        model().display()
+    ))
+    .unwrap();
+    let up = pipeline.downcast_ref::<gst::Bin>().unwrap().by_name("up").unwrap();
+    let live = std::sync::Arc::new(std::sync::Mutex::new(None::<gst::Structure>));
+    let seen = live.clone();
+    up.static_pad("src").unwrap().add_probe(gst::PadProbeType::BUFFER, move |pad, _| {
+        let element = pad.parent_element().unwrap();
+        *seen.lock().unwrap() = Some(element.property("stats"));
+        gst::PadProbeReturn::Ok
+    });
+    let (frames, _) = collect(&pipeline, keep);
+    let stats = live.lock().unwrap().take().expect("stats read while running");
+    (frames, stats)
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run tests/gpu/run.sh"]
+fn a_memory_limit_tiles_nvdec_frames_and_is_reported() {
+    let (width, height, frames) = (1920, 1080, 10);
+    let clip = clip("h264", width, height, frames);
+    let (whole, whole_stats) = upscale_clip("h264", &clip, "", 2);
+    let budget = 384u64;
+    let (tiled, stats) = upscale_clip("h264", &clip, &format!("max-memory={budget}"), 2);
+    eprintln!("whole frames: {whole_stats}\nmax-memory {budget} MiB: {stats}");
+    assert_eq!(tiled.len(), frames as usize, "frames in == frames out");
+    assert_eq!(whole_stats.get::<u64>("tiles-per-frame").unwrap(), 1);
+    assert!(stats.get::<u64>("tiles-per-frame").unwrap() > 1, "1080p x2 does not fit {budget} MiB whole");
+    let held = stats.get::<u64>("device-memory-bytes").unwrap();
+    let whole_held = whole_stats.get::<u64>("device-memory-bytes").unwrap();
+    eprintln!(
+        "device memory held: whole frames {:.0} MiB, max-memory {budget}: {:.0} MiB",
+        whole_held as f64 / 1048576.0,
+        held as f64 / 1048576.0
+    );
+    assert!(held > 0 && held <= budget << 20, "holds {held} bytes with max-memory {budget} MiB");
+    assert!(whole_held > held, "tiles hold less than whole frames");
+    assert_eq!(stats.get::<u64>("zero-copy-inputs").unwrap(), frames as u64);
+    let luma = (4 * width * height) as usize;
+    for (i, (t, w)) in tiled.iter().zip(&whole).take(2).enumerate() {
+        let (l, c) = (psnr(&t.nv12[..luma], &w.nv12[..luma]), psnr(&t.nv12[luma..], &w.nv12[luma..]));
+        eprintln!("frame {i}: tiled vs whole: luma {l:.1} dB, chroma {c:.1} dB");
+        assert!(l >= 50.0 && c >= 50.0, "frame {i}: tiled vs whole: luma {l:.1} dB, chroma {c:.1} dB");
+    }
+}

@@ -8,6 +8,9 @@ use std::sync::Once;
 
 use gst::prelude::*;
 use gst_check::Harness;
+#[path = "../../../tests/support/ppm.rs"]
+mod ppm;
+use ppm::{read_ppm, test_image_path};
 use vfupscale::onnx::{Dim, GraphBuilder, META_SCALE, attr_string, data_type, tensor_info, write_model};
 
 fn init() {
@@ -182,6 +185,7 @@ fn one_output_per_input_with_timestamps_and_flags() {
     let stats: gst::Structure = h.element().unwrap().property("stats");
     assert_eq!(stats.get::<u64>("frames").unwrap(), n);
     assert_eq!(stats.get::<&str>("backend").unwrap(), "cpu");
+    assert_eq!(stats.get::<u64>("device-memory-bytes").unwrap(), 0, "the CPU path holds no device memory");
 }
 
 #[test]
@@ -328,7 +332,7 @@ fn fixed_size_model_rejects_other_frame_sizes() {
 #[test]
 fn fp16_on_the_cpu_backend_agrees_with_fp32() {
     let model = real_model();
-    let (w, h, rgb8) = read_ppm(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/astronaut-96x64.ppm"));
+    let (w, h, rgb8) = read_ppm(&test_image_path("astronaut-96x64.ppm"));
     let rgb: Vec<f64> = rgb8.iter().map(|&v| v as f64 / 255.0).collect();
     let nv12 = rgb_to_nv12(w, h, &rgb);
     let caps = format!("video/x-raw,format=NV12,width={w},height={h},colorimetry=bt601");
@@ -376,26 +380,6 @@ fn without_a_gpu_only_system_memory_is_offered_and_gpu_backends_fail_clearly() {
     h.set_src_caps_str("video/x-raw,format=NV12,width=16,height=8");
     h.push(nv12_buffer(16, 8)).unwrap();
     assert_eq!(h.pull().unwrap().size(), 32 * 16 * 3 / 2);
-}
-
-/// Reads a binary PPM (P6, 8-bit).
-fn read_ppm(path: &Path) -> (usize, usize, Vec<u8>) {
-    let bytes = std::fs::read(path).unwrap();
-    let mut fields = Vec::new();
-    let mut i = 0;
-    while fields.len() < 4 {
-        while bytes[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        let start = i;
-        while !bytes[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        fields.push(String::from_utf8_lossy(&bytes[start..i]).into_owned());
-    }
-    assert_eq!((fields[0].as_str(), fields[3].as_str()), ("P6", "255"));
-    let (w, h): (usize, usize) = (fields[1].parse().unwrap(), fields[2].parse().unwrap());
-    (w, h, bytes[i + 1..i + 1 + w * h * 3].to_vec())
 }
 
 /// BT.601 limited range, written out per pixel in float64 (independent of the element's code).
@@ -477,7 +461,7 @@ fn psnr(a: &[u8], b: &[u8]) -> f64 {
 #[test]
 fn cpu_path_matches_an_independent_reference_on_a_real_model() {
     let model = real_model();
-    let (w, h, rgb8) = read_ppm(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/astronaut-96x64.ppm"));
+    let (w, h, rgb8) = read_ppm(&test_image_path("astronaut-96x64.ppm"));
     let rgb: Vec<f64> = rgb8.iter().map(|&v| v as f64 / 255.0).collect();
     let nv12 = rgb_to_nv12(w, h, &rgb);
 
@@ -526,7 +510,7 @@ fn cpu_path_matches_an_independent_reference_on_a_real_model() {
 
 /// Upscales one frame of `image` (a PPM in tests/data) with the real model and the given element properties.
 fn upscale_image(image: &str, properties: &[(&str, &str)]) -> (usize, usize, Vec<u8>, gst::Structure) {
-    let (w, h, rgb8) = read_ppm(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data").join(image));
+    let (w, h, rgb8) = read_ppm(&test_image_path(image));
     let rgb: Vec<f64> = rgb8.iter().map(|&v| v as f64 / 255.0).collect();
     let e = element(&real_model());
     for (k, v) in properties {
@@ -658,4 +642,33 @@ fn an_inference_failure_ends_the_stream_with_an_error_naming_the_frame() {
         "{text}"
     );
     assert_eq!(buffers.load(std::sync::atomic::Ordering::SeqCst), 0, "no output buffer for the failed frame");
+}
+
+#[test]
+fn stats_are_posted_as_element_messages_at_the_chosen_interval() {
+    init();
+    let desc = format!(
+        "videotestsrc num-buffers=5 ! video/x-raw,format=NV12,width=16,height=8,framerate=25/1 ! vfupscale name=up \
+         backend=cpu stats-interval=2 model={} ! fakesink",
+        nearest_model(2, None).display()
+    );
+    let pipeline = gst::parse::launch(&desc).unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    let mut posted = Vec::new();
+    for msg in bus.iter_timed(gst::ClockTime::from_seconds(30)) {
+        match msg.view() {
+            gst::MessageView::Element(e) => {
+                let s = e.structure().unwrap();
+                assert_eq!(s.name(), "vfupscale-stats");
+                assert_eq!(msg.src().unwrap().name(), "up");
+                posted.push(s.get::<u64>("frames").unwrap());
+            }
+            gst::MessageView::Eos(..) => break,
+            gst::MessageView::Error(e) => panic!("{}", e.error()),
+            _ => {}
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert_eq!(posted, [2, 4]);
 }

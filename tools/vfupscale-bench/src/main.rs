@@ -12,8 +12,13 @@
 //!
 //! ```text
 //! vfupscale-bench [--models NAME,…] [--precisions fp16,fp32] [--sizes 1280x720,1920x1080] [--frames N]
-//!                 [--matrix default] [--json FILE]
+//!                 [--json FILE]
+//! vfupscale-bench --soak FRAMES [--models NAME] [--precisions P] [--sizes WxH]
 //! ```
+//!
+//! `--soak` instead runs FRAMES frames (default model, fp16, 1920x1080) through
+//! `videotestsrc ! cudaupload ! queue ! vfupscale ! queue ! fakesink` and fails unless the device memory in use at
+//! the last frame is within 2 MiB of that after the first 100 (and every frame came out).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -254,6 +259,78 @@ fn full_pipeline(cfg: &Config, clip: &std::path::Path, warmup: u64) -> Result<(M
     Ok((clock.measure()?, stats))
 }
 
+/// Device memory in use (cuMemGetInfo: total − free) and what the element reports holding, at frame `frame`.
+struct MemorySample {
+    frame: u64,
+    used: usize,
+    held: u64,
+}
+
+/// Most a soak may grow the device memory in use between frame 100 and its last frame.
+const SOAK_TOLERANCE: usize = 2 << 20;
+
+fn soak(cfg: &Config, frames: u64, device: &Arc<vfupscale::cuda::GpuDevice>) -> Result<(), String> {
+    if frames <= 100 {
+        return Err("--soak needs more than 100 frames".into());
+    }
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc num-buffers={frames} pattern=ball ! video/x-raw,format=NV12,width={},height={},framerate=30/1 ! \
+         cudaupload ! video/x-raw(memory:CUDAMemory) ! queue ! vfupscale name=up backend=cuda precision={} model={} ! \
+         queue ! fakesink name=sink sync=false",
+        cfg.size.width,
+        cfg.size.height,
+        precision_name(cfg.precision),
+        vfupscale::models::model_path(&cfg.model).display()
+    ))
+    .map_err(|e| e.to_string())?;
+    let bin = pipeline.downcast_ref::<gst::Bin>().unwrap();
+    let (up, sink) = (bin.by_name("up").unwrap(), bin.by_name("sink").unwrap());
+    let samples = Arc::new(Mutex::new(Vec::<MemorySample>::new()));
+    let (seen, count, dev) = (samples.clone(), Arc::new(AtomicU64::new(0)), device.clone());
+    let counter = count.clone();
+    let start = Instant::now();
+    sink.static_pad("sink").unwrap().add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+        let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == 100 || n % 1000 == 0 || n == frames {
+            let memory = dev.bind_to_thread().and_then(|_| dev.memory_info());
+            if let Ok((free, total)) = memory {
+                let held = up.property::<gst::Structure>("stats").get::<u64>("device-memory-bytes").unwrap_or(0);
+                seen.lock().unwrap().push(MemorySample { frame: n, used: total - free, held });
+            }
+        }
+        gst::PadProbeReturn::Ok
+    });
+    run_to_eos(&pipeline)?;
+    let elapsed = start.elapsed().as_secs_f64();
+    let n = count.load(Ordering::SeqCst);
+    let samples = samples.lock().unwrap();
+    let mib = |b: f64| b / 1048576.0;
+    println!(
+        "soak: {} {} {}: {n} frames in {elapsed:.1} s ({:.1}/s)",
+        cfg.model,
+        precision_name(cfg.precision),
+        cfg.size,
+        n as f64 / elapsed
+    );
+    println!("{:>7} {:>16} {:>18}", "frame", "device used MiB", "element held MiB");
+    for s in samples.iter() {
+        println!("{:>7} {:>16.2} {:>18.2}", s.frame, mib(s.used as f64), mib(s.held as f64));
+    }
+    if n != frames {
+        return Err(format!("{frames} frames in, {n} out"));
+    }
+    let (first, last) = match (samples.first(), samples.last()) {
+        (Some(f), Some(l)) if f.frame == 100 && l.frame == frames => (f, l),
+        _ => return Err("device memory could not be read at frame 100 and at the last frame".into()),
+    };
+    let growth = last.used as i64 - first.used as i64;
+    println!("device memory in use, last frame vs frame 100: {:+.2} MiB (tolerance ±2 MiB)", mib(growth as f64));
+    if growth.unsigned_abs() as usize > SOAK_TOLERANCE {
+        return Err(format!("device memory changed by {:+.2} MiB over the soak", mib(growth as f64)));
+    }
+    Ok(())
+}
+
 fn parse_size(s: &str) -> Result<Size, String> {
     let (w, h) = s.split_once('x').ok_or_else(|| format!("size {s:?} is not WxH"))?;
     Ok(Size::new(
@@ -279,6 +356,8 @@ fn run() -> Result<(), String> {
     let mut sizes = vec![Size::new(1280, 720), Size::new(1920, 1080)];
     let mut frames = 240u64;
     let mut json: Option<PathBuf> = None;
+    let mut soak_frames: Option<u64> = None;
+    let mut sizes_given = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = || it.next().cloned().ok_or_else(|| format!("{a} needs a value"));
@@ -294,18 +373,28 @@ fn run() -> Result<(), String> {
                     })
                     .collect::<Result<_, _>>()?
             }
-            "--sizes" => sizes = value()?.split(',').map(parse_size).collect::<Result<_, _>>()?,
+            "--sizes" => {
+                sizes = value()?.split(',').map(parse_size).collect::<Result<_, _>>()?;
+                sizes_given = true;
+            }
             "--frames" => frames = value()?.parse().map_err(|_| "--frames takes a number")?,
             "--json" => json = Some(value()?.into()),
+            "--soak" => soak_frames = Some(value()?.parse().map_err(|_| "--soak takes a number of frames")?),
             "-h" | "--help" => {
                 println!(
-                    "vfupscale-bench [--models A,B] [--precisions fp16,fp32] [--sizes WxH,…] [--frames N] [--json FILE]"
+                    "vfupscale-bench [--models A,B] [--precisions fp16,fp32] [--sizes WxH,…] [--frames N] [--json FILE]\n\
+                     vfupscale-bench --soak FRAMES [--models A] [--precisions P] [--sizes WxH]"
                 );
                 return Ok(());
             }
             other => return Err(format!("unknown argument {other}")),
         }
     }
+    let soak_config = Config {
+        model: models.as_ref().map_or(vfupscale::models::DEFAULT_MODEL.to_string(), |m| m[0].clone()),
+        precision: precisions[0],
+        size: if sizes_given { sizes[0] } else { Size::new(1920, 1080) },
+    };
     let matrix = match models {
         None => default_matrix(),
         Some(ms) => {
@@ -330,6 +419,9 @@ fn run() -> Result<(), String> {
         vfupscale::infer::runtime::version().unwrap_or_default(),
         gst::version_string()
     );
+    if let Some(frames) = soak_frames {
+        return soak(&soak_config, frames, &device);
+    }
     let dir = std::env::temp_dir().join("vfupscale-bench");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let warmup = 20u64;

@@ -16,7 +16,7 @@ use vfupscale::cuda::GpuDevice;
 use vfupscale::frame::{HostNv12, HostNv12Mut, Size};
 use vfupscale::infer::TensorLocation;
 use vfupscale::stats::Stats;
-use vfupscale::upscaler::{DEFAULT_TILE_OVERLAP, Tiling};
+use vfupscale::upscaler::{DEFAULT_TILE_OVERLAP, DeviceMemory, Tiling};
 use vfupscale::{BackendChoice, Error, Upscaler, UpscalerConfig};
 
 use super::{BackendProperty, PrecisionProperty};
@@ -40,6 +40,8 @@ struct Settings {
     device_id: u32,
     engine_cache_dir: Option<String>,
     tiling: Tiling,
+    /// Frames between `vfupscale-stats` element messages (0: none).
+    stats_interval: u64,
 }
 
 impl Default for Settings {
@@ -51,6 +53,7 @@ impl Default for Settings {
             device_id: DEFAULT_DEVICE_ID,
             engine_cache_dir: None,
             tiling: Tiling::default(),
+            stats_interval: 0,
         }
     }
 }
@@ -217,9 +220,19 @@ impl VfUpscale {
     }
 
     fn stats_structure(&self) -> gst::Structure {
-        let (stats, backend, device) = match lock(&self.state).as_ref() {
-            Some(s) => (s.upscaler.stats().clone(), s.upscaler.backend().name(), device_name(&s.upscaler)),
-            None => lock(&self.last_stats).clone().unwrap_or((Stats::default(), "none", "none".into())),
+        let (stats, backend, device, memory) = match lock(&self.state).as_ref() {
+            Some(s) => (
+                s.upscaler.stats().clone(),
+                s.upscaler.backend().name(),
+                device_name(&s.upscaler),
+                s.upscaler.device_memory().unwrap_or_default(),
+            ),
+            None => {
+                // stopped: the counters of the last run remain, the memory was released
+                let (stats, backend, device) =
+                    lock(&self.last_stats).clone().unwrap_or((Stats::default(), "none", "none".into()));
+                (stats, backend, device, DeviceMemory::default())
+            }
         };
         gst::Structure::builder("vfupscale-stats")
             .field("frames", stats.frames)
@@ -238,6 +251,9 @@ impl VfUpscale {
             .field("tiles-per-frame", stats.tiles_per_frame)
             .field("tile-size", stats.tile_size)
             .field("oom-retries", stats.oom_retries)
+            .field("device-memory-bytes", memory.held())
+            .field("inference-arena-bytes", memory.arena.reserved)
+            .field("inference-arena-peak-bytes", memory.arena.peak_in_use)
             .build()
     }
 
@@ -385,12 +401,19 @@ impl ObjectImpl for VfUpscale {
                 glib::ParamSpecUInt64::builder("max-memory")
                     .nick("Maximum device memory")
                     .blurb(
-                        "Device memory budget in MiB for tensors, activations and buffers (0: unlimited): the largest \
-                         tile that fits is chosen, and frames that still run out of memory are retried with smaller \
-                         tiles",
+                        "Device memory budget in MiB (0: unlimited) for ONNX Runtime's arena (tensors, activations, \
+                         workspaces) and the element's own frames, not the output buffer pool or the CUDA libraries: \
+                         the largest tile that fits is chosen, and frames that still run out of memory are retried \
+                         with smaller tiles. On the CPU it only chooses the tile size",
                     )
                     .default_value(0)
                     .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("stats-interval")
+                    .nick("Statistics interval")
+                    .blurb("Post the stats structure as an element message every this many frames (0: never)")
+                    .default_value(0)
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecUInt::builder("scale")
                     .nick("Scale")
@@ -402,7 +425,9 @@ impl ObjectImpl for VfUpscale {
                     .blurb(
                         "Frames processed, mean and maximum milliseconds of each stage (convert-in, inference, \
                          convert-out), how inputs were read (zero-copy-inputs, foreign-context-copies, \
-                         host-uploads) and bytes of the bound tensors",
+                         host-uploads), bytes of the bound tensors, the tiling (tiles-per-frame, tile-size, \
+                         oom-retries) and the device memory held (device-memory-bytes: ONNX Runtime's arena, \
+                         inference-arena-bytes, plus our own frames; inference-arena-peak-bytes)",
                     )
                     .read_only()
                     .build(),
@@ -423,6 +448,7 @@ impl ObjectImpl for VfUpscale {
             "tile-overlap" => settings.tiling.overlap = value.get().expect("type checked upstream"),
             "batch-size" => settings.tiling.batch = value.get().expect("type checked upstream"),
             "max-memory" => settings.tiling.max_memory_mib = value.get().expect("type checked upstream"),
+            "stats-interval" => settings.stats_interval = value.get().expect("type checked upstream"),
             other => unreachable!("no writable property {other}"),
         }
         gst::debug!(CAT, imp = self, "{} set to {:?}", pspec.name(), value);
@@ -439,6 +465,7 @@ impl ObjectImpl for VfUpscale {
             "tile-overlap" => lock(&self.settings).tiling.overlap.to_value(),
             "batch-size" => lock(&self.settings).tiling.batch.to_value(),
             "max-memory" => lock(&self.settings).tiling.max_memory_mib.to_value(),
+            "stats-interval" => lock(&self.settings).stats_interval.to_value(),
             "scale" => self.scale.load(Ordering::Acquire).to_value(),
             "stats" => self.stats_structure().to_value(),
             other => unreachable!("no property {other}"),
@@ -771,6 +798,12 @@ impl BaseTransformImpl for VfUpscale {
         }
         if frames > 0 && frames % STATS_LOG_INTERVAL == 0 {
             gst::info!(CAT, imp = self, "{}", self.stats_structure());
+        }
+        let interval = lock(&self.settings).stats_interval;
+        if interval > 0 && frames > 0 && frames % interval == 0 {
+            let _ = self
+                .obj()
+                .post_message(gst::message::Element::builder(self.stats_structure()).src(&*self.obj()).build());
         }
         result.map(|()| gst::FlowSuccess::Ok).map_err(|e| {
             gst::element_imp_error!(

@@ -16,6 +16,16 @@
 //! decoder decodes straight into memory the model can read. Buffers from any other CUDA context are copied
 //! device-to-device, and the copies are counted in the `stats` property.
 //!
+//! ## Tiles and memory
+//! By default each frame runs through the model whole. `tile-size` splits it into tiles of that many input
+//! pixels per side which overlap by `tile-overlap` pixels; each tile's output is weighted by ramps across the
+//! overlap and the weighted sum is normalised, so seams vanish (with the default overlap of 32 the result is within
+//! 50 dB PSNR of whole-frame output). `batch-size` runs several tiles per inference when the model has a dynamic
+//! batch axis; the output is identical to one tile at a time. `max-memory` caps ONNX Runtime's device arena plus
+//! the element's own frames: the element picks the largest tile that fits its estimate, and if a run still fails
+//! for lack of memory it halves the tile and retries the frame, logging a warning and counting `oom-retries`.
+//! The `stats` property reports the tiling and the device memory held.
+//!
 //! ## Example pipelines
 //! ```text
 //! # NVIDIA GPU: decode, upscale x2 with the default model, encode, all in device memory
@@ -23,6 +33,9 @@
 //!
 //! # any model, chosen backend and precision
 //! gst-launch-1.0 filesrc location=in.mp4 ! qtdemux ! h264parse ! nvh264dec ! vfupscale model=realesr-animevideov3-x4.onnx backend=cuda precision=fp16 ! cudadownload ! fakesink
+//!
+//! # 4K input with a heavy x4 model on a shared GPU: tiles chosen to stay within 4 GiB
+//! gst-launch-1.0 filesrc location=in-4k.mp4 ! qtdemux ! h265parse ! nvh265dec ! vfupscale model=realesrgan-x4plus.onnx max-memory=4096 ! cudadownload ! fakesink
 //!
 //! # no GPU: software decode and encode, system memory, CPU inference
 //! gst-launch-1.0 videotestsrc num-buffers=10 ! video/x-raw,format=NV12,width=160,height=90 ! vfupscale backend=cpu ! videoconvert ! x264enc ! mp4mux ! filesink location=out.mp4
