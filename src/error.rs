@@ -55,7 +55,10 @@ impl Error {
             Error::Cuda { reason, .. } => reason.contains("OUT_OF_MEMORY"),
             Error::Ort(msg) => {
                 let m = msg.to_ascii_lowercase();
-                m.contains("out of memory") || m.contains("failed to allocate memory")
+                // CUDA's own message, ONNX Runtime's allocators, and its arena when its memory limit is reached
+                m.contains("out of memory")
+                    || m.contains("failed to allocate memory")
+                    || (m.contains("available memory of") && m.contains("smaller than requested bytes"))
             }
             _ => false,
         }
@@ -69,3 +72,22 @@ impl<R> From<ort::Error<R>> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_memory_is_recognised_in_onnx_runtime_messages() {
+        // as ONNX Runtime 1.31 words them (the arena's from a run on the H100 with a memory limit)
+        let arena = "Non-zero status code returned while running PRelu node. Name:'PRelu_1' Status Message: \
+                     /onnxruntime_src/onnxruntime/core/framework/bfc_arena.cc:360 void* \
+                     onnxruntime::BFCArena::AllocateRawInternal(size_t, bool, onnxruntime::Stream*) Available memory \
+                     of 70182656 is smaller than requested bytes of 83566592";
+        assert!(Error::Ort(arena.into()).is_out_of_memory());
+        assert!(Error::Ort("CUDA failure 2: out of memory ; GPU=0".into()).is_out_of_memory());
+        assert!(Error::Ort("Failed to allocate memory for requested buffer of size 8".into()).is_out_of_memory());
+        assert!(!Error::Ort("Non-zero status code returned while running Reshape node".into()).is_out_of_memory());
+        assert!(!Error::InvalidConfig("out of memory".into()).is_out_of_memory());
+    }
+}

@@ -38,6 +38,8 @@ pub const DEFAULT_TILE_OVERLAP: u32 = 32;
 pub const MIN_TILE: u32 = 64;
 /// Room kept for cuDNN workspaces and ONNX Runtime's own buffers inside a memory budget.
 const WORKSPACE_RESERVE: usize = 96 << 20;
+/// Widest activations the memory estimate assumes alive at once (see `estimate_run`).
+const ACTIVATIONS_AT_PEAK: f64 = 4.0;
 
 /// How frames are cut into tiles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -298,14 +300,15 @@ impl Upscaler {
         Some(DeviceMemory { arena, own: (acc + staging) as u64 })
     }
 
-    /// Estimated bytes ONNX Runtime needs for one run of `batch` tiles of `tile`: bound tensors and the two widest
-    /// activations alive at the model's peak, plus workspace room.
+    /// Estimated bytes ONNX Runtime needs for one run of `batch` tiles of `tile`: bound tensors, room for four of the
+    /// widest activation (on the H100 a layer's input, its output, and the layout transposes the CUDA provider adds
+    /// around resizes were measured alive at once: up to 3.5 of them for realesrgan-x4plus), plus workspace room.
     fn estimate_run(&self, tile: Size, batch: u32) -> usize {
         let (in_t, out_t) = self.running_types();
         let px = tile.pixels() as f64 * batch as f64;
         let s2 = (self.scale * self.scale) as f64;
         let tensors = px * 3.0 * (in_t.size() as f64 + s2 * out_t.size() as f64);
-        let activations = 2.0 * self.peak_activation * px * in_t.size() as f64;
+        let activations = ACTIVATIONS_AT_PEAK * self.peak_activation * px * in_t.size() as f64;
         (tensors + activations) as usize + WORKSPACE_RESERVE
     }
 

@@ -494,3 +494,84 @@ fn four_k_input_is_tiled_with_x4_models_within_the_memory_limit() {
         }
     }
 }
+
+/// An x2 model that holds 64 copies of its input at full resolution (Tile, which the memory estimate cannot see
+/// through), averages them back with a 1×1 convolution and upscales by nearest neighbour: its output is exact, its
+/// memory need about 800 bytes per input pixel.
+fn memory_hungry_model() -> std::path::PathBuf {
+    use vfupscale::onnx::{Dim, GraphBuilder, META_SCALE, attr_string, data_type, tensor_info, write_model};
+    let path = std::env::temp_dir().join(format!("vfupscale-memory-hungry-{}.onnx", std::process::id()));
+    let dynamic = [Dim::Unknown, Dim::Fixed(3), Dim::Unknown, Dim::Unknown];
+    let mut g = GraphBuilder::new();
+    g.reserve("input").unwrap();
+    g.reserve("output").unwrap();
+    g.inputs.push(tensor_info("input", data_type::FLOAT, &dynamic));
+    g.outputs.push(tensor_info("output", data_type::FLOAT, &dynamic));
+    let copies = 64;
+    let repeats = g.i64_init("repeats", &[4], &[1, copies, 1, 1]);
+    let tiled = g.op("Tile", "copies", &["input", &repeats], vec![]);
+    // output channel k averages input channels k, k+3, k+6, … of the copies
+    let weights: Vec<f32> = (0..3 * 3 * copies as usize)
+        .map(|i| if (i / (3 * copies as usize)) == (i % (3 * copies as usize)) % 3 { 1.0 / copies as f32 } else { 0.0 })
+        .collect();
+    let w = g.f32_init("average", &[3, 3 * copies, 1, 1], &weights);
+    let averaged = g.op("Conv", "average", &[&tiled, &w], vec![]);
+    let scales = g.f32_init("scales", &[4], &[1.0, 1.0, 2.0, 2.0]);
+    g.op_into("Resize", &[&averaged, "", &scales], "output", vec![attr_string("mode", "nearest")]);
+    write_model(&path, &g.into_model("memory-hungry", &[(META_SCALE, "2".into())])).unwrap();
+    path
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run tests/gpu/run.sh"]
+fn running_out_of_device_memory_retries_with_smaller_tiles() {
+    let model = memory_hungry_model();
+    let (_, proto) = vfupscale::infer::load_model(&model).unwrap();
+    // the premise: the estimate sees 12 values per input pixel where the model holds about 200
+    assert!(vfupscale::onnx::stats::model_stats(&proto).peak_activation_per_pixel < 20.0);
+    let img = test_image("astronaut-192x128.ppm", Size::new(1920, 1080));
+    let run = |max_memory_mib: u64| {
+        let tiling = Tiling { max_memory_mib, ..Tiling::default() };
+        let config = UpscalerConfig {
+            model: model.clone(),
+            backend: BackendChoice::Cuda,
+            precision: Precision::Fp32,
+            tiling,
+            ..Default::default()
+        };
+        let mut up = Upscaler::new(config).unwrap();
+        let stream = up.gpu_device().unwrap().new_stream().unwrap();
+        up.prepare(img.size, TensorLocation::Device).unwrap();
+        let mut src = DeviceFrame::upload(&stream, &img);
+        let mut dst = DeviceFrame::zeroed(&stream, img.size.scaled(2));
+        stream.synchronize().unwrap();
+        let (s, d) = (src.nv12(&stream), dst.nv12(&stream));
+        let mut notes = Vec::new();
+        for _ in 0..2 {
+            // SAFETY: both frames are live allocations of this device's primary context.
+            unsafe { up.upscale_device(&s, BT709, &d, BT709).unwrap() };
+            notes.extend(up.take_notes());
+        }
+        (dst.download(&stream), up, notes)
+    };
+    let (whole, _, _) = run(0);
+    let budget = 1024;
+    let (out, up, notes) = run(budget);
+    let s = up.stats();
+    let held = up.device_memory().unwrap().held();
+    eprintln!(
+        "max-memory {budget} MiB: {} oom retries, then {} tiles of {}px; holds {:.0} MiB; notes: {notes:?}",
+        s.oom_retries,
+        s.tiles_per_frame,
+        s.tile_size,
+        held as f64 / MIB
+    );
+    assert!(s.oom_retries >= 1, "the whole frame should not have fit");
+    assert!(notes.iter().any(|n| n.contains("out of device memory") && n.contains("retrying")), "{notes:?}");
+    assert_eq!(s.frames, 2, "the failed attempt is not counted, no frame is lost");
+    assert!(s.tiles_per_frame > 1);
+    assert!(held <= budget << 20, "holds {held} bytes");
+    let (l, c) = (psnr(&out.y, &whole.y), psnr(&out.uv, &whole.uv));
+    eprintln!("after retries vs whole frame: luma {l:.1} dB, chroma {c:.1} dB");
+    assert!(l >= 50.0 && c >= 50.0, "luma {l:.1} dB, chroma {c:.1} dB");
+}

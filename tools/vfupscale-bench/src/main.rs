@@ -259,15 +259,32 @@ fn full_pipeline(cfg: &Config, clip: &std::path::Path, warmup: u64) -> Result<(M
     Ok((clock.measure()?, stats))
 }
 
-/// Device memory in use (cuMemGetInfo: total − free) and what the element reports holding, at frame `frame`.
+/// Device memory in use (cuMemGetInfo: total − free), what the element reports holding, and how many distinct
+/// frames (pool buffers) went into and out of it so far, at frame `frame`.
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct MemorySample {
     frame: u64,
     used: usize,
     held: u64,
+    input_frames: usize,
+    output_frames: usize,
 }
 
 /// Most a soak may grow the device memory in use between frame 100 and its last frame.
 const SOAK_TOLERANCE: usize = 2 << 20;
+
+/// Counts the distinct memory blocks of the buffers crossing `pad`: a pool's size, once it has cycled.
+fn distinct_buffers(pad: &gst::Pad) -> Arc<Mutex<std::collections::HashSet<usize>>> {
+    let seen = Arc::new(Mutex::new(std::collections::HashSet::new()));
+    let s = seen.clone();
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if let Some(buffer) = info.buffer() {
+            s.lock().unwrap().insert(buffer.peek_memory(0).as_ptr() as usize);
+        }
+        gst::PadProbeReturn::Ok
+    });
+    seen
+}
 
 fn soak(cfg: &Config, frames: u64, device: &Arc<vfupscale::cuda::GpuDevice>) -> Result<(), String> {
     if frames <= 100 {
@@ -285,17 +302,26 @@ fn soak(cfg: &Config, frames: u64, device: &Arc<vfupscale::cuda::GpuDevice>) -> 
     .map_err(|e| e.to_string())?;
     let bin = pipeline.downcast_ref::<gst::Bin>().unwrap();
     let (up, sink) = (bin.by_name("up").unwrap(), bin.by_name("sink").unwrap());
+    let inputs = distinct_buffers(&up.static_pad("sink").unwrap());
+    let outputs = distinct_buffers(&up.static_pad("src").unwrap());
     let samples = Arc::new(Mutex::new(Vec::<MemorySample>::new()));
     let (seen, count, dev) = (samples.clone(), Arc::new(AtomicU64::new(0)), device.clone());
     let counter = count.clone();
     let start = Instant::now();
     sink.static_pad("sink").unwrap().add_probe(gst::PadProbeType::BUFFER, move |_, _| {
         let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
-        if n == 100 || n % 1000 == 0 || n == frames {
+        if n % 100 == 0 || n == frames {
             let memory = dev.bind_to_thread().and_then(|_| dev.memory_info());
             if let Ok((free, total)) = memory {
                 let held = up.property::<gst::Structure>("stats").get::<u64>("device-memory-bytes").unwrap_or(0);
-                seen.lock().unwrap().push(MemorySample { frame: n, used: total - free, held });
+                let (input_frames, output_frames) = (inputs.lock().unwrap().len(), outputs.lock().unwrap().len());
+                seen.lock().unwrap().push(MemorySample {
+                    frame: n,
+                    used: total - free,
+                    held,
+                    input_frames,
+                    output_frames,
+                });
             }
         }
         gst::PadProbeReturn::Ok
@@ -312,9 +338,27 @@ fn soak(cfg: &Config, frames: u64, device: &Arc<vfupscale::cuda::GpuDevice>) -> 
         cfg.size,
         n as f64 / elapsed
     );
-    println!("{:>7} {:>16} {:>18}", "frame", "device used MiB", "element held MiB");
-    for s in samples.iter() {
-        println!("{:>7} {:>16.2} {:>18.2}", s.frame, mib(s.used as f64), mib(s.held as f64));
+    // every 100 frames were sampled; print the first, the last, and every change
+    println!(
+        "{:>7} {:>16} {:>18} {:>13} {:>14}",
+        "frame", "device used MiB", "element held MiB", "input frames", "output frames"
+    );
+    let mut previous: Option<&MemorySample> = None;
+    for (i, s) in samples.iter().enumerate() {
+        let changed = previous.is_none_or(|p| {
+            (p.used, p.held, p.input_frames, p.output_frames) != (s.used, s.held, s.input_frames, s.output_frames)
+        });
+        if changed || i + 1 == samples.len() {
+            println!(
+                "{:>7} {:>16.2} {:>18.2} {:>13} {:>14}",
+                s.frame,
+                mib(s.used as f64),
+                mib(s.held as f64),
+                s.input_frames,
+                s.output_frames
+            );
+        }
+        previous = Some(s);
     }
     if n != frames {
         return Err(format!("{frames} frames in, {n} out"));

@@ -89,6 +89,7 @@ impl CudaContext {
         let t = ffi::get().ok()?;
         // SAFETY: returns a full reference to a new pool holding its own reference to the context.
         let raw = unsafe { (t.buffer_pool_new)(self.as_ptr()) };
+        // SAFETY: `raw` is a non-null full reference, handed over to the wrapper.
         (!raw.is_null()).then(|| unsafe { gst::BufferPool::from_glib_full(raw) })
     }
 }

@@ -28,6 +28,10 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 });
 
 const DEFAULT_DEVICE_ID: u32 = 0;
+/// Frames our CUDA pools allocate when they start, beyond what downstream asks to keep: one being written, one
+/// waiting to enter a full downstream queue, one in it, one being consumed. Allocating them up front keeps device
+/// memory flat over a long run (the pool still grows, once, where a pipeline keeps more frames in flight).
+const PREALLOCATED_FRAMES: u32 = 4;
 /// Frames between statistics lines in the debug log (category vfupscale, level INFO).
 const STATS_LOG_INTERVAL: u64 = 300;
 
@@ -217,6 +221,24 @@ impl VfUpscale {
             // start() reports the error if a GPU backend was required; with auto the CPU path remains
             Err(e) => gst::warning!(CAT, imp = self, "CUDA device {} not usable: {e}", settings.device_id),
         }
+    }
+
+    /// A CUDA buffer pool of `ctx` for frames of `caps`, configured (not yet active).
+    fn cuda_pool(
+        &self,
+        ctx: &CudaContext,
+        caps: &gst::Caps,
+        info: &VideoInfo,
+        min: u32,
+        max: u32,
+    ) -> Result<gst::BufferPool, gst::LoggableError> {
+        let pool =
+            ctx.new_buffer_pool().ok_or_else(|| gst::loggable_error!(CAT, "cannot create a CUDA buffer pool"))?;
+        let mut config = pool.config();
+        config.add_option(gst_video::BUFFER_POOL_OPTION_VIDEO_META.as_ref());
+        config.set_params(Some(caps), info.size() as u32, min, max);
+        pool.set_config(config).map_err(|_| gst::loggable_error!(CAT, "the CUDA buffer pool rejected its config"))?;
+        Ok(pool)
     }
 
     fn stats_structure(&self) -> gst::Structure {
@@ -753,6 +775,18 @@ impl BaseTransformImpl for VfUpscale {
     ) -> Result<(), gst::LoggableError> {
         self.parent_propose_allocation(decide_query, query)?;
         query.add_allocation_meta::<gst_video::VideoMeta>(None);
+        let (Some(caps), true) = query.get_owned() else { return Ok(()) };
+        if query.allocation_pools().len() > 0
+            || !caps.features(0).is_some_and(|f| f.contains(CAPS_FEATURE_MEMORY_CUDA_MEMORY))
+        {
+            return Ok(());
+        }
+        // upstream elements that allocate (cudaupload, converters) then write straight into our context
+        let Some(ctx) = lock(&self.cuda).clone() else { return Ok(()) };
+        let info = VideoInfo::from_caps(&caps).map_err(|_| gst::loggable_error!(CAT, "invalid caps {caps}"))?;
+        let pool = self.cuda_pool(&ctx, &caps, &info, PREALLOCATED_FRAMES, 0)?;
+        let size = pool.config().params().map_or(info.size() as u32, |(_, size, _, _)| size);
+        query.add_allocation_pool(Some(&pool), size, PREALLOCATED_FRAMES, 0);
         Ok(())
     }
 
@@ -765,13 +799,11 @@ impl BaseTransformImpl for VfUpscale {
         let info = VideoInfo::from_caps(&caps).map_err(|_| gst::loggable_error!(CAT, "invalid caps {caps}"))?;
         let ctx = lock(&self.cuda).clone().ok_or_else(|| gst::loggable_error!(CAT, "no CUDA context"))?;
         let (min, max) = query.allocation_pools().next().map_or((0, 0), |(_, _, min, max)| (min, max));
+        // what downstream keeps plus what is in flight here, allocated up front: device memory is fixed from the start
+        let min = min + PREALLOCATED_FRAMES;
+        let max = if max == 0 { 0 } else { max.max(min) };
         // Always our own pool: output buffers must live in the context our kernels write in.
-        let pool =
-            ctx.new_buffer_pool().ok_or_else(|| gst::loggable_error!(CAT, "cannot create a CUDA buffer pool"))?;
-        let mut config = pool.config();
-        config.add_option(gst_video::BUFFER_POOL_OPTION_VIDEO_META.as_ref());
-        config.set_params(Some(&caps), info.size() as u32, min, max);
-        pool.set_config(config).map_err(|_| gst::loggable_error!(CAT, "the CUDA buffer pool rejected its config"))?;
+        let pool = self.cuda_pool(&ctx, &caps, &info, min, max)?;
         // the pool pads rows to the device pitch: read the real buffer size back
         let size = pool.config().params().map_or(info.size() as u32, |(_, size, _, _)| size);
         if query.allocation_pools().len() > 0 {
