@@ -1,5 +1,6 @@
-//! Embeds the CUDA kernel sources (`src/cuda/kernels/*.cu`) for NVRTC, with their local `#include "*.cuh"`
-//! lines inlined: NVRTC compiles them at run time for the device's architecture, without headers on disk.
+//! Embeds the CUDA kernel sources (`src/cuda/kernels/*.cu`, `src/native/kernels/*.cu`) for NVRTC, with their
+//! local `#include "*.cuh"` lines inlined: NVRTC compiles them at run time for the device's architecture, without
+//! headers on disk.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -20,11 +21,13 @@ fn inline_includes(dir: &Path, source: &str) -> String {
     out
 }
 
-fn main() {
-    let dir = Path::new("src/cuda/kernels");
+/// Writes `OUT_DIR/<out>`: a `SOURCES` table of the `.cu` files in `dir`, includes inlined.
+fn embed(dir: &Path, out: &str) {
     println!("cargo:rerun-if-changed={}", dir.display());
-    let mut entries: Vec<_> =
-        std::fs::read_dir(dir).expect("src/cuda/kernels").map(|e| e.expect("directory entry").path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("directory entry").path())
+        .collect();
     entries.sort();
     let mut generated =
         String::from("/// Kernel sources by file name, includes inlined.\npub const SOURCES: &[(&str, &str)] = &[\n");
@@ -37,6 +40,12 @@ fn main() {
         }
     }
     generated.push_str("];\n");
-    let out = Path::new(&std::env::var("OUT_DIR").expect("OUT_DIR")).join("kernels.rs");
-    std::fs::write(out, generated).expect("write kernels.rs");
+    let out = Path::new(&std::env::var("OUT_DIR").expect("OUT_DIR")).join(out);
+    std::fs::write(out, generated).expect("write the kernel table");
+}
+
+fn main() {
+    // the conversion kernels (any CUDA GPU) and the native engine's (sm_80 and newer), compiled separately
+    embed(Path::new("src/cuda/kernels"), "kernels.rs");
+    embed(Path::new("src/native/kernels"), "native_kernels.rs");
 }

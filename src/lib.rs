@@ -8,11 +8,13 @@
 pub mod color;
 pub mod cpu;
 pub mod cuda;
+pub mod engine;
 pub mod error;
 pub mod frame;
 pub mod infer;
 pub mod model;
 pub mod models;
+pub mod native;
 pub mod ncnn;
 pub mod onnx;
 pub mod stats;

@@ -21,12 +21,14 @@ use crate::cpu;
 use crate::cuda::copy::{StagingNv12, copy_between_contexts, upload};
 use crate::cuda::launch::{DevicePlanar, blend_tile, nv12_to_planar, planar_to_nv12};
 use crate::cuda::{GpuDevice, driver_error};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::frame::{DeviceNv12, ElementType, HostNv12, HostNv12Mut, Rect, Size};
 use crate::infer::{
     ArenaStats, Backend, BackendChoice, InferenceSession, Precision, SessionOptions, TensorLocation, load_model,
 };
 use crate::model::ModelInfo;
+use crate::native::{NativeEngine, match_srvgg};
 use crate::onnx::ModelProto;
 use crate::stats::{Stage, Stats};
 use crate::tiling::TilePlan;
@@ -102,6 +104,17 @@ impl Gpu {
     }
 }
 
+/// Least PSNR (dB) of the native kernels' output against ONNX Runtime's (both fp16) for them to be used: fp16
+/// rounding differences stay far above it (measured on the H100: see README), a wrong result falls far below.
+const NATIVE_AGREEMENT_DB: f64 = 40.0;
+
+/// Whether our native kernels run a model.
+enum Native {
+    /// Ready, with the PSNR of their output against ONNX Runtime's on the probe image.
+    Ready(Box<NativeEngine>, f64),
+    NotApplicable(String),
+}
+
 /// Device memory an upscaler holds, in bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DeviceMemory {
@@ -137,7 +150,7 @@ struct Prepared {
 /// A loaded model on a chosen backend, ready to upscale frames of one size at a time.
 pub struct Upscaler {
     // Field order is drop order: the session (which holds ONNX Runtime's reference to our stream) goes first.
-    session: InferenceSession,
+    engine: Engine,
     acc: Accumulator,
     staging: Option<StagingNv12>,
     gpu: Option<Gpu>,
@@ -153,8 +166,10 @@ pub struct Upscaler {
     prepared: Option<Prepared>,
     /// Tile side forced by out-of-memory retries.
     tile_override: Option<u32>,
-    /// Memory limit the session was opened with.
+    /// Memory limit the ONNX Runtime session was opened with.
     session_limit: Option<usize>,
+    /// PSNR of the native kernels' output against ONNX Runtime's on the probe image, when they were chosen.
+    native_agreement: Option<f64>,
     stats: Stats,
 }
 
@@ -190,15 +205,55 @@ impl Upscaler {
             profile_size: None,
             memory_limit: None,
         };
-        let (mut session, skipped) = InferenceSession::open(&model, &proto, &options)?;
-        warnings.extend(skipped);
-        if session.backend() == Backend::Cpu && config.precision == Precision::Fp16 {
-            warnings
-                .push("precision fp16 on the cpu backend: ONNX Runtime computes it in fp32, expect no speed-up".into());
-        }
-        let scale = match model.scale {
-            Some(s) => s,
-            None => session.probe_scale()?,
+        let mut native_agreement = None;
+        let native = match &gpu {
+            Some(gpu) if matches!(config.backend, BackendChoice::Auto | BackendChoice::Native) => {
+                match Self::open_native(gpu, &model, &proto, &config) {
+                    Ok(Native::Ready(engine, db)) => {
+                        native_agreement = Some(db);
+                        Some(engine)
+                    }
+                    Ok(Native::NotApplicable(why)) if config.backend == BackendChoice::Native => {
+                        return Err(Error::model(&model.path, format!("the native kernels cannot run it: {why}")));
+                    }
+                    Ok(Native::NotApplicable(_)) => None,
+                    Err(e) if config.backend == BackendChoice::Native => return Err(e),
+                    Err(e) => {
+                        warnings.push(format!("native kernels unavailable, falling back to ONNX Runtime: {e}"));
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let (engine, scale) = match native {
+            Some(engine) => {
+                let scale = engine.scale();
+                (Engine::Native(engine), scale)
+            }
+            None => {
+                let options = SessionOptions {
+                    backend: if options.backend == BackendChoice::Native {
+                        BackendChoice::Cuda
+                    } else {
+                        options.backend
+                    },
+                    ..options
+                };
+                let (mut session, skipped) = InferenceSession::open(&model, &proto, &options)?;
+                warnings.extend(skipped);
+                if session.backend() == Backend::Cpu && config.precision == Precision::Fp16 {
+                    warnings.push(
+                        "precision fp16 on the cpu backend: ONNX Runtime computes it in fp32, expect no speed-up"
+                            .into(),
+                    );
+                }
+                let scale = match model.scale {
+                    Some(s) => s,
+                    None => session.probe_scale()?,
+                };
+                (Engine::Ort(Box::new(session)), scale)
+            }
         };
         if config.tiling.batch > 1 && model.fixed_batch.is_some_and(|b| b != config.tiling.batch) {
             warnings.push(format!(
@@ -209,9 +264,10 @@ impl Upscaler {
         }
         let peak_activation = crate::onnx::stats::model_stats(&proto).peak_activation_per_pixel.max(3.0);
         // a GPU that ended up unused (CPU fallback) is released
-        let gpu = if session.backend().is_gpu() { gpu } else { None };
+        let gpu = if engine.backend().is_gpu() { gpu } else { None };
         Ok(Self {
-            session,
+            engine,
+            native_agreement,
             acc: Accumulator::None,
             staging: None,
             gpu,
@@ -229,6 +285,94 @@ impl Upscaler {
         })
     }
 
+    /// Our native kernels for `model`, if its graph is one they run and their output agrees with ONNX Runtime's
+    /// CUDA provider on a probe image.
+    fn open_native(gpu: &Gpu, model: &ModelInfo, proto: &ModelProto, config: &UpscalerConfig) -> Result<Native> {
+        let graph = match match_srvgg(proto, &model.input_name, &model.output_name) {
+            Ok(graph) => graph,
+            Err(why) => return Ok(Native::NotApplicable(format!("not an SRVGGNetCompact graph: {why}"))),
+        };
+        if config.precision == Precision::Fp32 {
+            return Ok(Native::NotApplicable("they compute in fp16; precision fp32 runs on ONNX Runtime".into()));
+        }
+        if model.scale.is_some_and(|s| s as f32 != graph.scale()) {
+            return Ok(Native::NotApplicable(format!(
+                "the graph scales by {}, the model declares {}",
+                graph.scale(),
+                model.scale.unwrap_or(0)
+            )));
+        }
+        let mut engine = NativeEngine::new(gpu.device.clone(), gpu.stream.clone(), &graph, model)?;
+        let db = Self::agreement_with_onnx_runtime(&mut engine, gpu, model, proto, config)?;
+        if db < NATIVE_AGREEMENT_DB {
+            return Err(Error::model(
+                &model.path,
+                format!(
+                    "the native kernels' output differs from ONNX Runtime's ({db:.1} dB PSNR, {NATIVE_AGREEMENT_DB} \
+                     needed)"
+                ),
+            ));
+        }
+        Ok(Native::Ready(Box::new(engine), db))
+    }
+
+    /// PSNR (dB, values clamped to 0..1) between `native` and ONNX Runtime's CUDA provider in fp16 on one probe
+    /// image: smooth gradients, a ripple and hard edges, sized to leave partial tiles.
+    fn agreement_with_onnx_runtime(
+        native: &mut NativeEngine,
+        gpu: &Gpu,
+        model: &ModelInfo,
+        proto: &ModelProto,
+        config: &UpscalerConfig,
+    ) -> Result<f64> {
+        let size = Size::new(72, 40);
+        let options = SessionOptions {
+            backend: BackendChoice::Cuda,
+            precision: Precision::Fp16,
+            device_id: config.device_id,
+            compute_stream: Some(gpu.stream.cu_stream() as usize),
+            ..Default::default()
+        };
+        let mut session = InferenceSession::open_with(model, proto, &options, Backend::Cuda)?;
+        let scale = native.scale();
+        session.bind(1, size, scale, TensorLocation::Device)?;
+        native.bind(1, size)?;
+        let (w, h) = (size.width as usize, size.height as usize);
+        let probe: Vec<u16> = (0..3 * w * h)
+            .map(|i| {
+                let (c, y, x) = (i / (w * h), (i / w) % h, i % w);
+                let ripple = 0.25 * ((x as f32 * 0.45 + c as f32).sin() * (y as f32 * 0.3).cos());
+                let edge = if (x / 9 + y / 7) % 2 == 0 { 0.2 } else { -0.2 };
+                let v = 0.5 + ripple + edge + 0.1 * (x as f32 / w as f32 - y as f32 / h as f32);
+                half::f16::from_f32(v.clamp(0.0, 1.0)).to_bits()
+            })
+            .collect();
+        let copy_error = |e| driver_error("cuMemcpy", e);
+        let stream = gpu.stream.cu_stream();
+        let out_len = 3 * w * h * (scale * scale) as usize;
+        let (mut ours, mut theirs) = (vec![0u16; out_len], vec![0u16; out_len]);
+        // SAFETY: both input tensors hold 3 × size fp16 values and both outputs `out_len`; the host buffers outlive
+        // the stream synchronisation below.
+        unsafe {
+            cudarc::driver::result::memcpy_htod_async(native.input_ptr()?, &probe, stream).map_err(copy_error)?;
+            cudarc::driver::result::memcpy_htod_async(session.input_ptr()?, &probe, stream).map_err(copy_error)?;
+            native.run()?;
+            session.run()?;
+            cudarc::driver::result::memcpy_dtoh_async(&mut ours, native.output_ptr()?, stream).map_err(copy_error)?;
+            cudarc::driver::result::memcpy_dtoh_async(&mut theirs, session.output_ptr()?, stream)
+                .map_err(copy_error)?;
+        }
+        gpu.stream.synchronize().map_err(|e| driver_error("cuStreamSynchronize", e))?;
+        let value = |b: u16| half::f16::from_bits(b).to_f32().clamp(0.0, 1.0) as f64;
+        let mse = ours.iter().zip(&theirs).map(|(&a, &b)| (value(a) - value(b)).powi(2)).sum::<f64>() / out_len as f64;
+        Ok(10.0 * (1.0 / mse.max(1e-20)).log10())
+    }
+
+    /// PSNR of the native kernels against ONNX Runtime on the probe image, when they run this model.
+    pub fn native_agreement_db(&self) -> Option<f64> {
+        self.native_agreement
+    }
+
     fn open_gpu(device_id: u32) -> Result<Gpu> {
         let device = GpuDevice::get(device_id)?;
         let stream = device.new_stream()?;
@@ -242,7 +386,7 @@ impl Upscaler {
     }
 
     pub fn backend(&self) -> Backend {
-        self.session.backend()
+        self.engine.backend()
     }
 
     /// The model as loaded from disk.
@@ -252,7 +396,7 @@ impl Upscaler {
 
     /// Element type of the tensors the model runs with (after any precision conversion).
     pub fn running_types(&self) -> (ElementType, ElementType) {
-        let m = self.session.model();
+        let m = self.engine.model();
         (m.input_type, m.output_type)
     }
 
@@ -273,7 +417,7 @@ impl Upscaler {
 
     /// True when frames in device memory can be processed (a GPU backend with our kernels).
     pub fn supports_device_memory(&self) -> bool {
-        self.gpu.is_some() && self.session.backend().is_gpu()
+        self.gpu.is_some() && self.engine.backend().is_gpu()
     }
 
     pub fn stats(&self) -> &Stats {
@@ -291,7 +435,7 @@ impl Upscaler {
 
     /// Device memory held for inference: ONNX Runtime's arena and our own frames. `None` off the GPU.
     pub fn device_memory(&self) -> Option<DeviceMemory> {
-        let arena = self.session.device_arena()?;
+        let arena = self.engine.device_memory()?;
         let acc = match &self.acc {
             Accumulator::Device(acc) => acc.len() * size_of::<f32>(),
             _ => 0,
@@ -304,6 +448,10 @@ impl Upscaler {
     /// widest activation (on the H100 a layer's input, its output, and the layout transposes the CUDA provider adds
     /// around resizes were measured alive at once: up to 3.5 of them for realesrgan-x4plus), plus workspace room.
     fn estimate_run(&self, tile: Size, batch: u32) -> usize {
+        if let Engine::Native(native) = &self.engine {
+            // exact: the native kernels allocate nothing beyond their tensors and weights
+            return tile.pixels() * batch as usize * native.bytes_per_pixel() + native.weight_bytes();
+        }
         let (in_t, out_t) = self.running_types();
         let px = tile.pixels() as f64 * batch as f64;
         let s2 = (self.scale * self.scale) as f64;
@@ -376,7 +524,8 @@ impl Upscaler {
         // free what depends on the old size before allocating for the new one
         self.prepared = None;
         self.acc = Accumulator::None;
-        if self.backend() == Backend::TensorRt || limit != self.session_limit {
+        if matches!(self.engine, Engine::Ort(_)) && (self.backend() == Backend::TensorRt || limit != self.session_limit)
+        {
             // TensorRT builds its engine for an optimisation profile; a memory limit is a session option
             let options = SessionOptions {
                 backend: if self.backend() == Backend::TensorRt {
@@ -392,10 +541,11 @@ impl Upscaler {
                 memory_limit: limit,
             };
             let backend = self.backend();
-            self.session = InferenceSession::open_with(&self.model, &self.proto, &options, backend)?;
+            self.engine =
+                Engine::Ort(Box::new(InferenceSession::open_with(&self.model, &self.proto, &options, backend)?));
             self.session_limit = limit;
         }
-        self.session.bind(batch, plan.tile, self.scale, location)?;
+        self.engine.bind(batch, plan.tile, self.scale, location)?;
         let out = size.scaled(self.scale);
         if !plan.is_whole_frame() {
             self.acc = match location {
@@ -499,19 +649,19 @@ impl Upscaler {
                 let region = if prep.plan.is_whole_frame() { Rect::of_size(src.size) } else { tile.input };
                 match in_t {
                     ElementType::F32 => {
-                        cpu::nv12_to_planar(src, &to_rgb, region, &mut self.session.input_host::<f32>()?[j * tile_in..])
+                        cpu::nv12_to_planar(src, &to_rgb, region, &mut self.engine.input_host::<f32>()?[j * tile_in..])
                     }
                     ElementType::F16 => cpu::nv12_to_planar(
                         src,
                         &to_rgb,
                         region,
-                        &mut self.session.input_host::<half::f16>()?[j * tile_in..],
+                        &mut self.engine.input_host::<half::f16>()?[j * tile_in..],
                     ),
                 }
             }
             t_in += ms(t0);
             let t1 = Instant::now();
-            self.session.run()?;
+            self.engine.run()?;
             if let Some(gpu) = &self.gpu {
                 // the provider copies the output to host memory on our stream
                 gpu.stream.synchronize().map_err(|e| driver_error("cuStreamSynchronize", e))?;
@@ -522,10 +672,10 @@ impl Upscaler {
                 for (j, tile) in chunk.iter().enumerate() {
                     match out_t {
                         ElementType::F32 => {
-                            cpu::blend_tile(&self.session.output_host::<f32>()?[j * tile_out..], tile, acc, out_size)
+                            cpu::blend_tile(&self.engine.output_host::<f32>()?[j * tile_out..], tile, acc, out_size)
                         }
                         ElementType::F16 => cpu::blend_tile(
-                            &self.session.output_host::<half::f16>()?[j * tile_out..],
+                            &self.engine.output_host::<half::f16>()?[j * tile_out..],
                             tile,
                             acc,
                             out_size,
@@ -534,8 +684,8 @@ impl Upscaler {
                 }
             } else {
                 match out_t {
-                    ElementType::F32 => cpu::planar_to_nv12(self.session.output_host::<f32>()?, &to_yuv, dst),
-                    ElementType::F16 => cpu::planar_to_nv12(self.session.output_host::<half::f16>()?, &to_yuv, dst),
+                    ElementType::F32 => cpu::planar_to_nv12(self.engine.output_host::<f32>()?, &to_yuv, dst),
+                    ElementType::F16 => cpu::planar_to_nv12(self.engine.output_host::<half::f16>()?, &to_yuv, dst),
                 }
             }
             t_out += ms(t2);
@@ -583,7 +733,7 @@ impl Upscaler {
     ) -> Result<()> {
         let prep = self.check_sizes(src.size, dst.size, TensorLocation::Device)?;
         let (in_t, out_t) = self.running_types();
-        let (in_ptr, out_ptr) = (self.session.input_ptr()?, self.session.output_ptr()?);
+        let (in_ptr, out_ptr) = (self.engine.input_ptr()?, self.engine.output_ptr()?);
         let tile_in = prep.plan.tile;
         let tile_out = tile_in.scaled(self.scale);
         let in_bytes = (3 * tile_in.pixels() * in_t.size()) as u64;
@@ -611,7 +761,7 @@ impl Upscaler {
                 unsafe { nv12_to_planar(&gpu.device, &gpu.stream, src, &to_rgb, region, dst_t)? };
             }
             gpu.record(e + 1)?;
-            self.session.run()?;
+            self.engine.run()?;
             gpu.record(e + 2)?;
             for (j, tile) in chunk.iter().enumerate() {
                 let out_t_ptr = DevicePlanar { ptr: out_ptr + j as u64 * out_bytes, size: tile_out, element: out_t };

@@ -575,3 +575,106 @@ fn running_out_of_device_memory_retries_with_smaller_tiles() {
     eprintln!("after retries vs whole frame: luma {l:.1} dB, chroma {c:.1} dB");
     assert!(l >= 50.0 && c >= 50.0, "luma {l:.1} dB, chroma {c:.1} dB");
 }
+
+/// Runs `engine` and ONNX Runtime's CUDA provider (fp16) on `image` (planar, 0..1) and returns both outputs.
+fn native_and_onnx_runtime(path: &std::path::Path, image: &[f32], size: Size) -> (Vec<f32>, Vec<f32>, f64) {
+    use vfupscale::infer::{Backend, InferenceSession, SessionOptions};
+    use vfupscale::native::{NativeEngine, match_srvgg};
+    let device = GpuDevice::get(0).unwrap();
+    let stream = device.new_stream().unwrap();
+    let (info, proto) = vfupscale::infer::load_model(path).unwrap();
+    let graph = match_srvgg(&proto, &info.input_name, &info.output_name).unwrap();
+    let mut native = NativeEngine::new(device.clone(), stream.clone(), &graph, &info).unwrap();
+    let scale = native.scale();
+    let options = SessionOptions {
+        backend: BackendChoice::Cuda,
+        precision: Precision::Fp16,
+        compute_stream: Some(stream.cu_stream() as usize),
+        ..Default::default()
+    };
+    let mut ort = InferenceSession::open_with(&info, &proto, &options, Backend::Cuda).unwrap();
+    ort.bind(1, size, scale, TensorLocation::Device).unwrap();
+    native.bind(1, size).unwrap();
+    let input: Vec<u16> = image.iter().map(|&v| half::f16::from_f32(v).to_bits()).collect();
+    let n = input.len() * (scale * scale) as usize;
+    let (mut ours, mut theirs) = (vec![0u16; n], vec![0u16; n]);
+    let s = stream.cu_stream();
+    // SAFETY: tensors sized for `size` by `bind`; host buffers outlive the synchronisation.
+    unsafe {
+        cudarc::driver::result::memcpy_htod_async(native.input_ptr().unwrap(), &input, s).unwrap();
+        cudarc::driver::result::memcpy_htod_async(ort.input_ptr().unwrap(), &input, s).unwrap();
+    }
+    // timing: ten runs each after a warm-up
+    let time = |run: &mut dyn FnMut()| {
+        run();
+        stream.synchronize().unwrap();
+        let start = Instant::now();
+        for _ in 0..10 {
+            run();
+        }
+        stream.synchronize().unwrap();
+        start.elapsed().as_secs_f64() * 100.0
+    };
+    let native_ms = time(&mut || native.run().unwrap());
+    let _ = time(&mut || ort.run().unwrap());
+    // SAFETY: as above.
+    unsafe {
+        cudarc::driver::result::memcpy_dtoh_async(&mut ours, native.output_ptr().unwrap(), s).unwrap();
+        cudarc::driver::result::memcpy_dtoh_async(&mut theirs, ort.output_ptr().unwrap(), s).unwrap();
+    }
+    stream.synchronize().unwrap();
+    let f = |v: Vec<u16>| v.into_iter().map(|b| half::f16::from_bits(b).to_f32()).collect::<Vec<f32>>();
+    (f(ours), f(theirs), native_ms)
+}
+
+fn psnr_unit(a: &[f32], b: &[f32]) -> f64 {
+    let mse =
+        a.iter().zip(b).map(|(&x, &y)| (x.clamp(0.0, 1.0) as f64 - y.clamp(0.0, 1.0) as f64).powi(2)).sum::<f64>()
+            / a.len() as f64;
+    10.0 * (1.0 / mse.max(1e-20)).log10()
+}
+
+/// `tests/data/<name>` scaled to `size` as planar RGB in 0..1.
+fn planar_image(name: &str, size: Size) -> Vec<f32> {
+    let img = test_image(name, size);
+    let mut planar = vec![0f32; 3 * size.pixels()];
+    cpu::nv12_to_planar(&img.view(), &yuv_to_rgb(BT709), Rect::new(0, 0, size.width, size.height), &mut planar);
+    planar
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run tests/gpu/run.sh"]
+fn native_kernels_agree_with_onnx_runtime_on_every_srvgg_model() {
+    // partial tiles on both axes
+    let size = Size::new(250, 142);
+    let image = planar_image("astronaut-192x128.ppm", size);
+    for name in
+        ["realesr-animevideov3-x2", "realesr-animevideov3-x3", "realesr-animevideov3-x4", "realesr-general-x4v3"]
+    {
+        let path = vfupscale::models::model_path(name);
+        assert!(path.exists(), "{} missing: run vfupscale-model fetch {name}", path.display());
+        let (ours, theirs, _) = native_and_onnx_runtime(&path, &image, size);
+        let max = ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        let p = psnr_unit(&ours, &theirs);
+        eprintln!("{name}: native vs ONNX Runtime CUDA (both fp16): {p:.1} dB, max difference {max:.4}");
+        assert!(p >= 45.0, "{name}: {p:.1} dB");
+    }
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run tests/gpu/run.sh"]
+fn native_kernels_at_1080p_and_the_upscaler_picks_them() {
+    let size = Size::new(1920, 1080);
+    let image = planar_image("astronaut-192x128.ppm", size);
+    let path = vfupscale::models::model_path("realesr-animevideov3-x2");
+    let (ours, theirs, ms) = native_and_onnx_runtime(&path, &image, size);
+    let p = psnr_unit(&ours, &theirs);
+    eprintln!("realesr-animevideov3-x2 1080p: native {ms:.2} ms per frame; vs ONNX Runtime CUDA fp16 {p:.1} dB");
+    assert!(p >= 45.0, "{p:.1} dB");
+    // auto picks the native kernels and says how well they agreed
+    let up = Upscaler::new(UpscalerConfig { model: path, ..Default::default() }).unwrap();
+    assert_eq!(up.backend(), vfupscale::Backend::Native);
+    let db = up.native_agreement_db().unwrap();
+    eprintln!("Upscaler: backend {}, probe agreement {db:.1} dB", up.backend());
+    assert!(db >= 45.0);
+}

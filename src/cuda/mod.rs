@@ -70,6 +70,8 @@ pub struct GpuDevice {
     ordinal: u32,
     name: String,
     compute_capability: (i32, i32),
+    /// Further kernel modules, compiled on first use (once per context), by source name.
+    modules: Mutex<std::collections::HashMap<&'static str, Arc<CudaModule>>>,
 }
 
 /// Devices in use in this process; kernels are compiled and loaded once per (primary) context.
@@ -87,7 +89,14 @@ const VIRTUAL_ARCHS: &[(i32, &str)] = &[
     (120, "compute_120"),
 ];
 
-fn compile(ctx: &Arc<CudaContext>, (major, minor): (i32, i32)) -> Result<Kernels> {
+/// A virtual architecture for a device of `(major, minor)`: the driver finalises the PTX for the exact chip, so the
+/// newest one not above the device's capability is right (NVRTC 13 accepts compute_75 and newer).
+fn virtual_arch((major, minor): (i32, i32)) -> &'static str {
+    let cc = major * 10 + minor;
+    VIRTUAL_ARCHS.iter().rev().find(|(v, _)| *v <= cc).map_or(VIRTUAL_ARCHS[0].1, |(_, a)| *a)
+}
+
+fn nvrtc_present() -> Result<()> {
     // SAFETY: only tries to dlopen NVRTC; no NVRTC call is made.
     if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
         return Err(Error::unavailable(
@@ -96,10 +105,12 @@ fn compile(ctx: &Arc<CudaContext>, (major, minor): (i32, i32)) -> Result<Kernels
              or the nvidia-cuda-nvrtc Python wheel and add its lib directory to LD_LIBRARY_PATH",
         ));
     }
-    // A virtual architecture: the driver finalises the PTX for the exact chip, so the newest one not above the
-    // device's capability is right (NVRTC 13 accepts compute_75 and newer).
-    let cc = major * 10 + minor;
-    let arch = VIRTUAL_ARCHS.iter().rev().find(|(v, _)| *v <= cc).map_or(VIRTUAL_ARCHS[0].1, |(_, a)| *a);
+    Ok(())
+}
+
+fn compile(ctx: &Arc<CudaContext>, compute_capability: (i32, i32)) -> Result<Kernels> {
+    nvrtc_present()?;
+    let arch = virtual_arch(compute_capability);
     let mut functions = std::collections::HashMap::new();
     let mut modules = Vec::new();
     for (name, source) in sources::SOURCES {
@@ -166,7 +177,7 @@ impl GpuDevice {
         let compute_capability = ctx.compute_capability().map_err(|e| driver_error("cuDeviceGetAttribute", e))?;
         let name = ctx.name().map_err(|e| driver_error("cuDeviceGetName", e))?;
         let kernels = compile(&ctx, compute_capability)?;
-        let device = Arc::new(GpuDevice { ctx, kernels, ordinal, name, compute_capability });
+        let device = Arc::new(GpuDevice { ctx, kernels, ordinal, name, compute_capability, modules: Mutex::default() });
         devices.push((ordinal, Arc::downgrade(&device)));
         Ok(device)
     }
@@ -200,6 +211,32 @@ impl GpuDevice {
     /// A new non-blocking stream in the primary context.
     pub fn new_stream(&self) -> Result<Arc<CudaStream>> {
         self.ctx.new_stream().map_err(|e| driver_error("cuStreamCreate", e))
+    }
+
+    /// A device attribute (`cuDeviceGetAttribute`).
+    pub fn attribute(&self, attribute: cu::CUdevice_attribute) -> Result<i32> {
+        self.ctx.attribute(attribute).map_err(|e| driver_error("cuDeviceGetAttribute", e))
+    }
+
+    /// The module compiled from `source` (named `name`), compiled with NVRTC and loaded into this context on first
+    /// use. Unlike the conversion kernels these may contract multiplies and adds (FMA): they need not match the
+    /// CPU path bit for bit.
+    pub fn module(&self, name: &'static str, source: &str) -> Result<Arc<CudaModule>> {
+        let mut modules = self.modules.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = modules.get(name) {
+            return Ok(m.clone());
+        }
+        nvrtc_present()?;
+        let arch = virtual_arch(self.compute_capability);
+        let options = CompileOptions { arch: Some(arch), name: Some(name.to_string()), ..Default::default() };
+        let ptx = compile_ptx_with_opts(source, options).map_err(|e| Error::Nvrtc {
+            source_name: name,
+            arch: arch.to_string(),
+            log: format!("{e:?}"),
+        })?;
+        let module = self.ctx.load_module(ptx).map_err(|e| driver_error("cuModuleLoadData", e))?;
+        modules.insert(name, module.clone());
+        Ok(module)
     }
 
     /// `(free, total)` device memory in bytes.

@@ -20,20 +20,24 @@ use crate::model::{ModelInfo, PROBE_SIZE};
 use crate::onnx::precision::{FloatPrecision, convert};
 use crate::onnx::{self, ModelProto};
 
-/// The execution provider a user asks for.
+/// The engine a user asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BackendChoice {
-    /// The fastest one that works: TensorRT, then CUDA, then CPU.
+    /// The fastest one that works: our native kernels when the model is one they run, then ONNX Runtime's
+    /// TensorRT, CUDA and CPU providers.
     #[default]
     Auto,
+    /// Our CUDA kernels (SRVGGNetCompact models only).
+    Native,
     TensorRt,
     Cuda,
     Cpu,
 }
 
-/// The execution provider a session runs on.
+/// The engine a model runs on: ONNX Runtime with an execution provider, or our native kernels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    Native,
     TensorRt,
     Cuda,
     Cpu,
@@ -42,6 +46,7 @@ pub enum Backend {
 impl Backend {
     pub fn name(self) -> &'static str {
         match self {
+            Backend::Native => "native",
             Backend::TensorRt => "tensorrt",
             Backend::Cuda => "cuda",
             Backend::Cpu => "cpu",
@@ -149,6 +154,9 @@ fn provider_list(backend: Backend, options: &SessionOptions, fp16: bool) -> Resu
         cuda = cuda.with_memory_limit(limit).with_arena_extend_strategy(ep::ArenaExtendStrategy::SameAsRequested);
     }
     Ok(match backend {
+        Backend::Native => {
+            return Err(Error::InvalidConfig("the native kernels are not an ONNX Runtime execution provider".into()));
+        }
         Backend::Cpu => Vec::new(),
         Backend::Cuda => vec![cuda.build().error_on_failure()],
         Backend::TensorRt => {
@@ -185,6 +193,9 @@ impl InferenceSession {
     /// Returns the session and one message per provider that was skipped, for the caller to log as warnings.
     pub fn open(info: &ModelInfo, model: &ModelProto, options: &SessionOptions) -> Result<(Self, Vec<String>)> {
         let chain: &[Backend] = match options.backend {
+            BackendChoice::Native => {
+                return Err(Error::InvalidConfig("the native kernels are not an ONNX Runtime backend".into()));
+            }
             BackendChoice::Auto => &[Backend::TensorRt, Backend::Cuda, Backend::Cpu],
             BackendChoice::TensorRt => &[Backend::TensorRt],
             BackendChoice::Cuda => &[Backend::Cuda],

@@ -1,0 +1,391 @@
+//! Running an [`SrvggGraph`] with our kernels (`kernels/srvgg.cu`) on one CUDA stream.
+
+use std::sync::Arc;
+
+use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
+use cudarc::driver::{CudaFunction, CudaSlice, CudaStream, DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg};
+
+use super::graph::{Conv3x3, CubicResize, FEATURES, SrvggGraph};
+use crate::cuda::{GpuDevice, driver_error};
+use crate::error::{Error, Result};
+use crate::frame::{ElementType, Size};
+use crate::model::ModelInfo;
+
+mod sources {
+    include!(concat!(env!("OUT_DIR"), "/native_kernels.rs"));
+}
+
+/// Output pixels per side of the convolution kernels' tile; threads per block.
+const TILE: u32 = 16;
+const CONV_THREADS: u32 = 256;
+/// The tile plus its one-pixel halo, in pixels; bytes of one pixel's 64 fp16 channels.
+const HALO_PIXELS: usize = 18 * 18;
+const ROW_BYTES: usize = FEATURES * 2;
+
+/// Dynamic shared memory of a convolution kernel with `nout` output channels: all nine taps of the weights, two
+/// input tiles, bias and slopes.
+fn shared_bytes(nout: usize) -> usize {
+    9 * nout * ROW_BYTES + 2 * HALO_PIXELS * ROW_BYTES + 2 * nout * 4
+}
+
+/// `struct ConvShape` in the kernels.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct ConvShape {
+    n: i32,
+    h: i32,
+    w: i32,
+    tiles_x: i32,
+    tiles_y: i32,
+    tiles: i32,
+}
+
+// SAFETY: `#[repr(C)]` plain integers, laid out as `struct ConvShape` in srvgg.cu.
+unsafe impl DeviceRepr for ConvShape {}
+
+fn f16_bits(values: impl Iterator<Item = f32>) -> Vec<u16> {
+    values.map(|v| half::f16::from_f32(v).to_bits()).collect()
+}
+
+/// Weights as the convolution kernels read them: `[tap][out (padded to nout)][64 in]` fp16.
+fn pack_taps(conv: &Conv3x3, nout: usize) -> Vec<u16> {
+    let mut packed = vec![0f32; 9 * nout * FEATURES];
+    for co in 0..conv.out_channels {
+        for ci in 0..FEATURES {
+            for tap in 0..9 {
+                packed[(tap * nout + co) * FEATURES + ci] = conv.weights[(co * FEATURES + ci) * 9 + tap];
+            }
+        }
+    }
+    f16_bits(packed.into_iter())
+}
+
+fn padded(values: &[f32], n: usize, fill: f32) -> Vec<f32> {
+    let mut v = values.to_vec();
+    v.resize(n, fill);
+    v
+}
+
+/// Whether `device` can run the convolution kernels with `shared` bytes of shared memory per block.
+fn check_device(device: &GpuDevice, shared: usize) -> Result<()> {
+    let (major, minor) = device.compute_capability();
+    if major < 8 {
+        return Err(Error::unavailable(
+            "native kernels",
+            format!(
+                "they need compute capability 8.0 or newer (tensor core mma, cp.async); this GPU has {major}.{minor}"
+            ),
+        ));
+    }
+    let available = device.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)?;
+    if (available as usize) < shared {
+        return Err(Error::unavailable(
+            "native kernels",
+            format!(
+                "they need {} KiB of shared memory per block; this GPU allows {} KiB",
+                shared.div_ceil(1024),
+                available / 1024
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `device` can run the native kernels at all.
+pub fn device_support(device: &GpuDevice) -> Result<()> {
+    check_device(device, shared_bytes(FEATURES))
+}
+
+/// One convolution's parameters in device memory.
+struct Layer<W> {
+    weights: CudaSlice<W>,
+    bias: CudaSlice<f32>,
+    slope: CudaSlice<f32>,
+}
+
+/// The tensors for one batch and input size.
+struct Buffers {
+    batch: u32,
+    size: Size,
+    /// The model input, planar fp16 `[batch, 3, h, w]` (written by the caller).
+    input: CudaSlice<u16>,
+    /// Activations, NHWC fp16 `[batch, h, w, 64]`, ping-ponged between layers.
+    activations: [CudaSlice<u16>; 2],
+    /// The pixel-shuffled output before the final resize, planar fp16 `[batch, 3, r·h, r·w]`.
+    shuffled: Option<CudaSlice<u16>>,
+    /// The model output, planar fp16 `[batch, 3, scale·h, scale·w]` (read by the caller).
+    output: CudaSlice<u16>,
+}
+
+/// An SRVGGNetCompact network on our kernels: fp16 activations, fp32 accumulation, device-memory IO.
+pub struct NativeEngine {
+    device: Arc<GpuDevice>,
+    stream: Arc<CudaStream>,
+    model: ModelInfo,
+    conv_first: CudaFunction,
+    conv_hidden: CudaFunction,
+    conv_last: CudaFunction,
+    resize_cubic: CudaFunction,
+    first: Layer<f32>,
+    hidden: Vec<Layer<u16>>,
+    last: Layer<u16>,
+    /// Output channels of the last convolution as the kernel computes them (3 r² padded to 16).
+    last_padded: usize,
+    shuffle: u32,
+    resize: Option<CubicResize>,
+    scale: u32,
+    /// Blocks of the persistent convolution kernels: one per multiprocessor.
+    blocks: u32,
+    weight_bytes: usize,
+    buffers: Option<Buffers>,
+}
+
+impl NativeEngine {
+    /// Compiles the kernels (once per context), checks the device can run them and uploads the weights.
+    /// `model` is the contract of the ONNX model the graph came from.
+    pub fn new(device: Arc<GpuDevice>, stream: Arc<CudaStream>, graph: &SrvggGraph, model: &ModelInfo) -> Result<Self> {
+        let last_channels = graph.last.out_channels;
+        let last_padded = last_channels.next_multiple_of(16);
+        check_device(&device, shared_bytes(FEATURES).max(shared_bytes(last_padded)))?;
+        let scale = graph.scale();
+        if scale.fract() != 0.0 || scale < 1.0 {
+            return Err(Error::model(&model.path, format!("native kernels: scale {scale} is not an integer")));
+        }
+        let blocks = device.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)? as u32;
+
+        let (name, source) = sources::SOURCES[0];
+        let module = device.module(name, source)?;
+        let function = |f: &str| module.load_function(f).map_err(|e| driver_error("cuModuleGetFunction", e));
+        let conv_hidden = function("srvgg_conv_hidden")?;
+        let conv_last = function(&format!("srvgg_conv_last_{last_padded}"))?;
+        for (f, nout) in [(&conv_hidden, FEATURES), (&conv_last, last_padded)] {
+            f.set_attribute(
+                CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                shared_bytes(nout) as i32,
+            )
+            .map_err(|e| driver_error("cuFuncSetAttribute", e))?;
+        }
+
+        let upload_f32 = |v: &[f32]| stream.clone_htod(v).map_err(|e| driver_error("cuMemcpyHtoD", e));
+        let upload_f16 = |v: &[u16]| stream.clone_htod(v).map_err(|e| driver_error("cuMemcpyHtoD", e));
+        let first = Layer {
+            weights: upload_f32(&graph.first.weights)?,
+            bias: upload_f32(&graph.first.bias)?,
+            slope: upload_f32(&graph.first.slope)?,
+        };
+        let hidden = graph
+            .hidden
+            .iter()
+            .map(|c| {
+                Ok(Layer {
+                    weights: upload_f16(&pack_taps(c, FEATURES))?,
+                    bias: upload_f32(&c.bias)?,
+                    slope: upload_f32(&c.slope)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let last = Layer {
+            weights: upload_f16(&pack_taps(&graph.last, last_padded))?,
+            bias: upload_f32(&padded(&graph.last.bias, last_padded, 0.0))?,
+            slope: upload_f32(&vec![1.0; last_padded])?,
+        };
+        let weight_bytes = (graph.first.weights.len() + 3 * FEATURES) * 4
+            + hidden.len() * (9 * FEATURES * FEATURES * 2 + 2 * FEATURES * 4)
+            + 9 * last_padded * FEATURES * 2
+            + 2 * last_padded * 4;
+        let mut model = model.clone();
+        model.input_type = ElementType::F16;
+        model.output_type = ElementType::F16;
+        Ok(Self {
+            conv_first: function("srvgg_conv_first")?,
+            resize_cubic: function("srvgg_resize_cubic")?,
+            device,
+            stream,
+            model,
+            conv_hidden,
+            conv_last,
+            first,
+            hidden,
+            last,
+            last_padded,
+            shuffle: graph.shuffle,
+            resize: graph.resize,
+            scale: scale as u32,
+            blocks,
+            weight_bytes,
+            buffers: None,
+        })
+    }
+
+    /// The model's contract as it runs here (fp16 input and output).
+    pub fn model(&self) -> &ModelInfo {
+        &self.model
+    }
+
+    pub fn scale(&self) -> u32 {
+        self.scale
+    }
+
+    /// Device bytes per input pixel for one image: input, two activation buffers, shuffled and output tensors.
+    pub fn bytes_per_pixel(&self) -> usize {
+        let r2 = (self.shuffle * self.shuffle) as usize;
+        let s2 = (self.scale * self.scale) as usize;
+        2 * (3 + 2 * FEATURES + if self.resize.is_some() { 3 * r2 } else { 0 } + 3 * s2)
+    }
+
+    /// Device memory held by the weights.
+    pub fn weight_bytes(&self) -> usize {
+        self.weight_bytes
+    }
+
+    /// Device memory held: weights and the current tensors.
+    pub fn memory_bytes(&self) -> usize {
+        self.weight_bytes
+            + self.buffers.as_ref().map_or(0, |b| b.batch as usize * b.size.pixels() * self.bytes_per_pixel())
+    }
+
+    /// Allocates (or keeps) the tensors for `batch` images of `size`.
+    pub fn bind(&mut self, batch: u32, size: Size) -> Result<()> {
+        if self.buffers.as_ref().is_some_and(|b| (b.batch, b.size) == (batch, size)) {
+            return Ok(());
+        }
+        self.buffers = None; // free the old tensors first
+        let px = batch as usize * size.pixels();
+        let elements = px.checked_mul(FEATURES).filter(|&e| e <= i32::MAX as usize);
+        if elements.is_none() || size.width == 0 || size.height == 0 {
+            return Err(Error::InvalidConfig(format!("native kernels: {batch} x {size} is out of their range")));
+        }
+        let alloc = |n: usize| self.stream.alloc_zeros::<u16>(n).map_err(|e| driver_error("cuMemAlloc", e));
+        let r2 = (self.shuffle * self.shuffle) as usize;
+        let s2 = (self.scale * self.scale) as usize;
+        self.buffers = Some(Buffers {
+            batch,
+            size,
+            input: alloc(3 * px)?,
+            activations: [alloc(FEATURES * px)?, alloc(FEATURES * px)?],
+            shuffled: if self.resize.is_some() { Some(alloc(3 * r2 * px)?) } else { None },
+            output: alloc(3 * s2 * px)?,
+        });
+        Ok(())
+    }
+
+    fn buffers(&self) -> Result<&Buffers> {
+        self.buffers.as_ref().ok_or_else(|| Error::InvalidConfig("native kernels: no tensors bound".into()))
+    }
+
+    /// Device address of the input tensor (planar fp16 `[batch, 3, h, w]`).
+    pub fn input_ptr(&self) -> Result<u64> {
+        Ok(self.buffers()?.input.device_ptr(&self.stream).0)
+    }
+
+    /// Device address of the output tensor (planar fp16 `[batch, 3, scale·h, scale·w]`).
+    pub fn output_ptr(&self) -> Result<u64> {
+        Ok(self.buffers()?.output.device_ptr(&self.stream).0)
+    }
+
+    /// Queues the whole network on the stream (no synchronisation).
+    pub fn run(&self) -> Result<()> {
+        self.launch_all(|_| Ok(()))
+    }
+
+    /// Runs the network once and returns each kernel's time in milliseconds (CUDA events), in order: the first
+    /// layer, each hidden layer, the last layer and the final resize if any.
+    pub fn profile(&self) -> Result<Vec<(String, f64)>> {
+        let flags = Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT);
+        let event = || self.stream.context().new_event(flags).map_err(|e| driver_error("cuEventCreate", e));
+        let start = event()?;
+        start.record(&self.stream).map_err(|e| driver_error("cuEventRecord", e))?;
+        let mut marks = Vec::new();
+        self.launch_all(|name| {
+            let e = event()?;
+            e.record(&self.stream).map_err(|e| driver_error("cuEventRecord", e))?;
+            marks.push((name, e));
+            Ok(())
+        })?;
+        self.stream.synchronize().map_err(|e| driver_error("cuStreamSynchronize", e))?;
+        let mut previous = &start;
+        let mut times = Vec::new();
+        for (name, e) in &marks {
+            let ms = previous.elapsed_ms(e).map_err(|e| driver_error("cuEventElapsedTime", e))?;
+            times.push((name.to_string(), ms as f64));
+            previous = e;
+        }
+        Ok(times)
+    }
+
+    /// Queues every kernel, calling `after` with its name after each launch.
+    fn launch_all(&self, mut after: impl FnMut(&'static str) -> Result<()>) -> Result<()> {
+        let b = self.buffers()?;
+        let s = &self.stream;
+        let (n, h, w) = (b.batch, b.size.height, b.size.width);
+        let ptr = |slice: &CudaSlice<u16>| slice.device_ptr(s).0;
+        let ptr32 = |slice: &CudaSlice<f32>| slice.device_ptr(s).0;
+        let launch_error = |e| driver_error("cuLaunchKernel", e);
+        let (tiles_x, tiles_y) = (w.div_ceil(TILE), h.div_ceil(TILE));
+        let shape = ConvShape {
+            n: n as i32,
+            h: h as i32,
+            w: w as i32,
+            tiles_x: tiles_x as i32,
+            tiles_y: tiles_y as i32,
+            tiles: (n * tiles_x * tiles_y) as i32,
+        };
+        let conv_config = |nout: usize| LaunchConfig {
+            grid_dim: (self.blocks.min(n * tiles_x * tiles_y), 1, 1),
+            block_dim: (CONV_THREADS, 1, 1),
+            shared_mem_bytes: shared_bytes(nout) as u32,
+        };
+        let pixel_grid = |width: u32, height: u32, planes: u32| LaunchConfig {
+            grid_dim: (width.div_ceil(32), height.div_ceil(8), planes),
+            block_dim: (32, 8, 1),
+            shared_mem_bytes: 0,
+        };
+
+        let (input, act) = (ptr(&b.input), [ptr(&b.activations[0]), ptr(&b.activations[1])]);
+        let (hi, wi) = (h as i32, w as i32);
+        let (fw, fb, fs) = (ptr32(&self.first.weights), ptr32(&self.first.bias), ptr32(&self.first.slope));
+        let mut args = s.launch_builder(&self.conv_first);
+        args.arg(&input).arg(&fw).arg(&fb).arg(&fs).arg(&act[0]).arg(&hi).arg(&wi);
+        // SAFETY: the pointers are this engine's tensors and weights, sized for `shape` by `bind`; the argument
+        // list matches srvgg_conv_first.
+        unsafe { args.launch(pixel_grid(w, h, n)) }.map_err(launch_error)?;
+        after("first")?;
+
+        let mut current = 0;
+        for layer in &self.hidden {
+            let (lw, lb, ls) = (ptr(&layer.weights), ptr32(&layer.bias), ptr32(&layer.slope));
+            let mut args = s.launch_builder(&self.conv_hidden);
+            args.arg(&act[current]).arg(&lw).arg(&lb).arg(&ls).arg(&act[1 - current]).arg(&shape);
+            // SAFETY: as above; srvgg_conv_hidden reads one activation buffer and writes the other.
+            unsafe { args.launch(conv_config(FEATURES)) }.map_err(launch_error)?;
+            after("hidden")?;
+            current = 1 - current;
+        }
+
+        let shuffled = b.shuffled.as_ref().map_or(ptr(&b.output), ptr);
+        let (lw, lb) = (ptr(&self.last.weights), ptr32(&self.last.bias));
+        let mut args = s.launch_builder(&self.conv_last);
+        args.arg(&act[current]).arg(&lw).arg(&lb).arg(&shuffled).arg(&input).arg(&shape);
+        // SAFETY: as above; the shuffled tensor holds 3 r² values per input pixel.
+        unsafe { args.launch(conv_config(self.last_padded)) }.map_err(launch_error)?;
+        after("last")?;
+
+        if let Some(resize) = self.resize {
+            let (sh, sw) = (h * self.shuffle, w * self.shuffle);
+            let (dh, dw) = (h * self.scale, w * self.scale);
+            let output = ptr(&b.output);
+            let (shi, swi, dhi, dwi) = (sh as i32, sw as i32, dh as i32, dw as i32);
+            let mut args = s.launch_builder(&self.resize_cubic);
+            args.arg(&shuffled).arg(&shi).arg(&swi).arg(&output).arg(&dhi).arg(&dwi);
+            args.arg(&resize.factor).arg(&resize.factor).arg(&resize.a);
+            // SAFETY: as above; 3 × batch planes of sh × sw in, dh × dw out.
+            unsafe { args.launch(pixel_grid(dw, dh, 3 * n)) }.map_err(launch_error)?;
+            after("resize")?;
+        }
+        Ok(())
+    }
+
+    pub fn device(&self) -> &Arc<GpuDevice> {
+        &self.device
+    }
+}

@@ -1,0 +1,382 @@
+// SRVGGNetCompact (Real-ESRGAN's compact VGG-style network: realesr-animevideov3, realesr-general-x4v3) on the
+// tensor cores. The 3x3 convolutions over 64-channel NHWC fp16 activations run as implicit GEMMs (mma.sync
+// m16n8k16, fp32 accumulation) with bias and PReLU (or the pixel shuffle and the residual input) fused into the
+// epilogue, so each layer reads its input once and writes its output once. The first layer (3 input channels) and
+// the optional final bicubic resize are plain CUDA-core kernels.
+//
+// Needs sm_80 or newer (cp.async, ldmatrix, mma.m16n8k16). No CUDA headers: NVRTC compiles this as is.
+
+typedef unsigned short half_t;  // IEEE binary16 bits
+
+__device__ __forceinline__ half_t f2h(float f) {
+    half_t h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+}
+
+__device__ __forceinline__ float h2f(half_t h) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+}
+
+// Two floats as one f16x2 word: `lo` in the low half (the lower channel or address).
+__device__ __forceinline__ unsigned pack2(float lo, float hi) {
+    unsigned r;
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+}
+
+__device__ __forceinline__ unsigned smem_addr(const void* p) {
+    unsigned long long a;
+    asm("cvta.to.shared.u64 %0, %1;" : "=l"(a) : "l"(p));
+    return (unsigned)a;
+}
+
+// 16 bytes global -> shared without a register round trip; `bytes` = 0 writes zeros (the convolution's padding).
+__device__ __forceinline__ void cp_async16(unsigned dst, const void* src, int bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(bytes));
+}
+
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
+
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;" ::"n"(N));
+}
+
+__device__ __forceinline__ void ldmatrix_x4(unsigned addr, unsigned r[4]) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+
+// d += a (16x16, row-major) * b (16x8, column-major); fp16 inputs, fp32 accumulators.
+__device__ __forceinline__ void mma16816(float d[4], const unsigned a[4], unsigned b0, unsigned b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 3x3 convolution, 64 input channels, NOUT (padded to a multiple of 16) output channels.
+//
+// Each block owns a 16x16 tile of output pixels at a time (persistent: it loops over tiles, loading the next input
+// tile with cp.async while it computes the current one). Shared memory holds all 9 taps of the weights, two 18x18
+// input tiles (the tile and its one-pixel halo), bias and slopes. Rows of 64 channels are 128 bytes: eight 16-byte
+// chunks, stored at chunk ^ (row & 7) so that ldmatrix reads of 8 consecutive rows hit distinct banks.
+// Warp w computes output rows 2w and 2w+1 (two m16 tiles of 16 pixels) for all output channels: per tap and per
+// 16 input channels, A (pixels x input channels) is the input tile shifted by the tap, B the tap's weights.
+
+#define TILE 16
+#define HALO (TILE + 2)
+#define HALO_PIXELS (HALO * HALO)
+#define CIN 64
+#define ROW_BYTES (CIN * 2)
+#define WARPS 8
+
+__device__ __forceinline__ unsigned swizzle(unsigned row, unsigned chunk) { return row * ROW_BYTES + ((chunk ^ (row & 7)) << 4); }
+
+struct ConvShape {
+    int n, h, w;           // batch and input (= output) size
+    int tiles_x, tiles_y;  // 16x16 tiles per row and column
+    int tiles;             // n * tiles_x * tiles_y
+};
+
+// Loads the 18x18 input tile around output tile `t` (zeros outside the image).
+__device__ __forceinline__ void load_tile(const half_t* __restrict__ in, const ConvShape& s, int t, unsigned dst) {
+    const int per_image = s.tiles_x * s.tiles_y;
+    const int n = t / per_image;
+    const int r = t - n * per_image;
+    const int y0 = (r / s.tiles_x) * TILE - 1;
+    const int x0 = (r % s.tiles_x) * TILE - 1;
+    for (int i = threadIdx.x; i < HALO_PIXELS * 8; i += WARPS * 32) {
+        const int p = i >> 3, chunk = i & 7;
+        const int y = y0 + p / HALO, x = x0 + p % HALO;
+        const bool inside = y >= 0 && y < s.h && x >= 0 && x < s.w;
+        const half_t* src = inside ? in + (((size_t)n * s.h + y) * s.w + x) * CIN + chunk * 8 : in;
+        cp_async16(dst + swizzle(p, chunk), src, inside ? 16 : 0);
+    }
+}
+
+// Epilogue of the hidden layers: bias, PReLU, fp16 NHWC store.
+struct HiddenOut {
+    half_t* out;
+    __device__ __forceinline__ void store(const ConvShape& s, int n, int y, int x, int co, float v0, float v1,
+                                          const float* bias, const float* slope) const {
+        v0 += bias[co];
+        v1 += bias[co + 1];
+        v0 = v0 >= 0.0f ? v0 : v0 * slope[co];
+        v1 = v1 >= 0.0f ? v1 : v1 * slope[co + 1];
+        *(unsigned*)(out + (((size_t)n * s.h + y) * s.w + x) * CIN + co) = pack2(v0, v1);
+    }
+};
+
+// Epilogue of the last layer: bias, pixel shuffle (DepthToSpace CRD, block R), plus the nearest-upsampled input
+// image; planar fp16 [n, 3, h*R, w*R] store.
+template <int R>
+struct ShuffleOut {
+    half_t* out;
+    const half_t* image;  // the model input, planar [n, 3, h, w]
+    static constexpr int RR = R * R, CHANNELS = 3 * RR;
+    // where output channel `co` of input pixel (y, x) lands: the element offset in `out`, and its plane
+    __device__ __forceinline__ size_t place(const ConvShape& s, int n, int y, int x, int co, int& c) const {
+        c = co / RR;
+        const int rem = co - c * RR, dy = rem / R, dx = rem - dy * R;
+        const size_t ow = (size_t)s.w * R, oh = (size_t)s.h * R;
+        return (((size_t)n * 3 + c) * oh + (size_t)y * R + dy) * ow + (size_t)x * R + dx;
+    }
+    __device__ __forceinline__ float residual(const ConvShape& s, int n, int y, int x, int c) const {
+        return h2f(image[(((size_t)n * 3 + c) * s.h + y) * s.w + x]);
+    }
+    __device__ __forceinline__ void store(const ConvShape& s, int n, int y, int x, int co, float v0, float v1,
+                                          const float* bias, const float*) const {
+        if (co >= CHANNELS) return;
+        int c;
+        const size_t at = place(s, n, y, x, co, c);
+        if (R % 2 == 0) {
+            // co is even and so is R: co + 1 is the next pixel of the same row and plane (one 4-byte store)
+            const float r = residual(s, n, y, x, c);
+            *(unsigned*)(out + at) = pack2(v0 + bias[co] + r, v1 + bias[co + 1] + r);
+            return;
+        }
+        out[at] = f2h(v0 + bias[co] + residual(s, n, y, x, c));
+        if (co + 1 >= CHANNELS) return;
+        int c1;
+        const size_t at1 = place(s, n, y, x, co + 1, c1);
+        out[at1] = f2h(v1 + bias[co + 1] + residual(s, n, y, x, c1));
+    }
+};
+
+template <int NOUT, typename Out>
+__device__ void conv3x3(const half_t* __restrict__ in, const half_t* __restrict__ weights,
+                        const float* __restrict__ bias_g, const float* __restrict__ slope_g, ConvShape s, Out out) {
+    constexpr int NT = NOUT / 8;  // n8 tiles
+    extern __shared__ __align__(128) unsigned char smem[];
+    unsigned char* w_s = smem;                                  // [9][NOUT][64]
+    unsigned char* in_s = w_s + 9 * NOUT * ROW_BYTES;            // [2][18*18][64]
+    float* bias = (float*)(in_s + 2 * HALO_PIXELS * ROW_BYTES);  // [NOUT]
+    float* slope = bias + NOUT;                                  // [NOUT]
+
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const unsigned w_base = smem_addr(w_s), in_base = smem_addr(in_s);
+    for (int i = threadIdx.x; i < 9 * NOUT * 8; i += WARPS * 32) {
+        cp_async16(w_base + swizzle(i >> 3, i & 7), weights + (size_t)i * 8, 16);
+    }
+    for (int i = threadIdx.x; i < NOUT; i += WARPS * 32) {
+        bias[i] = bias_g[i];
+        slope[i] = slope_g ? slope_g[i] : 1.0f;
+    }
+    int t = blockIdx.x;
+    if (t < s.tiles) load_tile(in, s, t, in_base);
+    cp_async_commit();
+
+    // per-lane parts of the ldmatrix addresses
+    const int a_row = lane & 15;               // pixel within the m16 tile
+    const int a_chunk = lane >> 4;             // low or high 8 input channels of the k16 step
+    const int b_row = ((lane >> 4) << 3) + (lane & 7);  // output channel within an n16 pair
+    const int b_chunk = (lane >> 3) & 1;
+    const int g = lane >> 2, q = lane & 3;     // mma fragment row group and column pair
+
+    for (int i = 0; t < s.tiles; ++i, t += gridDim.x) {
+        const int next = t + gridDim.x;
+        if (next < s.tiles) load_tile(in, s, next, in_base + ((i + 1) & 1) * HALO_PIXELS * ROW_BYTES);
+        cp_async_commit();
+        cp_async_wait<1>();
+        __syncthreads();
+
+        const unsigned tile_base = in_base + (i & 1) * HALO_PIXELS * ROW_BYTES;
+        float acc[2][NT][4];
+#pragma unroll
+        for (int m = 0; m < 2; ++m)
+#pragma unroll
+            for (int j = 0; j < NT; ++j)
+#pragma unroll
+                for (int k = 0; k < 4; ++k) acc[m][j][k] = 0.0f;
+
+#pragma unroll
+        for (int tap = 0; tap < 9; ++tap) {
+            const int ky = tap / 3, kx = tap % 3;
+#pragma unroll
+            for (int kc = 0; kc < 4; ++kc) {
+                unsigned a[2][4];
+#pragma unroll
+                for (int m = 0; m < 2; ++m) {
+                    const int p = (2 * warp + m + ky) * HALO + a_row + kx;
+                    ldmatrix_x4(tile_base + swizzle(p, 2 * kc + a_chunk), a[m]);
+                }
+#pragma unroll
+                for (int j = 0; j < NT / 2; ++j) {
+                    unsigned b[4];
+                    ldmatrix_x4(w_base + swizzle(tap * NOUT + 16 * j + b_row, 2 * kc + b_chunk), b);
+#pragma unroll
+                    for (int m = 0; m < 2; ++m) {
+                        mma16816(acc[m][2 * j], a[m], b[0], b[1]);
+                        mma16816(acc[m][2 * j + 1], a[m], b[2], b[3]);
+                    }
+                }
+            }
+        }
+
+        const int per_image = s.tiles_x * s.tiles_y;
+        const int n = t / per_image, r = t - n * per_image;
+        const int y0 = (r / s.tiles_x) * TILE, x0 = (r % s.tiles_x) * TILE;
+#pragma unroll
+        for (int m = 0; m < 2; ++m) {
+            const int y = y0 + 2 * warp + m;
+#pragma unroll
+            for (int j = 0; j < NT; ++j) {
+                const int co = 8 * j + 2 * q;
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    const int x = x0 + g + 8 * h;
+                    if (y < s.h && x < s.w) out.store(s, n, y, x, co, acc[m][j][2 * h], acc[m][j][2 * h + 1], bias, slope);
+                }
+            }
+        }
+        __syncthreads();  // every warp is done with this input buffer before it is refilled
+    }
+    cp_async_wait<0>();
+}
+
+extern "C" __global__ void __launch_bounds__(WARPS * 32, 1)
+    srvgg_conv_hidden(const half_t* in, const half_t* weights, const float* bias, const float* slope, half_t* out,
+                      ConvShape s) {
+    conv3x3<64>(in, weights, bias, slope, s, HiddenOut{out});
+}
+
+// NOUT: the 3 R^2 output channels padded to a multiple of 16
+#define LAST_LAYER(NOUT, R)                                                                                        \
+    extern "C" __global__ void __launch_bounds__(WARPS * 32, 1) srvgg_conv_last_##NOUT(                            \
+        const half_t* in, const half_t* weights, const float* bias, half_t* out, const half_t* image, ConvShape s) { \
+        conv3x3<NOUT>(in, weights, bias, nullptr, s, ShuffleOut<R>{out, image});                                   \
+    }
+LAST_LAYER(16, 2)
+LAST_LAYER(32, 3)
+LAST_LAYER(48, 4)
+
+// ---------------------------------------------------------------------------------------------------------------
+// First layer: 3x3 convolution 3 -> 64 with bias and PReLU, planar fp16 image in, NHWC fp16 out. One thread per
+// pixel holds its 27 inputs and 64 accumulators; the weights sit in shared memory as float4 of four output channels
+// per input, so every shared load (the same address across the warp) feeds four multiply-adds.
+
+extern "C" __global__ void srvgg_conv_first(const half_t* __restrict__ image, const float* __restrict__ weights,
+                                            const float* __restrict__ bias_g, const float* __restrict__ slope_g,
+                                            half_t* __restrict__ out, int h, int w) {
+    __shared__ float4 wt[27][16];  // wt[i][g]: output channels 4g..4g+3 for input tap i
+    __shared__ float bias[64], slope[64];
+    const int tid = threadIdx.y * blockDim.x + threadIdx.x;
+    for (int k = tid; k < 27 * 64; k += blockDim.x * blockDim.y) {
+        const int i = k / 64, co = k % 64;
+        ((float*)wt)[i * 64 + co] = weights[co * 27 + i];  // ONNX layout [co][ci][ky][kx]
+    }
+    for (int i = tid; i < 64; i += blockDim.x * blockDim.y) {
+        bias[i] = bias_g[i];
+        slope[i] = slope_g[i];
+    }
+    __syncthreads();
+    const int x = blockIdx.x * blockDim.x + threadIdx.x, y = blockIdx.y * blockDim.y + threadIdx.y, n = blockIdx.z;
+    if (x >= w || y >= h) return;
+    float acc[64];
+#pragma unroll
+    for (int co = 0; co < 64; ++co) acc[co] = bias[co];
+#pragma unroll
+    for (int c = 0; c < 3; ++c)
+#pragma unroll
+        for (int ky = 0; ky < 3; ++ky)
+#pragma unroll
+            for (int kx = 0; kx < 3; ++kx) {
+                const int yy = y + ky - 1, xx = x + kx - 1;
+                const bool inside = yy >= 0 && yy < h && xx >= 0 && xx < w;
+                const float v = inside ? h2f(image[(((size_t)n * 3 + c) * h + yy) * w + xx]) : 0.0f;
+                const int i = c * 9 + ky * 3 + kx;
+#pragma unroll
+                for (int g = 0; g < 16; ++g) {
+                    const float4 k = wt[i][g];
+                    acc[4 * g] += k.x * v;
+                    acc[4 * g + 1] += k.y * v;
+                    acc[4 * g + 2] += k.z * v;
+                    acc[4 * g + 3] += k.w * v;
+                }
+            }
+    uint4* dst = (uint4*)(out + (((size_t)n * h + y) * w + x) * CIN);
+#pragma unroll
+    for (int group = 0; group < 8; ++group) {
+        unsigned packed[4];
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+            const int co = group * 8 + 2 * k;
+            const float a = acc[co] >= 0.0f ? acc[co] : acc[co] * slope[co];
+            const float b = acc[co + 1] >= 0.0f ? acc[co + 1] : acc[co + 1] * slope[co + 1];
+            packed[k] = pack2(a, b);
+        }
+        dst[group] = make_uint4(packed[0], packed[1], packed[2], packed[3]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// ONNX Resize, mode cubic, coordinate_transformation_mode half_pixel, exclude_outside 0 (edge samples repeated):
+// planar fp16 planes of sh x sw to dh x dw with the model's scale factors. The x2 and x3 realesr-animevideov3 models
+// end with it (they are the x4 network followed by a bicubic downscale).
+
+__device__ __forceinline__ void cubic_coeffs(float t, float a, float c[4]) {
+    const float t1 = t + 1.0f, u = 1.0f - t, u1 = 2.0f - t;
+    c[0] = ((a * t1 - 5.0f * a) * t1 + 8.0f * a) * t1 - 4.0f * a;
+    c[1] = ((a + 2.0f) * t - (a + 3.0f)) * t * t + 1.0f;
+    c[2] = ((a + 2.0f) * u - (a + 3.0f)) * u * u + 1.0f;
+    c[3] = ((a * u1 - 5.0f * a) * u1 + 8.0f * a) * u1 - 4.0f * a;
+}
+
+// One block computes 32x8 outputs of one plane from a window of the source staged in shared memory; for the
+// factors the matcher accepts (0.5 to 1) the window is at most 66x18 samples.
+#define RESIZE_W 32
+#define RESIZE_H 8
+#define WINDOW_W 68
+#define WINDOW_H 20
+
+extern "C" __global__ void __launch_bounds__(RESIZE_W * RESIZE_H)
+    srvgg_resize_cubic(const half_t* __restrict__ src, int sh, int sw, half_t* __restrict__ dst, int dh, int dw,
+                       float scale_y, float scale_x, float a) {
+    __shared__ float window[WINDOW_H][WINDOW_W];
+    // per output column and row of the block: the four weights and the first tap's index in the window
+    __shared__ float wx_s[RESIZE_W][4], wy_s[RESIZE_H][4];
+    __shared__ int tx_s[RESIZE_W], ty_s[RESIZE_H];
+    const int plane = blockIdx.z;
+    const int x0 = blockIdx.x * RESIZE_W, y0 = blockIdx.y * RESIZE_H;
+    // the first source column and row any output of this block reads
+    const int sx0 = (int)floorf(((float)x0 + 0.5f) / scale_x - 0.5f) - 1;
+    const int sy0 = (int)floorf(((float)y0 + 0.5f) / scale_y - 0.5f) - 1;
+    const half_t* p = src + (size_t)plane * sh * sw;
+    for (int i = threadIdx.y * RESIZE_W + threadIdx.x; i < WINDOW_H * WINDOW_W; i += RESIZE_W * RESIZE_H) {
+        const int wy = i / WINDOW_W, wx = i - wy * WINDOW_W;
+        // clamped here, so each tap below reads the edge sample exactly as a clamped index would
+        const int yy = min(max(sy0 + wy, 0), sh - 1), xx = min(max(sx0 + wx, 0), sw - 1);
+        window[wy][wx] = h2f(p[(size_t)yy * sw + xx]);
+    }
+    if (threadIdx.y == 0) {
+        const float f = ((float)(x0 + threadIdx.x) + 0.5f) / scale_x - 0.5f, b = floorf(f);
+        cubic_coeffs(f - b, a, wx_s[threadIdx.x]);
+        tx_s[threadIdx.x] = (int)b - 1 - sx0;
+    } else if (threadIdx.y == 1 && threadIdx.x < RESIZE_H) {
+        const float f = ((float)(y0 + threadIdx.x) + 0.5f) / scale_y - 0.5f, b = floorf(f);
+        cubic_coeffs(f - b, a, wy_s[threadIdx.x]);
+        ty_s[threadIdx.x] = (int)b - 1 - sy0;
+    }
+    __syncthreads();
+    const int x = x0 + threadIdx.x, y = y0 + threadIdx.y;
+    if (x >= dw || y >= dh) return;
+    const float* cx = wx_s[threadIdx.x];
+    const float* cy = wy_s[threadIdx.y];
+    const int wx0 = tx_s[threadIdx.x], wy0 = ty_s[threadIdx.y];
+    float sum = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        float row = 0.0f;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) row += cx[j] * window[wy0 + i][wx0 + j];
+        sum += cy[i] * row;
+    }
+    dst[(size_t)plane * dh * dw + (size_t)y * dw + x] = f2h(sum);
+}
