@@ -217,7 +217,8 @@ fn gpu_matches_cpu(codec: &str, width: u32, height: u32) {
     let up_caps = up_caps.lock().unwrap().clone().expect("caps on vfupscale's src pad");
     assert!(up_caps.features(0).unwrap().contains("memory:CUDAMemory"), "{up_caps}");
     assert_eq!(up_caps.structure(0).unwrap().get::<&str>("format").unwrap(), "NV12");
-    assert_eq!(stats.get::<&str>("backend").unwrap(), "cuda");
+    // the default model is an SRVGGNetCompact: auto runs it on the native kernels
+    assert_eq!(stats.get::<&str>("backend").unwrap(), "native");
     assert_eq!(stats.get::<u64>("frames").unwrap(), frames as u64);
     assert_eq!(stats.get::<u64>("zero-copy-inputs").unwrap(), frames as u64, "every frame read in place");
     assert_eq!(stats.get::<u64>("foreign-context-copies").unwrap(), 0);
@@ -398,8 +399,8 @@ fn tensorrt_without_its_libraries_fails_cleanly_and_auto_falls_back() {
     let text = e.error().to_string();
     eprintln!("backend=tensorrt: {text}");
     assert!(text.contains("tensorrt") || text.contains("TensorRT"), "{text}");
-    // auto: falls back to CUDA and runs
-    let pipeline = gst::parse::launch(&format!("{base} ! fakesink")).unwrap();
+    // auto: falls back to CUDA and runs (fp32, so that the native kernels, fp16 only, are not a candidate)
+    let pipeline = gst::parse::launch(&format!("{base} precision=fp32 ! fakesink")).unwrap();
     run(&pipeline);
     assert_eq!(stats(&pipeline).get::<&str>("backend").unwrap(), "cuda");
 }

@@ -367,7 +367,7 @@ fn without_a_gpu_only_system_memory_is_offered_and_gpu_backends_fail_clearly() {
         assert!(!features.contains("memory:CUDAMemory"), "{caps}");
     }
     let model = nearest_model(2, None);
-    for backend in ["cuda", "tensorrt"] {
+    for backend in ["native", "cuda", "tensorrt"] {
         let e = start_error(model.to_str().unwrap(), &format!("backend={backend}"), SMALL);
         assert!(e.contains("CUDA is not available") && e.contains("libcuda"), "{backend}: {e}");
     }

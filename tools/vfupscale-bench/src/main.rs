@@ -70,8 +70,28 @@ fn default_matrix() -> Vec<Config> {
     m
 }
 
-/// (a): the model alone, device IO, `iterations` timed runs after `warmup`.
-fn model_only(cfg: &Config, iterations: u64) -> Result<Measure, String> {
+/// Times `run` (which queues one inference on `stream`) over `iterations` runs after a warm-up.
+fn time_runs(
+    stream: &cudarc::driver::CudaStream,
+    iterations: u64,
+    mut run: impl FnMut() -> Result<(), String>,
+) -> Result<Measure, String> {
+    let mut step = || -> Result<(), String> {
+        run()?;
+        stream.synchronize().map_err(|e| format!("{e:?}"))
+    };
+    for _ in 0..5 {
+        step()?;
+    }
+    let start = Instant::now();
+    for _ in 0..iterations {
+        step()?;
+    }
+    Ok(Measure { frames: iterations, ms_per_frame: start.elapsed().as_secs_f64() * 1e3 / iterations as f64 })
+}
+
+/// (a) with ONNX Runtime's CUDA provider: the element's session options, device IO, one run per synchronisation.
+fn model_only_onnx_runtime(cfg: &Config, iterations: u64) -> Result<Measure, String> {
     let path = vfupscale::models::model_path(&cfg.model);
     let (info, proto) = load_model(&path).map_err(|e| e.to_string())?;
     let device = vfupscale::cuda::GpuDevice::get(0).map_err(|e| e.to_string())?;
@@ -84,18 +104,47 @@ fn model_only(cfg: &Config, iterations: u64) -> Result<Measure, String> {
     let mut session = InferenceSession::open_with(&info, &proto, &options, Backend::Cuda).map_err(|e| e.to_string())?;
     let scale = info.scale.ok_or("the benchmark needs models with a known scale")?;
     session.bind(1, cfg.size, scale, TensorLocation::Device).map_err(|e| e.to_string())?;
-    let run = |session: &mut InferenceSession| -> Result<(), String> {
-        session.run().map_err(|e| e.to_string())?;
-        stream.synchronize().map_err(|e| format!("{e:?}"))
+    time_runs(&stream, iterations, || session.run().map_err(|e| e.to_string()))
+}
+
+/// (a) with the native kernels, when they run the model (SRVGGNetCompact, fp16): `None` otherwise.
+fn model_only_native(cfg: &Config, iterations: u64) -> Result<Option<Measure>, String> {
+    if cfg.precision == Precision::Fp32 {
+        return Ok(None);
+    }
+    let path = vfupscale::models::model_path(&cfg.model);
+    let (info, proto) = load_model(&path).map_err(|e| e.to_string())?;
+    let Ok(graph) = vfupscale::native::match_srvgg(&proto, &info.input_name, &info.output_name) else {
+        return Ok(None);
     };
-    for _ in 0..5 {
-        run(&mut session)?;
+    let device = vfupscale::cuda::GpuDevice::get(0).map_err(|e| e.to_string())?;
+    let stream = device.new_stream().map_err(|e| e.to_string())?;
+    let mut engine =
+        vfupscale::native::NativeEngine::new(device, stream.clone(), &graph, &info).map_err(|e| e.to_string())?;
+    engine.bind(1, cfg.size).map_err(|e| e.to_string())?;
+    let measure = time_runs(&stream, iterations, || engine.run().map_err(|e| e.to_string()))?;
+    // where the time goes, kernel by kernel (the mean of ten profiled runs)
+    let mut totals: Vec<(String, f64)> = Vec::new();
+    for _ in 0..10 {
+        for (i, (name, ms)) in engine.profile().map_err(|e| e.to_string())?.into_iter().enumerate() {
+            if i == totals.len() {
+                totals.push((name, 0.0));
+            }
+            totals[i].1 += ms / 10.0;
+        }
     }
-    let start = Instant::now();
-    for _ in 0..iterations {
-        run(&mut session)?;
-    }
-    Ok(Measure { frames: iterations, ms_per_frame: start.elapsed().as_secs_f64() * 1e3 / iterations as f64 })
+    let hidden: Vec<f64> = totals.iter().filter(|(n, _)| n == "hidden").map(|(_, ms)| *ms).collect();
+    let others: Vec<String> =
+        totals.iter().filter(|(n, _)| n != "hidden").map(|(n, ms)| format!("{n} {ms:.3} ms")).collect();
+    eprintln!(
+        "  native kernels: {}, hidden {} x {:.3} ms (min {:.3}, max {:.3})",
+        others.join(", "),
+        hidden.len(),
+        hidden.iter().sum::<f64>() / hidden.len().max(1) as f64,
+        hidden.iter().copied().fold(f64::INFINITY, f64::min),
+        hidden.iter().copied().fold(0.0, f64::max)
+    );
+    Ok(Some(measure))
 }
 
 /// Encodes a moving test clip of `size` (H.264) for (b) and (c).
@@ -136,11 +185,11 @@ fn run_to_eos(pipeline: &gst::Element) -> Result<(), String> {
     result
 }
 
-fn upscaler(cfg: &Config) -> Result<gst::Element, String> {
+fn upscaler(cfg: &Config, backend: &str) -> Result<gst::Element, String> {
     gst::ElementFactory::make("vfupscale")
         .property("model", vfupscale::models::model_path(&cfg.model).to_str().unwrap())
         .property_from_str("precision", precision_name(cfg.precision))
-        .property_from_str("backend", "cuda")
+        .property_from_str("backend", backend)
         .build()
         .map_err(|e| e.to_string())
 }
@@ -179,8 +228,14 @@ impl FrameClock {
 }
 
 /// (b): pre-decoded CUDA frames of the element's own context through `appsrc ! vfupscale ! fakesink`.
-fn element_only(cfg: &Config, clip: &std::path::Path, frames: u64, warmup: u64) -> Result<Measure, String> {
-    let up = upscaler(cfg)?;
+fn element_only(
+    cfg: &Config,
+    backend: &str,
+    clip: &std::path::Path,
+    frames: u64,
+    warmup: u64,
+) -> Result<Measure, String> {
+    let up = upscaler(cfg, backend)?;
     up.set_state(gst::State::Ready).map_err(|e| e.to_string())?;
     // the element's GstCudaContext (the primary context), for the decoder of the set-up pipeline
     let mut query = gst::query::Context::new("gst.cuda.context");
@@ -242,9 +297,14 @@ fn element_only(cfg: &Config, clip: &std::path::Path, frames: u64, warmup: u64) 
 }
 
 /// (c): decode → upscale → fakesink, queues in between.
-fn full_pipeline(cfg: &Config, clip: &std::path::Path, warmup: u64) -> Result<(Measure, gst::Structure), String> {
+fn full_pipeline(
+    cfg: &Config,
+    backend: &str,
+    clip: &std::path::Path,
+    warmup: u64,
+) -> Result<(Measure, gst::Structure), String> {
     let pipeline = gst::parse::launch(&format!(
-        "filesrc location={} ! qtdemux ! h264parse ! nvh264dec ! queue ! vfupscale name=up backend=cuda \
+        "filesrc location={} ! qtdemux ! h264parse ! nvh264dec ! queue ! vfupscale name=up backend={backend} \
          precision={} model={} ! queue ! fakesink name=sink sync=false",
         clip.display(),
         precision_name(cfg.precision),
@@ -292,7 +352,7 @@ fn soak(cfg: &Config, frames: u64, device: &Arc<vfupscale::cuda::GpuDevice>) -> 
     }
     let pipeline = gst::parse::launch(&format!(
         "videotestsrc num-buffers={frames} pattern=ball ! video/x-raw,format=NV12,width={},height={},framerate=30/1 ! \
-         cudaupload ! video/x-raw(memory:CUDAMemory) ! queue ! vfupscale name=up backend=cuda precision={} model={} ! \
+         cudaupload ! video/x-raw(memory:CUDAMemory) ! queue ! vfupscale name=up precision={} model={} ! \
          queue ! fakesink name=sink sync=false",
         cfg.size.width,
         cfg.size.height,
@@ -305,7 +365,7 @@ fn soak(cfg: &Config, frames: u64, device: &Arc<vfupscale::cuda::GpuDevice>) -> 
     let inputs = distinct_buffers(&up.static_pad("sink").unwrap());
     let outputs = distinct_buffers(&up.static_pad("src").unwrap());
     let samples = Arc::new(Mutex::new(Vec::<MemorySample>::new()));
-    let (seen, count, dev) = (samples.clone(), Arc::new(AtomicU64::new(0)), device.clone());
+    let (seen, count, dev, probed) = (samples.clone(), Arc::new(AtomicU64::new(0)), device.clone(), up.clone());
     let counter = count.clone();
     let start = Instant::now();
     sink.static_pad("sink").unwrap().add_probe(gst::PadProbeType::BUFFER, move |_, _| {
@@ -313,7 +373,7 @@ fn soak(cfg: &Config, frames: u64, device: &Arc<vfupscale::cuda::GpuDevice>) -> 
         if n % 100 == 0 || n == frames {
             let memory = dev.bind_to_thread().and_then(|_| dev.memory_info());
             if let Ok((free, total)) = memory {
-                let held = up.property::<gst::Structure>("stats").get::<u64>("device-memory-bytes").unwrap_or(0);
+                let held = probed.property::<gst::Structure>("stats").get::<u64>("device-memory-bytes").unwrap_or(0);
                 let (input_frames, output_frames) = (inputs.lock().unwrap().len(), outputs.lock().unwrap().len());
                 seen.lock().unwrap().push(MemorySample {
                     frame: n,
@@ -331,8 +391,9 @@ fn soak(cfg: &Config, frames: u64, device: &Arc<vfupscale::cuda::GpuDevice>) -> 
     let n = count.load(Ordering::SeqCst);
     let samples = samples.lock().unwrap();
     let mib = |b: f64| b / 1048576.0;
+    let backend = up.property::<gst::Structure>("stats").get::<String>("backend").unwrap_or_default();
     println!(
-        "soak: {} {} {}: {n} frames in {elapsed:.1} s ({:.1}/s)",
+        "soak: {} {} {} on {backend}: {n} frames in {elapsed:.1} s ({:.1}/s)",
         cfg.model,
         precision_name(cfg.precision),
         cfg.size,
@@ -471,26 +532,46 @@ fn run() -> Result<(), String> {
     let warmup = 20u64;
     let mut rows = Vec::new();
     println!(
-        "{:26} {:5} {:>9} | {:>14} | {:>14} | {:>14} | {:>5} {:>5}",
-        "model", "prec", "input", "(a) model", "(b) element", "(c) pipeline", "b/a", "c/a"
+        "{:26} {:5} {:>9} {:>6} | {:>14} | {:>14} | {:>14} | {:>5} {:>5} | {:>14} {:>6}",
+        "model",
+        "prec",
+        "input",
+        "engine",
+        "(a) model",
+        "(b) element",
+        "(c) pipeline",
+        "b/a",
+        "c/a",
+        "ORT CUDA model",
+        "c/ORT"
     );
     for cfg in &matrix {
         let clip = clip(cfg.size, frames, &dir)?;
-        let a = model_only(cfg, frames.min(120))?;
-        let b = element_only(cfg, &clip, frames, warmup)?;
-        let (c, stats) = full_pipeline(cfg, &clip, warmup)?;
+        let ort = model_only_onnx_runtime(cfg, frames.min(120))?;
+        let native = model_only_native(cfg, frames.min(120))?;
+        let engine = if native.is_some() { "native" } else { "cuda" };
+        let a = native.unwrap_or_else(|| ort.clone());
+        let b = element_only(cfg, engine, &clip, frames, warmup)?;
+        let (c, stats) = full_pipeline(cfg, engine, &clip, warmup)?;
+        let backend = stats.get::<String>("backend").unwrap_or_default();
+        if backend != engine {
+            return Err(format!("the element ran on {backend}, the model-only run on {engine}"));
+        }
         let fmt = |m: &Measure| format!("{:6.2} ms {:5.1}/s", m.ms_per_frame, m.fps());
-        let (ba, ca) = (b.fps() / a.fps(), c.fps() / a.fps());
+        let (ba, ca, c_ort) = (b.fps() / a.fps(), c.fps() / a.fps(), c.fps() / ort.fps());
         println!(
-            "{:26} {:5} {:>9} | {} | {} | {} | {:5.3} {:5.3}",
+            "{:26} {:5} {:>9} {:>6} | {} | {} | {} | {:5.3} {:5.3} | {} {:6.2}",
             cfg.model,
             precision_name(cfg.precision),
             cfg.size.to_string(),
+            engine,
             fmt(&a),
             fmt(&b),
             fmt(&c),
             ba,
-            ca
+            ca,
+            fmt(&ort),
+            c_ort
         );
         eprintln!(
             "  stages in the pipeline: convert-in {:.3} ms, inference {:.2} ms, convert-out {:.3} ms (means over {} frames)",
@@ -500,9 +581,10 @@ fn run() -> Result<(), String> {
             stats.get::<u64>("frames").unwrap_or(0)
         );
         rows.push(format!(
-            "{{\"model\":\"{}\",\"precision\":\"{}\",\"width\":{},\"height\":{},\"model_ms\":{:.4},\"element_ms\":{:.4},\
-             \"pipeline_ms\":{:.4},\"model_fps\":{:.3},\"element_fps\":{:.3},\"pipeline_fps\":{:.3},\"b_over_a\":{ba:.4},\
-             \"c_over_a\":{ca:.4},\"frames\":{}}}",
+            "{{\"model\":\"{}\",\"precision\":\"{}\",\"width\":{},\"height\":{},\"engine\":\"{engine}\",\
+             \"model_ms\":{:.4},\"element_ms\":{:.4},\"pipeline_ms\":{:.4},\"model_fps\":{:.3},\"element_fps\":{:.3},\
+             \"pipeline_fps\":{:.3},\"b_over_a\":{ba:.4},\"c_over_a\":{ca:.4},\"onnx_runtime_cuda_model_ms\":{:.4},\
+             \"c_over_onnx_runtime\":{c_ort:.4},\"frames\":{}}}",
             cfg.model,
             precision_name(cfg.precision),
             cfg.size.width,
@@ -513,6 +595,7 @@ fn run() -> Result<(), String> {
             a.fps(),
             b.fps(),
             c.fps(),
+            ort.ms_per_frame,
             c.frames
         ));
     }

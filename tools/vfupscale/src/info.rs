@@ -17,10 +17,15 @@ pub fn print() -> Result<(), String> {
             for i in 0..count as u32 {
                 match vfupscale::cuda::GpuDevice::get(i) {
                     Ok(d) => {
+                        let native = match vfupscale::native::device_support(&d) {
+                            Ok(()) => "native kernels: yes".to_string(),
+                            Err(e) => format!("{e}"),
+                        };
                         let (free, total) = d.memory_info().unwrap_or((0, 0));
                         let (cc_major, cc_minor) = d.compute_capability();
                         println!(
-                            "  GPU {i}: {} (compute {cc_major}.{cc_minor}, {:.1} of {:.1} GiB free, kernels compiled with NVRTC)",
+                            "  GPU {i}: {} (compute {cc_major}.{cc_minor}, {:.1} of {:.1} GiB free, kernels compiled with NVRTC; \
+                             {native})",
                             d.name(),
                             free as f64 / (1u64 << 30) as f64,
                             total as f64 / (1u64 << 30) as f64
@@ -48,6 +53,7 @@ pub fn print() -> Result<(), String> {
             Backend::TensorRt => "TensorRT",
             Backend::Cuda => "CUDA",
             Backend::Cpu => "CPU",
+            Backend::Native => "native",
         };
         match result {
             Ok(()) => println!("  execution provider {name}: loads"),
@@ -61,6 +67,12 @@ pub fn print() -> Result<(), String> {
             let hash: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
             let scale = vfupscale::model::ModelInfo::load(&default).ok().and_then(|i| i.scale).unwrap_or(0);
             println!("default model: {} (x{scale}, sha256 {hash})", default.display());
+            if let Ok((info, proto)) = vfupscale::infer::load_model(&default) {
+                match vfupscale::native::match_srvgg(&proto, &info.input_name, &info.output_name) {
+                    Ok(_) => println!("  SRVGGNetCompact: runs on the native kernels where the GPU allows"),
+                    Err(why) => println!("  not an SRVGGNetCompact graph ({why}): runs on ONNX Runtime"),
+                }
+            }
         }
         Err(_) => println!("default model: not installed at {} (run vfupscale-model fetch)", default.display()),
     }

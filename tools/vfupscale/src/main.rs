@@ -1,7 +1,7 @@
 //! `vfupscale`: upscale a video file with a super-resolution model.
 //!
 //! ```text
-//! vfupscale -i IN -o OUT [-m MODEL] [-p auto|fp16|fp32] [-d DEVICE] [--backend auto|tensorrt|cuda|cpu]
+//! vfupscale -i IN -o OUT [-m MODEL] [-p auto|fp16|fp32] [-d DEVICE] [--backend auto|native|tensorrt|cuda|cpu]
 //!           [--encoder auto|nvh265enc|nvh264enc|x265enc|x264enc] [--quality N | --bitrate KBPS] [-y] [--quiet]
 //! vfupscale info
 //! ```
@@ -27,7 +27,8 @@ options:
                           default: realesr-animevideov3-x2
   -p, --precision P       auto (fp16 on GPU, fp32 on CPU), fp16, fp32
   -d, --device N          CUDA device (default 0)
-      --backend B         auto (TensorRT, CUDA, CPU), tensorrt, cuda, cpu
+      --backend B         auto (native kernels for SRVGGNetCompact models, else TensorRT, CUDA, CPU),
+                          native, tensorrt, cuda, cpu
       --encoder E         auto, nvh265enc, nvh264enc, x265enc, x264enc
       --quality N         constant quality: encoder quantizer, lower is better (default 20)
       --bitrate KBPS      target bitrate instead of constant quality
@@ -66,9 +67,9 @@ fn parse(args: &[String]) -> Result<Job, String> {
             "--backend" => {
                 let v = value(&mut it, a)?;
                 match v.as_str() {
-                    "auto" | "tensorrt" | "cuda" | "cpu" => job.backend = v.clone(),
+                    "auto" | "native" | "tensorrt" | "cuda" | "cpu" => job.backend = v.clone(),
                     _ => {
-                        return Err(format!("--backend takes auto, tensorrt, cuda or cpu, not {v:?}"));
+                        return Err(format!("--backend takes auto, native, tensorrt, cuda or cpu, not {v:?}"));
                     }
                 }
             }

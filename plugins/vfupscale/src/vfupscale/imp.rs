@@ -32,6 +32,10 @@ const DEFAULT_DEVICE_ID: u32 = 0;
 /// waiting to enter a full downstream queue, one in it, one being consumed. Allocating them up front keeps device
 /// memory flat over a long run (the pool still grows, once, where a pipeline keeps more frames in flight).
 const PREALLOCATED_FRAMES: u32 = 4;
+/// Frames the pool we offer upstream (cudaupload, converters) allocates when it starts: what a default queue in
+/// front of us holds of 1080p NV12 (10 MB: four), one being written upstream, one we read. The pool is not bounded
+/// (a bounded pool can deadlock tee-and-mux pipelines); it grows, once, only where more frames are in flight.
+const UPSTREAM_POOL_FRAMES: u32 = 6;
 /// Frames between statistics lines in the debug log (category vfupscale, level INFO).
 const STATS_LOG_INTERVAL: u64 = 300;
 
@@ -617,6 +621,9 @@ impl BaseTransformImpl for VfUpscale {
             in_t,
             upscaler.gpu_device().map_or(String::new(), |d| format!(" on {} (device {})", d.name(), d.ordinal()))
         );
+        if let Some(db) = upscaler.native_agreement_db() {
+            gst::info!(CAT, imp = self, "native kernels agree with ONNX Runtime to {db:.1} dB PSNR on the probe image");
+        }
         self.scale.store(upscaler.scale(), Ordering::Release);
         *lock(&self.state) = Some(State { upscaler, negotiated: None });
         self.obj().notify("scale");
@@ -784,9 +791,9 @@ impl BaseTransformImpl for VfUpscale {
         // upstream elements that allocate (cudaupload, converters) then write straight into our context
         let Some(ctx) = lock(&self.cuda).clone() else { return Ok(()) };
         let info = VideoInfo::from_caps(&caps).map_err(|_| gst::loggable_error!(CAT, "invalid caps {caps}"))?;
-        let pool = self.cuda_pool(&ctx, &caps, &info, PREALLOCATED_FRAMES, 0)?;
+        let pool = self.cuda_pool(&ctx, &caps, &info, UPSTREAM_POOL_FRAMES, 0)?;
         let size = pool.config().params().map_or(info.size() as u32, |(_, size, _, _)| size);
-        query.add_allocation_pool(Some(&pool), size, PREALLOCATED_FRAMES, 0);
+        query.add_allocation_pool(Some(&pool), size, UPSTREAM_POOL_FRAMES, 0);
         Ok(())
     }
 
