@@ -10,6 +10,7 @@
 //! arena is capped to the rest of the budget, and a frame that still runs out of memory is retried with smaller
 //! tiles.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -74,34 +75,56 @@ pub struct UpscalerConfig {
     pub tiling: Tiling,
 }
 
+/// Frames that can be queued on the GPU before the oldest is finished (see [`Upscaler::queue_device`]).
+pub const MAX_FRAMES_IN_FLIGHT: usize = 3;
+
 /// The CUDA side of an upscaler: the device (primary context, kernels), our stream, timing events.
 struct Gpu {
     device: Arc<GpuDevice>,
     stream: Arc<CudaStream>,
-    /// Stage boundaries, recorded on the stream for timing without extra synchronisation (grown as needed).
-    events: Vec<CudaEvent>,
+    /// Stage boundaries, recorded on the stream for timing without extra synchronisation: one set per frame that
+    /// can be in flight (grown as needed).
+    events: [Vec<CudaEvent>; MAX_FRAMES_IN_FLIGHT],
 }
 
 impl Gpu {
-    fn event(&mut self, i: usize) -> Result<&CudaEvent> {
-        while self.events.len() <= i {
+    /// Creates the events of `slot` up to index `i`.
+    fn create_events(&mut self, slot: usize, i: usize) -> Result<()> {
+        let events = &mut self.events[slot];
+        while events.len() <= i {
             self.device.bind_to_thread()?;
             // timing enabled (cudarc's default disables it): the stage durations in `stats` come from these
             let flags = cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT;
-            self.events
-                .push(self.stream.context().new_event(Some(flags)).map_err(|e| driver_error("cuEventCreate", e))?);
+            events.push(self.stream.context().new_event(Some(flags)).map_err(|e| driver_error("cuEventCreate", e))?);
         }
-        Ok(&self.events[i])
+        Ok(())
     }
 
-    fn record(&mut self, i: usize) -> Result<()> {
-        let stream = self.stream.clone();
-        self.event(i)?.record(&stream).map_err(|e| driver_error("cuEventRecord", e))
+    fn record(&mut self, slot: usize, i: usize) -> Result<()> {
+        self.create_events(slot, i)?;
+        self.events[slot][i].record(&self.stream).map_err(|e| driver_error("cuEventRecord", e))
     }
 
-    fn elapsed(&self, a: usize, b: usize) -> Result<f64> {
-        self.events[a].elapsed_ms(&self.events[b]).map(f64::from).map_err(|e| driver_error("cuEventElapsedTime", e))
+    fn elapsed(&self, slot: usize, a: usize, b: usize) -> Result<f64> {
+        let events = &self.events[slot];
+        events[a].elapsed_ms(&events[b]).map(f64::from).map_err(|e| driver_error("cuEventElapsedTime", e))
     }
+
+    /// Waits until the work recorded before event `i` of `slot` is done.
+    fn wait(&self, slot: usize, i: usize) -> Result<()> {
+        self.events[slot][i].synchronize().map_err(|e| driver_error("cuEventSynchronize", e))
+    }
+}
+
+/// A frame whose work is queued on the stream and not yet finished.
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    /// Its set of timing events.
+    slot: usize,
+    /// Inference runs (chunks of tiles) it took.
+    chunks: usize,
+    /// Whether its tiles were blended into the accumulation frame (one more conversion at the end).
+    blended: bool,
 }
 
 /// Least PSNR (dB) of the native kernels' output against ONNX Runtime's (both fp16) for them to be used: fp16
@@ -170,6 +193,10 @@ pub struct Upscaler {
     session_limit: Option<usize>,
     /// PSNR of the native kernels' output against ONNX Runtime's on the probe image, when they were chosen.
     native_agreement: Option<f64>,
+    /// Frames queued on the GPU and not yet finished, oldest first.
+    in_flight: VecDeque<InFlight>,
+    /// Event set of the next queued frame.
+    next_slot: usize,
     stats: Stats,
 }
 
@@ -281,6 +308,8 @@ impl Upscaler {
             prepared: None,
             tile_override: None,
             session_limit: None,
+            in_flight: VecDeque::new(),
+            next_slot: 0,
             stats: Stats::default(),
         })
     }
@@ -376,8 +405,11 @@ impl Upscaler {
     fn open_gpu(device_id: u32) -> Result<Gpu> {
         let device = GpuDevice::get(device_id)?;
         let stream = device.new_stream()?;
-        let mut gpu = Gpu { device, stream, events: Vec::new() };
-        gpu.event(3)?;
+        let mut gpu = Gpu { device, stream, events: Default::default() };
+        for slot in 0..MAX_FRAMES_IN_FLIGHT {
+            // a whole-frame run needs four
+            gpu.create_events(slot, 3)?;
+        }
         Ok(gpu)
     }
 
@@ -521,7 +553,8 @@ impl Upscaler {
         }
         let (plan, batch, limit) = self.plan_for(size)?;
         self.model.check_input_size(if plan.is_whole_frame() { size } else { plan.tile })?;
-        // free what depends on the old size before allocating for the new one
+        // free what depends on the old size before allocating for the new one, once frames in flight are done
+        self.wait_for_frames_in_flight()?;
         self.prepared = None;
         self.acc = Accumulator::None;
         if matches!(self.engine, Engine::Ort(_)) && (self.backend() == Backend::TensorRt || limit != self.session_limit)
@@ -702,12 +735,11 @@ impl Upscaler {
         Ok(())
     }
 
-    /// Upscales an NV12 frame in device memory of this upscaler's context: all work is queued on one stream,
-    /// which is synchronised once before returning, so `dst` is complete when this returns.
+    /// Upscales an NV12 frame in device memory of this upscaler's context: [`Upscaler::queue_device`] then
+    /// [`Upscaler::finish_frame`], so `dst` is complete when this returns.
     ///
     /// # Safety
-    /// `src` and `dst` must be valid NV12 planes in the primary context of this upscaler's device for the whole
-    /// call, `dst` writable and not aliasing `src`.
+    /// As for [`Upscaler::queue_device`]; no other frame may be in flight.
     pub unsafe fn upscale_device(
         &mut self,
         src: &DeviceNv12,
@@ -715,16 +747,83 @@ impl Upscaler {
         dst: &DeviceNv12,
         dst_colour: Colorimetry,
     ) -> Result<()> {
+        // SAFETY: forwarded contract; the frame is finished before returning.
+        unsafe { self.queue_device(src, src_colour, dst, dst_colour)? };
+        self.finish_frame()
+    }
+
+    /// Queues the upscaling of an NV12 frame in device memory of this upscaler's context on our stream and returns
+    /// without waiting: [`Upscaler::finish_frame`] waits for the oldest queued frame. Frames are finished in the
+    /// order they were queued; up to [`MAX_FRAMES_IN_FLIGHT`] can be queued. Queuing the next frame before
+    /// finishing this one keeps the GPU busy while the caller hands frames on.
+    ///
+    /// # Safety
+    /// `src` and `dst` must be valid NV12 planes in the primary context of this upscaler's device until the frame
+    /// is finished, `dst` writable and not aliasing `src` or any other frame in flight.
+    pub unsafe fn queue_device(
+        &mut self,
+        src: &DeviceNv12,
+        src_colour: Colorimetry,
+        dst: &DeviceNv12,
+        dst_colour: Colorimetry,
+    ) -> Result<()> {
+        if self.in_flight.len() >= MAX_FRAMES_IN_FLIGHT {
+            return Err(Error::InvalidConfig(format!(
+                "{MAX_FRAMES_IN_FLIGHT} frames are already in flight: finish one first"
+            )));
+        }
         self.check_sizes(src.size, dst.size, TensorLocation::Device)?;
         // SAFETY: forwarded contract.
         self.with_memory_retry(src.size, TensorLocation::Device, |up| unsafe {
-            up.upscale_device_once(src, src_colour, dst, dst_colour)
+            up.queue_device_once(src, src_colour, dst, dst_colour)
         })
     }
 
+    /// Frames queued by [`Upscaler::queue_device`] and not yet finished.
+    pub fn frames_in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Waits for the oldest frame in flight to be complete in its output and records its statistics. An error
+    /// here (the device failed while running it) concerns that frame.
+    pub fn finish_frame(&mut self) -> Result<()> {
+        let frame =
+            self.in_flight.pop_front().ok_or_else(|| Error::InvalidConfig("no frame in flight to finish".into()))?;
+        let gpu = self.gpu.as_ref().ok_or_else(|| Error::InvalidConfig("no GPU".into()))?;
+        // events: 0 start; per chunk k: 3k+1 inputs converted, 3k+2 model run, 3k+3 outputs blended/converted;
+        // then, when blended, one more after the conversion of the accumulation frame
+        let e = 3 * frame.chunks;
+        let last = e + usize::from(frame.blended);
+        gpu.wait(frame.slot, last)?;
+        let (mut t_in, mut t_run, mut t_out) = (0.0, 0.0, 0.0);
+        for k in (0..e).step_by(3) {
+            t_in += gpu.elapsed(frame.slot, k, k + 1)?;
+            t_run += gpu.elapsed(frame.slot, k + 1, k + 2)?;
+            t_out += gpu.elapsed(frame.slot, k + 2, k + 3)?;
+        }
+        if frame.blended {
+            t_out += gpu.elapsed(frame.slot, e, e + 1)?;
+        }
+        self.stats.record(Stage::ConvertIn, t_in);
+        self.stats.record(Stage::Inference, t_run);
+        self.stats.record(Stage::ConvertOut, t_out);
+        self.stats.frames += 1;
+        Ok(())
+    }
+
+    /// Waits for everything queued on our stream, before buffers frames in flight use are freed or rebound.
+    fn wait_for_frames_in_flight(&self) -> Result<()> {
+        match &self.gpu {
+            Some(gpu) if !self.in_flight.is_empty() => {
+                gpu.stream.synchronize().map_err(|e| driver_error("cuStreamSynchronize", e))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// # Safety
-    /// As for [`Upscaler::upscale_device`].
-    unsafe fn upscale_device_once(
+    /// As for [`Upscaler::queue_device`].
+    unsafe fn queue_device_once(
         &mut self,
         src: &DeviceNv12,
         src_colour: Colorimetry,
@@ -740,18 +839,20 @@ impl Upscaler {
         let out_bytes = (3 * tile_out.pixels() * out_t.size()) as u64;
         let to_rgb = yuv_to_rgb(src_colour);
         let to_yuv = rgb_to_yuv(dst_colour);
+        let slot = self.next_slot;
         let gpu = self.gpu.as_mut().ok_or_else(|| Error::InvalidConfig("no GPU".into()))?;
         gpu.device.bind_to_thread()?;
         let acc = match &mut self.acc {
             Accumulator::Device(acc) => {
+                // stream order: the previous frame's final conversion has read it by then
                 gpu.stream.memset_zeros(acc).map_err(|e| driver_error("cuMemsetD8Async", e))?;
                 let (ptr, _) = acc.device_ptr_mut(&gpu.stream);
                 Some(ptr)
             }
             _ => None,
         };
-        // events: 0 start; per chunk k: 3k+1 inputs converted, 3k+2 model run, 3k+3 outputs blended/converted
-        gpu.record(0)?;
+        // the event layout is described in `finish_frame`
+        gpu.record(slot, 0)?;
         let mut e = 0;
         for chunk in prep.plan.tiles.chunks(prep.batch as usize) {
             for (j, tile) in chunk.iter().enumerate() {
@@ -760,9 +861,9 @@ impl Upscaler {
                 // SAFETY: `src` is valid per this function's contract; the slot is inside the bound input tensor.
                 unsafe { nv12_to_planar(&gpu.device, &gpu.stream, src, &to_rgb, region, dst_t)? };
             }
-            gpu.record(e + 1)?;
+            gpu.record(slot, e + 1)?;
             self.engine.run()?;
-            gpu.record(e + 2)?;
+            gpu.record(slot, e + 2)?;
             for (j, tile) in chunk.iter().enumerate() {
                 let out_t_ptr = DevicePlanar { ptr: out_ptr + j as u64 * out_bytes, size: tile_out, element: out_t };
                 match acc {
@@ -772,48 +873,41 @@ impl Upscaler {
                     None => unsafe { planar_to_nv12(&gpu.device, &gpu.stream, out_t_ptr, &to_yuv, dst)? },
                 }
             }
-            gpu.record(e + 3)?;
+            gpu.record(slot, e + 3)?;
             e += 3;
         }
         if let Some(acc) = acc {
             let whole = DevicePlanar { ptr: acc, size: dst.size, element: ElementType::F32 };
             // SAFETY: `acc` holds `3 × dst.size` floats; `dst` per the contract.
             unsafe { planar_to_nv12(&gpu.device, &gpu.stream, whole, &to_yuv, dst)? };
-            gpu.record(e + 1)?;
+            gpu.record(slot, e + 1)?;
         }
-        gpu.stream.synchronize().map_err(|e| driver_error("cuStreamSynchronize", e))?;
-        let (mut t_in, mut t_run, mut t_out) = (0.0, 0.0, 0.0);
-        for k in (0..e).step_by(3) {
-            t_in += gpu.elapsed(k, k + 1)?;
-            t_run += gpu.elapsed(k + 1, k + 2)?;
-            t_out += gpu.elapsed(k + 2, k + 3)?;
-        }
-        if acc.is_some() {
-            t_out += gpu.elapsed(e, e + 1)?;
-        }
-        self.stats.record(Stage::ConvertIn, t_in);
-        self.stats.record(Stage::Inference, t_run);
-        self.stats.record(Stage::ConvertOut, t_out);
-        self.stats.frames += 1;
+        self.in_flight.push_back(InFlight { slot, chunks: e / 3, blended: acc.is_some() });
+        self.next_slot = (slot + 1) % MAX_FRAMES_IN_FLIGHT;
         Ok(())
     }
 
-    /// A staging frame of `size` in our context.
+    /// A staging frame of `size` in our context. Frames in flight that read the old one are waited for before it is
+    /// replaced; the next frame's copy into it is ordered after their reads on the stream.
     fn staging(&mut self, size: Size) -> Result<DeviceNv12> {
-        let gpu = self.gpu.as_ref().ok_or_else(|| Error::InvalidConfig("no GPU".into()))?;
         if self.staging.as_ref().is_none_or(|s| s.size() != size) {
+            self.wait_for_frames_in_flight()?;
             self.staging = None;
+            let gpu = self.gpu.as_ref().ok_or_else(|| Error::InvalidConfig("no GPU".into()))?;
             self.staging = Some(StagingNv12::new(&gpu.stream, size)?);
         }
+        let gpu = self.gpu.as_ref().ok_or_else(|| Error::InvalidConfig("no GPU".into()))?;
         Ok(self.staging.as_ref().expect("just set").frame(&gpu.stream))
     }
 
-    /// Upscales a frame that lives in another CUDA context (of the same device): it is copied device-to-device
-    /// into our context first, and counted in [`Stats::foreign_context_copies`].
+    /// Queues a frame that lives in another CUDA context (of the same device): it is copied device-to-device into
+    /// our context first, and counted in [`Stats::foreign_context_copies`]. Finished by
+    /// [`Upscaler::finish_frame`].
     ///
     /// # Safety
-    /// `src` must be valid device memory of `src_context` and `dst` as for [`Upscaler::upscale_device`].
-    pub unsafe fn upscale_device_from_context(
+    /// `src` must be valid device memory of `src_context`, and `dst` as for [`Upscaler::queue_device`], until the
+    /// frame is finished.
+    pub unsafe fn queue_device_from_context(
         &mut self,
         src: &DeviceNv12,
         src_context: cudarc::driver::sys::CUcontext,
@@ -828,15 +922,15 @@ impl Upscaler {
         unsafe { copy_between_contexts(&gpu.stream, src, src_context, &staging, gpu.device.cu_context())? };
         self.stats.foreign_context_copies += 1;
         // SAFETY: `staging` is valid memory of our context; `dst` per the contract.
-        unsafe { self.upscale_device(&staging, src_colour, dst, dst_colour) }
+        unsafe { self.queue_device(&staging, src_colour, dst, dst_colour) }
     }
 
-    /// Upscales a host-memory frame into a device-memory frame: the input is uploaded first, counted in
-    /// [`Stats::host_uploads`].
+    /// Queues a host-memory frame to be upscaled into a device-memory frame: the input is uploaded first, counted
+    /// in [`Stats::host_uploads`]. Finished by [`Upscaler::finish_frame`].
     ///
     /// # Safety
-    /// `dst` as for [`Upscaler::upscale_device`].
-    pub unsafe fn upscale_host_to_device(
+    /// `src`'s memory must stay valid, and `dst` as for [`Upscaler::queue_device`], until the frame is finished.
+    pub unsafe fn queue_host_to_device(
         &mut self,
         src: &HostNv12,
         src_colour: Colorimetry,
@@ -846,10 +940,17 @@ impl Upscaler {
         let staging = self.staging(src.size)?;
         let gpu = self.gpu.as_ref().expect("staging needs the GPU");
         gpu.device.bind_to_thread()?;
-        // SAFETY: `src` outlives this call, and `upscale_device` synchronises the stream before returning.
+        // SAFETY: `src` stays valid until the frame is finished, which waits for this copy.
         unsafe { upload(&gpu.stream, src, &staging)? };
         self.stats.host_uploads += 1;
         // SAFETY: as above.
-        unsafe { self.upscale_device(&staging, src_colour, dst, dst_colour) }
+        unsafe { self.queue_device(&staging, src_colour, dst, dst_colour) }
+    }
+}
+
+impl Drop for Upscaler {
+    fn drop(&mut self) {
+        // frames in flight still read and write buffers freed below
+        let _ = self.wait_for_frames_in_flight();
     }
 }

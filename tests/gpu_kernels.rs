@@ -678,3 +678,64 @@ fn native_kernels_at_1080p_and_the_upscaler_picks_them() {
     eprintln!("Upscaler: backend {}, probe agreement {db:.1} dB", up.backend());
     assert!(db >= 45.0);
 }
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run tests/gpu/run.sh"]
+fn frames_in_flight_finish_in_order_and_equal_frames_run_one_at_a_time() {
+    let size = Size::new(192, 128);
+    let images: Vec<Nv12Image> = (0..vfupscale::upscaler::MAX_FRAMES_IN_FLIGHT as u64)
+        .map(|i| if i == 0 { test_image("astronaut-192x128.ppm", size) } else { random_frame(size, 40 + i) })
+        .collect();
+    for tiling in [Tiling::default(), Tiling { tile_size: 64, ..Tiling::default() }] {
+        let mut up = Upscaler::new(UpscalerConfig {
+            model: vfupscale::models::default_model_path(),
+            backend: BackendChoice::Auto,
+            tiling,
+            ..Default::default()
+        })
+        .unwrap();
+        let device = up.gpu_device().unwrap().clone();
+        let stream = device.new_stream().unwrap();
+        up.prepare(size, TensorLocation::Device).unwrap();
+        let mut sources: Vec<DeviceFrame> = images.iter().map(|img| DeviceFrame::upload(&stream, img)).collect();
+        let out_size = size.scaled(up.scale());
+        let mut one_at_a_time = Vec::new();
+        for src in &mut sources {
+            let mut dst = DeviceFrame::zeroed(&stream, out_size);
+            stream.synchronize().unwrap();
+            let (s, d) = (src.nv12(&stream), dst.nv12(&stream));
+            // SAFETY: both frames are live allocations of this device's primary context.
+            unsafe { up.upscale_device(&s, BT709, &d, BT709).unwrap() };
+            one_at_a_time.push(dst.download(&stream));
+        }
+        let mut outputs: Vec<DeviceFrame> = sources.iter().map(|_| DeviceFrame::zeroed(&stream, out_size)).collect();
+        stream.synchronize().unwrap();
+        for (src, dst) in sources.iter_mut().zip(&mut outputs) {
+            let (s, d) = (src.nv12(&stream), dst.nv12(&stream));
+            // SAFETY: as above; every frame stays allocated until all are finished below.
+            unsafe { up.queue_device(&s, BT709, &d, BT709).unwrap() };
+        }
+        assert_eq!(up.frames_in_flight(), images.len());
+        let (s, d) = (sources[0].nv12(&stream), outputs[0].nv12(&stream));
+        // SAFETY: as above (refused before anything is queued).
+        let refused = unsafe { up.queue_device(&s, BT709, &d, BT709) };
+        assert!(refused.is_err(), "a frame beyond the limit must be refused");
+        let before = up.stats().frames;
+        for left in (0..images.len()).rev() {
+            up.finish_frame().unwrap();
+            assert_eq!(up.frames_in_flight(), left);
+        }
+        assert_eq!(up.stats().frames, before + images.len() as u64);
+        assert!(up.finish_frame().is_err(), "nothing left to finish");
+        for (i, (dst, expected)) in outputs.iter().zip(&one_at_a_time).enumerate() {
+            let got = dst.download(&stream);
+            assert!(got.y == expected.y && got.uv == expected.uv, "frame {i} (tile size {})", tiling.tile_size);
+        }
+        eprintln!(
+            "{} frames in flight on {} (tile size {}): equal to one at a time",
+            images.len(),
+            up.backend(),
+            tiling.tile_size
+        );
+    }
+}

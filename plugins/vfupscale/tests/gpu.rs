@@ -488,3 +488,44 @@ fn a_memory_limit_tiles_nvdec_frames_and_is_reported() {
         assert!(l >= 50.0 && c >= 50.0, "frame {i}: tiled vs whole: luma {l:.1} dB, chroma {c:.1} dB");
     }
 }
+
+/// Latency `vfupscale` reports (its own plus upstream's) once `properties` are set and the pipeline prerolled.
+fn reported_latency(clip: &Path, properties: &str) -> gst::ClockTime {
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={} ! {} ! vfupscale name=up model={} {properties} ! fakesink sync=false",
+        clip.display(),
+        decoder("h264"),
+        model().display()
+    ))
+    .unwrap();
+    pipeline.set_state(gst::State::Paused).unwrap();
+    let (result, ..) = pipeline.state(gst::ClockTime::from_seconds(120));
+    result.expect("prerolls");
+    let up = pipeline.downcast_ref::<gst::Bin>().unwrap().by_name("up").unwrap();
+    let mut q = gst::query::Latency::new();
+    assert!(up.static_pad("src").unwrap().query(&mut q), "latency query answered");
+    pipeline.set_state(gst::State::Null).unwrap();
+    q.result().1
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run tests/gpu/run.sh"]
+fn frames_in_flight_keep_every_frame_and_pixel_and_add_their_latency() {
+    let (width, height, frames) = (1280, 720, 12);
+    let clip = clip("h264", width, height, frames);
+    let (synchronous, sync_stats) = upscale_clip("h264", &clip, "async-depth=0", 3);
+    let (in_flight, stats) = upscale_clip("h264", &clip, "async-depth=2", 3);
+    eprintln!("async-depth 0: {sync_stats}\nasync-depth 2: {stats}");
+    assert_eq!(synchronous.len(), frames as usize, "frames in == frames out (async-depth 0)");
+    assert_eq!(in_flight.len(), frames as usize, "frames in == frames out (async-depth 2)");
+    let pts = |f: &[Frame]| f.iter().map(|f| f.pts).collect::<Vec<_>>();
+    assert_eq!(pts(&synchronous), pts(&in_flight), "identical timestamps");
+    for (i, (a, b)) in synchronous.iter().zip(&in_flight).take(3).enumerate() {
+        assert!(a.nv12 == b.nv12, "frame {i}: async-depth 2 output differs from async-depth 0");
+    }
+    // 30 fps: each frame in flight adds 1/30 s
+    let (l0, l2) = (reported_latency(&clip, "async-depth=0"), reported_latency(&clip, "async-depth=2"));
+    eprintln!("reported latency: async-depth 0 {l0}, async-depth 2 {l2}");
+    let frame = gst::ClockTime::SECOND.mul_div_floor(1, 30).unwrap();
+    assert_eq!(l2, l0 + 2 * frame, "two frames in flight add two frames of latency");
+}

@@ -248,6 +248,10 @@ fn properties_have_documented_defaults_and_scale_is_known_after_start() {
     assert_eq!(gst::glib::EnumValue::from_value(&precision).unwrap().1.nick(), "auto");
     assert!(e.find_property("scale").unwrap().flags().contains(gst::glib::ParamFlags::READABLE));
     assert!(!e.find_property("scale").unwrap().flags().contains(gst::glib::ParamFlags::WRITABLE));
+    assert_eq!(e.property::<u32>("async-depth"), 1);
+    let depth = e.find_property("async-depth").unwrap();
+    let range = depth.downcast_ref::<gst::glib::ParamSpecUInt>().unwrap();
+    assert_eq!((range.minimum(), range.maximum()), (0, vfupscale::upscaler::MAX_FRAMES_IN_FLIGHT as u32 - 1));
 
     let mut h = harness(&nearest_model(3, None), "video/x-raw,format=NV12,width=16,height=8");
     h.play();

@@ -12,7 +12,7 @@
 //!
 //! ```text
 //! vfupscale-bench [--models NAME,…] [--precisions fp16,fp32] [--sizes 1280x720,1920x1080] [--frames N]
-//!                 [--json FILE]
+//!                 [--async-depth N] [--json FILE]
 //! vfupscale-bench --soak FRAMES [--models NAME] [--precisions P] [--sizes WxH]
 //! ```
 //!
@@ -34,6 +34,8 @@ struct Config {
     model: String,
     precision: Precision,
     size: Size,
+    /// The element's `async-depth` in (b), (c) and the soak.
+    async_depth: u32,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -57,16 +59,17 @@ fn precision_name(p: Precision) -> &'static str {
 }
 
 /// The default matrix of issue #6: animevideov3 x2/x4 × fp16/fp32 × 720p/1080p, and realesrgan-x4plus fp16 720p.
-fn default_matrix() -> Vec<Config> {
+fn default_matrix(async_depth: u32) -> Vec<Config> {
     let mut m = Vec::new();
     for model in ["realesr-animevideov3-x2", "realesr-animevideov3-x4"] {
         for precision in [Precision::Fp16, Precision::Fp32] {
             for size in [Size::new(1280, 720), Size::new(1920, 1080)] {
-                m.push(Config { model: model.into(), precision, size });
+                m.push(Config { model: model.into(), precision, size, async_depth });
             }
         }
     }
-    m.push(Config { model: "realesrgan-x4plus".into(), precision: Precision::Fp16, size: Size::new(1280, 720) });
+    let size = Size::new(1280, 720);
+    m.push(Config { model: "realesrgan-x4plus".into(), precision: Precision::Fp16, size, async_depth });
     m
 }
 
@@ -190,6 +193,7 @@ fn upscaler(cfg: &Config, backend: &str) -> Result<gst::Element, String> {
         .property("model", vfupscale::models::model_path(&cfg.model).to_str().unwrap())
         .property_from_str("precision", precision_name(cfg.precision))
         .property_from_str("backend", backend)
+        .property("async-depth", cfg.async_depth)
         .build()
         .map_err(|e| e.to_string())
 }
@@ -305,10 +309,11 @@ fn full_pipeline(
 ) -> Result<(Measure, gst::Structure), String> {
     let pipeline = gst::parse::launch(&format!(
         "filesrc location={} ! qtdemux ! h264parse ! nvh264dec ! queue ! vfupscale name=up backend={backend} \
-         precision={} model={} ! queue ! fakesink name=sink sync=false",
+         precision={} model={} async-depth={} ! queue ! fakesink name=sink sync=false",
         clip.display(),
         precision_name(cfg.precision),
-        vfupscale::models::model_path(&cfg.model).display()
+        vfupscale::models::model_path(&cfg.model).display(),
+        cfg.async_depth
     ))
     .map_err(|e| e.to_string())?;
     let bin = pipeline.downcast_ref::<gst::Bin>().unwrap();
@@ -352,12 +357,13 @@ fn soak(cfg: &Config, frames: u64, device: &Arc<vfupscale::cuda::GpuDevice>) -> 
     }
     let pipeline = gst::parse::launch(&format!(
         "videotestsrc num-buffers={frames} pattern=ball ! video/x-raw,format=NV12,width={},height={},framerate=30/1 ! \
-         cudaupload ! video/x-raw(memory:CUDAMemory) ! queue ! vfupscale name=up precision={} model={} ! \
-         queue ! fakesink name=sink sync=false",
+         cudaupload ! video/x-raw(memory:CUDAMemory) ! queue ! vfupscale name=up precision={} model={} \
+         async-depth={} ! queue ! fakesink name=sink sync=false",
         cfg.size.width,
         cfg.size.height,
         precision_name(cfg.precision),
-        vfupscale::models::model_path(&cfg.model).display()
+        vfupscale::models::model_path(&cfg.model).display(),
+        cfg.async_depth
     ))
     .map_err(|e| e.to_string())?;
     let bin = pipeline.downcast_ref::<gst::Bin>().unwrap();
@@ -463,6 +469,7 @@ fn run() -> Result<(), String> {
     let mut json: Option<PathBuf> = None;
     let mut soak_frames: Option<u64> = None;
     let mut sizes_given = false;
+    let mut async_depth = 1u32;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = || it.next().cloned().ok_or_else(|| format!("{a} needs a value"));
@@ -484,10 +491,12 @@ fn run() -> Result<(), String> {
             }
             "--frames" => frames = value()?.parse().map_err(|_| "--frames takes a number")?,
             "--json" => json = Some(value()?.into()),
+            "--async-depth" => async_depth = value()?.parse().map_err(|_| "--async-depth takes a number")?,
             "--soak" => soak_frames = Some(value()?.parse().map_err(|_| "--soak takes a number of frames")?),
             "-h" | "--help" => {
                 println!(
-                    "vfupscale-bench [--models A,B] [--precisions fp16,fp32] [--sizes WxH,…] [--frames N] [--json FILE]\n\
+                    "vfupscale-bench [--models A,B] [--precisions fp16,fp32] [--sizes WxH,…] [--frames N] [--async-depth N] \
+                     [--json FILE]\n\
                      vfupscale-bench --soak FRAMES [--models A] [--precisions P] [--sizes WxH]"
                 );
                 return Ok(());
@@ -499,15 +508,16 @@ fn run() -> Result<(), String> {
         model: models.as_ref().map_or(vfupscale::models::DEFAULT_MODEL.to_string(), |m| m[0].clone()),
         precision: precisions[0],
         size: if sizes_given { sizes[0] } else { Size::new(1920, 1080) },
+        async_depth,
     };
     let matrix = match models {
-        None => default_matrix(),
+        None => default_matrix(async_depth),
         Some(ms) => {
             let mut m = Vec::new();
             for model in &ms {
                 for &precision in &precisions {
                     for &size in &sizes {
-                        m.push(Config { model: model.clone(), precision, size });
+                        m.push(Config { model: model.clone(), precision, size, async_depth });
                     }
                 }
             }
@@ -527,6 +537,7 @@ fn run() -> Result<(), String> {
     if let Some(frames) = soak_frames {
         return soak(&soak_config, frames, &device);
     }
+    println!("element async-depth {async_depth} in (b) and (c)");
     let dir = std::env::temp_dir().join("vfupscale-bench");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let warmup = 20u64;
@@ -584,7 +595,7 @@ fn run() -> Result<(), String> {
             "{{\"model\":\"{}\",\"precision\":\"{}\",\"width\":{},\"height\":{},\"engine\":\"{engine}\",\
              \"model_ms\":{:.4},\"element_ms\":{:.4},\"pipeline_ms\":{:.4},\"model_fps\":{:.3},\"element_fps\":{:.3},\
              \"pipeline_fps\":{:.3},\"b_over_a\":{ba:.4},\"c_over_a\":{ca:.4},\"onnx_runtime_cuda_model_ms\":{:.4},\
-             \"c_over_onnx_runtime\":{c_ort:.4},\"frames\":{}}}",
+             \"c_over_onnx_runtime\":{c_ort:.4},\"async_depth\":{},\"frames\":{}}}",
             cfg.model,
             precision_name(cfg.precision),
             cfg.size.width,
@@ -596,6 +607,7 @@ fn run() -> Result<(), String> {
             b.fps(),
             c.fps(),
             ort.ms_per_frame,
+            cfg.async_depth,
             c.frames
         ));
     }

@@ -1,6 +1,7 @@
 //! The `vfupscale` element: properties, CUDA context sharing, caps, allocation and the per-buffer transform.
 //! The work itself is `vfupscale::Upscaler`'s.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{LazyLock, Mutex, MutexGuard};
@@ -8,6 +9,7 @@ use std::sync::{LazyLock, Mutex, MutexGuard};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
+use gst_base::subclass::base_transform::{GenerateOutputSuccess, InputBuffer, PrepareOutputBufferSuccess};
 use gst_base::subclass::prelude::*;
 use gst_video::prelude::*;
 use gst_video::{VideoColorMatrix, VideoColorRange, VideoInfo};
@@ -28,16 +30,23 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 });
 
 const DEFAULT_DEVICE_ID: u32 = 0;
-/// Frames our CUDA pools allocate when they start, beyond what downstream asks to keep: one being written, one
-/// waiting to enter a full downstream queue, one in it, one being consumed. Allocating them up front keeps device
-/// memory flat over a long run (the pool still grows, once, where a pipeline keeps more frames in flight).
+/// Frames our CUDA pools allocate when they start, beyond what downstream asks to keep and the frames kept in flight
+/// (`async-depth`): one being written, one waiting to enter a full downstream queue, one in it, one being consumed.
+/// Allocating them up front keeps device memory flat over a long run (the pool still grows, once, where a pipeline
+/// keeps more frames in flight).
 const PREALLOCATED_FRAMES: u32 = 4;
-/// Frames the pool we offer upstream (cudaupload, converters) allocates when it starts: what a default queue in
-/// front of us holds of 1080p NV12 (10 MB: four), one being written upstream, one we read. The pool is not bounded
+/// Frames the pool we offer upstream (cudaupload, converters) allocates when it starts, besides the inputs of frames
+/// in flight: what a default queue in front of us holds of 1080p NV12 (10 MB: four), one being written upstream,
+/// one we read. The pool is not bounded
 /// (a bounded pool can deadlock tee-and-mux pipelines); it grows, once, only where more frames are in flight.
 const UPSTREAM_POOL_FRAMES: u32 = 6;
 /// Frames between statistics lines in the debug log (category vfupscale, level INFO).
 const STATS_LOG_INTERVAL: u64 = 300;
+/// Frames kept in flight on the GPU by default: one hides the gap between frames (handing one on, taking the next)
+/// in which the GPU would otherwise wait for the CPU.
+const DEFAULT_ASYNC_DEPTH: u32 = 1;
+/// Most frames in flight the `async-depth` property allows: the upscaler queues one more than that.
+const MAX_ASYNC_DEPTH: u32 = vfupscale::upscaler::MAX_FRAMES_IN_FLIGHT as u32 - 1;
 
 /// Properties, copied out under the lock.
 #[derive(Debug, Clone)]
@@ -50,6 +59,8 @@ struct Settings {
     tiling: Tiling,
     /// Frames between `vfupscale-stats` element messages (0: none).
     stats_interval: u64,
+    /// Frames kept in flight on the GPU before the oldest is pushed.
+    async_depth: u32,
 }
 
 impl Default for Settings {
@@ -62,6 +73,7 @@ impl Default for Settings {
             engine_cache_dir: None,
             tiling: Tiling::default(),
             stats_interval: 0,
+            async_depth: DEFAULT_ASYNC_DEPTH,
         }
     }
 }
@@ -82,10 +94,31 @@ struct Negotiated {
     out_colour: Colorimetry,
 }
 
+/// An output buffer whose frame is queued on the GPU, with the input it reads.
+struct FrameInFlight {
+    output: gst::Buffer,
+    /// Held so that upstream does not reuse the frame before our kernels have read it.
+    _input: gst::Buffer,
+}
+
 /// Runtime objects, from `start` to `stop`.
 struct State {
     upscaler: Upscaler,
     negotiated: Option<Negotiated>,
+    /// Frames to keep in flight on the CUDA path (`async-depth`).
+    async_depth: usize,
+    /// Output buffers queued on the GPU and not yet pushed, oldest first.
+    in_flight: VecDeque<FrameInFlight>,
+}
+
+impl State {
+    /// Frames to keep in flight with the negotiated memory: system-memory frames are finished when converted.
+    fn depth(&self) -> usize {
+        match &self.negotiated {
+            Some(n) if n.memory == Memory::Cuda => self.async_depth,
+            _ => 0,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -283,8 +316,10 @@ impl VfUpscale {
             .build()
     }
 
-    /// Upscales one buffer; errors are returned as text for the caller to post after releasing the lock.
-    fn upscale(&self, state: &mut State, inbuf: &gst::Buffer, outbuf: &mut gst::BufferRef) -> Result<(), String> {
+    /// Upscales one buffer: system-memory frames completely, CUDA frames by queuing the work on the GPU, to be
+    /// finished with [`Upscaler::finish_frame`] while `inbuf` and `outbuf` are kept. Errors are returned as text for
+    /// the caller to post after releasing the lock.
+    fn queue_frame(&self, state: &mut State, inbuf: &gst::Buffer, outbuf: &mut gst::BufferRef) -> Result<(), String> {
         let neg = state.negotiated.clone().ok_or("not negotiated")?;
         let up = &mut state.upscaler;
         let in_size = Size::new(neg.in_info.width(), neg.in_info.height());
@@ -319,15 +354,17 @@ impl VfUpscale {
                     Some(ctx) if ours.is_same(&ctx) => {
                         let in_frame = CudaFrame::readable(inbuf.as_ref(), &neg.in_info)?;
                         up.stats_mut().zero_copy_inputs += 1;
-                        // SAFETY: both frames are mapped in our (primary) context for the whole call.
-                        unsafe { up.upscale_device(&in_frame.nv12(), neg.in_colour, &dst, neg.out_colour) }
+                        // SAFETY: both frames are memory of our (primary) context, kept alive by the caller until the
+                        // frame is finished (device pointers of CUDA memory stay valid after unmapping).
+                        unsafe { up.queue_device(&in_frame.nv12(), neg.in_colour, &dst, neg.out_colour) }
                     }
                     Some(ctx) => {
                         let handle = ctx.handle();
                         let in_frame = CudaFrame::readable(inbuf.as_ref(), &neg.in_info)?;
-                        // SAFETY: the input is mapped in its own context `handle`; the output in ours.
+                        // SAFETY: the input is memory of its own context `handle`, the output of ours; both kept
+                        // alive by the caller until the frame is finished.
                         unsafe {
-                            up.upscale_device_from_context(
+                            up.queue_device_from_context(
                                 &in_frame.nv12(),
                                 handle.cast(),
                                 neg.in_colour,
@@ -348,13 +385,98 @@ impl VfUpscale {
                             is[1] as usize,
                         )
                         .map_err(|e| e.to_string())?;
-                        // SAFETY: the output frame is mapped in our context for the whole call.
-                        unsafe { up.upscale_host_to_device(&src, neg.in_colour, &dst, neg.out_colour) }
+                        // SAFETY: the output is memory of our context; the input buffer's memory and the output are
+                        // kept alive by the caller until the frame is finished.
+                        unsafe { up.queue_host_to_device(&src, neg.in_colour, &dst, neg.out_colour) }
                     }
                 }
                 .map_err(|e| e.to_string())
             }
         }
+    }
+
+    /// Logs what happened while running a frame, the periodic statistics, and turns an error into an element error
+    /// naming the frame.
+    fn after_frame(&self, pts: Option<gst::ClockTime>, result: Result<(), String>) -> Result<(), gst::FlowError> {
+        let (notes, frames) = match lock(&self.state).as_mut() {
+            Some(state) => (state.upscaler.take_notes(), state.upscaler.stats().frames),
+            None => (Vec::new(), 0),
+        };
+        for note in notes {
+            gst::warning!(CAT, imp = self, "frame at {}: {note}", pts.display());
+        }
+        if frames > 0 && frames % STATS_LOG_INTERVAL == 0 {
+            gst::info!(CAT, imp = self, "{}", self.stats_structure());
+        }
+        let interval = lock(&self.settings).stats_interval;
+        if interval > 0 && frames > 0 && frames % interval == 0 {
+            let _ = self
+                .obj()
+                .post_message(gst::message::Element::builder(self.stats_structure()).src(&*self.obj()).build());
+        }
+        result.map_err(|e| self.frame_error(pts, &e))
+    }
+
+    /// Posts the element error for a frame that could not be upscaled.
+    fn frame_error(&self, pts: Option<gst::ClockTime>, error: &str) -> gst::FlowError {
+        gst::element_imp_error!(
+            self,
+            gst::StreamError::Failed,
+            ("Upscaling the frame at {} failed: {}", pts.display(), error)
+        );
+        gst::FlowError::Error
+    }
+
+    /// Waits for the oldest frame in flight and returns its output buffer.
+    fn finish_oldest(&self) -> Result<gst::Buffer, gst::FlowError> {
+        let (frame, result) = {
+            let mut state = lock(&self.state);
+            let state = state.as_mut().ok_or(gst::FlowError::Flushing)?;
+            let frame = state.in_flight.pop_front().ok_or(gst::FlowError::Error)?;
+            let result = state.upscaler.finish_frame().map_err(|e| e.to_string());
+            (frame, result)
+        };
+        self.after_frame(frame.output.pts(), result)?;
+        Ok(frame.output)
+    }
+
+    /// Finishes and pushes every frame in flight, oldest first (before EOS, new caps or a segment, or when
+    /// upstream asks for its buffers back).
+    fn drain(&self) -> Result<gst::FlowSuccess, gst::FlowError> {
+        while lock(&self.state).as_ref().is_some_and(|s| !s.in_flight.is_empty()) {
+            let output = self.finish_oldest()?;
+            self.obj().src_pad().push(output)?;
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    /// Drops the frames in flight after a flush (or on stop), once the GPU is done with them.
+    fn discard_in_flight(&self) {
+        let mut state = lock(&self.state);
+        let Some(state) = state.as_mut() else { return };
+        while !state.in_flight.is_empty() {
+            if let Err(e) = state.upscaler.finish_frame() {
+                gst::debug!(CAT, imp = self, "discarding a frame in flight: {e}");
+            }
+            state.in_flight.pop_front();
+        }
+    }
+
+    /// Frames kept in flight on the CUDA path.
+    fn async_depth(&self) -> u32 {
+        lock(&self.state).as_ref().map_or(lock(&self.settings).async_depth, |s| s.async_depth as u32)
+    }
+
+    /// Latency the frames in flight add: each is pushed when the next one arrives.
+    fn in_flight_latency(&self) -> gst::ClockTime {
+        let state = lock(&self.state);
+        let Some(state) = state.as_ref() else { return gst::ClockTime::ZERO };
+        let Some(fps) = state.negotiated.as_ref().map(|n| n.in_info.fps()) else { return gst::ClockTime::ZERO };
+        if fps.numer() <= 0 || fps.denom() <= 0 {
+            return gst::ClockTime::ZERO;
+        }
+        let frame = gst::ClockTime::SECOND.mul_div_floor(fps.denom() as u64, fps.numer() as u64).unwrap_or_default();
+        frame * state.depth() as u64
     }
 }
 
@@ -441,6 +563,17 @@ impl ObjectImpl for VfUpscale {
                     .default_value(0)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecUInt::builder("async-depth")
+                    .nick("Asynchronous depth")
+                    .blurb(
+                        "CUDA frames kept in flight on the GPU: each is pushed once the next one is queued, so the \
+                         GPU does not wait for the CPU between frames, at the cost of this many frames of latency \
+                         (0: each frame is finished before the next is taken)",
+                    )
+                    .maximum(MAX_ASYNC_DEPTH)
+                    .default_value(DEFAULT_ASYNC_DEPTH)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecUInt::builder("scale")
                     .nick("Scale")
                     .blurb("Upscale factor of the model (0 until the model is loaded)")
@@ -475,6 +608,7 @@ impl ObjectImpl for VfUpscale {
             "batch-size" => settings.tiling.batch = value.get().expect("type checked upstream"),
             "max-memory" => settings.tiling.max_memory_mib = value.get().expect("type checked upstream"),
             "stats-interval" => settings.stats_interval = value.get().expect("type checked upstream"),
+            "async-depth" => settings.async_depth = value.get().expect("type checked upstream"),
             other => unreachable!("no writable property {other}"),
         }
         gst::debug!(CAT, imp = self, "{} set to {:?}", pspec.name(), value);
@@ -492,6 +626,7 @@ impl ObjectImpl for VfUpscale {
             "batch-size" => lock(&self.settings).tiling.batch.to_value(),
             "max-memory" => lock(&self.settings).tiling.max_memory_mib.to_value(),
             "stats-interval" => lock(&self.settings).stats_interval.to_value(),
+            "async-depth" => lock(&self.settings).async_depth.to_value(),
             "scale" => self.scale.load(Ordering::Acquire).to_value(),
             "stats" => self.stats_structure().to_value(),
             other => unreachable!("no property {other}"),
@@ -625,12 +760,18 @@ impl BaseTransformImpl for VfUpscale {
             gst::info!(CAT, imp = self, "native kernels agree with ONNX Runtime to {db:.1} dB PSNR on the probe image");
         }
         self.scale.store(upscaler.scale(), Ordering::Release);
-        *lock(&self.state) = Some(State { upscaler, negotiated: None });
+        *lock(&self.state) = Some(State {
+            upscaler,
+            negotiated: None,
+            async_depth: settings.async_depth as usize,
+            in_flight: VecDeque::new(),
+        });
         self.obj().notify("scale");
         Ok(())
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        self.discard_in_flight();
         if let Some(state) = lock(&self.state).take() {
             let (stats, backend) = (state.upscaler.stats().clone(), state.upscaler.backend().name());
             *lock(&self.last_stats) = Some((stats, backend, device_name(&state.upscaler)));
@@ -772,6 +913,27 @@ impl BaseTransformImpl for VfUpscale {
             gst::debug!(CAT, imp = self, "answered a CUDA context query ({direction:?})");
             return true;
         }
+        match query.view_mut() {
+            // upstream wants its buffers back (before reconfiguring its pool): we hold those of the frames in flight
+            gst::QueryViewMut::Drain(_) if direction == gst::PadDirection::Sink => {
+                if let Err(e) = self.drain() {
+                    gst::debug!(CAT, imp = self, "draining for a drain query: {e:?}");
+                }
+            }
+            gst::QueryViewMut::Latency(_) if direction == gst::PadDirection::Src => {
+                if !BaseTransformImplExt::parent_query(self, direction, query) {
+                    return false;
+                }
+                let extra = self.in_flight_latency();
+                if let gst::QueryViewMut::Latency(q) = query.view_mut() {
+                    let (live, min, max) = q.result();
+                    q.set(live, min + extra, max.map(|m| m + extra));
+                    gst::debug!(CAT, imp = self, "latency: {min} + {extra} for the frames in flight");
+                }
+                return true;
+            }
+            _ => {}
+        }
         BaseTransformImplExt::parent_query(self, direction, query)
     }
 
@@ -791,9 +953,10 @@ impl BaseTransformImpl for VfUpscale {
         // upstream elements that allocate (cudaupload, converters) then write straight into our context
         let Some(ctx) = lock(&self.cuda).clone() else { return Ok(()) };
         let info = VideoInfo::from_caps(&caps).map_err(|_| gst::loggable_error!(CAT, "invalid caps {caps}"))?;
-        let pool = self.cuda_pool(&ctx, &caps, &info, UPSTREAM_POOL_FRAMES, 0)?;
+        let frames = UPSTREAM_POOL_FRAMES + self.async_depth();
+        let pool = self.cuda_pool(&ctx, &caps, &info, frames, 0)?;
         let size = pool.config().params().map_or(info.size() as u32, |(_, size, _, _)| size);
-        query.add_allocation_pool(Some(&pool), size, UPSTREAM_POOL_FRAMES, 0);
+        query.add_allocation_pool(Some(&pool), size, frames, 0);
         Ok(())
     }
 
@@ -807,7 +970,7 @@ impl BaseTransformImpl for VfUpscale {
         let ctx = lock(&self.cuda).clone().ok_or_else(|| gst::loggable_error!(CAT, "no CUDA context"))?;
         let (min, max) = query.allocation_pools().next().map_or((0, 0), |(_, _, min, max)| (min, max));
         // what downstream keeps plus what is in flight here, allocated up front: device memory is fixed from the start
-        let min = min + PREALLOCATED_FRAMES;
+        let min = min + PREALLOCATED_FRAMES + self.async_depth();
         let max = if max == 0 { 0 } else { max.max(min) };
         // Always our own pool: output buffers must live in the context our kernels write in.
         let pool = self.cuda_pool(&ctx, &caps, &info, min, max)?;
@@ -822,35 +985,63 @@ impl BaseTransformImpl for VfUpscale {
     }
 
     fn transform(&self, inbuf: &gst::Buffer, outbuf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let (result, notes, frames) = {
+        // synchronous: system memory, or async-depth 0 (generate_output keeps CUDA frames in flight otherwise)
+        let result = {
             let mut state = lock(&self.state);
-            match state.as_mut() {
-                Some(state) => {
-                    let result = self.upscale(state, inbuf, outbuf);
-                    (result, state.upscaler.take_notes(), state.upscaler.stats().frames)
-                }
-                None => return Err(gst::FlowError::Flushing),
+            let state = state.as_mut().ok_or(gst::FlowError::Flushing)?;
+            self.queue_frame(state, inbuf, outbuf).and_then(|()| {
+                let queued = state.upscaler.frames_in_flight() > 0;
+                if queued { state.upscaler.finish_frame().map_err(|e| e.to_string()) } else { Ok(()) }
+            })
+        };
+        self.after_frame(inbuf.pts(), result)?;
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    fn generate_output(&self) -> Result<GenerateOutputSuccess, gst::FlowError> {
+        let depth = lock(&self.state).as_ref().ok_or(gst::FlowError::Flushing)?.depth();
+        if depth == 0 {
+            return self.parent_generate_output();
+        }
+        let Some(inbuf) = self.take_queued_buffer() else { return Ok(GenerateOutputSuccess::NoOutput) };
+        // the base class's allocation: a buffer of our pool with the input's timestamps, flags and metas
+        let mut outbuf = match self.parent_prepare_output_buffer(InputBuffer::Readable(&inbuf))? {
+            PrepareOutputBufferSuccess::Buffer(outbuf) => outbuf,
+            PrepareOutputBufferSuccess::InputBuffer => {
+                gst::element_imp_error!(self, gst::CoreError::Failed, ("No output buffer for the frame"));
+                return Err(gst::FlowError::Error);
             }
         };
-        for note in notes {
-            gst::warning!(CAT, imp = self, "frame at {}: {note}", inbuf.pts().display());
+        let result = {
+            let mut state = lock(&self.state);
+            let state = state.as_mut().ok_or(gst::FlowError::Flushing)?;
+            let queued = self.queue_frame(state, &inbuf, outbuf.make_mut());
+            if queued.is_ok() {
+                state.in_flight.push_back(FrameInFlight { output: outbuf, _input: inbuf.clone() });
+            }
+            queued
+        };
+        if let Err(e) = result {
+            return Err(self.frame_error(inbuf.pts(), &e));
         }
-        if frames > 0 && frames % STATS_LOG_INTERVAL == 0 {
-            gst::info!(CAT, imp = self, "{}", self.stats_structure());
+        let too_many = lock(&self.state).as_ref().is_some_and(|s| s.in_flight.len() > depth);
+        match too_many {
+            true => self.finish_oldest().map(GenerateOutputSuccess::Buffer),
+            false => Ok(GenerateOutputSuccess::NoOutput),
         }
-        let interval = lock(&self.settings).stats_interval;
-        if interval > 0 && frames > 0 && frames % interval == 0 {
-            let _ = self
-                .obj()
-                .post_message(gst::message::Element::builder(self.stats_structure()).src(&*self.obj()).build());
+    }
+
+    fn sink_event(&self, event: gst::Event) -> bool {
+        match event.view() {
+            gst::EventView::FlushStop(_) => self.discard_in_flight(),
+            // frames in flight come before any serialized event (EOS, caps, segment, gap …) downstream
+            _ if event.is_serialized() => {
+                if let Err(e) = self.drain() {
+                    gst::debug!(CAT, imp = self, "draining before {:?}: {e:?}", event.type_());
+                }
+            }
+            _ => {}
         }
-        result.map(|()| gst::FlowSuccess::Ok).map_err(|e| {
-            gst::element_imp_error!(
-                self,
-                gst::StreamError::Failed,
-                ("Upscaling the frame at {} failed: {}", inbuf.pts().display(), e)
-            );
-            gst::FlowError::Error
-        })
+        self.parent_sink_event(event)
     }
 }

@@ -18,6 +18,12 @@
 //! decoder decodes straight into memory the model can read. Buffers from any other CUDA context are copied
 //! device-to-device, and the copies are counted in the `stats` property.
 //!
+//! CUDA frames are queued on one stream and kept in flight: with `async-depth=1` (the default) a frame's output is
+//! pushed once the next frame's work is queued, so the GPU goes straight from one frame to the next instead of
+//! waiting while the buffer is handed on. This adds one frame of latency, reported in latency queries; frames in
+//! flight are pushed before EOS, caps, segments and drain queries, and dropped on flushes. `async-depth=0` finishes
+//! every frame before taking the next.
+//!
 //! ## Tiles and memory
 //! By default each frame runs through the model whole. `tile-size` splits it into tiles of that many input
 //! pixels per side which overlap by `tile-overlap` pixels; each tile's output is weighted by ramps across the
