@@ -60,6 +60,22 @@ fn pack_taps(conv: &Conv3x3, nout: usize) -> Vec<u16> {
     f16_bits(packed.into_iter())
 }
 
+/// Taps (input channel, ky, kx) of the first layer, padded with zeros to its GEMM depth.
+const FIRST_K: usize = 32;
+/// Warps per block of the first layer's kernel.
+const FIRST_WARPS: u32 = 4;
+
+/// The first layer's weights as its kernel reads them: `[64 out][32 taps]` fp16, taps `c·9 + ky·3 + kx`, the last
+/// five zero.
+fn first_taps(conv: &Conv3x3) -> Vec<u16> {
+    let taps = 3 * 9;
+    let mut packed = vec![0f32; FEATURES * FIRST_K];
+    for co in 0..FEATURES {
+        packed[co * FIRST_K..co * FIRST_K + taps].copy_from_slice(&conv.weights[co * taps..(co + 1) * taps]);
+    }
+    f16_bits(packed.into_iter())
+}
+
 fn padded(values: &[f32], n: usize, fill: f32) -> Vec<f32> {
     let mut v = values.to_vec();
     v.resize(n, fill);
@@ -126,7 +142,7 @@ pub struct NativeEngine {
     conv_hidden: CudaFunction,
     conv_last: CudaFunction,
     resize_cubic: CudaFunction,
-    first: Layer<f32>,
+    first: Layer<u16>,
     hidden: Vec<Layer<u16>>,
     last: Layer<u16>,
     /// Output channels of the last convolution as the kernel computes them (3 r² padded to 16).
@@ -169,7 +185,7 @@ impl NativeEngine {
         let upload_f32 = |v: &[f32]| stream.clone_htod(v).map_err(|e| driver_error("cuMemcpyHtoD", e));
         let upload_f16 = |v: &[u16]| stream.clone_htod(v).map_err(|e| driver_error("cuMemcpyHtoD", e));
         let first = Layer {
-            weights: upload_f32(&graph.first.weights)?,
+            weights: upload_f16(&first_taps(&graph.first))?,
             bias: upload_f32(&graph.first.bias)?,
             slope: upload_f32(&graph.first.slope)?,
         };
@@ -189,7 +205,8 @@ impl NativeEngine {
             bias: upload_f32(&padded(&graph.last.bias, last_padded, 0.0))?,
             slope: upload_f32(&vec![1.0; last_padded])?,
         };
-        let weight_bytes = (graph.first.weights.len() + 3 * FEATURES) * 4
+        let weight_bytes = FEATURES * FIRST_K * 2
+            + 2 * FEATURES * 4
             + hidden.len() * (9 * FEATURES * FEATURES * 2 + 2 * FEATURES * 4)
             + 9 * last_padded * FEATURES * 2
             + 2 * last_padded * 4;
@@ -335,20 +352,23 @@ impl NativeEngine {
             block_dim: (CONV_THREADS, 1, 1),
             shared_mem_bytes: shared_bytes(nout) as u32,
         };
-        let pixel_grid = |width: u32, height: u32, planes: u32| LaunchConfig {
-            grid_dim: (width.div_ceil(32), height.div_ceil(8), planes),
-            block_dim: (32, 8, 1),
+        // first layer: one warp per 16 pixels of a row, looping; a few blocks of four warps per SM
+        let first_tiles = n * h * w.div_ceil(16);
+        let first_config = LaunchConfig {
+            grid_dim: (first_tiles.div_ceil(FIRST_WARPS).min(self.blocks * 16), 1, 1),
+            block_dim: (FIRST_WARPS * 32, 1, 1),
             shared_mem_bytes: 0,
         };
 
         let (input, act) = (ptr(&b.input), [ptr(&b.activations[0]), ptr(&b.activations[1])]);
         let (hi, wi) = (h as i32, w as i32);
-        let (fw, fb, fs) = (ptr32(&self.first.weights), ptr32(&self.first.bias), ptr32(&self.first.slope));
+        let (fw, fb, fs) = (ptr(&self.first.weights), ptr32(&self.first.bias), ptr32(&self.first.slope));
+        let ni = n as i32;
         let mut args = s.launch_builder(&self.conv_first);
-        args.arg(&input).arg(&fw).arg(&fb).arg(&fs).arg(&act[0]).arg(&hi).arg(&wi);
+        args.arg(&input).arg(&fw).arg(&fb).arg(&fs).arg(&act[0]).arg(&ni).arg(&hi).arg(&wi);
         // SAFETY: the pointers are this engine's tensors and weights, sized for `shape` by `bind`; the argument
         // list matches srvgg_conv_first.
-        unsafe { args.launch(pixel_grid(w, h, n)) }.map_err(launch_error)?;
+        unsafe { args.launch(first_config) }.map_err(launch_error)?;
         after("first")?;
 
         let mut current = 0;
@@ -378,8 +398,14 @@ impl NativeEngine {
             let mut args = s.launch_builder(&self.resize_cubic);
             args.arg(&shuffled).arg(&shi).arg(&swi).arg(&output).arg(&dhi).arg(&dwi);
             args.arg(&resize.factor).arg(&resize.factor).arg(&resize.a);
+            // 64x16 outputs per block (see the kernel)
+            let grid = LaunchConfig {
+                grid_dim: (dw.div_ceil(64), dh.div_ceil(16), 3 * n),
+                block_dim: (32, 8, 1),
+                shared_mem_bytes: 0,
+            };
             // SAFETY: as above; 3 × batch planes of sh × sw in, dh × dw out.
-            unsafe { args.launch(pixel_grid(dw, dh, 3 * n)) }.map_err(launch_error)?;
+            unsafe { args.launch(grid) }.map_err(launch_error)?;
             after("resize")?;
         }
         Ok(())

@@ -1,8 +1,8 @@
 // SRVGGNetCompact (Real-ESRGAN's compact VGG-style network: realesr-animevideov3, realesr-general-x4v3) on the
 // tensor cores. The 3x3 convolutions over 64-channel NHWC fp16 activations run as implicit GEMMs (mma.sync
 // m16n8k16, fp32 accumulation) with bias and PReLU (or the pixel shuffle and the residual input) fused into the
-// epilogue, so each layer reads its input once and writes its output once. The first layer (3 input channels) and
-// the optional final bicubic resize are plain CUDA-core kernels.
+// epilogue, so each layer reads its input once and writes its output once. The first layer (3 input channels) is a
+// GEMM over its 27 taps on the tensor cores; the optional final bicubic resize is a plain CUDA-core kernel.
 //
 // Needs sm_80 or newer (cp.async, ldmatrix, mma.m16n8k16). No CUDA headers: NVRTC compiles this as is.
 
@@ -258,61 +258,113 @@ LAST_LAYER(32, 3)
 LAST_LAYER(48, 4)
 
 // ---------------------------------------------------------------------------------------------------------------
-// First layer: 3x3 convolution 3 -> 64 with bias and PReLU, planar fp16 image in, NHWC fp16 out. One thread per
-// pixel holds its 27 inputs and 64 accumulators; the weights sit in shared memory as float4 of four output channels
-// per input, so every shared load (the same address across the warp) feeds four multiply-adds.
+// First layer: 3x3 convolution 3 -> 64 with bias and PReLU, planar fp16 image in, NHWC fp16 out, on the tensor
+// cores as a GEMM with K = 27 taps (c, ky, kx), padded with zeros to 32. Each warp takes 16 consecutive pixels of
+// a row (M = 16) and all 64 output channels (8 n-tiles of 8) in two k-steps: its A fragments are gathered straight
+// from the image (per lane: 2 pixels x 8 taps, zeros outside), B (the weights, [64][32] fp16) stays in registers
+// for the whole kernel. The 16x64 result goes through shared memory (16-byte chunks swizzled by row, as in the
+// hidden layers) so that it leaves as 2 KB of contiguous NHWC in 16-byte stores.
 
-extern "C" __global__ void srvgg_conv_first(const half_t* __restrict__ image, const float* __restrict__ weights,
-                                            const float* __restrict__ bias_g, const float* __restrict__ slope_g,
-                                            half_t* __restrict__ out, int h, int w) {
-    __shared__ float4 wt[27][16];  // wt[i][g]: output channels 4g..4g+3 for input tap i
-    __shared__ float bias[64], slope[64];
-    const int tid = threadIdx.y * blockDim.x + threadIdx.x;
-    for (int k = tid; k < 27 * 64; k += blockDim.x * blockDim.y) {
-        const int i = k / 64, co = k % 64;
-        ((float*)wt)[i * 64 + co] = weights[co * 27 + i];  // ONNX layout [co][ci][ky][kx]
-    }
-    for (int i = tid; i < 64; i += blockDim.x * blockDim.y) {
-        bias[i] = bias_g[i];
-        slope[i] = slope_g[i];
-    }
-    __syncthreads();
-    const int x = blockIdx.x * blockDim.x + threadIdx.x, y = blockIdx.y * blockDim.y + threadIdx.y, n = blockIdx.z;
-    if (x >= w || y >= h) return;
-    float acc[64];
+#define FIRST_WARPS 4
+#define FIRST_K 32
+
+extern "C" __global__ void __launch_bounds__(FIRST_WARPS * 32)
+    srvgg_conv_first(const half_t* __restrict__ image, const half_t* __restrict__ weights,
+                     const float* __restrict__ bias_g, const float* __restrict__ slope_g, half_t* __restrict__ out,
+                     int images, int h, int w) {
+    __shared__ __align__(16) unsigned char staged[FIRST_WARPS][16 * ROW_BYTES];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int group = lane >> 2, pair = (lane & 3) * 2;
+    // B fragments: for n-tile j and k-step s, rows k = 16s + pair (+1) and + 8 of output channel 8j + group
+    unsigned b[8][2][2];
+    float bias[8][2], slope[8][2];
 #pragma unroll
-    for (int co = 0; co < 64; ++co) acc[co] = bias[co];
+    for (int j = 0; j < 8; ++j) {
+        const half_t* wrow = weights + (8 * j + group) * FIRST_K;
 #pragma unroll
-    for (int c = 0; c < 3; ++c)
-#pragma unroll
-        for (int ky = 0; ky < 3; ++ky)
-#pragma unroll
-            for (int kx = 0; kx < 3; ++kx) {
-                const int yy = y + ky - 1, xx = x + kx - 1;
-                const bool inside = yy >= 0 && yy < h && xx >= 0 && xx < w;
-                const float v = inside ? h2f(image[(((size_t)n * 3 + c) * h + yy) * w + xx]) : 0.0f;
-                const int i = c * 9 + ky * 3 + kx;
-#pragma unroll
-                for (int g = 0; g < 16; ++g) {
-                    const float4 k = wt[i][g];
-                    acc[4 * g] += k.x * v;
-                    acc[4 * g + 1] += k.y * v;
-                    acc[4 * g + 2] += k.z * v;
-                    acc[4 * g + 3] += k.w * v;
-                }
-            }
-    uint4* dst = (uint4*)(out + (((size_t)n * h + y) * w + x) * CIN);
-#pragma unroll
-    for (int group = 0; group < 8; ++group) {
-        unsigned packed[4];
-#pragma unroll
-        for (int k = 0; k < 4; ++k) {
-            const int co = group * 8 + 2 * k;
-            const float a = acc[co] >= 0.0f ? acc[co] : acc[co] * slope[co];
-            const float b = acc[co + 1] >= 0.0f ? acc[co + 1] : acc[co + 1] * slope[co + 1];
-            packed[k] = pack2(a, b);
+        for (int st = 0; st < 2; ++st) {
+            b[j][st][0] = *(const unsigned*)(wrow + 16 * st + pair);
+            b[j][st][1] = *(const unsigned*)(wrow + 16 * st + pair + 8);
         }
-        dst[group] = make_uint4(packed[0], packed[1], packed[2], packed[3]);
+        // the channels this lane's accumulators hold
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+            bias[j][e] = bias_g[8 * j + pair + e];
+            slope[j][e] = slope_g[8 * j + pair + e];
+        }
+    }
+    // the 8 taps of this lane's A fragments: k = 16s + pair + {0, 1} + {0, 8}, as plane offset and shift
+    int tap_plane[8], tap_dy[8], tap_dx[8];
+    bool tap_used[8];
+#pragma unroll
+    for (int t = 0; t < 8; ++t) {
+        const int k = 16 * (t >> 2) + pair + (t & 1) + 8 * ((t >> 1) & 1);
+        tap_used[t] = k < 27;
+        const int c = k / 9, r = k - 9 * (k / 9);
+        tap_plane[t] = tap_used[t] ? c : 0;
+        tap_dy[t] = r / 3 - 1;
+        tap_dx[t] = r - 3 * (r / 3) - 1;
+    }
+    const int tiles_x = (w + 15) / 16, per_image = h * tiles_x, tiles = images * per_image;
+    const size_t plane_size = (size_t)h * w;
+    const unsigned stage = smem_addr(staged[warp]);
+    for (int tile = blockIdx.x * FIRST_WARPS + warp; tile < tiles; tile += gridDim.x * FIRST_WARPS) {
+        const int n = tile / per_image, r = tile - n * per_image;
+        const int y = r / tiles_x, x0 = (r - y * tiles_x) * 16;
+        const half_t* img = image + (size_t)n * 3 * plane_size;
+        // A: rows (pixels) group and group + 8
+        unsigned a[2][4];
+#pragma unroll
+        for (int st = 0; st < 2; ++st)
+#pragma unroll
+            for (int half_row = 0; half_row < 2; ++half_row)
+#pragma unroll
+                for (int khi = 0; khi < 2; ++khi) {
+                    const int x = x0 + group + 8 * half_row;
+                    half_t v[2];
+#pragma unroll
+                    for (int e = 0; e < 2; ++e) {
+                        const int t = 4 * st + 2 * khi + e;
+                        const int yy = y + tap_dy[t], xx = x + tap_dx[t];
+                        const bool inside = tap_used[t] && yy >= 0 && yy < h && xx >= 0 && xx < w;
+                        v[e] = inside ? img[tap_plane[t] * plane_size + (size_t)yy * w + xx] : (half_t)0;
+                    }
+                    // register order of the m16n8k16 A fragment: (row, k), (row + 8, k), (row, k + 8), (row + 8, k + 8)
+                    a[st][2 * khi + half_row] = (unsigned)v[0] | ((unsigned)v[1] << 16);
+                }
+        float acc[8][4];
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+            acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
+            mma16816(acc[j], a[0], b[j][0][0], b[j][0][1]);
+            mma16816(acc[j], a[1], b[j][1][0], b[j][1][1]);
+        }
+        // bias, PReLU, fp16 pairs into the swizzled staging tile: row = pixel, 16-byte chunk j = channels 8j..8j+7
+#pragma unroll
+        for (int j = 0; j < 8; ++j)
+#pragma unroll
+            for (int half_row = 0; half_row < 2; ++half_row) {
+                const int row = group + 8 * half_row;
+                float v0 = acc[j][2 * half_row] + bias[j][0], v1 = acc[j][2 * half_row + 1] + bias[j][1];
+                v0 = v0 >= 0.0f ? v0 : v0 * slope[j][0];
+                v1 = v1 >= 0.0f ? v1 : v1 * slope[j][1];
+                const unsigned addr = stage + swizzle(row, j) + pair * 2;
+                asm volatile("st.shared.u32 [%0], %1;" ::"r"(addr), "r"(pack2(v0, v1)));
+            }
+        __syncwarp();
+        half_t* dst = out + (((size_t)n * h + y) * w + x0) * CIN;
+#pragma unroll
+        for (int q = lane; q < 16 * 8; q += 32) {
+            const int row = q >> 3, chunk = q & 7;
+            if (x0 + row < w) {
+                uint4 v;
+                asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
+                             : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                             : "r"(stage + swizzle(row, chunk)));
+                *(uint4*)(dst + row * CIN + chunk * 8) = v;
+            }
+        }
+        __syncwarp();
     }
 }
 
@@ -329,54 +381,101 @@ __device__ __forceinline__ void cubic_coeffs(float t, float a, float c[4]) {
     c[3] = ((a * u1 - 5.0f * a) * u1 + 8.0f * a) * u1 - 4.0f * a;
 }
 
-// One block computes 32x8 outputs of one plane from a window of the source staged in shared memory; for the
-// factors the matcher accepts (0.5 to 1) the window is at most 66x18 samples.
-#define RESIZE_W 32
-#define RESIZE_H 8
-#define WINDOW_W 68
-#define WINDOW_H 20
+// One block computes 64x16 outputs of one plane in two passes through shared memory: the source window (read
+// with 4-byte loads, all issued before any is used, so enough are in flight to stream at memory speed), then each
+// window row resampled horizontally, then the columns vertically; each thread writes two adjacent outputs as one
+// f16x2 word. For the factors the matcher accepts (0.5 to 1) the window is at most 131 columns from an even
+// start (+1) by 35 rows.
+#define RESIZE_OUT_W 64
+#define RESIZE_OUT_H 16
+#define RESIZE_WIN_W 132
+#define RESIZE_WIN_H 35
+#define RESIZE_WIN_WORDS (RESIZE_WIN_W / 2)
+#define RESIZE_THREADS 256
+#define RESIZE_LOADS ((RESIZE_WIN_H * RESIZE_WIN_WORDS + RESIZE_THREADS - 1) / RESIZE_THREADS)
 
-extern "C" __global__ void __launch_bounds__(RESIZE_W * RESIZE_H)
+extern "C" __global__ void __launch_bounds__(RESIZE_THREADS)
     srvgg_resize_cubic(const half_t* __restrict__ src, int sh, int sw, half_t* __restrict__ dst, int dh, int dw,
                        float scale_y, float scale_x, float a) {
-    __shared__ float window[WINDOW_H][WINDOW_W];
+    __shared__ float window[RESIZE_WIN_H][RESIZE_WIN_W];
+    __shared__ __align__(16) float rows[RESIZE_WIN_H][RESIZE_OUT_W];
     // per output column and row of the block: the four weights and the first tap's index in the window
-    __shared__ float wx_s[RESIZE_W][4], wy_s[RESIZE_H][4];
-    __shared__ int tx_s[RESIZE_W], ty_s[RESIZE_H];
+    __shared__ float wx_s[RESIZE_OUT_W][4], wy_s[RESIZE_OUT_H][4];
+    __shared__ int tx_s[RESIZE_OUT_W], ty_s[RESIZE_OUT_H];
+    const int tid = threadIdx.y * 32 + threadIdx.x;
     const int plane = blockIdx.z;
-    const int x0 = blockIdx.x * RESIZE_W, y0 = blockIdx.y * RESIZE_H;
-    // the first source column and row any output of this block reads
-    const int sx0 = (int)floorf(((float)x0 + 0.5f) / scale_x - 0.5f) - 1;
+    const int x0 = blockIdx.x * RESIZE_OUT_W, y0 = blockIdx.y * RESIZE_OUT_H;
+    // the first source column (rounded down to even, for aligned word loads) and row any output here reads
+    const int sx0 = ((int)floorf(((float)x0 + 0.5f) / scale_x - 0.5f) - 1) & ~1;
     const int sy0 = (int)floorf(((float)y0 + 0.5f) / scale_y - 0.5f) - 1;
     const half_t* p = src + (size_t)plane * sh * sw;
-    for (int i = threadIdx.y * RESIZE_W + threadIdx.x; i < WINDOW_H * WINDOW_W; i += RESIZE_W * RESIZE_H) {
-        const int wy = i / WINDOW_W, wx = i - wy * WINDOW_W;
-        // clamped here, so each tap below reads the edge sample exactly as a clamped index would
-        const int yy = min(max(sy0 + wy, 0), sh - 1), xx = min(max(sx0 + wx, 0), sw - 1);
-        window[wy][wx] = h2f(p[(size_t)yy * sw + xx]);
+    // rows start 4-byte aligned when the width is even (always, for pixel-shuffled planes)
+    const bool words_aligned = (sw & 1) == 0;
+    unsigned words[RESIZE_LOADS];
+#pragma unroll
+    for (int k = 0; k < RESIZE_LOADS; ++k) {
+        const int i = tid + k * RESIZE_THREADS;
+        words[k] = 0;
+        if (i < RESIZE_WIN_H * RESIZE_WIN_WORDS) {
+            const int wy = i / RESIZE_WIN_WORDS, xx = sx0 + 2 * (i - wy * RESIZE_WIN_WORDS);
+            // clamped here, so each tap below reads the edge sample exactly as a clamped index would
+            const half_t* row = p + (size_t)min(max(sy0 + wy, 0), sh - 1) * sw;
+            if (words_aligned && xx >= 0 && xx + 1 < sw) {
+                words[k] = *(const unsigned*)(row + xx);
+            } else {
+                words[k] = (unsigned)row[min(max(xx, 0), sw - 1)] | ((unsigned)row[min(max(xx + 1, 0), sw - 1)] << 16);
+            }
+        }
     }
-    if (threadIdx.y == 0) {
-        const float f = ((float)(x0 + threadIdx.x) + 0.5f) / scale_x - 0.5f, b = floorf(f);
-        cubic_coeffs(f - b, a, wx_s[threadIdx.x]);
-        tx_s[threadIdx.x] = (int)b - 1 - sx0;
-    } else if (threadIdx.y == 1 && threadIdx.x < RESIZE_H) {
-        const float f = ((float)(y0 + threadIdx.x) + 0.5f) / scale_y - 0.5f, b = floorf(f);
-        cubic_coeffs(f - b, a, wy_s[threadIdx.x]);
-        ty_s[threadIdx.x] = (int)b - 1 - sy0;
+    if (tid < RESIZE_OUT_W) {
+        const float f = ((float)(x0 + tid) + 0.5f) / scale_x - 0.5f, b = floorf(f);
+        cubic_coeffs(f - b, a, wx_s[tid]);
+        tx_s[tid] = (int)b - 1 - sx0;
+    } else if (tid < RESIZE_OUT_W + RESIZE_OUT_H) {
+        const int r = tid - RESIZE_OUT_W;
+        const float f = ((float)(y0 + r) + 0.5f) / scale_y - 0.5f, b = floorf(f);
+        cubic_coeffs(f - b, a, wy_s[r]);
+        ty_s[r] = (int)b - 1 - sy0;
+    }
+#pragma unroll
+    for (int k = 0; k < RESIZE_LOADS; ++k) {
+        const int i = tid + k * RESIZE_THREADS;
+        if (i < RESIZE_WIN_H * RESIZE_WIN_WORDS) {
+            const int wy = i / RESIZE_WIN_WORDS, wx = 2 * (i - wy * RESIZE_WIN_WORDS);
+            window[wy][wx] = h2f((half_t)(words[k] & 0xffffu));
+            window[wy][wx + 1] = h2f((half_t)(words[k] >> 16));
+        }
     }
     __syncthreads();
-    const int x = x0 + threadIdx.x, y = y0 + threadIdx.y;
-    if (x >= dw || y >= dh) return;
-    const float* cx = wx_s[threadIdx.x];
-    const float* cy = wy_s[threadIdx.y];
-    const int wx0 = tx_s[threadIdx.x], wy0 = ty_s[threadIdx.y];
-    float sum = 0.0f;
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-        float row = 0.0f;
-#pragma unroll
-        for (int j = 0; j < 4; ++j) row += cx[j] * window[wy0 + i][wx0 + j];
-        sum += cy[i] * row;
+    for (int i = tid; i < RESIZE_WIN_H * RESIZE_OUT_W; i += RESIZE_THREADS) {
+        const int r = i / RESIZE_OUT_W, c = i - r * RESIZE_OUT_W;
+        const float* w = &window[r][tx_s[c]];
+        const float* cx = wx_s[c];
+        rows[r][c] = cx[0] * w[0] + cx[1] * w[1] + cx[2] * w[2] + cx[3] * w[3];
     }
-    dst[(size_t)plane * dh * dw + (size_t)y * dw + x] = f2h(sum);
+    __syncthreads();
+    const int c = 2 * threadIdx.x, x = x0 + c;
+    half_t* out = dst + (size_t)plane * dh * dw;
+#pragma unroll
+    for (int k = 0; k < RESIZE_OUT_H / 8; ++k) {
+        const int r = threadIdx.y + 8 * k, y = y0 + r;
+        if (y >= dh || x >= dw) break;
+        const float* cy = wy_s[r];
+        const int t = ty_s[r];
+        float2 v = make_float2(0.0f, 0.0f);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const float2 s = *(const float2*)&rows[t + j][c];
+            v.x += cy[j] * s.x;
+            v.y += cy[j] * s.y;
+        }
+        half_t* o = out + (size_t)y * dw + x;
+        if ((dw & 1) == 0) {
+            // x is even and so is the row start: an aligned word, both outputs inside the row
+            *(unsigned*)o = pack2(v.x, v.y);
+        } else {
+            o[0] = f2h(v.x);
+            if (x + 1 < dw) o[1] = f2h(v.y);
+        }
+    }
 }
