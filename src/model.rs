@@ -209,11 +209,7 @@ mod tests {
     use crate::onnx::{GraphBuilder, tensor_info};
 
     fn model(in_dims: &[Dim], out_dims: &[Dim], elem: i32, meta: &[(&str, String)]) -> ModelProto {
-        let mut g = GraphBuilder::new();
-        g.reserve("input").unwrap();
-        g.reserve("output").unwrap();
-        g.inputs.push(tensor_info("input", elem, in_dims));
-        g.outputs.push(tensor_info("output", elem, out_dims));
+        let mut g = GraphBuilder::with_io(elem, in_dims, out_dims);
         g.op_into("Identity", &["input"], "output", vec![]);
         g.into_model("m", meta)
     }

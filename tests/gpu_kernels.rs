@@ -499,14 +499,10 @@ fn four_k_input_is_tiled_with_x4_models_within_the_memory_limit() {
 /// through), averages them back with a 1×1 convolution and upscales by nearest neighbour: its output is exact, its
 /// memory need about 800 bytes per input pixel.
 fn memory_hungry_model() -> std::path::PathBuf {
-    use vfupscale::onnx::{Dim, GraphBuilder, META_SCALE, attr_string, data_type, tensor_info, write_model};
+    use vfupscale::onnx::{Dim, GraphBuilder, META_SCALE, attr_string, data_type, write_model};
     let path = std::env::temp_dir().join(format!("vfupscale-memory-hungry-{}.onnx", std::process::id()));
     let dynamic = [Dim::Unknown, Dim::Fixed(3), Dim::Unknown, Dim::Unknown];
-    let mut g = GraphBuilder::new();
-    g.reserve("input").unwrap();
-    g.reserve("output").unwrap();
-    g.inputs.push(tensor_info("input", data_type::FLOAT, &dynamic));
-    g.outputs.push(tensor_info("output", data_type::FLOAT, &dynamic));
+    let mut g = GraphBuilder::with_io(data_type::FLOAT, &dynamic, &dynamic);
     let copies = 64;
     let repeats = g.i64_init("repeats", &[4], &[1, copies, 1, 1]);
     let tiled = g.op("Tile", "copies", &["input", &repeats], vec![]);

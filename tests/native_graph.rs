@@ -8,9 +8,7 @@ use vfupscale::frame::Size;
 use vfupscale::infer::{Backend, InferenceSession, SessionOptions, TensorLocation, load_model};
 use vfupscale::native::graph::{Conv3x3, SrvggGraph};
 use vfupscale::native::match_srvgg;
-use vfupscale::onnx::{
-    Dim, GraphBuilder, META_SCALE, attr_float, attr_int, attr_ints, attr_string, data_type, tensor_info,
-};
+use vfupscale::onnx::{Dim, GraphBuilder, META_SCALE, attr_float, attr_int, attr_ints, attr_string, data_type};
 
 fn installed(name: &str) -> PathBuf {
     let p = vfupscale::models::model_path(name);
@@ -77,11 +75,7 @@ fn random(n: usize, seed: u32, scale: f32) -> Vec<f32> {
 
 fn synthetic(spec: &Synthetic) -> vfupscale::onnx::ModelProto {
     let dynamic = [Dim::Unknown, Dim::Fixed(3), Dim::Unknown, Dim::Unknown];
-    let mut g = GraphBuilder::new();
-    g.reserve("input").unwrap();
-    g.reserve("output").unwrap();
-    g.inputs.push(tensor_info("input", data_type::FLOAT, &dynamic));
-    g.outputs.push(tensor_info("output", data_type::FLOAT, &dynamic));
+    let mut g = GraphBuilder::with_io(data_type::FLOAT, &dynamic, &dynamic);
     let mut seed = 1;
     let mut conv = |g: &mut GraphBuilder, x: &str, cin: i64, cout: i64, stride: i64| {
         seed += 1;

@@ -257,6 +257,16 @@ impl GraphBuilder {
         name
     }
 
+    /// A graph with the model contract's one input `input` and one output `output`, both of `elem_type`, declared
+    /// with these dimensions.
+    pub fn with_io(elem_type: i32, input_dims: &[Dim], output_dims: &[Dim]) -> Self {
+        let mut g = Self::new();
+        g.names.extend(["input".to_string(), "output".to_string()]);
+        g.inputs.push(tensor_info("input", elem_type, input_dims));
+        g.outputs.push(tensor_info("output", elem_type, output_dims));
+        g
+    }
+
     /// Reserves an externally chosen name (graph inputs and outputs).
     pub fn reserve(&mut self, name: &str) -> Result<()> {
         if self.names.insert(name.to_string()) {
@@ -346,11 +356,7 @@ mod tests {
 
     #[test]
     fn model_round_trips_through_protobuf() {
-        let mut g = GraphBuilder::new();
-        g.reserve("input").unwrap();
-        g.reserve("output").unwrap();
-        g.inputs.push(tensor_info("input", data_type::FLOAT, &[Dim::Param("n".into()), Dim::Fixed(3)]));
-        g.outputs.push(tensor_info("output", data_type::FLOAT, &[Dim::Unknown]));
+        let mut g = GraphBuilder::with_io(data_type::FLOAT, &[Dim::Param("n".into()), Dim::Fixed(3)], &[Dim::Unknown]);
         let w = g.f32_init("w", &[2], &[1.5, -2.0]);
         g.op_into("Mul", &["input", &w], "output", vec![attr_int("x", 3)]);
         let model = g.into_model("g", &[(META_SCALE, "2".into())]);

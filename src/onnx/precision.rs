@@ -178,22 +178,14 @@ pub fn convert(model: &mut ModelProto, to: FloatPrecision) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::onnx::{Dim, GraphBuilder, attr_string, tensor_info, tensor_type};
+    use crate::onnx::{Dim, GraphBuilder, attr_string, tensor_type};
 
     fn resize_model() -> ModelProto {
-        let mut g = GraphBuilder::new();
-        g.reserve("input").unwrap();
-        g.reserve("output").unwrap();
-        g.inputs.push(tensor_info(
-            "input",
+        let mut g = GraphBuilder::with_io(
             data_type::FLOAT,
             &[Dim::Fixed(1), Dim::Fixed(3), Dim::Fixed(4), Dim::Fixed(4)],
-        ));
-        g.outputs.push(tensor_info(
-            "output",
-            data_type::FLOAT,
             &[Dim::Unknown, Dim::Unknown, Dim::Unknown, Dim::Unknown],
-        ));
+        );
         let w = g.f32_init("w", &[3, 1, 1], &[0.5, 1.0, 2.0]);
         let scales = g.f32_init("scales", &[4], &[1.0, 1.0, 2.0, 2.0]);
         let m = g.op("Mul", "m", &["input", &w], vec![]);
@@ -224,19 +216,11 @@ mod tests {
 
     #[test]
     fn computed_float32_slot_gets_a_cast() {
-        let mut g = GraphBuilder::new();
-        g.reserve("input").unwrap();
-        g.reserve("output").unwrap();
-        g.inputs.push(tensor_info(
-            "input",
+        let mut g = GraphBuilder::with_io(
             data_type::FLOAT,
             &[Dim::Unknown, Dim::Unknown, Dim::Unknown, Dim::Unknown],
-        ));
-        g.outputs.push(tensor_info(
-            "output",
-            data_type::FLOAT,
             &[Dim::Unknown, Dim::Unknown, Dim::Unknown, Dim::Unknown],
-        ));
+        );
         let two = g.f32_init("two", &[4], &[1.0, 1.0, 2.0, 2.0]);
         let scales = g.op("Identity", "scales", &[&two], vec![]);
         g.op_into("Resize", &["input", "", &scales], "output", vec![]);

@@ -151,23 +151,15 @@ pub fn model_stats(model: &ModelProto) -> ModelStats {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::onnx::{Dim, GraphBuilder, attr_int, attr_ints, data_type, tensor_info};
+    use crate::onnx::{Dim, GraphBuilder, attr_int, attr_ints, data_type};
 
     #[test]
     fn counts_strided_and_upsampled_convolutions() {
-        let mut g = GraphBuilder::new();
-        g.reserve("input").unwrap();
-        g.reserve("output").unwrap();
-        g.inputs.push(tensor_info(
-            "input",
+        let mut g = GraphBuilder::with_io(
             data_type::FLOAT,
             &[Dim::Unknown, Dim::Unknown, Dim::Unknown, Dim::Unknown],
-        ));
-        g.outputs.push(tensor_info(
-            "output",
-            data_type::FLOAT,
             &[Dim::Unknown, Dim::Unknown, Dim::Unknown, Dim::Unknown],
-        ));
+        );
         // 3x3 conv 3->8 at full resolution: 2*8*3*9 = 432 FLOPs per input pixel
         let w1 = g.f32_init("w1", &[8, 3, 3, 3], &[0.0; 216]);
         let c1 = g.op("Conv", "c1", &["input", &w1], vec![attr_ints("pads", &[1, 1, 1, 1])]);

@@ -11,7 +11,7 @@ use gst_check::Harness;
 #[path = "../../../tests/support/ppm.rs"]
 mod ppm;
 use ppm::{read_ppm, test_image_path};
-use vfupscale::onnx::{Dim, GraphBuilder, META_SCALE, attr_string, data_type, tensor_info, write_model};
+use vfupscale::onnx::{Dim, GraphBuilder, META_SCALE, attr_string, data_type, write_model};
 
 fn init() {
     static INIT: Once = Once::new();
@@ -47,11 +47,7 @@ fn nearest_model(scale: u32, fixed: Option<(i64, i64)>) -> PathBuf {
         ),
         None => (dynamic(), dynamic()),
     };
-    let mut g = GraphBuilder::new();
-    g.reserve("input").unwrap();
-    g.reserve("output").unwrap();
-    g.inputs.push(tensor_info("input", data_type::FLOAT, &in_dims));
-    g.outputs.push(tensor_info("output", data_type::FLOAT, &out_dims));
+    let mut g = GraphBuilder::with_io(data_type::FLOAT, &in_dims, &out_dims);
     let s = scale as f32;
     let scales = g.f32_init("scales", &[4], &[1.0, 1.0, s, s]);
     g.op_into("Resize", &["input", "", &scales], "output", vec![attr_string("mode", "nearest")]);
@@ -298,12 +294,8 @@ fn bad_models_fail_with_the_path_and_reason() {
 
     // NHWC, as exported from TensorFlow
     let nhwc = dir.join("nhwc.onnx");
-    let mut g = GraphBuilder::new();
-    g.reserve("input").unwrap();
-    g.reserve("output").unwrap();
     let d = vec![Dim::Param("n".into()), Dim::Param("h".into()), Dim::Param("w".into()), Dim::Fixed(3)];
-    g.inputs.push(tensor_info("input", data_type::FLOAT, &d));
-    g.outputs.push(tensor_info("output", data_type::FLOAT, &d));
+    let mut g = GraphBuilder::with_io(data_type::FLOAT, &d, &d);
     g.op_into("Identity", &["input"], "output", vec![]);
     write_model(&nhwc, &g.into_model("nhwc", &[])).unwrap();
     let e = start_error(nhwc.to_str().unwrap(), "backend=cpu", SMALL);
@@ -311,11 +303,7 @@ fn bad_models_fail_with_the_path_and_reason() {
 
     // an integer image model
     let ints = dir.join("uint8.onnx");
-    let mut g = GraphBuilder::new();
-    g.reserve("input").unwrap();
-    g.reserve("output").unwrap();
-    g.inputs.push(tensor_info("input", data_type::UINT8, &dynamic()));
-    g.outputs.push(tensor_info("output", data_type::UINT8, &dynamic()));
+    let mut g = GraphBuilder::with_io(data_type::UINT8, &dynamic(), &dynamic());
     g.op_into("Identity", &["input"], "output", vec![]);
     write_model(&ints, &g.into_model("u8", &[])).unwrap();
     let e = start_error(ints.to_str().unwrap(), "backend=cpu", SMALL);
@@ -609,11 +597,7 @@ fn an_inference_failure_ends_the_stream_with_an_error_naming_the_frame() {
     // a model that declares x2 but reshapes to a fixed size: ONNX Runtime fails on any other frame size
     init();
     let path = scratch().join("fails-at-runtime.onnx");
-    let mut g = GraphBuilder::new();
-    g.reserve("input").unwrap();
-    g.reserve("output").unwrap();
-    g.inputs.push(tensor_info("input", data_type::FLOAT, &dynamic()));
-    g.outputs.push(tensor_info("output", data_type::FLOAT, &dynamic()));
+    let mut g = GraphBuilder::with_io(data_type::FLOAT, &dynamic(), &dynamic());
     let shape = g.i64_init("shape", &[4], &[1, 3, 4, 4]);
     let fixed = g.op("Reshape", "fixed", &["input", &shape], vec![]);
     let scales = g.f32_init("scales", &[4], &[1.0, 1.0, 2.0, 2.0]);
