@@ -172,6 +172,22 @@ fn device_name(upscaler: &Upscaler) -> String {
 }
 
 /// GStreamer error domain and code for a core error at start.
+/// Maps a system-memory input buffer for reading.
+fn map_readable<'a>(
+    buffer: &'a gst::Buffer,
+    info: &VideoInfo,
+) -> Result<gst_video::VideoFrameRef<&'a gst::BufferRef>, String> {
+    gst_video::VideoFrameRef::from_buffer_ref_readable(buffer.as_ref(), info)
+        .map_err(|_| "cannot map the input buffer".to_string())
+}
+
+/// The NV12 planes of a mapped system-memory frame of `size`.
+fn host_nv12<'a>(frame: &'a gst_video::VideoFrameRef<&gst::BufferRef>, size: Size) -> Result<HostNv12<'a>, String> {
+    let stride = frame.plane_stride();
+    let plane = |i: u32| frame.plane_data(i).map_err(|e| e.to_string());
+    HostNv12::new(size, plane(0)?, stride[0] as usize, plane(1)?, stride[1] as usize).map_err(|e| e.to_string())
+}
+
 fn start_error(e: &Error) -> gst::ErrorMessage {
     let msg = e.to_string();
     match e {
@@ -326,20 +342,11 @@ impl VfUpscale {
         let out_size = Size::new(neg.out_info.width(), neg.out_info.height());
         match neg.memory {
             Memory::System => {
-                let in_frame = gst_video::VideoFrameRef::from_buffer_ref_readable(inbuf.as_ref(), &neg.in_info)
-                    .map_err(|_| "cannot map the input buffer")?;
+                let in_frame = map_readable(inbuf, &neg.in_info)?;
                 let mut out_frame = gst_video::VideoFrameRef::from_buffer_ref_writable(outbuf, &neg.out_info)
                     .map_err(|_| "cannot map the output buffer")?;
-                let is = in_frame.plane_stride();
                 let os = [out_frame.plane_stride()[0] as usize, out_frame.plane_stride()[1] as usize];
-                let src = HostNv12::new(
-                    in_size,
-                    in_frame.plane_data(0).map_err(|e| e.to_string())?,
-                    is[0] as usize,
-                    in_frame.plane_data(1).map_err(|e| e.to_string())?,
-                    is[1] as usize,
-                )
-                .map_err(|e| e.to_string())?;
+                let src = host_nv12(&in_frame, in_size)?;
                 let [y, uv, ..] = out_frame.planes_data_mut();
                 let mut dst = HostNv12Mut::new(out_size, y, os[0], uv, os[1]).map_err(|e| e.to_string())?;
                 up.upscale_host(&src, neg.in_colour, &mut dst, neg.out_colour).map_err(|e| e.to_string())
@@ -374,17 +381,8 @@ impl VfUpscale {
                         }
                     }
                     None => {
-                        let in_frame = gst_video::VideoFrameRef::from_buffer_ref_readable(inbuf.as_ref(), &neg.in_info)
-                            .map_err(|_| "cannot map the input buffer")?;
-                        let is = in_frame.plane_stride();
-                        let src = HostNv12::new(
-                            in_size,
-                            in_frame.plane_data(0).map_err(|e| e.to_string())?,
-                            is[0] as usize,
-                            in_frame.plane_data(1).map_err(|e| e.to_string())?,
-                            is[1] as usize,
-                        )
-                        .map_err(|e| e.to_string())?;
+                        let in_frame = map_readable(inbuf, &neg.in_info)?;
+                        let src = host_nv12(&in_frame, in_size)?;
                         // SAFETY: the output is memory of our context; the input buffer's memory and the output are
                         // kept alive by the caller until the frame is finished.
                         unsafe { up.queue_host_to_device(&src, neg.in_colour, &dst, neg.out_colour) }
@@ -1012,20 +1010,19 @@ impl BaseTransformImpl for VfUpscale {
                 return Err(gst::FlowError::Error);
             }
         };
-        let result = {
+        let pts = inbuf.pts();
+        let too_many = {
             let mut state = lock(&self.state);
             let state = state.as_mut().ok_or(gst::FlowError::Flushing)?;
-            let queued = self.queue_frame(state, &inbuf, outbuf.make_mut());
-            if queued.is_ok() {
-                state.in_flight.push_back(FrameInFlight { output: outbuf, _input: inbuf.clone() });
+            match self.queue_frame(state, &inbuf, outbuf.make_mut()) {
+                Ok(()) => {
+                    state.in_flight.push_back(FrameInFlight { output: outbuf, _input: inbuf });
+                    Ok(state.in_flight.len() > depth)
+                }
+                Err(e) => Err(e),
             }
-            queued
         };
-        if let Err(e) = result {
-            return Err(self.frame_error(inbuf.pts(), &e));
-        }
-        let too_many = lock(&self.state).as_ref().is_some_and(|s| s.in_flight.len() > depth);
-        match too_many {
+        match too_many.map_err(|e| self.frame_error(pts, &e))? {
             true => self.finish_oldest().map(GenerateOutputSuccess::Buffer),
             false => Ok(GenerateOutputSuccess::NoOutput),
         }
