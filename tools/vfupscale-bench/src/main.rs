@@ -188,14 +188,18 @@ fn run_to_eos(pipeline: &gst::Element) -> Result<(), String> {
     result
 }
 
+/// `vfupscale name=up` with the configuration's model, precision, async-depth and `backend`, in launch syntax.
+fn element_description(cfg: &Config, backend: &str) -> String {
+    format!(
+        "vfupscale name=up backend={backend} precision={} model=\"{}\" async-depth={}",
+        precision_name(cfg.precision),
+        vfupscale::models::model_path(&cfg.model).display(),
+        cfg.async_depth
+    )
+}
+
 fn upscaler(cfg: &Config, backend: &str) -> Result<gst::Element, String> {
-    gst::ElementFactory::make("vfupscale")
-        .property("model", vfupscale::models::model_path(&cfg.model).to_str().unwrap())
-        .property_from_str("precision", precision_name(cfg.precision))
-        .property_from_str("backend", backend)
-        .property("async-depth", cfg.async_depth)
-        .build()
-        .map_err(|e| e.to_string())
+    gst::parse::launch(&element_description(cfg, backend)).map_err(|e| e.to_string())
 }
 
 /// Counts buffers reaching a sink and notes when the `warmup`-th and the last arrive.
@@ -308,12 +312,9 @@ fn full_pipeline(
     warmup: u64,
 ) -> Result<(Measure, gst::Structure), String> {
     let pipeline = gst::parse::launch(&format!(
-        "filesrc location={} ! qtdemux ! h264parse ! nvh264dec ! queue ! vfupscale name=up backend={backend} \
-         precision={} model={} async-depth={} ! queue ! fakesink name=sink sync=false",
+        "filesrc location={} ! qtdemux ! h264parse ! nvh264dec ! queue ! {} ! queue ! fakesink name=sink sync=false",
         clip.display(),
-        precision_name(cfg.precision),
-        vfupscale::models::model_path(&cfg.model).display(),
-        cfg.async_depth
+        element_description(cfg, backend)
     ))
     .map_err(|e| e.to_string())?;
     let bin = pipeline.downcast_ref::<gst::Bin>().unwrap();
@@ -357,13 +358,10 @@ fn soak(cfg: &Config, frames: u64, device: &Arc<vfupscale::cuda::GpuDevice>) -> 
     }
     let pipeline = gst::parse::launch(&format!(
         "videotestsrc num-buffers={frames} pattern=ball ! video/x-raw,format=NV12,width={},height={},framerate=30/1 ! \
-         cudaupload ! video/x-raw(memory:CUDAMemory) ! queue ! vfupscale name=up precision={} model={} \
-         async-depth={} ! queue ! fakesink name=sink sync=false",
+         cudaupload ! video/x-raw(memory:CUDAMemory) ! queue ! {} ! queue ! fakesink name=sink sync=false",
         cfg.size.width,
         cfg.size.height,
-        precision_name(cfg.precision),
-        vfupscale::models::model_path(&cfg.model).display(),
-        cfg.async_depth
+        element_description(cfg, "auto")
     ))
     .map_err(|e| e.to_string())?;
     let bin = pipeline.downcast_ref::<gst::Bin>().unwrap();
