@@ -5,23 +5,16 @@
 //! copy (decoded into our context), copied from another context, or uploaded from host memory.
 
 use std::path::{Path, PathBuf};
-use std::sync::Once;
 
 use gst::prelude::*;
 use gst_video::prelude::*;
 
-fn init() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        gst::init().unwrap();
-        gstvfupscale::plugin_register_static().expect("register the plugin");
-    });
-}
+mod common;
+use common::init;
 
+/// This suite's scratch directory.
 fn scratch() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("vfupscale-gpu-tests-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::scratch_dir("gpu-tests")
 }
 
 /// Runs a pipeline to EOS, failing on any error.

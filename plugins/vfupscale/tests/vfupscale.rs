@@ -4,7 +4,6 @@
 //! Needs the ONNX Runtime library and the installed models (`scripts/setup.sh` or `.ci/run` provide both).
 
 use std::path::{Path, PathBuf};
-use std::sync::Once;
 
 use gst::prelude::*;
 use gst_check::Harness;
@@ -13,19 +12,12 @@ mod ppm;
 use ppm::{read_ppm, test_image_path};
 use vfupscale::onnx::{Dim, GraphBuilder, META_SCALE, attr_string, data_type, write_model};
 
-fn init() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        gst::init().unwrap();
-        gstvfupscale::plugin_register_static().expect("register the plugin");
-    });
-}
+mod common;
+use common::init;
 
-/// A directory for this test process's generated models.
+/// This suite's scratch directory.
 fn scratch() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("vfupscale-plugin-tests-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::scratch_dir("plugin-tests")
 }
 
 fn dims(n: Dim, h: Dim, w: Dim) -> Vec<Dim> {
