@@ -4,11 +4,12 @@
 
 use std::path::PathBuf;
 
-use vfupscale::frame::Size;
-use vfupscale::infer::{Backend, InferenceSession, SessionOptions, TensorLocation, load_model};
+use vfupscale::frame::{HostTensor, HostTensorMut, Size};
+use vfupscale::infer::{InferenceSession, SessionOptions};
 use vfupscale::native::graph::{Conv3x3, SrvggGraph};
 use vfupscale::native::match_srvgg;
 use vfupscale::onnx::{Dim, GraphBuilder, META_SCALE, attr_float, attr_int, attr_ints, attr_string, data_type};
+use vfupscale::{Backend, Model, Precision, TensorLocation};
 
 fn installed(name: &str) -> PathBuf {
     let p = vfupscale::models::model_path(name);
@@ -17,8 +18,8 @@ fn installed(name: &str) -> PathBuf {
 }
 
 fn matched(name: &str) -> Result<SrvggGraph, String> {
-    let (info, proto) = load_model(&installed(name)).unwrap();
-    match_srvgg(&proto, &info.input_name, &info.output_name)
+    let model = Model::load(&installed(name)).unwrap();
+    match_srvgg(model.proto(), &model.info().input_name, &model.info().output_name)
 }
 
 #[test]
@@ -262,13 +263,15 @@ fn test_image(size: Size) -> Vec<f32> {
 }
 
 fn onnx_runtime_cpu(path: &std::path::Path, image: &[f32], size: Size, scale: u32) -> Vec<f32> {
-    let (info, proto) = load_model(path).unwrap();
-    let options = SessionOptions::default();
-    let mut session = InferenceSession::open_with(&info, &proto, &options, Backend::Cpu).unwrap();
+    let model = Model::load(path).unwrap();
+    let options = SessionOptions::new(0, Precision::Fp32);
+    let mut session = InferenceSession::open_with(&model, &options, Backend::Cpu).unwrap();
     session.bind(1, size, scale, TensorLocation::Host).unwrap();
-    session.input_host::<f32>().unwrap().copy_from_slice(image);
+    let HostTensorMut::F32(input) = session.input_host().unwrap() else { panic!("fp32 input expected") };
+    input.copy_from_slice(image);
     session.run().unwrap();
-    session.output_host::<f32>().unwrap().to_vec()
+    let HostTensor::F32(output) = session.output_host().unwrap() else { panic!("fp32 output expected") };
+    output.to_vec()
 }
 
 #[test]
