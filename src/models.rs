@@ -28,9 +28,9 @@ pub fn default_model_path() -> PathBuf {
     model_path(DEFAULT_MODEL)
 }
 
-/// The model file for what a user gave: `None` is the default model; a path to an existing file is that file;
-/// otherwise a bare name (no directory part, with or without `.onnx`) is an installed model in [`models_dir`].
-/// Anything else is an [`Error::ModelNotFound`] that says where it looked.
+/// The model file for what a user gave: `None` is the default model; a path that exists is that path (the loader
+/// says what it cannot read there); otherwise a bare name (no directory part, with or without `.onnx`) is an
+/// installed model in [`models_dir`]. Anything else is an [`Error::ModelNotFound`] that says where it looked.
 pub fn resolve(model: Option<&Path>) -> Result<PathBuf> {
     let Some(given) = model else {
         let path = default_model_path();
@@ -43,9 +43,10 @@ pub fn resolve(model: Option<&Path>) -> Result<PathBuf> {
             })
         };
     };
-    if given.is_file() {
-        return Ok(given.to_path_buf());
-    }
+    let missing = match std::fs::metadata(given) {
+        Ok(_) => return Ok(given.to_path_buf()),
+        Err(e) => e,
+    };
     let bare_name = given.components().count() == 1 && !given.as_os_str().is_empty();
     if bare_name && let Some(name) = given.to_str() {
         let installed = model_path(name.strip_suffix(".onnx").unwrap_or(name));
@@ -53,12 +54,10 @@ pub fn resolve(model: Option<&Path>) -> Result<PathBuf> {
             return Ok(installed);
         }
     }
-    let reason = if given.is_dir() {
-        "is a directory, not a model file".to_string()
-    } else if bare_name {
+    let reason = if bare_name {
         format!("no such file, and no installed model of that name in {}", models_dir().display())
     } else {
-        "no such file".to_string()
+        format!("cannot read: {missing}")
     };
     Err(Error::ModelNotFound { model: given.display().to_string(), reason })
 }
@@ -81,8 +80,8 @@ mod tests {
         assert!(msg.contains(&models_dir().display().to_string()), "{msg}");
 
         let e = resolve(Some(&dir.path().join("missing.onnx"))).unwrap_err().to_string();
-        assert!(e.ends_with("missing.onnx: no such file"), "{e}");
-        let e = resolve(Some(dir.path())).unwrap_err().to_string();
-        assert!(e.ends_with("is a directory, not a model file"), "{e}");
+        assert!(e.contains("missing.onnx: cannot read: No such file or directory"), "{e}");
+        // a directory exists: the loader says it cannot read it
+        assert_eq!(resolve(Some(dir.path())).unwrap(), dir.path());
     }
 }

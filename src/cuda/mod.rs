@@ -16,10 +16,12 @@ mod raw;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
+use cudarc::driver::CudaContext;
 use cudarc::driver::sys as cu;
-use cudarc::driver::{CudaContext, CudaStream};
 
 pub use copy::{copy_between_contexts, upload};
+/// The stream type of views and launches (cudarc's), for crates that do not depend on cudarc.
+pub use cudarc::driver::CudaStream;
 pub use launch::ConversionKernels;
 pub use memory::{DeviceElement, DeviceNv12, DeviceNv12Mut, Nv12Buffer, Nv12Planes, PlanarTensor, PlanarTensorMut};
 pub use module::{KernelModule, LoadedModule, load_module, target_arch};

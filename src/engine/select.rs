@@ -180,9 +180,17 @@ fn open_native(
     Ok(Native::Ready(native, agreement))
 }
 
-/// The scale `session` computes (one probe run), checked against what `model` declares.
-fn probed_scale(session: &mut InferenceSession, model: &Model) -> Result<u32> {
-    let probed = session.probe_scale()?;
+/// The scale `session` computes (one probe run), checked against what `model` declares. A model that declares its
+/// scale but cannot run the probe (one whose graph fixes an internal shape) keeps the declared one, with a warning.
+fn probed_scale(session: &mut InferenceSession, model: &Model, warnings: &mut Vec<String>) -> Result<u32> {
+    let probed = match (session.probe_scale(), model.info().scale) {
+        (Ok(probed), _) => probed,
+        (Err(e), Some(declared)) if e.kind() != crate::ErrorKind::Model => {
+            warnings.push(format!("the declared scale x{declared} could not be checked by a probe run: {e}"));
+            return Ok(declared);
+        }
+        (Err(e), _) => return Err(e),
+    };
     match model.info().scale {
         Some(declared) if declared != probed => Err(Error::model(
             &model.info().path,
@@ -247,7 +255,7 @@ pub fn select_engine(model: Arc<Model>, request: &EngineRequest) -> Result<Selec
     if session.backend() == Backend::Cpu && request.precision == Precision::Fp16 {
         warnings.push("precision fp16 on the cpu backend: ONNX Runtime computes it in fp32, expect no speed-up".into());
     }
-    let scale = probed_scale(&mut session, &model)?;
+    let scale = probed_scale(&mut session, &model, &mut warnings)?;
     // a GPU that ended up unused (CPU fallback) is released
     let on_gpu = session.backend().is_gpu();
     let device = gpu.filter(|_| on_gpu).map(|(device, _)| device);

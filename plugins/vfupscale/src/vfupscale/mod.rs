@@ -55,6 +55,7 @@
 use gst::glib;
 use gst::prelude::*;
 
+mod frames;
 mod imp;
 
 glib::wrapper! {
