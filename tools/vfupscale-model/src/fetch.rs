@@ -8,8 +8,8 @@ use sha2::{Digest, Sha256};
 use vfupscale::frame::Size;
 use vfupscale::infer::{Backend, InferenceSession, SessionOptions, TensorLocation};
 use vfupscale::model::ModelInfo;
-use vfupscale::ncnn::{ImportOptions, import_files};
-use vfupscale::onnx::write_model;
+use vfupscale_onnx::ncnn::{ImportOptions, import_files};
+use vfupscale_onnx::onnx::write_model;
 
 use crate::catalog::{Entry, MODELS, Package};
 
@@ -86,8 +86,9 @@ fn verify_run(path: &Path, entry: &Entry) -> Result<String, String> {
 
 /// True when `path` holds a model converted by this importer revision.
 fn up_to_date(path: &Path) -> bool {
-    vfupscale::onnx::read_model(path).is_ok_and(|m| {
-        vfupscale::onnx::metadata(&m, vfupscale::ncnn::META_FORMAT) == Some(vfupscale::ncnn::FORMAT_REVISION)
+    vfupscale_onnx::onnx::read_model(path).is_ok_and(|m| {
+        vfupscale_onnx::onnx::metadata(&m, vfupscale_onnx::ncnn::META_FORMAT)
+            == Some(vfupscale_onnx::ncnn::FORMAT_REVISION)
     })
 }
 

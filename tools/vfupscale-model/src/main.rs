@@ -16,10 +16,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use vfupscale::model::ModelInfo;
-use vfupscale::ncnn::{ImportOptions, import_files};
-use vfupscale::onnx::precision::{FloatPrecision, convert};
-use vfupscale::onnx::stats::model_stats;
-use vfupscale::onnx::{read_model, tensor_type, write_model};
+use vfupscale_onnx::ncnn::{ImportOptions, import_files};
+use vfupscale_onnx::onnx::precision::{FloatPrecision, convert};
+use vfupscale_onnx::onnx::stats::model_stats;
+use vfupscale_onnx::onnx::{read_model, tensor_type, write_model};
 
 const USAGE: &str = "usage:
   vfupscale-model fetch [--dir DIR] [--cache DIR] [--force] [NAME…]   (default: every model of `list`)
@@ -128,7 +128,7 @@ fn inspect(path: &Path) -> Result<(), String> {
                     let dims = dims.map_or("unknown shape".into(), |d| {
                         format!("[{}]", d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "))
                     });
-                    println!("{kind}: {} {} {dims}", v.name, vfupscale::onnx::data_type::name(t));
+                    println!("{kind}: {} {} {dims}", v.name, vfupscale_onnx::onnx::data_type::name(t));
                 }
                 None => println!("{kind}: {} (not a tensor)", v.name),
             }
