@@ -25,8 +25,6 @@ pub mod infer;
 pub mod model;
 pub mod models;
 pub mod native;
-pub mod ncnn;
-pub mod onnx;
 pub mod paths;
 pub mod stats;
 pub mod tiling;
@@ -36,6 +34,9 @@ mod engine;
 mod error;
 mod planning;
 mod upscaler;
+
+// The model code lives in `vfupscale-onnx`; these private imports keep `crate::onnx`/`crate::ncnn` paths working.
+use vfupscale_onnx::{ncnn, onnx};
 
 pub use backend::{Backend, BackendChoice, Precision, UnknownName};
 pub use engine::{
@@ -50,3 +51,5 @@ pub use stats::Stats;
 pub use upscaler::{
     DeviceFrames, DeviceMemory, FrameBuffers, InputFrame, MAX_FRAMES_IN_FLIGHT, Upscaler, UpscalerConfig,
 };
+/// The decoded ONNX model that [`Model`] and [`ModelInfo::from_proto`] work on.
+pub use vfupscale_onnx::onnx::ModelProto;

@@ -3,8 +3,8 @@
 //! model whose declared scale is wrong refused at start, and the host path on the real model.
 
 use vfupscale::frame::{Nv12Image, Size};
-use vfupscale::onnx::{Dim, GraphBuilder, META_SCALE, attr_string, data_type, write_model};
 use vfupscale::{BackendChoice, ErrorKind, MIN_TILE, TensorLocation, Tiling, Upscaler, UpscalerConfig};
+use vfupscale_onnx::onnx::{Dim, GraphBuilder, META_SCALE, attr_string, data_type, write_model};
 
 #[path = "support/images.rs"]
 mod images;
