@@ -16,6 +16,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// A source file with its headers inlined.
+#[derive(Debug)]
 pub struct Resolved {
     pub text: String,
     pub files: Vec<PathBuf>,
@@ -171,12 +172,12 @@ pub fn defined_kernels(source: &str) -> Result<Vec<String>, String> {
 }
 
 /// NVRTC options asked for by `// nvrtc: key=value …` lines.
-struct Options {
-    arch: Option<String>,
-    fmad: bool,
+pub struct Options {
+    pub arch: Option<String>,
+    pub fmad: bool,
 }
 
-fn options(path: &Path, source: &str) -> Result<Options, String> {
+pub fn options(path: &Path, source: &str) -> Result<Options, String> {
     let mut options = Options { arch: None, fmad: true };
     for line in source.lines() {
         let Some(spec) = line.trim().strip_prefix("// nvrtc:") else { continue };
