@@ -79,22 +79,41 @@ impl Nv12Planes {
     }
 }
 
-/// An NV12 frame in device memory, read-only, borrowed for `'a`.
+/// Where a view's NV12 planes are, and the cudarc access guard it holds (when made from cudarc memory).
 #[derive(Debug)]
-pub struct DeviceNv12<'a> {
+struct Nv12Memory<'a> {
     planes: Nv12Planes,
     context: CUcontext,
     _guard: Option<SyncOnDrop<'a>>,
-    _memory: PhantomData<&'a [u8]>,
+}
+
+impl<'a> Nv12Memory<'a> {
+    /// Checks the planes (and, with `len`, that an allocation of `len` bytes holds them).
+    fn new(planes: Nv12Planes, context: CUcontext, guard: Option<SyncOnDrop<'a>>, len: Option<usize>) -> Result<Self> {
+        planes.check()?;
+        let needed = Nv12Planes::packed_bytes(planes.size, planes.y_pitch);
+        if let Some(len) = len.filter(|&len| len < needed) {
+            return Err(Error::Usage(format!(
+                "{len} bytes of device memory cannot hold an NV12 frame of {} at pitch {} ({needed} bytes)",
+                planes.size, planes.y_pitch
+            )));
+        }
+        Ok(Self { planes, context, _guard: guard })
+    }
+}
+
+/// An NV12 frame in device memory, read-only, borrowed for `'a`.
+#[derive(Debug)]
+pub struct DeviceNv12<'a> {
+    memory: Nv12Memory<'a>,
+    _borrow: PhantomData<&'a [u8]>,
 }
 
 /// An NV12 frame in device memory, writable, borrowed exclusively for `'a`.
 #[derive(Debug)]
 pub struct DeviceNv12Mut<'a> {
-    planes: Nv12Planes,
-    context: CUcontext,
-    _guard: Option<SyncOnDrop<'a>>,
-    _memory: PhantomData<&'a mut [u8]>,
+    memory: Nv12Memory<'a>,
+    _borrow: PhantomData<&'a mut [u8]>,
 }
 
 // SAFETY: a view is an address and a borrow; the CUDA driver accepts device addresses from any thread.
@@ -104,16 +123,28 @@ unsafe impl Sync for DeviceNv12<'_> {}
 // SAFETY: as above.
 unsafe impl Send for DeviceNv12Mut<'_> {}
 
-fn check_slice_holds(len: usize, planes: &Nv12Planes) -> Result<()> {
-    let needed = Nv12Planes::packed_bytes(planes.size, planes.y_pitch);
-    if len < needed {
-        return Err(Error::Usage(format!(
-            "{len} bytes of device memory cannot hold an NV12 frame of {} at pitch {} ({needed} bytes)",
-            planes.size, planes.y_pitch
-        )));
-    }
-    Ok(())
+/// The accessors both NV12 views share.
+macro_rules! nv12_accessors {
+    ($view:ident) => {
+        impl $view<'_> {
+            pub fn size(&self) -> Size {
+                self.memory.planes.size
+            }
+
+            pub fn planes(&self) -> Nv12Planes {
+                self.memory.planes
+            }
+
+            /// The CUDA context the memory belongs to.
+            pub fn context(&self) -> CUcontext {
+                self.memory.context
+            }
+        }
+    };
 }
+
+nv12_accessors!(DeviceNv12);
+nv12_accessors!(DeviceNv12Mut);
 
 impl<'a> DeviceNv12<'a> {
     /// A view of NV12 planes no Rust value owns (a mapped GStreamer CUDA buffer).
@@ -123,32 +154,15 @@ impl<'a> DeviceNv12<'a> {
     /// `planes.size.chroma().height` chroma rows at their pitches, that stays allocated and unchanged for `'a` and,
     /// beyond it, until the GPU work queued with this view has completed.
     pub unsafe fn from_raw(context: CUcontext, planes: Nv12Planes) -> Result<Self> {
-        planes.check()?;
-        Ok(Self { planes, context, _guard: None, _memory: PhantomData })
+        Ok(Self { memory: Nv12Memory::new(planes, context, None, None)?, _borrow: PhantomData })
     }
 
     /// Both planes packed in one cudarc allocation (see [`Nv12Planes::packed`]), read on `stream`.
     pub fn from_view(view: CudaView<'a, u8>, stream: &'a CudaStream, size: Size, pitch: usize) -> Result<Self> {
-        let context = view.stream().context().cu_ctx();
-        let len = view.len();
+        let (context, len) = (view.stream().context().cu_ctx(), view.len());
         let (base, guard) = view.view_ptr(stream);
-        let planes = Nv12Planes::packed(base, size, pitch);
-        planes.check()?;
-        check_slice_holds(len, &planes)?;
-        Ok(Self { planes, context, _guard: Some(guard), _memory: PhantomData })
-    }
-
-    pub fn size(&self) -> Size {
-        self.planes.size
-    }
-
-    pub fn planes(&self) -> Nv12Planes {
-        self.planes
-    }
-
-    /// The CUDA context the memory belongs to.
-    pub fn context(&self) -> CUcontext {
-        self.context
+        let memory = Nv12Memory::new(Nv12Planes::packed(base, size, pitch), context, Some(guard), Some(len))?;
+        Ok(Self { memory, _borrow: PhantomData })
     }
 }
 
@@ -159,31 +173,15 @@ impl<'a> DeviceNv12Mut<'a> {
     /// As for [`DeviceNv12::from_raw`], and nothing else may read or write the planes for `'a` and until the work
     /// queued with this view has completed.
     pub unsafe fn from_raw(context: CUcontext, planes: Nv12Planes) -> Result<Self> {
-        planes.check()?;
-        Ok(Self { planes, context, _guard: None, _memory: PhantomData })
+        Ok(Self { memory: Nv12Memory::new(planes, context, None, None)?, _borrow: PhantomData })
     }
 
     /// Both planes packed in one cudarc allocation, written on `stream`.
     pub fn from_view(view: CudaViewMut<'a, u8>, stream: &'a CudaStream, size: Size, pitch: usize) -> Result<Self> {
-        let context = view.stream().context().cu_ctx();
-        let len = view.len();
+        let (context, len) = (view.stream().context().cu_ctx(), view.len());
         let (base, guard) = view.view_ptr_mut(stream);
-        let planes = Nv12Planes::packed(base, size, pitch);
-        planes.check()?;
-        check_slice_holds(len, &planes)?;
-        Ok(Self { planes, context, _guard: Some(guard), _memory: PhantomData })
-    }
-
-    pub fn size(&self) -> Size {
-        self.planes.size
-    }
-
-    pub fn planes(&self) -> Nv12Planes {
-        self.planes
-    }
-
-    pub fn context(&self) -> CUcontext {
-        self.context
+        let memory = Nv12Memory::new(Nv12Planes::packed(base, size, pitch), context, Some(guard), Some(len))?;
+        Ok(Self { memory, _borrow: PhantomData })
     }
 }
 
@@ -257,42 +255,77 @@ impl Nv12Buffer {
     }
 }
 
-/// A planar RGB tensor `[3, height, width]` in device memory, read-only, borrowed for `'a`.
+/// Where a tensor view's elements are, and the cudarc access guard it holds (when made from cudarc memory).
 #[derive(Debug)]
-pub struct PlanarTensor<'a> {
+struct PlanarMemory<'a> {
     ptr: CUdeviceptr,
     size: Size,
     element: ElementType,
     _guard: Option<SyncOnDrop<'a>>,
-    _memory: PhantomData<&'a [u8]>,
+}
+
+impl<'a> PlanarMemory<'a> {
+    /// Checks that `len` elements (when known) hold a tensor of `size` the kernels can index.
+    fn new(
+        ptr: CUdeviceptr,
+        size: Size,
+        element: ElementType,
+        guard: Option<SyncOnDrop<'a>>,
+        len: Option<usize>,
+    ) -> Result<Self> {
+        let needed = 3 * size.pixels();
+        if size.pixels() == 0 || len.is_some_and(|len| len < needed) || i32::try_from(needed).is_err() {
+            return Err(Error::Usage(format!(
+                "a planar tensor of {size} needs {needed} elements (at most 2^31), the memory holds {}",
+                len.map_or("an unknown number".into(), |l| l.to_string())
+            )));
+        }
+        Ok(Self { ptr, size, element, _guard: guard })
+    }
+}
+
+/// A planar RGB tensor `[3, height, width]` in device memory, read-only, borrowed for `'a`.
+#[derive(Debug)]
+pub struct PlanarTensor<'a> {
+    memory: PlanarMemory<'a>,
+    _borrow: PhantomData<&'a [u8]>,
 }
 
 /// A planar RGB tensor `[3, height, width]` in device memory, writable, borrowed exclusively for `'a`.
 #[derive(Debug)]
 pub struct PlanarTensorMut<'a> {
-    ptr: CUdeviceptr,
-    size: Size,
-    element: ElementType,
-    _guard: Option<SyncOnDrop<'a>>,
-    _memory: PhantomData<&'a mut [u8]>,
+    memory: PlanarMemory<'a>,
+    _borrow: PhantomData<&'a mut [u8]>,
 }
 
-fn check_tensor_len(len: usize, size: Size) -> Result<()> {
-    let needed = 3 * size.pixels();
-    if size.pixels() == 0 || len < needed || i32::try_from(needed).is_err() {
-        return Err(Error::Usage(format!(
-            "a planar tensor of {size} needs {needed} elements (at most 2^31), the memory holds {len}"
-        )));
-    }
-    Ok(())
+/// The accessors both tensor views share.
+macro_rules! tensor_accessors {
+    ($view:ident) => {
+        impl $view<'_> {
+            pub fn size(&self) -> Size {
+                self.memory.size
+            }
+
+            pub fn element(&self) -> ElementType {
+                self.memory.element
+            }
+
+            pub(crate) fn ptr(&self) -> CUdeviceptr {
+                self.memory.ptr
+            }
+        }
+    };
 }
+
+tensor_accessors!(PlanarTensor);
+tensor_accessors!(PlanarTensorMut);
 
 impl<'a> PlanarTensor<'a> {
     /// A tensor of `size` at the start of `view`, read on `stream`.
     pub fn from_view<T: DeviceElement>(view: CudaView<'a, T>, stream: &'a CudaStream, size: Size) -> Result<Self> {
-        check_tensor_len(view.len(), size)?;
+        let len = view.len();
         let (ptr, guard) = view.view_ptr(stream);
-        Ok(Self { ptr, size, element: T::TYPE, _guard: Some(guard), _memory: PhantomData })
+        Ok(Self { memory: PlanarMemory::new(ptr, size, T::TYPE, Some(guard), Some(len))?, _borrow: PhantomData })
     }
 
     /// A view of a tensor no Rust value owns (ONNX Runtime's bound tensors).
@@ -301,34 +334,21 @@ impl<'a> PlanarTensor<'a> {
     /// `ptr` must hold `3 × size.pixels()` elements of `element` in the device memory of the context the view is
     /// used in, valid and unchanged for `'a` and until the work queued with the view has completed.
     pub(crate) unsafe fn from_raw(ptr: CUdeviceptr, size: Size, element: ElementType) -> Result<Self> {
-        check_tensor_len(usize::MAX, size)?;
-        Ok(Self { ptr, size, element, _guard: None, _memory: PhantomData })
-    }
-
-    pub fn size(&self) -> Size {
-        self.size
-    }
-
-    pub fn element(&self) -> ElementType {
-        self.element
-    }
-
-    pub(crate) fn ptr(&self) -> CUdeviceptr {
-        self.ptr
+        Ok(Self { memory: PlanarMemory::new(ptr, size, element, None, None)?, _borrow: PhantomData })
     }
 
     /// The tensor copied into host memory as `T` (which must be its element type); waits for the work queued on
     /// `stream` before it.
     pub fn download<T: DeviceElement>(&self, stream: &CudaStream) -> Result<Vec<T>> {
-        if T::TYPE != self.element {
-            return Err(Error::Usage(format!("a {} tensor read as {}", self.element, T::TYPE)));
+        if T::TYPE != self.element() {
+            return Err(Error::Usage(format!("a {} tensor read as {}", self.element(), T::TYPE)));
         }
-        let mut out = vec![T::default(); 3 * self.size.pixels()];
+        let mut out = vec![T::default(); 3 * self.size().pixels()];
         let bytes = out.len() * size_of::<T>();
         // SAFETY: `out` is a plain array of `bytes` bytes, reinterpreted as bytes for the copy only.
         let dst = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u8>(), bytes) };
         // SAFETY: the view holds that many bytes (checked when it was made); `dst` outlives the synchronisation.
-        unsafe { raw::download_bytes(stream, self.ptr, dst) }.map_err(Error::cuda("cuMemcpyDtoHAsync"))?;
+        unsafe { raw::download_bytes(stream, self.ptr(), dst) }.map_err(Error::cuda("cuMemcpyDtoHAsync"))?;
         stream.synchronize().map_err(Error::cuda("cuStreamSynchronize"))?;
         Ok(out)
     }
@@ -337,9 +357,9 @@ impl<'a> PlanarTensor<'a> {
 impl<'a> PlanarTensorMut<'a> {
     /// A tensor of `size` at the start of `view`, written on `stream`.
     pub fn from_view<T: DeviceElement>(view: CudaViewMut<'a, T>, stream: &'a CudaStream, size: Size) -> Result<Self> {
-        check_tensor_len(view.len(), size)?;
+        let len = view.len();
         let (ptr, guard) = view.view_ptr_mut(stream);
-        Ok(Self { ptr, size, element: T::TYPE, _guard: Some(guard), _memory: PhantomData })
+        Ok(Self { memory: PlanarMemory::new(ptr, size, T::TYPE, Some(guard), Some(len))?, _borrow: PhantomData })
     }
 
     /// A writable view of a tensor no Rust value owns (ONNX Runtime's bound tensors).
@@ -347,43 +367,31 @@ impl<'a> PlanarTensorMut<'a> {
     /// # Safety
     /// As for [`PlanarTensor::from_raw`], and nothing else may read or write it meanwhile.
     pub(crate) unsafe fn from_raw(ptr: CUdeviceptr, size: Size, element: ElementType) -> Result<Self> {
-        check_tensor_len(usize::MAX, size)?;
-        Ok(Self { ptr, size, element, _guard: None, _memory: PhantomData })
-    }
-
-    pub fn size(&self) -> Size {
-        self.size
-    }
-
-    pub fn element(&self) -> ElementType {
-        self.element
-    }
-
-    pub(crate) fn ptr(&self) -> CUdeviceptr {
-        self.ptr
+        Ok(Self { memory: PlanarMemory::new(ptr, size, element, None, None)?, _borrow: PhantomData })
     }
 
     /// The same memory, read-only, for as long as this view is borrowed.
     pub fn as_tensor(&self) -> PlanarTensor<'_> {
-        PlanarTensor { ptr: self.ptr, size: self.size, element: self.element, _guard: None, _memory: PhantomData }
+        let memory = PlanarMemory { ptr: self.ptr(), size: self.size(), element: self.element(), _guard: None };
+        PlanarTensor { memory, _borrow: PhantomData }
     }
 
     /// Copies `values` (of the tensor's element type, `3 × size` of them) into the tensor; complete when this
     /// returns (waits for the work queued on `stream` before it).
     pub fn upload<T: DeviceElement>(&mut self, stream: &CudaStream, values: &[T]) -> Result<()> {
-        if T::TYPE != self.element || values.len() != 3 * self.size.pixels() {
+        if T::TYPE != self.element() || values.len() != 3 * self.size().pixels() {
             return Err(Error::Usage(format!(
                 "{} values of {} for a {} tensor of {}",
                 values.len(),
                 T::TYPE,
-                self.element,
-                self.size
+                self.element(),
+                self.size()
             )));
         }
         // SAFETY: `values` is a plain array, reinterpreted as its bytes for the copy only.
         let bytes = unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values)) };
         // SAFETY: the view holds that many bytes (checked when it was made); `values` outlives the synchronisation.
-        unsafe { raw::upload_bytes(stream, bytes, self.ptr) }.map_err(Error::cuda("cuMemcpyHtoDAsync"))?;
+        unsafe { raw::upload_bytes(stream, bytes, self.ptr()) }.map_err(Error::cuda("cuMemcpyHtoDAsync"))?;
         stream.synchronize().map_err(Error::cuda("cuStreamSynchronize"))
     }
 }
