@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The SRVGGNetCompact matcher behind the native kernels: which graphs it takes, what it refuses and why, and that
 //! the network it extracts computes what ONNX Runtime computes on the model (a float64 reference forward pass here
 //! against ONNX Runtime's CPU provider), so that the GPU kernels only have to match this extraction.

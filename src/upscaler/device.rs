@@ -112,12 +112,33 @@ impl<F> DevicePath<F> {
 
     /// Queues one frame: reads `input` (copying or uploading it into our context first when needed), runs the
     /// plan's chunks of tiles through `engine` and writes `output`. Returns the frame's events and how its input
-    /// was read; nothing is waited for.
+    /// was read; nothing is waited for, unless it fails: then the work it queued is waited for, so that buffers
+    /// can be replaced (a retry with smaller tiles) or the frames released.
     ///
     /// # Safety
     /// The memory of `input` and `output` must stay valid (the input unchanged, the output touched by nothing
     /// else) until the frame's work has completed on the stream.
     pub unsafe fn queue(
+        &mut self,
+        engine: &mut Engine,
+        plan: &RunPlan,
+        input: &InputFrame<'_>,
+        output: &mut DeviceNv12Mut<'_>,
+        colours: (Colorimetry, Colorimetry),
+    ) -> Result<(FrameEvents, InputRoute)> {
+        // SAFETY: this function's contract.
+        let queued = unsafe { self.queue_once(engine, plan, input, output, colours) };
+        if queued.is_err() {
+            let _ = self.synchronize();
+        }
+        queued
+    }
+
+    /// [`DevicePath::queue`] without the wait after a failure.
+    ///
+    /// # Safety
+    /// As for [`DevicePath::queue`].
+    unsafe fn queue_once(
         &mut self,
         engine: &mut Engine,
         plan: &RunPlan,

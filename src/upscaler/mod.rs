@@ -318,12 +318,7 @@ impl<F: FrameBuffers> Upscaler<F> {
             let plan = up.prepared(size, out_size, TensorLocation::Device)?;
             let device = up.device.as_mut().ok_or_else(|| Error::Usage("no GPU".into()))?;
             // SAFETY: `input` and `output` are borrowed for this whole call, which waits for the frame below.
-            let queued = unsafe { device.queue(&mut up.engine, &plan, &input, &mut output, (src_colour, dst_colour)) };
-            if queued.is_err() {
-                // a failed attempt may have queued work on the frames: wait for it before retrying or returning
-                let _ = device.synchronize();
-            }
-            queued
+            unsafe { device.queue(&mut up.engine, &plan, &input, &mut output, (src_colour, dst_colour)) }
         })?;
         let device = self.device.as_ref().ok_or_else(|| Error::Usage("no GPU".into()))?;
         let times = device.finish_events(events);
@@ -346,7 +341,7 @@ impl<F: FrameBuffers> Upscaler<F> {
             return Err(Error::Usage(format!("{MAX_FRAMES_IN_FLIGHT} frames are already in flight: finish one first")));
         }
         let stream = device.stream.clone();
-        let result = self.with_memory_retry_for(&mut frame, &stream, (src_colour, dst_colour));
+        let result = self.queue_with_retry(&mut frame, &stream, (src_colour, dst_colour));
         let device = self.device.as_mut().ok_or_else(|| Error::Usage("no GPU".into()))?;
         match result {
             Ok((events, route)) => {
@@ -361,7 +356,8 @@ impl<F: FrameBuffers> Upscaler<F> {
         }
     }
 
-    fn with_memory_retry_for(
+    /// Queues `frame` (see [`Upscaler::queue`]), with smaller tiles after running out of memory.
+    fn queue_with_retry(
         &mut self,
         frame: &mut F,
         stream: &Arc<cudarc::driver::CudaStream>,
