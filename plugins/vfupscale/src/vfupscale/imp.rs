@@ -21,7 +21,7 @@ use vfupscale::{
     UpscalerConfig,
 };
 
-use super::frames::BufferFrame;
+use super::buffer_frame::BufferFrame;
 use super::{BackendProperty, PrecisionProperty};
 use crate::gstcuda::ffi::{CAPS_FEATURE_MEMORY_CUDA_MEMORY, CUDA_CONTEXT_TYPE};
 use crate::gstcuda::{CudaContext, CudaFrame, context_handle_of, cuda_memory_context};

@@ -55,7 +55,7 @@
 use gst::glib;
 use gst::prelude::*;
 
-mod frames;
+mod buffer_frame;
 mod imp;
 
 glib::wrapper! {
