@@ -237,3 +237,9 @@ mod tests {
         assert_eq!(Error::Usage("no frame in flight".into()).kind(), ErrorKind::Usage);
     }
 }
+
+/// Errors cross threads (the element posts them, applications wrap them in `anyhow`).
+const _: () = {
+    const fn send_sync<T: Send + Sync + 'static>() {}
+    send_sync::<Error>();
+};
