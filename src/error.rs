@@ -196,6 +196,12 @@ impl From<vfupscale_onnx::Error> for Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Errors cross threads (the element posts them, applications wrap them in `anyhow`).
+const _: () = {
+    const fn send_sync<T: Send + Sync + 'static>() {}
+    send_sync::<Error>();
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,9 +243,3 @@ mod tests {
         assert_eq!(Error::Usage("no frame in flight".into()).kind(), ErrorKind::Usage);
     }
 }
-
-/// Errors cross threads (the element posts them, applications wrap them in `anyhow`).
-const _: () = {
-    const fn send_sync<T: Send + Sync + 'static>() {}
-    send_sync::<Error>();
-};

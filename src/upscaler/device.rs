@@ -110,6 +110,32 @@ impl<F> DevicePath<F> {
         self.staging.as_mut().ok_or_else(|| Error::Usage("no staging frame".into()))
     }
 
+    /// Brings `input` into our context where it is not: copies it (another context) or uploads it (host memory)
+    /// into the staging frame, queued on the stream. Says how the input is read.
+    ///
+    /// # Safety
+    /// `input`'s memory must stay valid and unchanged until the copy has completed on the stream.
+    unsafe fn stage(&mut self, input: &InputFrame<'_>) -> Result<InputRoute> {
+        let stream = self.stream.clone();
+        let ours = self.device.cu_context();
+        match input {
+            InputFrame::Device(frame) if frame.context() == ours => Ok(InputRoute::ZeroCopy),
+            InputFrame::Device(frame) => {
+                let mut staging = self.staging(frame.size())?.view_mut(&stream)?;
+                // SAFETY: `frame` per this function's contract; the staging frame is ours, read only by frames queued
+                // on this stream, in order.
+                unsafe { copy_between_contexts(&stream, frame, &mut staging)? };
+                Ok(InputRoute::ForeignContext)
+            }
+            InputFrame::Host(frame) => {
+                let mut staging = self.staging(frame.size)?.view_mut(&stream)?;
+                // SAFETY: as above, for host memory.
+                unsafe { upload(&stream, frame, &mut staging)? };
+                Ok(InputRoute::HostUpload)
+            }
+        }
+    }
+
     /// Queues one frame: reads `input` (copying or uploading it into our context first when needed), runs the
     /// plan's chunks of tiles through `engine` and writes `output`. Returns the frame's events and how its input
     /// was read; nothing is waited for, unless it fails: then the work it queued is waited for, so that buffers
@@ -126,28 +152,6 @@ impl<F> DevicePath<F> {
         output: &mut DeviceNv12Mut<'_>,
         colours: (Colorimetry, Colorimetry),
     ) -> Result<(FrameEvents, InputRoute)> {
-        // SAFETY: this function's contract.
-        let queued = unsafe { self.queue_once(engine, plan, input, output, colours) };
-        if queued.is_err() {
-            let _ = self.synchronize();
-        }
-        queued
-    }
-
-    /// [`DevicePath::queue`] without the wait after a failure.
-    ///
-    /// # Safety
-    /// As for [`DevicePath::queue`].
-    unsafe fn queue_once(
-        &mut self,
-        engine: &mut Engine,
-        plan: &RunPlan,
-        input: &InputFrame<'_>,
-        output: &mut DeviceNv12Mut<'_>,
-        colours: (Colorimetry, Colorimetry),
-    ) -> Result<(FrameEvents, InputRoute)> {
-        let stream = self.stream.clone();
-        let ours = self.device.cu_context();
         let size = plan.tiles.frame;
         if input.size() != size || output.size() != size.scaled(plan.tiles.scale) {
             return Err(Error::Negotiation(format!(
@@ -157,50 +161,35 @@ impl<F> DevicePath<F> {
                 plan.tiles.scale
             )));
         }
-        if output.context() != ours {
+        if output.context() != self.device.cu_context() {
             return Err(Error::Usage("the output frame must be memory of the upscaler's CUDA context".into()));
         }
         self.device.bind_to_thread()?;
-        let (route, staged) = match input {
-            InputFrame::Device(frame) if frame.context() == ours => (InputRoute::ZeroCopy, false),
-            InputFrame::Device(frame) => {
-                let staging = self.staging(size)?;
-                // SAFETY: `frame` is valid until the work completes (this function's contract); the staging frame is
-                // ours, and only frames queued on this stream read it, in order.
-                unsafe { copy_between_contexts(&stream, frame, &mut staging.view_mut(&stream)?)? };
-                (InputRoute::ForeignContext, true)
-            }
-            InputFrame::Host(frame) => {
-                let staging = self.staging(size)?;
-                // SAFETY: as above, for host memory.
-                unsafe { upload(&stream, frame, &mut staging.view_mut(&stream)?)? };
-                (InputRoute::HostUpload, true)
-            }
+        let stream = self.stream.clone();
+        let mut queue_once = || -> Result<(FrameEvents, InputRoute)> {
+            // SAFETY: this function's contract.
+            let route = unsafe { self.stage(input)? };
+            let staged;
+            let source: &DeviceNv12<'_> = match (input, route) {
+                (InputFrame::Device(frame), InputRoute::ZeroCopy) => frame,
+                _ => {
+                    let staging = self.staging.as_ref().ok_or_else(|| Error::Usage("no staging frame".into()))?;
+                    staged = staging.view(&stream)?;
+                    &staged
+                }
+            };
+            let slot = self.timer.next_slot();
+            let accumulator = self.accumulator.as_mut();
+            let frame = FrameWork { plan, source, accumulator, output, colours };
+            let events = queue_tiles(&self.device, &stream, &mut self.timer, slot, engine, frame)?;
+            self.timer.advance();
+            Ok((events, route))
         };
-        let staging_view;
-        let source: &DeviceNv12<'_> = match (input, staged) {
-            (InputFrame::Device(frame), false) => frame,
-            _ => {
-                staging_view =
-                    self.staging.as_ref().ok_or_else(|| Error::Usage("no staging frame".into()))?.view(&stream)?;
-                &staging_view
-            }
-        };
-        let slot = self.timer.next_slot();
-        let events = queue_tiles(
-            &self.device,
-            &stream,
-            &mut self.timer,
-            slot,
-            engine,
-            plan,
-            source,
-            self.accumulator.as_mut(),
-            output,
-            colours,
-        )?;
-        self.timer.advance();
-        Ok((events, route))
+        let queued = queue_once();
+        if queued.is_err() {
+            let _ = self.synchronize();
+        }
+        queued
     }
 
     /// Waits for the oldest frame in flight and returns it with its stage durations; on failure the frame is
@@ -222,20 +211,25 @@ impl<F> DevicePath<F> {
     }
 }
 
+/// What one frame's work reads and writes.
+struct FrameWork<'f, 's, 'o> {
+    plan: &'f RunPlan,
+    source: &'f DeviceNv12<'s>,
+    accumulator: Option<&'f mut CudaSlice<f32>>,
+    output: &'f mut DeviceNv12Mut<'o>,
+    colours: (Colorimetry, Colorimetry),
+}
+
 /// Queues the conversion, inference and output of every chunk of tiles of one frame.
-#[allow(clippy::too_many_arguments)]
 fn queue_tiles(
     device: &GpuDevice,
     stream: &Arc<CudaStream>,
     timer: &mut FrameTimer,
     slot: usize,
     engine: &mut Engine,
-    plan: &RunPlan,
-    source: &DeviceNv12<'_>,
-    accumulator: Option<&mut CudaSlice<f32>>,
-    output: &mut DeviceNv12Mut<'_>,
-    (src_colour, dst_colour): (Colorimetry, Colorimetry),
+    frame: FrameWork<'_, '_, '_>,
 ) -> Result<FrameEvents> {
+    let FrameWork { plan, source, accumulator, output, colours: (src_colour, dst_colour) } = frame;
     let kernels = device.kernels();
     let (to_rgb, to_yuv) = (yuv_to_rgb(src_colour), rgb_to_yuv(dst_colour));
     let out_size = output.size();
