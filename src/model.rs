@@ -294,6 +294,21 @@ mod tests {
     }
 
     #[test]
+    fn a_model_converts_to_another_precision_without_a_second_check() {
+        let m = Model::from_proto(model(&dyn4(), &dyn4(), data_type::FLOAT, &[]), Path::new("m.onnx")).unwrap();
+        assert_eq!(m.precision(), FloatPrecision::F32);
+        let (same, bytes) = m.encoded_as(FloatPrecision::F32).unwrap();
+        assert_eq!(&same, m.info());
+        let (half, converted) = m.encoded_as(FloatPrecision::F16).unwrap();
+        assert_eq!((half.input_type, half.output_type), (ElementType::F16, ElementType::F16));
+        assert_eq!(half.path, m.info().path);
+        // the bytes really are the converted model, whose contract is what was derived without checking it again
+        let decoded = onnx::decode_model(&converted, Path::new("m.onnx")).unwrap();
+        assert_eq!(ModelInfo::from_proto(&decoded, Path::new("m.onnx")).unwrap(), half);
+        assert_ne!(bytes, converted);
+    }
+
+    #[test]
     fn contract_violations_name_the_model_and_reason() {
         let err = |m: ModelProto| ModelInfo::from_proto(&m, Path::new("bad.onnx")).unwrap_err().to_string();
         let nhwc = vec![Dim::Fixed(1), Dim::Param("h".into()), Dim::Param("w".into()), Dim::Fixed(3)];
