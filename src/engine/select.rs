@@ -133,7 +133,8 @@ pub fn compare_engines(
 
 /// Whether our native kernels run `model`, and if so, with how much agreement.
 enum Native {
-    Ready(Engine, Agreement),
+    /// Ready, with what the engine could not honour (for the caller to log).
+    Ready(Engine, Agreement, Vec<String>),
     NotApplicable(String),
 }
 
@@ -161,7 +162,9 @@ fn open_native(
             info.scale.unwrap_or(0)
         )));
     }
-    let mut native = Engine::native(NativeEngine::new(device, stream.clone(), &graph, info)?, stream.clone());
+    let mut kernels = NativeEngine::new(device, stream.clone(), &graph, info)?;
+    let kernel_warnings = kernels.take_warnings();
+    let mut native = Engine::native(kernels, stream.clone());
     let options = options.clone().with_precision(Precision::Fp16);
     let session = InferenceSession::open_with(model, &options, Backend::Cuda)?;
     let mut reference = Engine::onnx_runtime(session, model.clone(), options, native.scale());
@@ -177,7 +180,7 @@ fn open_native(
             ),
         ));
     }
-    Ok(Native::Ready(native, agreement))
+    Ok(Native::Ready(native, agreement, kernel_warnings))
 }
 
 /// The scale `session` computes (one probe run), checked against what `model` declares. A model that declares its
@@ -233,7 +236,8 @@ pub fn select_engine(model: Arc<Model>, request: &EngineRequest) -> Result<Selec
         && matches!(choice, BackendChoice::Auto | BackendChoice::Native)
     {
         match open_native(device, stream, &model, &options, request.precision) {
-            Ok(Native::Ready(engine, agreement)) => {
+            Ok(Native::Ready(engine, agreement, kernel_warnings)) => {
+                warnings.extend(kernel_warnings);
                 return Ok(SelectedEngine {
                     engine,
                     device: Some(device.clone()),

@@ -7,6 +7,7 @@ use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
 use cudarc::driver::{CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg};
 
 use super::graph::{Conv3x3, CubicResize, FEATURES, SrvggGraph};
+use super::hopper::{self, HopperKernels, TensorMap};
 use crate::cuda::{GpuDevice, PlanarTensor, PlanarTensorMut};
 use crate::engine::EngineMemory;
 use crate::error::{Error, Result};
@@ -129,6 +130,23 @@ struct Buffers {
     shuffled: Option<CudaSlice<u16>>,
     /// The model output, planar fp16 `[batch, 3, scale·h, scale·w]` (read by the caller).
     output: CudaSlice<u16>,
+    /// TMA descriptors of the two activation buffers, for the Hopper kernels.
+    maps: Option<[TensorMap; 2]>,
+}
+
+/// The Hopper kernels with the weights packed for them.
+struct Hopper {
+    kernels: HopperKernels,
+    hidden: Vec<CudaSlice<u16>>,
+    last: CudaSlice<u16>,
+    /// The last layer's bias padded to the kernels' 64 rows.
+    last_bias: CudaSlice<f32>,
+}
+
+/// Which kernels run the 3×3 convolutions over 64 channels: the Hopper (wgmma) ones where the GPU has them, unless
+/// `VFUPSCALE_NATIVE_KERNELS=mma` asks for the mma.sync ones (to compare the two on a Hopper GPU).
+fn hopper_wanted() -> bool {
+    std::env::var("VFUPSCALE_NATIVE_KERNELS").map_or(true, |v| v != "mma")
 }
 
 /// An SRVGGNetCompact network on our kernels: fp16 activations, fp32 accumulation, device-memory IO.
@@ -151,6 +169,9 @@ pub struct NativeEngine {
     blocks: u32,
     weight_bytes: usize,
     buffers: Option<Buffers>,
+    hopper: Option<Hopper>,
+    /// What could not be honoured while opening (for the caller to log).
+    warnings: Vec<String>,
 }
 
 impl NativeEngine {
@@ -201,7 +222,25 @@ impl NativeEngine {
             bias: upload_f32(&padded(&graph.last.bias, last_padded, 0.0))?,
             slope: upload_f32(&vec![1.0; last_padded])?,
         };
-        let weight_bytes = FEATURES * FIRST_K * 2
+        let mut warnings = Vec::new();
+        let hopper = match HopperKernels::load(device, graph.shuffle) {
+            Ok(Some(kernels)) if hopper_wanted() => Some(Hopper {
+                kernels,
+                hidden: graph.hidden.iter().map(|c| upload_f16(&hopper::pack_weights(c))).collect::<Result<_>>()?,
+                last: upload_f16(&hopper::pack_weights(&graph.last))?,
+                last_bias: upload_f32(&padded(&graph.last.bias, hopper::ROWS_A, 0.0))?,
+            }),
+            Ok(_) => None,
+            // a Hopper GPU on which they do not load: the mma.sync kernels still run the model, and the caller says so
+            Err(e) => {
+                warnings
+                    .push(format!("the Hopper (wgmma) kernels are unavailable, the native engine uses mma.sync: {e}"));
+                None
+            }
+        };
+        let hopper_bytes = hopper.as_ref().map_or(0, |_| (graph.hidden.len() + 1) * hopper::WEIGHT_BYTES + 256);
+        let weight_bytes = hopper_bytes
+            + FEATURES * FIRST_K * 2
             + 2 * FEATURES * 4
             + hidden.len() * (9 * FEATURES * FEATURES * 2 + 2 * FEATURES * 4)
             + 9 * last_padded * FEATURES * 2
@@ -226,7 +265,19 @@ impl NativeEngine {
             blocks,
             weight_bytes,
             buffers: None,
+            hopper,
+            warnings,
         })
+    }
+
+    /// Things that could not be honoured while opening, for the caller to log.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    /// The kernels running the 3×3 convolutions over 64 channels: `"wgmma"` (Hopper) or `"mma.sync"`.
+    pub fn kernel_family(&self) -> &'static str {
+        if self.hopper.is_some() { "wgmma" } else { "mma.sync" }
     }
 
     /// The model's contract as it runs here (fp16 input and output).
@@ -271,13 +322,22 @@ impl NativeEngine {
         let alloc = |n: usize| self.stream.alloc_zeros::<u16>(n).map_err(Error::cuda("cuMemAlloc"));
         let r2 = (self.shuffle * self.shuffle) as usize;
         let s2 = (self.scale * self.scale) as usize;
+        let activations = [alloc(FEATURES * px)?, alloc(FEATURES * px)?];
+        let maps = match &self.hopper {
+            Some(_) => Some([
+                TensorMap::activations(&activations[0], &self.stream, batch, size)?,
+                TensorMap::activations(&activations[1], &self.stream, batch, size)?,
+            ]),
+            None => None,
+        };
         self.buffers = Some(Buffers {
             batch,
             size,
             input: alloc(3 * px)?,
-            activations: [alloc(FEATURES * px)?, alloc(FEATURES * px)?],
+            activations,
             shuffled: if self.resize.is_some() { Some(alloc(3 * r2 * px)?) } else { None },
             output: alloc(3 * s2 * px)?,
+            maps,
         });
         Ok(())
     }
@@ -344,7 +404,9 @@ impl NativeEngine {
     /// Queues every kernel, calling `after` with its name after each launch. Tensors and weights go to the kernels
     /// as cudarc allocations, so cudarc's access guards cover every launch.
     fn launch_all(&mut self, mut after: impl FnMut(&'static str) -> Result<()>) -> Result<()> {
-        let Self { stream, buffers, first, hidden, last, conv_first, conv_hidden, conv_last, resize_cubic, .. } = self;
+        let Self {
+            stream, buffers, first, hidden, last, conv_first, conv_hidden, conv_last, resize_cubic, hopper, ..
+        } = self;
         let b = buffers.as_mut().ok_or_else(|| Error::Usage("native kernels: no tensors bound".into()))?;
         let s: &CudaStream = stream;
         let (n, h, w) = (b.batch, b.size.height, b.size.width);
@@ -372,7 +434,8 @@ impl NativeEngine {
             shared_mem_bytes: 0,
         };
         let (hi, wi, ni) = (h as i32, w as i32, n as i32);
-        let Buffers { input, activations, shuffled, output, .. } = b;
+        let Buffers { input, activations, shuffled, output, maps, .. } = b;
+        let size = b.size;
         let [act0, act1] = activations;
 
         let mut args = s.launch_builder(conv_first);
@@ -384,13 +447,19 @@ impl NativeEngine {
         after("first")?;
 
         let mut current_is_first = true;
-        for layer in hidden.iter() {
+        for (i, layer) in hidden.iter().enumerate() {
             let (src, dst) = if current_is_first { (&*act0, &mut *act1) } else { (&*act1, &mut *act0) };
-            let mut args = s.launch_builder(conv_hidden);
-            args.arg(src).arg(&layer.weights).arg(&layer.bias).arg(&layer.slope).arg(dst).arg(&shape);
-            // SAFETY: as above; srvgg_conv_hidden reads one activation buffer and writes the other.
-            unsafe { args.launch(conv_config(FEATURES)) }.map_err(launch_error)?;
-            after("hidden")?;
+            if let (Some(hopper), Some(maps)) = (hopper.as_ref(), maps.as_ref()) {
+                let map = &maps[usize::from(!current_is_first)];
+                hopper.kernels.hidden(s, src, map, &hopper.hidden[i], &layer.bias, &layer.slope, dst, n, size)?;
+                after("hidden-wgmma")?;
+            } else {
+                let mut args = s.launch_builder(conv_hidden);
+                args.arg(src).arg(&layer.weights).arg(&layer.bias).arg(&layer.slope).arg(dst).arg(&shape);
+                // SAFETY: as above; srvgg_conv_hidden reads one activation buffer and writes the other.
+                unsafe { args.launch(conv_config(FEATURES)) }.map_err(launch_error)?;
+                after("hidden")?;
+            }
             current_is_first = !current_is_first;
         }
 
@@ -401,11 +470,17 @@ impl NativeEngine {
                 Some(shuffled) => shuffled,
                 None => output,
             };
-            let mut args = s.launch_builder(conv_last);
-            args.arg(src).arg(&last.weights).arg(&last.bias).arg(target).arg(&*input).arg(&shape);
-            // SAFETY: as above; the target holds 3 r² values per input pixel.
-            unsafe { args.launch(conv_config(last_padded)) }.map_err(launch_error)?;
-            after("last")?;
+            if let (Some(hopper), Some(maps)) = (hopper.as_ref(), maps.as_ref()) {
+                let map = &maps[usize::from(!current_is_first)];
+                hopper.kernels.last(s, src, map, &hopper.last, &hopper.last_bias, &*input, target, n, size)?;
+                after("last-wgmma")?;
+            } else {
+                let mut args = s.launch_builder(conv_last);
+                args.arg(src).arg(&last.weights).arg(&last.bias).arg(target).arg(&*input).arg(&shape);
+                // SAFETY: as above; the target holds 3 r² values per input pixel.
+                unsafe { args.launch(conv_config(last_padded)) }.map_err(launch_error)?;
+                after("last")?;
+            }
         }
 
         if let (Some(resize), Some(shuffled)) = (self.resize, shuffled.as_ref()) {

@@ -6,10 +6,12 @@
 //! Why: ONNX Runtime's CUDA provider runs each 3×3 convolution through cuDNN and then bias-free PReLU as separate
 //! passes over the activations, and adds layout transposes; here every layer is one tensor-core implicit GEMM whose
 //! epilogue applies bias and activation (the last one also the pixel shuffle and the residual), so activations
-//! make one round trip through memory per layer.
+//! make one round trip through memory per layer. On Hopper GPUs (compute capability 9.0) the 3×3 convolutions over 64
+//! channels run on warpgroup-MMA kernels fed by the tensor memory accelerator (`hopper.rs`); elsewhere on mma.sync.
 
 mod engine;
 pub mod graph;
+mod hopper;
 
 pub use engine::{NativeEngine, device_support};
 pub use graph::{SrvggGraph, match_srvgg};
