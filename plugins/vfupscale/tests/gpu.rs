@@ -273,7 +273,8 @@ fn outputs_cuda_memory_nv12_for_encoders() {
     assert!(caps.features(0).unwrap().contains("memory:CUDAMemory"), "{caps}");
     assert_eq!(caps.structure(0).unwrap().get::<&str>("format").unwrap(), "NV12");
     let mem = sample.buffer().unwrap().peek_memory(0);
-    assert!(gstvfupscale::gstcuda::cuda_memory_context(mem).is_some(), "output buffers hold GstCudaMemory");
+    // GST_CUDA_MEMORY_TYPE_NAME
+    assert!(mem.is_type("gst.cuda.memory"), "output buffers hold GstCudaMemory, not {:?}", mem.allocator());
     pipeline.set_state(gst::State::Null).unwrap();
 }
 
