@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MPL-2.0
+
 //! GPU suite of the element (run on an NVIDIA host by `tests/gpu/run.sh`; ignored elsewhere).
 //!
 //! Real H.264/H.265 clips are encoded on the spot, decoded with NVDEC into CUDA memory, upscaled, and compared
