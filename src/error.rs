@@ -71,6 +71,18 @@ impl<R> From<ort::Error<R>> for Error {
     }
 }
 
+/// The model code's errors keep their variant (so a missing model stays [`Error::Model`]) and their message.
+impl From<vfupscale_onnx::Error> for Error {
+    fn from(e: vfupscale_onnx::Error) -> Self {
+        match e {
+            vfupscale_onnx::Error::Model { path, reason } => Error::Model { path, reason },
+            vfupscale_onnx::Error::Import(reason) => Error::Import(reason),
+            vfupscale_onnx::Error::Unsupported(reason) => Error::InvalidConfig(reason),
+            vfupscale_onnx::Error::Io { path, source } => Error::Io { path, source },
+        }
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]

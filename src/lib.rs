@@ -15,12 +15,15 @@ pub mod infer;
 pub mod model;
 pub mod models;
 pub mod native;
-pub mod ncnn;
-pub mod onnx;
 pub mod stats;
 pub mod tiling;
 pub mod upscaler;
 
+// The model code lives in `vfupscale-onnx`; these private imports keep `crate::onnx`/`crate::ncnn` paths working.
+use vfupscale_onnx::{ncnn, onnx};
+
 pub use error::{Error, Result};
 pub use infer::{Backend, BackendChoice, Precision};
 pub use upscaler::{Upscaler, UpscalerConfig};
+/// The decoded ONNX model that [`model::ModelInfo::from_proto`] and [`infer::load_model`] work on.
+pub use vfupscale_onnx::onnx::ModelProto;

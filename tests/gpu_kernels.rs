@@ -499,7 +499,7 @@ fn four_k_input_is_tiled_with_x4_models_within_the_memory_limit() {
 /// through), averages them back with a 1×1 convolution and upscales by nearest neighbour: its output is exact, its
 /// memory need about 800 bytes per input pixel.
 fn memory_hungry_model() -> std::path::PathBuf {
-    use vfupscale::onnx::{Dim, GraphBuilder, META_SCALE, attr_string, data_type, write_model};
+    use vfupscale_onnx::onnx::{Dim, GraphBuilder, META_SCALE, attr_string, data_type, write_model};
     let path = std::env::temp_dir().join(format!("vfupscale-memory-hungry-{}.onnx", std::process::id()));
     let dynamic = [Dim::Unknown, Dim::Fixed(3), Dim::Unknown, Dim::Unknown];
     let mut g = GraphBuilder::with_io(data_type::FLOAT, &dynamic, &dynamic);
@@ -524,7 +524,7 @@ fn running_out_of_device_memory_retries_with_smaller_tiles() {
     let model = memory_hungry_model();
     let (_, proto) = vfupscale::infer::load_model(&model).unwrap();
     // the premise: the estimate sees 12 values per input pixel where the model holds about 200
-    assert!(vfupscale::onnx::stats::model_stats(&proto).peak_activation_per_pixel < 20.0);
+    assert!(vfupscale_onnx::onnx::stats::model_stats(&proto).peak_activation_per_pixel < 20.0);
     let img = test_image("astronaut-192x128.ppm", Size::new(1920, 1080));
     let run = |max_memory_mib: u64| {
         let tiling = Tiling { max_memory_mib, ..Tiling::default() };

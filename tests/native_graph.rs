@@ -8,7 +8,7 @@ use vfupscale::frame::Size;
 use vfupscale::infer::{Backend, InferenceSession, SessionOptions, TensorLocation, load_model};
 use vfupscale::native::graph::{Conv3x3, SrvggGraph};
 use vfupscale::native::match_srvgg;
-use vfupscale::onnx::{Dim, GraphBuilder, META_SCALE, attr_float, attr_int, attr_ints, attr_string, data_type};
+use vfupscale_onnx::onnx::{Dim, GraphBuilder, META_SCALE, attr_float, attr_int, attr_ints, attr_string, data_type};
 
 fn installed(name: &str) -> PathBuf {
     let p = vfupscale::models::model_path(name);
@@ -73,7 +73,7 @@ fn random(n: usize, seed: u32, scale: f32) -> Vec<f32> {
         .collect()
 }
 
-fn synthetic(spec: &Synthetic) -> vfupscale::onnx::ModelProto {
+fn synthetic(spec: &Synthetic) -> vfupscale_onnx::onnx::ModelProto {
     let dynamic = [Dim::Unknown, Dim::Fixed(3), Dim::Unknown, Dim::Unknown];
     let mut g = GraphBuilder::with_io(data_type::FLOAT, &dynamic, &dynamic);
     let mut seed = 1;
@@ -290,7 +290,7 @@ fn the_extracted_network_computes_what_onnx_runtime_computes() {
     // a synthetic DCR graph with r = 3 and LeakyRelu, written to a file for ONNX Runtime
     let spec = Synthetic { r: 3, dcr: true, activation: "LeakyRelu", ..Default::default() };
     let path = std::env::temp_dir().join(format!("vfupscale-synthetic-srvgg-{}.onnx", std::process::id()));
-    vfupscale::onnx::write_model(&path, &synthetic(&spec)).unwrap();
+    vfupscale_onnx::onnx::write_model(&path, &synthetic(&spec)).unwrap();
     let (reference, _) = reference_forward(&match_synthetic(&spec).unwrap(), &image64, size);
     let ort = onnx_runtime_cpu(&path, &image, size, 3);
     let max = reference.iter().zip(&ort).map(|(a, b)| (a - *b as f64).abs()).fold(0.0, f64::max);

@@ -10,7 +10,7 @@ use gst_check::Harness;
 #[path = "../../../tests/support/ppm.rs"]
 mod ppm;
 use ppm::{read_ppm, test_image_path};
-use vfupscale::onnx::{Dim, GraphBuilder, META_SCALE, attr_string, data_type, write_model};
+use vfupscale_onnx::onnx::{Dim, GraphBuilder, META_SCALE, attr_string, data_type, write_model};
 
 mod common;
 use common::init;

