@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MPL-2.0
 """Upscale a video file from Python with the vfupscale GStreamer element (PyGObject).
 
     GST_PLUGIN_PATH=target/release python3 examples/upscale.py INPUT OUTPUT.mkv [--model MODEL]
