@@ -15,7 +15,7 @@ use gst_check::Harness;
 mod common;
 use common::init;
 mod fixtures;
-use fixtures::{element, harness, nearest_model, nv12_buffer, nv12_size, slow_model};
+use fixtures::{element, harness, nearest_model, nv12_buffer, nv12_size, slow_model, start_error_of};
 
 #[test]
 fn metadata_reads_like_a_gstreamer_scaler() {
@@ -92,29 +92,14 @@ fn properties_read_at_start_refuse_changes_while_playing() {
     pipeline.set_state(gst::State::Null).unwrap();
 }
 
-/// Runs `videotestsrc ! vfupscale … ! fakesink` and returns the error the element posted.
+/// The error the element posts at start with `properties`, on the nearest-neighbour model.
 fn start_error(properties: &str) -> gst::glib::Error {
-    init();
-    let desc = format!(
-        "videotestsrc num-buffers=1 ! video/x-raw,format=NV12,width=64,height=48 ! vfupscale name=up backend=cpu \
-         model={} {properties} ! fakesink",
-        nearest_model(2, None).display()
-    );
-    let pipeline = gst::parse::launch(&desc).unwrap();
-    let _ = pipeline.set_state(gst::State::Playing);
-    let msg = pipeline
-        .bus()
-        .unwrap()
-        .timed_pop_filtered(gst::ClockTime::from_seconds(30), &[gst::MessageType::Error, gst::MessageType::Eos])
-        .expect("an error or EOS");
-    pipeline.set_state(gst::State::Null).unwrap();
-    match msg.view() {
-        gst::MessageView::Error(e) => {
-            assert_eq!(msg.src().unwrap().name(), "up", "{}", e.error());
-            e.error()
-        }
-        _ => panic!("{properties}: ran without error"),
-    }
+    let model = nearest_model(2, None);
+    start_error_of(
+        model.to_str().unwrap(),
+        &format!("backend=cpu {properties}"),
+        "video/x-raw,format=NV12,width=64,height=48",
+    )
 }
 
 #[test]
@@ -129,12 +114,12 @@ fn tiles_below_the_minimum_and_overlaps_above_half_a_tile_fail_at_start() {
 
 #[test]
 fn start_errors_carry_the_domain_of_their_cause() {
-    let e = start_error("model=/nonexistent/model.onnx");
+    let e = start_error_of("/nonexistent/model.onnx", "backend=cpu", "video/x-raw,format=NV12,width=64,height=48");
     assert!(e.matches(gst::ResourceError::NotFound), "{e:?}");
     assert!(e.message().contains("/nonexistent/model.onnx"), "{e}");
     let junk = fixtures::scratch().join("junk-for-domains.onnx");
     std::fs::write(&junk, b"not protobuf \xff").unwrap();
-    let e = start_error(&format!("model={}", junk.display()));
+    let e = start_error_of(junk.to_str().unwrap(), "backend=cpu", "video/x-raw,format=NV12,width=64,height=48");
     assert!(e.matches(gst::ResourceError::OpenRead) && e.message().contains("not an ONNX model"), "{e:?}");
 }
 

@@ -15,7 +15,7 @@ use vfupscale_onnx::onnx::{Dim, GraphBuilder, META_SCALE, attr_string, data_type
 mod common;
 use common::init;
 mod fixtures;
-use fixtures::{dynamic, element, harness, nearest_model, nv12_buffer, nv12_size, real_model, scratch};
+use fixtures::{dynamic, element, harness, nearest_model, nv12_buffer, nv12_size, real_model, scratch, start_error_of};
 
 fn caps_field<T: for<'a> gst::glib::value::FromValue<'a> + 'static>(caps: &gst::Caps, field: &str) -> T {
     caps.structure(0).unwrap().get::<T>(field).unwrap()
@@ -191,26 +191,6 @@ fn properties_have_documented_defaults_and_scale_is_known_after_start() {
 /// Runs `videotestsrc ! vfupscale model=… ! fakesink` to PAUSED and returns the text of the error posted.
 fn start_error(model: &str, extra: &str, caps: &str) -> String {
     start_error_of(model, extra, caps).to_string()
-}
-
-/// Runs `videotestsrc ! vfupscale model=… ! fakesink` to PAUSED and returns the error posted.
-fn start_error_of(model: &str, extra: &str, caps: &str) -> gst::glib::Error {
-    init();
-    let desc = format!("videotestsrc num-buffers=1 ! {caps} ! vfupscale name=up model=\"{model}\" {extra} ! fakesink");
-    let pipeline = gst::parse::launch(&desc).unwrap();
-    let _ = pipeline.set_state(gst::State::Playing);
-    let bus = pipeline.bus().unwrap();
-    let msg = bus
-        .timed_pop_filtered(gst::ClockTime::from_seconds(30), &[gst::MessageType::Error, gst::MessageType::Eos])
-        .expect("an error or EOS");
-    pipeline.set_state(gst::State::Null).unwrap();
-    match msg.view() {
-        gst::MessageView::Error(e) => {
-            assert_eq!(e.src().map(|s| s.name().to_string()), Some("up".to_string()), "error posted by the element");
-            e.error()
-        }
-        _ => panic!("pipeline ran without error"),
-    }
 }
 
 const SMALL: &str = "video/x-raw,format=NV12,width=64,height=48";
