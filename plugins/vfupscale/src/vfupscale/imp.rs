@@ -194,21 +194,25 @@ impl VfUpscale {
         pts: Option<gst::ClockTime>,
         result: Result<(), FrameError>,
     ) -> Result<(), gst::FlowError> {
-        let notes = streaming.take_notes();
+        for note in streaming.take_notes() {
+            gst::warning!(CAT, imp = self, "frame at {}: {note}", pts.display());
+        }
+        let interval = lock(&self.props).settings.stats_interval;
+        let due = |every: u64, frames: u64| every > 0 && frames > 0 && frames.is_multiple_of(every);
         let (frames, structure) = {
             let mut snapshot = lock(&self.snapshot);
             snapshot.update(streaming.upscaler());
-            (snapshot.stats.frames, snapshot.structure())
+            let frames = snapshot.stats.frames;
+            let wanted = due(STATS_LOG_INTERVAL, frames) || due(interval, frames);
+            (frames, wanted.then(|| snapshot.structure()))
         };
-        for note in notes {
-            gst::warning!(CAT, imp = self, "frame at {}: {note}", pts.display());
-        }
-        if frames > 0 && frames % STATS_LOG_INTERVAL == 0 {
-            gst::info!(CAT, imp = self, "{structure}");
-        }
-        let interval = lock(&self.props).settings.stats_interval;
-        if interval > 0 && frames > 0 && frames % interval == 0 {
-            let _ = self.obj().post_message(gst::message::Element::builder(structure).src(&*self.obj()).build());
+        if let Some(structure) = structure {
+            if due(STATS_LOG_INTERVAL, frames) {
+                gst::info!(CAT, imp = self, "{structure}");
+            }
+            if due(interval, frames) {
+                let _ = self.obj().post_message(gst::message::Element::builder(structure).src(&*self.obj()).build());
+            }
         }
         result.map_err(|e| self.frame_failed(pts, &e))
     }
