@@ -22,7 +22,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("input")
     parser.add_argument("output")
-    parser.add_argument("--model", help="ONNX model (default: the installed realesr-animevideov3-x2)")
+    parser.add_argument("--model", help="ONNX model file or installed model name (default: realesr-animevideov3-x2)")
     args = parser.parse_args()
 
     Gst.init(None)

@@ -109,7 +109,12 @@ fn tiles_below_the_minimum_and_overlaps_above_half_a_tile_fail_at_start() {
     assert!(e.message().contains("tile-size 1 is below the smallest tile of 64 pixels"), "{e}");
     let e = start_error("tile-size=64 tile-overlap=40");
     assert!(e.matches(gst::LibraryError::Settings), "{e:?}");
-    assert!(e.message().contains("tile-overlap 40 is more than half of tile-size 64: at most 32"), "{e}");
+    assert!(
+        e.message().contains(
+            "tile-overlap 40 is more than half of tile-size 64: neighbouring tiles may overlap by at most 32"
+        ),
+        "{e}"
+    );
 }
 
 #[test]
@@ -121,6 +126,27 @@ fn start_errors_carry_the_domain_of_their_cause() {
     std::fs::write(&junk, b"not protobuf \xff").unwrap();
     let e = start_error_of(junk.to_str().unwrap(), "backend=cpu", "video/x-raw,format=NV12,width=64,height=48");
     assert!(e.matches(gst::ResourceError::OpenRead) && e.message().contains("not an ONNX model"), "{e:?}");
+}
+
+#[test]
+fn the_model_property_takes_installed_names() {
+    init();
+    // the default model, by its name instead of its path
+    fixtures::real_model();
+    let name = vfupscale::models::DEFAULT_MODEL;
+    let e = gst::ElementFactory::make("vfupscale").property("model", name).property_from_str("backend", "cpu").build();
+    let mut h = Harness::with_element(&e.unwrap(), Some("sink"), Some("src"));
+    h.set_src_caps_str("video/x-raw,format=NV12,width=16,height=8");
+    h.push(nv12_buffer(16, 8)).unwrap();
+    let scale = h.element().unwrap().property::<u32>("scale") as usize;
+    assert!(scale >= 2, "{name} loaded: x{scale}");
+    assert_eq!(h.pull().unwrap().size(), nv12_size(16 * scale, 8 * scale));
+    // a name that is neither a file nor installed says where it was looked for
+    let e = start_error_of("no-such-installed-model", "backend=cpu", "video/x-raw,format=NV12,width=64,height=48");
+    assert!(e.matches(gst::ResourceError::NotFound), "{e:?}");
+    let text = e.to_string();
+    assert!(text.contains("no-such-installed-model") && text.contains("no installed model of that name"), "{text}");
+    assert!(text.contains(&vfupscale::models::models_dir().display().to_string()), "{text}");
 }
 
 /// A harness whose element posts its messages on a bus of the test's.

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use gst::prelude::*;
 use gst_video::prelude::*;
+use vfupscale::Backend;
+use vfupscale::stats::field;
 
 mod common;
 use common::init;
@@ -506,6 +508,28 @@ fn a_memory_limit_tiles_nvdec_frames_and_is_reported() {
         eprintln!("frame {i}: tiled vs whole: luma {l:.1} dB, chroma {c:.1} dB");
         assert!(l >= 50.0 && c >= 50.0, "frame {i}: tiled vs whole: luma {l:.1} dB, chroma {c:.1} dB");
     }
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run tests/gpu/run.sh"]
+fn the_arena_peak_is_reported_only_where_onnx_runtime_keeps_it() {
+    let clip = clip("h264", 640, 360, 3);
+    // the default model on the native kernels, then on ONNX Runtime's CUDA provider
+    let (_, native, _) = upscale_clip("h264", &clip, "", 3);
+    let (_, onnx, _) = upscale_clip("h264", &clip, "backend=cuda", 3);
+    eprintln!(
+        "native: {native}
+ONNX Runtime: {onnx}"
+    );
+    assert_eq!(native.get::<&str>(field::BACKEND).unwrap(), Backend::Native.name());
+    assert!(native.get::<u64>(field::INFERENCE_ARENA_BYTES).unwrap() > 0, "the native kernels' tensors and weights");
+    assert!(!native.has_field(field::INFERENCE_ARENA_PEAK_BYTES), "no arena peak is made up for the native kernels");
+    assert_eq!(onnx.get::<&str>(field::BACKEND).unwrap(), Backend::Cuda.name());
+    let (peak, arena) = (
+        onnx.get::<u64>(field::INFERENCE_ARENA_PEAK_BYTES).unwrap(),
+        onnx.get::<u64>(field::INFERENCE_ARENA_BYTES).unwrap(),
+    );
+    assert!(peak > 0 && peak <= arena, "arena peak {peak} of {arena} bytes reserved");
 }
 
 /// Latency `vfupscale` reports (its own plus upstream's) once `properties` are set and the pipeline prerolled.

@@ -10,6 +10,7 @@ use gst_check::Harness;
 #[path = "../../../tests/support/ppm.rs"]
 mod ppm;
 use ppm::{read_ppm, test_image_path};
+use vfupscale::stats::field;
 use vfupscale_onnx::onnx::{Dim, GraphBuilder, META_SCALE, attr_string, data_type, write_model};
 
 mod common;
@@ -116,6 +117,11 @@ fn one_output_per_input_with_timestamps_and_flags() {
     assert_eq!(stats.get::<u64>("frames").unwrap(), n);
     assert_eq!(stats.get::<&str>("backend").unwrap(), "cpu");
     assert_eq!(stats.get::<u64>("device-memory-bytes").unwrap(), 0, "the CPU path holds no device memory");
+    assert_eq!(stats.get::<u64>(field::INFERENCE_ARENA_BYTES).unwrap(), 0);
+    assert!(!stats.has_field(field::INFERENCE_ARENA_PEAK_BYTES), "no arena peak is made up on the CPU: {stats}");
+    let reported: Vec<&str> = stats.fields().map(|f| f.as_str()).collect();
+    let expected: Vec<&str> = field::ALL.iter().copied().filter(|&f| f != field::INFERENCE_ARENA_PEAK_BYTES).collect();
+    assert_eq!(reported, expected);
 }
 
 #[test]
@@ -181,7 +187,7 @@ fn properties_have_documented_defaults_and_scale_is_known_after_start() {
     assert_eq!(e.property::<u32>("async-depth"), 1);
     let depth = e.find_property("async-depth").unwrap();
     let range = depth.downcast_ref::<gst::glib::ParamSpecUInt>().unwrap();
-    assert_eq!((range.minimum(), range.maximum()), (0, vfupscale::upscaler::MAX_FRAMES_IN_FLIGHT as u32 - 1));
+    assert_eq!((range.minimum(), range.maximum()), (0, vfupscale::MAX_FRAMES_IN_FLIGHT as u32 - 1));
 
     let mut h = harness(&nearest_model(3, None), "video/x-raw,format=NV12,width=16,height=8");
     h.play();
@@ -475,7 +481,7 @@ fn tiled_output_matches_whole_frame_output() {
         assert!(l >= 60.0 && c >= 60.0, "overlap {overlap}: luma {l:.1} dB, chroma {c:.1} dB");
         assert!(l >= previous.0 && c >= previous.1, "overlap {overlap} is worse than a smaller one: {previous:?}");
         previous = (l, c);
-        if overlap == vfupscale::upscaler::DEFAULT_TILE_OVERLAP.to_string() {
+        if overlap == vfupscale::DEFAULT_TILE_OVERLAP.to_string() {
             assert!(l >= 50.0 && c >= 50.0, "default overlap: luma {l:.1} dB, chroma {c:.1} dB");
         }
     }
@@ -512,11 +518,13 @@ fn a_memory_budget_chooses_smaller_tiles_and_keeps_the_picture() {
         assert!(l >= 50.0, "max-memory {budget} MiB changed the picture: {l:.1} dB");
         previous = tile;
     }
-    let e = start_error(
+    let e = start_error_of(
         real_model().to_str().unwrap(),
         "backend=cpu max-memory=1",
         "video/x-raw,format=NV12,width=192,height=128",
     );
+    assert!(e.matches(gst::LibraryError::Settings), "a budget that cannot work is a setting: {e:?}");
+    let e = e.to_string();
     assert!(e.contains("max-memory 1 MiB is too small") && e.contains("192x128"), "{e}");
 }
 

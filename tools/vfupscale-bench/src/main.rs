@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use gst::prelude::*;
 use vfupscale::frame::Size;
-use vfupscale::infer::{Backend, InferenceSession, Precision, SessionOptions, TensorLocation, load_model};
+use vfupscale::{BackendChoice, EngineRequest, Model, Precision, TensorLocation, select_engine};
 
 #[derive(Debug, Clone)]
 struct Config {
@@ -93,21 +93,21 @@ fn time_runs(
     Ok(Measure { frames: iterations, ms_per_frame: start.elapsed().as_secs_f64() * 1e3 / iterations as f64 })
 }
 
+/// The engine for `cfg` on `backend`, chosen as the element chooses it, bound for device IO at the clip size.
+fn engine(cfg: &Config, backend: BackendChoice) -> Result<vfupscale::Engine, String> {
+    let path = vfupscale::models::model_path(&cfg.model);
+    let model = Arc::new(Model::load(&path).map_err(|e| e.to_string())?);
+    let request = EngineRequest { backend, precision: cfg.precision, ..Default::default() };
+    let mut engine = select_engine(model, &request).map_err(|e| e.to_string())?.engine;
+    engine.bind(1, cfg.size, TensorLocation::Device).map_err(|e| e.to_string())?;
+    Ok(engine)
+}
+
 /// (a) with ONNX Runtime's CUDA provider: the element's session options, device IO, one run per synchronisation.
 fn model_only_onnx_runtime(cfg: &Config, iterations: u64) -> Result<Measure, String> {
-    let path = vfupscale::models::model_path(&cfg.model);
-    let (info, proto) = load_model(&path).map_err(|e| e.to_string())?;
-    let device = vfupscale::cuda::GpuDevice::get(0).map_err(|e| e.to_string())?;
-    let stream = device.new_stream().map_err(|e| e.to_string())?;
-    let options = SessionOptions {
-        precision: cfg.precision,
-        compute_stream: Some(stream.cu_stream() as usize),
-        ..Default::default()
-    };
-    let mut session = InferenceSession::open_with(&info, &proto, &options, Backend::Cuda).map_err(|e| e.to_string())?;
-    let scale = info.scale.ok_or("the benchmark needs models with a known scale")?;
-    session.bind(1, cfg.size, scale, TensorLocation::Device).map_err(|e| e.to_string())?;
-    time_runs(&stream, iterations, || session.run().map_err(|e| e.to_string()))
+    let mut engine = engine(cfg, BackendChoice::Cuda)?;
+    let stream = engine.stream().cloned().ok_or("the CUDA provider runs without a stream")?;
+    time_runs(&stream, iterations, || engine.run().map_err(|e| e.to_string()))
 }
 
 /// (a) with the native kernels, when they run the model (SRVGGNetCompact, fp16): `None` otherwise.
@@ -115,21 +115,19 @@ fn model_only_native(cfg: &Config, iterations: u64) -> Result<Option<Measure>, S
     if cfg.precision == Precision::Fp32 {
         return Ok(None);
     }
-    let path = vfupscale::models::model_path(&cfg.model);
-    let (info, proto) = load_model(&path).map_err(|e| e.to_string())?;
-    let Ok(graph) = vfupscale::native::match_srvgg(&proto, &info.input_name, &info.output_name) else {
+    let model = Model::load(&vfupscale::models::model_path(&cfg.model)).map_err(|e| e.to_string())?;
+    let info = model.info();
+    if vfupscale::native::match_srvgg(model.proto(), &info.input_name, &info.output_name).is_err() {
         return Ok(None);
-    };
-    let device = vfupscale::cuda::GpuDevice::get(0).map_err(|e| e.to_string())?;
-    let stream = device.new_stream().map_err(|e| e.to_string())?;
-    let mut engine =
-        vfupscale::native::NativeEngine::new(device, stream.clone(), &graph, &info).map_err(|e| e.to_string())?;
-    engine.bind(1, cfg.size).map_err(|e| e.to_string())?;
+    }
+    let mut engine = engine(cfg, BackendChoice::Native)?;
+    let stream = engine.stream().cloned().ok_or("the native kernels run without a stream")?;
     let measure = time_runs(&stream, iterations, || engine.run().map_err(|e| e.to_string()))?;
     // where the time goes, kernel by kernel (the mean of ten profiled runs)
     let mut totals: Vec<(String, f64)> = Vec::new();
     for _ in 0..10 {
-        for (i, (name, ms)) in engine.profile().map_err(|e| e.to_string())?.into_iter().enumerate() {
+        for (i, (name, ms)) in engine.profile().map_err(|e| e.to_string())?.unwrap_or_default().into_iter().enumerate()
+        {
             if i == totals.len() {
                 totals.push((name, 0.0));
             }

@@ -10,14 +10,14 @@ pub use error::{Error, Result};
 
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
-use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
 
 use gst::glib;
 use gst::glib::translate::FromGlibPtrFull;
 use gst::prelude::*;
 use vfupscale::cuda::GpuDevice;
-use vfupscale::frame::{DeviceNv12, Size};
+use vfupscale::cuda::{DeviceNv12Mut, Nv12Planes};
+use vfupscale::frame::Size;
 
 /// A `GstCudaContext` that wraps the primary context of one of our [`GpuDevice`]s.
 #[derive(Debug, Clone)]
@@ -74,11 +74,6 @@ impl CudaContext {
         }
     }
 
-    /// True when `other` is this very context object, or another wrapper of the same `CUcontext`.
-    pub fn is_same(&self, other: &MemoryContext<'_>) -> bool {
-        other.ptr.as_ptr() == self.as_ptr() || other.handle() == self.handle()
-    }
-
     /// A `GstContext` carrying this context, to post or to set on other elements.
     pub fn to_gst_context(&self) -> Option<gst::Context> {
         let t = ffi::get().ok()?;
@@ -129,34 +124,15 @@ pub fn context_handle_of(
     Some(handle)
 }
 
-/// The `GstCudaContext` of a `GstCudaMemory`, borrowed for as long as the memory.
-pub struct MemoryContext<'a> {
-    ptr: NonNull<ffi::GstCudaContext>,
-    _memory: PhantomData<&'a gst::MemoryRef>,
-}
-
-impl MemoryContext<'_> {
-    /// The wrapped `CUcontext`.
-    pub fn handle(&self) -> *mut std::ffi::c_void {
-        match ffi::get() {
-            // SAFETY: the memory we borrow holds a reference to its context.
-            Ok(t) => unsafe { (t.context_get_handle)(self.ptr.as_ptr()) },
-            Err(_) => std::ptr::null_mut(),
-        }
+/// Whether `buffer` is one `GstCudaMemory` (of any context), which [`CudaFrame`] maps.
+pub fn is_cuda_buffer(buffer: &gst::BufferRef) -> bool {
+    let Ok(t) = ffi::get() else { return false };
+    if buffer.n_memory() != 1 {
+        return false;
     }
-}
-
-/// Whether `memory` is `GstCudaMemory`, and if so its context.
-pub fn cuda_memory_context(memory: &gst::MemoryRef) -> Option<MemoryContext<'_>> {
-    let t = ffi::get().ok()?;
-    let raw = memory.as_ptr() as *mut gst::ffi::GstMemory;
-    // SAFETY: `raw` is a live GstMemory; gst_is_cuda_memory only inspects its allocator.
-    if unsafe { (t.is_cuda_memory)(raw) } == 0 {
-        return None;
-    }
-    // SAFETY: it is a GstCudaMemory, whose public head is `GstCudaMemory`.
-    let ptr = NonNull::new(unsafe { (*(raw as *mut ffi::GstCudaMemory)).context })?;
-    Some(MemoryContext { ptr, _memory: PhantomData })
+    let raw = buffer.peek_memory(0).as_ptr() as *mut gst::ffi::GstMemory;
+    // SAFETY: `raw` is a live GstMemory of the borrowed buffer; gst_is_cuda_memory only inspects its allocator.
+    unsafe { (t.is_cuda_memory)(raw) != 0 }
 }
 
 /// A buffer holding one `GstCudaMemory`, mapped with `GST_MAP_CUDA`: the NV12 planes as device pointers. The
@@ -165,7 +141,9 @@ pub fn cuda_memory_context(memory: &gst::MemoryRef) -> Option<MemoryContext<'_>>
 pub struct CudaFrame<'a> {
     buffer: *mut gst::ffi::GstBuffer,
     map: gst::ffi::GstMapInfo,
-    nv12: DeviceNv12,
+    planes: Nv12Planes,
+    /// The `CUcontext` the memory belongs to.
+    context: *mut std::ffi::c_void,
     _buffer: PhantomData<&'a gst::BufferRef>,
 }
 
@@ -201,17 +179,17 @@ impl<'a> CudaFrame<'a> {
             unsafe { gst::ffi::gst_buffer_unmap(buffer, &mut map) };
             return Err(Error::FrameSize { held, caps: size });
         }
-        // SAFETY: the memory's info describes the planes inside this allocation.
-        let nv12 = unsafe {
-            DeviceNv12::new(
-                size,
-                base + layout.offset[0] as u64,
-                layout.stride[0] as usize,
-                base + layout.offset[1] as u64,
-                layout.stride[1] as usize,
-            )
+        // the memory's info describes the planes inside this allocation
+        let planes = Nv12Planes {
+            size,
+            y: base + layout.offset[0] as u64,
+            y_pitch: layout.stride[0] as usize,
+            uv: base + layout.offset[1] as u64,
+            uv_pitch: layout.stride[1] as usize,
         };
-        Ok(Self { buffer, map, nv12, _buffer: PhantomData })
+        // SAFETY: it is a GstCudaMemory, whose context lives at least as long as the memory.
+        let context = unsafe { (t.context_get_handle)((*(mem as *const ffi::GstCudaMemory)).context) };
+        Ok(Self { buffer, map, planes, context, _buffer: PhantomData })
     }
 
     /// Maps `buffer` for reading on the device.
@@ -226,9 +204,18 @@ impl<'a> CudaFrame<'a> {
         unsafe { Self::map(buffer.as_mut_ptr(), info, gst::ffi::GST_MAP_WRITE) }
     }
 
-    /// The NV12 planes as a device frame description.
-    pub fn nv12(&self) -> DeviceNv12 {
-        self.nv12
+    /// Where the NV12 planes lie and the `CUcontext` they belong to: valid while the buffer is alive (device
+    /// addresses of CUDA memory stay valid after unmapping).
+    pub fn raw_planes(&self) -> (*mut std::ffi::c_void, Nv12Planes) {
+        (self.context, self.planes)
+    }
+
+    /// The NV12 planes, written on the device while this (write) map lives.
+    pub fn view_mut(&mut self) -> vfupscale::Result<DeviceNv12Mut<'_>> {
+        // SAFETY: the planes are the mapped memory's, in its context, alive and mapped for as long as `self`, a write
+        // map of a buffer we hold exclusively (see `writable`); the caller keeps the buffer until the GPU work that
+        // writes them has completed.
+        unsafe { DeviceNv12Mut::from_raw(self.context.cast(), self.planes) }
     }
 }
 

@@ -3,28 +3,26 @@
 //! The element's errors: core errors at start as `gst::ErrorMessage`s, and what can go wrong with one frame.
 
 use gst::prelude::*;
-use vfupscale::Error;
 use vfupscale::frame::Size;
+use vfupscale::{Error, ErrorKind};
 
 use crate::gstcuda;
 
-/// A core error at start (READY→PAUSED) as an element error: the GStreamer domain and code say what kind of
-/// problem it is (missing file, unreadable or unusable model, library that cannot start, bad settings, no memory).
-pub fn start_error(e: &Error) -> gst::ErrorMessage {
-    let msg = e.to_string();
-    match e {
-        Error::Model { path, .. } if !path.exists() => gst::error_msg!(gst::ResourceError::NotFound, ("{}", msg)),
-        Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-            gst::error_msg!(gst::ResourceError::NotFound, ("{}", msg))
-        }
-        Error::Model { .. } | Error::Io { .. } | Error::Import(_) => {
-            gst::error_msg!(gst::ResourceError::OpenRead, ("{}", msg))
-        }
-        Error::OutOfMemory(_) => gst::error_msg!(gst::ResourceError::NoSpaceLeft, ("{}", msg)),
-        Error::InvalidConfig(_) => gst::error_msg!(gst::LibraryError::Settings, ("{}", msg)),
-        Error::Cuda { .. } | Error::Nvrtc { .. } | Error::Ort(_) | Error::Unavailable { .. } => {
-            gst::error_msg!(gst::LibraryError::Init, ("{}", msg))
-        }
+/// A core error at start (READY→PAUSED) or when caps are set, as an element error, its text after `context` if
+/// given: the GStreamer domain and code say what kind of problem it is (missing model, GPU or library; unreadable or
+/// unusable model; bad settings; no memory; caps), by the error's kind, never by its text.
+pub fn core_error(e: &Error, context: Option<&str>) -> gst::ErrorMessage {
+    let msg = match context {
+        Some(context) => format!("{context}: {e}"),
+        None => e.to_string(),
+    };
+    match e.kind() {
+        ErrorKind::MissingResource => gst::error_msg!(gst::ResourceError::NotFound, ("{}", msg)),
+        ErrorKind::Model => gst::error_msg!(gst::ResourceError::OpenRead, ("{}", msg)),
+        ErrorKind::OutOfMemory => gst::error_msg!(gst::ResourceError::NoSpaceLeft, ("{}", msg)),
+        ErrorKind::Settings => gst::error_msg!(gst::LibraryError::Settings, ("{}", msg)),
+        ErrorKind::Negotiation => gst::error_msg!(gst::CoreError::Negotiation, ("{}", msg)),
+        ErrorKind::Failed | ErrorKind::Usage => gst::error_msg!(gst::LibraryError::Init, ("{}", msg)),
     }
 }
 
@@ -40,9 +38,6 @@ pub enum FrameError {
     /// A buffer whose video meta describes another frame than the caps.
     #[error("the input buffer's video meta describes a {meta} frame, but the caps say {caps}")]
     MetaSize { meta: Size, caps: Size },
-    /// CUDA caps were negotiated, but there is no `GstCudaContext` to read and write CUDA memory in.
-    #[error("no GstCudaContext of our device: CUDA memory needs gst-plugins-bad's CUDA library (libgstcuda-1.0)")]
-    NoCudaContext,
     /// A system-memory buffer that cannot be mapped as a video frame.
     #[error("cannot map the {0} buffer as a video frame")]
     Map(&'static str),
@@ -55,23 +50,32 @@ pub enum FrameError {
 }
 
 impl FrameError {
+    /// True when the frame does not fit what was negotiated: no caps, or a frame the prepared upscaler cannot take.
+    fn is_negotiation(&self) -> bool {
+        match self {
+            FrameError::NotNegotiated => true,
+            FrameError::Upscale(e) => e.is_negotiation(),
+            _ => false,
+        }
+    }
+
     /// The flow return of the vfunc that met the error.
     pub fn flow(&self) -> gst::FlowError {
-        match self {
-            FrameError::NotNegotiated => gst::FlowError::NotNegotiated,
-            _ => gst::FlowError::Error,
-        }
+        if self.is_negotiation() { gst::FlowError::NotNegotiated } else { gst::FlowError::Error }
     }
 
     /// The element error naming the frame at `pts`.
     pub fn message(&self, pts: Option<gst::ClockTime>) -> gst::ErrorMessage {
         let pts = pts.display();
         match self {
-            FrameError::NotNegotiated => {
+            _ if self.is_negotiation() => {
                 gst::error_msg!(gst::CoreError::Negotiation, ("Upscaling the frame at {} failed: {}", pts, self))
             }
             FrameError::InputSize { .. } | FrameError::MetaSize { .. } => {
                 gst::error_msg!(gst::StreamError::Format, ("Upscaling the frame at {} failed: {}", pts, self))
+            }
+            FrameError::Upscale(e) if e.is_out_of_memory() => {
+                gst::error_msg!(gst::ResourceError::NoSpaceLeft, ("Upscaling the frame at {} failed: {}", pts, self))
             }
             _ => gst::error_msg!(gst::StreamError::Failed, ("Upscaling the frame at {} failed: {}", pts, self)),
         }
@@ -97,18 +101,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn start_errors_have_the_domain_of_their_cause() {
-        let missing = posted(start_error(&Error::model("/nonexistent/m.onnx", "cannot read")));
+    fn core_errors_have_the_domain_of_their_kind() {
+        let missing = Error::ModelNotFound { model: "no-such-model".into(), reason: "no such file".into() };
+        let missing = posted(core_error(&missing, None));
         assert!(missing.matches(gst::ResourceError::NotFound), "{missing:?}");
+        assert_eq!(missing.message(), "model no-such-model: no such file");
         let here = std::env::current_exe().unwrap();
-        let corrupt = posted(start_error(&Error::model(&here, "not an ONNX model")));
+        let corrupt = posted(core_error(&Error::model(&here, "not an ONNX model"), None));
         assert!(corrupt.matches(gst::ResourceError::OpenRead), "{corrupt:?}");
         assert!(corrupt.message().contains("not an ONNX model"));
-        let gpu = posted(start_error(&Error::unavailable("CUDA", "no driver")));
-        assert!(gpu.matches(gst::LibraryError::Init));
+        let gpu = posted(core_error(&Error::unavailable("CUDA", "no driver"), None));
+        assert!(gpu.matches(gst::ResourceError::NotFound), "a missing GPU is a missing resource: {gpu:?}");
         assert_eq!(gpu.message(), "CUDA is not available: no driver");
-        assert!(posted(start_error(&Error::InvalidConfig("x".into()))).matches(gst::LibraryError::Settings));
-        assert!(posted(start_error(&Error::OutOfMemory("x".into()))).matches(gst::ResourceError::NoSpaceLeft));
+        assert!(posted(core_error(&Error::InvalidConfig("x".into()), None)).matches(gst::LibraryError::Settings));
+        assert!(posted(core_error(&Error::Usage("x".into()), None)).matches(gst::LibraryError::Init));
+        let caps = posted(core_error(&Error::Negotiation("only 16x8".into()), Some("Cannot upscale video/x-raw")));
+        assert!(caps.matches(gst::CoreError::Negotiation));
+        assert_eq!(caps.message(), "Cannot upscale video/x-raw: only 16x8");
     }
 
     #[test]
@@ -126,5 +135,12 @@ mod tests {
         );
         assert_eq!(FrameError::Map("output").flow(), gst::FlowError::Error);
         assert!(posted(FrameError::NotNegotiated.message(None)).matches(gst::CoreError::Negotiation));
+        // the core's negotiation errors (a frame the prepared upscaler cannot take) are not negotiated too
+        let unprepared = FrameError::from(Error::Negotiation("frame 64x48 does not match the prepared size".into()));
+        assert_eq!(unprepared.flow(), gst::FlowError::NotNegotiated);
+        assert!(posted(unprepared.message(None)).matches(gst::CoreError::Negotiation));
+        let failed = FrameError::from(Error::Usage("no GPU".into()));
+        assert_eq!(failed.flow(), gst::FlowError::Error);
+        assert!(posted(failed.message(None)).matches(gst::StreamError::Failed));
     }
 }

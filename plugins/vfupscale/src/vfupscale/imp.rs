@@ -24,7 +24,7 @@ use vfupscale::cuda::GpuDevice;
 
 use super::BackendProperty;
 use super::caps::{self, Memory};
-use super::error::{FrameError, start_error};
+use super::error::{FrameError, core_error};
 use super::frames::Streaming;
 use super::settings::{self, Settings};
 use super::snapshot::Snapshot;
@@ -151,14 +151,13 @@ impl VfUpscale {
     }
 
     fn start_upscaler(&self, settings: &Settings) -> Result<(), gst::ErrorMessage> {
-        settings.check()?;
-        let config = settings.upscaler_config()?;
-        if settings.model.is_none() {
-            gst::info!(CAT, imp = self, "model not set: using the default model {}", config.model.display());
+        let config = settings.upscaler_config();
+        if config.model.is_none() {
+            gst::info!(CAT, imp = self, "model not set: using the default model {}", vfupscale::models::DEFAULT_MODEL);
         }
         // the device may have changed in READY
         self.ensure_cuda_context(settings);
-        let upscaler = Upscaler::new(config).map_err(|e| start_error(&e))?;
+        let upscaler = Upscaler::new(config).map_err(|e| core_error(&e, None))?;
         for w in upscaler.warnings() {
             gst::warning!(CAT, imp = self, "{w}");
         }
@@ -173,27 +172,28 @@ impl VfUpscale {
             in_t,
             upscaler.gpu_device().map_or(String::new(), |d| format!(" on {} (device {})", d.name(), d.ordinal()))
         );
-        if let Some(db) = upscaler.native_agreement_db() {
-            gst::info!(CAT, imp = self, "native kernels agree with ONNX Runtime to {db:.1} dB PSNR on the probe image");
+        if let Some(agreement) = upscaler.native_agreement() {
+            gst::info!(
+                CAT,
+                imp = self,
+                "native kernels agree with ONNX Runtime to {:.1} dB PSNR on the probe image",
+                agreement.psnr_db
+            );
         }
-        let cuda = {
-            let mut snapshot = lock(&self.snapshot);
-            snapshot.start(&upscaler, settings.async_depth);
-            snapshot.cuda.clone()
-        };
-        *lock(&self.streaming) = Some(Streaming::new(upscaler, cuda, settings.async_depth as usize));
+        lock(&self.snapshot).start(&upscaler, settings.async_depth);
+        *lock(&self.streaming) = Some(Streaming::new(upscaler, settings.async_depth as usize));
         self.obj().notify("scale");
         Ok(())
     }
 
     /// After a frame was upscaled (or failed): publishes the counters, logs what happened, posts the statistics
     /// when due, and turns an error into an element error naming the frame.
-    fn frame_done(
+    fn frame_done<T>(
         &self,
         streaming: &mut Streaming,
         pts: Option<gst::ClockTime>,
-        result: Result<(), FrameError>,
-    ) -> Result<(), gst::FlowError> {
+        result: Result<T, FrameError>,
+    ) -> Result<T, gst::FlowError> {
         for note in streaming.take_notes() {
             gst::warning!(CAT, imp = self, "frame at {}: {note}", pts.display());
         }
@@ -225,9 +225,8 @@ impl VfUpscale {
 
     /// Waits for the oldest frame in flight and returns its output buffer.
     fn finish_oldest(&self, streaming: &mut Streaming) -> Result<gst::Buffer, gst::FlowError> {
-        let (output, result) = streaming.finish_oldest().ok_or(gst::FlowError::Error)?;
-        self.frame_done(streaming, output.pts(), result)?;
-        Ok(output)
+        let (pts, result) = streaming.finish_oldest().ok_or(gst::FlowError::Error)?;
+        self.frame_done(streaming, pts, result)
     }
 
     /// Finishes and pushes every frame in flight, oldest first (before EOS, new caps or a segment, or when
@@ -247,10 +246,10 @@ impl VfUpscale {
 
     /// Drops the frames in flight after a flush, once the GPU is done with them.
     fn discard_in_flight(&self) {
-        if let Some(streaming) = lock(&self.streaming).as_mut() {
-            for e in streaming.discard() {
-                gst::debug!(CAT, imp = self, "discarding a frame in flight: {e}");
-            }
+        if let Some(streaming) = lock(&self.streaming).as_mut()
+            && let Err(e) = streaming.discard()
+        {
+            gst::debug!(CAT, imp = self, "discarding the frames in flight: {e}");
         }
     }
 }
@@ -383,8 +382,8 @@ impl BaseTransformImpl for VfUpscale {
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         let streaming = lock(&self.streaming).take();
         if let Some(mut streaming) = streaming {
-            for e in streaming.discard() {
-                gst::debug!(CAT, imp = self, "discarding a frame in flight: {e}");
+            if let Err(e) = streaming.discard() {
+                gst::debug!(CAT, imp = self, "discarding the frames in flight: {e}");
             }
             let mut snapshot = lock(&self.snapshot);
             snapshot.update(streaming.upscaler());
@@ -427,25 +426,22 @@ impl BaseTransformImpl for VfUpscale {
             let mut streaming = lock(&self.streaming);
             let streaming = streaming.as_mut().ok_or_else(|| gst::loggable_error!(CAT, "set_caps before start"))?;
             let result = if Memory::of(outcaps) != memory {
-                Err("input and output must use the same memory type".to_string())
+                Err(vfupscale::Error::Negotiation("input and output must use the same memory type".into()))
             } else {
                 streaming.negotiate(&in_info, &out_info, memory)
             };
             let mut snapshot = lock(&self.snapshot);
             snapshot.update(streaming.upscaler());
             snapshot.negotiated(result.is_ok().then(|| (memory, in_info.fps())));
-            result.map(|()| (snapshot.stats.tile_size, snapshot.stats.tiles_per_frame))
+            result
         };
         match result {
-            Ok((tile, tiles)) => {
+            Ok(()) => {
                 gst::info!(CAT, imp = self, "negotiated {memory:?} memory, {incaps} → {outcaps}");
-                if let Some(note) = lock(&self.props).settings.overlap_note(tile, tiles) {
-                    gst::warning!(CAT, imp = self, "{note}");
-                }
                 Ok(())
             }
             Err(e) => {
-                gst::element_imp_error!(self, gst::CoreError::Negotiation, ("Cannot upscale {}: {}", incaps, e));
+                self.post_error_message(core_error(&e, Some(&format!("Cannot upscale {incaps}"))));
                 Err(gst::loggable_error!(CAT, "cannot upscale {incaps}: {e}"))
             }
         }

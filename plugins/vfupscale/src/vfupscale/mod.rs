@@ -42,24 +42,26 @@
 //! All properties but `stats-interval` are read when the element starts (READY→PAUSED); changing one later is
 //! refused with a warning naming it, and the value stays as it was.
 //!
-//! - `model`: the ONNX model file: one input and one output, NCHW with 3 channels (RGB in 0..1), float32 or
-//!   float16, an integer scale. Unset: `realesr-animevideov3-x2` from the models directory (`$VFUPSCALE_MODEL_DIR`,
-//!   default `~/.local/share/vfupscale/models`), installed by `vfupscale-model fetch`.
+//! - `model`: an ONNX model file, or the name of an installed model (`realesr-animevideov3-x4`: `NAME.onnx` in the
+//!   models directory, `$VFUPSCALE_MODEL_DIR`, default `~/.local/share/vfupscale/models`, where `vfupscale-model
+//!   fetch` installs them); a path that exists is taken as a path. One input and one output, NCHW with 3 channels
+//!   (RGB in 0..1), float32 or float16, an integer scale. Unset: the installed `realesr-animevideov3-x2`.
 //! - `backend`: `auto` runs SRVGGNetCompact models on the native kernels and everything else on ONNX Runtime,
 //!   trying TensorRT, then CUDA, then the CPU, logging a warning for each one it skips and why; `native`,
 //!   `tensorrt`, `cuda` and `cpu` insist on one.
 //! - `precision`: `auto` is fp16 on GPU backends and fp32 on the CPU. A model whose file has the other precision is
 //!   converted when it is loaded.
 //! - `device-id`: the CUDA device.
-//! - `engine-cache-dir`: where the TensorRT backend keeps engines and timing caches.
+//! - `engine-cache-dir`: where the TensorRT backend keeps engines and timing caches (unset:
+//!   `$XDG_CACHE_HOME/vfupscale/tensorrt`, default `~/.cache/vfupscale/tensorrt`).
 //! - `tile-size`, `tile-overlap`, `batch-size`, `max-memory`: by default each frame runs through the model whole.
 //!   `tile-size` (0, or at least 64) splits it into tiles of that many input pixels per side which overlap by
-//!   `tile-overlap` pixels (at most half a tile); each tile's output is weighted by ramps across the overlap and the
+//!   `tile-overlap` pixels (at most half a tile: more is refused at start); each tile's output is weighted by ramps across the overlap and the
 //!   weighted sum is normalised, so seams vanish (with the default overlap of 32 the result is within 50 dB PSNR of
 //!   whole-frame output). `batch-size` runs several tiles per inference when the model has a dynamic batch axis; the
 //!   output is identical to one tile at a time. `max-memory` caps ONNX Runtime's device arena (tensors,
 //!   activations, workspaces) plus the element's own frames, not the output buffer pool or the CUDA libraries: the
-//!   element picks the largest tile that fits its estimate, and if a run still fails for lack of memory it halves
+//!   element picks the largest tile that fits its estimate (never below 64 or twice the overlap), and if a run still fails for lack of memory it halves
 //!   the tile and retries the frame, logging a warning and counting `oom-retries`. On the CPU it only chooses the
 //!   tile size.
 //! - `async-depth`: CUDA frames are queued on one stream and kept in flight: with `async-depth=1` (the default) a
@@ -74,11 +76,14 @@
 //!   milliseconds of each stage (`convert-in-*`, `inference-*`, `convert-out-*`); how inputs were read
 //!   (`zero-copy-inputs`, `foreign-context-copies`, `host-uploads`); bytes of the bound tensors (`tensor-bytes`);
 //!   the tiling (`tiles-per-frame`, `tile-size`, `oom-retries`); the device memory held now
-//!   (`device-memory-bytes`: ONNX Runtime's arena, `inference-arena-bytes`, plus the element's own frames;
-//!   `inference-arena-peak-bytes`). Reading it never waits for a frame on the GPU.
+//!   (`device-memory-bytes`: the engine's, `inference-arena-bytes` (ONNX Runtime's arena, or the native kernels'
+//!   tensors and weights), plus the element's own frames); `inference-arena-peak-bytes`, the most ONNX Runtime's
+//!   arena had in use, only where it runs on the GPU (absent for the native kernels, the CPU and a stopped element).
+//!   Reading it never waits for a frame on the GPU.
 
 use gst::glib;
 use gst::prelude::*;
+use vfupscale::{BackendChoice, Precision};
 
 mod caps;
 mod colorimetry;
@@ -87,7 +92,6 @@ mod frames;
 mod imp;
 mod settings;
 mod snapshot;
-mod stats_fields;
 
 glib::wrapper! {
     pub struct VfUpscale(ObjectSubclass<imp::VfUpscale>) @extends gst_base::BaseTransform, gst::Element, gst::Object;
@@ -111,14 +115,14 @@ pub enum BackendProperty {
     Cpu,
 }
 
-impl From<BackendProperty> for vfupscale::BackendChoice {
+impl From<BackendProperty> for BackendChoice {
     fn from(b: BackendProperty) -> Self {
         match b {
-            BackendProperty::Auto => vfupscale::BackendChoice::Auto,
-            BackendProperty::Native => vfupscale::BackendChoice::Native,
-            BackendProperty::TensorRt => vfupscale::BackendChoice::TensorRt,
-            BackendProperty::Cuda => vfupscale::BackendChoice::Cuda,
-            BackendProperty::Cpu => vfupscale::BackendChoice::Cpu,
+            BackendProperty::Auto => BackendChoice::Auto,
+            BackendProperty::Native => BackendChoice::Native,
+            BackendProperty::TensorRt => BackendChoice::TensorRt,
+            BackendProperty::Cuda => BackendChoice::Cuda,
+            BackendProperty::Cpu => BackendChoice::Cpu,
         }
     }
 }
@@ -137,12 +141,12 @@ pub enum PrecisionProperty {
     Fp32,
 }
 
-impl From<PrecisionProperty> for vfupscale::Precision {
+impl From<PrecisionProperty> for Precision {
     fn from(p: PrecisionProperty) -> Self {
         match p {
-            PrecisionProperty::Auto => vfupscale::Precision::Auto,
-            PrecisionProperty::Fp16 => vfupscale::Precision::Fp16,
-            PrecisionProperty::Fp32 => vfupscale::Precision::Fp32,
+            PrecisionProperty::Auto => Precision::Auto,
+            PrecisionProperty::Fp16 => Precision::Fp16,
+            PrecisionProperty::Fp32 => Precision::Fp32,
         }
     }
 }
@@ -151,4 +155,33 @@ pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     BackendProperty::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     PrecisionProperty::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     gst::Element::register(Some(plugin), "vfupscale", gst::Rank::NONE, VfUpscale::static_type())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The nicks of a property enum, in the order of its values.
+    fn nicks<E: StaticType>() -> Vec<String> {
+        let class = glib::EnumClass::with_type(E::static_type()).expect("an enum type");
+        class.values().iter().map(|v| v.nick().to_string()).collect()
+    }
+
+    /// Every value of a property enum, in the order of its values.
+    fn values<E: StaticType + for<'a> glib::value::FromValue<'a>>() -> Vec<E> {
+        let class = glib::EnumClass::with_type(E::static_type()).expect("an enum type");
+        class.values().iter().map(|v| v.to_value(&class).get::<E>().expect("a value of the enum")).collect()
+    }
+
+    #[test]
+    fn property_enums_are_the_cores_vocabulary() {
+        gst::init().unwrap();
+        // each nick is the core's name of the value the property maps to, and every core value is offered
+        let backends: Vec<BackendChoice> = values::<BackendProperty>().into_iter().map(BackendChoice::from).collect();
+        assert_eq!(backends, BackendChoice::ALL);
+        assert_eq!(nicks::<BackendProperty>(), BackendChoice::names());
+        let precisions: Vec<Precision> = values::<PrecisionProperty>().into_iter().map(Precision::from).collect();
+        assert_eq!(precisions, Precision::ALL);
+        assert_eq!(nicks::<PrecisionProperty>(), Precision::names());
+    }
 }

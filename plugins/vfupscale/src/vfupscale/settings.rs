@@ -1,15 +1,14 @@
 // SPDX-License-Identifier: MPL-2.0
 
-//! The element's properties: their specs (short blurbs; the long story is in `mod.rs`), values and the checks made
-//! when the element starts.
+//! The element's properties: their specs (short blurbs; the long story is in `mod.rs`), their values, and the
+//! upscaler configuration made of them when the element starts (the core checks it).
 
 use std::path::PathBuf;
 use std::sync::LazyLock;
 
 use gst::glib;
 use gst::prelude::*;
-use vfupscale::UpscalerConfig;
-use vfupscale::upscaler::{DEFAULT_TILE_OVERLAP, MAX_FRAMES_IN_FLIGHT, MIN_TILE, Tiling};
+use vfupscale::{DEFAULT_TILE_OVERLAP, MAX_FRAMES_IN_FLIGHT, Tiling, UpscalerConfig};
 
 use super::{BackendProperty, PrecisionProperty};
 
@@ -67,7 +66,7 @@ pub fn properties() -> &'static [glib::ParamSpec] {
         vec![
             glib::ParamSpecString::builder("model")
                 .nick("Model")
-                .blurb("ONNX super-resolution model file (unset: realesr-animevideov3-x2 from the models directory)")
+                .blurb("ONNX model file or installed model name (unset: realesr-animevideov3-x2)")
                 .mutable_ready()
                 .build(),
             glib::ParamSpecEnum::builder_with_default("backend", BackendProperty::Auto)
@@ -89,7 +88,7 @@ pub fn properties() -> &'static [glib::ParamSpec] {
                 .build(),
             glib::ParamSpecString::builder("engine-cache-dir")
                 .nick("Engine cache directory")
-                .blurb("TensorRT engine and timing caches (unset: $XDG_CACHE_HOME/vfupscale/tensorrt)")
+                .blurb("TensorRT engine and timing caches (unset: ~/.cache/vfupscale/tensorrt)")
                 .mutable_ready()
                 .build(),
             glib::ParamSpecUInt::builder("tile-size")
@@ -193,107 +192,24 @@ impl Settings {
         })
     }
 
-    /// Combinations of values that cannot work, found when the element starts.
-    pub fn check(&self) -> Result<(), gst::ErrorMessage> {
-        let Tiling { tile_size, overlap, .. } = self.tiling;
-        if tile_size != 0 && tile_size < MIN_TILE {
-            return Err(gst::error_msg!(
-                gst::LibraryError::Settings,
-                ("tile-size {tile_size} is below the smallest tile of {MIN_TILE} pixels (0: whole frames)")
-            ));
-        }
-        if tile_size != 0 && overlap > tile_size / 2 {
-            return Err(gst::error_msg!(
-                gst::LibraryError::Settings,
-                ("tile-overlap {overlap} is more than half of tile-size {tile_size}: at most {} fits", tile_size / 2)
-            ));
-        }
-        Ok(())
-    }
-
-    /// When the tiles `max-memory` chose (`tile` input pixels per side) are too small for the overlap, what the
-    /// tiles overlap by instead.
-    pub fn overlap_note(&self, tile: u32, tiles_per_frame: u64) -> Option<String> {
-        let overlap = self.tiling.overlap;
-        (tiles_per_frame > 1 && overlap > tile / 2).then(|| {
-            format!(
-                "tile-overlap {overlap} is more than half of the {tile}px tiles in use: they overlap by {}",
-                tile / 2
-            )
-        })
-    }
-
-    /// What to build the upscaler from: the model (the default one when unset) and the engine cache directory.
-    pub fn upscaler_config(&self) -> Result<UpscalerConfig, gst::ErrorMessage> {
-        let model = match &self.model {
-            Some(m) => PathBuf::from(m),
-            None => {
-                let p = vfupscale::models::default_model_path();
-                if !p.exists() {
-                    return Err(gst::error_msg!(
-                        gst::ResourceError::NotFound,
-                        (
-                            "No model set, and the default model {} is not installed at {}: run `vfupscale-model \
-                             fetch` or set the model property",
-                            vfupscale::models::DEFAULT_MODEL,
-                            p.display()
-                        )
-                    ));
-                }
-                p
-            }
-        };
-        let engine_cache_dir = self.engine_cache_dir.as_ref().map(PathBuf::from).or_else(|| {
-            let base = std::env::var_os("XDG_CACHE_HOME")
-                .filter(|d| !d.is_empty())
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-            Some(base.join("vfupscale/tensorrt"))
-        });
-        Ok(UpscalerConfig {
-            model,
+    /// What to build the upscaler from. The model is a path or an installed model's name (`None`: the default
+    /// model), the engine cache directory `None` for the core's default; the core checks the tiling and resolves
+    /// the model.
+    pub fn upscaler_config(&self) -> UpscalerConfig {
+        UpscalerConfig {
+            model: self.model.as_ref().map(PathBuf::from),
             backend: self.backend.into(),
             precision: self.precision.into(),
             device_id: self.device_id,
-            engine_cache_dir,
+            engine_cache_dir: self.engine_cache_dir.as_ref().map(PathBuf::from),
             tiling: self.tiling,
-        })
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vfupscale::error::posted;
-
-    fn tiled(tile_size: u32, overlap: u32) -> Settings {
-        Settings { tiling: Tiling { tile_size, overlap, ..Tiling::default() }, ..Settings::default() }
-    }
-
-    #[test]
-    fn tiles_below_the_minimum_and_overlaps_above_half_a_tile_are_refused() {
-        gst::init().unwrap();
-        assert!(tiled(0, DEFAULT_TILE_OVERLAP).check().is_ok());
-        assert!(tiled(MIN_TILE, MIN_TILE / 2).check().is_ok());
-        let e = posted(tiled(1, 0).check().unwrap_err());
-        assert!(e.matches(gst::LibraryError::Settings));
-        assert!(e.message().contains("tile-size 1 is below the smallest tile of 64"), "{e}");
-        let e = posted(tiled(MIN_TILE - 1, 0).check().unwrap_err());
-        assert!(e.message().contains("tile-size 63"), "{e}");
-        let e = posted(tiled(100, 51).check().unwrap_err());
-        assert!(e.message().contains("tile-overlap 51 is more than half of tile-size 100: at most 50"), "{e}");
-    }
-
-    #[test]
-    fn an_overlap_too_large_for_the_chosen_tiles_is_reported() {
-        let s = tiled(0, 48);
-        assert_eq!(s.overlap_note(192, 1), None, "one tile: no overlap at all");
-        assert_eq!(s.overlap_note(96, 4), None);
-        assert_eq!(
-            s.overlap_note(64, 12).as_deref(),
-            Some("tile-overlap 48 is more than half of the 64px tiles in use: they overlap by 32")
-        );
-    }
 
     #[test]
     fn only_stats_interval_may_change_while_running() {

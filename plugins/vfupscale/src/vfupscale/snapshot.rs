@@ -5,13 +5,14 @@
 //! so that none of them waits for a frame on the GPU.
 
 use gst::prelude::*;
-use vfupscale::Upscaler;
-use vfupscale::stats::Stats;
-use vfupscale::upscaler::DeviceMemory;
+use vfupscale::stats::{Stats, field};
+use vfupscale::{DeviceMemory, FrameBuffers, Upscaler};
 
 use super::caps::Memory;
-use super::stats_fields as field;
 use crate::gstcuda::CudaContext;
+
+/// Name of the `stats` structure (and of the element messages posted every `stats-interval` frames).
+pub const STATS_STRUCTURE: &str = "vfupscale-stats";
 
 /// What the element shows and answers without touching the streaming state.
 #[derive(Debug)]
@@ -50,13 +51,13 @@ impl Default for Snapshot {
 }
 
 /// What the model runs on, for `stats` and logs: the GPU's name or "cpu".
-pub fn device_name(upscaler: &Upscaler) -> String {
+pub fn device_name<F: FrameBuffers>(upscaler: &Upscaler<F>) -> String {
     upscaler.gpu_device().map_or_else(|| "cpu".into(), |d| format!("{} (device {})", d.name(), d.ordinal()))
 }
 
 impl Snapshot {
     /// A new run of `upscaler` keeping `async_depth` CUDA frames in flight.
-    pub fn start(&mut self, upscaler: &Upscaler, async_depth: u32) {
+    pub fn start<F: FrameBuffers>(&mut self, upscaler: &Upscaler<F>, async_depth: u32) {
         self.scale = Some(upscaler.scale());
         self.backend = upscaler.backend().name();
         self.device = device_name(upscaler);
@@ -66,7 +67,7 @@ impl Snapshot {
     }
 
     /// Copies the upscaler's counters and memory (after a frame, or after preparing for a new size).
-    pub fn update(&mut self, upscaler: &Upscaler) {
+    pub fn update<F: FrameBuffers>(&mut self, upscaler: &Upscaler<F>) {
         self.stats = upscaler.stats().clone();
         if let Some(running) = &mut self.running {
             running.device_memory = upscaler.device_memory().unwrap_or_default();
@@ -103,11 +104,12 @@ impl Snapshot {
         frame * self.frames_in_flight() as u64
     }
 
-    /// The `stats` structure.
+    /// The `stats` structure. `inference-arena-peak-bytes` is there only when the engine keeps that figure (ONNX
+    /// Runtime's arena on the GPU): none is made up for the native kernels, the CPU or a stopped element.
     pub fn structure(&self) -> gst::Structure {
         let s = &self.stats;
         let memory = self.running.as_ref().map(|r| r.device_memory).unwrap_or_default();
-        gst::Structure::builder(field::STRUCTURE)
+        let mut builder = gst::Structure::builder(STATS_STRUCTURE)
             .field(field::FRAMES, s.frames)
             .field(field::BACKEND, self.backend)
             .field(field::DEVICE, &self.device)
@@ -125,14 +127,18 @@ impl Snapshot {
             .field(field::TILE_SIZE, s.tile_size)
             .field(field::OOM_RETRIES, s.oom_retries)
             .field(field::DEVICE_MEMORY_BYTES, memory.held())
-            .field(field::INFERENCE_ARENA_BYTES, memory.arena.reserved)
-            .field(field::INFERENCE_ARENA_PEAK_BYTES, memory.arena.peak_in_use)
-            .build()
+            .field(field::INFERENCE_ARENA_BYTES, memory.engine.held);
+        if let Some(peak) = memory.engine.peak {
+            builder = builder.field(field::INFERENCE_ARENA_PEAK_BYTES, peak);
+        }
+        builder.build()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use vfupscale::EngineMemory;
+
     use super::*;
 
     #[test]
@@ -171,5 +177,27 @@ mod tests {
         assert_eq!(stopped.get::<u64>("frames").unwrap(), 7);
         assert_eq!(stopped.get::<u64>("device-memory-bytes").unwrap(), 0);
         assert_eq!(stopped.n_fields(), running.n_fields());
+    }
+
+    #[test]
+    fn the_arena_peak_is_reported_only_where_the_engine_keeps_it() {
+        gst::init().unwrap();
+        let mut s = Snapshot::default();
+        let native = EngineMemory { held: 5000, peak: None, limit: None };
+        s.running = Some(Running { device_memory: DeviceMemory { engine: native, own: 1000 }, ..Default::default() });
+        let without = s.structure();
+        assert_eq!(without.get::<u64>(field::INFERENCE_ARENA_BYTES).unwrap(), 5000);
+        assert_eq!(without.get::<u64>(field::DEVICE_MEMORY_BYTES).unwrap(), 6000);
+        assert!(!without.has_field(field::INFERENCE_ARENA_PEAK_BYTES), "no peak is made up: {without}");
+        let fields: Vec<&str> = without.fields().map(|f| f.as_str()).collect();
+        let expected: Vec<&str> =
+            field::ALL.iter().copied().filter(|&f| f != field::INFERENCE_ARENA_PEAK_BYTES).collect();
+        assert_eq!(fields, expected, "every other field, in the core's order");
+
+        let arena = EngineMemory { held: 5000, peak: Some(4096), limit: Some(8192) };
+        s.running = Some(Running { device_memory: DeviceMemory { engine: arena, own: 0 }, ..Default::default() });
+        let with = s.structure();
+        assert_eq!(with.get::<u64>(field::INFERENCE_ARENA_PEAK_BYTES).unwrap(), 4096);
+        assert_eq!(with.fields().map(|f| f.as_str()).collect::<Vec<_>>(), field::ALL);
     }
 }
