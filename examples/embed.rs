@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MPL-2.0
+
 //! Embedding `vfupscale` in a Rust application: decode a file, upscale it, and receive the upscaled frames in
 //! the application through an `appsink` (where a real application would display, analyse or stream them).
 //!

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MPL-2.0
 """Upscale a video file from Python with the vfupscale GStreamer element (PyGObject).
 
     GST_PLUGIN_PATH=target/release python3 examples/upscale.py INPUT OUTPUT.mkv [--model MODEL]
@@ -21,7 +22,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("input")
     parser.add_argument("output")
-    parser.add_argument("--model", help="ONNX model (default: the installed realesr-animevideov3-x2)")
+    parser.add_argument("--model", help="ONNX model file or installed model name (default: realesr-animevideov3-x2)")
     args = parser.parse_args()
 
     Gst.init(None)

@@ -1,11 +1,13 @@
+// SPDX-License-Identifier: MPL-2.0
+
 //! GStreamer plugin `vfupscale`: video super-resolution with ONNX models, on CUDA memory without host copies.
 //!
-//! The element is [`vfupscale::VfUpscale`]; the core that does the work is the `vfupscale` crate.
+//! The element is documented in `vfupscale/mod.rs`; the core that does the work is the `vfupscale` crate.
 
 use gst::glib;
 
-pub mod gstcuda;
-pub mod vfupscale;
+mod gstcuda;
+mod vfupscale;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     vfupscale::register(plugin)

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MPL-2.0
+
 //! GPU suite of the element (run on an NVIDIA host by `tests/gpu/run.sh`; ignored elsewhere).
 //!
 //! Real H.264/H.265 clips are encoded on the spot, decoded with NVDEC into CUDA memory, upscaled, and compared
@@ -8,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use gst::prelude::*;
 use gst_video::prelude::*;
+use vfupscale::Backend;
+use vfupscale::stats::field;
 
 mod common;
 use common::init;
@@ -157,6 +161,13 @@ fn stats(pipeline: &gst::Element) -> gst::Structure {
     pipeline.downcast_ref::<gst::Bin>().unwrap().by_name("up").unwrap().property("stats")
 }
 
+/// The scale of the model `vfupscale name=up` ran (kept after the pipeline stopped).
+fn scale(pipeline: &gst::Element) -> u32 {
+    let scale = pipeline.downcast_ref::<gst::Bin>().unwrap().by_name("up").unwrap().property::<u32>("scale");
+    assert!(scale > 1, "the element reports its model's scale");
+    scale
+}
+
 fn gpu_matches_cpu(codec: &str, width: u32, height: u32) {
     let frames = 20;
     let compare = 2;
@@ -194,7 +205,8 @@ fn gpu_matches_cpu(codec: &str, width: u32, height: u32) {
     });
     let (upscaled, caps) = collect(&pipeline, compare);
     let stats = stats(&pipeline);
-    eprintln!("{codec} {width}x{height}: {stats}");
+    let scale = scale(&pipeline);
+    eprintln!("{codec} {width}x{height} x{scale}: {stats}");
 
     assert_eq!(decoded.len(), frames as usize, "decoder output");
     assert_eq!(upscaled.len(), decoded.len(), "frames in == frames out");
@@ -204,7 +216,7 @@ fn gpu_matches_cpu(codec: &str, width: u32, height: u32) {
     let s = caps.structure(0).unwrap();
     assert_eq!(
         (s.get::<i32>("width").unwrap(), s.get::<i32>("height").unwrap()),
-        (2 * width as i32, 2 * height as i32)
+        ((scale * width) as i32, (scale * height) as i32)
     );
     // what vfupscale itself output (before cudadownload): CUDA memory, NV12
     let up_caps = up_caps.lock().unwrap().clone().expect("caps on vfupscale's src pad");
@@ -219,7 +231,7 @@ fn gpu_matches_cpu(codec: &str, width: u32, height: u32) {
 
     let cpu = cpu_upscale(&decoded[..compare], &decoded_caps, &model);
     dump(&format!("{codec}-{height}p"), &decoded[0].nv12, &upscaled[0].nv12, &cpu[0]);
-    let luma = (2 * width * 2 * height) as usize;
+    let luma = (scale * width * scale * height) as usize;
     for (i, (gpu, cpu)) in upscaled.iter().zip(&cpu).enumerate() {
         let (l, c) = (psnr(&gpu.nv12[..luma], &cpu[..luma]), psnr(&gpu.nv12[luma..], &cpu[luma..]));
         eprintln!("{codec} {width}x{height} frame {i}: GPU (fp16) vs CPU (fp32) luma {l:.1} dB, chroma {c:.1} dB");
@@ -273,7 +285,8 @@ fn outputs_cuda_memory_nv12_for_encoders() {
     assert!(caps.features(0).unwrap().contains("memory:CUDAMemory"), "{caps}");
     assert_eq!(caps.structure(0).unwrap().get::<&str>("format").unwrap(), "NV12");
     let mem = sample.buffer().unwrap().peek_memory(0);
-    assert!(gstvfupscale::gstcuda::cuda_memory_context(mem).is_some(), "output buffers hold GstCudaMemory");
+    // GST_CUDA_MEMORY_TYPE_NAME
+    assert!(mem.is_type("gst.cuda.memory"), "output buffers hold GstCudaMemory, not {:?}", mem.allocator());
     pipeline.set_state(gst::State::Null).unwrap();
 }
 
@@ -304,8 +317,9 @@ fn foreign_cuda_buffers(n: u32) -> (Vec<gst::Buffer>, gst::Caps, Vec<Frame>, gst
     (buffers, caps.unwrap(), frames, host_caps.unwrap())
 }
 
-/// Pushes `buffers` through `appsrc ! vfupscale ! cudadownload ! appsink`; returns outputs and stats.
-fn push_through(buffers: Vec<gst::Buffer>, caps: &gst::Caps) -> (Vec<Vec<u8>>, gst::Structure) {
+/// Pushes `buffers` through `appsrc ! vfupscale ! cudadownload ! appsink`; returns outputs, stats and the bytes of
+/// an output frame's luma plane.
+fn push_through(buffers: Vec<gst::Buffer>, caps: &gst::Caps) -> (Vec<Vec<u8>>, gst::Structure, usize) {
     let pipeline = gst::parse::launch(&format!(
         "appsrc name=src format=time ! vfupscale name=up model={} ! cudadownload ! video/x-raw,format=NV12 ! \
          appsink name=sink sync=false",
@@ -328,8 +342,10 @@ fn push_through(buffers: Vec<gst::Buffer>, caps: &gst::Caps) -> (Vec<Vec<u8>>, g
         out.push(s.buffer().unwrap().map_readable().unwrap().to_vec());
     }
     let stats = stats(&pipeline);
+    let info = gst_video::VideoInfo::from_caps(caps).unwrap();
+    let scale = scale(&pipeline);
     pipeline.set_state(gst::State::Null).unwrap();
-    (out, stats)
+    (out, stats, (scale * info.width() * scale * info.height()) as usize)
 }
 
 #[test]
@@ -338,13 +354,13 @@ fn buffers_from_another_cuda_context_are_copied_not_rejected() {
     init();
     let (buffers, caps, host_frames, host_caps) = foreign_cuda_buffers(6);
     assert_eq!(buffers.len(), 6);
-    let (out, stats) = push_through(buffers, &caps);
+    let (out, stats, luma) = push_through(buffers, &caps);
     eprintln!("foreign context: {stats}");
     assert_eq!(stats.get::<u64>("foreign-context-copies").unwrap(), 6);
     assert_eq!(stats.get::<u64>("zero-copy-inputs").unwrap(), 0);
     let cpu = cpu_upscale(&host_frames, &host_caps, &model());
     for (i, (g, c)) in out.iter().zip(&cpu).enumerate() {
-        let l = psnr(&g[..640 * 480], &c[..640 * 480]);
+        let l = psnr(&g[..luma], &c[..luma]);
         assert!(l >= 40.0, "frame {i}: luma PSNR {l:.1} dB");
     }
 }
@@ -355,14 +371,16 @@ fn host_memory_under_cuda_caps_is_uploaded() {
     init();
     let (_, caps, host_frames, host_caps) = foreign_cuda_buffers(4);
     let buffers: Vec<gst::Buffer> = host_frames.iter().map(|f| gst::Buffer::from_mut_slice(f.nv12.clone())).collect();
-    let (out, stats) = push_through(buffers, &caps);
+    let (out, stats, luma) = push_through(buffers, &caps);
     assert_eq!(stats.get::<u64>("host-uploads").unwrap(), 4);
     let cpu = cpu_upscale(&host_frames, &host_caps, &model());
     for (g, c) in out.iter().zip(&cpu) {
-        assert!(psnr(&g[..640 * 480], &c[..640 * 480]) >= 40.0);
+        assert!(psnr(&g[..luma], &c[..luma]) >= 40.0);
     }
 }
 
+/// Without TensorRT (the H100/H200 hosts): asked for, a clear error; auto falls back to CUDA. With
+/// `VFUPSCALE_EXPECT_TENSORRT` set (a host with TensorRT): asked for, it runs, and auto picks it first.
 #[test]
 #[ignore = "needs an NVIDIA GPU: run tests/gpu/run.sh"]
 fn tensorrt_without_its_libraries_fails_cleanly_and_auto_falls_back() {
@@ -375,7 +393,15 @@ fn tensorrt_without_its_libraries_fails_cleanly_and_auto_falls_back() {
         model().display()
     );
     if std::env::var_os("VFUPSCALE_EXPECT_TENSORRT").is_some() {
-        eprintln!("TensorRT is expected to work here; not testing its absence");
+        // fp32 for auto, so that the native kernels (fp16 only) are not a candidate
+        for properties in ["backend=tensorrt", "precision=fp32"] {
+            let pipeline = gst::parse::launch(&format!("{base} {properties} ! fakesink")).unwrap();
+            run(&pipeline);
+            let stats = stats(&pipeline);
+            eprintln!("{properties}: {stats}");
+            assert_eq!(stats.get::<&str>("backend").unwrap(), "tensorrt", "{properties}");
+            assert_eq!(stats.get::<u64>("frames").unwrap(), 6, "{properties}");
+        }
         return;
     }
     // explicitly requested: a clear error
@@ -419,18 +445,20 @@ fn fp32_precision_on_the_gpu_is_close_to_the_cpu() {
     ))
     .unwrap();
     let (upscaled, _) = collect(&pipeline, 3);
+    let scale = scale(&pipeline);
+    let luma = (scale * 640 * scale * 360) as usize;
     let cpu = cpu_upscale(&decoded, &decoded_caps, &model);
     dump("fp32", &decoded[0].nv12, &upscaled[0].nv12, &cpu[0]);
     for (g, c) in upscaled.iter().zip(&cpu) {
-        let l = psnr(&g.nv12[..1280 * 720], &c[..1280 * 720]);
+        let l = psnr(&g.nv12[..luma], &c[..luma]);
         eprintln!("fp32 GPU vs CPU: luma {l:.1} dB");
         assert!(l >= 50.0, "luma PSNR {l:.1} dB");
     }
 }
 
-/// Decodes `clip` with NVDEC and upscales it with `properties`; returns the frames and the element's stats as read
-/// while the last frame was in flight (once stopped, the element holds no device memory).
-fn upscale_clip(codec: &str, clip: &Path, properties: &str, keep: usize) -> (Vec<Frame>, gst::Structure) {
+/// Decodes `clip` with NVDEC and upscales it with `properties`; returns the frames, the element's stats as read
+/// while the last frame was in flight (once stopped, the element holds no device memory) and the model's scale.
+fn upscale_clip(codec: &str, clip: &Path, properties: &str, keep: usize) -> (Vec<Frame>, gst::Structure, u32) {
     let pipeline = gst::parse::launch(&format!(
         "filesrc location={} ! {} ! vfupscale name=up model={} {properties} ! cudadownload ! \
          video/x-raw,format=NV12 ! appsink name=sink sync=false",
@@ -449,7 +477,7 @@ fn upscale_clip(codec: &str, clip: &Path, properties: &str, keep: usize) -> (Vec
     });
     let (frames, _) = collect(&pipeline, keep);
     let stats = live.lock().unwrap().take().expect("stats read while running");
-    (frames, stats)
+    (frames, stats, scale(&pipeline))
 }
 
 #[test]
@@ -457,13 +485,13 @@ fn upscale_clip(codec: &str, clip: &Path, properties: &str, keep: usize) -> (Vec
 fn a_memory_limit_tiles_nvdec_frames_and_is_reported() {
     let (width, height, frames) = (1920, 1080, 10);
     let clip = clip("h264", width, height, frames);
-    let (whole, whole_stats) = upscale_clip("h264", &clip, "", 2);
+    let (whole, whole_stats, scale) = upscale_clip("h264", &clip, "", 2);
     let budget = 384u64;
-    let (tiled, stats) = upscale_clip("h264", &clip, &format!("max-memory={budget}"), 2);
+    let (tiled, stats, _) = upscale_clip("h264", &clip, &format!("max-memory={budget}"), 2);
     eprintln!("whole frames: {whole_stats}\nmax-memory {budget} MiB: {stats}");
     assert_eq!(tiled.len(), frames as usize, "frames in == frames out");
     assert_eq!(whole_stats.get::<u64>("tiles-per-frame").unwrap(), 1);
-    assert!(stats.get::<u64>("tiles-per-frame").unwrap() > 1, "1080p x2 does not fit {budget} MiB whole");
+    assert!(stats.get::<u64>("tiles-per-frame").unwrap() > 1, "1080p x{scale} does not fit {budget} MiB whole");
     let held = stats.get::<u64>("device-memory-bytes").unwrap();
     let whole_held = whole_stats.get::<u64>("device-memory-bytes").unwrap();
     eprintln!(
@@ -474,12 +502,34 @@ fn a_memory_limit_tiles_nvdec_frames_and_is_reported() {
     assert!(held > 0 && held <= budget << 20, "holds {held} bytes with max-memory {budget} MiB");
     assert!(whole_held > held, "tiles hold less than whole frames");
     assert_eq!(stats.get::<u64>("zero-copy-inputs").unwrap(), frames as u64);
-    let luma = (4 * width * height) as usize;
+    let luma = (scale * width * scale * height) as usize;
     for (i, (t, w)) in tiled.iter().zip(&whole).take(2).enumerate() {
         let (l, c) = (psnr(&t.nv12[..luma], &w.nv12[..luma]), psnr(&t.nv12[luma..], &w.nv12[luma..]));
         eprintln!("frame {i}: tiled vs whole: luma {l:.1} dB, chroma {c:.1} dB");
         assert!(l >= 50.0 && c >= 50.0, "frame {i}: tiled vs whole: luma {l:.1} dB, chroma {c:.1} dB");
     }
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run tests/gpu/run.sh"]
+fn the_arena_peak_is_reported_only_where_onnx_runtime_keeps_it() {
+    let clip = clip("h264", 640, 360, 3);
+    // the default model on the native kernels, then on ONNX Runtime's CUDA provider
+    let (_, native, _) = upscale_clip("h264", &clip, "", 3);
+    let (_, onnx, _) = upscale_clip("h264", &clip, "backend=cuda", 3);
+    eprintln!(
+        "native: {native}
+ONNX Runtime: {onnx}"
+    );
+    assert_eq!(native.get::<&str>(field::BACKEND).unwrap(), Backend::Native.name());
+    assert!(native.get::<u64>(field::INFERENCE_ARENA_BYTES).unwrap() > 0, "the native kernels' tensors and weights");
+    assert!(!native.has_field(field::INFERENCE_ARENA_PEAK_BYTES), "no arena peak is made up for the native kernels");
+    assert_eq!(onnx.get::<&str>(field::BACKEND).unwrap(), Backend::Cuda.name());
+    let (peak, arena) = (
+        onnx.get::<u64>(field::INFERENCE_ARENA_PEAK_BYTES).unwrap(),
+        onnx.get::<u64>(field::INFERENCE_ARENA_BYTES).unwrap(),
+    );
+    assert!(peak > 0 && peak <= arena, "arena peak {peak} of {arena} bytes reserved");
 }
 
 /// Latency `vfupscale` reports (its own plus upstream's) once `properties` are set and the pipeline prerolled.
@@ -506,8 +556,8 @@ fn reported_latency(clip: &Path, properties: &str) -> gst::ClockTime {
 fn frames_in_flight_keep_every_frame_and_pixel_and_add_their_latency() {
     let (width, height, frames) = (1280, 720, 12);
     let clip = clip("h264", width, height, frames);
-    let (synchronous, sync_stats) = upscale_clip("h264", &clip, "async-depth=0", 3);
-    let (in_flight, stats) = upscale_clip("h264", &clip, "async-depth=2", 3);
+    let (synchronous, sync_stats, _) = upscale_clip("h264", &clip, "async-depth=0", 3);
+    let (in_flight, stats, _) = upscale_clip("h264", &clip, "async-depth=2", 3);
     eprintln!("async-depth 0: {sync_stats}\nasync-depth 2: {stats}");
     assert_eq!(synchronous.len(), frames as usize, "frames in == frames out (async-depth 0)");
     assert_eq!(in_flight.len(), frames as usize, "frames in == frames out (async-depth 2)");

@@ -1,84 +1,22 @@
+// SPDX-License-Identifier: MPL-2.0
+
 //! CPU tests of the `vfupscale` element: negotiation both ways, buffers and events, properties, bad input, and
 //! the system-memory path end to end on a real super-resolution model against an independent reference.
 //!
 //! Needs the ONNX Runtime library and the installed models (`scripts/setup.sh` or `.ci/run` provide both).
-
-use std::path::{Path, PathBuf};
 
 use gst::prelude::*;
 use gst_check::Harness;
 #[path = "../../../tests/support/ppm.rs"]
 mod ppm;
 use ppm::{read_ppm, test_image_path};
+use vfupscale::stats::field;
 use vfupscale_onnx::onnx::{Dim, GraphBuilder, META_SCALE, attr_string, data_type, write_model};
 
 mod common;
 use common::init;
-
-/// This suite's scratch directory.
-fn scratch() -> PathBuf {
-    common::scratch_dir("plugin-tests")
-}
-
-fn dims(n: Dim, h: Dim, w: Dim) -> Vec<Dim> {
-    vec![n, Dim::Fixed(3), h, w]
-}
-
-fn dynamic() -> Vec<Dim> {
-    dims(Dim::Param("n".into()), Dim::Param("h".into()), Dim::Param("w".into()))
-}
-
-/// A nearest-neighbour ×`scale` upscaler: tiny and exact, for negotiation and plumbing tests.
-fn nearest_model(scale: u32, fixed: Option<(i64, i64)>) -> PathBuf {
-    let name = format!("nearest-x{scale}-{fixed:?}.onnx").replace([' ', '(', ')', ','], "_");
-    let path = scratch().join(name);
-    let (in_dims, out_dims) = match fixed {
-        Some((h, w)) => (
-            dims(Dim::Fixed(1), Dim::Fixed(h), Dim::Fixed(w)),
-            dims(Dim::Fixed(1), Dim::Fixed(h * scale as i64), Dim::Fixed(w * scale as i64)),
-        ),
-        None => (dynamic(), dynamic()),
-    };
-    let mut g = GraphBuilder::with_io(data_type::FLOAT, &in_dims, &out_dims);
-    let s = scale as f32;
-    let scales = g.f32_init("scales", &[4], &[1.0, 1.0, s, s]);
-    g.op_into("Resize", &["input", "", &scales], "output", vec![attr_string("mode", "nearest")]);
-    let meta = if fixed.is_none() { vec![(META_SCALE, scale.to_string())] } else { vec![] };
-    write_model(&path, &g.into_model("nearest", &meta)).unwrap();
-    path
-}
-
-/// The real default model, installed by `vfupscale-model fetch`.
-fn real_model() -> PathBuf {
-    let p = vfupscale::models::default_model_path();
-    assert!(p.exists(), "{} is missing: run `vfupscale-model fetch` (scripts/setup.sh does)", p.display());
-    p
-}
-
-fn element(model: &Path) -> gst::Element {
-    init();
-    gst::ElementFactory::make("vfupscale")
-        .property("model", model.to_str().unwrap())
-        .property_from_str("backend", "cpu")
-        .build()
-        .unwrap()
-}
-
-fn harness(model: &Path, caps: &str) -> Harness {
-    let mut h = Harness::with_element(&element(model), Some("sink"), Some("src"));
-    h.set_src_caps_str(caps);
-    h
-}
-
-/// Bytes of an NV12 frame with GStreamer's default strides (rows padded to 4 bytes).
-fn nv12_size(width: usize, height: usize) -> usize {
-    gst_video::VideoInfo::builder(gst_video::VideoFormat::Nv12, width as u32, height as u32).build().unwrap().size()
-}
-
-fn nv12_buffer(width: usize, height: usize) -> gst::Buffer {
-    let data: Vec<u8> = (0..nv12_size(width, height)).map(|i| (i * 7 % 251) as u8).collect();
-    gst::Buffer::from_mut_slice(data)
-}
+mod fixtures;
+use fixtures::{dynamic, element, harness, nearest_model, nv12_buffer, nv12_size, real_model, scratch, start_error_of};
 
 fn caps_field<T: for<'a> gst::glib::value::FromValue<'a> + 'static>(caps: &gst::Caps, field: &str) -> T {
     caps.structure(0).unwrap().get::<T>(field).unwrap()
@@ -88,7 +26,11 @@ fn caps_field<T: for<'a> gst::glib::value::FromValue<'a> + 'static>(caps: &gst::
 fn negotiates_scaled_caps_downstream_and_carries_fields_over() {
     let caps = "video/x-raw,format=NV12,width=64,height=48,framerate=30/1,pixel-aspect-ratio=4/3,\
                 colorimetry=bt601,interlace-mode=progressive";
-    let mut h = harness(&nearest_model(2, None), caps);
+    // the default backend (auto): on a GPU host CUDA caps could be offered, and must not be for system memory
+    init();
+    let e = gst::ElementFactory::make("vfupscale").property("model", nearest_model(2, None).to_str()).build().unwrap();
+    let mut h = Harness::with_element(&e, Some("sink"), Some("src"));
+    h.set_src_caps_str(caps);
     h.push(nv12_buffer(64, 48)).unwrap();
     let out = h.pull().unwrap();
     let caps = h.sinkpad().unwrap().current_caps().unwrap();
@@ -98,7 +40,8 @@ fn negotiates_scaled_caps_downstream_and_carries_fields_over() {
     assert_eq!(caps_field::<gst::Fraction>(&caps, "pixel-aspect-ratio"), gst::Fraction::new(4, 3));
     assert_eq!(caps_field::<String>(&caps, "colorimetry"), "bt601");
     assert_eq!(caps_field::<String>(&caps, "interlace-mode"), "progressive");
-    assert!(caps.features(0).unwrap().is_any() || !caps.features(0).unwrap().contains("memory:CUDAMemory"));
+    let features = caps.features(0).unwrap();
+    assert!(features.is_equal(&gst::CAPS_FEATURES_MEMORY_SYSTEM_MEMORY), "system memory in, system memory out: {caps}");
     assert_eq!(out.size(), 128 * 96 * 3 / 2);
 }
 
@@ -174,6 +117,11 @@ fn one_output_per_input_with_timestamps_and_flags() {
     assert_eq!(stats.get::<u64>("frames").unwrap(), n);
     assert_eq!(stats.get::<&str>("backend").unwrap(), "cpu");
     assert_eq!(stats.get::<u64>("device-memory-bytes").unwrap(), 0, "the CPU path holds no device memory");
+    assert_eq!(stats.get::<u64>(field::INFERENCE_ARENA_BYTES).unwrap(), 0);
+    assert!(!stats.has_field(field::INFERENCE_ARENA_PEAK_BYTES), "no arena peak is made up on the CPU: {stats}");
+    let reported: Vec<&str> = stats.fields().map(|f| f.as_str()).collect();
+    let expected: Vec<&str> = field::ALL.iter().copied().filter(|&f| f != field::INFERENCE_ARENA_PEAK_BYTES).collect();
+    assert_eq!(reported, expected);
 }
 
 #[test]
@@ -246,24 +194,9 @@ fn properties_have_documented_defaults_and_scale_is_known_after_start() {
     assert_eq!(h.element().unwrap().property::<u32>("scale"), 3);
 }
 
-/// Runs `videotestsrc ! vfupscale model=… ! fakesink` to PAUSED and returns the error message posted.
+/// Runs `videotestsrc ! vfupscale model=… ! fakesink` to PAUSED and returns the text of the error posted.
 fn start_error(model: &str, extra: &str, caps: &str) -> String {
-    init();
-    let desc = format!("videotestsrc num-buffers=1 ! {caps} ! vfupscale name=up model=\"{model}\" {extra} ! fakesink");
-    let pipeline = gst::parse::launch(&desc).unwrap();
-    let _ = pipeline.set_state(gst::State::Playing);
-    let bus = pipeline.bus().unwrap();
-    let msg = bus
-        .timed_pop_filtered(gst::ClockTime::from_seconds(30), &[gst::MessageType::Error, gst::MessageType::Eos])
-        .expect("an error or EOS");
-    pipeline.set_state(gst::State::Null).unwrap();
-    match msg.view() {
-        gst::MessageView::Error(e) => {
-            assert_eq!(e.src().map(|s| s.name().to_string()), Some("up".to_string()), "error posted by the element");
-            e.error().to_string()
-        }
-        _ => panic!("pipeline ran without error"),
-    }
+    start_error_of(model, extra, caps).to_string()
 }
 
 const SMALL: &str = "video/x-raw,format=NV12,width=64,height=48";
@@ -335,12 +268,29 @@ fn fp16_on_the_cpu_backend_agrees_with_fp32() {
     assert!(p >= 45.0, "luma PSNR {p:.1} dB");
 }
 
+/// Set in the child process that runs a test with every CUDA device hidden.
+const GPU_HIDDEN: &str = "VFUPSCALE_TEST_GPU_HIDDEN";
+
+/// Runs the test `name` of this binary again in a child process that sees no CUDA device, and checks it passed.
+fn run_without_gpu(name: &str) {
+    assert!(std::env::var_os(GPU_HIDDEN).is_none(), "CUDA_VISIBLE_DEVICES= did not hide the GPU from {name}");
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env("CUDA_VISIBLE_DEVICES", "")
+        .env(GPU_HIDDEN, "1")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && stdout.contains("1 passed"), "{name} without a GPU:\n{stdout}\n{stderr}");
+}
+
 #[test]
 fn without_a_gpu_only_system_memory_is_offered_and_gpu_backends_fail_clearly() {
-    if vfupscale::cuda::driver_status().is_ok() {
-        eprintln!("a CUDA driver is present: this test is about machines without one (the GPU suite covers CUDA)");
-        return;
-    }
+    let reason = match vfupscale::cuda::driver_status() {
+        // a GPU host: the same, in a process that sees no device
+        Ok(_) => return run_without_gpu("without_a_gpu_only_system_memory_is_offered_and_gpu_backends_fail_clearly"),
+        Err(e) => e.to_string(),
+    };
     init();
     let e = gst::ElementFactory::make("vfupscale").build().unwrap();
     e.set_state(gst::State::Ready).unwrap();
@@ -353,7 +303,11 @@ fn without_a_gpu_only_system_memory_is_offered_and_gpu_backends_fail_clearly() {
     let model = nearest_model(2, None);
     for backend in ["native", "cuda", "tensorrt"] {
         let e = start_error(model.to_str().unwrap(), &format!("backend={backend}"), SMALL);
-        assert!(e.contains("CUDA is not available") && e.contains("libcuda"), "{backend}: {e}");
+        assert!(e.contains(&reason), "{backend}: {e} does not say why CUDA is unusable ({reason})");
+        if std::env::var_os(GPU_HIDDEN).is_none() {
+            // no driver library at all
+            assert!(e.contains("CUDA is not available") && e.contains("libcuda"), "{backend}: {e}");
+        }
     }
     // auto falls back to the CPU and runs
     let mut h = Harness::with_element(
@@ -512,17 +466,22 @@ fn upscale_image(image: &str, properties: &[(&str, &str)]) -> (usize, usize, Vec
 fn tiled_output_matches_whole_frame_output() {
     let (w, h, whole, _) = upscale_image("astronaut-192x128.ppm", &[]);
     let luma = 4 * w * h;
+    let mut previous = (0.0, 0.0);
     for overlap in ["8", "16", "32"] {
         let (_, _, tiled, stats) =
             upscale_image("astronaut-192x128.ppm", &[("tile-size", "64"), ("tile-overlap", overlap)]);
         let (l, c) = (psnr(&tiled[..luma], &whole[..luma]), psnr(&tiled[luma..], &whole[luma..]));
+        let tiles = stats.get::<u64>("tiles-per-frame").unwrap();
         eprintln!(
-            "overlap {overlap}: {} tiles of {}px: luma {l:.1} dB, chroma {c:.1} dB vs whole frame",
-            stats.get::<u64>("tiles-per-frame").unwrap(),
+            "overlap {overlap}: {tiles} tiles of {}px: luma {l:.1} dB, chroma {c:.1} dB vs whole frame",
             stats.get::<u32>("tile-size").unwrap()
         );
+        assert!(tiles > 1, "overlap {overlap}: 64 px tiles of a 192x128 frame");
+        // even small overlaps blend without visible seams, and more overlap is never worse
+        assert!(l >= 60.0 && c >= 60.0, "overlap {overlap}: luma {l:.1} dB, chroma {c:.1} dB");
+        assert!(l >= previous.0 && c >= previous.1, "overlap {overlap} is worse than a smaller one: {previous:?}");
+        previous = (l, c);
         if overlap == vfupscale::DEFAULT_TILE_OVERLAP.to_string() {
-            assert!(stats.get::<u64>("tiles-per-frame").unwrap() > 1);
             assert!(l >= 50.0 && c >= 50.0, "default overlap: luma {l:.1} dB, chroma {c:.1} dB");
         }
     }
@@ -559,11 +518,13 @@ fn a_memory_budget_chooses_smaller_tiles_and_keeps_the_picture() {
         assert!(l >= 50.0, "max-memory {budget} MiB changed the picture: {l:.1} dB");
         previous = tile;
     }
-    let e = start_error(
+    let e = start_error_of(
         real_model().to_str().unwrap(),
         "backend=cpu max-memory=1",
         "video/x-raw,format=NV12,width=192,height=128",
     );
+    assert!(e.matches(gst::LibraryError::Settings), "a budget that cannot work is a setting: {e:?}");
+    let e = e.to_string();
     assert!(e.contains("max-memory 1 MiB is too small") && e.contains("192x128"), "{e}");
 }
 

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MPL-2.0
+
 //! Hand-written FFI to `libgstcuda-1.0` (GStreamer 1.22 `gst/cuda/*.h`), resolved at run time.
 //!
 //! No crate binds this library, and linking it would make the plugin unloadable where gst-plugins-bad's CUDA
@@ -7,7 +9,9 @@
 use std::ffi::{c_int, c_void};
 use std::sync::OnceLock;
 
-use gst::glib::ffi::{GType, gboolean, gpointer};
+use gst::glib::ffi::{gboolean, gpointer};
+
+use super::error::{Error, Result};
 
 /// `GST_MAP_CUDA` (`GST_MAP_FLAG_LAST << 1`): map the device memory instead of a host copy.
 pub const GST_MAP_CUDA: u32 = gst::ffi::GST_MAP_FLAG_LAST << 1;
@@ -38,7 +42,6 @@ pub struct GstCuda {
     pub load_library: unsafe extern "C" fn() -> gboolean,
     pub memory_init_once: unsafe extern "C" fn(),
     pub is_cuda_memory: unsafe extern "C" fn(*mut gst::ffi::GstMemory) -> gboolean,
-    pub context_get_type: unsafe extern "C" fn() -> GType,
     pub context_new_wrapped: unsafe extern "C" fn(*mut c_void, c_int) -> *mut GstCudaContext,
     pub context_get_handle: unsafe extern "C" fn(*mut GstCudaContext) -> gpointer,
     pub handle_set_context: unsafe extern "C" fn(
@@ -53,27 +56,25 @@ pub struct GstCuda {
     pub buffer_pool_new: unsafe extern "C" fn(*mut GstCudaContext) -> *mut gst::ffi::GstBufferPool,
 }
 
-// SAFETY: a table of plain function pointers into a library that stays loaded with it; GStreamer's CUDA library
-// is thread-safe for these calls.
+// SAFETY: a table of plain function pointers into a library that stays loaded with it.
 unsafe impl Send for GstCuda {}
-// SAFETY: as above: shared references only call those thread-safe functions.
+// SAFETY: as above; GStreamer's CUDA library is thread-safe for these calls.
 unsafe impl Sync for GstCuda {}
 
-fn open() -> Result<GstCuda, String> {
+fn open() -> Result<GstCuda> {
     // SAFETY: loading GStreamer's CUDA helper library runs only its (GObject type) initialisers.
-    let lib = unsafe { libloading::Library::new("libgstcuda-1.0.so.0") }
-        .map_err(|e| format!("libgstcuda-1.0.so.0 (gst-plugins-bad's CUDA library) cannot be loaded: {e}"))?;
+    let lib = unsafe { libloading::Library::new("libgstcuda-1.0.so.0") }.map_err(|e| Error::Library(e.to_string()))?;
     macro_rules! sym {
         ($name:literal) => {
             // SAFETY: the field's type is the C prototype from GStreamer 1.22's headers for this symbol.
-            *unsafe { lib.get(concat!($name, "\0").as_bytes()) }.map_err(|e| format!("libgstcuda-1.0: {e}"))?
+            *unsafe { lib.get(concat!($name, "\0").as_bytes()) }
+                .map_err(|e| Error::Symbol { symbol: $name, reason: e.to_string() })?
         };
     }
     let table = GstCuda {
         load_library: sym!("gst_cuda_load_library"),
         memory_init_once: sym!("gst_cuda_memory_init_once"),
         is_cuda_memory: sym!("gst_is_cuda_memory"),
-        context_get_type: sym!("gst_cuda_context_get_type"),
         context_new_wrapped: sym!("gst_cuda_context_new_wrapped"),
         context_get_handle: sym!("gst_cuda_context_get_handle"),
         handle_set_context: sym!("gst_cuda_handle_set_context"),
@@ -85,16 +86,16 @@ fn open() -> Result<GstCuda, String> {
     // GStreamer requires these two before any other gst_cuda_* call.
     // SAFETY: both take no arguments and are idempotent.
     if unsafe { (table.load_library)() } == 0 {
-        return Err("gst_cuda_load_library failed: GStreamer could not load the CUDA driver library".into());
+        return Err(Error::DriverLibrary);
     }
     // SAFETY: as above.
     unsafe { (table.memory_init_once)() };
     Ok(table)
 }
 
-static TABLE: OnceLock<Result<GstCuda, String>> = OnceLock::new();
+static TABLE: OnceLock<Result<GstCuda>> = OnceLock::new();
 
 /// The loaded table, or why it could not be loaded (remembered for the process).
-pub fn get() -> Result<&'static GstCuda, String> {
+pub fn get() -> Result<&'static GstCuda> {
     TABLE.get_or_init(open).as_ref().map_err(Clone::clone)
 }

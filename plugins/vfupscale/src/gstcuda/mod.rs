@@ -1,24 +1,29 @@
+// SPDX-License-Identifier: MPL-2.0
+
 //! Safe wrappers over `libgstcuda-1.0`: the `GstCudaContext` wrapping our device's primary context, context
 //! sharing (`GstContext`, context queries), CUDA buffer pools and CUDA-mapped video frames.
 
+mod error;
 pub mod ffi;
+
+pub use error::{Error, Result};
 
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
-use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
 
 use gst::glib;
 use gst::glib::translate::FromGlibPtrFull;
 use gst::prelude::*;
 use vfupscale::cuda::GpuDevice;
-use vfupscale::cuda::{DeviceNv12, DeviceNv12Mut, Nv12Planes};
+use vfupscale::cuda::{DeviceNv12Mut, Nv12Planes};
 use vfupscale::frame::Size;
 
 /// A `GstCudaContext` that wraps the primary context of one of our [`GpuDevice`]s.
 #[derive(Debug, Clone)]
 pub struct CudaContext {
     object: gst::Object,
+    device_id: u32,
 }
 
 /// One wrapped context per device and process, so that every element we create shares the same object.
@@ -30,24 +35,30 @@ const DEVICE_KEY: &str = "vfupscale-gpu-device";
 impl CudaContext {
     /// The `GstCudaContext` wrapping `device`'s primary context. `gst_cuda_context_new_wrapped` does not own the
     /// `CUcontext`, so the wrapper holds a reference to the device for as long as GStreamer holds the wrapper.
-    pub fn wrap_primary(device: &Arc<GpuDevice>) -> Result<Self, String> {
+    pub fn wrap_primary(device: &Arc<GpuDevice>) -> Result<Self> {
         let table = ffi::get()?;
+        let device_id = device.ordinal();
         let mut wrapped = WRAPPED.lock().unwrap_or_else(|p| p.into_inner());
         wrapped.retain(|(_, w)| w.upgrade().is_some());
-        if let Some(object) = wrapped.iter().find(|(o, _)| *o == device.ordinal()).and_then(|(_, w)| w.upgrade()) {
-            return Ok(Self { object });
+        if let Some(object) = wrapped.iter().find(|(o, _)| *o == device_id).and_then(|(_, w)| w.upgrade()) {
+            return Ok(Self { object, device_id });
         }
         // SAFETY: the handle and device come from a retained primary context; the returned reference is full.
         let raw = unsafe { (table.context_new_wrapped)(device.cu_context().cast(), device.cu_device()) };
         if raw.is_null() {
-            return Err(format!("gst_cuda_context_new_wrapped failed for CUDA device {}", device.ordinal()));
+            return Err(Error::WrapContext(device_id));
         }
         // SAFETY: `raw` is a non-null, full reference to a GstCudaContext, which is a GstObject.
         let object: gst::Object = unsafe { gst::Object::from_glib_full(raw.cast::<gst::ffi::GstObject>()) };
         // SAFETY: the key is only ever used with this type; the data is dropped with the object.
         unsafe { object.set_data(DEVICE_KEY, device.clone()) };
-        wrapped.push((device.ordinal(), object.downgrade()));
-        Ok(Self { object })
+        wrapped.push((device_id, object.downgrade()));
+        Ok(Self { object, device_id })
+    }
+
+    /// The CUDA device whose primary context this wraps.
+    pub fn device_id(&self) -> u32 {
+        self.device_id
     }
 
     fn as_ptr(&self) -> *mut ffi::GstCudaContext {
@@ -63,17 +74,12 @@ impl CudaContext {
         }
     }
 
-    /// True when `other` is this very context object, or another wrapper of the same `CUcontext`.
-    pub fn is_same(&self, other: &MemoryContext<'_>) -> bool {
-        other.ptr.as_ptr() == self.as_ptr() || other.handle() == self.handle()
-    }
-
     /// A `GstContext` carrying this context, to post or to set on other elements.
     pub fn to_gst_context(&self) -> Option<gst::Context> {
         let t = ffi::get().ok()?;
         // SAFETY: returns a full reference to a new GstContext.
         let raw = unsafe { (t.context_new_cuda_context)(self.as_ptr()) };
-        // SAFETY: a non-null `raw` is a full reference, handed over to the wrapper.
+        // SAFETY: `raw` is a non-null full reference, handed over to the wrapper.
         (!raw.is_null()).then(|| unsafe { gst::Context::from_glib_full(raw) })
     }
 
@@ -118,34 +124,15 @@ pub fn context_handle_of(
     Some(handle)
 }
 
-/// The `GstCudaContext` of a `GstCudaMemory`, borrowed for as long as the memory.
-pub struct MemoryContext<'a> {
-    ptr: NonNull<ffi::GstCudaContext>,
-    _memory: PhantomData<&'a gst::MemoryRef>,
-}
-
-impl MemoryContext<'_> {
-    /// The wrapped `CUcontext`.
-    pub fn handle(&self) -> *mut std::ffi::c_void {
-        match ffi::get() {
-            // SAFETY: the memory we borrow holds a reference to its context.
-            Ok(t) => unsafe { (t.context_get_handle)(self.ptr.as_ptr()) },
-            Err(_) => std::ptr::null_mut(),
-        }
+/// Whether `buffer` is one `GstCudaMemory` (of any context), which [`CudaFrame`] maps.
+pub fn is_cuda_buffer(buffer: &gst::BufferRef) -> bool {
+    let Ok(t) = ffi::get() else { return false };
+    if buffer.n_memory() != 1 {
+        return false;
     }
-}
-
-/// Whether `memory` is `GstCudaMemory`, and if so its context.
-pub fn cuda_memory_context(memory: &gst::MemoryRef) -> Option<MemoryContext<'_>> {
-    let t = ffi::get().ok()?;
-    let raw = memory.as_ptr() as *mut gst::ffi::GstMemory;
-    // SAFETY: `raw` is a live GstMemory; gst_is_cuda_memory only inspects its allocator.
-    if unsafe { (t.is_cuda_memory)(raw) } == 0 {
-        return None;
-    }
-    // SAFETY: it is a GstCudaMemory, whose public head is `GstCudaMemory`.
-    let ptr = NonNull::new(unsafe { (*(raw as *mut ffi::GstCudaMemory)).context })?;
-    Some(MemoryContext { ptr, _memory: PhantomData })
+    let raw = buffer.peek_memory(0).as_ptr() as *mut gst::ffi::GstMemory;
+    // SAFETY: `raw` is a live GstMemory of the borrowed buffer; gst_is_cuda_memory only inspects its allocator.
+    unsafe { (t.is_cuda_memory)(raw) != 0 }
 }
 
 /// A buffer holding one `GstCudaMemory`, mapped with `GST_MAP_CUDA`: the NV12 planes as device pointers. The
@@ -163,30 +150,34 @@ pub struct CudaFrame<'a> {
 impl<'a> CudaFrame<'a> {
     /// # Safety
     /// `buffer` must stay alive and, for a write map, writable for `'a`.
-    unsafe fn map(buffer: *mut gst::ffi::GstBuffer, info: &gst_video::VideoInfo, flags: u32) -> Result<Self, String> {
+    unsafe fn map(buffer: *mut gst::ffi::GstBuffer, info: &gst_video::VideoInfo, flags: u32) -> Result<Self> {
         let t = ffi::get()?;
         // SAFETY: `buffer` is live (caller's contract); peeking does not take a reference.
         let (n, mem) = unsafe { (gst::ffi::gst_buffer_n_memory(buffer), gst::ffi::gst_buffer_peek_memory(buffer, 0)) };
-        // SAFETY: `mem` is the buffer's first memory, alive with the buffer.
-        if n != 1 || unsafe { (t.is_cuda_memory)(mem) } == 0 {
-            return Err(format!("expected one CUDA memory in the buffer, found {n} memories"));
+        if n != 1 {
+            return Err(Error::MemoryCount(n));
+        }
+        // SAFETY: `mem` is the buffer's only memory, alive with the buffer.
+        if unsafe { (t.is_cuda_memory)(mem) } == 0 {
+            return Err(Error::NotCudaMemory);
         }
         // SAFETY: it is a GstCudaMemory, whose public head includes its video info.
         let layout = unsafe { &(*(mem as *const ffi::GstCudaMemory)).info };
         let mut map = MaybeUninit::<gst::ffi::GstMapInfo>::zeroed();
         // SAFETY: with GST_MAP_CUDA the returned data is the memory's CUdeviceptr, never dereferenced on the host.
         if unsafe { gst::ffi::gst_buffer_map(buffer, map.as_mut_ptr(), flags | ffi::GST_MAP_CUDA) } == 0 {
-            return Err("gst_buffer_map(GST_MAP_CUDA) failed".into());
+            return Err(Error::Map);
         }
         // SAFETY: initialised by the successful map.
         let map = unsafe { map.assume_init() };
         let base = map.data as u64;
         let size = Size::new(info.width(), info.height());
-        if layout.width as u32 != size.width || layout.height as u32 != size.height {
+        let held = Size::new(layout.width as u32, layout.height as u32);
+        if held != size {
             let mut map = map;
             // SAFETY: mapped just above.
             unsafe { gst::ffi::gst_buffer_unmap(buffer, &mut map) };
-            return Err(format!("CUDA memory holds {}x{}, caps say {size}", layout.width, layout.height));
+            return Err(Error::FrameSize { held, caps: size });
         }
         // the memory's info describes the planes inside this allocation
         let planes = Nv12Planes {
@@ -202,13 +193,13 @@ impl<'a> CudaFrame<'a> {
     }
 
     /// Maps `buffer` for reading on the device.
-    pub fn readable(buffer: &'a gst::BufferRef, info: &gst_video::VideoInfo) -> Result<Self, String> {
+    pub fn readable(buffer: &'a gst::BufferRef, info: &gst_video::VideoInfo) -> Result<Self> {
         // SAFETY: a read map does not need a writable buffer; the borrow keeps it alive.
         unsafe { Self::map(buffer.as_ptr() as *mut _, info, gst::ffi::GST_MAP_READ) }
     }
 
     /// Maps `buffer` for writing on the device.
-    pub fn writable(buffer: &'a mut gst::BufferRef, info: &gst_video::VideoInfo) -> Result<Self, String> {
+    pub fn writable(buffer: &'a mut gst::BufferRef, info: &gst_video::VideoInfo) -> Result<Self> {
         // SAFETY: `&mut BufferRef` means we hold the only reference, so the buffer is writable.
         unsafe { Self::map(buffer.as_mut_ptr(), info, gst::ffi::GST_MAP_WRITE) }
     }
@@ -219,17 +210,12 @@ impl<'a> CudaFrame<'a> {
         (self.context, self.planes)
     }
 
-    /// The NV12 planes, read on the device while this map lives.
-    pub fn view(&self) -> Result<DeviceNv12<'_>, String> {
-        // SAFETY: the planes are the mapped memory's, in its context, alive and mapped for as long as `self`; the
-        // caller keeps the buffer until the GPU work that reads them has completed.
-        unsafe { DeviceNv12::from_raw(self.context.cast(), self.planes) }.map_err(|e| e.to_string())
-    }
-
     /// The NV12 planes, written on the device while this (write) map lives.
-    pub fn view_mut(&mut self) -> Result<DeviceNv12Mut<'_>, String> {
-        // SAFETY: as for `view`; a write map of a buffer we hold exclusively (see `writable`).
-        unsafe { DeviceNv12Mut::from_raw(self.context.cast(), self.planes) }.map_err(|e| e.to_string())
+    pub fn view_mut(&mut self) -> vfupscale::Result<DeviceNv12Mut<'_>> {
+        // SAFETY: the planes are the mapped memory's, in its context, alive and mapped for as long as `self`, a write
+        // map of a buffer we hold exclusively (see `writable`); the caller keeps the buffer until the GPU work that
+        // writes them has completed.
+        unsafe { DeviceNv12Mut::from_raw(self.context.cast(), self.planes) }
     }
 }
 

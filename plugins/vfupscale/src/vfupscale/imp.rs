@@ -1,36 +1,42 @@
-//! The `vfupscale` element: properties, CUDA context sharing, caps, allocation and the per-buffer transform.
-//! The work itself is `vfupscale::Upscaler`'s.
+// SPDX-License-Identifier: MPL-2.0
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
+//! The `vfupscale` element: properties, CUDA context sharing, caps, allocation and the per-buffer transform.
+//! The work itself is `vfupscale::Upscaler`'s, driven by [`Streaming`].
+//!
+//! Three locks, none of them held across a GPU wait by anything but the streaming thread:
+//! - `props`: the property values, taken briefly;
+//! - `snapshot`: what properties, queries and caps negotiation read, updated by the streaming thread after each
+//!   frame (and by start/stop), taken briefly;
+//! - `streaming`: the upscaler and its frames, taken only by the streaming thread and by start/stop (which run
+//!   while the streaming thread does not), held while a frame runs.
+
 use std::sync::{LazyLock, Mutex, MutexGuard};
 
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
+use gst_base::prelude::*;
 use gst_base::subclass::base_transform::{GenerateOutputSuccess, InputBuffer, PrepareOutputBufferSuccess};
 use gst_base::subclass::prelude::*;
-use gst_video::prelude::*;
-use gst_video::{VideoColorMatrix, VideoColorRange, VideoInfo};
-use vfupscale::color::{Colorimetry, Matrix, Range};
+use gst_video::VideoInfo;
+use vfupscale::Upscaler;
 use vfupscale::cuda::GpuDevice;
-use vfupscale::frame::{HostNv12, HostNv12Mut, Size};
-use vfupscale::stats::{Stats, field};
-use vfupscale::{
-    BackendChoice, DEFAULT_TILE_OVERLAP, DeviceMemory, Error, ErrorKind, InputFrame, TensorLocation, Tiling, Upscaler,
-    UpscalerConfig,
-};
 
-use super::buffer_frame::BufferFrame;
-use super::{BackendProperty, PrecisionProperty};
+use super::BackendProperty;
+use super::caps::{self, Memory};
+use super::error::{FrameError, core_error};
+use super::frames::Streaming;
+use super::settings::{self, Settings};
+use super::snapshot::Snapshot;
 use crate::gstcuda::ffi::{CAPS_FEATURE_MEMORY_CUDA_MEMORY, CUDA_CONTEXT_TYPE};
-use crate::gstcuda::{CudaContext, CudaFrame, context_handle_of, cuda_memory_context};
+use crate::gstcuda::{CudaContext, context_handle_of};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new("vfupscale", gst::DebugColorFlags::empty(), Some("Video super-resolution"))
 });
 
-const DEFAULT_DEVICE_ID: u32 = 0;
+/// Where the element is documented.
+const DOC_URI: &str = concat!(env!("CARGO_PKG_REPOSITORY"), "/blob/main/README.md#the-element");
 /// Frames our CUDA pools allocate when they start, beyond what downstream asks to keep and the frames kept in flight
 /// (`async-depth`): one being written, one waiting to enter a full downstream queue, one in it, one being consumed.
 /// Allocating them up front keeps device memory flat over a long run (the pool still grows, once, where a pipeline
@@ -38,92 +44,25 @@ const DEFAULT_DEVICE_ID: u32 = 0;
 const PREALLOCATED_FRAMES: u32 = 4;
 /// Frames the pool we offer upstream (cudaupload, converters) allocates when it starts, besides the inputs of frames
 /// in flight: what a default queue in front of us holds of 1080p NV12 (10 MB: four), one being written upstream,
-/// one we read. The pool is not bounded
-/// (a bounded pool can deadlock tee-and-mux pipelines); it grows, once, only where more frames are in flight.
+/// one we read. The pool is not bounded (a bounded pool can deadlock tee-and-mux pipelines); it grows, once, only
+/// where more frames are in flight.
 const UPSTREAM_POOL_FRAMES: u32 = 6;
 /// Frames between statistics lines in the debug log (category vfupscale, level INFO).
 const STATS_LOG_INTERVAL: u64 = 300;
-/// Frames kept in flight on the GPU by default: one hides the gap between frames (handing one on, taking the next)
-/// in which the GPU would otherwise wait for the CPU.
-const DEFAULT_ASYNC_DEPTH: u32 = 1;
-/// Most frames in flight the `async-depth` property allows: the upscaler queues one more than that.
-const MAX_ASYNC_DEPTH: u32 = vfupscale::MAX_FRAMES_IN_FLIGHT as u32 - 1;
 
-/// Properties, copied out under the lock.
-#[derive(Debug, Clone)]
-struct Settings {
-    model: Option<String>,
-    backend: BackendProperty,
-    precision: PrecisionProperty,
-    device_id: u32,
-    engine_cache_dir: Option<String>,
-    tiling: Tiling,
-    /// Frames between `vfupscale-stats` element messages (0: none).
-    stats_interval: u64,
-    /// Frames kept in flight on the GPU before the oldest is pushed.
-    async_depth: u32,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            model: None,
-            backend: BackendProperty::Auto,
-            precision: PrecisionProperty::Auto,
-            device_id: DEFAULT_DEVICE_ID,
-            engine_cache_dir: None,
-            tiling: Tiling::default(),
-            stats_interval: 0,
-            async_depth: DEFAULT_ASYNC_DEPTH,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Memory {
-    System,
-    Cuda,
-}
-
-/// What `set_caps` decided.
-#[derive(Debug, Clone)]
-struct Negotiated {
-    in_info: VideoInfo,
-    out_info: VideoInfo,
-    memory: Memory,
-    in_colour: Colorimetry,
-    out_colour: Colorimetry,
-}
-
-/// Runtime objects, from `start` to `stop`.
-struct State {
-    /// The upscaler, with the buffers of the frames queued on the GPU and not yet pushed, oldest first.
-    upscaler: Upscaler<BufferFrame>,
-    negotiated: Option<Negotiated>,
-    /// Frames to keep in flight on the CUDA path (`async-depth`).
-    async_depth: usize,
-}
-
-impl State {
-    /// Frames to keep in flight with the negotiated memory: system-memory frames are finished when converted.
-    fn depth(&self) -> usize {
-        match &self.negotiated {
-            Some(n) if n.memory == Memory::Cuda => self.async_depth,
-            _ => 0,
-        }
-    }
+/// The property values, and whether a running upscaler was built from them (from start to stop), in which case
+/// the properties that are read at start refuse changes.
+#[derive(Debug, Default)]
+struct Properties {
+    settings: Settings,
+    in_use: bool,
 }
 
 #[derive(Default)]
 pub struct VfUpscale {
-    settings: Mutex<Settings>,
-    state: Mutex<Option<State>>,
-    /// Our `GstCudaContext` (the device's primary context), from NULL→READY to READY→NULL.
-    cuda: Mutex<Option<CudaContext>>,
-    /// The model's scale once known (0 before).
-    scale: AtomicU32,
-    /// Statistics, backend and device of the last run, kept after `stop`.
-    last_stats: Mutex<Option<(Stats, &'static str, String)>>,
+    props: Mutex<Properties>,
+    snapshot: Mutex<Snapshot>,
+    streaming: Mutex<Option<Streaming>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -136,135 +75,61 @@ fn cuda_driver_present() -> bool {
     *PRESENT
 }
 
-fn colorimetry(info: &VideoInfo) -> Result<Colorimetry, String> {
-    let c = info.colorimetry();
-    let matrix = match c.matrix() {
-        VideoColorMatrix::Bt601 | VideoColorMatrix::Fcc => Matrix::Bt601,
-        VideoColorMatrix::Bt709 | VideoColorMatrix::Smpte240m => Matrix::Bt709,
-        VideoColorMatrix::Bt2020 => Matrix::Bt2020,
-        // GStreamer's default for YUV of this size
-        VideoColorMatrix::Unknown => {
-            if info.height() > 576 {
-                Matrix::Bt709
-            } else {
-                Matrix::Bt601
-            }
-        }
-        other => return Err(format!("colour matrix {other:?} is not supported for NV12")),
-    };
-    let range = match c.range() {
-        VideoColorRange::Range0_255 => Range::Full,
-        _ => Range::Limited,
-    };
-    Ok(Colorimetry::new(matrix, range))
-}
-
-/// What the model runs on, for `stats` and logs: the GPU's name or "cpu".
-fn device_name(upscaler: &Upscaler<BufferFrame>) -> String {
-    upscaler.gpu_device().map_or_else(|| "cpu".into(), |d| format!("{} (device {})", d.name(), d.ordinal()))
-}
-
-/// GStreamer error domain and code for a core error at start.
-/// Maps a system-memory input buffer for reading.
-fn map_readable<'a>(
-    buffer: &'a gst::Buffer,
-    info: &VideoInfo,
-) -> Result<gst_video::VideoFrameRef<&'a gst::BufferRef>, String> {
-    gst_video::VideoFrameRef::from_buffer_ref_readable(buffer.as_ref(), info)
-        .map_err(|_| "cannot map the input buffer".to_string())
-}
-
-/// The NV12 planes of a mapped system-memory frame of `size`.
-fn host_nv12<'a>(frame: &'a gst_video::VideoFrameRef<&gst::BufferRef>, size: Size) -> Result<HostNv12<'a>, String> {
-    let stride = frame.plane_stride();
-    let plane = |i: u32| frame.plane_data(i).map_err(|e| e.to_string());
-    HostNv12::new(size, plane(0)?, stride[0] as usize, plane(1)?, stride[1] as usize).map_err(|e| e.to_string())
-}
-
-fn start_error(e: &Error) -> gst::ErrorMessage {
-    let msg = e.to_string();
-    match e.kind() {
-        ErrorKind::MissingResource => gst::error_msg!(gst::ResourceError::NotFound, ("{}", msg)),
-        ErrorKind::Model => gst::error_msg!(gst::ResourceError::OpenRead, ("{}", msg)),
-        ErrorKind::OutOfMemory => gst::error_msg!(gst::ResourceError::NoSpaceLeft, ("{}", msg)),
-        ErrorKind::Settings => gst::error_msg!(gst::LibraryError::Settings, ("{}", msg)),
-        ErrorKind::Negotiation => gst::error_msg!(gst::CoreError::Negotiation, ("{}", msg)),
-        ErrorKind::Failed | ErrorKind::Usage => gst::error_msg!(gst::LibraryError::Init, ("{}", msg)),
-    }
-}
-
-/// Maps a width or height between the pads: `value × scale` towards the source pad, `value ÷ scale` (exact
-/// multiples only) towards the sink pad. `None` when no value can map.
-fn map_dimension(value: &glib::SendValue, scale: i32, to_src: bool) -> Option<glib::SendValue> {
-    let up = |v: i32| v.checked_mul(scale);
-    let down = |v: i32| (v % scale == 0).then_some(v / scale);
-    if let Ok(v) = value.get::<i32>() {
-        return if to_src { up(v) } else { down(v) }.filter(|&v| v > 0).map(|v| v.to_send_value());
-    }
-    if let Ok(r) = value.get::<gst::IntRange<i32>>() {
-        let (min, max) = (r.min(), r.max());
-        return if to_src {
-            let max = max.saturating_mul(scale);
-            let min = up(min)?;
-            Some(gst::IntRange::with_step(min, max - max % scale, scale).to_send_value())
-        } else {
-            let min = ((min + scale - 1) / scale).max(1);
-            let max = max / scale;
-            (min <= max)
-                .then(|| if min == max { min.to_send_value() } else { gst::IntRange::new(min, max).to_send_value() })
-        };
-    }
-    if let Ok(list) = value.get::<gst::List>() {
-        let mapped: Vec<glib::SendValue> = list.iter().filter_map(|v| map_dimension(v, scale, to_src)).collect();
-        return (!mapped.is_empty()).then(|| gst::List::new(mapped).to_send_value());
-    }
-    None
-}
-
 impl VfUpscale {
     fn settings(&self) -> Settings {
-        lock(&self.settings).clone()
+        lock(&self.props).settings.clone()
     }
 
-    fn scale(&self) -> Option<u32> {
-        Some(self.scale.load(Ordering::Acquire)).filter(|&s| s > 0)
-    }
-
-    /// Whether CUDA-memory caps can be offered now.
+    /// Whether CUDA-memory caps can be offered now: after start, when the upscaler runs on the GPU; before, when
+    /// the backend allows the GPU and a context or at least a driver is there.
     fn cuda_allowed(&self) -> bool {
-        if self.settings().backend == BackendProperty::Cpu {
+        if lock(&self.props).settings.backend == BackendProperty::Cpu {
             return false;
         }
-        if let Some(state) = lock(&self.state).as_ref() {
-            return state.upscaler.supports_device_memory();
-        }
-        lock(&self.cuda).is_some() || cuda_driver_present()
+        let (running, have_context) = {
+            let snapshot = lock(&self.snapshot);
+            (snapshot.running.as_ref().map(|r| r.cuda_frames), snapshot.cuda.is_some())
+        };
+        running.unwrap_or_else(|| have_context || cuda_driver_present())
     }
 
-    /// Creates (or reuses) the `GstCudaContext` wrapping the primary context of our device and announces it, so
-    /// that upstream decoders, which reach READY after us, decode into it.
-    fn ensure_cuda_context(&self) {
-        let settings = self.settings();
-        if settings.backend == BackendProperty::Cpu || !cuda_driver_present() || lock(&self.cuda).is_some() {
+    /// Creates (or reuses) the `GstCudaContext` wrapping the primary context of the configured device and announces
+    /// it, so that upstream decoders, which reach READY after us, decode into it.
+    fn ensure_cuda_context(&self, settings: &Settings) {
+        if settings.backend == BackendProperty::Cpu || !cuda_driver_present() {
             return;
         }
-        let wrapped = GpuDevice::get(settings.device_id)
-            .map_err(|e| e.to_string())
-            .and_then(|device| CudaContext::wrap_primary(&device));
-        match wrapped {
-            Ok(context) => {
-                gst::info!(CAT, imp = self, "sharing the primary context of CUDA device {}", settings.device_id);
-                let gst_context = context.to_gst_context();
-                *lock(&self.cuda) = Some(context);
-                if let Some(c) = gst_context {
-                    let obj = self.obj();
-                    obj.set_context(&c);
-                    let _ = obj.post_message(gst::message::HaveContext::builder(c).src(&*obj).build());
-                }
-            }
-            // start() reports the error if a GPU backend was required; with auto the CPU path remains
-            Err(e) => gst::warning!(CAT, imp = self, "CUDA device {} not usable: {e}", settings.device_id),
+        let device_id = settings.device_id;
+        if lock(&self.snapshot).cuda.as_ref().is_some_and(|c| c.device_id() == device_id) {
+            return;
         }
+        let device = match GpuDevice::get(device_id) {
+            Ok(device) => device,
+            // start() reports the error if a GPU backend was required; with auto the CPU path remains
+            Err(e) => return gst::warning!(CAT, imp = self, "CUDA device {device_id} not usable: {e}"),
+        };
+        let context = match CudaContext::wrap_primary(&device) {
+            Ok(context) => context,
+            Err(e) => return gst::warning!(CAT, imp = self, "cannot share CUDA device {device_id}'s context: {e}"),
+        };
+        gst::info!(CAT, imp = self, "sharing the primary context of CUDA device {device_id}");
+        let gst_context = context.to_gst_context();
+        lock(&self.snapshot).cuda = Some(context);
+        if let Some(c) = gst_context {
+            let obj = self.obj();
+            obj.set_context(&c);
+            let _ = obj.post_message(gst::message::HaveContext::builder(c).src(&*obj).build());
+        }
+    }
+
+    fn cuda_context(&self) -> Option<CudaContext> {
+        lock(&self.snapshot).cuda.clone()
+    }
+
+    /// CUDA frames kept in flight: as started, or as set.
+    fn async_depth(&self) -> u32 {
+        let running = lock(&self.snapshot).running.as_ref().map(|r| r.async_depth);
+        running.unwrap_or_else(|| lock(&self.props).settings.async_depth)
     }
 
     /// A CUDA buffer pool of `ctx` for frames of `caps`, configured (not yet active).
@@ -285,174 +150,107 @@ impl VfUpscale {
         Ok(pool)
     }
 
-    fn stats_structure(&self) -> gst::Structure {
-        let (stats, backend, device, memory) = match lock(&self.state).as_ref() {
-            Some(s) => (
-                s.upscaler.stats().clone(),
-                s.upscaler.backend().name(),
-                device_name(&s.upscaler),
-                s.upscaler.device_memory().unwrap_or_default(),
-            ),
-            None => {
-                // stopped: the counters of the last run remain, the memory was released
-                let (stats, backend, device) =
-                    lock(&self.last_stats).clone().unwrap_or((Stats::default(), "none", "none".into()));
-                (stats, backend, device, DeviceMemory::default())
-            }
-        };
-        let mut s = gst::Structure::builder("vfupscale-stats")
-            .field(field::FRAMES, stats.frames)
-            .field(field::BACKEND, backend)
-            .field(field::DEVICE, device)
-            .field(field::CONVERT_IN_MEAN_MS, stats.convert_in.mean_ms())
-            .field(field::CONVERT_IN_MAX_MS, stats.convert_in.max_ms)
-            .field(field::INFERENCE_MEAN_MS, stats.inference.mean_ms())
-            .field(field::INFERENCE_MAX_MS, stats.inference.max_ms)
-            .field(field::CONVERT_OUT_MEAN_MS, stats.convert_out.mean_ms())
-            .field(field::CONVERT_OUT_MAX_MS, stats.convert_out.max_ms)
-            .field(field::ZERO_COPY_INPUTS, stats.zero_copy_inputs)
-            .field(field::FOREIGN_CONTEXT_COPIES, stats.foreign_context_copies)
-            .field(field::HOST_UPLOADS, stats.host_uploads)
-            .field(field::TENSOR_BYTES, stats.tensor_bytes)
-            .field(field::TILES_PER_FRAME, stats.tiles_per_frame)
-            .field(field::TILE_SIZE, stats.tile_size)
-            .field(field::OOM_RETRIES, stats.oom_retries)
-            .field(field::DEVICE_MEMORY_BYTES, memory.held())
-            .field(field::INFERENCE_ARENA_BYTES, memory.engine.held);
-        // only an engine with an arena keeps a peak (ONNX Runtime); none is made up for the others
-        if let Some(peak) = memory.engine.peak {
-            s = s.field(field::INFERENCE_ARENA_PEAK_BYTES, peak);
+    fn start_upscaler(&self, settings: &Settings) -> Result<(), gst::ErrorMessage> {
+        let config = settings.upscaler_config();
+        if config.model.is_none() {
+            gst::info!(CAT, imp = self, "model not set: using the default model {}", vfupscale::models::DEFAULT_MODEL);
         }
-        s.build()
-    }
-
-    /// Upscales one buffer completely (system memory, or CUDA memory with `async-depth` 0). Errors are returned as
-    /// text for the caller to post after releasing the lock.
-    fn upscale_now(&self, state: &mut State, inbuf: &gst::Buffer, outbuf: &mut gst::BufferRef) -> Result<(), String> {
-        let neg = state.negotiated.clone().ok_or("not negotiated")?;
-        let up = &mut state.upscaler;
-        let in_size = Size::new(neg.in_info.width(), neg.in_info.height());
-        let out_size = Size::new(neg.out_info.width(), neg.out_info.height());
-        match neg.memory {
-            Memory::System => {
-                let in_frame = map_readable(inbuf, &neg.in_info)?;
-                let mut out_frame = gst_video::VideoFrameRef::from_buffer_ref_writable(outbuf, &neg.out_info)
-                    .map_err(|_| "cannot map the output buffer")?;
-                let os = [out_frame.plane_stride()[0] as usize, out_frame.plane_stride()[1] as usize];
-                let src = host_nv12(&in_frame, in_size)?;
-                let [y, uv, ..] = out_frame.planes_data_mut();
-                let mut dst = HostNv12Mut::new(out_size, y, os[0], uv, os[1]).map_err(|e| e.to_string())?;
-                up.upscale_host(&src, neg.in_colour, &mut dst, neg.out_colour).map_err(|e| e.to_string())
-            }
-            Memory::Cuda => {
-                let mut out_frame = CudaFrame::writable(outbuf, &neg.out_info)?;
-                let dst = out_frame.view_mut()?;
-                let is_cuda = inbuf.n_memory() == 1 && cuda_memory_context(inbuf.peek_memory(0)).is_some();
-                // inputs of our context are read in place, of another context copied, in system memory uploaded
-                if is_cuda {
-                    let in_frame = CudaFrame::readable(inbuf.as_ref(), &neg.in_info)?;
-                    let src = InputFrame::Device(in_frame.view()?);
-                    up.upscale_device(src, dst, neg.in_colour, neg.out_colour)
-                } else {
-                    let in_frame = map_readable(inbuf, &neg.in_info)?;
-                    let src = InputFrame::Host(host_nv12(&in_frame, in_size)?);
-                    up.upscale_device(src, dst, neg.in_colour, neg.out_colour)
-                }
-                .map_err(|e| e.to_string())
-            }
+        // the device may have changed in READY
+        self.ensure_cuda_context(settings);
+        let upscaler = Upscaler::new(config).map_err(|e| core_error(&e, None))?;
+        for w in upscaler.warnings() {
+            gst::warning!(CAT, imp = self, "{w}");
         }
+        let (in_t, _) = upscaler.running_types();
+        gst::info!(
+            CAT,
+            imp = self,
+            "model {} (x{}) runs on the {} backend in {}{}",
+            upscaler.model().path.display(),
+            upscaler.scale(),
+            upscaler.backend(),
+            in_t,
+            upscaler.gpu_device().map_or(String::new(), |d| format!(" on {} (device {})", d.name(), d.ordinal()))
+        );
+        if let Some(agreement) = upscaler.native_agreement() {
+            gst::info!(
+                CAT,
+                imp = self,
+                "native kernels agree with ONNX Runtime to {:.1} dB PSNR on the probe image",
+                agreement.psnr_db
+            );
+        }
+        lock(&self.snapshot).start(&upscaler, settings.async_depth);
+        *lock(&self.streaming) = Some(Streaming::new(upscaler, settings.async_depth as usize));
+        self.obj().notify("scale");
+        Ok(())
     }
 
-    /// Queues a CUDA frame on the GPU, to be finished with [`Upscaler::finish_frame`], which hands the buffers back.
-    fn queue_frame(&self, state: &mut State, inbuf: gst::Buffer, outbuf: gst::Buffer) -> Result<(), String> {
-        let neg = state.negotiated.as_ref().ok_or("not negotiated")?;
-        let frame = BufferFrame::new(inbuf, &neg.in_info, outbuf, &neg.out_info)?;
-        state.upscaler.queue(frame, neg.in_colour, neg.out_colour).map_err(|e| e.to_string())
-    }
-
-    /// Logs what happened while running a frame, the periodic statistics, and turns an error into an element error
-    /// naming the frame.
-    fn after_frame(&self, pts: Option<gst::ClockTime>, result: Result<(), String>) -> Result<(), gst::FlowError> {
-        let (notes, frames) = match lock(&self.state).as_mut() {
-            Some(state) => (state.upscaler.take_notes(), state.upscaler.stats().frames),
-            None => (Vec::new(), 0),
-        };
-        for note in notes {
+    /// After a frame was upscaled (or failed): publishes the counters, logs what happened, posts the statistics
+    /// when due, and turns an error into an element error naming the frame.
+    fn frame_done<T>(
+        &self,
+        streaming: &mut Streaming,
+        pts: Option<gst::ClockTime>,
+        result: Result<T, FrameError>,
+    ) -> Result<T, gst::FlowError> {
+        for note in streaming.take_notes() {
             gst::warning!(CAT, imp = self, "frame at {}: {note}", pts.display());
         }
-        if frames > 0 && frames % STATS_LOG_INTERVAL == 0 {
-            gst::info!(CAT, imp = self, "{}", self.stats_structure());
+        let interval = lock(&self.props).settings.stats_interval;
+        let due = |every: u64, frames: u64| every > 0 && frames > 0 && frames.is_multiple_of(every);
+        let (frames, structure) = {
+            let mut snapshot = lock(&self.snapshot);
+            snapshot.update(streaming.upscaler());
+            let frames = snapshot.stats.frames;
+            let wanted = due(STATS_LOG_INTERVAL, frames) || due(interval, frames);
+            (frames, wanted.then(|| snapshot.structure()))
+        };
+        if let Some(structure) = structure {
+            if due(STATS_LOG_INTERVAL, frames) {
+                gst::info!(CAT, imp = self, "{structure}");
+            }
+            if due(interval, frames) {
+                let _ = self.obj().post_message(gst::message::Element::builder(structure).src(&*self.obj()).build());
+            }
         }
-        let interval = lock(&self.settings).stats_interval;
-        if interval > 0 && frames > 0 && frames % interval == 0 {
-            let _ = self
-                .obj()
-                .post_message(gst::message::Element::builder(self.stats_structure()).src(&*self.obj()).build());
-        }
-        result.map_err(|e| self.frame_error(pts, &e))
+        result.map_err(|e| self.frame_failed(pts, &e))
     }
 
     /// Posts the element error for a frame that could not be upscaled.
-    fn frame_error(&self, pts: Option<gst::ClockTime>, error: &str) -> gst::FlowError {
-        gst::element_imp_error!(
-            self,
-            gst::StreamError::Failed,
-            ("Upscaling the frame at {} failed: {}", pts.display(), error)
-        );
-        gst::FlowError::Error
+    fn frame_failed(&self, pts: Option<gst::ClockTime>, error: &FrameError) -> gst::FlowError {
+        self.post_error_message(error.message(pts));
+        error.flow()
     }
 
     /// Waits for the oldest frame in flight and returns its output buffer.
-    fn finish_oldest(&self) -> Result<gst::Buffer, gst::FlowError> {
-        let (pts, result) = {
-            let mut state = lock(&self.state);
-            let state = state.as_mut().ok_or(gst::FlowError::Flushing)?;
-            let pts = state.upscaler.oldest_in_flight().ok_or(gst::FlowError::Error)?.output().pts();
-            (pts, state.upscaler.finish_frame().map_err(|e| e.to_string()))
-        };
-        match result {
-            Ok(frame) => {
-                self.after_frame(pts, Ok(()))?;
-                Ok(frame.into_output())
-            }
-            Err(e) => Err(self.after_frame(pts, Err(e)).err().unwrap_or(gst::FlowError::Error)),
-        }
+    fn finish_oldest(&self, streaming: &mut Streaming) -> Result<gst::Buffer, gst::FlowError> {
+        let (pts, result) = streaming.finish_oldest().ok_or(gst::FlowError::Error)?;
+        self.frame_done(streaming, pts, result)
     }
 
     /// Finishes and pushes every frame in flight, oldest first (before EOS, new caps or a segment, or when
     /// upstream asks for its buffers back).
     fn drain(&self) -> Result<gst::FlowSuccess, gst::FlowError> {
-        while lock(&self.state).as_ref().is_some_and(|s| s.upscaler.frames_in_flight() > 0) {
-            let output = self.finish_oldest()?;
+        loop {
+            let output = {
+                let mut streaming = lock(&self.streaming);
+                match streaming.as_mut() {
+                    Some(s) if s.has_frames_in_flight() => self.finish_oldest(s)?,
+                    _ => return Ok(gst::FlowSuccess::Ok),
+                }
+            };
             self.obj().src_pad().push(output)?;
         }
-        Ok(gst::FlowSuccess::Ok)
     }
 
-    /// Drops the frames in flight after a flush (or on stop), once the GPU is done with them.
+    /// Drops the frames in flight after a flush, once the GPU is done with them.
     fn discard_in_flight(&self) {
-        let mut state = lock(&self.state);
-        let Some(state) = state.as_mut() else { return };
-        if let Err(e) = state.upscaler.discard_frames_in_flight() {
+        if let Some(streaming) = lock(&self.streaming).as_mut()
+            && let Err(e) = streaming.discard()
+        {
             gst::debug!(CAT, imp = self, "discarding the frames in flight: {e}");
         }
-    }
-
-    /// Frames kept in flight on the CUDA path.
-    fn async_depth(&self) -> u32 {
-        lock(&self.state).as_ref().map_or(lock(&self.settings).async_depth, |s| s.async_depth as u32)
-    }
-
-    /// Latency the frames in flight add: each is pushed when the next one arrives.
-    fn in_flight_latency(&self) -> gst::ClockTime {
-        let state = lock(&self.state);
-        let Some(state) = state.as_ref() else { return gst::ClockTime::ZERO };
-        let Some(fps) = state.negotiated.as_ref().map(|n| n.in_info.fps()) else { return gst::ClockTime::ZERO };
-        if fps.numer() <= 0 || fps.denom() <= 0 {
-            return gst::ClockTime::ZERO;
-        }
-        let frame = gst::ClockTime::SECOND.mul_div_floor(fps.denom() as u64, fps.numer() as u64).unwrap_or_default();
-        frame * state.depth() as u64
     }
 }
 
@@ -465,147 +263,34 @@ impl ObjectSubclass for VfUpscale {
 
 impl ObjectImpl for VfUpscale {
     fn properties() -> &'static [glib::ParamSpec] {
-        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            vec![
-                glib::ParamSpecString::builder("model")
-                    .nick("Model")
-                    .blurb(
-                        "Path of the ONNX super-resolution model (NCHW RGB in 0..1, float32 or float16). Unset: \
-                         realesr-animevideov3-x2 from $VFUPSCALE_MODEL_DIR or ~/.local/share/vfupscale/models",
-                    )
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecEnum::builder_with_default("backend", BackendProperty::Auto)
-                    .nick("Backend")
-                    .blurb("ONNX Runtime execution provider")
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecEnum::builder_with_default("precision", PrecisionProperty::Auto)
-                    .nick("Precision")
-                    .blurb("Float precision the model runs in (converted on load when it differs from the file's)")
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt::builder("device-id")
-                    .nick("Device ID")
-                    .blurb("CUDA device to run on")
-                    .default_value(DEFAULT_DEVICE_ID)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecString::builder("engine-cache-dir")
-                    .nick("Engine cache directory")
-                    .blurb(
-                        "Where the TensorRT backend keeps engines and timing caches (unset: \
-                         $XDG_CACHE_HOME/vfupscale/tensorrt)",
-                    )
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt::builder("tile-size")
-                    .nick("Tile size")
-                    .blurb(
-                        "Process frames in tiles of this many input pixels per side, blended where they overlap \
-                         (0: whole frames, unless max-memory needs tiles)",
-                    )
-                    .default_value(0)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt::builder("tile-overlap")
-                    .nick("Tile overlap")
-                    .blurb("Input pixels by which neighbouring tiles overlap (at most half a tile)")
-                    .default_value(DEFAULT_TILE_OVERLAP)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt::builder("batch-size")
-                    .nick("Batch size")
-                    .blurb("Tiles per inference run, for models with a dynamic batch axis (results equal batch 1)")
-                    .minimum(1)
-                    .maximum(64)
-                    .default_value(1)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt64::builder("max-memory")
-                    .nick("Maximum device memory")
-                    .blurb(
-                        "Device memory budget in MiB (0: unlimited) for ONNX Runtime's arena (tensors, activations, \
-                         workspaces) and the element's own frames, not the output buffer pool or the CUDA libraries: \
-                         the largest tile that fits is chosen, and frames that still run out of memory are retried \
-                         with smaller tiles. On the CPU it only chooses the tile size",
-                    )
-                    .default_value(0)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt64::builder("stats-interval")
-                    .nick("Statistics interval")
-                    .blurb("Post the stats structure as an element message every this many frames (0: never)")
-                    .default_value(0)
-                    .mutable_playing()
-                    .build(),
-                glib::ParamSpecUInt::builder("async-depth")
-                    .nick("Asynchronous depth")
-                    .blurb(
-                        "CUDA frames kept in flight on the GPU: each is pushed once the next one is queued, so the \
-                         GPU does not wait for the CPU between frames, at the cost of this many frames of latency \
-                         (0: each frame is finished before the next is taken)",
-                    )
-                    .maximum(MAX_ASYNC_DEPTH)
-                    .default_value(DEFAULT_ASYNC_DEPTH)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt::builder("scale")
-                    .nick("Scale")
-                    .blurb("Upscale factor of the model (0 until the model is loaded)")
-                    .read_only()
-                    .build(),
-                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
-                    .nick("Statistics")
-                    .blurb(
-                        "Frames processed, mean and maximum milliseconds of each stage (convert-in, inference, \
-                         convert-out), how inputs were read (zero-copy-inputs, foreign-context-copies, \
-                         host-uploads), bytes of the bound tensors, the tiling (tiles-per-frame, tile-size, \
-                         oom-retries) and the device memory held (device-memory-bytes: ONNX Runtime's arena, \
-                         inference-arena-bytes, plus our own frames; inference-arena-peak-bytes)",
-                    )
-                    .read_only()
-                    .build(),
-            ]
-        });
-        PROPERTIES.as_ref()
+        settings::properties()
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut settings = lock(&self.settings);
-        match pspec.name() {
-            "model" => settings.model = value.get().expect("type checked upstream"),
-            "backend" => settings.backend = value.get().expect("type checked upstream"),
-            "precision" => settings.precision = value.get().expect("type checked upstream"),
-            "device-id" => settings.device_id = value.get().expect("type checked upstream"),
-            "engine-cache-dir" => settings.engine_cache_dir = value.get().expect("type checked upstream"),
-            "tile-size" => settings.tiling.tile_size = value.get().expect("type checked upstream"),
-            "tile-overlap" => settings.tiling.overlap = value.get().expect("type checked upstream"),
-            "batch-size" => settings.tiling.batch = value.get().expect("type checked upstream"),
-            "max-memory" => settings.tiling.max_memory_mib = value.get().expect("type checked upstream"),
-            "stats-interval" => settings.stats_interval = value.get().expect("type checked upstream"),
-            "async-depth" => settings.async_depth = value.get().expect("type checked upstream"),
-            other => unreachable!("no writable property {other}"),
+        let mut props = lock(&self.props);
+        if props.in_use && !settings::mutable_while_running(pspec) {
+            let kept = props.settings.get(pspec.name()).and_then(|v| v.serialize().ok());
+            drop(props);
+            gst::element_imp_warning!(
+                self,
+                gst::LibraryError::Settings,
+                (
+                    "Property {} can only be changed in the NULL or READY state; it stays {}",
+                    pspec.name(),
+                    kept.as_deref().unwrap_or("as it was")
+                )
+            );
+            return;
         }
+        props.settings.set(pspec.name(), value);
         gst::debug!(CAT, imp = self, "{} set to {:?}", pspec.name(), value);
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         match pspec.name() {
-            "model" => lock(&self.settings).model.to_value(),
-            "backend" => lock(&self.settings).backend.to_value(),
-            "precision" => lock(&self.settings).precision.to_value(),
-            "device-id" => lock(&self.settings).device_id.to_value(),
-            "engine-cache-dir" => lock(&self.settings).engine_cache_dir.to_value(),
-            "tile-size" => lock(&self.settings).tiling.tile_size.to_value(),
-            "tile-overlap" => lock(&self.settings).tiling.overlap.to_value(),
-            "batch-size" => lock(&self.settings).tiling.batch.to_value(),
-            "max-memory" => lock(&self.settings).tiling.max_memory_mib.to_value(),
-            "stats-interval" => lock(&self.settings).stats_interval.to_value(),
-            "async-depth" => lock(&self.settings).async_depth.to_value(),
-            "scale" => self.scale.load(Ordering::Acquire).to_value(),
-            "stats" => self.stats_structure().to_value(),
-            other => unreachable!("no property {other}"),
+            "scale" => lock(&self.snapshot).scale.unwrap_or(0).to_value(),
+            "stats" => lock(&self.snapshot).structure().to_value(),
+            name => lock(&self.props).settings.get(name).unwrap_or_else(|| unreachable!("no property {name}")),
         }
     }
 }
@@ -615,12 +300,13 @@ impl GstObjectImpl for VfUpscale {}
 impl ElementImpl for VfUpscale {
     fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
         static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
-            gst::subclass::ElementMetadata::new(
+            gst::subclass::ElementMetadata::with_additional(
                 "Video super-resolution",
-                "Filter/Effect/Converter/Video/Scaler",
+                "Filter/Converter/Video/Scaler",
                 "Upscales NV12 video with an ONNX super-resolution model: on NVIDIA GPUs in CUDA memory without \
-                 host copies (ONNX Runtime TensorRT/CUDA), elsewhere in system memory on the CPU",
+                 host copies, elsewhere in system memory on the CPU",
                 "vfupscale developers",
+                &[(gst::ELEMENT_METADATA_DOC_URI.as_str(), DOC_URI)],
             )
         });
         Some(&*METADATA)
@@ -647,8 +333,8 @@ impl ElementImpl for VfUpscale {
 
     fn set_context(&self, context: &gst::Context) {
         if context.context_type() == CUDA_CONTEXT_TYPE {
-            let device_id = self.settings().device_id;
-            let ours = lock(&self.cuda).as_ref().map(CudaContext::handle);
+            let device_id = lock(&self.props).settings.device_id;
+            let ours = self.cuda_context().map(|c| c.handle());
             match context_handle_of(self.obj().upcast_ref(), context, device_id) {
                 Some(handle) if Some(handle) == ours => {}
                 Some(_) => gst::info!(
@@ -665,11 +351,11 @@ impl ElementImpl for VfUpscale {
 
     fn change_state(&self, transition: gst::StateChange) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
         if transition == gst::StateChange::NullToReady {
-            self.ensure_cuda_context();
+            self.ensure_cuda_context(&self.settings());
         }
         let result = self.parent_change_state(transition)?;
         if transition == gst::StateChange::ReadyToNull {
-            *lock(&self.cuda) = None;
+            lock(&self.snapshot).cuda = None;
         }
         Ok(result)
     }
@@ -681,58 +367,29 @@ impl BaseTransformImpl for VfUpscale {
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        let settings = self.settings();
-        // a path or an installed model's name; unset: the default model
-        let model = settings.model.as_ref().map(PathBuf::from);
-        if model.is_none() {
-            gst::info!(CAT, imp = self, "model not set: using the default model {}", vfupscale::models::DEFAULT_MODEL);
+        let settings = {
+            let mut props = lock(&self.props);
+            props.in_use = true;
+            props.settings.clone()
+        };
+        let result = self.start_upscaler(&settings);
+        if result.is_err() {
+            lock(&self.props).in_use = false;
         }
-        // unset: the core's default, <cache dir>/tensorrt
-        let engine_cache_dir = settings.engine_cache_dir.map(PathBuf::from);
-        let backend: BackendChoice = settings.backend.into();
-        let upscaler = Upscaler::new(UpscalerConfig {
-            model,
-            backend,
-            precision: settings.precision.into(),
-            device_id: settings.device_id,
-            engine_cache_dir,
-            tiling: settings.tiling,
-        })
-        .map_err(|e| start_error(&e))?;
-        for w in upscaler.warnings() {
-            gst::warning!(CAT, imp = self, "{w}");
-        }
-        let (in_t, _) = upscaler.running_types();
-        gst::info!(
-            CAT,
-            imp = self,
-            "model {} (x{}) runs on the {} backend in {}{}",
-            upscaler.model().path.display(),
-            upscaler.scale(),
-            upscaler.backend(),
-            in_t,
-            upscaler.gpu_device().map_or(String::new(), |d| format!(" on {} (device {})", d.name(), d.ordinal()))
-        );
-        if let Some(a) = upscaler.native_agreement() {
-            gst::info!(
-                CAT,
-                imp = self,
-                "native kernels agree with ONNX Runtime to {:.1} dB PSNR on the probe image",
-                a.psnr_db
-            );
-        }
-        self.scale.store(upscaler.scale(), Ordering::Release);
-        *lock(&self.state) = Some(State { upscaler, negotiated: None, async_depth: settings.async_depth as usize });
-        self.obj().notify("scale");
-        Ok(())
+        result
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        self.discard_in_flight();
-        if let Some(state) = lock(&self.state).take() {
-            let (stats, backend) = (state.upscaler.stats().clone(), state.upscaler.backend().name());
-            *lock(&self.last_stats) = Some((stats, backend, device_name(&state.upscaler)));
+        let streaming = lock(&self.streaming).take();
+        if let Some(mut streaming) = streaming {
+            if let Err(e) = streaming.discard() {
+                gst::debug!(CAT, imp = self, "discarding the frames in flight: {e}");
+            }
+            let mut snapshot = lock(&self.snapshot);
+            snapshot.update(streaming.upscaler());
+            snapshot.stop();
         }
+        lock(&self.props).in_use = false;
         Ok(())
     }
 
@@ -742,33 +399,8 @@ impl BaseTransformImpl for VfUpscale {
         caps: &gst::Caps,
         filter: Option<&gst::Caps>,
     ) -> Option<gst::Caps> {
-        let scale = self.scale().map(|s| s as i32);
-        let cuda_allowed = self.cuda_allowed();
-        let to_src = direction == gst::PadDirection::Sink;
-        let mut out = gst::Caps::new_empty();
-        {
-            let out = out.get_mut().expect("new caps are writable");
-            for (s, features) in caps.iter_with_features() {
-                if features.contains(CAPS_FEATURE_MEMORY_CUDA_MEMORY) && !cuda_allowed {
-                    continue;
-                }
-                let mut s = s.to_owned();
-                let mut ok = true;
-                for field in ["width", "height"] {
-                    let mapped = match (scale, s.value(field)) {
-                        (Some(scale), Ok(v)) => map_dimension(v, scale, to_src),
-                        _ => Some(gst::IntRange::new(1, i32::MAX).to_send_value()),
-                    };
-                    match mapped {
-                        Some(v) => s.set_value(field, v),
-                        None => ok = false,
-                    }
-                }
-                if ok {
-                    out.append_structure_full(s, Some(features.to_owned()));
-                }
-            }
-        }
+        let scale = lock(&self.snapshot).scale;
+        let out = caps::transform(caps, direction, scale, self.cuda_allowed());
         gst::debug!(CAT, imp = self, "transformed {caps} ({direction:?}) into {out}");
         Some(match filter {
             Some(f) => f.intersect_with_mode(&out, gst::CapsIntersectMode::First),
@@ -777,36 +409,11 @@ impl BaseTransformImpl for VfUpscale {
     }
 
     fn fixate_caps(&self, direction: gst::PadDirection, caps: &gst::Caps, othercaps: gst::Caps) -> gst::Caps {
-        let Some(scale) = self.scale() else {
-            return self.parent_fixate_caps(direction, caps, othercaps);
-        };
-        let Some(s_in) = caps.structure(0) else {
-            return othercaps;
-        };
-        let (Ok(w), Ok(h)) = (s_in.get::<i32>("width"), s_in.get::<i32>("height")) else {
-            return self.parent_fixate_caps(direction, caps, othercaps);
-        };
-        let scale = scale as i32;
-        let (tw, th) =
-            if direction == gst::PadDirection::Sink { (w * scale, h * scale) } else { (w / scale, h / scale) };
-        let mut othercaps = othercaps;
-        othercaps.truncate();
-        if let Some(s) = othercaps.make_mut().structure_mut(0) {
-            s.fixate_field_nearest_int("width", tw);
-            s.fixate_field_nearest_int("height", th);
-            for field in ["framerate", "pixel-aspect-ratio"] {
-                if let Ok(f) = s_in.get::<gst::Fraction>(field) {
-                    s.fixate_field_nearest_fraction(field, f);
-                }
-            }
-            for field in ["colorimetry", "chroma-site", "interlace-mode"] {
-                if let Ok(v) = s_in.get::<&str>(field) {
-                    s.fixate_field_str(field, v);
-                }
-            }
+        let scale = lock(&self.snapshot).scale;
+        match caps::fixate(direction, caps, &othercaps, scale) {
+            Some(fixed) => fixed,
+            None => self.parent_fixate_caps(direction, caps, othercaps),
         }
-        othercaps.fixate();
-        othercaps
     }
 
     fn set_caps(&self, incaps: &gst::Caps, outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
@@ -814,57 +421,48 @@ impl BaseTransformImpl for VfUpscale {
             VideoInfo::from_caps(incaps).map_err(|_| gst::loggable_error!(CAT, "invalid input caps {incaps}"))?;
         let out_info =
             VideoInfo::from_caps(outcaps).map_err(|_| gst::loggable_error!(CAT, "invalid output caps {outcaps}"))?;
-        let is_cuda = |c: &gst::Caps| c.features(0).is_some_and(|f| f.contains(CAPS_FEATURE_MEMORY_CUDA_MEMORY));
-        if is_cuda(incaps) != is_cuda(outcaps) {
-            return Err(gst::loggable_error!(CAT, "input and output must use the same memory type"));
-        }
-        let memory = if is_cuda(incaps) { Memory::Cuda } else { Memory::System };
-        let in_size = Size::new(in_info.width(), in_info.height());
-        let result = (|| -> Result<Negotiated, String> {
-            let scale = self.scale().ok_or("the model is not loaded")?;
-            if (out_info.width(), out_info.height()) != (in_info.width() * scale, in_info.height() * scale) {
-                return Err(format!(
-                    "output {}x{} is not {scale} × input {}x{}",
-                    out_info.width(),
-                    out_info.height(),
-                    in_info.width(),
-                    in_info.height()
-                ));
-            }
-            let negotiated = Negotiated {
-                in_colour: colorimetry(&in_info)?,
-                out_colour: colorimetry(&out_info)?,
-                in_info: in_info.clone(),
-                out_info: out_info.clone(),
-                memory,
+        let memory = Memory::of(incaps);
+        let result = {
+            let mut streaming = lock(&self.streaming);
+            let streaming = streaming.as_mut().ok_or_else(|| gst::loggable_error!(CAT, "set_caps before start"))?;
+            let result = if Memory::of(outcaps) != memory {
+                Err(vfupscale::Error::Negotiation("input and output must use the same memory type".into()))
+            } else {
+                streaming.negotiate(&in_info, &out_info, memory)
             };
-            let mut state = lock(&self.state);
-            let state = state.as_mut().ok_or("not started")?;
-            let location = if memory == Memory::Cuda { TensorLocation::Device } else { TensorLocation::Host };
-            state.upscaler.prepare(in_size, location).map_err(|e| e.to_string())?;
-            state.negotiated = Some(negotiated.clone());
-            Ok(negotiated)
-        })();
+            let mut snapshot = lock(&self.snapshot);
+            snapshot.update(streaming.upscaler());
+            snapshot.negotiated(result.is_ok().then(|| (memory, in_info.fps())));
+            result
+        };
         match result {
-            Ok(n) => {
-                gst::info!(CAT, imp = self, "negotiated {:?} memory, {} → {}", n.memory, incaps, outcaps);
+            Ok(()) => {
+                gst::info!(CAT, imp = self, "negotiated {memory:?} memory, {incaps} → {outcaps}");
                 Ok(())
             }
             Err(e) => {
-                gst::element_imp_error!(self, gst::CoreError::Negotiation, ("Cannot upscale {}: {}", incaps, e));
+                self.post_error_message(core_error(&e, Some(&format!("Cannot upscale {incaps}"))));
                 Err(gst::loggable_error!(CAT, "cannot upscale {incaps}: {e}"))
             }
         }
     }
 
-    fn unit_size(&self, caps: &gst::Caps) -> Option<usize> {
-        VideoInfo::from_caps(caps).ok().map(|info| info.size())
+    fn transform_size(
+        &self,
+        _direction: gst::PadDirection,
+        _caps: &gst::Caps,
+        _size: usize,
+        othercaps: &gst::Caps,
+    ) -> Option<usize> {
+        // one frame of the other pad's (negotiated) caps, whatever this buffer holds: an input buffer that is not one
+        // frame is refused when it is transformed
+        VideoInfo::from_caps(othercaps).ok().map(|info| info.size())
     }
 
     fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
         if let gst::QueryViewMut::Context(q) = query.view_mut()
             && q.context_type() == CUDA_CONTEXT_TYPE
-            && let Some(ctx) = lock(&self.cuda).clone()
+            && let Some(ctx) = self.cuda_context()
             && ctx.answer_query(self.obj().upcast_ref(), query)
         {
             gst::debug!(CAT, imp = self, "answered a CUDA context query ({direction:?})");
@@ -881,7 +479,7 @@ impl BaseTransformImpl for VfUpscale {
                 if !BaseTransformImplExt::parent_query(self, direction, query) {
                     return false;
                 }
-                let extra = self.in_flight_latency();
+                let extra = lock(&self.snapshot).latency();
                 if let gst::QueryViewMut::Latency(q) = query.view_mut() {
                     let (live, min, max) = q.result();
                     q.set(live, min + extra, max.map(|m| m + extra));
@@ -902,13 +500,11 @@ impl BaseTransformImpl for VfUpscale {
         self.parent_propose_allocation(decide_query, query)?;
         query.add_allocation_meta::<gst_video::VideoMeta>(None);
         let (Some(caps), true) = query.get_owned() else { return Ok(()) };
-        if query.allocation_pools().len() > 0
-            || !caps.features(0).is_some_and(|f| f.contains(CAPS_FEATURE_MEMORY_CUDA_MEMORY))
-        {
+        if query.allocation_pools().len() > 0 || Memory::of(&caps) != Memory::Cuda {
             return Ok(());
         }
         // upstream elements that allocate (cudaupload, converters) then write straight into our context
-        let Some(ctx) = lock(&self.cuda).clone() else { return Ok(()) };
+        let Some(ctx) = self.cuda_context() else { return Ok(()) };
         let info = VideoInfo::from_caps(&caps).map_err(|_| gst::loggable_error!(CAT, "invalid caps {caps}"))?;
         let frames = UPSTREAM_POOL_FRAMES + self.async_depth();
         let pool = self.cuda_pool(&ctx, &caps, &info, frames, 0)?;
@@ -920,11 +516,11 @@ impl BaseTransformImpl for VfUpscale {
     fn decide_allocation(&self, query: &mut gst::query::Allocation) -> Result<(), gst::LoggableError> {
         let (caps, _) = query.get_owned();
         let caps = caps.ok_or_else(|| gst::loggable_error!(CAT, "allocation query without caps"))?;
-        if !caps.features(0).is_some_and(|f| f.contains(CAPS_FEATURE_MEMORY_CUDA_MEMORY)) {
+        if Memory::of(&caps) != Memory::Cuda {
             return self.parent_decide_allocation(query);
         }
         let info = VideoInfo::from_caps(&caps).map_err(|_| gst::loggable_error!(CAT, "invalid caps {caps}"))?;
-        let ctx = lock(&self.cuda).clone().ok_or_else(|| gst::loggable_error!(CAT, "no CUDA context"))?;
+        let ctx = self.cuda_context().ok_or_else(|| gst::loggable_error!(CAT, "no CUDA context"))?;
         let (min, max) = query.allocation_pools().next().map_or((0, 0), |(_, _, min, max)| (min, max));
         // what downstream keeps plus what is in flight here, allocated up front: device memory is fixed from the start
         let min = min + PREALLOCATED_FRAMES + self.async_depth();
@@ -943,17 +539,15 @@ impl BaseTransformImpl for VfUpscale {
 
     fn transform(&self, inbuf: &gst::Buffer, outbuf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
         // synchronous: system memory, or async-depth 0 (generate_output keeps CUDA frames in flight otherwise)
-        let result = {
-            let mut state = lock(&self.state);
-            let state = state.as_mut().ok_or(gst::FlowError::Flushing)?;
-            self.upscale_now(state, inbuf, outbuf)
-        };
-        self.after_frame(inbuf.pts(), result)?;
+        let mut streaming = lock(&self.streaming);
+        let streaming = streaming.as_mut().ok_or(gst::FlowError::Flushing)?;
+        let result = streaming.upscale(inbuf, outbuf);
+        self.frame_done(streaming, inbuf.pts(), result)?;
         Ok(gst::FlowSuccess::Ok)
     }
 
     fn generate_output(&self) -> Result<GenerateOutputSuccess, gst::FlowError> {
-        let depth = lock(&self.state).as_ref().ok_or(gst::FlowError::Flushing)?.depth();
+        let depth = lock(&self.streaming).as_ref().ok_or(gst::FlowError::Flushing)?.depth();
         if depth == 0 {
             return self.parent_generate_output();
         }
@@ -967,14 +561,12 @@ impl BaseTransformImpl for VfUpscale {
             }
         };
         let pts = inbuf.pts();
-        let too_many = {
-            let mut state = lock(&self.state);
-            let state = state.as_mut().ok_or(gst::FlowError::Flushing)?;
-            self.queue_frame(state, inbuf, outbuf).map(|()| state.upscaler.frames_in_flight() > depth)
-        };
-        match too_many.map_err(|e| self.frame_error(pts, &e))? {
-            true => self.finish_oldest().map(GenerateOutputSuccess::Buffer),
-            false => Ok(GenerateOutputSuccess::NoOutput),
+        let mut streaming = lock(&self.streaming);
+        let streaming = streaming.as_mut().ok_or(gst::FlowError::Flushing)?;
+        match streaming.queue(inbuf, outbuf) {
+            Ok(true) => self.finish_oldest(streaming).map(GenerateOutputSuccess::Buffer),
+            Ok(false) => Ok(GenerateOutputSuccess::NoOutput),
+            Err(e) => Err(self.frame_failed(pts, &e)),
         }
     }
 

@@ -1,41 +1,33 @@
-//! `vfupscale`: upscales NV12 video with an ONNX super-resolution model.
+// SPDX-License-Identifier: MPL-2.0
+
+//! # vfupscale
+//!
+//! Upscales NV12 video with an ONNX super-resolution model.
 //!
 //! On NVIDIA GPUs it takes `video/x-raw(memory:CUDAMemory), format=NV12` (from `nvh264dec`/`nvh265dec`), converts
 //! each frame to planar RGB with its own CUDA kernels, runs the model with input and output in device memory,
 //! converts back and outputs CUDA memory (for `nvh265enc`, `cudadownload`, …): frames never cross host memory.
 //! SRVGGNetCompact models (realesr-animevideov3, realesr-general-x4v3) run on vfupscale's own tensor-core kernels
 //! (about twice as fast; checked against ONNX Runtime when the element starts), all others on ONNX Runtime
-//! (TensorRT, CUDA or CPU execution provider). Without a usable GPU it takes `video/x-raw, format=NV12` in system memory and runs
-//! the model on the CPU: slower, same output.
+//! (TensorRT, CUDA or CPU execution provider). Without a usable GPU it takes `video/x-raw, format=NV12` in system
+//! memory and runs the model on the CPU: slower, same output.
 //!
 //! The output size is the input size times the model's scale; framerate, pixel-aspect-ratio, colorimetry and
 //! interlace-mode are carried over (interlaced frames are upscaled as whole frames: deinterlace first for the
 //! best result). Timestamps, flags and metas without size-dependent data are copied; every input buffer gives
-//! exactly one output buffer.
+//! exactly one output buffer. An input buffer must hold one frame of the negotiated caps (exactly its size, or
+//! described by a video meta of its dimensions); any other is an error.
 //!
 //! The element shares one CUDA context per device with the rest of the pipeline: it offers a `GstCudaContext`
 //! wrapping the device's primary context (the one ONNX Runtime's CUDA provider uses), so that an upstream
 //! decoder decodes straight into memory the model can read. Buffers from any other CUDA context are copied
 //! device-to-device, and the copies are counted in the `stats` property.
 //!
-//! CUDA frames are queued on one stream and kept in flight: with `async-depth=1` (the default) a frame's output is
-//! pushed once the next frame's work is queued, so the GPU goes straight from one frame to the next instead of
-//! waiting while the buffer is handed on. This adds one frame of latency, reported in latency queries; frames in
-//! flight are pushed before EOS, caps, segments and drain queries, and dropped on flushes. `async-depth=0` finishes
-//! every frame before taking the next.
-//!
-//! ## Tiles and memory
-//! By default each frame runs through the model whole. `tile-size` splits it into tiles of that many input
-//! pixels per side which overlap by `tile-overlap` pixels; each tile's output is weighted by ramps across the
-//! overlap and the weighted sum is normalised, so seams vanish (with the default overlap of 32 the result is within
-//! 50 dB PSNR of whole-frame output). `batch-size` runs several tiles per inference when the model has a dynamic
-//! batch axis; the output is identical to one tile at a time. `max-memory` caps ONNX Runtime's device arena plus
-//! the element's own frames: the element picks the largest tile that fits its estimate, and if a run still fails
-//! for lack of memory it halves the tile and retries the frame, logging a warning and counting `oom-retries`.
-//! The `stats` property reports the tiling and the device memory held.
-//!
 //! ## Example pipelines
 //! ```text
+//! # runs anywhere (no GPU needed): ten test frames upscaled on the CPU into an MP4 file
+//! gst-launch-1.0 videotestsrc num-buffers=10 ! video/x-raw,format=NV12,width=160,height=90 ! vfupscale backend=cpu ! videoconvert ! x264enc ! mp4mux ! filesink location=out.mp4
+//!
 //! # NVIDIA GPU: decode, upscale x2 with the default model, encode, all in device memory
 //! gst-launch-1.0 filesrc location=in.mp4 ! qtdemux ! h264parse ! nvh264dec ! vfupscale ! nvh265enc ! h265parse ! matroskamux ! filesink location=out.mkv
 //!
@@ -44,19 +36,62 @@
 //!
 //! # 4K input with a heavy x4 model on a shared GPU: tiles chosen to stay within 4 GiB
 //! gst-launch-1.0 filesrc location=in-4k.mp4 ! qtdemux ! h265parse ! nvh265dec ! vfupscale model=realesrgan-x4plus.onnx max-memory=4096 ! cudadownload ! fakesink
-//!
-//! # no GPU: software decode and encode, system memory, CPU inference
-//! gst-launch-1.0 videotestsrc num-buffers=10 ! video/x-raw,format=NV12,width=160,height=90 ! vfupscale backend=cpu ! videoconvert ! x264enc ! mp4mux ! filesink location=out.mp4
 //! ```
 //!
-//! When `model` is not set the element uses `realesr-animevideov3-x2` from the models directory
-//! (`$VFUPSCALE_MODEL_DIR`, default `~/.local/share/vfupscale/models`), installed by `vfupscale-model fetch`.
+//! ## Properties
+//! All properties but `stats-interval` are read when the element starts (READY→PAUSED); changing one later is
+//! refused with a warning naming it, and the value stays as it was.
+//!
+//! - `model`: an ONNX model file, or the name of an installed model (`realesr-animevideov3-x4`: `NAME.onnx` in the
+//!   models directory, `$VFUPSCALE_MODEL_DIR`, default `~/.local/share/vfupscale/models`, where `vfupscale-model
+//!   fetch` installs them); a path that exists is taken as a path. One input and one output, NCHW with 3 channels
+//!   (RGB in 0..1), float32 or float16, an integer scale. Unset: the installed `realesr-animevideov3-x2`.
+//! - `backend`: `auto` runs SRVGGNetCompact models on the native kernels and everything else on ONNX Runtime,
+//!   trying TensorRT, then CUDA, then the CPU, logging a warning for each one it skips and why; `native`,
+//!   `tensorrt`, `cuda` and `cpu` insist on one.
+//! - `precision`: `auto` is fp16 on GPU backends and fp32 on the CPU. A model whose file has the other precision is
+//!   converted when it is loaded.
+//! - `device-id`: the CUDA device.
+//! - `engine-cache-dir`: where the TensorRT backend keeps engines and timing caches (unset:
+//!   `$XDG_CACHE_HOME/vfupscale/tensorrt`, default `~/.cache/vfupscale/tensorrt`).
+//! - `tile-size`, `tile-overlap`, `batch-size`, `max-memory`: by default each frame runs through the model whole.
+//!   `tile-size` (0, or at least 64) splits it into tiles of that many input pixels per side which overlap by
+//!   `tile-overlap` pixels (at most half a tile: more is refused at start); each tile's output is weighted by ramps across the overlap and the
+//!   weighted sum is normalised, so seams vanish (with the default overlap of 32 the result is within 50 dB PSNR of
+//!   whole-frame output). `batch-size` runs several tiles per inference when the model has a dynamic batch axis; the
+//!   output is identical to one tile at a time. `max-memory` caps ONNX Runtime's device arena (tensors,
+//!   activations, workspaces) plus the element's own frames, not the output buffer pool or the CUDA libraries: the
+//!   element picks the largest tile that fits its estimate (never below 64 or twice the overlap), and if a run still fails for lack of memory it halves
+//!   the tile and retries the frame, logging a warning and counting `oom-retries`. On the CPU it only chooses the
+//!   tile size.
+//! - `async-depth`: CUDA frames are queued on one stream and kept in flight: with `async-depth=1` (the default) a
+//!   frame's output is pushed once the next frame's work is queued, so the GPU goes straight from one frame to the
+//!   next instead of waiting while the buffer is handed on. Each frame in flight adds a frame of latency, reported
+//!   in latency queries; frames in flight are pushed before EOS, caps, segments and drain queries, and dropped on
+//!   flushes. `0` finishes every frame before taking the next. System-memory frames are always finished at once.
+//! - `stats-interval`: post the `stats` structure as an element message every this many frames (changeable while
+//!   playing).
+//! - `scale` (read-only): the model's upscale factor, 0 until the model is loaded.
+//! - `stats` (read-only): a `vfupscale-stats` structure: `frames`, `backend`, `device`; mean and maximum
+//!   milliseconds of each stage (`convert-in-*`, `inference-*`, `convert-out-*`); how inputs were read
+//!   (`zero-copy-inputs`, `foreign-context-copies`, `host-uploads`); bytes of the bound tensors (`tensor-bytes`);
+//!   the tiling (`tiles-per-frame`, `tile-size`, `oom-retries`); the device memory held now
+//!   (`device-memory-bytes`: the engine's, `inference-arena-bytes` (ONNX Runtime's arena, or the native kernels'
+//!   tensors and weights), plus the element's own frames); `inference-arena-peak-bytes`, the most ONNX Runtime's
+//!   arena had in use, only where it runs on the GPU (absent for the native kernels, the CPU and a stopped element).
+//!   Reading it never waits for a frame on the GPU.
 
 use gst::glib;
 use gst::prelude::*;
+use vfupscale::{BackendChoice, Precision};
 
-mod buffer_frame;
+mod caps;
+mod colorimetry;
+mod error;
+mod frames;
 mod imp;
+mod settings;
+mod snapshot;
 
 glib::wrapper! {
     pub struct VfUpscale(ObjectSubclass<imp::VfUpscale>) @extends gst_base::BaseTransform, gst::Element, gst::Object;
@@ -68,34 +103,26 @@ glib::wrapper! {
 #[enum_type(name = "GstVfUpscaleBackend")]
 pub enum BackendProperty {
     #[default]
-    #[enum_value(
-        name = "Auto: the native kernels for SRVGGNetCompact models, else TensorRT, then CUDA, then CPU (each \
-                fallback logged as a warning)",
-        nick = "auto"
-    )]
+    #[enum_value(name = "Auto: native kernels, else TensorRT, CUDA, CPU", nick = "auto")]
     Auto,
-    #[enum_value(
-        name = "vfupscale's own CUDA kernels (SRVGGNetCompact models such as realesr-animevideov3; fp16; compute \
-                capability 8.0 or newer)",
-        nick = "native"
-    )]
+    #[enum_value(name = "vfupscale's own CUDA kernels (SRVGGNetCompact models)", nick = "native")]
     Native,
-    #[enum_value(name = "TensorRT execution provider (needs libnvinfer 10)", nick = "tensorrt")]
+    #[enum_value(name = "ONNX Runtime TensorRT execution provider", nick = "tensorrt")]
     TensorRt,
-    #[enum_value(name = "CUDA execution provider", nick = "cuda")]
+    #[enum_value(name = "ONNX Runtime CUDA execution provider", nick = "cuda")]
     Cuda,
-    #[enum_value(name = "CPU execution provider (system memory only)", nick = "cpu")]
+    #[enum_value(name = "ONNX Runtime CPU execution provider (system memory only)", nick = "cpu")]
     Cpu,
 }
 
-impl From<BackendProperty> for vfupscale::BackendChoice {
+impl From<BackendProperty> for BackendChoice {
     fn from(b: BackendProperty) -> Self {
         match b {
-            BackendProperty::Auto => vfupscale::BackendChoice::Auto,
-            BackendProperty::Native => vfupscale::BackendChoice::Native,
-            BackendProperty::TensorRt => vfupscale::BackendChoice::TensorRt,
-            BackendProperty::Cuda => vfupscale::BackendChoice::Cuda,
-            BackendProperty::Cpu => vfupscale::BackendChoice::Cpu,
+            BackendProperty::Auto => BackendChoice::Auto,
+            BackendProperty::Native => BackendChoice::Native,
+            BackendProperty::TensorRt => BackendChoice::TensorRt,
+            BackendProperty::Cuda => BackendChoice::Cuda,
+            BackendProperty::Cpu => BackendChoice::Cpu,
         }
     }
 }
@@ -114,16 +141,47 @@ pub enum PrecisionProperty {
     Fp32,
 }
 
-impl From<PrecisionProperty> for vfupscale::Precision {
+impl From<PrecisionProperty> for Precision {
     fn from(p: PrecisionProperty) -> Self {
         match p {
-            PrecisionProperty::Auto => vfupscale::Precision::Auto,
-            PrecisionProperty::Fp16 => vfupscale::Precision::Fp16,
-            PrecisionProperty::Fp32 => vfupscale::Precision::Fp32,
+            PrecisionProperty::Auto => Precision::Auto,
+            PrecisionProperty::Fp16 => Precision::Fp16,
+            PrecisionProperty::Fp32 => Precision::Fp32,
         }
     }
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    BackendProperty::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    PrecisionProperty::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     gst::Element::register(Some(plugin), "vfupscale", gst::Rank::NONE, VfUpscale::static_type())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The nicks of a property enum, in the order of its values.
+    fn nicks<E: StaticType>() -> Vec<String> {
+        let class = glib::EnumClass::with_type(E::static_type()).expect("an enum type");
+        class.values().iter().map(|v| v.nick().to_string()).collect()
+    }
+
+    /// Every value of a property enum, in the order of its values.
+    fn values<E: StaticType + for<'a> glib::value::FromValue<'a>>() -> Vec<E> {
+        let class = glib::EnumClass::with_type(E::static_type()).expect("an enum type");
+        class.values().iter().map(|v| v.to_value(&class).get::<E>().expect("a value of the enum")).collect()
+    }
+
+    #[test]
+    fn property_enums_are_the_cores_vocabulary() {
+        gst::init().unwrap();
+        // each nick is the core's name of the value the property maps to, and every core value is offered
+        let backends: Vec<BackendChoice> = values::<BackendProperty>().into_iter().map(BackendChoice::from).collect();
+        assert_eq!(backends, BackendChoice::ALL);
+        assert_eq!(nicks::<BackendProperty>(), BackendChoice::names());
+        let precisions: Vec<Precision> = values::<PrecisionProperty>().into_iter().map(Precision::from).collect();
+        assert_eq!(precisions, Precision::ALL);
+        assert_eq!(nicks::<PrecisionProperty>(), Precision::names());
+    }
 }

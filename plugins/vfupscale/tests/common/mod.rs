@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MPL-2.0
+
 //! What the element's test binaries share: GStreamer set up once with the plugin registered, a scratch directory.
 
 use std::path::PathBuf;
