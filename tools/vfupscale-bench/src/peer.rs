@@ -1,0 +1,136 @@
+// SPDX-License-Identifier: MPL-2.0
+//! `--peer`: the same model, precision and sizes in PyTorch (`tools/peer/torch_peer.py`: eager and
+//! `torch.compile(mode="max-autotune-no-cudagraphs")`, channels_last, device-resident input and output, CUDA-event
+//! timing after a warm-up), run on the same GPU after our own measurements, its JSON read back.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, Settings};
+use crate::core_api::{Size, model_path, precision_name};
+
+/// One model, precision and size as the peer measured it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerResult {
+    pub model: String,
+    pub precision: String,
+    pub width: u32,
+    pub height: u32,
+    pub eager_ms: f64,
+    pub eager_fps: f64,
+    pub compiled_ms: f64,
+    pub compiled_fps: f64,
+    /// Seconds the first compiled call took (tracing, autotuning, code generation).
+    pub compile_s: f64,
+    /// Largest difference of the torch output from ONNX Runtime's CPU output on the check input: eager in fp32,
+    /// compiled in the measured precision.
+    pub max_abs_diff_eager_fp32: f64,
+    pub max_abs_diff_compiled: f64,
+    pub check_size: String,
+}
+
+#[cfg(test)]
+impl PeerResult {
+    pub fn for_test(compiled_ms: f64) -> Self {
+        Self {
+            model: "m".into(),
+            precision: "fp16".into(),
+            width: 64,
+            height: 48,
+            eager_ms: 2.0 * compiled_ms,
+            eager_fps: 500.0 / compiled_ms,
+            compiled_ms,
+            compiled_fps: 1e3 / compiled_ms,
+            compile_s: 20.0,
+            max_abs_diff_eager_fp32: 1e-5,
+            max_abs_diff_compiled: 1e-3,
+            check_size: "64x48".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct PeerReport {
+    torch: String,
+    gpu: String,
+    results: Vec<PeerResult>,
+}
+
+/// Where to run the peer from.
+pub struct Peer {
+    pub python: PathBuf,
+    pub script: PathBuf,
+}
+
+/// The script: `given`, else `tools/peer/torch_peer.py` under the working directory, else in this source tree.
+pub fn find_script(given: Option<&Path>) -> Result<PathBuf> {
+    if let Some(path) = given {
+        return match path.is_file() {
+            true => Ok(path.to_path_buf()),
+            false => bail!("peer script {}: no such file", path.display()),
+        };
+    }
+    let candidates = [
+        PathBuf::from("tools/peer/torch_peer.py"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../peer/torch_peer.py"),
+    ];
+    candidates.iter().find(|p| p.is_file()).cloned().with_context(|| {
+        let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+        format!("the peer script is in none of {}: give --peer-script", tried.join(", "))
+    })
+}
+
+impl Peer {
+    /// Runs the peer on `model` at `precision` for every size, with our warm-up and run counts.
+    fn run(&self, cfg: &Config, sizes: &[Size], settings: &Settings, out: &Path) -> Result<PeerReport> {
+        let sizes: Vec<String> = sizes.iter().map(Size::to_string).collect();
+        let mut command = Command::new(&self.python);
+        command
+            .arg(&self.script)
+            .arg(model_path(&cfg.model))
+            .args(["--precision", precision_name(cfg.precision), "--sizes", &sizes.join(",")])
+            .args(["--device", &settings.device.to_string(), "--warmup", &settings.warmup.to_string()])
+            .args(["--runs", &settings.model_runs().to_string()])
+            .arg("--json")
+            .arg(out)
+            // its progress goes where ours does; our stdout keeps the table
+            .stdout(Stdio::from(std::io::stderr()));
+        eprintln!("peer: {command:?}");
+        let status = command.status().with_context(|| format!("starting {}", self.python.display()))?;
+        if !status.success() {
+            bail!("{} {} failed ({status})", self.python.display(), self.script.display());
+        }
+        let text = std::fs::read_to_string(out).with_context(|| format!("the peer's results {}", out.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("the peer's results {}", out.display()))
+    }
+
+    /// Runs the peer for every model and precision of `configs` (all their sizes at once) and returns, per
+    /// configuration in order, its result.
+    pub fn measure(&self, configs: &[Config], settings: &Settings, dir: &Path) -> Result<Vec<PeerResult>> {
+        let mut results: Vec<Option<PeerResult>> = vec![None; configs.len()];
+        for (i, cfg) in configs.iter().enumerate() {
+            if results[i].is_some() {
+                continue;
+            }
+            let group: Vec<usize> = (i..configs.len())
+                .filter(|&j| configs[j].model == cfg.model && configs[j].precision == cfg.precision)
+                .collect();
+            let sizes: Vec<Size> = group.iter().map(|&j| configs[j].size).collect();
+            let out = dir.join(format!("peer-{}.json", std::process::id()));
+            let report = self.run(cfg, &sizes, settings, &out);
+            let _ = std::fs::remove_file(&out);
+            let report = report.with_context(|| format!("peer for {} {}", cfg.model, precision_name(cfg.precision)))?;
+            eprintln!("peer: torch {} on {}", report.torch, report.gpu);
+            for &j in &group {
+                let size = configs[j].size;
+                let found = report.results.iter().find(|r| (r.width, r.height) == (size.width, size.height));
+                results[j] =
+                    Some(found.cloned().with_context(|| format!("the peer reported no result for {}", configs[j]))?);
+            }
+        }
+        Ok(results.into_iter().flatten().collect())
+    }
+}
