@@ -12,24 +12,27 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Config, Settings};
 use crate::core_api::{Size, model_path, precision_name};
 
-/// One model, precision and size as the peer measured it.
+/// One model, precision and size as the peer measured it (a row of `torch_peer.py`'s JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PeerResult {
     pub model: String,
     pub precision: String,
     pub width: u32,
     pub height: u32,
+    pub warmup: u64,
+    pub runs: u64,
     pub eager_ms: f64,
     pub eager_fps: f64,
     pub compiled_ms: f64,
     pub compiled_fps: f64,
-    /// Seconds the first compiled call took (tracing, autotuning, code generation).
+    /// Seconds the first compiled call took (tracing, autotuning, code generation; caches as found).
     pub compile_s: f64,
-    /// Largest difference of the torch output from ONNX Runtime's CPU output on the check input: eager in fp32,
-    /// compiled in the measured precision.
-    pub max_abs_diff_eager_fp32: f64,
-    pub max_abs_diff_compiled: f64,
+    /// Largest differences on the check input (`check_size`) from ONNX Runtime's CPU output, eager in fp32 and at
+    /// `precision`; and of the compiled output from the eager one at this size.
     pub check_size: String,
+    pub max_abs_diff_eager_fp32: f64,
+    pub max_abs_diff_eager: f64,
+    pub max_abs_diff_compiled: f64,
 }
 
 #[cfg(test)]
@@ -40,14 +43,17 @@ impl PeerResult {
             precision: "fp16".into(),
             width: 64,
             height: 48,
+            warmup: 20,
+            runs: 100,
             eager_ms: 2.0 * compiled_ms,
             eager_fps: 500.0 / compiled_ms,
             compiled_ms,
             compiled_fps: 1e3 / compiled_ms,
             compile_s: 20.0,
-            max_abs_diff_eager_fp32: 1e-5,
-            max_abs_diff_compiled: 1e-3,
             check_size: "64x48".into(),
+            max_abs_diff_eager_fp32: 1e-6,
+            max_abs_diff_eager: 1e-3,
+            max_abs_diff_compiled: 1e-3,
         }
     }
 }
@@ -132,5 +138,41 @@ impl Peer {
             }
         }
         Ok(results.into_iter().flatten().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shape of what `torch_peer.py --json` writes (from a run of it; `path` and `mode` are not read).
+    const REPORT: &str = r#"{
+      "torch": "2.11.0+cu130", "gpu": "NVIDIA H200", "device": "cuda:0", "mode": "max-autotune-no-cudagraphs",
+      "cudnn_tf32": true, "failures": [],
+      "results": [{
+        "model": "realesr-animevideov3-x2", "path": "/m/realesr-animevideov3-x2.onnx", "precision": "fp16",
+        "width": 1920, "height": 1080, "warmup": 20, "runs": 120, "check_size": "64x48",
+        "max_abs_diff_eager_fp32": 7.45e-07, "max_abs_diff_eager": 0.00102, "compiled_ms": 8.6,
+        "compiled_fps": 116.3, "compile_s": 21.0, "max_abs_diff_compiled": 0.0009, "eager_ms": 18.3,
+        "eager_fps": 54.6
+      }]
+    }"#;
+
+    #[test]
+    fn the_peers_json_is_read() {
+        let report: PeerReport = serde_json::from_str(REPORT).unwrap();
+        assert_eq!((report.torch.as_str(), report.gpu.as_str()), ("2.11.0+cu130", "NVIDIA H200"));
+        let r = &report.results[0];
+        assert_eq!((r.width, r.height, r.compiled_ms, r.max_abs_diff_eager), (1920, 1080, 8.6, 0.00102));
+        // a run without torch.compile has no compiled numbers: refused, not read as zero
+        let eager_only = REPORT.replace("\"compiled_ms\": 8.6", "\"compiled_ms\": null");
+        assert!(serde_json::from_str::<PeerReport>(&eager_only).is_err());
+    }
+
+    #[test]
+    fn a_missing_script_is_named() {
+        let e = find_script(Some(Path::new("/nonexistent/peer.py"))).unwrap_err();
+        assert_eq!(e.to_string(), "peer script /nonexistent/peer.py: no such file");
+        assert!(find_script(None).unwrap().ends_with("torch_peer.py"), "found in this source tree");
     }
 }
