@@ -219,6 +219,8 @@ def pad_amounts(node, pads, ndim: int, axes=None) -> list[tuple[int, int]]:
 
 
 def resize_output(node, x, scales, sizes) -> tuple[int, ...]:
+    if isinstance(scales, Shaped) or isinstance(sizes, Shaped):
+        raise GraphError(f"{node_label(node)}: scales and sizes must be known before the run, not computed in it")
     if sizes is not None and len(sizes):
         return tuple(int(v) for v in sizes)
     if scales is None or not len(scales):
@@ -313,18 +315,17 @@ def plan(graph: Graph, input_shape) -> Plan:
             else:
                 raise GraphError(f"{graph.path}: {node_label(node)}: input {name!r} is not computed before it")
         known = all(name == "" or name in p.known for name in node.input)
-        if node.op_type in STATIC_OPS and (known or node.op_type == "Shape"):
-            try:
-                p.known[node.output[0]] = static_eval(node, ins, attrs)
-            except GraphError as e:
-                raise GraphError(f"{graph.path}: {e}") from None
-            continue
-        if len(node.output) != 1:
-            raise GraphError(f"{graph.path}: {node_label(node)}: only single-output nodes are supported")
         try:
+            if node.op_type in STATIC_OPS and (known or node.op_type == "Shape"):
+                p.known[node.output[0]] = static_eval(node, ins, attrs)
+                continue
+            if len(node.output) != 1:
+                raise GraphError(f"{node_label(node)}: only single-output nodes are supported")
             p.shapes[node.output[0]] = tensor_shape(node, ins, attrs)
         except GraphError as e:
             raise GraphError(f"{graph.path}: {e}") from None
+        except (KeyError, IndexError, TypeError, ValueError) as e:
+            raise GraphError(f"{graph.path}: {node_label(node)}: inputs or attributes it cannot take ({e!r})") from e
         p.steps.append(node)
     if graph.output not in p.shapes or graph.output in graph.weights:
         raise GraphError(f"{graph.path}: the output {graph.output!r} does not depend on the input: nothing to run")
