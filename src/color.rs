@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Colour conversion between 8-bit NV12 code values and normalised RGB.
 //!
 //! One affine matrix per direction is derived here, in `f64`, from the standard luma coefficients and

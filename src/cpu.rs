@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! NV12 ⇄ planar RGB on host memory: the no-GPU path and the reference the CUDA kernels are checked against.
 //!
 //! The arithmetic mirrors `cuda/kernels/*.cu` operation for operation (same coefficients, same order), so the

@@ -1,4 +1,6 @@
-//! Frame and tensor descriptions shared by the CUDA and CPU paths.
+// SPDX-License-Identifier: MPL-2.0
+//! Frame and tensor descriptions shared by the CUDA and CPU paths: sizes, rectangles, element types, NV12 frames
+//! and planar tensors in host memory. Device memory has its own typed views in [`crate::cuda::memory`].
 
 use crate::error::{Error, Result};
 
@@ -201,24 +203,16 @@ impl Nv12Image {
     }
 }
 
-/// NV12 in CUDA device memory: `CUdeviceptr`s of the two planes and their pitches in bytes.
-///
-/// A plain description: it neither owns nor borrows the memory, so whoever builds one promises (through
-/// [`DeviceNv12::new`]'s contract) that the planes stay valid while work that uses it is in flight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DeviceNv12 {
-    pub size: Size,
-    pub y: u64,
-    pub y_pitch: usize,
-    pub uv: u64,
-    pub uv_pitch: usize,
+/// A planar RGB tensor in host memory, of either element type.
+#[derive(Debug)]
+pub enum HostTensor<'a> {
+    F32(&'a [f32]),
+    F16(&'a [half::f16]),
 }
 
-impl DeviceNv12 {
-    /// # Safety
-    /// `y` and `uv` must be device pointers of the CUDA context the frame is used with, valid for `size` rows
-    /// (luma) and `size.chroma()` rows (chroma) at the given pitches, until the work using them has completed.
-    pub unsafe fn new(size: Size, y: u64, y_pitch: usize, uv: u64, uv_pitch: usize) -> Self {
-        Self { size, y, y_pitch, uv, uv_pitch }
-    }
+/// A writable planar RGB tensor in host memory, of either element type.
+#[derive(Debug)]
+pub enum HostTensorMut<'a> {
+    F32(&'a mut [f32]),
+    F16(&'a mut [half::f16]),
 }

@@ -1,14 +1,71 @@
-//! The model contract: what an ONNX model must look like for vfupscale to run it, checked when it is loaded.
+// SPDX-License-Identifier: MPL-2.0
+//! The model contract: what an ONNX model must look like for vfupscale to run it, checked once when it is loaded.
 //!
 //! One input and one output (initializers listed as inputs by old exporters are ignored), both NCHW with 3
 //! channels, float32 or float16; an integer upscale factor, read from our metadata, from static shapes, or (when
-//! neither says) measured by one probe run once a session exists.
+//! neither says) measured by one probe run once a session exists (and checked by that run when they do).
 
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::frame::{ElementType, Size};
+use crate::onnx::precision::{FloatPrecision, convert};
 use crate::onnx::{self, Dim, META_SCALE, ModelProto, data_type, tensor_type};
+
+/// A model file, decoded and checked against the contract once: what every engine is built from.
+#[derive(Debug, Clone)]
+pub struct Model {
+    info: ModelInfo,
+    proto: ModelProto,
+}
+
+impl Model {
+    /// Reads, decodes and checks `path`.
+    pub fn load(path: &Path) -> Result<Self> {
+        Self::from_proto(onnx::read_model(path)?, path)
+    }
+
+    /// Checks an already decoded model (`path` names it in messages).
+    pub fn from_proto(proto: ModelProto, path: &Path) -> Result<Self> {
+        Ok(Self { info: ModelInfo::from_proto(&proto, path)?, proto })
+    }
+
+    /// The contract as the file states it.
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// The decoded file.
+    pub fn proto(&self) -> &ModelProto {
+        &self.proto
+    }
+
+    /// The float precision of the file's input.
+    pub fn precision(&self) -> FloatPrecision {
+        match self.info.input_type {
+            ElementType::F32 => FloatPrecision::F32,
+            ElementType::F16 => FloatPrecision::F16,
+        }
+    }
+
+    /// The serialised model with all floats in `precision` (converted when the file has another one) and its
+    /// contract as it then runs. The contract is not checked again: a conversion only changes element types.
+    pub fn encoded_as(&self, precision: FloatPrecision) -> Result<(ModelInfo, Vec<u8>)> {
+        let mixed = self.info.output_type != self.info.input_type;
+        if precision == self.precision() && !mixed {
+            return Ok((self.info.clone(), prost::Message::encode_to_vec(&self.proto)));
+        }
+        let mut proto = self.proto.clone();
+        convert(&mut proto, precision)
+            .map_err(|e| Error::model(&self.info.path, format!("converting to {}: {e}", precision.name())))?;
+        let element = match precision {
+            FloatPrecision::F32 => ElementType::F32,
+            FloatPrecision::F16 => ElementType::F16,
+        };
+        let info = ModelInfo { input_type: element, output_type: element, ..self.info.clone() };
+        Ok((info, prost::Message::encode_to_vec(&proto)))
+    }
+}
 
 /// Smallest spatial size a model must accept for a probe run.
 pub const PROBE_SIZE: u32 = 64;
@@ -81,7 +138,7 @@ fn check_nchw(path: &Path, what: &str, dims: &Option<Vec<Dim>>) -> Result<Vec<Di
 impl ModelInfo {
     /// Reads `path` and checks the contract.
     pub fn load(path: &Path) -> Result<Self> {
-        Self::from_proto(&onnx::read_model(path)?, path)
+        Ok(Model::load(path)?.info)
     }
 
     /// Checks the contract of an already decoded model (`path` names it in messages).
@@ -153,23 +210,23 @@ impl ModelInfo {
         })
     }
 
-    /// Checks that the model can take frames of `size` (its static size, its minimum size).
+    /// Checks that the model can take frames of `size` (its static size, its minimum size): a
+    /// [negotiation](crate::ErrorKind::Negotiation) error otherwise.
     pub fn check_input_size(&self, size: Size) -> Result<()> {
+        let model = self.path.display();
         if let Some(fixed) = self.fixed_size
             && fixed != size
         {
-            return Err(Error::model(
-                &self.path,
-                format!(
-                    "accepts only {fixed} input (static shape), but the stream is {size}; use a model with dynamic height and width"
-                ),
-            ));
+            return Err(Error::Negotiation(format!(
+                "model {model}: accepts only {fixed} input (static shape), but the stream is {size}; use a model with \
+                 dynamic height and width"
+            )));
         }
         if size.width < self.min_size || size.height < self.min_size {
-            return Err(Error::model(
-                &self.path,
-                format!("needs at least {0}x{0} input, but the stream is {size}", self.min_size),
-            ));
+            return Err(Error::Negotiation(format!(
+                "model {model}: needs at least {0}x{0} input, but the stream is {size}",
+                self.min_size
+            )));
         }
         Ok(())
     }
@@ -234,6 +291,21 @@ mod tests {
 
         let m = model(&dyn4(), &dyn4(), data_type::FLOAT, &[]);
         assert_eq!(ModelInfo::from_proto(&m, Path::new("c.onnx")).unwrap().scale, None);
+    }
+
+    #[test]
+    fn a_model_converts_to_another_precision_without_a_second_check() {
+        let m = Model::from_proto(model(&dyn4(), &dyn4(), data_type::FLOAT, &[]), Path::new("m.onnx")).unwrap();
+        assert_eq!(m.precision(), FloatPrecision::F32);
+        let (same, bytes) = m.encoded_as(FloatPrecision::F32).unwrap();
+        assert_eq!(&same, m.info());
+        let (half, converted) = m.encoded_as(FloatPrecision::F16).unwrap();
+        assert_eq!((half.input_type, half.output_type), (ElementType::F16, ElementType::F16));
+        assert_eq!(half.path, m.info().path);
+        // the bytes really are the converted model, whose contract is what was derived without checking it again
+        let decoded = onnx::decode_model(&converted, Path::new("m.onnx")).unwrap();
+        assert_eq!(ModelInfo::from_proto(&decoded, Path::new("m.onnx")).unwrap(), half);
+        assert_ne!(bytes, converted);
     }
 
     #[test]

@@ -1,4 +1,70 @@
-//! Per-frame telemetry: stage timings and the counters that show where frame data moved.
+// SPDX-License-Identifier: MPL-2.0
+//! Per-frame telemetry: stage timings and the counters that show where frame data moved, and the names of the
+//! fields under which the element reports them (its `stats` structure), shared by the element, the command line,
+//! the benchmark and the tests.
+
+/// Field names of the element's `stats` structure.
+pub mod field {
+    /// Frames upscaled (`u64`).
+    pub const FRAMES: &str = "frames";
+    /// The engine the model runs on: a [`Backend`](crate::Backend) name (`String`).
+    pub const BACKEND: &str = "backend";
+    /// The GPU ("NAME (device N)") or "cpu" (`String`).
+    pub const DEVICE: &str = "device";
+    /// Mean and maximum milliseconds of converting NV12 into the model's input (`f64`).
+    pub const CONVERT_IN_MEAN_MS: &str = "convert-in-mean-ms";
+    pub const CONVERT_IN_MAX_MS: &str = "convert-in-max-ms";
+    /// Mean and maximum milliseconds of the model's runs for one frame (`f64`).
+    pub const INFERENCE_MEAN_MS: &str = "inference-mean-ms";
+    pub const INFERENCE_MAX_MS: &str = "inference-max-ms";
+    /// Mean and maximum milliseconds of blending and converting the output back to NV12 (`f64`).
+    pub const CONVERT_OUT_MEAN_MS: &str = "convert-out-mean-ms";
+    pub const CONVERT_OUT_MAX_MS: &str = "convert-out-max-ms";
+    /// Inputs read in place from CUDA memory of our context (`u64`).
+    pub const ZERO_COPY_INPUTS: &str = "zero-copy-inputs";
+    /// Inputs copied from another CUDA context (`u64`).
+    pub const FOREIGN_CONTEXT_COPIES: &str = "foreign-context-copies";
+    /// System-memory inputs uploaded on the CUDA path (`u64`).
+    pub const HOST_UPLOADS: &str = "host-uploads";
+    /// Bytes of the bound input and output tensors (`u64`).
+    pub const TENSOR_BYTES: &str = "tensor-bytes";
+    /// Tiles per frame, 1 for whole frames (`u64`).
+    pub const TILES_PER_FRAME: &str = "tiles-per-frame";
+    /// Tile side in input pixels (`u32`).
+    pub const TILE_SIZE: &str = "tile-size";
+    /// Frames retried with smaller tiles after running out of device memory (`u64`).
+    pub const OOM_RETRIES: &str = "oom-retries";
+    /// Device memory held now: the engine's plus our own frames (`u64`).
+    pub const DEVICE_MEMORY_BYTES: &str = "device-memory-bytes";
+    /// Device memory the inference engine holds now (ONNX Runtime's arena, or the native kernels' tensors and
+    /// weights) (`u64`).
+    pub const INFERENCE_ARENA_BYTES: &str = "inference-arena-bytes";
+    /// The most ONNX Runtime's arena had in use at once (`u64`); absent where the engine keeps no such figure.
+    pub const INFERENCE_ARENA_PEAK_BYTES: &str = "inference-arena-peak-bytes";
+
+    /// Every field, in the order the element reports them.
+    pub const ALL: &[&str] = &[
+        FRAMES,
+        BACKEND,
+        DEVICE,
+        CONVERT_IN_MEAN_MS,
+        CONVERT_IN_MAX_MS,
+        INFERENCE_MEAN_MS,
+        INFERENCE_MAX_MS,
+        CONVERT_OUT_MEAN_MS,
+        CONVERT_OUT_MAX_MS,
+        ZERO_COPY_INPUTS,
+        FOREIGN_CONTEXT_COPIES,
+        HOST_UPLOADS,
+        TENSOR_BYTES,
+        TILES_PER_FRAME,
+        TILE_SIZE,
+        OOM_RETRIES,
+        DEVICE_MEMORY_BYTES,
+        INFERENCE_ARENA_BYTES,
+        INFERENCE_ARENA_PEAK_BYTES,
+    ];
+}
 
 /// A pipeline stage that is timed per frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +94,15 @@ impl StageStats {
     }
 }
 
-/// What an upscaler (and the element around it) did so far.
+/// One frame's stage durations in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FrameTimes {
+    pub convert_in: f64,
+    pub inference: f64,
+    pub convert_out: f64,
+}
+
+/// What an upscaler did so far.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Stats {
     /// Frames upscaled.
@@ -59,6 +133,14 @@ impl Stats {
             Stage::ConvertOut => self.convert_out.record(ms),
         }
     }
+
+    /// Records one finished frame.
+    pub fn record_frame(&mut self, times: FrameTimes) {
+        self.record(Stage::ConvertIn, times.convert_in);
+        self.record(Stage::Inference, times.inference);
+        self.record(Stage::ConvertOut, times.convert_out);
+        self.frames += 1;
+    }
 }
 
 #[cfg(test)]
@@ -73,5 +155,16 @@ mod tests {
             s.record(ms);
         }
         assert_eq!((s.count, s.mean_ms(), s.max_ms), (3, 5.0, 9.0));
+    }
+
+    #[test]
+    fn field_names_are_distinct_kebab_case() {
+        let mut names = field::ALL.to_vec();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), field::ALL.len(), "a field name is listed twice");
+        for n in field::ALL {
+            assert!(n.chars().all(|c| c.is_ascii_lowercase() || c == '-'), "{n}");
+        }
     }
 }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Tiles with overlap and the weights that blend them back into one frame.
 //!
 //! All tiles of a frame have the same size (so one set of bound tensors, and batches, serve every tile) and are

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The colour conversions (the CPU path, which the CUDA kernels mirror operation for operation) checked against
 //! an independent float64 reference written here from the standards' formulas: ITU-R BT.601/709/2020 luma
 //! coefficients, 8-bit limited (16–235/16–240) and full (0–255, chroma zero at 128) quantisation, centred chroma

@@ -1,14 +1,16 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The SRVGGNetCompact matcher behind the native kernels: which graphs it takes, what it refuses and why, and that
 //! the network it extracts computes what ONNX Runtime computes on the model (a float64 reference forward pass here
 //! against ONNX Runtime's CPU provider), so that the GPU kernels only have to match this extraction.
 
 use std::path::PathBuf;
 
-use vfupscale::frame::Size;
-use vfupscale::infer::{Backend, InferenceSession, SessionOptions, TensorLocation, load_model};
+use vfupscale::frame::{HostTensor, HostTensorMut, Size};
+use vfupscale::infer::{InferenceSession, SessionOptions};
 use vfupscale::native::graph::{Conv3x3, SrvggGraph};
 use vfupscale::native::match_srvgg;
-use vfupscale::onnx::{Dim, GraphBuilder, META_SCALE, attr_float, attr_int, attr_ints, attr_string, data_type};
+use vfupscale::{Backend, Model, Precision, TensorLocation};
+use vfupscale_onnx::onnx::{Dim, GraphBuilder, META_SCALE, attr_float, attr_int, attr_ints, attr_string, data_type};
 
 fn installed(name: &str) -> PathBuf {
     let p = vfupscale::models::model_path(name);
@@ -17,8 +19,8 @@ fn installed(name: &str) -> PathBuf {
 }
 
 fn matched(name: &str) -> Result<SrvggGraph, String> {
-    let (info, proto) = load_model(&installed(name)).unwrap();
-    match_srvgg(&proto, &info.input_name, &info.output_name)
+    let model = Model::load(&installed(name)).unwrap();
+    match_srvgg(model.proto(), &model.info().input_name, &model.info().output_name)
 }
 
 #[test]
@@ -73,7 +75,7 @@ fn random(n: usize, seed: u32, scale: f32) -> Vec<f32> {
         .collect()
 }
 
-fn synthetic(spec: &Synthetic) -> vfupscale::onnx::ModelProto {
+fn synthetic(spec: &Synthetic) -> vfupscale_onnx::onnx::ModelProto {
     let dynamic = [Dim::Unknown, Dim::Fixed(3), Dim::Unknown, Dim::Unknown];
     let mut g = GraphBuilder::with_io(data_type::FLOAT, &dynamic, &dynamic);
     let mut seed = 1;
@@ -262,13 +264,15 @@ fn test_image(size: Size) -> Vec<f32> {
 }
 
 fn onnx_runtime_cpu(path: &std::path::Path, image: &[f32], size: Size, scale: u32) -> Vec<f32> {
-    let (info, proto) = load_model(path).unwrap();
-    let options = SessionOptions::default();
-    let mut session = InferenceSession::open_with(&info, &proto, &options, Backend::Cpu).unwrap();
+    let model = Model::load(path).unwrap();
+    let options = SessionOptions::new(0, Precision::Fp32);
+    let mut session = InferenceSession::open_with(&model, &options, Backend::Cpu).unwrap();
     session.bind(1, size, scale, TensorLocation::Host).unwrap();
-    session.input_host::<f32>().unwrap().copy_from_slice(image);
+    let HostTensorMut::F32(input) = session.input_host().unwrap() else { panic!("fp32 input expected") };
+    input.copy_from_slice(image);
     session.run().unwrap();
-    session.output_host::<f32>().unwrap().to_vec()
+    let HostTensor::F32(output) = session.output_host().unwrap() else { panic!("fp32 output expected") };
+    output.to_vec()
 }
 
 #[test]
@@ -290,7 +294,7 @@ fn the_extracted_network_computes_what_onnx_runtime_computes() {
     // a synthetic DCR graph with r = 3 and LeakyRelu, written to a file for ONNX Runtime
     let spec = Synthetic { r: 3, dcr: true, activation: "LeakyRelu", ..Default::default() };
     let path = std::env::temp_dir().join(format!("vfupscale-synthetic-srvgg-{}.onnx", std::process::id()));
-    vfupscale::onnx::write_model(&path, &synthetic(&spec)).unwrap();
+    vfupscale_onnx::onnx::write_model(&path, &synthetic(&spec)).unwrap();
     let (reference, _) = reference_forward(&match_synthetic(&spec).unwrap(), &image64, size);
     let ort = onnx_runtime_cpu(&path, &image, size, 3);
     let max = reference.iter().zip(&ort).map(|(a, b)| (a - *b as f64).abs()).fold(0.0, f64::max);

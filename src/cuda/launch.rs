@@ -1,11 +1,14 @@
-//! One typed function per kernel; launch geometry lives here and nowhere else.
+// SPDX-License-Identifier: MPL-2.0
+//! The conversion and blend kernels, one typed function per kernel taking device-memory views; launch geometry
+//! lives here and nowhere else.
 
 use cudarc::driver::{CudaFunction, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg};
 
-use super::{GpuDevice, driver_error};
+use super::memory::{DeviceNv12, DeviceNv12Mut, PlanarTensor, PlanarTensorMut};
+use super::module::LoadedModule;
 use crate::color::Affine3x4;
 use crate::error::{Error, Result};
-use crate::frame::{DeviceNv12, ElementType, Rect, Size};
+use crate::frame::{ElementType, Rect};
 use crate::tiling::{AxisRamp, Tile};
 
 // SAFETY: `Affine3x4` is `#[repr(C)]` plain floats, laid out as `struct Affine3x4 { float m[3][4]; }` in the kernels.
@@ -24,110 +27,142 @@ fn grid(width: u32, height: u32) -> LaunchConfig {
     }
 }
 
-fn int(v: usize, what: &str) -> Result<i32> {
-    i32::try_from(v).map_err(|_| Error::InvalidConfig(format!("{what} {v} exceeds the kernels' 32-bit indexing")))
+/// A pair of kernels, one per tensor element type.
+#[derive(Debug)]
+struct PerElement {
+    f32: CudaFunction,
+    f16: CudaFunction,
 }
 
-/// A planar RGB tensor `[3, height, width]` in device memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DevicePlanar {
-    pub ptr: u64,
-    pub size: Size,
-    pub element: ElementType,
-}
-
-/// Converts `region` of `src` into the planar tensor `dst` (whose size is the region's size), on `stream`.
-///
-/// # Safety
-/// `src` must describe valid NV12 planes of the device's context, `dst.ptr` must point to at least
-/// `3 × dst.size.pixels()` elements of `dst.element` in that context, and both must stay valid until the work
-/// queued on `stream` has completed.
-pub unsafe fn nv12_to_planar(
-    device: &GpuDevice,
-    stream: &CudaStream,
-    src: &DeviceNv12,
-    yuv_to_rgb: &Affine3x4,
-    region: Rect,
-    dst: DevicePlanar,
-) -> Result<()> {
-    if region.size() != dst.size {
-        return Err(Error::InvalidConfig(format!("region {:?} does not match tensor size {}", region, dst.size)));
+impl PerElement {
+    fn new(module: &LoadedModule, stem: &str) -> Result<Self> {
+        Ok(Self {
+            f32: module.function(&format!("{stem}_f32"))?.clone(),
+            f16: module.function(&format!("{stem}_f16"))?.clone(),
+        })
     }
-    let f: &CudaFunction = match dst.element {
-        ElementType::F32 => &device.kernels.nv12_to_planar_f32,
-        ElementType::F16 => &device.kernels.nv12_to_planar_f16,
-    };
-    let (y_pitch, uv_pitch) = (int(src.y_pitch, "luma pitch")?, int(src.uv_pitch, "chroma pitch")?);
-    let (w, h) = (src.size.width as i32, src.size.height as i32);
-    let (ow, oh) = (dst.size.width as i32, dst.size.height as i32);
-    let mut args = stream.launch_builder(f);
-    args.arg(&src.y).arg(&y_pitch).arg(&src.uv).arg(&uv_pitch).arg(&w).arg(&h);
-    args.arg(&region.x).arg(&region.y).arg(&dst.ptr).arg(&ow).arg(&oh).arg(yuv_to_rgb);
-    // SAFETY: argument types and order match the kernel signature; the pointers' validity is the caller's contract.
-    unsafe { args.launch(grid(dst.size.width, dst.size.height)) }.map_err(|e| driver_error("cuLaunchKernel", e))?;
-    Ok(())
+
+    fn of(&self, element: ElementType) -> &CudaFunction {
+        match element {
+            ElementType::F32 => &self.f32,
+            ElementType::F16 => &self.f16,
+        }
+    }
 }
 
-/// Converts the planar tensor `src` into the NV12 frame `dst` of the same size, on `stream`.
-///
-/// # Safety
-/// As for [`nv12_to_planar`], with `src` read and `dst` written.
-pub unsafe fn planar_to_nv12(
-    device: &GpuDevice,
-    stream: &CudaStream,
-    src: DevicePlanar,
-    rgb_to_yuv: &Affine3x4,
-    dst: &DeviceNv12,
-) -> Result<()> {
-    if src.size != dst.size {
-        return Err(Error::InvalidConfig(format!("tensor {} does not match frame {}", src.size, dst.size)));
-    }
-    let f: &CudaFunction = match src.element {
-        ElementType::F32 => &device.kernels.planar_to_nv12_f32,
-        ElementType::F16 => &device.kernels.planar_to_nv12_f16,
-    };
-    let (y_pitch, uv_pitch) = (int(dst.y_pitch, "luma pitch")?, int(dst.uv_pitch, "chroma pitch")?);
-    let (w, h) = (dst.size.width as i32, dst.size.height as i32);
-    let chroma = dst.size.chroma();
-    let mut args = stream.launch_builder(f);
-    args.arg(&src.ptr).arg(&w).arg(&h).arg(&dst.y).arg(&y_pitch).arg(&dst.uv).arg(&uv_pitch).arg(rgb_to_yuv);
-    // SAFETY: as above.
-    unsafe { args.launch(grid(chroma.width, chroma.height)) }.map_err(|e| driver_error("cuLaunchKernel", e))?;
-    Ok(())
+/// The conversion kernels (`kernels/nv12_to_planar.cu`, `planar_to_nv12.cu`) and the blend kernel (`blend.cu`),
+/// loaded into one context.
+#[derive(Debug)]
+pub struct ConversionKernels {
+    nv12_to_planar: PerElement,
+    planar_to_nv12: PerElement,
+    blend_tile: PerElement,
 }
 
-/// Adds the tile output `src` (planar, the tile's output size), weighted by the tile's ramps, into the planar
-/// float32 accumulation frame `acc` of `acc_size`, on `stream`.
-///
-/// # Safety
-/// `src` must hold `3 × tile.output` elements and `acc` `3 × acc_size` floats of this device's context, valid until
-/// the work completes; the tile's output rectangle must lie inside `acc_size`.
-pub unsafe fn blend_tile(
-    device: &GpuDevice,
-    stream: &CudaStream,
-    src: DevicePlanar,
-    tile: &Tile,
-    acc: u64,
-    acc_size: Size,
-) -> Result<()> {
-    if src.size != tile.output.size()
-        || tile.output.x < 0
-        || tile.output.y < 0
-        || tile.output.x as u32 + tile.output.width > acc_size.width
-        || tile.output.y as u32 + tile.output.height > acc_size.height
-    {
-        return Err(Error::InvalidConfig(format!("tile {:?} does not fit the {acc_size} frame", tile.output)));
+fn int(v: u32) -> i32 {
+    // sizes were checked against the kernels' 32-bit indexing when the views were made
+    v as i32
+}
+
+impl ConversionKernels {
+    pub(crate) fn new(to_planar: &LoadedModule, to_nv12: &LoadedModule, blend: &LoadedModule) -> Result<Self> {
+        Ok(Self {
+            nv12_to_planar: PerElement::new(to_planar, "nv12_to_planar")?,
+            planar_to_nv12: PerElement::new(to_nv12, "planar_to_nv12")?,
+            blend_tile: PerElement::new(blend, "blend_tile")?,
+        })
     }
-    let f: &CudaFunction = match src.element {
-        ElementType::F32 => &device.kernels.blend_tile_f32,
-        ElementType::F16 => &device.kernels.blend_tile_f16,
-    };
-    let (tw, th) = (src.size.width as i32, src.size.height as i32);
-    let (aw, ah) = (acc_size.width as i32, acc_size.height as i32);
-    let mut args = stream.launch_builder(f);
-    args.arg(&src.ptr).arg(&tw).arg(&th).arg(&acc).arg(&aw).arg(&ah);
-    args.arg(&tile.output.x).arg(&tile.output.y).arg(&tile.ramps[0]).arg(&tile.ramps[1]);
-    // SAFETY: argument types and order match the kernel signature; pointer validity is the caller's contract.
-    unsafe { args.launch(grid(src.size.width, src.size.height)) }.map_err(|e| driver_error("cuLaunchKernel", e))?;
-    Ok(())
+
+    /// Converts `region` of `src` into the planar tensor `dst` (whose size is the region's size), on `stream`.
+    ///
+    /// # Safety
+    /// Both views' memory must stay valid until the work queued on `stream` has completed, and be memory of the
+    /// stream's context.
+    pub unsafe fn nv12_to_planar(
+        &self,
+        stream: &CudaStream,
+        src: &DeviceNv12<'_>,
+        yuv_to_rgb: &Affine3x4,
+        region: Rect,
+        dst: &mut PlanarTensorMut<'_>,
+    ) -> Result<()> {
+        if region.size() != dst.size() {
+            return Err(Error::Usage(format!("region {region:?} does not match tensor size {}", dst.size())));
+        }
+        let p = src.planes();
+        let (y_pitch, uv_pitch) = (p.y_pitch as i32, p.uv_pitch as i32);
+        let (w, h) = (int(p.size.width), int(p.size.height));
+        let (ow, oh) = (int(dst.size().width), int(dst.size().height));
+        let out = dst.ptr();
+        let mut args = stream.launch_builder(self.nv12_to_planar.of(dst.element()));
+        args.arg(&p.y).arg(&y_pitch).arg(&p.uv).arg(&uv_pitch).arg(&w).arg(&h);
+        args.arg(&region.x).arg(&region.y).arg(&out).arg(&ow).arg(&oh).arg(yuv_to_rgb);
+        // SAFETY: argument types and order match the kernel signature; the views hold the memory the kernel touches
+        // (checked when they were made), valid until the work completes per this function's contract.
+        unsafe { args.launch(grid(dst.size().width, dst.size().height)) }.map_err(Error::cuda("cuLaunchKernel"))?;
+        Ok(())
+    }
+
+    /// Converts the planar tensor `src` into the NV12 frame `dst` of the same size, on `stream`.
+    ///
+    /// # Safety
+    /// As for [`ConversionKernels::nv12_to_planar`].
+    pub unsafe fn planar_to_nv12(
+        &self,
+        stream: &CudaStream,
+        src: &PlanarTensor<'_>,
+        rgb_to_yuv: &Affine3x4,
+        dst: &mut DeviceNv12Mut<'_>,
+    ) -> Result<()> {
+        if src.size() != dst.size() {
+            return Err(Error::Usage(format!("tensor {} does not match frame {}", src.size(), dst.size())));
+        }
+        let p = dst.planes();
+        let (y_pitch, uv_pitch) = (p.y_pitch as i32, p.uv_pitch as i32);
+        let (w, h) = (int(p.size.width), int(p.size.height));
+        let chroma = p.size.chroma();
+        let input = src.ptr();
+        let mut args = stream.launch_builder(self.planar_to_nv12.of(src.element()));
+        args.arg(&input).arg(&w).arg(&h).arg(&p.y).arg(&y_pitch).arg(&p.uv).arg(&uv_pitch).arg(rgb_to_yuv);
+        // SAFETY: as above.
+        unsafe { args.launch(grid(chroma.width, chroma.height)) }.map_err(Error::cuda("cuLaunchKernel"))?;
+        Ok(())
+    }
+
+    /// Adds the tile output `src` (planar, the tile's output size), weighted by the tile's ramps, into the planar
+    /// float32 accumulation frame `acc`, on `stream`.
+    ///
+    /// # Safety
+    /// As for [`ConversionKernels::nv12_to_planar`].
+    pub unsafe fn blend_tile(
+        &self,
+        stream: &CudaStream,
+        src: &PlanarTensor<'_>,
+        tile: &Tile,
+        acc: &mut PlanarTensorMut<'_>,
+    ) -> Result<()> {
+        let acc_size = acc.size();
+        if src.size() != tile.output.size()
+            || acc.element() != ElementType::F32
+            || tile.output.x < 0
+            || tile.output.y < 0
+            || tile.output.x as u32 + tile.output.width > acc_size.width
+            || tile.output.y as u32 + tile.output.height > acc_size.height
+        {
+            return Err(Error::Usage(format!(
+                "tile {:?} does not fit the {acc_size} {} accumulation frame",
+                tile.output,
+                acc.element()
+            )));
+        }
+        let (tw, th) = (int(src.size().width), int(src.size().height));
+        let (aw, ah) = (int(acc_size.width), int(acc_size.height));
+        let (input, frame) = (src.ptr(), acc.ptr());
+        let mut args = stream.launch_builder(self.blend_tile.of(src.element()));
+        args.arg(&input).arg(&tw).arg(&th).arg(&frame).arg(&aw).arg(&ah);
+        args.arg(&tile.output.x).arg(&tile.output.y).arg(&tile.ramps[0]).arg(&tile.ramps[1]);
+        // SAFETY: as above.
+        unsafe { args.launch(grid(src.size().width, src.size().height)) }.map_err(Error::cuda("cuLaunchKernel"))?;
+        Ok(())
+    }
 }

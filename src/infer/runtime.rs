@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Loading ONNX Runtime at run time and the one process-wide environment.
 //!
 //! The library is looked for in this order: `ORT_DYLIB_PATH` (if set, nothing else is tried), the copy that
@@ -11,20 +12,7 @@ use std::sync::OnceLock;
 use ort::environment::Environment;
 
 use crate::error::{Error, Result};
-
-/// Where vfupscale keeps data of its own: `$VFUPSCALE_DATA_DIR`, else `$XDG_DATA_HOME/vfupscale`, else
-/// `~/.local/share/vfupscale`.
-pub fn data_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("VFUPSCALE_DATA_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d);
-    }
-    let base = std::env::var_os("XDG_DATA_HOME")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .unwrap_or_else(|| PathBuf::from("."));
-    base.join("vfupscale")
-}
+use crate::paths::data_dir;
 
 /// Candidate library paths, most specific first.
 pub fn library_candidates() -> Vec<PathBuf> {

@@ -1,19 +1,17 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Running an [`SrvggGraph`] with our kernels (`kernels/srvgg.cu`) on one CUDA stream.
 
 use std::sync::Arc;
 
 use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
-use cudarc::driver::{CudaFunction, CudaSlice, CudaStream, DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg};
 
 use super::graph::{Conv3x3, CubicResize, FEATURES, SrvggGraph};
-use crate::cuda::{GpuDevice, driver_error};
+use crate::cuda::{GpuDevice, PlanarTensor, PlanarTensorMut};
+use crate::engine::EngineMemory;
 use crate::error::{Error, Result};
 use crate::frame::{ElementType, Size};
 use crate::model::ModelInfo;
-
-mod sources {
-    include!(concat!(env!("OUT_DIR"), "/native_kernels.rs"));
-}
 
 /// Output pixels per side of the convolution kernels' tile; threads per block.
 const TILE: u32 = 16;
@@ -135,7 +133,6 @@ struct Buffers {
 
 /// An SRVGGNetCompact network on our kernels: fp16 activations, fp32 accumulation, device-memory IO.
 pub struct NativeEngine {
-    device: Arc<GpuDevice>,
     stream: Arc<CudaStream>,
     model: ModelInfo,
     conv_first: CudaFunction,
@@ -159,19 +156,18 @@ pub struct NativeEngine {
 impl NativeEngine {
     /// Compiles the kernels (once per context), checks the device can run them and uploads the weights.
     /// `model` is the contract of the ONNX model the graph came from.
-    pub fn new(device: Arc<GpuDevice>, stream: Arc<CudaStream>, graph: &SrvggGraph, model: &ModelInfo) -> Result<Self> {
+    pub fn new(device: &GpuDevice, stream: Arc<CudaStream>, graph: &SrvggGraph, model: &ModelInfo) -> Result<Self> {
         let last_channels = graph.last.out_channels;
         let last_padded = last_channels.next_multiple_of(16);
-        check_device(&device, shared_bytes(FEATURES).max(shared_bytes(last_padded)))?;
+        check_device(device, shared_bytes(FEATURES).max(shared_bytes(last_padded)))?;
         let scale = graph.scale();
         if scale.fract() != 0.0 || scale < 1.0 {
             return Err(Error::model(&model.path, format!("native kernels: scale {scale} is not an integer")));
         }
         let blocks = device.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)? as u32;
 
-        let (name, source) = sources::SOURCES[0];
-        let module = device.module(name, source)?;
-        let function = |f: &str| module.load_function(f).map_err(|e| driver_error("cuModuleGetFunction", e));
+        let module = device.module(&super::kernels::SRVGG)?;
+        let function = |f: &str| module.function(f).cloned();
         let conv_hidden = function("srvgg_conv_hidden")?;
         let conv_last = function(&format!("srvgg_conv_last_{last_padded}"))?;
         for (f, nout) in [(&conv_hidden, FEATURES), (&conv_last, last_padded)] {
@@ -179,11 +175,11 @@ impl NativeEngine {
                 CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                 shared_bytes(nout) as i32,
             )
-            .map_err(|e| driver_error("cuFuncSetAttribute", e))?;
+            .map_err(Error::cuda("cuFuncSetAttribute"))?;
         }
 
-        let upload_f32 = |v: &[f32]| stream.clone_htod(v).map_err(|e| driver_error("cuMemcpyHtoD", e));
-        let upload_f16 = |v: &[u16]| stream.clone_htod(v).map_err(|e| driver_error("cuMemcpyHtoD", e));
+        let upload_f32 = |v: &[f32]| stream.clone_htod(v).map_err(Error::cuda("cuMemcpyHtoD"));
+        let upload_f16 = |v: &[u16]| stream.clone_htod(v).map_err(Error::cuda("cuMemcpyHtoD"));
         let first = Layer {
             weights: upload_f16(&first_taps(&graph.first))?,
             bias: upload_f32(&graph.first.bias)?,
@@ -216,7 +212,6 @@ impl NativeEngine {
         Ok(Self {
             conv_first: function("srvgg_conv_first")?,
             resize_cubic: function("srvgg_resize_cubic")?,
-            device,
             stream,
             model,
             conv_hidden,
@@ -244,21 +239,22 @@ impl NativeEngine {
     }
 
     /// Device bytes per input pixel for one image: input, two activation buffers, shuffled and output tensors.
-    pub fn bytes_per_pixel(&self) -> usize {
+    fn bytes_per_pixel(&self) -> usize {
         let r2 = (self.shuffle * self.shuffle) as usize;
         let s2 = (self.scale * self.scale) as usize;
         2 * (3 + 2 * FEATURES + if self.resize.is_some() { 3 * r2 } else { 0 } + 3 * s2)
     }
 
-    /// Device memory held by the weights.
-    pub fn weight_bytes(&self) -> usize {
-        self.weight_bytes
+    /// Device memory a run of `batch` images of `tile` needs, exactly: the kernels allocate nothing beyond their
+    /// tensors and weights.
+    pub fn estimate(&self, tile: Size, batch: u32) -> usize {
+        tile.pixels() * batch as usize * self.bytes_per_pixel() + self.weight_bytes
     }
 
-    /// Device memory held: weights and the current tensors.
-    pub fn memory_bytes(&self) -> usize {
-        self.weight_bytes
-            + self.buffers.as_ref().map_or(0, |b| b.batch as usize * b.size.pixels() * self.bytes_per_pixel())
+    /// Device memory held now: weights and the current tensors. There is no arena, so no peak to report.
+    pub fn memory(&self) -> EngineMemory {
+        let tensors = self.buffers.as_ref().map_or(0, |b| b.batch as usize * b.size.pixels() * self.bytes_per_pixel());
+        EngineMemory { held: (self.weight_bytes + tensors) as u64, peak: None, limit: None }
     }
 
     /// Allocates (or keeps) the tensors for `batch` images of `size`.
@@ -272,7 +268,7 @@ impl NativeEngine {
         if elements.is_none() || size.width == 0 || size.height == 0 {
             return Err(Error::InvalidConfig(format!("native kernels: {batch} x {size} is out of their range")));
         }
-        let alloc = |n: usize| self.stream.alloc_zeros::<u16>(n).map_err(|e| driver_error("cuMemAlloc", e));
+        let alloc = |n: usize| self.stream.alloc_zeros::<u16>(n).map_err(Error::cuda("cuMemAlloc"));
         let r2 = (self.shuffle * self.shuffle) as usize;
         let s2 = (self.scale * self.scale) as usize;
         self.buffers = Some(Buffers {
@@ -287,57 +283,72 @@ impl NativeEngine {
     }
 
     fn buffers(&self) -> Result<&Buffers> {
-        self.buffers.as_ref().ok_or_else(|| Error::InvalidConfig("native kernels: no tensors bound".into()))
+        self.buffers.as_ref().ok_or_else(|| Error::Usage("native kernels: no tensors bound".into()))
     }
 
-    /// Device address of the input tensor (planar fp16 `[batch, 3, h, w]`).
-    pub fn input_ptr(&self) -> Result<u64> {
-        Ok(self.buffers()?.input.device_ptr(&self.stream).0)
+    /// Image `slot` of the input tensor (planar fp16 `[batch, 3, h, w]`), written by the caller on our stream.
+    pub fn input_tensor(&mut self, slot: u32) -> Result<PlanarTensorMut<'_>> {
+        let b = self.buffers.as_mut().ok_or_else(|| Error::Usage("native kernels: no tensors bound".into()))?;
+        let n = 3 * b.size.pixels();
+        if slot >= b.batch {
+            return Err(Error::Usage(format!("input slot {slot} of a batch of {}", b.batch)));
+        }
+        let start = slot as usize * n;
+        PlanarTensorMut::from_view(b.input.slice_mut(start..start + n), &self.stream, b.size)
     }
 
-    /// Device address of the output tensor (planar fp16 `[batch, 3, scale·h, scale·w]`).
-    pub fn output_ptr(&self) -> Result<u64> {
-        Ok(self.buffers()?.output.device_ptr(&self.stream).0)
+    /// Image `slot` of the output tensor (planar fp16 `[batch, 3, scale·h, scale·w]`), read by the caller on our
+    /// stream.
+    pub fn output_tensor(&mut self, slot: u32) -> Result<PlanarTensor<'_>> {
+        let b = self.buffers()?;
+        let size = b.size.scaled(self.scale);
+        let n = 3 * size.pixels();
+        if slot >= b.batch {
+            return Err(Error::Usage(format!("output slot {slot} of a batch of {}", b.batch)));
+        }
+        let start = slot as usize * n;
+        PlanarTensor::from_view(b.output.slice(start..start + n), &self.stream, size)
     }
 
     /// Queues the whole network on the stream (no synchronisation).
-    pub fn run(&self) -> Result<()> {
+    pub fn run(&mut self) -> Result<()> {
         self.launch_all(|_| Ok(()))
     }
 
     /// Runs the network once and returns each kernel's time in milliseconds (CUDA events), in order: the first
     /// layer, each hidden layer, the last layer and the final resize if any.
-    pub fn profile(&self) -> Result<Vec<(String, f64)>> {
+    pub fn profile(&mut self) -> Result<Vec<(String, f64)>> {
+        let stream = self.stream.clone();
         let flags = Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT);
-        let event = || self.stream.context().new_event(flags).map_err(|e| driver_error("cuEventCreate", e));
+        let event = || stream.context().new_event(flags).map_err(Error::cuda("cuEventCreate"));
         let start = event()?;
-        start.record(&self.stream).map_err(|e| driver_error("cuEventRecord", e))?;
+        start.record(&stream).map_err(Error::cuda("cuEventRecord"))?;
         let mut marks = Vec::new();
         self.launch_all(|name| {
             let e = event()?;
-            e.record(&self.stream).map_err(|e| driver_error("cuEventRecord", e))?;
+            e.record(&stream).map_err(Error::cuda("cuEventRecord"))?;
             marks.push((name, e));
             Ok(())
         })?;
-        self.stream.synchronize().map_err(|e| driver_error("cuStreamSynchronize", e))?;
+        stream.synchronize().map_err(Error::cuda("cuStreamSynchronize"))?;
         let mut previous = &start;
         let mut times = Vec::new();
         for (name, e) in &marks {
-            let ms = previous.elapsed_ms(e).map_err(|e| driver_error("cuEventElapsedTime", e))?;
+            let ms = previous.elapsed_ms(e).map_err(Error::cuda("cuEventElapsedTime"))?;
             times.push((name.to_string(), ms as f64));
             previous = e;
         }
         Ok(times)
     }
 
-    /// Queues every kernel, calling `after` with its name after each launch.
-    fn launch_all(&self, mut after: impl FnMut(&'static str) -> Result<()>) -> Result<()> {
-        let b = self.buffers()?;
-        let s = &self.stream;
+    /// Queues every kernel, calling `after` with its name after each launch. Tensors and weights go to the kernels
+    /// as cudarc allocations, so cudarc's access guards cover every launch.
+    fn launch_all(&mut self, mut after: impl FnMut(&'static str) -> Result<()>) -> Result<()> {
+        let Self { stream, buffers, first, hidden, last, conv_first, conv_hidden, conv_last, resize_cubic, .. } = self;
+        let b = buffers.as_mut().ok_or_else(|| Error::Usage("native kernels: no tensors bound".into()))?;
+        let s: &CudaStream = stream;
         let (n, h, w) = (b.batch, b.size.height, b.size.width);
-        let ptr = |slice: &CudaSlice<u16>| slice.device_ptr(s).0;
-        let ptr32 = |slice: &CudaSlice<f32>| slice.device_ptr(s).0;
-        let launch_error = |e| driver_error("cuLaunchKernel", e);
+        let launch_error = Error::cuda("cuLaunchKernel");
         let (tiles_x, tiles_y) = (w.div_ceil(TILE), h.div_ceil(TILE));
         let shape = ConvShape {
             n: n as i32,
@@ -347,56 +358,62 @@ impl NativeEngine {
             tiles_y: tiles_y as i32,
             tiles: (n * tiles_x * tiles_y) as i32,
         };
+        let blocks = self.blocks;
         let conv_config = |nout: usize| LaunchConfig {
-            grid_dim: (self.blocks.min(n * tiles_x * tiles_y), 1, 1),
+            grid_dim: (blocks.min(n * tiles_x * tiles_y), 1, 1),
             block_dim: (CONV_THREADS, 1, 1),
             shared_mem_bytes: shared_bytes(nout) as u32,
         };
         // first layer: one warp per 16 pixels of a row, looping; a few blocks of four warps per SM
         let first_tiles = n * h * w.div_ceil(16);
         let first_config = LaunchConfig {
-            grid_dim: (first_tiles.div_ceil(FIRST_WARPS).min(self.blocks * 16), 1, 1),
+            grid_dim: (first_tiles.div_ceil(FIRST_WARPS).min(blocks * 16), 1, 1),
             block_dim: (FIRST_WARPS * 32, 1, 1),
             shared_mem_bytes: 0,
         };
+        let (hi, wi, ni) = (h as i32, w as i32, n as i32);
+        let Buffers { input, activations, shuffled, output, .. } = b;
+        let [act0, act1] = activations;
 
-        let (input, act) = (ptr(&b.input), [ptr(&b.activations[0]), ptr(&b.activations[1])]);
-        let (hi, wi) = (h as i32, w as i32);
-        let (fw, fb, fs) = (ptr(&self.first.weights), ptr32(&self.first.bias), ptr32(&self.first.slope));
-        let ni = n as i32;
-        let mut args = s.launch_builder(&self.conv_first);
-        args.arg(&input).arg(&fw).arg(&fb).arg(&fs).arg(&act[0]).arg(&ni).arg(&hi).arg(&wi);
-        // SAFETY: the pointers are this engine's tensors and weights, sized for `shape` by `bind`; the argument
-        // list matches srvgg_conv_first.
+        let mut args = s.launch_builder(conv_first);
+        args.arg(&*input).arg(&first.weights).arg(&first.bias).arg(&first.slope).arg(&mut *act0);
+        args.arg(&ni).arg(&hi).arg(&wi);
+        // SAFETY: the tensors and weights are this engine's, sized for `shape` by `bind`; the argument list matches
+        // srvgg_conv_first.
         unsafe { args.launch(first_config) }.map_err(launch_error)?;
         after("first")?;
 
-        let mut current = 0;
-        for layer in &self.hidden {
-            let (lw, lb, ls) = (ptr(&layer.weights), ptr32(&layer.bias), ptr32(&layer.slope));
-            let mut args = s.launch_builder(&self.conv_hidden);
-            args.arg(&act[current]).arg(&lw).arg(&lb).arg(&ls).arg(&act[1 - current]).arg(&shape);
+        let mut current_is_first = true;
+        for layer in hidden.iter() {
+            let (src, dst) = if current_is_first { (&*act0, &mut *act1) } else { (&*act1, &mut *act0) };
+            let mut args = s.launch_builder(conv_hidden);
+            args.arg(src).arg(&layer.weights).arg(&layer.bias).arg(&layer.slope).arg(dst).arg(&shape);
             // SAFETY: as above; srvgg_conv_hidden reads one activation buffer and writes the other.
             unsafe { args.launch(conv_config(FEATURES)) }.map_err(launch_error)?;
             after("hidden")?;
-            current = 1 - current;
+            current_is_first = !current_is_first;
         }
 
-        let shuffled = b.shuffled.as_ref().map_or(ptr(&b.output), ptr);
-        let (lw, lb) = (ptr(&self.last.weights), ptr32(&self.last.bias));
-        let mut args = s.launch_builder(&self.conv_last);
-        args.arg(&act[current]).arg(&lw).arg(&lb).arg(&shuffled).arg(&input).arg(&shape);
-        // SAFETY: as above; the shuffled tensor holds 3 r² values per input pixel.
-        unsafe { args.launch(conv_config(self.last_padded)) }.map_err(launch_error)?;
-        after("last")?;
+        let src = if current_is_first { &*act0 } else { &*act1 };
+        let last_padded = self.last_padded;
+        {
+            let target: &mut CudaSlice<u16> = match shuffled.as_mut() {
+                Some(shuffled) => shuffled,
+                None => output,
+            };
+            let mut args = s.launch_builder(conv_last);
+            args.arg(src).arg(&last.weights).arg(&last.bias).arg(target).arg(&*input).arg(&shape);
+            // SAFETY: as above; the target holds 3 r² values per input pixel.
+            unsafe { args.launch(conv_config(last_padded)) }.map_err(launch_error)?;
+            after("last")?;
+        }
 
-        if let Some(resize) = self.resize {
+        if let (Some(resize), Some(shuffled)) = (self.resize, shuffled.as_ref()) {
             let (sh, sw) = (h * self.shuffle, w * self.shuffle);
             let (dh, dw) = (h * self.scale, w * self.scale);
-            let output = ptr(&b.output);
             let (shi, swi, dhi, dwi) = (sh as i32, sw as i32, dh as i32, dw as i32);
-            let mut args = s.launch_builder(&self.resize_cubic);
-            args.arg(&shuffled).arg(&shi).arg(&swi).arg(&output).arg(&dhi).arg(&dwi);
+            let mut args = s.launch_builder(resize_cubic);
+            args.arg(shuffled).arg(&shi).arg(&swi).arg(output).arg(&dhi).arg(&dwi);
             args.arg(&resize.factor).arg(&resize.factor).arg(&resize.a);
             // 64x16 outputs per block (see the kernel)
             let grid = LaunchConfig {
@@ -409,9 +426,5 @@ impl NativeEngine {
             after("resize")?;
         }
         Ok(())
-    }
-
-    pub fn device(&self) -> &Arc<GpuDevice> {
-        &self.device
     }
 }

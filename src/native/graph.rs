@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Recognising an SRVGGNetCompact graph in an ONNX model and taking its weights out.
 //!
 //! The network (Real-ESRGAN's `SRVGGNetCompact`): a 3×3 convolution from RGB to F features and an activation,

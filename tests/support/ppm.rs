@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Reads the binary PPM (P6, 8-bit) test images in `tests/data`; shared by the core's and the plugin's tests.
 
 use std::path::{Path, PathBuf};

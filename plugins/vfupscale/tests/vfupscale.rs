@@ -10,7 +10,7 @@ use gst_check::Harness;
 #[path = "../../../tests/support/ppm.rs"]
 mod ppm;
 use ppm::{read_ppm, test_image_path};
-use vfupscale::onnx::{Dim, GraphBuilder, META_SCALE, attr_string, data_type, write_model};
+use vfupscale_onnx::onnx::{Dim, GraphBuilder, META_SCALE, attr_string, data_type, write_model};
 
 mod common;
 use common::init;
@@ -239,7 +239,7 @@ fn properties_have_documented_defaults_and_scale_is_known_after_start() {
     assert_eq!(e.property::<u32>("async-depth"), 1);
     let depth = e.find_property("async-depth").unwrap();
     let range = depth.downcast_ref::<gst::glib::ParamSpecUInt>().unwrap();
-    assert_eq!((range.minimum(), range.maximum()), (0, vfupscale::upscaler::MAX_FRAMES_IN_FLIGHT as u32 - 1));
+    assert_eq!((range.minimum(), range.maximum()), (0, vfupscale::MAX_FRAMES_IN_FLIGHT as u32 - 1));
 
     let mut h = harness(&nearest_model(3, None), "video/x-raw,format=NV12,width=16,height=8");
     h.play();
@@ -521,7 +521,7 @@ fn tiled_output_matches_whole_frame_output() {
             stats.get::<u64>("tiles-per-frame").unwrap(),
             stats.get::<u32>("tile-size").unwrap()
         );
-        if overlap == vfupscale::upscaler::DEFAULT_TILE_OVERLAP.to_string() {
+        if overlap == vfupscale::DEFAULT_TILE_OVERLAP.to_string() {
             assert!(stats.get::<u64>("tiles-per-frame").unwrap() > 1);
             assert!(l >= 50.0 && c >= 50.0, "default overlap: luma {l:.1} dB, chroma {c:.1} dB");
         }

@@ -1,4 +1,6 @@
 // Adds one tile's output, weighted by its blend ramps (tiling.rs), into a planar float32 accumulation frame.
+// nvrtc: fmad=false
+// (no contraction of multiplies and adds: the results equal cpu.rs bit for bit)
 // Each thread handles one output pixel of the tile; tiles are blended one after another on one stream, so no two
 // launches touch the accumulation frame at once.
 #include "common.cuh"

@@ -1,4 +1,6 @@
 // NV12 (8-bit, any pitch) -> planar RGB tensor [3, out_h, out_w] in 0..1, fp32 or fp16.
+// nvrtc: fmad=false
+// (no contraction of multiplies and adds: the results equal cpu.rs bit for bit)
 // Chroma is upsampled bilinearly with centred siting (weights 3/4, 1/4); the region may reach outside the frame,
 // where edge pixels are replicated (tiles with overlap at frame borders).
 #include "common.cuh"

@@ -1,4 +1,6 @@
 // Planar RGB tensor [3, height, width] (fp32 or fp16, any range) -> NV12 of the same size.
+// nvrtc: fmad=false
+// (no contraction of multiplies and adds: the results equal cpu.rs bit for bit)
 // RGB is clamped to 0..1; each thread writes one chroma sample (the 2x2 average of clamped RGB) and its luma block.
 #include "common.cuh"
 

@@ -9,7 +9,7 @@ use std::str::FromStr;
 use anyhow::{Result, bail};
 use clap::Parser;
 
-use crate::core_api::{DEFAULT_MODEL, Precision, Size, parse_precision, precision_name};
+use crate::core_api::{DEFAULT_MODEL, Precision, Size};
 
 /// What the element costs on top of the model, measured side by side on an NVIDIA GPU: (a) the model alone,
 /// (b) the element alone on frames decoded beforehand, (c) the whole NVDEC → vfupscale pipeline, each after a
@@ -17,9 +17,10 @@ use crate::core_api::{DEFAULT_MODEL, Precision, Size, parse_precision, precision
 #[derive(Debug, Parser)]
 #[command(name = "vfupscale-bench", version)]
 pub struct Args {
-    /// Installed models to measure [default: the matrix of realesr-animevideov3-x2/x4 at fp16/fp32 and
-    /// 1280x720/1920x1080, and realesrgan-x4plus fp16 1280x720, restricted to --precisions and --sizes if given]
-    #[arg(long, value_delimiter = ',', value_name = "NAME,…")]
+    /// Models to measure, as installed names or ONNX files [default: the matrix of realesr-animevideov3-x2/x4 at
+    /// fp16/fp32 and 1280x720/1920x1080, and realesrgan-x4plus fp16 1280x720, restricted to --precisions and
+    /// --sizes if given]
+    #[arg(long, value_delimiter = ',', value_name = "NAME|PATH,…")]
     pub models: Option<Vec<String>>,
     /// Precisions of each model [default: fp16,fp32]
     #[arg(long, value_delimiter = ',', value_name = "fp16|fp32,…", value_parser = parse_precision)]
@@ -88,6 +89,14 @@ impl fmt::Display for Framerate {
     }
 }
 
+/// A precision a benchmark can ask for: `fp16` or `fp32` (`auto` would hide which one ran).
+pub fn parse_precision(s: &str) -> Result<Precision, String> {
+    match s.parse::<Precision>() {
+        Ok(p) if p != Precision::Auto => Ok(p),
+        _ => Err(format!("precision {s:?} is not fp16 or fp32 (auto would hide which one ran)")),
+    }
+}
+
 pub fn parse_size(s: &str) -> Result<Size, String> {
     let parsed = s.split_once('x').and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)));
     match parsed {
@@ -96,17 +105,31 @@ pub fn parse_size(s: &str) -> Result<Size, String> {
     }
 }
 
+/// A model to measure: its file, and the name it is shown under (the file's stem: an installed model's name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelFile {
+    pub name: String,
+    pub path: PathBuf,
+}
+
+impl ModelFile {
+    pub fn new(path: PathBuf) -> Self {
+        let name = path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned());
+        Self { name, path }
+    }
+}
+
 /// One row of the benchmark.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    pub model: String,
+    pub model: ModelFile,
     pub precision: Precision,
     pub size: Size,
 }
 
 impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} {}", self.model, precision_name(self.precision), self.size)
+        write!(f, "{} {} {}", self.model.name, self.precision, self.size)
     }
 }
 
@@ -133,34 +156,50 @@ impl Settings {
     }
 }
 
+/// Turns what the user named as a model (a path or an installed model's name) into its file.
+pub type Resolve<'a> = &'a dyn Fn(&str) -> Result<PathBuf>;
+
 impl Args {
-    /// The configurations to measure.
-    pub fn matrix(&self) -> Result<Vec<Config>> {
+    /// The configurations to measure, their models found by `resolve` before anything is measured.
+    pub fn matrix(&self, resolve: Resolve) -> Result<Vec<Config>> {
         let precisions = self.precisions.clone().unwrap_or_else(|| vec![Precision::Fp16, Precision::Fp32]);
         let sizes = self.sizes.clone().unwrap_or_else(|| vec![Size::new(1280, 720), Size::new(1920, 1080)]);
-        let matrix: Vec<Config> = match &self.models {
+        let named: Vec<(&str, Precision, Size)> = match &self.models {
             Some(models) => {
                 let mut m = Vec::new();
                 for model in models {
                     for &precision in &precisions {
-                        m.extend(sizes.iter().map(|&size| Config { model: model.clone(), precision, size }));
+                        m.extend(sizes.iter().map(|&size| (model.as_str(), precision, size)));
                     }
                 }
                 m
             }
             None => default_matrix()
                 .into_iter()
-                .filter(|c| precisions.contains(&c.precision) && sizes.contains(&c.size))
+                .filter(|&(_, precision, size)| precisions.contains(&precision) && sizes.contains(&size))
                 .collect(),
         };
-        if matrix.is_empty() {
+        if named.is_empty() {
             bail!("no configuration of the default matrix has these precisions and sizes: name --models");
+        }
+        let mut files: Vec<(&str, ModelFile)> = Vec::new();
+        let mut matrix = Vec::with_capacity(named.len());
+        for (model, precision, size) in named {
+            let file = match files.iter().find(|(name, _)| *name == model) {
+                Some((_, file)) => file.clone(),
+                None => {
+                    let file = ModelFile::new(resolve(model)?);
+                    files.push((model, file.clone()));
+                    file
+                }
+            };
+            matrix.push(Config { model: file, precision, size });
         }
         Ok(matrix)
     }
 
     /// The one configuration of a soak.
-    pub fn soak_config(&self) -> Result<Config> {
+    pub fn soak_config(&self, resolve: Resolve) -> Result<Config> {
         let one = |what: &str, n: usize| match n {
             0 | 1 => Ok(()),
             _ => Err(anyhow::anyhow!("--soak runs one configuration: give one value of --{what}")),
@@ -169,7 +208,7 @@ impl Args {
         one("precisions", self.precisions.as_ref().map_or(0, Vec::len))?;
         one("sizes", self.sizes.as_ref().map_or(0, Vec::len))?;
         Ok(Config {
-            model: self.models.as_ref().map_or(DEFAULT_MODEL.to_string(), |m| m[0].clone()),
+            model: ModelFile::new(resolve(self.models.as_ref().map_or(DEFAULT_MODEL, |m| m[0].as_str()))?),
             precision: self.precisions.as_ref().map_or(Precision::Fp16, |p| p[0]),
             size: self.sizes.as_ref().map_or(Size::new(1920, 1080), |s| s[0]),
         })
@@ -197,16 +236,16 @@ impl Args {
 }
 
 /// The default matrix of issue #6: animevideov3 x2/x4 × fp16/fp32 × 720p/1080p, and realesrgan-x4plus fp16 720p.
-fn default_matrix() -> Vec<Config> {
+fn default_matrix() -> Vec<(&'static str, Precision, Size)> {
     let mut m = Vec::new();
     for model in ["realesr-animevideov3-x2", "realesr-animevideov3-x4"] {
         for precision in [Precision::Fp16, Precision::Fp32] {
             for size in [Size::new(1280, 720), Size::new(1920, 1080)] {
-                m.push(Config { model: model.into(), precision, size });
+                m.push((model, precision, size));
             }
         }
     }
-    m.push(Config { model: "realesrgan-x4plus".into(), precision: Precision::Fp16, size: Size::new(1280, 720) });
+    m.push(("realesrgan-x4plus", Precision::Fp16, Size::new(1280, 720)));
     m
 }
 
@@ -216,6 +255,14 @@ mod tests {
 
     fn args(line: &[&str]) -> Result<Args, clap::Error> {
         Args::try_parse_from(std::iter::once("vfupscale-bench").chain(line.iter().copied()))
+    }
+
+    /// Names as installed models of a directory /models, paths as themselves.
+    fn installed(given: &str) -> Result<PathBuf> {
+        match given.contains('/') {
+            true => Ok(PathBuf::from(given)),
+            false => Ok(PathBuf::from(format!("/models/{given}.onnx"))),
+        }
     }
 
     #[test]
@@ -231,6 +278,12 @@ mod tests {
         }
         let e = args(&["--precisions", "fp16,auto"]).unwrap_err().to_string();
         assert!(e.contains("\"auto\" is not fp16 or fp32"), "{e}");
+        let e = args(&["--precisions", "fp8"]).unwrap_err().to_string();
+        assert!(e.contains("\"fp8\" is not fp16 or fp32"), "{e}");
+        assert_eq!(
+            args(&["--precisions", "FP32,fp16"]).unwrap().precisions,
+            Some(vec![Precision::Fp32, Precision::Fp16])
+        );
         assert!(args(&["--async-depth", "3"]).is_err());
         assert!(args(&["--soak", "100"]).is_err(), "a soak needs more than 100 frames");
         assert!(args(&["--soak", "1000", "--peer"]).is_err());
@@ -238,17 +291,38 @@ mod tests {
 
     #[test]
     fn default_matrix_restricted_by_the_options() {
-        let all = args(&[]).unwrap().matrix().unwrap();
+        let all = args(&[]).unwrap().matrix(&installed).unwrap();
         assert_eq!(all.len(), 9);
         assert_eq!(all[8].to_string(), "realesrgan-x4plus fp16 1280x720");
-        let hd = args(&["--sizes", "1920x1080", "--precisions", "fp16"]).unwrap().matrix().unwrap();
+        assert_eq!(all[8].model.path, PathBuf::from("/models/realesrgan-x4plus.onnx"));
+        let hd = args(&["--sizes", "1920x1080", "--precisions", "fp16"]).unwrap().matrix(&installed).unwrap();
         assert_eq!(
             hd.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
             ["realesr-animevideov3-x2 fp16 1920x1080", "realesr-animevideov3-x4 fp16 1920x1080"]
         );
-        assert!(args(&["--sizes", "640x360"]).unwrap().matrix().is_err());
+        assert!(args(&["--sizes", "640x360"]).unwrap().matrix(&installed).is_err());
         let named = args(&["--models", "a,b", "--precisions", "fp32", "--sizes", "64x48,32x32"]).unwrap();
-        assert_eq!(named.matrix().unwrap().len(), 4);
+        assert_eq!(named.matrix(&installed).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn models_are_names_or_paths_resolved_once_each() {
+        let resolved = std::cell::RefCell::new(Vec::new());
+        let counting = |given: &str| {
+            resolved.borrow_mut().push(given.to_string());
+            installed(given)
+        };
+        let a = args(&["--models", "/tmp/my model.onnx,x2", "--precisions", "fp16,fp32", "--sizes", "64x48"]).unwrap();
+        let m = a.matrix(&counting).unwrap();
+        assert_eq!(*resolved.borrow(), ["/tmp/my model.onnx", "x2"]);
+        assert_eq!(
+            m.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+            ["my model fp16 64x48", "my model fp32 64x48", "x2 fp16 64x48", "x2 fp32 64x48"]
+        );
+        assert_eq!(m[0].model.path, PathBuf::from("/tmp/my model.onnx"));
+        let missing = |given: &str| -> Result<PathBuf> { bail!("model {given}: no such file") };
+        let e = args(&["--models", "nope"]).unwrap().matrix(&missing).unwrap_err().to_string();
+        assert_eq!(e, "model nope: no such file");
     }
 
     #[test]
@@ -262,10 +336,10 @@ mod tests {
 
     #[test]
     fn a_soak_takes_one_configuration() {
-        let c = args(&["--soak", "200"]).unwrap().soak_config().unwrap();
+        let c = args(&["--soak", "200"]).unwrap().soak_config(&installed).unwrap();
         assert_eq!(c.to_string(), "realesr-animevideov3-x2 fp16 1920x1080");
-        let c = args(&["--soak", "200", "--models", "m", "--sizes", "64x48"]).unwrap().soak_config().unwrap();
+        let c = args(&["--soak", "200", "--models", "m", "--sizes", "64x48"]).unwrap().soak_config(&installed).unwrap();
         assert_eq!(c.to_string(), "m fp16 64x48");
-        assert!(args(&["--soak", "200", "--sizes", "64x48,32x32"]).unwrap().soak_config().is_err());
+        assert!(args(&["--soak", "200", "--sizes", "64x48,32x32"]).unwrap().soak_config(&installed).is_err());
     }
 }

@@ -1,55 +1,35 @@
 // SPDX-License-Identifier: MPL-2.0
-//! The bench's only door into the vfupscale core: the vocabulary (precisions, backends, stats field names), the
-//! device, which engine the element would choose, and the model-only runs of (a). The core's API is being
-//! reshaped; everything the bench needs from it is here so that the switch touches this file alone.
+//! The bench's only door into the vfupscale core: the vocabulary (precisions, backends, stats field names), model
+//! resolution, the device, and the engines of (a), chosen by [`vfupscale::select_engine`] as the element chooses
+//! its own, then run alone.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use serde::Serialize;
 use vfupscale::cuda::GpuDevice;
-use vfupscale::infer::{BackendChoice, InferenceSession, SessionOptions, TensorLocation, load_model};
-use vfupscale::native::{NativeEngine, match_srvgg};
+use vfupscale::tiling::TilePlan;
+use vfupscale::{Engine, EngineRequest, Model, RunPlan, TensorLocation, select_engine};
 
 pub use vfupscale::frame::Size;
-pub use vfupscale::infer::{Backend, Precision};
+pub use vfupscale::stats::field;
+pub use vfupscale::{Backend, BackendChoice, Precision};
 
 use crate::measure::{Measure, time_runs};
 
-/// Names of the fields of the element's `stats` structure that the bench reads.
-pub mod field {
-    pub const FRAMES: &str = "frames";
-    pub const BACKEND: &str = "backend";
-    pub const CONVERT_IN_MEAN_MS: &str = "convert-in-mean-ms";
-    pub const INFERENCE_MEAN_MS: &str = "inference-mean-ms";
-    pub const CONVERT_OUT_MEAN_MS: &str = "convert-out-mean-ms";
-    pub const ZERO_COPY_INPUTS: &str = "zero-copy-inputs";
-    pub const DEVICE_MEMORY_BYTES: &str = "device-memory-bytes";
-}
+/// Profiled runs of the native engine whose per-kernel times are averaged.
+const PROFILE_RUNS: u32 = 10;
 
 /// The model the element uses by default (the soak's model).
 pub const DEFAULT_MODEL: &str = vfupscale::models::DEFAULT_MODEL;
 
-/// Path of an installed model.
-pub fn model_path(name: &str) -> PathBuf {
-    vfupscale::models::model_path(name)
-}
-
-/// `fp16` or `fp32`: the precisions a benchmark can ask for (`auto` would hide which one ran).
-pub fn parse_precision(s: &str) -> Result<Precision, String> {
-    match s {
-        "fp16" => Ok(Precision::Fp16),
-        "fp32" => Ok(Precision::Fp32),
-        other => Err(format!("precision {other:?} is not fp16 or fp32")),
-    }
-}
-
-pub fn precision_name(p: Precision) -> &'static str {
-    match p {
-        Precision::Fp16 => "fp16",
-        Precision::Fp32 => "fp32",
-        Precision::Auto => "auto",
-    }
+/// The file of a model given as a path or as an installed model's name.
+pub fn resolve_model(given: &str) -> Result<PathBuf> {
+    vfupscale::models::resolve(Some(Path::new(given))).map_err(|e| match e.is_missing_resource() {
+        true => anyhow::anyhow!("{e} (vfupscale-model fetch NAME installs a model by name)"),
+        false => e.into(),
+    })
 }
 
 /// One CUDA device (its primary context, shared with the element).
@@ -89,102 +69,95 @@ pub fn versions() -> (String, String) {
     (driver, ort)
 }
 
-/// The engine the element picks for a model and precision on `gpu` (backend `auto`), and for the native kernels
-/// the PSNR of their output against ONNX Runtime's that admitted them.
-pub struct EngineChoice {
-    pub backend: Backend,
-    pub native_agreement_db: Option<f64>,
-}
-
-/// Decides as the element does: the same selection, device check and agreement check.
-pub fn choose_engine(gpu: &Gpu, model: &str, precision: Precision) -> Result<EngineChoice> {
-    let config = vfupscale::UpscalerConfig {
-        model: model_path(model),
-        backend: BackendChoice::Auto,
-        precision,
-        device_id: gpu.ordinal(),
-        ..Default::default()
-    };
-    let upscaler = vfupscale::Upscaler::new(config)?;
-    for warning in upscaler.warnings() {
-        eprintln!("  engine selection: {warning}");
-    }
-    Ok(EngineChoice { backend: upscaler.backend(), native_agreement_db: upscaler.native_agreement_db() })
+/// How the native kernels' output agreed with ONNX Runtime's on the probe image that admitted them.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct NativeAgreement {
+    pub psnr_db: f64,
+    pub max_difference: f32,
 }
 
 /// One kernel's mean time in a profiled run of the native engine.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct KernelTime {
     pub kernel: String,
     pub ms: f64,
 }
 
-/// (a): the model alone on `backend`, input and output in device memory, one stream synchronisation per run as in
-/// the element; for the native kernels also the per-kernel profile (the mean of ten profiled runs).
-pub fn time_model(
-    gpu: &Gpu,
-    model: &str,
-    precision: Precision,
-    size: Size,
-    backend: Backend,
-    warmup: u64,
-    runs: u64,
-) -> Result<(Measure, Option<Vec<KernelTime>>)> {
-    let path = model_path(model);
-    let (info, proto) = load_model(&path)?;
-    let stream = gpu.device.new_stream()?;
-    let sync = || stream.synchronize().context("cuStreamSynchronize");
-    match backend {
-        Backend::Native => {
-            let graph = match_srvgg(&proto, &info.input_name, &info.output_name)
-                .map_err(|why| anyhow::anyhow!("{}: not an SRVGGNetCompact graph: {why}", path.display()))?;
-            let mut engine = NativeEngine::new(gpu.device.clone(), stream.clone(), &graph, &info)?;
-            engine.bind(1, size)?;
-            let measure = time_runs(warmup, runs, || {
-                engine.run()?;
-                sync()
-            })?;
-            Ok((measure, Some(native_profile(&engine, 10)?)))
+/// A model on one engine, bound for device-memory input and output of one frame size.
+pub struct ModelRun {
+    engine: Engine,
+    pub native_agreement: Option<NativeAgreement>,
+}
+
+impl ModelRun {
+    /// Chooses the engine for `model` as the element does for `backend` (the same [`select_engine`], device and
+    /// agreement check; its warnings printed) and gets it ready for frames of `size` as the element's upscaler
+    /// does for a whole frame.
+    pub fn open(gpu: &Gpu, model: &Path, precision: Precision, backend: BackendChoice, size: Size) -> Result<Self> {
+        let model = Arc::new(Model::load(model)?);
+        let request = EngineRequest { backend, precision, device_id: gpu.ordinal(), engine_cache_dir: None };
+        let selected = select_engine(model.clone(), &request)?;
+        for warning in &selected.warnings {
+            eprintln!("  engine selection ({backend}): {warning}");
         }
-        Backend::Cuda | Backend::TensorRt => {
-            let options = SessionOptions {
-                backend: if backend == Backend::Cuda { BackendChoice::Cuda } else { BackendChoice::TensorRt },
-                precision,
-                device_id: gpu.ordinal(),
-                compute_stream: Some(stream.cu_stream() as usize),
-                profile_size: Some((1, size)),
-                ..Default::default()
-            };
-            let mut session = InferenceSession::open_with(&info, &proto, &options, backend)?;
-            let scale = match info.scale {
-                Some(s) => s,
-                None => session.probe_scale()?,
-            };
-            session.bind(1, size, scale, TensorLocation::Device)?;
-            let measure = time_runs(warmup, runs, || {
-                session.run()?;
-                sync()
-            })?;
-            Ok((measure, None))
+        let mut engine = selected.engine;
+        if engine.stream().is_none() {
+            bail!("the engine chosen runs on the {}: the benchmark measures GPU engines", engine.backend().title());
         }
-        Backend::Cpu => bail!("the benchmark measures GPU backends only, not {backend}"),
+        model.info().check_input_size(size)?;
+        let plan = RunPlan { tiles: Arc::new(TilePlan::whole(size, engine.scale())), batch: 1, memory_limit: None };
+        engine.reconfigure(&plan)?;
+        engine.bind(1, size, TensorLocation::Device)?;
+        let native_agreement =
+            selected.native_agreement.map(|a| NativeAgreement { psnr_db: a.psnr_db, max_difference: a.max_difference });
+        Ok(Self { engine, native_agreement })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.engine.backend()
+    }
+
+    /// (a): `runs` runs timed after `warmup`, each waited for (one stream synchronisation per run, as in the
+    /// element).
+    pub fn time(&mut self, warmup: u64, runs: u64) -> Result<Measure> {
+        let stream = self.engine.stream().cloned().context("a GPU engine without a stream")?;
+        let engine = &mut self.engine;
+        time_runs(warmup, runs, || {
+            engine.run()?;
+            stream.synchronize().context("cuStreamSynchronize")
+        })
+    }
+
+    /// Each kernel's mean time over [`PROFILE_RUNS`] profiled runs, in launch order, named as the engine names them;
+    /// `None` for engines that do not profile their kernels (ONNX Runtime).
+    pub fn kernel_profile(&mut self) -> Result<Option<Vec<KernelTime>>> {
+        let mut totals: Vec<KernelTime> = Vec::new();
+        for run in 0..PROFILE_RUNS {
+            let Some(times) = self.engine.profile()? else { return Ok(None) };
+            if run == 0 {
+                totals = times.iter().map(|(kernel, _)| KernelTime { kernel: kernel.clone(), ms: 0.0 }).collect();
+            }
+            if times.len() != totals.len() || times.iter().zip(&totals).any(|((k, _), t)| *k != t.kernel) {
+                bail!("the {} engine's profile changed between runs", self.engine.backend());
+            }
+            for (total, (_, ms)) in totals.iter_mut().zip(&times) {
+                total.ms += ms / f64::from(PROFILE_RUNS);
+            }
+        }
+        Ok(Some(totals))
     }
 }
 
-/// The mean time of each kernel over `runs` profiled runs (CUDA events), in launch order.
-fn native_profile(engine: &NativeEngine, runs: u32) -> Result<Vec<KernelTime>> {
-    let mut totals: Vec<KernelTime> = Vec::new();
-    for _ in 0..runs {
-        let times = engine.profile()?;
-        if totals.is_empty() {
-            totals = times.iter().map(|(kernel, _)| KernelTime { kernel: kernel.clone(), ms: 0.0 }).collect();
-        }
-        if times.len() != totals.len() {
-            bail!("the native engine's profile changed length between runs ({} vs {})", times.len(), totals.len());
-        }
-        for (total, (_, ms)) in totals.iter_mut().zip(&times) {
-            total.ms += ms / f64::from(runs);
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn models_resolve_as_paths_or_names_and_missing_ones_say_how_to_install() {
+        let e = resolve_model("no-such-model-for-the-bench").unwrap_err().to_string();
+        assert!(e.starts_with("model no-such-model-for-the-bench: no such file"), "{e}");
+        assert!(e.ends_with("(vfupscale-model fetch NAME installs a model by name)"), "{e}");
+        let here = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+        assert_eq!(resolve_model(here).unwrap(), Path::new(here));
     }
-    Ok(totals)
 }

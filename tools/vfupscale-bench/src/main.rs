@@ -2,9 +2,11 @@
 //! `vfupscale-bench`: what the element costs on top of the model, measured side by side on an NVIDIA GPU.
 //!
 //! For each configuration (model, precision, input size), in one run:
-//! - (a) model only: the engine the element chooses (our native kernels or ONNX Runtime with the element's session
-//!   options), input and output in device memory, one stream synchronisation per run as in the element; also ONNX
-//!   Runtime's CUDA provider on the same model, and for the native kernels the time of each kernel;
+//! - (a) model only: the engine the element chooses, chosen by the same `vfupscale::select_engine` (our native
+//!   kernels, admitted by their agreement with ONNX Runtime, or ONNX Runtime with the element's session options),
+//!   input and output in device memory, one stream synchronisation per run as in the element; also ONNX Runtime's
+//!   CUDA provider on the same model, and for engines that profile their kernels (the native ones) the time of
+//!   each kernel as the engine names it;
 //! - (b) element only: frames decoded beforehand into CUDA memory of the element's context, pushed through
 //!   `appsrc ! vfupscale ! fakesink`;
 //! - (c) full pipeline: `filesrc ! qtdemux ! h264parse ! nvh264dec ! queue ! vfupscale ! queue ! fakesink`.
@@ -28,11 +30,11 @@ mod soak;
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Parser;
 
 use config::{Args, Config, Settings};
-use core_api::{Backend, Gpu, choose_engine, model_path, precision_name, time_model};
+use core_api::{Backend, BackendChoice, Gpu, ModelRun, resolve_model};
 use report::{Report, Row, kernel_summary, stages_summary, table};
 
 fn main() -> ExitCode {
@@ -49,10 +51,9 @@ fn run() -> Result<()> {
     let args = Args::parse();
     let mut settings = args.settings()?;
     let matrix = match args.soak {
-        Some(_) => vec![args.soak_config()?],
-        None => args.matrix()?,
+        Some(_) => vec![args.soak_config(&resolve_model)?],
+        None => args.matrix(&resolve_model)?,
     };
-    check_installed(&matrix)?;
     gst::init()?;
     gstvfupscale::plugin_register_static()?;
     let gpu = Gpu::open(args.device)?;
@@ -124,44 +125,34 @@ fn run() -> Result<()> {
     failure.map_or(Ok(()), Err)
 }
 
-/// Refuses models that are not installed before anything is measured.
-fn check_installed(configs: &[Config]) -> Result<()> {
-    for cfg in configs {
-        let path = model_path(&cfg.model);
-        if !path.is_file() {
-            bail!(
-                "model {} is not installed ({} is missing): vfupscale-model fetch {}",
-                cfg.model,
-                path.display(),
-                cfg.model
-            );
-        }
-    }
-    Ok(())
-}
-
 /// (a), (b) and (c) for one configuration.
 fn measure(cfg: &Config, settings: &Settings, gpu: &Gpu, dir: &Path) -> Result<Row> {
-    let choice = choose_engine(gpu, &cfg.model, cfg.precision)?;
-    let engine = choice.backend;
-    if engine == Backend::Cpu {
-        bail!("the element would run it on the CPU");
-    }
     let runs = settings.model_runs();
-    let (a, kernels) = time_model(gpu, &cfg.model, cfg.precision, cfg.size, engine, settings.warmup, runs)
-        .with_context(|| format!("(a) the model alone on {engine}"))?;
+    let path = &cfg.model.path;
+    let mut chosen = ModelRun::open(gpu, path, cfg.precision, BackendChoice::Auto, cfg.size)
+        .context("choosing the engine as the element does")?;
+    let engine = chosen.backend();
+    let a = chosen.time(settings.warmup, runs).with_context(|| format!("(a) the model alone on {engine}"))?;
     println!("  engine {engine}; (a) model alone {:.3} ms ({:.1}/s) over {} runs", a.ms_per_frame, a.fps, a.frames);
-    if let Some(db) = choice.native_agreement_db {
-        println!("  native kernels agree with ONNX Runtime to {db:.1} dB");
+    if let Some(agreement) = &chosen.native_agreement {
+        println!(
+            "  native kernels agree with ONNX Runtime to {:.1} dB (largest difference {:.4})",
+            agreement.psnr_db, agreement.max_difference
+        );
     }
+    let kernels = chosen.kernel_profile().with_context(|| format!("profiling the {engine} engine's kernels"))?;
     if let Some(kernels) = &kernels {
-        println!("  native kernels: {}", kernel_summary(kernels));
+        println!("  {engine} kernels: {}", kernel_summary(kernels));
     }
+    let native_agreement = chosen.native_agreement;
+    // one engine on the GPU at a time: the chosen one is closed before the next opens
+    drop(chosen);
     let ort = match engine {
         Backend::Cuda => a,
         _ => {
-            let (ort, _) = time_model(gpu, &cfg.model, cfg.precision, cfg.size, Backend::Cuda, settings.warmup, runs)
-                .context("the model alone on ONNX Runtime's CUDA provider")?;
+            let mut cuda = ModelRun::open(gpu, path, cfg.precision, BackendChoice::Cuda, cfg.size)
+                .context("ONNX Runtime's CUDA provider")?;
+            let ort = cuda.time(settings.warmup, runs).context("the model alone on ONNX Runtime's CUDA provider")?;
             println!("  ONNX Runtime CUDA, model alone {:.3} ms ({:.1}/s)", ort.ms_per_frame, ort.fps);
             ort
         }
@@ -182,12 +173,12 @@ fn measure(cfg: &Config, settings: &Settings, gpu: &Gpu, dir: &Path) -> Result<R
         stages_summary(&c.stages)
     );
     Ok(Row {
-        model: cfg.model.clone(),
-        precision: precision_name(cfg.precision),
+        model: cfg.model.name.clone(),
+        precision: cfg.precision.name(),
         width: cfg.size.width,
         height: cfg.size.height,
-        engine: engine.name().to_string(),
-        native_agreement_db: choice.native_agreement_db,
+        engine: engine.name(),
+        native_agreement,
         model_only: a,
         element: b.measure,
         pipeline: c.measure,

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, Settings};
-use crate::core_api::{Size, model_path, precision_name};
+use crate::core_api::Size;
 
 /// One model, precision and size as the peer measured it (a row of `torch_peer.py`'s JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,8 +96,8 @@ impl Peer {
         let mut command = Command::new(&self.python);
         command
             .arg(&self.script)
-            .arg(model_path(&cfg.model))
-            .args(["--precision", precision_name(cfg.precision), "--sizes", &sizes.join(",")])
+            .arg(&cfg.model.path)
+            .args(["--precision", cfg.precision.name(), "--sizes", &sizes.join(",")])
             .args(["--device", &settings.device.to_string(), "--warmup", &settings.warmup.to_string()])
             .args(["--runs", &settings.model_runs().to_string()])
             .arg("--json")
@@ -128,7 +128,7 @@ impl Peer {
             let out = dir.join(format!("peer-{}.json", std::process::id()));
             let report = self.run(cfg, &sizes, settings, &out);
             let _ = std::fs::remove_file(&out);
-            let report = report.with_context(|| format!("peer for {} {}", cfg.model, precision_name(cfg.precision)))?;
+            let report = report.with_context(|| format!("peer for {} {}", cfg.model.name, cfg.precision))?;
             eprintln!("peer: torch {} on {}", report.torch, report.gpu);
             for &j in &group {
                 let size = configs[j].size;

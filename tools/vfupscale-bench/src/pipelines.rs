@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use gst::prelude::*;
 
 use crate::config::{Config, Framerate, Settings};
-use crate::core_api::{Backend, Size, field, model_path, precision_name};
+use crate::core_api::{Backend, BackendChoice, Size, field};
 use crate::measure::Measure;
 use crate::probes::{FrameClock, StageMeans, StatsAtWarmup};
 
@@ -96,12 +96,12 @@ pub fn run_to_eos(pipeline: &gst::Element) -> Result<()> {
 
 /// `vfupscale name=up` with the configuration's model, precision, device, async-depth and `backend`, in launch
 /// syntax.
-pub fn element_description(cfg: &Config, settings: &Settings, backend: &str) -> String {
+pub fn element_description(cfg: &Config, settings: &Settings, backend: BackendChoice) -> String {
     format!(
         "vfupscale name=up backend={backend} precision={} device-id={} model=\"{}\" async-depth={}",
-        precision_name(cfg.precision),
+        cfg.precision,
         settings.device,
-        model_path(&cfg.model).display(),
+        cfg.model.path.display(),
         settings.async_depth
     )
 }
@@ -124,7 +124,7 @@ fn check_run(clock: &FrameClock, stats: &gst::Structure, frames: u64, backend: B
 
 /// (b): frames decoded beforehand into the element's own CUDA context, through `appsrc ! vfupscale ! fakesink`.
 pub fn element_only(cfg: &Config, settings: &Settings, backend: Backend, clip: &Path) -> Result<ElementRun> {
-    let up = gst::parse::launch(&element_description(cfg, settings, backend.name()))?;
+    let up = gst::parse::launch(&element_description(cfg, settings, backend.into()))?;
     up.set_state(gst::State::Ready)?;
     // the element's GstCudaContext (the primary context), for the decoder of the set-up pipeline
     let mut query = gst::query::Context::new("gst.cuda.context");
@@ -200,7 +200,7 @@ pub fn full_pipeline(cfg: &Config, settings: &Settings, backend: Backend, clip: 
         "filesrc location=\"{}\" ! qtdemux ! h264parse ! {} ! queue ! {} ! queue ! fakesink name=sink sync=false",
         clip.display(),
         settings.decoder,
-        element_description(cfg, settings, backend.name())
+        element_description(cfg, settings, backend.into())
     ))?;
     let (up, sink) = (by_name(&pipeline, "up")?, by_name(&pipeline, "sink")?);
     let clock = FrameClock::attach(&sink, settings.warmup)?;

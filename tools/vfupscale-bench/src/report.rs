@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::core_api::KernelTime;
+use crate::core_api::{KernelTime, NativeAgreement};
 use crate::measure::Measure;
 use crate::peer::PeerResult;
 use crate::probes::StageMeans;
@@ -20,9 +20,9 @@ pub struct Row {
     pub width: u32,
     pub height: u32,
     /// The engine the element chose (and (a) ran): `native`, `cuda`, `tensorrt`.
-    pub engine: String,
-    /// PSNR of the native kernels against ONNX Runtime that admitted them.
-    pub native_agreement_db: Option<f64>,
+    pub engine: &'static str,
+    /// How the native kernels' output agreed with ONNX Runtime's when they were admitted.
+    pub native_agreement: Option<NativeAgreement>,
     /// (a) the model alone on `engine`.
     pub model_only: Measure,
     /// (b) the element alone on frames decoded beforehand.
@@ -37,7 +37,7 @@ pub struct Row {
     /// Stage means over the timed frames of (b) and (c).
     pub element_stages: StageMeans,
     pub pipeline_stages: StageMeans,
-    /// The native engine's kernels, mean of ten profiled runs, in launch order.
+    /// The native engine's kernels as it names them, mean of ten profiled runs, in launch order.
     pub native_kernels: Option<Vec<KernelTime>>,
     /// PyTorch on the same model, precision and size (`--peer`).
     pub peer: Option<PeerResult>,
@@ -205,8 +205,8 @@ mod tests {
             precision: "fp16",
             width: 64,
             height: 48,
-            engine: "native".into(),
-            native_agreement_db: Some(70.0),
+            engine: "native",
+            native_agreement: Some(NativeAgreement { psnr_db: 70.0, max_difference: 0.01 }),
             model_only: m(4.0),
             element: m(4.0),
             pipeline: m(5.0),
@@ -230,5 +230,6 @@ mod tests {
         assert_eq!(json["pipeline"]["ms_per_frame"], 5.0);
         assert_eq!(json["c_over_torch_compile"], 2.0);
         assert_eq!(json["native_kernels"][0]["kernel"], "first");
+        assert_eq!(json["native_agreement"]["psnr_db"], 70.0);
     }
 }

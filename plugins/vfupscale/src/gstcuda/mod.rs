@@ -12,7 +12,8 @@ use gst::glib;
 use gst::glib::translate::FromGlibPtrFull;
 use gst::prelude::*;
 use vfupscale::cuda::GpuDevice;
-use vfupscale::frame::{DeviceNv12, Size};
+use vfupscale::cuda::{DeviceNv12, DeviceNv12Mut, Nv12Planes};
+use vfupscale::frame::Size;
 
 /// A `GstCudaContext` that wraps the primary context of one of our [`GpuDevice`]s.
 #[derive(Debug, Clone)]
@@ -72,6 +73,7 @@ impl CudaContext {
         let t = ffi::get().ok()?;
         // SAFETY: returns a full reference to a new GstContext.
         let raw = unsafe { (t.context_new_cuda_context)(self.as_ptr()) };
+        // SAFETY: a non-null `raw` is a full reference, handed over to the wrapper.
         (!raw.is_null()).then(|| unsafe { gst::Context::from_glib_full(raw) })
     }
 
@@ -152,7 +154,9 @@ pub fn cuda_memory_context(memory: &gst::MemoryRef) -> Option<MemoryContext<'_>>
 pub struct CudaFrame<'a> {
     buffer: *mut gst::ffi::GstBuffer,
     map: gst::ffi::GstMapInfo,
-    nv12: DeviceNv12,
+    planes: Nv12Planes,
+    /// The `CUcontext` the memory belongs to.
+    context: *mut std::ffi::c_void,
     _buffer: PhantomData<&'a gst::BufferRef>,
 }
 
@@ -184,17 +188,17 @@ impl<'a> CudaFrame<'a> {
             unsafe { gst::ffi::gst_buffer_unmap(buffer, &mut map) };
             return Err(format!("CUDA memory holds {}x{}, caps say {size}", layout.width, layout.height));
         }
-        // SAFETY: the memory's info describes the planes inside this allocation.
-        let nv12 = unsafe {
-            DeviceNv12::new(
-                size,
-                base + layout.offset[0] as u64,
-                layout.stride[0] as usize,
-                base + layout.offset[1] as u64,
-                layout.stride[1] as usize,
-            )
+        // the memory's info describes the planes inside this allocation
+        let planes = Nv12Planes {
+            size,
+            y: base + layout.offset[0] as u64,
+            y_pitch: layout.stride[0] as usize,
+            uv: base + layout.offset[1] as u64,
+            uv_pitch: layout.stride[1] as usize,
         };
-        Ok(Self { buffer, map, nv12, _buffer: PhantomData })
+        // SAFETY: it is a GstCudaMemory, whose context lives at least as long as the memory.
+        let context = unsafe { (t.context_get_handle)((*(mem as *const ffi::GstCudaMemory)).context) };
+        Ok(Self { buffer, map, planes, context, _buffer: PhantomData })
     }
 
     /// Maps `buffer` for reading on the device.
@@ -209,9 +213,23 @@ impl<'a> CudaFrame<'a> {
         unsafe { Self::map(buffer.as_mut_ptr(), info, gst::ffi::GST_MAP_WRITE) }
     }
 
-    /// The NV12 planes as a device frame description.
-    pub fn nv12(&self) -> DeviceNv12 {
-        self.nv12
+    /// Where the NV12 planes lie and the `CUcontext` they belong to: valid while the buffer is alive (device
+    /// addresses of CUDA memory stay valid after unmapping).
+    pub fn raw_planes(&self) -> (*mut std::ffi::c_void, Nv12Planes) {
+        (self.context, self.planes)
+    }
+
+    /// The NV12 planes, read on the device while this map lives.
+    pub fn view(&self) -> Result<DeviceNv12<'_>, String> {
+        // SAFETY: the planes are the mapped memory's, in its context, alive and mapped for as long as `self`; the
+        // caller keeps the buffer until the GPU work that reads them has completed.
+        unsafe { DeviceNv12::from_raw(self.context.cast(), self.planes) }.map_err(|e| e.to_string())
+    }
+
+    /// The NV12 planes, written on the device while this (write) map lives.
+    pub fn view_mut(&mut self) -> Result<DeviceNv12Mut<'_>, String> {
+        // SAFETY: as for `view`; a write map of a buffer we hold exclusively (see `writable`).
+        unsafe { DeviceNv12Mut::from_raw(self.context.cast(), self.planes) }.map_err(|e| e.to_string())
     }
 }
 

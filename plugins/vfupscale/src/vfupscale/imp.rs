@@ -1,7 +1,6 @@
 //! The `vfupscale` element: properties, CUDA context sharing, caps, allocation and the per-buffer transform.
 //! The work itself is `vfupscale::Upscaler`'s.
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{LazyLock, Mutex, MutexGuard};
@@ -16,11 +15,13 @@ use gst_video::{VideoColorMatrix, VideoColorRange, VideoInfo};
 use vfupscale::color::{Colorimetry, Matrix, Range};
 use vfupscale::cuda::GpuDevice;
 use vfupscale::frame::{HostNv12, HostNv12Mut, Size};
-use vfupscale::infer::TensorLocation;
-use vfupscale::stats::Stats;
-use vfupscale::upscaler::{DEFAULT_TILE_OVERLAP, DeviceMemory, Tiling};
-use vfupscale::{BackendChoice, Error, Upscaler, UpscalerConfig};
+use vfupscale::stats::{Stats, field};
+use vfupscale::{
+    BackendChoice, DEFAULT_TILE_OVERLAP, DeviceMemory, Error, ErrorKind, InputFrame, TensorLocation, Tiling, Upscaler,
+    UpscalerConfig,
+};
 
+use super::buffer_frame::BufferFrame;
 use super::{BackendProperty, PrecisionProperty};
 use crate::gstcuda::ffi::{CAPS_FEATURE_MEMORY_CUDA_MEMORY, CUDA_CONTEXT_TYPE};
 use crate::gstcuda::{CudaContext, CudaFrame, context_handle_of, cuda_memory_context};
@@ -46,7 +47,7 @@ const STATS_LOG_INTERVAL: u64 = 300;
 /// in which the GPU would otherwise wait for the CPU.
 const DEFAULT_ASYNC_DEPTH: u32 = 1;
 /// Most frames in flight the `async-depth` property allows: the upscaler queues one more than that.
-const MAX_ASYNC_DEPTH: u32 = vfupscale::upscaler::MAX_FRAMES_IN_FLIGHT as u32 - 1;
+const MAX_ASYNC_DEPTH: u32 = vfupscale::MAX_FRAMES_IN_FLIGHT as u32 - 1;
 
 /// Properties, copied out under the lock.
 #[derive(Debug, Clone)]
@@ -94,21 +95,13 @@ struct Negotiated {
     out_colour: Colorimetry,
 }
 
-/// An output buffer whose frame is queued on the GPU, with the input it reads.
-struct FrameInFlight {
-    output: gst::Buffer,
-    /// Held so that upstream does not reuse the frame before our kernels have read it.
-    _input: gst::Buffer,
-}
-
 /// Runtime objects, from `start` to `stop`.
 struct State {
-    upscaler: Upscaler,
+    /// The upscaler, with the buffers of the frames queued on the GPU and not yet pushed, oldest first.
+    upscaler: Upscaler<BufferFrame>,
     negotiated: Option<Negotiated>,
     /// Frames to keep in flight on the CUDA path (`async-depth`).
     async_depth: usize,
-    /// Output buffers queued on the GPU and not yet pushed, oldest first.
-    in_flight: VecDeque<FrameInFlight>,
 }
 
 impl State {
@@ -167,7 +160,7 @@ fn colorimetry(info: &VideoInfo) -> Result<Colorimetry, String> {
 }
 
 /// What the model runs on, for `stats` and logs: the GPU's name or "cpu".
-fn device_name(upscaler: &Upscaler) -> String {
+fn device_name(upscaler: &Upscaler<BufferFrame>) -> String {
     upscaler.gpu_device().map_or_else(|| "cpu".into(), |d| format!("{} (device {})", d.name(), d.ordinal()))
 }
 
@@ -190,15 +183,13 @@ fn host_nv12<'a>(frame: &'a gst_video::VideoFrameRef<&gst::BufferRef>, size: Siz
 
 fn start_error(e: &Error) -> gst::ErrorMessage {
     let msg = e.to_string();
-    match e {
-        Error::Model { path, .. } if !path.exists() => {
-            gst::error_msg!(gst::ResourceError::NotFound, ("{}", msg))
-        }
-        Error::Model { .. } => gst::error_msg!(gst::ResourceError::OpenRead, ("{}", msg)),
-        Error::Io { .. } => gst::error_msg!(gst::ResourceError::OpenRead, ("{}", msg)),
-        Error::OutOfMemory(_) => gst::error_msg!(gst::ResourceError::NoSpaceLeft, ("{}", msg)),
-        Error::InvalidConfig(_) => gst::error_msg!(gst::LibraryError::Settings, ("{}", msg)),
-        _ => gst::error_msg!(gst::LibraryError::Init, ("{}", msg)),
+    match e.kind() {
+        ErrorKind::MissingResource => gst::error_msg!(gst::ResourceError::NotFound, ("{}", msg)),
+        ErrorKind::Model => gst::error_msg!(gst::ResourceError::OpenRead, ("{}", msg)),
+        ErrorKind::OutOfMemory => gst::error_msg!(gst::ResourceError::NoSpaceLeft, ("{}", msg)),
+        ErrorKind::Settings => gst::error_msg!(gst::LibraryError::Settings, ("{}", msg)),
+        ErrorKind::Negotiation => gst::error_msg!(gst::CoreError::Negotiation, ("{}", msg)),
+        ErrorKind::Failed | ErrorKind::Usage => gst::error_msg!(gst::LibraryError::Init, ("{}", msg)),
     }
 }
 
@@ -309,33 +300,35 @@ impl VfUpscale {
                 (stats, backend, device, DeviceMemory::default())
             }
         };
-        gst::Structure::builder("vfupscale-stats")
-            .field("frames", stats.frames)
-            .field("backend", backend)
-            .field("device", device)
-            .field("convert-in-mean-ms", stats.convert_in.mean_ms())
-            .field("convert-in-max-ms", stats.convert_in.max_ms)
-            .field("inference-mean-ms", stats.inference.mean_ms())
-            .field("inference-max-ms", stats.inference.max_ms)
-            .field("convert-out-mean-ms", stats.convert_out.mean_ms())
-            .field("convert-out-max-ms", stats.convert_out.max_ms)
-            .field("zero-copy-inputs", stats.zero_copy_inputs)
-            .field("foreign-context-copies", stats.foreign_context_copies)
-            .field("host-uploads", stats.host_uploads)
-            .field("tensor-bytes", stats.tensor_bytes)
-            .field("tiles-per-frame", stats.tiles_per_frame)
-            .field("tile-size", stats.tile_size)
-            .field("oom-retries", stats.oom_retries)
-            .field("device-memory-bytes", memory.held())
-            .field("inference-arena-bytes", memory.arena.reserved)
-            .field("inference-arena-peak-bytes", memory.arena.peak_in_use)
-            .build()
+        let mut s = gst::Structure::builder("vfupscale-stats")
+            .field(field::FRAMES, stats.frames)
+            .field(field::BACKEND, backend)
+            .field(field::DEVICE, device)
+            .field(field::CONVERT_IN_MEAN_MS, stats.convert_in.mean_ms())
+            .field(field::CONVERT_IN_MAX_MS, stats.convert_in.max_ms)
+            .field(field::INFERENCE_MEAN_MS, stats.inference.mean_ms())
+            .field(field::INFERENCE_MAX_MS, stats.inference.max_ms)
+            .field(field::CONVERT_OUT_MEAN_MS, stats.convert_out.mean_ms())
+            .field(field::CONVERT_OUT_MAX_MS, stats.convert_out.max_ms)
+            .field(field::ZERO_COPY_INPUTS, stats.zero_copy_inputs)
+            .field(field::FOREIGN_CONTEXT_COPIES, stats.foreign_context_copies)
+            .field(field::HOST_UPLOADS, stats.host_uploads)
+            .field(field::TENSOR_BYTES, stats.tensor_bytes)
+            .field(field::TILES_PER_FRAME, stats.tiles_per_frame)
+            .field(field::TILE_SIZE, stats.tile_size)
+            .field(field::OOM_RETRIES, stats.oom_retries)
+            .field(field::DEVICE_MEMORY_BYTES, memory.held())
+            .field(field::INFERENCE_ARENA_BYTES, memory.engine.held);
+        // only an engine with an arena keeps a peak (ONNX Runtime); none is made up for the others
+        if let Some(peak) = memory.engine.peak {
+            s = s.field(field::INFERENCE_ARENA_PEAK_BYTES, peak);
+        }
+        s.build()
     }
 
-    /// Upscales one buffer: system-memory frames completely, CUDA frames by queuing the work on the GPU, to be
-    /// finished with [`Upscaler::finish_frame`] while `inbuf` and `outbuf` are kept. Errors are returned as text for
-    /// the caller to post after releasing the lock.
-    fn queue_frame(&self, state: &mut State, inbuf: &gst::Buffer, outbuf: &mut gst::BufferRef) -> Result<(), String> {
+    /// Upscales one buffer completely (system memory, or CUDA memory with `async-depth` 0). Errors are returned as
+    /// text for the caller to post after releasing the lock.
+    fn upscale_now(&self, state: &mut State, inbuf: &gst::Buffer, outbuf: &mut gst::BufferRef) -> Result<(), String> {
         let neg = state.negotiated.clone().ok_or("not negotiated")?;
         let up = &mut state.upscaler;
         let in_size = Size::new(neg.in_info.width(), neg.in_info.height());
@@ -352,45 +345,29 @@ impl VfUpscale {
                 up.upscale_host(&src, neg.in_colour, &mut dst, neg.out_colour).map_err(|e| e.to_string())
             }
             Memory::Cuda => {
-                let ours = lock(&self.cuda).clone().ok_or("no CUDA context")?;
-                let out_frame = CudaFrame::writable(outbuf, &neg.out_info)?;
-                let dst = out_frame.nv12();
-                let input_context =
-                    (inbuf.n_memory() == 1).then(|| cuda_memory_context(inbuf.peek_memory(0))).flatten();
-                match input_context {
-                    Some(ctx) if ours.is_same(&ctx) => {
-                        let in_frame = CudaFrame::readable(inbuf.as_ref(), &neg.in_info)?;
-                        up.stats_mut().zero_copy_inputs += 1;
-                        // SAFETY: both frames are memory of our (primary) context, kept alive by the caller until the
-                        // frame is finished (device pointers of CUDA memory stay valid after unmapping).
-                        unsafe { up.queue_device(&in_frame.nv12(), neg.in_colour, &dst, neg.out_colour) }
-                    }
-                    Some(ctx) => {
-                        let handle = ctx.handle();
-                        let in_frame = CudaFrame::readable(inbuf.as_ref(), &neg.in_info)?;
-                        // SAFETY: the input is memory of its own context `handle`, the output of ours; both kept
-                        // alive by the caller until the frame is finished.
-                        unsafe {
-                            up.queue_device_from_context(
-                                &in_frame.nv12(),
-                                handle.cast(),
-                                neg.in_colour,
-                                &dst,
-                                neg.out_colour,
-                            )
-                        }
-                    }
-                    None => {
-                        let in_frame = map_readable(inbuf, &neg.in_info)?;
-                        let src = host_nv12(&in_frame, in_size)?;
-                        // SAFETY: the output is memory of our context; the input buffer's memory and the output are
-                        // kept alive by the caller until the frame is finished.
-                        unsafe { up.queue_host_to_device(&src, neg.in_colour, &dst, neg.out_colour) }
-                    }
+                let mut out_frame = CudaFrame::writable(outbuf, &neg.out_info)?;
+                let dst = out_frame.view_mut()?;
+                let is_cuda = inbuf.n_memory() == 1 && cuda_memory_context(inbuf.peek_memory(0)).is_some();
+                // inputs of our context are read in place, of another context copied, in system memory uploaded
+                if is_cuda {
+                    let in_frame = CudaFrame::readable(inbuf.as_ref(), &neg.in_info)?;
+                    let src = InputFrame::Device(in_frame.view()?);
+                    up.upscale_device(src, dst, neg.in_colour, neg.out_colour)
+                } else {
+                    let in_frame = map_readable(inbuf, &neg.in_info)?;
+                    let src = InputFrame::Host(host_nv12(&in_frame, in_size)?);
+                    up.upscale_device(src, dst, neg.in_colour, neg.out_colour)
                 }
                 .map_err(|e| e.to_string())
             }
         }
+    }
+
+    /// Queues a CUDA frame on the GPU, to be finished with [`Upscaler::finish_frame`], which hands the buffers back.
+    fn queue_frame(&self, state: &mut State, inbuf: gst::Buffer, outbuf: gst::Buffer) -> Result<(), String> {
+        let neg = state.negotiated.as_ref().ok_or("not negotiated")?;
+        let frame = BufferFrame::new(inbuf, &neg.in_info, outbuf, &neg.out_info)?;
+        state.upscaler.queue(frame, neg.in_colour, neg.out_colour).map_err(|e| e.to_string())
     }
 
     /// Logs what happened while running a frame, the periodic statistics, and turns an error into an element error
@@ -427,21 +404,25 @@ impl VfUpscale {
 
     /// Waits for the oldest frame in flight and returns its output buffer.
     fn finish_oldest(&self) -> Result<gst::Buffer, gst::FlowError> {
-        let (frame, result) = {
+        let (pts, result) = {
             let mut state = lock(&self.state);
             let state = state.as_mut().ok_or(gst::FlowError::Flushing)?;
-            let frame = state.in_flight.pop_front().ok_or(gst::FlowError::Error)?;
-            let result = state.upscaler.finish_frame().map_err(|e| e.to_string());
-            (frame, result)
+            let pts = state.upscaler.oldest_in_flight().ok_or(gst::FlowError::Error)?.output().pts();
+            (pts, state.upscaler.finish_frame().map_err(|e| e.to_string()))
         };
-        self.after_frame(frame.output.pts(), result)?;
-        Ok(frame.output)
+        match result {
+            Ok(frame) => {
+                self.after_frame(pts, Ok(()))?;
+                Ok(frame.into_output())
+            }
+            Err(e) => Err(self.after_frame(pts, Err(e)).err().unwrap_or(gst::FlowError::Error)),
+        }
     }
 
     /// Finishes and pushes every frame in flight, oldest first (before EOS, new caps or a segment, or when
     /// upstream asks for its buffers back).
     fn drain(&self) -> Result<gst::FlowSuccess, gst::FlowError> {
-        while lock(&self.state).as_ref().is_some_and(|s| !s.in_flight.is_empty()) {
+        while lock(&self.state).as_ref().is_some_and(|s| s.upscaler.frames_in_flight() > 0) {
             let output = self.finish_oldest()?;
             self.obj().src_pad().push(output)?;
         }
@@ -452,11 +433,8 @@ impl VfUpscale {
     fn discard_in_flight(&self) {
         let mut state = lock(&self.state);
         let Some(state) = state.as_mut() else { return };
-        while !state.in_flight.is_empty() {
-            if let Err(e) = state.upscaler.finish_frame() {
-                gst::debug!(CAT, imp = self, "discarding a frame in flight: {e}");
-            }
-            state.in_flight.pop_front();
+        if let Err(e) = state.upscaler.discard_frames_in_flight() {
+            gst::debug!(CAT, imp = self, "discarding the frames in flight: {e}");
         }
     }
 
@@ -704,32 +682,13 @@ impl BaseTransformImpl for VfUpscale {
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings();
-        let model = match &settings.model {
-            Some(m) => PathBuf::from(m),
-            None => {
-                let p = vfupscale::models::default_model_path();
-                if !p.exists() {
-                    return Err(gst::error_msg!(
-                        gst::ResourceError::NotFound,
-                        (
-                            "No model set, and the default model {} is not installed at {}: run `vfupscale-model \
-                             fetch` or set the model property",
-                            vfupscale::models::DEFAULT_MODEL,
-                            p.display()
-                        )
-                    ));
-                }
-                gst::info!(CAT, imp = self, "model not set: using the default model {}", p.display());
-                p
-            }
-        };
-        let engine_cache_dir = settings.engine_cache_dir.map(PathBuf::from).or_else(|| {
-            let base = std::env::var_os("XDG_CACHE_HOME")
-                .filter(|d| !d.is_empty())
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-            Some(base.join("vfupscale/tensorrt"))
-        });
+        // a path or an installed model's name; unset: the default model
+        let model = settings.model.as_ref().map(PathBuf::from);
+        if model.is_none() {
+            gst::info!(CAT, imp = self, "model not set: using the default model {}", vfupscale::models::DEFAULT_MODEL);
+        }
+        // unset: the core's default, <cache dir>/tensorrt
+        let engine_cache_dir = settings.engine_cache_dir.map(PathBuf::from);
         let backend: BackendChoice = settings.backend.into();
         let upscaler = Upscaler::new(UpscalerConfig {
             model,
@@ -754,16 +713,16 @@ impl BaseTransformImpl for VfUpscale {
             in_t,
             upscaler.gpu_device().map_or(String::new(), |d| format!(" on {} (device {})", d.name(), d.ordinal()))
         );
-        if let Some(db) = upscaler.native_agreement_db() {
-            gst::info!(CAT, imp = self, "native kernels agree with ONNX Runtime to {db:.1} dB PSNR on the probe image");
+        if let Some(a) = upscaler.native_agreement() {
+            gst::info!(
+                CAT,
+                imp = self,
+                "native kernels agree with ONNX Runtime to {:.1} dB PSNR on the probe image",
+                a.psnr_db
+            );
         }
         self.scale.store(upscaler.scale(), Ordering::Release);
-        *lock(&self.state) = Some(State {
-            upscaler,
-            negotiated: None,
-            async_depth: settings.async_depth as usize,
-            in_flight: VecDeque::new(),
-        });
+        *lock(&self.state) = Some(State { upscaler, negotiated: None, async_depth: settings.async_depth as usize });
         self.obj().notify("scale");
         Ok(())
     }
@@ -987,10 +946,7 @@ impl BaseTransformImpl for VfUpscale {
         let result = {
             let mut state = lock(&self.state);
             let state = state.as_mut().ok_or(gst::FlowError::Flushing)?;
-            self.queue_frame(state, inbuf, outbuf).and_then(|()| {
-                let queued = state.upscaler.frames_in_flight() > 0;
-                if queued { state.upscaler.finish_frame().map_err(|e| e.to_string()) } else { Ok(()) }
-            })
+            self.upscale_now(state, inbuf, outbuf)
         };
         self.after_frame(inbuf.pts(), result)?;
         Ok(gst::FlowSuccess::Ok)
@@ -1003,7 +959,7 @@ impl BaseTransformImpl for VfUpscale {
         }
         let Some(inbuf) = self.take_queued_buffer() else { return Ok(GenerateOutputSuccess::NoOutput) };
         // the base class's allocation: a buffer of our pool with the input's timestamps, flags and metas
-        let mut outbuf = match self.parent_prepare_output_buffer(InputBuffer::Readable(&inbuf))? {
+        let outbuf = match self.parent_prepare_output_buffer(InputBuffer::Readable(&inbuf))? {
             PrepareOutputBufferSuccess::Buffer(outbuf) => outbuf,
             PrepareOutputBufferSuccess::InputBuffer => {
                 gst::element_imp_error!(self, gst::CoreError::Failed, ("No output buffer for the frame"));
@@ -1014,13 +970,7 @@ impl BaseTransformImpl for VfUpscale {
         let too_many = {
             let mut state = lock(&self.state);
             let state = state.as_mut().ok_or(gst::FlowError::Flushing)?;
-            match self.queue_frame(state, &inbuf, outbuf.make_mut()) {
-                Ok(()) => {
-                    state.in_flight.push_back(FrameInFlight { output: outbuf, _input: inbuf });
-                    Ok(state.in_flight.len() > depth)
-                }
-                Err(e) => Err(e),
-            }
+            self.queue_frame(state, inbuf, outbuf).map(|()| state.upscaler.frames_in_flight() > depth)
         };
         match too_many.map_err(|e| self.frame_error(pts, &e))? {
             true => self.finish_oldest().map(GenerateOutputSuccess::Buffer),

@@ -55,6 +55,7 @@
 use gst::glib;
 use gst::prelude::*;
 
+mod buffer_frame;
 mod imp;
 
 glib::wrapper! {

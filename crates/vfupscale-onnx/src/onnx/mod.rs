@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Reading, building and writing ONNX models without ONNX Runtime: the ncnn importer, the precision converter,
 //! model inspection and the element's model-contract checks all work on these messages.
 
@@ -41,7 +42,7 @@ pub fn read_model(path: &Path) -> Result<ModelProto> {
 /// complete and flushed: an interrupted write never leaves a truncated file under the final name.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| Error::InvalidConfig(format!("{}: not a file name", path.display())))?;
+    let name = path.file_name().ok_or_else(|| Error::Unsupported(format!("{}: not a file name", path.display())))?;
     // unique per process and per call: threads writing the same file must not share (and rename away) a temp file
     static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -272,7 +273,7 @@ impl GraphBuilder {
         if self.names.insert(name.to_string()) {
             Ok(())
         } else {
-            Err(Error::InvalidConfig(format!("value name {name} used twice")))
+            Err(Error::Unsupported(format!("value name {name} used twice")))
         }
     }
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Float32 ⇄ float16 conversion of a whole model: weights, constants, graph inputs and outputs, intermediate
 //! value types and `Cast` targets. Node inputs whose type ONNX fixes to float32 (Resize's `roi` and `scales`,
 //! Upsample's `scales`) keep float32: an initializer feeding them gets a float32 twin, a computed value gets a
@@ -54,7 +55,7 @@ fn convert_tensor(t: &TensorProto, to: FloatPrecision) -> Result<Option<TensorPr
         return Ok(None);
     }
     if t.data_location != 0 {
-        return Err(Error::InvalidConfig(format!(
+        return Err(Error::Unsupported(format!(
             "tensor {} stores its data externally; convert a model with embedded weights",
             t.name
         )));
@@ -66,14 +67,14 @@ fn convert_tensor(t: &TensorProto, to: FloatPrecision) -> Result<Option<TensorPr
     let expected: i64 = t.dims.iter().product();
     let got = converted.raw_data.len() as i64 / if to == FloatPrecision::F16 { 2 } else { 4 };
     if got != expected {
-        return Err(Error::InvalidConfig(format!("tensor {} holds {got} values for dims {:?}", t.name, t.dims)));
+        return Err(Error::Unsupported(format!("tensor {} holds {got} values for dims {:?}", t.name, t.dims)));
     }
     Ok(Some(TensorProto { doc_string: t.doc_string.clone(), ..converted }))
 }
 
 fn convert_attribute(a: &mut AttributeProto, op_type: &str, to: FloatPrecision) -> Result<()> {
     if !a.graphs.is_empty() || a.g.is_some() {
-        return Err(Error::InvalidConfig(format!(
+        return Err(Error::Unsupported(format!(
             "{op_type} node has a subgraph; control-flow models are not converted"
         )));
     }
@@ -102,13 +103,11 @@ fn retype_values(g: &mut GraphProto, to: FloatPrecision) {
 /// no-op.
 pub fn convert(model: &mut ModelProto, to: FloatPrecision) -> Result<()> {
     if !model.functions.is_empty() || !model.training_info.is_empty() {
-        return Err(Error::InvalidConfig(
-            "models with local functions or training information are not converted".into(),
-        ));
+        return Err(Error::Unsupported("models with local functions or training information are not converted".into()));
     }
-    let graph = model.graph.as_mut().ok_or_else(|| Error::InvalidConfig("model has no graph".into()))?;
+    let graph = model.graph.as_mut().ok_or_else(|| Error::Unsupported("model has no graph".into()))?;
     if !graph.sparse_initializer.is_empty() {
-        return Err(Error::InvalidConfig("models with sparse initializers are not converted".into()));
+        return Err(Error::Unsupported("models with sparse initializers are not converted".into()));
     }
 
     // Initializers feeding float32-only slots keep a float32 twin; computed values get a Cast when going to fp16.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Typed parameters of the ncnn layer types the importer converts (parameter ids as in ncnn's layer sources).
 
 use super::Layer;

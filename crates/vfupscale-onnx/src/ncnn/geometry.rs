@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Spatial geometry of an ncnn network, found by simulating blob sizes through it.
 //!
 //! Many ncnn super-resolution models (waifu2x, Real-CUGAN) use unpadded convolutions and stride-2 stages: their

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! ncnn models (`.param` text + `.bin` weights) and their conversion to ONNX.
 //!
 //! `.param`: line 1 the magic `7767517`, line 2 `layer_count blob_count`, then one layer a line:

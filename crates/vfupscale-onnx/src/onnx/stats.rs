@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Static statistics of a model: parameter count and convolution arithmetic per input pixel.
 //!
 //! FLOPs are counted for Conv, ConvTranspose, Gemm and MatMul (2 per multiply-add), by propagating each value's

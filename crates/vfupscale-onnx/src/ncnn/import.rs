@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! ncnn → ONNX conversion.
 //!
 //! The ONNX model has one input `input` (`[batch, 3, height, width]`, RGB in 0..=1) and one output `output`

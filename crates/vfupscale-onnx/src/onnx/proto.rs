@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The subset of `onnx.proto3` this project reads and writes, as prost messages (field numbers from the ONNX IR
 //! specification). Messages we only need to detect (functions, sparse initializers, training info) are declared
 //! so that their presence is visible instead of silently dropped on re-encoding.
