@@ -1,10 +1,8 @@
 // SPDX-License-Identifier: MPL-2.0
 //! The vocabulary of engines and precisions, shared by the element's properties, the command line and the
-//! benchmark: one name per value (`auto native tensorrt cuda cpu`, `auto fp16 fp32`), parsed with [`FromStr`],
+//! benchmark: one name per value (`auto native tensorrt cuda cpu classic`, `auto fp16 fp32`), parsed with
+//! [`FromStr`](std::str::FromStr),
 //! printed with [`Display`](std::fmt::Display), and every value listed in `ALL`.
-
-use std::fmt;
-use std::str::FromStr;
 
 /// A name that is not one of a type's values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,24 +33,26 @@ macro_rules! named_values {
             }
         }
 
-        impl fmt::Display for $type {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Display for $type {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(self.name())
             }
         }
 
-        impl FromStr for $type {
-            type Err = UnknownName;
+        impl ::std::str::FromStr for $type {
+            type Err = $crate::UnknownName;
 
             /// Parses a name (ASCII case-insensitive).
-            fn from_str(s: &str) -> Result<Self, UnknownName> {
+            fn from_str(s: &str) -> ::std::result::Result<Self, $crate::UnknownName> {
                 Self::ALL.iter().copied().find(|v| v.name().eq_ignore_ascii_case(s.trim())).ok_or_else(|| {
-                    UnknownName { what: $what, value: s.to_string(), expected: Self::names() }
+                    $crate::UnknownName { what: $what, value: s.to_string(), expected: Self::names() }
                 })
             }
         }
     };
 }
+
+pub(crate) use named_values;
 
 /// The engine a user asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -69,6 +69,8 @@ pub enum BackendChoice {
     Cuda,
     /// ONNX Runtime's CPU execution provider (system memory only).
     Cpu,
+    /// No model: classic resampling (Lanczos or bicubic), on the GPU for CUDA memory, on the CPU otherwise.
+    Classic,
 }
 
 named_values!(BackendChoice, "backend", [
@@ -77,6 +79,7 @@ named_values!(BackendChoice, "backend", [
     TensorRt => "tensorrt",
     Cuda => "cuda",
     Cpu => "cpu",
+    Classic => "classic",
 ]);
 
 impl BackendChoice {
@@ -88,6 +91,7 @@ impl BackendChoice {
             BackendChoice::TensorRt => Some(Backend::TensorRt),
             BackendChoice::Cuda => Some(Backend::Cuda),
             BackendChoice::Cpu => Some(Backend::Cpu),
+            BackendChoice::Classic => Some(Backend::Classic),
         }
     }
 }
@@ -99,6 +103,8 @@ pub enum Backend {
     TensorRt,
     Cuda,
     Cpu,
+    /// No model runs: classic resampling only.
+    Classic,
 }
 
 named_values!(Backend, "backend", [
@@ -106,17 +112,18 @@ named_values!(Backend, "backend", [
     TensorRt => "tensorrt",
     Cuda => "cuda",
     Cpu => "cpu",
+    Classic => "classic",
 ]);
 
 impl Backend {
-    /// True for engines that run on the GPU (and can read device-memory tensors).
+    /// True for engines that run a model on the GPU (and can read device-memory tensors).
     pub fn is_gpu(self) -> bool {
-        !matches!(self, Backend::Cpu)
+        !matches!(self, Backend::Cpu | Backend::Classic)
     }
 
-    /// True for ONNX Runtime's execution providers (all but the native kernels).
+    /// True for ONNX Runtime's execution providers.
     pub fn is_onnx_runtime(self) -> bool {
-        !matches!(self, Backend::Native)
+        !matches!(self, Backend::Native | Backend::Classic)
     }
 
     /// How the backend is called in prose ("TensorRT", "CUDA", …).
@@ -126,6 +133,7 @@ impl Backend {
             Backend::TensorRt => "TensorRT",
             Backend::Cuda => "CUDA",
             Backend::Cpu => "CPU",
+            Backend::Classic => "classic resampling",
         }
     }
 }
@@ -137,6 +145,7 @@ impl From<Backend> for BackendChoice {
             Backend::TensorRt => BackendChoice::TensorRt,
             Backend::Cuda => BackendChoice::Cuda,
             Backend::Cpu => BackendChoice::Cpu,
+            Backend::Classic => BackendChoice::Classic,
         }
     }
 }
@@ -173,11 +182,11 @@ mod tests {
         for &p in Precision::ALL {
             assert_eq!(p.to_string().parse::<Precision>(), Ok(p));
         }
-        assert_eq!(BackendChoice::names(), ["auto", "native", "tensorrt", "cuda", "cpu"]);
+        assert_eq!(BackendChoice::names(), ["auto", "native", "tensorrt", "cuda", "cpu", "classic"]);
         assert_eq!(Precision::names(), ["auto", "fp16", "fp32"]);
         assert_eq!("TensorRT".parse::<BackendChoice>(), Ok(BackendChoice::TensorRt));
         let e = "gpu".parse::<BackendChoice>().unwrap_err().to_string();
-        assert_eq!(e, "unknown backend \"gpu\": expected one of auto, native, tensorrt, cuda, cpu");
+        assert_eq!(e, "unknown backend \"gpu\": expected one of auto, native, tensorrt, cuda, cpu, classic");
         let e = "fp8".parse::<Precision>().unwrap_err().to_string();
         assert_eq!(e, "unknown precision \"fp8\": expected one of auto, fp16, fp32");
         assert!("auto".parse::<Backend>().is_err(), "auto is a choice, not a backend");

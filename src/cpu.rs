@@ -14,7 +14,7 @@ use crate::tiling::Tile;
 /// Clamps to 0..=1, NaN to 0 (as `fminf(fmaxf(v, 0), 1)` does in the kernels).
 #[inline]
 #[allow(clippy::manual_clamp)] // `clamp` keeps NaN; the kernels (and this) map it to 0
-fn clamp01(v: f32) -> f32 {
+pub fn clamp01(v: f32) -> f32 {
     v.max(0.0).min(1.0)
 }
 
@@ -58,10 +58,21 @@ pub fn nv12_to_planar<T: TensorElement>(src: &HostNv12, yuv_to_rgb: &Affine3x4, 
 /// Converts a planar RGB tensor `[3, size.height, size.width]` (any range; clamped to 0..=1) into an NV12 frame of
 /// the same size.
 pub fn planar_to_nv12<T: TensorElement>(src: &[T], rgb_to_yuv: &Affine3x4, dst: &mut HostNv12Mut) {
+    let plane = dst.size.pixels();
+    assert!(src.len() >= 3 * plane, "source tensor too small");
+    let w = dst.size.width as usize;
+    write_nv12(rgb_to_yuv, dst, |x, y| {
+        let i = y * w + x;
+        [0, 1, 2].map(|k| clamp01(src[k * plane + i].to_f32()))
+    });
+}
+
+/// Writes an NV12 frame from `rgb(x, y)`, the RGB (in 0..=1) of each pixel, called once per pixel in the order the
+/// kernels visit them: each 2×2 block's pixels row by row, its luma written per pixel and its chroma from the mean
+/// of its pixels.
+pub fn write_nv12(rgb_to_yuv: &Affine3x4, dst: &mut HostNv12Mut, mut rgb: impl FnMut(usize, usize) -> [f32; 3]) {
     let size: Size = dst.size;
     let (w, h) = (size.width as usize, size.height as usize);
-    let plane = w * h;
-    assert!(src.len() >= 3 * plane, "source tensor too small");
     let c = size.chroma();
     for cy in 0..c.height as usize {
         for cx in 0..c.width as usize {
@@ -69,8 +80,7 @@ pub fn planar_to_nv12<T: TensorElement>(src: &[T], rgb_to_yuv: &Affine3x4, dst: 
             let mut n = 0u32;
             for y in 2 * cy..(2 * cy + 2).min(h) {
                 for x in 2 * cx..(2 * cx + 2).min(w) {
-                    let i = y * w + x;
-                    let rgb = [0, 1, 2].map(|k| clamp01(src[k * plane + i].to_f32()));
+                    let rgb = rgb(x, y);
                     dst.y[y * dst.y_stride + x] = quantise(rgb_to_yuv.apply(rgb[0], rgb[1], rgb[2])[0]);
                     for k in 0..3 {
                         sum[k] += rgb[k];

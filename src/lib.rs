@@ -17,7 +17,9 @@
 //! - [`Upscaler::stats`] ([`stats::field`] names the fields the element reports), [`Upscaler::device_memory`];
 //! - errors are [`Error`]s, asked for their [`ErrorKind`].
 
+pub mod classic;
 pub mod color;
+pub mod compose;
 pub mod cpu;
 pub mod cuda;
 pub mod frame;
@@ -27,6 +29,7 @@ pub mod models;
 pub mod native;
 pub mod paths;
 pub mod stats;
+pub mod temporal;
 pub mod tiling;
 
 mod backend;
@@ -39,6 +42,7 @@ mod upscaler;
 use vfupscale_onnx::{ncnn, onnx};
 
 pub use backend::{Backend, BackendChoice, Precision, UnknownName};
+pub use classic::{ClassicMethod, Fallback};
 pub use engine::{
     Agreement, Engine, EngineMemory, EngineRequest, NATIVE_AGREEMENT_DB, SelectedEngine, compare_engines, probe_image,
     select_engine,
@@ -48,6 +52,7 @@ pub use infer::TensorLocation;
 pub use model::{Model, ModelInfo};
 pub use planning::{DEFAULT_TILE_OVERLAP, MIN_TILE, RunPlan, Tiling};
 pub use stats::Stats;
+pub use temporal::TemporalSettings;
 pub use upscaler::{
     DeviceFrames, DeviceMemory, FrameBuffers, InputFrame, MAX_FRAMES_IN_FLIGHT, Upscaler, UpscalerConfig,
 };

@@ -108,8 +108,8 @@ impl SessionOptions {
             cuda = cuda.with_memory_limit(limit).with_arena_extend_strategy(ep::ArenaExtendStrategy::SameAsRequested);
         }
         Ok(match backend {
-            Backend::Native => {
-                return Err(Error::Usage("the native kernels are not an ONNX Runtime execution provider".into()));
+            Backend::Native | Backend::Classic => {
+                return Err(Error::Usage(format!("the {} backend is not an ONNX Runtime execution provider", backend)));
             }
             Backend::Cpu => Vec::new(),
             Backend::Cuda => vec![cuda.build().error_on_failure()],

@@ -59,8 +59,8 @@ impl InferenceSession {
     /// `auto`). Returns the session and one message per provider that was skipped, for the caller to log.
     pub fn open(model: &Model, options: &SessionOptions, choice: BackendChoice) -> Result<(Self, Vec<String>)> {
         let chain: &[Backend] = match choice {
-            BackendChoice::Native => {
-                return Err(Error::Usage("the native kernels are not an ONNX Runtime backend".into()));
+            BackendChoice::Native | BackendChoice::Classic => {
+                return Err(Error::Usage(format!("the {choice} backend is not an ONNX Runtime backend")));
             }
             BackendChoice::Auto => &[Backend::TensorRt, Backend::Cuda, Backend::Cpu],
             BackendChoice::TensorRt => &[Backend::TensorRt],

@@ -55,6 +55,7 @@ pub fn print() -> Result<(), String> {
             Backend::Cuda => "CUDA",
             Backend::Cpu => "CPU",
             Backend::Native => "native",
+            Backend::Classic => "classic",
         };
         match result {
             Ok(()) => println!("  execution provider {name}: loads"),
