@@ -41,6 +41,16 @@ pub mod field {
     pub const INFERENCE_ARENA_BYTES: &str = "inference-arena-bytes";
     /// The most ONNX Runtime's arena had in use at once (`u64`); absent where the engine keeps no such figure.
     pub const INFERENCE_ARENA_PEAK_BYTES: &str = "inference-arena-peak-bytes";
+    /// Frames that gave classic output because the model failed on them (`u64`).
+    pub const FALLBACK_FRAMES: &str = "fallback-frames";
+    /// Streams that gave classic output because the model or its backend could not be used (`u64`).
+    pub const FALLBACK_STREAMS: &str = "fallback-streams";
+    /// The classic filter in use: `lanczos` or `bicubic` (`String`).
+    pub const CLASSIC_METHOD: &str = "classic-method";
+    /// The AI strength in effect (`f64`).
+    pub const STRENGTH: &str = "strength";
+    /// The temporal stabilisation in effect (`f64`, 0: off).
+    pub const TEMPORAL_STABILITY: &str = "temporal-stability";
 
     /// Every field, in the order the element reports them.
     pub const ALL: &[&str] = &[
@@ -63,6 +73,11 @@ pub mod field {
         DEVICE_MEMORY_BYTES,
         INFERENCE_ARENA_BYTES,
         INFERENCE_ARENA_PEAK_BYTES,
+        FALLBACK_FRAMES,
+        FALLBACK_STREAMS,
+        CLASSIC_METHOD,
+        STRENGTH,
+        TEMPORAL_STABILITY,
     ];
 }
 
@@ -123,6 +138,14 @@ pub struct Stats {
     pub tile_size: u32,
     /// Times a frame was retried with smaller tiles after running out of device memory.
     pub oom_retries: u64,
+    /// Frames that gave classic output because the model failed on them.
+    pub fallback_frames: u64,
+    /// 1 when the stream gives classic output because the model or its backend could not be used.
+    pub fallback_streams: u64,
+    /// The output settings in effect: the classic filter, the AI strength, the temporal stabilisation.
+    pub classic_method: &'static str,
+    pub strength: f64,
+    pub temporal_stability: f64,
 }
 
 impl Stats {

@@ -51,7 +51,7 @@ fn tiles_below_the_floor_and_overlaps_above_half_a_tile_are_refused_at_start() {
 #[test]
 fn models_are_found_by_installed_name_and_missing_ones_are_named() {
     let up = cpu(Some(vfupscale::models::DEFAULT_MODEL.into()), Tiling::default()).unwrap();
-    assert_eq!(up.model().path, vfupscale::models::default_model_path());
+    assert_eq!(up.model().unwrap().path, vfupscale::models::default_model_path());
     let e = cpu(Some("no-such-model".into()), Tiling::default()).err().expect("refused");
     assert!(e.is_missing_resource() && e.to_string().starts_with("model no-such-model: no such file"), "{e}");
 }

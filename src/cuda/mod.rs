@@ -6,6 +6,7 @@
 //! Everything is loaded at run time (cudarc's dynamic loading): a machine without the NVIDIA driver or NVRTC gets
 //! an [`Error::Unavailable`], never a link failure or a panic.
 
+pub mod compose;
 mod copy;
 pub mod launch;
 pub mod memory;
@@ -19,6 +20,7 @@ use std::sync::{Arc, Mutex, Weak};
 use cudarc::driver::CudaContext;
 use cudarc::driver::sys as cu;
 
+pub use compose::{ComposeFrame, ComposeKernels, DeviceResampler};
 pub use copy::{copy_between_contexts, upload};
 /// The stream type of views and launches (cudarc's), for crates that do not depend on cudarc.
 pub use cudarc::driver::CudaStream;
@@ -61,6 +63,7 @@ pub fn driver_version() -> Result<(i32, i32)> {
 pub struct GpuDevice {
     ctx: Arc<CudaContext>,
     kernels: ConversionKernels,
+    compose: ComposeKernels,
     ordinal: u32,
     name: String,
     compute_capability: (i32, i32),
@@ -107,8 +110,13 @@ impl GpuDevice {
             &get(&conversion::PLANAR_TO_NV12),
             &get(&conversion::BLEND),
         )?;
-        let device =
-            Arc::new(GpuDevice { ctx, kernels, ordinal, name, compute_capability, modules: Mutex::new(modules) });
+        let compose = ComposeKernels::new(
+            &get(&conversion::RESAMPLE),
+            &get(&conversion::COMPOSE),
+            &get(&conversion::TEMPORAL),
+        )?;
+        let modules = Mutex::new(modules);
+        let device = Arc::new(GpuDevice { ctx, kernels, compose, ordinal, name, compute_capability, modules });
         devices.push((ordinal, Arc::downgrade(&device)));
         Ok(device)
     }
@@ -128,6 +136,11 @@ impl GpuDevice {
     /// The conversion and blend kernels.
     pub fn kernels(&self) -> &ConversionKernels {
         &self.kernels
+    }
+
+    /// The classic, composition and temporal kernels.
+    pub fn compose_kernels(&self) -> &ComposeKernels {
+        &self.compose
     }
 
     /// The primary context's `CUcontext`, for wrapping by other libraries (GStreamer). Valid while `self` lives.

@@ -173,7 +173,7 @@ mod tests {
     #[test]
     fn build_rs_lists_each_modules_kernels() {
         let names: Vec<&str> = super::super::conversion::ALL.iter().map(|m| m.name).collect();
-        assert_eq!(names, ["blend", "nv12_to_planar", "planar_to_nv12"]);
+        assert_eq!(names, ["blend", "compose", "nv12_to_planar", "planar_to_nv12", "resample", "temporal"]);
         for m in super::super::conversion::ALL {
             assert!(!m.fmad, "{}: the conversion kernels are compiled without contraction", m.name);
             assert!(!m.source.contains("#include"), "{}: includes are inlined", m.name);

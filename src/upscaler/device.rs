@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MPL-2.0
 //! The device path: one frame's work queued on our stream (input read in place, or copied/uploaded into a
-//! staging frame first; conversion into the engine's input tensor; the model; blending or conversion of its
-//! output), the frames in flight with their keep-alive values, and waiting for them.
+//! staging frame first; conversion into the engine's input tensor; the model; blending of tiles; the output's
+//! composition, or classic output alone), the frames in flight with their keep-alive values, and waiting for them.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use std::sync::Arc;
 use cudarc::driver::{CudaSlice, CudaStream};
 
 use super::frames::InputFrame;
+use super::output::{DeviceOutput, OutputSettings};
 use super::timing::{FrameEvents, FrameTimer};
 use crate::color::{Colorimetry, rgb_to_yuv, yuv_to_rgb};
 use crate::cuda::{
@@ -55,6 +56,8 @@ pub(super) struct DevicePath<F> {
     staging: Option<Nv12Buffer>,
     /// The float32 frame tiles are blended into, when tiled.
     accumulator: Option<CudaSlice<f32>>,
+    /// Tables, the input's RGB and the temporal history for composing outputs of the prepared size.
+    output: Option<DeviceOutput>,
     timer: FrameTimer,
     pub stream: Arc<CudaStream>,
     pub device: Arc<GpuDevice>,
@@ -63,7 +66,7 @@ pub(super) struct DevicePath<F> {
 impl<F> DevicePath<F> {
     pub fn new(device: Arc<GpuDevice>, stream: Arc<CudaStream>, frames_in_flight: usize) -> Result<Self> {
         let timer = FrameTimer::new(stream.clone(), frames_in_flight)?;
-        Ok(Self { in_flight: VecDeque::new(), staging: None, accumulator: None, timer, stream, device })
+        Ok(Self { in_flight: VecDeque::new(), staging: None, accumulator: None, output: None, timer, stream, device })
     }
 
     /// Waits for everything queued on our stream.
@@ -87,7 +90,8 @@ impl<F> DevicePath<F> {
     /// Device memory of our own buffers.
     pub fn own_bytes(&self) -> u64 {
         let acc = self.accumulator.as_ref().map_or(0, |a| a.len() * size_of::<f32>());
-        (acc + self.staging.as_ref().map_or(0, Nv12Buffer::bytes)) as u64
+        let output = self.output.as_ref().map_or(0, DeviceOutput::bytes);
+        (acc + self.staging.as_ref().map_or(0, Nv12Buffer::bytes)) as u64 + output
     }
 
     /// Allocates the accumulation frame for output frames of `out` (or frees it for whole frames); the frames in
@@ -136,29 +140,36 @@ impl<F> DevicePath<F> {
         }
     }
 
+    /// The output state for frames of the prepared size (replaced after the frames in flight are finished).
+    pub fn set_output(&mut self, output: Option<DeviceOutput>) {
+        self.output = output;
+    }
+
     /// Queues one frame: reads `input` (copying or uploading it into our context first when needed), runs the
-    /// plan's chunks of tiles through `engine` and writes `output`. Returns the frame's events and how its input
-    /// was read; nothing is waited for, unless it fails: then the work it queued is waited for, so that buffers
-    /// can be replaced (a retry with smaller tiles) or the frames released.
+    /// plan's chunks of tiles through the engine (none: classic output) and writes `output`. Returns the frame's
+    /// events, how its input was read and whether the temporal history was updated; nothing is waited for, unless
+    /// it fails: then the work it queued is waited for, so that buffers can be replaced (a retry with smaller
+    /// tiles, classic output instead) or the frames released.
     ///
     /// # Safety
     /// The memory of `input` and `output` must stay valid (the input unchanged, the output touched by nothing
     /// else) until the frame's work has completed on the stream.
     pub unsafe fn queue(
         &mut self,
-        engine: &mut Engine,
-        plan: &RunPlan,
+        model: Option<(&mut Engine, &RunPlan)>,
+        settings: &OutputSettings,
         input: &InputFrame<'_>,
         output: &mut DeviceNv12Mut<'_>,
-        colours: (Colorimetry, Colorimetry),
-    ) -> Result<(FrameEvents, InputRoute)> {
-        let size = plan.tiles.frame;
-        if input.size() != size || output.size() != size.scaled(plan.tiles.scale) {
+        (colours, history_valid): ((Colorimetry, Colorimetry), bool),
+    ) -> Result<(FrameEvents, InputRoute, bool)> {
+        let plan = &self.output.as_ref().ok_or_else(|| Error::Usage("no output prepared".into()))?.plan;
+        if input.size() != plan.input || output.size() != plan.output {
             return Err(Error::Negotiation(format!(
-                "frame {} → {} does not match the prepared {size} at scale {}",
+                "frame {} → {} does not match the prepared {} → {}",
                 input.size(),
                 output.size(),
-                plan.tiles.scale
+                plan.input,
+                plan.output
             )));
         }
         if output.context() != self.device.cu_context() {
@@ -166,7 +177,7 @@ impl<F> DevicePath<F> {
         }
         self.device.bind_to_thread()?;
         let stream = self.stream.clone();
-        let mut queue_once = || -> Result<(FrameEvents, InputRoute)> {
+        let queue_once = || -> Result<(FrameEvents, InputRoute, bool)> {
             // SAFETY: this function's contract.
             let route = unsafe { self.stage(input)? };
             let staged;
@@ -179,11 +190,22 @@ impl<F> DevicePath<F> {
                 }
             };
             let slot = self.timer.next_slot();
-            let accumulator = self.accumulator.as_mut();
-            let frame = FrameWork { plan, source, accumulator, output, colours };
-            let events = queue_tiles(&self.device, &stream, &mut self.timer, slot, engine, frame)?;
+            let finish = self.output.as_mut().ok_or_else(|| Error::Usage("no output prepared".into()))?;
+            let frame = FrameWork {
+                source,
+                accumulator: self.accumulator.as_mut(),
+                finish,
+                settings,
+                output,
+                colours,
+                history_valid,
+            };
+            let (events, stabilised) = match model {
+                Some((engine, plan)) => queue_tiles(&self.device, &stream, &mut self.timer, slot, engine, plan, frame)?,
+                None => queue_classic(&self.device, &stream, &mut self.timer, slot, frame)?,
+            };
             self.timer.advance();
-            Ok((events, route))
+            Ok((events, route, stabilised))
         };
         let queued = queue_once();
         if queued.is_err() {
@@ -213,11 +235,48 @@ impl<F> DevicePath<F> {
 
 /// What one frame's work reads and writes.
 struct FrameWork<'f, 's, 'o> {
-    plan: &'f RunPlan,
     source: &'f DeviceNv12<'s>,
     accumulator: Option<&'f mut CudaSlice<f32>>,
+    finish: &'f mut DeviceOutput,
+    settings: &'f OutputSettings,
     output: &'f mut DeviceNv12Mut<'o>,
     colours: (Colorimetry, Colorimetry),
+    history_valid: bool,
+}
+
+impl FrameWork<'_, '_, '_> {
+    /// Queues the output composition from `model` (`None`: classic output). Says whether the history was updated.
+    fn finish(&mut self, device: &GpuDevice, stream: &Arc<CudaStream>, model: Option<&PlanarTensor<'_>>) -> Result<bool> {
+        let (to_rgb, to_yuv) = (yuv_to_rgb(self.colours.0), rgb_to_yuv(self.colours.1));
+        // SAFETY: `source` and `output` are valid until the frame completes (the caller's contract), the model's
+        // tensor is the engine's (kept until the next bind, which waits for the frames in flight) or ours.
+        unsafe {
+            self.finish.queue(
+                device,
+                stream,
+                self.settings,
+                model,
+                self.source,
+                (&to_rgb, &to_yuv),
+                self.history_valid,
+                self.output,
+            )
+        }
+    }
+}
+
+/// Queues the classic output of one frame (no model runs).
+fn queue_classic(
+    device: &GpuDevice,
+    stream: &Arc<CudaStream>,
+    timer: &mut FrameTimer,
+    slot: usize,
+    mut frame: FrameWork<'_, '_, '_>,
+) -> Result<(FrameEvents, bool)> {
+    timer.record(slot, 0)?;
+    let stabilised = frame.finish(device, stream, None)?;
+    timer.record(slot, 1)?;
+    Ok((FrameEvents { slot, chunks: 0, blended: true }, stabilised))
 }
 
 /// Queues the conversion, inference and output of every chunk of tiles of one frame.
@@ -227,30 +286,32 @@ fn queue_tiles(
     timer: &mut FrameTimer,
     slot: usize,
     engine: &mut Engine,
-    frame: FrameWork<'_, '_, '_>,
-) -> Result<FrameEvents> {
-    let FrameWork { plan, source, accumulator, output, colours: (src_colour, dst_colour) } = frame;
+    plan: &RunPlan,
+    mut frame: FrameWork<'_, '_, '_>,
+) -> Result<(FrameEvents, bool)> {
     let kernels = device.kernels();
-    let (to_rgb, to_yuv) = (yuv_to_rgb(src_colour), rgb_to_yuv(dst_colour));
-    let out_size = output.size();
-    let mut accumulator = match accumulator {
+    let to_rgb = yuv_to_rgb(frame.colours.0);
+    let model_size = frame.finish.plan.model_output;
+    let plain = frame.settings.plain(&frame.finish.plan);
+    let mut accumulator = match frame.accumulator.take() {
         Some(acc) => {
             // stream order: the previous frame's final conversion has read it by then
             stream.memset_zeros(acc).map_err(Error::cuda("cuMemsetD8Async"))?;
-            Some(PlanarTensorMut::from_view(acc.as_view_mut(), stream, out_size)?)
+            Some(PlanarTensorMut::from_view(acc.as_view_mut(), stream, model_size)?)
         }
         None if plan.is_whole_frame() => None,
         None => return Err(Error::Usage("a tiled plan without an accumulation frame".into())),
     };
     timer.record(slot, 0)?;
     let mut chunks = 0;
+    let mut stabilised = false;
     for chunk in plan.tiles.tiles.chunks(plan.batch as usize) {
         for (j, tile) in chunk.iter().enumerate() {
-            let region = if plan.is_whole_frame() { Rect::of_size(source.size()) } else { tile.input };
+            let region = if plan.is_whole_frame() { Rect::of_size(frame.source.size()) } else { tile.input };
             let mut tensor = engine.input_tensor(j as u32)?;
             // SAFETY: `source` is valid until the frame completes (the caller's contract); the tensor is the
             // engine's, kept until the next bind, which waits for the frames in flight.
-            unsafe { kernels.nv12_to_planar(stream, source, &to_rgb, region, &mut tensor)? };
+            unsafe { kernels.nv12_to_planar(stream, frame.source, &to_rgb, region, &mut tensor)? };
         }
         timer.record(slot, 3 * chunks + 1)?;
         engine.run()?;
@@ -260,18 +321,23 @@ fn queue_tiles(
             match accumulator.as_mut() {
                 // SAFETY: the tensor as above; the accumulation frame is ours, freed only after the frames in flight.
                 Some(acc) => unsafe { kernels.blend_tile(stream, &tensor, tile, acc)? },
-                // SAFETY: whole frame: the output tensor is the frame; `output` per the caller's contract.
-                None => unsafe { kernels.planar_to_nv12(stream, &tensor, &to_yuv, output)? },
+                // whole frame: the output tensor is the frame
+                None if plain => stabilised = frame.finish(device, stream, Some(&tensor))?,
+                None => {}
             }
         }
         timer.record(slot, 3 * chunks + 3)?;
         chunks += 1;
     }
+    let blended = accumulator.is_some() || !plain;
     if let Some(acc) = &accumulator {
-        let whole: PlanarTensor<'_> = acc.as_tensor();
-        // SAFETY: as above.
-        unsafe { kernels.planar_to_nv12(stream, &whole, &to_yuv, output)? };
+        stabilised = frame.finish(device, stream, Some(&acc.as_tensor()))?;
+    } else if !plain {
+        let tensor = engine.output_tensor(0)?;
+        stabilised = frame.finish(device, stream, Some(&tensor))?;
+    }
+    if blended {
         timer.record(slot, 3 * chunks + 1)?;
     }
-    Ok(FrameEvents { slot, chunks, blended: accumulator.is_some() })
+    Ok((FrameEvents { slot, chunks, blended }, stabilised))
 }

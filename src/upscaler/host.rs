@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MPL-2.0
 //! The host path: NV12 in host memory converted in Rust (`cpu.rs`) into the engine's host input tensor, the
-//! model run by ONNX Runtime on whichever provider was chosen, the output blended or converted back in Rust.
+//! model run by ONNX Runtime on whichever provider was chosen, the output blended and composed in Rust
+//! (`compose.rs`); or classic output alone.
 
 use std::time::Instant;
 
@@ -12,30 +13,36 @@ use crate::frame::{HostNv12, HostNv12Mut, HostTensor, HostTensorMut, Rect};
 use crate::planning::RunPlan;
 use crate::stats::FrameTimes;
 
+use super::output::{HostOutput, OutputSettings};
+
 fn ms_since(start: Instant) -> f64 {
     start.elapsed().as_secs_f64() * 1e3
 }
 
-/// Upscales one frame completely. `accumulator` is the float32 output frame tiles are blended into (empty for
-/// whole frames).
+/// Upscales one frame completely; says whether the temporal history was updated. `accumulator` is the float32
+/// model output frame tiles are blended into (empty for whole frames).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn upscale(
     engine: &mut Engine,
     plan: &RunPlan,
     accumulator: &mut [f32],
+    output: &mut HostOutput,
+    settings: &OutputSettings,
     src: &HostNv12,
     dst: &mut HostNv12Mut,
-    (src_colour, dst_colour): (Colorimetry, Colorimetry),
-) -> Result<FrameTimes> {
+    ((src_colour, dst_colour), history_valid): ((Colorimetry, Colorimetry), bool),
+) -> Result<(FrameTimes, bool)> {
     let (to_rgb, to_yuv) = (yuv_to_rgb(src_colour), rgb_to_yuv(dst_colour));
     let tile_in = 3 * plan.tiles.tile.pixels();
     let tile_out = 3 * plan.tiles.tile.scaled(plan.tiles.scale).pixels();
-    let out_size = dst.size;
+    let model_size = output.plan.model_output;
     let blended = !plan.is_whole_frame();
-    if blended && accumulator.len() != 3 * out_size.pixels() {
+    if blended && accumulator.len() != 3 * model_size.pixels() {
         return Err(Error::Usage("a tiled plan without an accumulation frame".into()));
     }
     accumulator.fill(0.0);
     let mut times = FrameTimes::default();
+    let mut stabilised = false;
     for chunk in plan.tiles.tiles.chunks(plan.batch as usize) {
         let t0 = Instant::now();
         for (j, tile) in chunk.iter().enumerate() {
@@ -54,26 +61,40 @@ pub(super) fn upscale(
         }
         times.inference += ms_since(t1);
         let t2 = Instant::now();
-        let output = engine.output_host()?;
-        if blended {
-            for (j, tile) in chunk.iter().enumerate() {
-                match &output {
-                    HostTensor::F32(t) => cpu::blend_tile(&t[j * tile_out..], tile, accumulator, out_size),
-                    HostTensor::F16(t) => cpu::blend_tile(&t[j * tile_out..], tile, accumulator, out_size),
-                }
+        let tensor = engine.output_host()?;
+        let colours = (&to_rgb, &to_yuv);
+        stabilised = match (blended, &tensor) {
+            (true, HostTensor::F32(t)) => {
+                chunk.iter().enumerate().for_each(|(j, tile)| cpu::blend_tile(&t[j * tile_out..], tile, accumulator, model_size));
+                false
             }
-        } else {
-            match output {
-                HostTensor::F32(t) => cpu::planar_to_nv12(t, &to_yuv, dst),
-                HostTensor::F16(t) => cpu::planar_to_nv12(t, &to_yuv, dst),
+            (true, HostTensor::F16(t)) => {
+                chunk.iter().enumerate().for_each(|(j, tile)| cpu::blend_tile(&t[j * tile_out..], tile, accumulator, model_size));
+                false
             }
-        }
+            (false, HostTensor::F32(t)) => output.finish(settings, Some(*t), src, colours, history_valid, dst)?,
+            (false, HostTensor::F16(t)) => output.finish(settings, Some(*t), src, colours, history_valid, dst)?,
+        };
         times.convert_out += ms_since(t2);
     }
     if blended {
         let t3 = Instant::now();
-        cpu::planar_to_nv12(accumulator, &to_yuv, dst);
+        stabilised = output.finish(settings, Some(&*accumulator), src, (&to_rgb, &to_yuv), history_valid, dst)?;
         times.convert_out += ms_since(t3);
     }
-    Ok(times)
+    Ok((times, stabilised))
+}
+
+/// The classic output of one frame (no model runs).
+pub(super) fn classic(
+    output: &mut HostOutput,
+    settings: &OutputSettings,
+    src: &HostNv12,
+    dst: &mut HostNv12Mut,
+    (src_colour, dst_colour): (Colorimetry, Colorimetry),
+) -> Result<FrameTimes> {
+    let t = Instant::now();
+    let (to_rgb, to_yuv) = (yuv_to_rgb(src_colour), rgb_to_yuv(dst_colour));
+    output.finish::<f32>(settings, None, src, (&to_rgb, &to_yuv), false, dst)?;
+    Ok(FrameTimes { convert_out: ms_since(t), ..FrameTimes::default() })
 }

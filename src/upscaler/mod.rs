@@ -5,36 +5,45 @@
 //!
 //! The parts are elsewhere: choosing the engine ([`crate::engine::select_engine`]), cutting frames into tiles under
 //! a memory budget ([`crate::planning`]), the device path with its frames in flight (`device.rs`), the host path
-//! (`host.rs`), frame timing events (`timing.rs`). Here: preparing for a frame size, retrying with smaller tiles
-//! after running out of device memory, and the statistics.
+//! (`host.rs`), the output's composition (classic image, strength blend, smaller output sizes, temporal
+//! stabilisation: `output.rs`), frame timing events (`timing.rs`), making an upscaler with or without a model
+//! (`setup.rs`). Here: preparing for a frame size, retrying with smaller tiles after running out of device memory,
+//! classic output for frames whose inference fails (with `fallback=classic`), and the statistics.
 
+mod setup;
 mod device;
 mod frames;
 mod host;
+mod output;
 mod timing;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use frames::{DeviceFrames, FrameBuffers, InputFrame};
+pub use output::OutputSettings;
 
 use self::device::{DevicePath, InFlight};
+use self::output::{DeviceOutput, HostOutput};
 use crate::backend::{Backend, BackendChoice, Precision};
+use crate::classic::{ClassicMethod, Fallback};
 use crate::color::Colorimetry;
+use crate::compose::ComposePlan;
 use crate::cuda::{DeviceNv12Mut, GpuDevice};
-use crate::engine::{Agreement, Engine, EngineMemory, EngineRequest, select_engine};
-use crate::error::{Error, Result};
+use crate::engine::{Agreement, Engine, EngineMemory, EngineRequest};
+use crate::error::{Error, ErrorKind, Result};
 use crate::frame::{ElementType, HostNv12, HostNv12Mut, Size};
 use crate::infer::TensorLocation;
 use crate::model::{Model, ModelInfo};
 use crate::planning::{Planner, RunPlan, Tiling};
 use crate::stats::Stats;
+use crate::temporal::TemporalSettings;
 
 /// Frames that can be queued on the GPU before the oldest is finished (see [`Upscaler::queue`]).
 pub const MAX_FRAMES_IN_FLIGHT: usize = 3;
 
 /// What to run and where.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct UpscalerConfig {
     /// A model file or the name of an installed model ([`crate::models::resolve`]); `None`: the default model.
     pub model: Option<PathBuf>,
@@ -44,6 +53,36 @@ pub struct UpscalerConfig {
     /// TensorRT engine and timing caches (default: `<cache dir>/tensorrt`).
     pub engine_cache_dir: Option<PathBuf>,
     pub tiling: Tiling,
+    /// The filter of the classic image and of outputs smaller than the model's.
+    pub classic: ClassicMethod,
+    /// AI strength, 0..=1: the output is `strength × model + (1 − strength) × classic`.
+    pub strength: f32,
+    /// What happens when the model cannot run.
+    pub fallback: Fallback,
+    /// Temporal stabilisation of the model's output (`strength` 0: off).
+    pub temporal: TemporalSettings,
+    /// The scale factor when no model runs (the classic backend, or a stream that fell back); `None`: the model's
+    /// declared scale where it can be read, else [`DEFAULT_CLASSIC_SCALE`]. With a model it must be the
+    /// model's.
+    pub scale: Option<u32>,
+}
+
+impl Default for UpscalerConfig {
+    fn default() -> Self {
+        Self {
+            model: None,
+            backend: BackendChoice::default(),
+            precision: Precision::default(),
+            device_id: 0,
+            engine_cache_dir: None,
+            tiling: Tiling::default(),
+            classic: ClassicMethod::default(),
+            strength: 1.0,
+            fallback: Fallback::default(),
+            temporal: TemporalSettings::default(),
+            scale: None,
+        }
+    }
 }
 
 impl UpscalerConfig {
@@ -78,8 +117,10 @@ impl DeviceMemory {
 #[derive(Debug, Clone)]
 struct Prepared {
     size: Size,
+    output: Size,
     location: TensorLocation,
-    plan: RunPlan,
+    /// How the model runs (`None` without a model).
+    plan: Option<RunPlan>,
 }
 
 /// A loaded model on a chosen engine, upscaling frames of one size at a time. `F` is what keeps the memory of a
@@ -87,12 +128,21 @@ struct Prepared {
 pub struct Upscaler<F: FrameBuffers = DeviceFrames> {
     // Field order is drop order, after `Drop` waited for the GPU: frames in flight and our buffers, then the engine.
     device: Option<DevicePath<F>>,
-    engine: Engine,
+    /// `None`: classic output only (the classic backend, or a stream that fell back).
+    engine: Option<Engine>,
     /// The float32 frame host-memory tiles are blended into.
     host_accumulator: Vec<f32>,
-    model: Arc<Model>,
+    /// The host path's output state for the prepared size.
+    host_output: Option<HostOutput>,
+    model: Option<Arc<Model>>,
+    scale: u32,
     tiling: Tiling,
+    output: OutputSettings,
     prepared: Option<Prepared>,
+    /// Whether the temporal history holds the previous frame's output (false after a reset or a new size).
+    history_valid: bool,
+    /// Why the stream gives classic output although a model was asked for.
+    fallback_cause: Option<String>,
     /// Tile side forced by out-of-memory retries.
     tile_override: Option<u32>,
     warnings: Vec<String>,
@@ -103,59 +153,48 @@ pub struct Upscaler<F: FrameBuffers = DeviceFrames> {
 }
 
 impl<F: FrameBuffers> Upscaler<F> {
-    /// Resolves, loads and checks the model (once), checks the tiling, chooses the engine and measures the scale.
+    /// Resolves, loads and checks the model (once), checks the settings, chooses the engine and measures the scale
+    /// (see `setup.rs`); with `backend=classic` no model is loaded, and with `fallback=classic` a model or backend
+    /// that cannot be used gives a classic upscaler (the cause in [`Upscaler::fallback_cause`] and the warnings).
     /// Backends skipped on the way and settings that could not be honoured are listed in [`Upscaler::warnings`].
     pub fn new(config: UpscalerConfig) -> Result<Self> {
-        config.tiling.check()?;
-        let path = crate::models::resolve(config.model.as_deref())?;
-        let model = Arc::new(Model::load(&path)?);
-        let selected = select_engine(model.clone(), &config.engine_request())?;
-        let mut warnings = selected.warnings;
-        let fixed_batch = model.info().fixed_batch;
-        if config.tiling.batch > 1 && fixed_batch.is_some_and(|b| b != config.tiling.batch) {
-            warnings.push(format!(
-                "batch-size {} ignored: the model's batch axis is fixed at {}",
-                config.tiling.batch,
-                fixed_batch.unwrap_or(1)
-            ));
-        }
-        let engine = selected.engine;
-        let device = match (selected.device, engine.stream()) {
-            (Some(device), Some(stream)) => Some(DevicePath::new(device, stream.clone(), MAX_FRAMES_IN_FLIGHT)?),
-            _ => None,
-        };
-        Ok(Self {
-            device,
-            engine,
-            host_accumulator: Vec::new(),
-            model,
-            tiling: config.tiling,
-            prepared: None,
-            tile_override: None,
-            warnings,
-            native_agreement: selected.native_agreement,
-            notes: Vec::new(),
-            stats: Stats::default(),
-        })
+        setup::new(config)
     }
 
     pub fn scale(&self) -> u32 {
-        self.engine.scale()
+        self.scale
     }
 
     pub fn backend(&self) -> Backend {
-        self.engine.backend()
+        self.engine.as_ref().map_or(Backend::Classic, Engine::backend)
     }
 
-    /// The model as loaded from disk.
-    pub fn model(&self) -> &ModelInfo {
-        self.model.info()
+    /// The model as loaded from disk (`None` without a model).
+    pub fn model(&self) -> Option<&ModelInfo> {
+        self.model.as_ref().map(|m| m.info())
     }
 
-    /// Element types of the tensors the model runs with (after any precision conversion).
+    /// How output frames are made.
+    pub fn output_settings(&self) -> &OutputSettings {
+        &self.output
+    }
+
+    /// Why the stream gives classic output although a model was asked for (`fallback=classic`).
+    pub fn fallback_cause(&self) -> Option<&str> {
+        self.fallback_cause.as_deref()
+    }
+
+    /// Starts the temporal history afresh with the next frame queued (a discontinuity, a flush, a seek).
+    pub fn reset_history(&mut self) {
+        self.history_valid = false;
+    }
+
+    /// Element types of the tensors the model runs with (after any precision conversion); `f32` without a model.
     pub fn running_types(&self) -> (ElementType, ElementType) {
-        let m = self.engine.model();
-        (m.input_type, m.output_type)
+        match &self.engine {
+            Some(e) => (e.model().input_type, e.model().output_type),
+            None => (ElementType::F32, ElementType::F32),
+        }
     }
 
     /// How the native kernels agreed with ONNX Runtime on the probe image, when they run the model.
@@ -190,13 +229,25 @@ impl<F: FrameBuffers> Upscaler<F> {
     /// Device memory held for inference: the engine's and our own frames. `None` off the GPU.
     pub fn device_memory(&self) -> Option<DeviceMemory> {
         let own = self.device.as_ref()?.own_bytes();
-        Some(DeviceMemory { engine: self.engine.memory()?, own })
+        let engine = match &self.engine {
+            Some(e) => e.memory()?,
+            None => EngineMemory::default(),
+        };
+        Some(DeviceMemory { engine, own })
     }
 
-    /// Prepares for frames of `size` in host or device memory: checks the model accepts the size, plans tiles,
-    /// allocates and binds the tensors (only when something changed).
+    /// Prepares for frames of `size` in host or device memory, upscaled by the scale: see
+    /// [`Upscaler::prepare_output`].
     pub fn prepare(&mut self, size: Size, location: TensorLocation) -> Result<()> {
-        if self.prepared.as_ref().is_some_and(|p| p.size == size && p.location == location) {
+        self.prepare_output(size, size.scaled(self.scale), location)
+    }
+
+    /// Prepares for frames of `size` in host or device memory with outputs of `output` (at most `size` times the
+    /// scale; smaller ones are resampled from the model's output): checks the model accepts the size, plans tiles,
+    /// allocates and binds the tensors and the output's buffers (only when something changed; the temporal
+    /// history starts afresh).
+    pub fn prepare_output(&mut self, size: Size, output: Size, location: TensorLocation) -> Result<()> {
+        if self.prepared.as_ref().is_some_and(|p| p.size == size && p.output == output && p.location == location) {
             return Ok(());
         }
         if location == TensorLocation::Device && !self.supports_device_memory() {
@@ -205,70 +256,107 @@ impl<F: FrameBuffers> Upscaler<F> {
                 self.backend()
             )));
         }
-        if location == TensorLocation::Host && !self.engine.supports_host_tensors() {
+        if location == TensorLocation::Host && self.engine.as_ref().is_some_and(|e| !e.supports_host_tensors()) {
             return Err(Error::Negotiation(format!(
                 "frames in system memory need an ONNX Runtime backend, but the model runs on {}",
                 self.backend()
             )));
         }
-        let planner = Planner {
-            tiling: &self.tiling,
-            model: self.model.info(),
-            scale: self.scale(),
-            capped: self.backend().is_gpu(),
+        let compose = ComposePlan::new(self.output.method, size, self.scale, output)?;
+        let plan = match (&self.engine, &self.model) {
+            (Some(engine), Some(model)) => {
+                let planner =
+                    Planner { tiling: &self.tiling, model: model.info(), scale: self.scale, capped: self.backend().is_gpu() };
+                let plan = planner.plan(size, self.tile_override, |tile, batch| engine.estimate(tile, batch))?;
+                model.info().check_input_size(if plan.is_whole_frame() { size } else { plan.tiles.tile })?;
+                Some(plan)
+            }
+            _ => None,
         };
-        let plan = planner.plan(size, self.tile_override, |tile, batch| self.engine.estimate(tile, batch))?;
-        self.model.info().check_input_size(if plan.is_whole_frame() { size } else { plan.tiles.tile })?;
         // free what depends on the old size before allocating for the new one, once frames in flight are done
         if let Some(device) = &mut self.device {
             device.wait_for_frames_in_flight()?;
             device.set_accumulator(None)?;
+            device.set_output(None);
         }
         self.prepared = None;
         self.host_accumulator = Vec::new();
-        self.engine.reconfigure(&plan)?;
-        self.engine.bind(plan.batch, plan.tiles.tile, location)?;
-        let out = size.scaled(self.scale());
-        if !plan.is_whole_frame() {
-            match (location, &mut self.device) {
-                (TensorLocation::Host, _) => self.host_accumulator = vec![0.0; 3 * out.pixels()],
-                (TensorLocation::Device, Some(device)) => device.set_accumulator(Some(out))?,
-                (TensorLocation::Device, None) => return Err(Error::Usage("no GPU for device frames".into())),
+        self.host_output = None;
+        self.history_valid = false;
+        let model_output = size.scaled(self.scale);
+        if let (Some(engine), Some(plan)) = (&mut self.engine, &plan) {
+            engine.reconfigure(plan)?;
+            engine.bind(plan.batch, plan.tiles.tile, location)?;
+            if !plan.is_whole_frame() {
+                match (location, &mut self.device) {
+                    (TensorLocation::Host, _) => self.host_accumulator = vec![0.0; 3 * model_output.pixels()],
+                    (TensorLocation::Device, Some(device)) => device.set_accumulator(Some(model_output))?,
+                    (TensorLocation::Device, None) => return Err(Error::Usage("no GPU for device frames".into())),
+                }
             }
+            let (in_t, out_t) = self.running_types();
+            let px = plan.tiles.tile.pixels() as u64 * plan.batch as u64;
+            let s2 = (self.scale * self.scale) as u64;
+            self.stats.tensor_bytes = px * 3 * (in_t.size() as u64 + s2 * out_t.size() as u64);
+            self.stats.tiles_per_frame = plan.tiles.tiles.len() as u64;
+            self.stats.tile_size = plan.tile_side();
         }
-        let (in_t, out_t) = self.running_types();
-        let px = plan.tiles.tile.pixels() as u64 * plan.batch as u64;
-        let s2 = (self.scale() * self.scale()) as u64;
-        self.stats.tensor_bytes = px * 3 * (in_t.size() as u64 + s2 * out_t.size() as u64);
-        self.stats.tiles_per_frame = plan.tiles.tiles.len() as u64;
-        self.stats.tile_size = plan.tile_side();
-        self.prepared = Some(Prepared { size, location, plan });
+        let has_model = self.engine.is_some();
+        match (location, &mut self.device) {
+            (TensorLocation::Host, _) => self.host_output = Some(HostOutput::new(&self.output, compose)),
+            (TensorLocation::Device, Some(device)) => {
+                let output = DeviceOutput::new(&device.stream, &self.output, compose, has_model)?;
+                device.set_output(Some(output));
+            }
+            (TensorLocation::Device, None) => return Err(Error::Usage("no GPU for device frames".into())),
+        }
+        self.prepared = Some(Prepared { size, output, location, plan });
         Ok(())
     }
 
-    fn prepared(&self, src: Size, dst: Size, location: TensorLocation) -> Result<RunPlan> {
+    /// The model's plan for frames `src` → `dst` at `location`, checked against what was prepared (`None` without a
+    /// model).
+    fn prepared(&self, src: Size, dst: Size, location: TensorLocation) -> Result<Option<RunPlan>> {
         match &self.prepared {
-            Some(p) if p.size == src && p.location == location && dst == src.scaled(self.scale()) => Ok(p.plan.clone()),
+            Some(p) if p.size == src && p.location == location && dst == p.output => Ok(p.plan.clone()),
             _ => Err(Error::Negotiation(format!(
-                "frame {src} → {dst} in {location:?} memory does not match the prepared size {} at scale {}",
-                self.prepared.as_ref().map_or("(none)".into(), |p| format!("{} ({:?})", p.size, p.location)),
-                self.scale()
+                "frame {src} → {dst} in {location:?} memory does not match the prepared {}",
+                self.prepared.as_ref().map_or("(none)".into(), |p| format!("{} → {} ({:?})", p.size, p.output, p.location)),
             ))),
         }
+    }
+
+    /// Whether a frame that failed with `e` gives classic output instead (`fallback=classic`, a model that ran, an
+    /// error of the model's run rather than of the frame or of the API).
+    fn falls_back(&self, e: &Error) -> bool {
+        self.output.fallback == Fallback::Classic
+            && self.engine.is_some()
+            && !matches!(e.kind(), ErrorKind::Negotiation | ErrorKind::Usage | ErrorKind::Settings)
+    }
+
+    /// Counts a frame that gave classic output after `e` and notes why.
+    fn record_fallback(&mut self, e: &Error) {
+        self.stats.fallback_frames += 1;
+        self.history_valid = false;
+        self.notes.push(format!("the model failed on this frame, classic output instead: {e}"));
     }
 
     /// Runs `attempt` and, when it fails for lack of device memory, shrinks the tiles and tries again, down to the
     /// smallest tile.
     fn with_memory_retry<T>(
         &mut self,
-        size: Size,
+        (size, output): (Size, Size),
         location: TensorLocation,
         mut attempt: impl FnMut(&mut Self) -> Result<T>,
     ) -> Result<T> {
         loop {
             match attempt(self) {
                 Err(e) if e.is_out_of_memory() && self.backend().is_gpu() => {
-                    let current = self.prepared.as_ref().map_or(size.width.max(size.height), |p| p.plan.tile_side());
+                    let current = self
+                        .prepared
+                        .as_ref()
+                        .and_then(|p| p.plan.as_ref())
+                        .map_or(size.width.max(size.height), RunPlan::tile_side);
                     let Some(smaller) = self.tiling.smaller_after_oom(current) else { return Err(e) };
                     self.notes.push(format!(
                         "out of device memory with {current}px tiles, retrying with {smaller}px tiles: {e}"
@@ -276,11 +364,16 @@ impl<F: FrameBuffers> Upscaler<F> {
                     self.stats.oom_retries += 1;
                     self.tile_override = Some(smaller);
                     self.prepared = None;
-                    self.prepare(size, location)?;
+                    self.prepare_output(size, output, location)?;
                 }
                 other => return other,
             }
         }
+    }
+
+    /// The model's plan, which must be there.
+    fn model_plan(&self, src: Size, dst: Size, location: TensorLocation) -> Result<RunPlan> {
+        self.prepared(src, dst, location)?.ok_or_else(|| Error::Usage("no model to run".into()))
     }
 
     /// Upscales an NV12 frame in host memory (prepared with [`TensorLocation::Host`]).
@@ -291,13 +384,73 @@ impl<F: FrameBuffers> Upscaler<F> {
         dst: &mut HostNv12Mut,
         dst_colour: Colorimetry,
     ) -> Result<()> {
-        self.prepared(src.size, dst.size, TensorLocation::Host)?;
-        let times = self.with_memory_retry(src.size, TensorLocation::Host, |up| {
-            let plan = up.prepared(src.size, dst.size, TensorLocation::Host)?;
-            host::upscale(&mut up.engine, &plan, &mut up.host_accumulator, src, dst, (src_colour, dst_colour))
-        })?;
+        let (sizes, colours) = ((src.size, dst.size), (src_colour, dst_colour));
+        let with_model = self.prepared(src.size, dst.size, TensorLocation::Host)?.is_some();
+        let classic = |up: &mut Self, dst: &mut HostNv12Mut| {
+            let out = up.host_output.as_mut().ok_or_else(|| Error::Usage("no output prepared".into()))?;
+            host::classic(out, &up.output, src, dst, colours)
+        };
+        let result = match with_model {
+            true => self.with_memory_retry(sizes, TensorLocation::Host, |up| {
+                let plan = up.model_plan(src.size, dst.size, TensorLocation::Host)?;
+                let valid = up.history_valid;
+                let engine = up.engine.as_mut().ok_or_else(|| Error::Usage("no model to run".into()))?;
+                let out = up.host_output.as_mut().ok_or_else(|| Error::Usage("no output prepared".into()))?;
+                host::upscale(engine, &plan, &mut up.host_accumulator, out, &up.output, src, dst, (colours, valid))
+            }),
+            false => classic(self, dst).map(|times| (times, false)),
+        };
+        let (times, stabilised) = match result {
+            Err(e) if self.falls_back(&e) => {
+                self.record_fallback(&e);
+                (classic(self, dst)?, false)
+            }
+            other => other?,
+        };
+        self.history_valid = stabilised;
         self.stats.record_frame(times);
         Ok(())
+    }
+
+    /// Queues one device frame on our stream: through the model (with smaller tiles after running out of memory),
+    /// or classic output without a model or, with `fallback=classic`, after the model failed on it.
+    ///
+    /// # Safety
+    /// The memory of `input` and `output` must stay valid (the input unchanged, the output touched by nothing
+    /// else) until the frame's work has completed on the stream.
+    unsafe fn queue_on_device(
+        &mut self,
+        input: &InputFrame<'_>,
+        output: &mut DeviceNv12Mut<'_>,
+        colours: (Colorimetry, Colorimetry),
+    ) -> Result<(timing::FrameEvents, device::InputRoute)> {
+        let (size, out_size) = (input.size(), output.size());
+        let with_model = self.prepared(size, out_size, TensorLocation::Device)?.is_some();
+        let classic = |up: &mut Self, output: &mut DeviceNv12Mut<'_>| {
+            let device = up.device.as_mut().ok_or_else(|| Error::Usage("no GPU".into()))?;
+            // SAFETY: this function's contract.
+            unsafe { device.queue(None, &up.output, input, output, (colours, false)) }
+        };
+        let result = match with_model {
+            true => self.with_memory_retry((size, out_size), TensorLocation::Device, |up| {
+                let plan = up.model_plan(size, out_size, TensorLocation::Device)?;
+                let valid = up.history_valid;
+                let device = up.device.as_mut().ok_or_else(|| Error::Usage("no GPU".into()))?;
+                let engine = up.engine.as_mut().ok_or_else(|| Error::Usage("no model to run".into()))?;
+                // SAFETY: this function's contract.
+                unsafe { device.queue(Some((engine, &plan)), &up.output, input, output, (colours, valid)) }
+            }),
+            false => classic(self, output),
+        };
+        let (events, route, stabilised) = match result {
+            Err(e) if self.falls_back(&e) => {
+                self.record_fallback(&e);
+                classic(self, output)?
+            }
+            other => other?,
+        };
+        self.history_valid = stabilised;
+        Ok((events, route))
     }
 
     /// Upscales a frame into device memory of this upscaler's context and waits for it: `output` is complete when
@@ -312,14 +465,8 @@ impl<F: FrameBuffers> Upscaler<F> {
         if self.frames_in_flight() > 0 {
             return Err(Error::Usage("frames are in flight: finish them before upscaling one synchronously".into()));
         }
-        let (size, out_size) = (input.size(), output.size());
-        self.prepared(size, out_size, TensorLocation::Device)?;
-        let (events, route) = self.with_memory_retry(size, TensorLocation::Device, |up| {
-            let plan = up.prepared(size, out_size, TensorLocation::Device)?;
-            let device = up.device.as_mut().ok_or_else(|| Error::Usage("no GPU".into()))?;
-            // SAFETY: `input` and `output` are borrowed for this whole call, which waits for the frame below.
-            unsafe { device.queue(&mut up.engine, &plan, &input, &mut output, (src_colour, dst_colour)) }
-        })?;
+        // SAFETY: `input` and `output` are borrowed for this whole call, which waits for the frame below.
+        let (events, route) = unsafe { self.queue_on_device(&input, &mut output, (src_colour, dst_colour))? };
         let device = self.device.as_ref().ok_or_else(|| Error::Usage("no GPU".into()))?;
         let times = device.finish_events(events);
         if times.is_err() {
@@ -341,7 +488,12 @@ impl<F: FrameBuffers> Upscaler<F> {
             return Err(Error::Usage(format!("{MAX_FRAMES_IN_FLIGHT} frames are already in flight: finish one first")));
         }
         let stream = device.stream.clone();
-        let result = self.queue_with_retry(&mut frame, &stream, (src_colour, dst_colour));
+        let result = (|| {
+            let (input, mut output) = frame.planes(&stream)?;
+            // SAFETY: the frame's memory is kept alive and untouched by `frame` (FrameBuffers' contract), which the
+            // caller keeps in the frames in flight until the GPU is done with it.
+            unsafe { self.queue_on_device(&input, &mut output, (src_colour, dst_colour)) }
+        })();
         let device = self.device.as_mut().ok_or_else(|| Error::Usage("no GPU".into()))?;
         match result {
             Ok((events, route)) => {
@@ -354,28 +506,6 @@ impl<F: FrameBuffers> Upscaler<F> {
                 Err(e)
             }
         }
-    }
-
-    /// Queues `frame` (see [`Upscaler::queue`]), with smaller tiles after running out of memory.
-    fn queue_with_retry(
-        &mut self,
-        frame: &mut F,
-        stream: &Arc<cudarc::driver::CudaStream>,
-        colours: (Colorimetry, Colorimetry),
-    ) -> Result<(timing::FrameEvents, device::InputRoute)> {
-        let (size, out_size) = {
-            let (input, output) = frame.planes(stream)?;
-            (input.size(), output.size())
-        };
-        self.prepared(size, out_size, TensorLocation::Device)?;
-        self.with_memory_retry(size, TensorLocation::Device, |up| {
-            let plan = up.prepared(size, out_size, TensorLocation::Device)?;
-            let device = up.device.as_mut().ok_or_else(|| Error::Usage("no GPU".into()))?;
-            let (input, mut output) = frame.planes(stream)?;
-            // SAFETY: the frame's memory is kept alive and untouched by `frame` (FrameBuffers' contract), which the
-            // caller keeps in the frames in flight until the GPU is done with it.
-            unsafe { device.queue(&mut up.engine, &plan, &input, &mut output, colours) }
-        })
     }
 
     /// Frames queued by [`Upscaler::queue`] and not yet finished.

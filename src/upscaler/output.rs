@@ -1,0 +1,246 @@
+// SPDX-License-Identifier: MPL-2.0
+//! The output side of a frame: the composition settings (classic method, AI strength, temporal stabilisation,
+//! fallback), and what each path keeps for frames of one size to compose their output (`compose.rs` and its
+//! kernel): the classic and shrink tables, the input's RGB, the temporal history with the previous input and the
+//! mask. The history lives with the upscaler's own buffers, ordered with the frames in flight by the stream.
+
+use std::sync::Arc;
+
+use cudarc::driver::{CudaSlice, CudaStream};
+
+use crate::classic::{ClassicMethod, Fallback};
+use crate::color::Affine3x4;
+use crate::compose::{ComposePlan, HostScratch, HostTemporal, Strength, compose_host};
+use crate::cpu;
+use crate::cuda::{
+    ComposeFrame, DeviceNv12, DeviceNv12Mut, DeviceResampler, GpuDevice, Nv12Buffer, PlanarTensor, PlanarTensorMut,
+    copy_between_contexts,
+};
+use crate::error::{Error, Result};
+use crate::frame::{HostNv12, HostNv12Mut, Nv12Image, Rect, TensorElement};
+use crate::temporal::{TemporalSettings, compute_mask};
+
+/// How output frames are made, for the whole run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OutputSettings {
+    pub method: ClassicMethod,
+    pub strength: Strength,
+    pub temporal: TemporalSettings,
+    pub fallback: Fallback,
+}
+
+/// What a frame's output is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Source {
+    /// The model's output (blended with the classic image by the strength).
+    Model,
+    /// The classic image alone: the classic backend, a stream that fell back, or a frame whose inference failed.
+    Classic,
+}
+
+impl OutputSettings {
+    /// Whether a model frame's output is today's plain conversion (no blend, no resampling, no history).
+    pub(super) fn plain(&self, plan: &ComposePlan) -> bool {
+        !self.strength.uses_classic() && plan.shrink.is_none() && !self.temporal.enabled()
+    }
+
+    /// Whether frames from `source` need the input's RGB (for the classic image).
+    fn needs_input_rgb(&self, source: Source) -> bool {
+        source == Source::Classic || self.strength.uses_classic()
+    }
+
+    /// Whether frames from `source` are stabilised (classic output is a function of the input: nothing flickers).
+    fn stabilises(&self, source: Source) -> bool {
+        source == Source::Model && self.temporal.enabled()
+    }
+
+    /// Whether the input's RGB may ever be needed (so it is allocated up front).
+    fn may_need_input_rgb(&self, has_model: bool) -> bool {
+        !has_model || self.strength.uses_classic() || self.fallback == Fallback::Classic
+    }
+}
+
+/// The temporal state of the host path.
+struct HostHistory {
+    previous: Nv12Image,
+    mask: Vec<f32>,
+    history: Vec<f32>,
+}
+
+/// The host path's output state for frames of one size.
+pub(super) struct HostOutput {
+    pub plan: ComposePlan,
+    input_rgb: Vec<f32>,
+    scratch: HostScratch,
+    history: Option<HostHistory>,
+}
+
+impl HostOutput {
+    pub fn new(settings: &OutputSettings, plan: ComposePlan) -> Self {
+        let history = settings.temporal.enabled().then(|| HostHistory {
+            previous: Nv12Image::new(plan.input),
+            mask: vec![0.0; plan.input.pixels()],
+            history: vec![0.0; 3 * plan.output.pixels()],
+        });
+        Self { plan, input_rgb: Vec::new(), scratch: HostScratch::default(), history }
+    }
+
+    /// Writes `dst` from `model` (the model's output, `None` for classic output) and the input `src`; says whether
+    /// the history was updated (so it is valid for the next frame).
+    #[allow(clippy::too_many_arguments)]
+    pub fn finish<T: TensorElement>(
+        &mut self,
+        settings: &OutputSettings,
+        model: Option<&[T]>,
+        src: &HostNv12,
+        (to_rgb, to_yuv): (&Affine3x4, &Affine3x4),
+        history_valid: bool,
+        dst: &mut HostNv12Mut,
+    ) -> Result<bool> {
+        let source = if model.is_some() { Source::Model } else { Source::Classic };
+        if settings.needs_input_rgb(source) {
+            self.input_rgb.resize(3 * self.plan.input.pixels(), 0.0);
+            cpu::nv12_to_planar(src, to_rgb, Rect::of_size(src.size), &mut self.input_rgb);
+        }
+        let temporal = match (&mut self.history, settings.stabilises(source)) {
+            (Some(h), true) => {
+                compute_mask(&settings.temporal, src, &h.previous.view(), history_valid, &mut h.mask);
+                Some(HostTemporal { alpha: settings.temporal.strength, mask: &h.mask, history: &mut h.history })
+            }
+            _ => None,
+        };
+        let stabilised = temporal.is_some();
+        compose_host(&self.plan, model, &self.input_rgb, settings.strength, temporal, to_yuv, &mut self.scratch, dst)?;
+        if stabilised && let Some(h) = &mut self.history {
+            copy_host_frame(src, &mut h.previous);
+        }
+        Ok(stabilised)
+    }
+}
+
+/// Copies a host frame into an image of its size.
+fn copy_host_frame(src: &HostNv12, dst: &mut Nv12Image) {
+    let (w, c) = (src.size.width as usize, src.size.chroma());
+    for (y, row) in dst.y.chunks_exact_mut(w).enumerate() {
+        row.copy_from_slice(&src.y[y * src.y_stride..][..w]);
+    }
+    let cw = 2 * c.width as usize;
+    for (y, row) in dst.uv.chunks_exact_mut(cw).enumerate() {
+        row.copy_from_slice(&src.uv[y * src.uv_stride..][..cw]);
+    }
+}
+
+/// The temporal state of the device path.
+struct DeviceHistory {
+    previous: Nv12Buffer,
+    mask: CudaSlice<f32>,
+    sum: CudaSlice<u64>,
+    history: CudaSlice<f32>,
+}
+
+/// The device path's output state for frames of one size: tables, the input's RGB, the history.
+pub(super) struct DeviceOutput {
+    pub plan: ComposePlan,
+    classic: DeviceResampler,
+    shrink: Option<DeviceResampler>,
+    input_rgb: Option<CudaSlice<f32>>,
+    history: Option<DeviceHistory>,
+}
+
+impl DeviceOutput {
+    /// Uploads the plan's tables and allocates what its frames may need (nothing is allocated per frame).
+    pub fn new(stream: &Arc<CudaStream>, settings: &OutputSettings, plan: ComposePlan, has_model: bool) -> Result<Self> {
+        let classic = DeviceResampler::new(stream, &plan.classic)?;
+        let shrink = plan.shrink.as_ref().map(|s| DeviceResampler::new(stream, s)).transpose()?;
+        let alloc = |n: usize| stream.alloc_zeros::<f32>(n).map_err(Error::cuda("cuMemAlloc"));
+        let input_rgb = settings.may_need_input_rgb(has_model).then(|| alloc(3 * plan.input.pixels())).transpose()?;
+        let history = match settings.temporal.enabled() && has_model {
+            true => Some(DeviceHistory {
+                previous: Nv12Buffer::new(stream, plan.input)?,
+                mask: alloc(plan.input.pixels())?,
+                sum: stream.alloc_zeros::<u64>(1).map_err(Error::cuda("cuMemAlloc"))?,
+                history: alloc(3 * plan.output.pixels())?,
+            }),
+            false => None,
+        };
+        Ok(Self { plan, classic, shrink, input_rgb, history })
+    }
+
+    /// Device memory held, in bytes.
+    pub fn bytes(&self) -> u64 {
+        let f32s = |s: &Option<CudaSlice<f32>>| s.as_ref().map_or(0, |s| s.len() * 4);
+        let tables = self.classic.bytes() + self.shrink.as_ref().map_or(0, DeviceResampler::bytes);
+        let history = self.history.as_ref().map_or(0, |h| h.previous.bytes() + 4 * (h.mask.len() + h.history.len()));
+        (tables + f32s(&self.input_rgb) + history) as u64
+    }
+
+    /// Queues the output of one frame: `model` (the model's output, `None` for classic output) and the input
+    /// `src` into `dst`. Says whether the history was updated.
+    ///
+    /// # Safety
+    /// The views' memory must stay valid (the inputs unchanged, `dst` touched by nothing else) until the work
+    /// queued on `stream` has completed.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn queue(
+        &mut self,
+        device: &GpuDevice,
+        stream: &Arc<CudaStream>,
+        settings: &OutputSettings,
+        model: Option<&PlanarTensor<'_>>,
+        src: &DeviceNv12<'_>,
+        (to_rgb, to_yuv): (&Affine3x4, &Affine3x4),
+        history_valid: bool,
+        dst: &mut DeviceNv12Mut<'_>,
+    ) -> Result<bool> {
+        let source = if model.is_some() { Source::Model } else { Source::Classic };
+        if let (Some(model), true) = (model, settings.plain(&self.plan)) {
+            // SAFETY: this function's contract.
+            unsafe { device.kernels().planar_to_nv12(stream, model, to_yuv, dst)? };
+            return Ok(false);
+        }
+        let kernels = device.compose_kernels();
+        let input_rgb = match (&mut self.input_rgb, settings.needs_input_rgb(source)) {
+            (Some(rgb), true) => {
+                {
+                    let mut tensor = PlanarTensorMut::from_view(rgb.as_view_mut(), stream, self.plan.input)?;
+                    let whole = Rect::of_size(src.size());
+                    // SAFETY: `src` per this function's contract; the tensor is ours, read by this frame's
+                    // composition next on the stream.
+                    unsafe { device.kernels().nv12_to_planar(stream, src, to_rgb, whole, &mut tensor)? };
+                }
+                Some(PlanarTensor::from_view(rgb.as_view(), stream, self.plan.input)?)
+            }
+            (None, true) => return Err(Error::Usage("classic output without the input's RGB".into())),
+            _ => None,
+        };
+        let stabilise = settings.stabilises(source) && self.history.is_some();
+        if let (Some(h), true) = (&mut self.history, stabilise) {
+            let previous = h.previous.view(stream)?;
+            // SAFETY: `src` per this function's contract; the previous frame, the sum and the mask are ours.
+            unsafe {
+                kernels.temporal_mask(stream, &settings.temporal, src, &previous, history_valid, &mut h.sum, &mut h.mask)?
+            };
+        }
+        let temporal = match (&mut self.history, stabilise) {
+            (Some(h), true) => Some((settings.temporal.strength, &h.mask, &mut h.history)),
+            _ => None,
+        };
+        let frame = ComposeFrame {
+            model,
+            input_rgb: input_rgb.as_ref(),
+            strength: settings.strength,
+            temporal,
+            rgb_to_yuv: to_yuv,
+        };
+        // SAFETY: this function's contract; the tables, the input's RGB and the history are ours, freed only after
+        // the frames in flight.
+        unsafe { kernels.compose(stream, &self.plan, (&self.classic, self.shrink.as_ref()), frame, dst)? };
+        if let (Some(h), true) = (&mut self.history, stabilise) {
+            let mut previous = h.previous.view_mut(stream)?;
+            // SAFETY: `src` per this function's contract; the previous frame is ours, read only by later frames'
+            // masks, after this copy on the stream.
+            unsafe { copy_between_contexts(stream, src, &mut previous)? };
+        }
+        Ok(stabilise)
+    }
+}
