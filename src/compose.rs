@@ -4,10 +4,10 @@
 //! stabilised over time ([`crate::temporal`]), clamped and converted to NV12. The CPU path is here; the CUDA
 //! kernel (`cuda/kernels/compose.cu`) computes the same numbers in the same order, bit for bit.
 //!
-//! Per output pixel and channel: `v = a` at strength 1, `v = c` at strength 0 (so strength 0 equals the classic
-//! backend byte for byte, and strength 1 today's output), else `v = s·a + (1−s)·c`, with `a` the model's value and
-//! `c` the classic one; then `v = clamp(v)`, and with temporal stabilisation `v = clamp(v + α·m·(h − v))`, which
-//! becomes the history `h`.
+//! Per output pixel and channel, with `a` the model's value and `c` the classic one, both clamped to 0..=1 (the
+//! outputs each would give alone): `v = a` at strength 1, `v = c` at strength 0 (so strength 0 equals the classic
+//! backend byte for byte, and strength 1 today's output), else `v = s·a + (1−s)·c`; then with temporal
+//! stabilisation `v = clamp(v + α·m·(h − v))`, which becomes the history `h`.
 
 use crate::classic::{ClassicMethod, Resampler};
 use crate::color::Affine3x4;
@@ -157,7 +157,7 @@ pub fn compose_host<T: TensorElement>(
         for (k, v) in rgb.iter_mut().enumerate() {
             let a = model.at(k * plane + i);
             let c = if strength.uses_classic() { classic[k * plane + i] } else { 0.0 };
-            *v = clamp01(strength.blend(a, c));
+            *v = clamp01(strength.blend(clamp01(a), clamp01(c)));
         }
         if let Some(t) = temporal.as_mut() {
             let weight = t.alpha * t.mask[input_index(x, y, plan.input, out)];

@@ -110,11 +110,8 @@ impl GpuDevice {
             &get(&conversion::PLANAR_TO_NV12),
             &get(&conversion::BLEND),
         )?;
-        let compose = ComposeKernels::new(
-            &get(&conversion::RESAMPLE),
-            &get(&conversion::COMPOSE),
-            &get(&conversion::TEMPORAL),
-        )?;
+        let compose =
+            ComposeKernels::new(&get(&conversion::RESAMPLE), &get(&conversion::COMPOSE), &get(&conversion::TEMPORAL))?;
         let modules = Mutex::new(modules);
         let device = Arc::new(GpuDevice { ctx, kernels, compose, ordinal, name, compute_capability, modules });
         devices.push((ordinal, Arc::downgrade(&device)));

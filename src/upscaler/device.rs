@@ -246,7 +246,12 @@ struct FrameWork<'f, 's, 'o> {
 
 impl FrameWork<'_, '_, '_> {
     /// Queues the output composition from `model` (`None`: classic output). Says whether the history was updated.
-    fn finish(&mut self, device: &GpuDevice, stream: &Arc<CudaStream>, model: Option<&PlanarTensor<'_>>) -> Result<bool> {
+    fn finish(
+        &mut self,
+        device: &GpuDevice,
+        stream: &Arc<CudaStream>,
+        model: Option<&PlanarTensor<'_>>,
+    ) -> Result<bool> {
         let (to_rgb, to_yuv) = (yuv_to_rgb(self.colours.0), rgb_to_yuv(self.colours.1));
         // SAFETY: `source` and `output` are valid until the frame completes (the caller's contract), the model's
         // tensor is the engine's (kept until the next bind, which waits for the frames in flight) or ours.

@@ -65,11 +65,17 @@ pub(super) fn upscale(
         let colours = (&to_rgb, &to_yuv);
         stabilised = match (blended, &tensor) {
             (true, HostTensor::F32(t)) => {
-                chunk.iter().enumerate().for_each(|(j, tile)| cpu::blend_tile(&t[j * tile_out..], tile, accumulator, model_size));
+                chunk
+                    .iter()
+                    .enumerate()
+                    .for_each(|(j, tile)| cpu::blend_tile(&t[j * tile_out..], tile, accumulator, model_size));
                 false
             }
             (true, HostTensor::F16(t)) => {
-                chunk.iter().enumerate().for_each(|(j, tile)| cpu::blend_tile(&t[j * tile_out..], tile, accumulator, model_size));
+                chunk
+                    .iter()
+                    .enumerate()
+                    .for_each(|(j, tile)| cpu::blend_tile(&t[j * tile_out..], tile, accumulator, model_size));
                 false
             }
             (false, HostTensor::F32(t)) => output.finish(settings, Some(*t), src, colours, history_valid, dst)?,

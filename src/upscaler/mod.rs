@@ -10,11 +10,11 @@
 //! (`setup.rs`). Here: preparing for a frame size, retrying with smaller tiles after running out of device memory,
 //! classic output for frames whose inference fails (with `fallback=classic`), and the statistics.
 
-mod setup;
 mod device;
 mod frames;
 mod host;
 mod output;
+mod setup;
 mod timing;
 
 use std::path::PathBuf;
@@ -143,6 +143,8 @@ pub struct Upscaler<F: FrameBuffers = DeviceFrames> {
     history_valid: bool,
     /// Why the stream gives classic output although a model was asked for.
     fallback_cause: Option<String>,
+    /// Why the latest frame that fell back to classic output did.
+    last_fallback: Option<String>,
     /// Tile side forced by out-of-memory retries.
     tile_override: Option<u32>,
     warnings: Vec<String>,
@@ -182,6 +184,11 @@ impl<F: FrameBuffers> Upscaler<F> {
     /// Why the stream gives classic output although a model was asked for (`fallback=classic`).
     pub fn fallback_cause(&self) -> Option<&str> {
         self.fallback_cause.as_deref()
+    }
+
+    /// Why the latest frame that gave classic output after its model failed did (see [`Stats::fallback_frames`]).
+    pub fn last_fallback_cause(&self) -> Option<&str> {
+        self.last_fallback.as_deref()
     }
 
     /// Starts the temporal history afresh with the next frame queued (a discontinuity, a flush, a seek).
@@ -265,8 +272,12 @@ impl<F: FrameBuffers> Upscaler<F> {
         let compose = ComposePlan::new(self.output.method, size, self.scale, output)?;
         let plan = match (&self.engine, &self.model) {
             (Some(engine), Some(model)) => {
-                let planner =
-                    Planner { tiling: &self.tiling, model: model.info(), scale: self.scale, capped: self.backend().is_gpu() };
+                let planner = Planner {
+                    tiling: &self.tiling,
+                    model: model.info(),
+                    scale: self.scale,
+                    capped: self.backend().is_gpu(),
+                };
                 let plan = planner.plan(size, self.tile_override, |tile, batch| engine.estimate(tile, batch))?;
                 model.info().check_input_size(if plan.is_whole_frame() { size } else { plan.tiles.tile })?;
                 Some(plan)
@@ -321,7 +332,9 @@ impl<F: FrameBuffers> Upscaler<F> {
             Some(p) if p.size == src && p.location == location && dst == p.output => Ok(p.plan.clone()),
             _ => Err(Error::Negotiation(format!(
                 "frame {src} → {dst} in {location:?} memory does not match the prepared {}",
-                self.prepared.as_ref().map_or("(none)".into(), |p| format!("{} → {} ({:?})", p.size, p.output, p.location)),
+                self.prepared
+                    .as_ref()
+                    .map_or("(none)".into(), |p| format!("{} → {} ({:?})", p.size, p.output, p.location)),
             ))),
         }
     }
@@ -339,6 +352,7 @@ impl<F: FrameBuffers> Upscaler<F> {
         self.stats.fallback_frames += 1;
         self.history_valid = false;
         self.notes.push(format!("the model failed on this frame, classic output instead: {e}"));
+        self.last_fallback = Some(e.to_string());
     }
 
     /// Runs `attempt` and, when it fails for lack of device memory, shrinks the tiles and tries again, down to the

@@ -149,7 +149,12 @@ pub(super) struct DeviceOutput {
 
 impl DeviceOutput {
     /// Uploads the plan's tables and allocates what its frames may need (nothing is allocated per frame).
-    pub fn new(stream: &Arc<CudaStream>, settings: &OutputSettings, plan: ComposePlan, has_model: bool) -> Result<Self> {
+    pub fn new(
+        stream: &Arc<CudaStream>,
+        settings: &OutputSettings,
+        plan: ComposePlan,
+        has_model: bool,
+    ) -> Result<Self> {
         let classic = DeviceResampler::new(stream, &plan.classic)?;
         let shrink = plan.shrink.as_ref().map(|s| DeviceResampler::new(stream, s)).transpose()?;
         let alloc = |n: usize| stream.alloc_zeros::<f32>(n).map_err(Error::cuda("cuMemAlloc"));
@@ -218,7 +223,15 @@ impl DeviceOutput {
             let previous = h.previous.view(stream)?;
             // SAFETY: `src` per this function's contract; the previous frame, the sum and the mask are ours.
             unsafe {
-                kernels.temporal_mask(stream, &settings.temporal, src, &previous, history_valid, &mut h.sum, &mut h.mask)?
+                kernels.temporal_mask(
+                    stream,
+                    &settings.temporal,
+                    src,
+                    &previous,
+                    history_valid,
+                    &mut h.sum,
+                    &mut h.mask,
+                )?
             };
         }
         let temporal = match (&mut self.history, stabilise) {

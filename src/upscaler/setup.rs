@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use super::device::DevicePath;
+use super::frames::FrameBuffers;
 use super::output::OutputSettings;
 use super::{MAX_FRAMES_IN_FLIGHT, Upscaler, UpscalerConfig};
 use crate::backend::BackendChoice;
@@ -14,7 +15,6 @@ use crate::compose::Strength;
 use crate::cuda::GpuDevice;
 use crate::engine::select_engine;
 use crate::error::{Error, Result};
-use super::frames::FrameBuffers;
 use crate::model::Model;
 use crate::stats::Stats;
 
@@ -27,11 +27,7 @@ pub const MAX_SCALE: u32 = 16;
 /// The output settings of `config`, checked.
 fn output_settings(config: &UpscalerConfig) -> Result<OutputSettings> {
     let unit = |what: &str, v: f32| {
-        if (0.0..=1.0).contains(&v) {
-            Ok(())
-        } else {
-            Err(Error::InvalidConfig(format!("{what} {v} is outside 0..1")))
-        }
+        if (0.0..=1.0).contains(&v) { Ok(()) } else { Err(Error::InvalidConfig(format!("{what} {v} is outside 0..1"))) }
     };
     unit("strength", config.strength)?;
     unit("temporal-stability", config.temporal.strength)?;
@@ -106,6 +102,7 @@ fn with_model<F: FrameBuffers>(config: &UpscalerConfig, output: OutputSettings) 
         prepared: None,
         history_valid: false,
         fallback_cause: None,
+        last_fallback: None,
         tile_override: None,
         warnings,
         native_agreement: selected.native_agreement,
@@ -115,7 +112,11 @@ fn with_model<F: FrameBuffers>(config: &UpscalerConfig, output: OutputSettings) 
 }
 
 /// A classic upscaler (no model): after `cause` when a model was asked for and cannot be used.
-fn classic<F: FrameBuffers>(config: &UpscalerConfig, output: OutputSettings, cause: Option<Error>) -> Result<Upscaler<F>> {
+fn classic<F: FrameBuffers>(
+    config: &UpscalerConfig,
+    output: OutputSettings,
+    cause: Option<Error>,
+) -> Result<Upscaler<F>> {
     let mut warnings = Vec::new();
     // the model's declared scale, where the file can be read
     let declared = || {
@@ -152,6 +153,7 @@ fn classic<F: FrameBuffers>(config: &UpscalerConfig, output: OutputSettings, cau
         prepared: None,
         history_valid: false,
         fallback_cause,
+        last_fallback: None,
         tile_override: None,
         warnings,
         native_agreement: None,

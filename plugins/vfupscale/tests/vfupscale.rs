@@ -56,18 +56,20 @@ fn negotiates_odd_sizes_with_a_x3_model() {
 }
 
 #[test]
-fn upstream_caps_are_downstream_caps_divided_by_the_scale() {
+fn upstream_caps_prefer_the_input_whose_model_output_is_downstreams_size() {
     let mut h = harness(&nearest_model(2, None), "video/x-raw,format=NV12,width=64,height=48");
     h.play();
     h.set_sink_caps_str("video/x-raw,format=NV12,width=256,height=192,framerate=30/1");
     let caps = h.srcpad().unwrap().peer_query_caps(None);
-    assert!(!caps.is_empty(), "{caps}");
-    for s in caps.iter() {
-        assert_eq!((s.get::<i32>("width").unwrap(), s.get::<i32>("height").unwrap()), (128, 96), "{caps}");
-    }
-    // a downstream size that is no multiple of the scale maps to nothing upstream
+    let size = |s: &gst::StructureRef| (s.get::<i32>("width").unwrap(), s.get::<i32>("height").unwrap());
+    assert_eq!(size(caps.structure(0).unwrap()), (128, 96), "{caps}");
+    // then any size: other inputs are resampled to it, or refused with a message when too small
+    let any = caps.structure(caps.size() - 1).unwrap();
+    assert_eq!(any.get::<gst::IntRange<i32>>("width").unwrap(), gst::IntRange::new(1, i32::MAX), "{caps}");
+    // a downstream size that is no multiple of the scale prefers the next larger input
     h.set_sink_caps_str("video/x-raw,format=NV12,width=255,height=192");
-    assert!(h.srcpad().unwrap().peer_query_caps(None).is_empty());
+    let caps = h.srcpad().unwrap().peer_query_caps(None);
+    assert_eq!(size(caps.structure(0).unwrap()), (128, 96), "{caps}");
     // ranges map to ranges
     h.set_sink_caps_str("video/x-raw,format=NV12,width=[100,300],height=[50,60]");
     let caps = h.srcpad().unwrap().peer_query_caps(None);
@@ -182,8 +184,16 @@ fn properties_have_documented_defaults_and_scale_is_known_after_start() {
     assert_eq!(gst::glib::EnumValue::from_value(&backend).unwrap().1.nick(), "auto");
     let precision = e.property_value("precision");
     assert_eq!(gst::glib::EnumValue::from_value(&precision).unwrap().1.nick(), "auto");
-    assert!(e.find_property("scale").unwrap().flags().contains(gst::glib::ParamFlags::READABLE));
-    assert!(!e.find_property("scale").unwrap().flags().contains(gst::glib::ParamFlags::WRITABLE));
+    // the model's scale once started; settable for classic output without a model
+    let scale = e.find_property("scale").unwrap();
+    let range = scale.downcast_ref::<gst::glib::ParamSpecUInt>().unwrap();
+    assert_eq!((range.minimum(), range.maximum(), range.default_value()), (0, 16, 0));
+    assert_eq!(e.property::<f64>("strength"), 1.0);
+    assert_eq!(e.property::<f64>("temporal-stability"), 0.0);
+    for (name, nick) in [("fallback", "none"), ("classic-method", "lanczos")] {
+        let v = e.property_value(name);
+        assert_eq!(gst::glib::EnumValue::from_value(&v).unwrap().1.nick(), nick, "{name}");
+    }
     assert_eq!(e.property::<u32>("async-depth"), 1);
     let depth = e.find_property("async-depth").unwrap();
     let range = depth.downcast_ref::<gst::glib::ParamSpecUInt>().unwrap();

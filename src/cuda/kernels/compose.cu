@@ -53,7 +53,7 @@ __device__ __forceinline__ void pixel(const ComposeArgs& a, int x, int y, float 
         if (a.strength_model != 1.0f) {
             c = resample_at<F32>(input_rgb + k * in_plane, a.in_w, a.classic_x, a.classic_y, x, y);
         }
-        rgb[k] = clamp01(blend(a, m, c));
+        rgb[k] = clamp01(blend(a, clamp01(m), clamp01(c)));
     }
     if (a.mask != 0) {
         float* history = (float*)a.history;

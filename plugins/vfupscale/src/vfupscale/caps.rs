@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: MPL-2.0
 
-//! Caps math: the output is the input times the model's scale, with the same memory type, format, framerate,
-//! pixel-aspect-ratio, colorimetry, chroma-site and interlace-mode.
+//! Caps math: the output is the input times the model's scale, or any smaller size downstream asks for (down to one
+//! pixel: resampled from the model's output), with the same memory type, format, framerate, pixel-aspect-ratio,
+//! colorimetry, chroma-site and interlace-mode.
 
 use gst::glib;
 use gst::prelude::*;
-use gst_video::VideoInfo;
 
 use crate::gstcuda::ffi::CAPS_FEATURE_MEMORY_CUDA_MEMORY;
 
@@ -26,72 +26,94 @@ impl Memory {
     }
 }
 
-/// Maps a width or height between the pads: `value × scale` towards the source pad, `value ÷ scale` (exact
-/// multiples only) towards the sink pad. `None` when no value can map.
-pub fn map_dimension(value: &glib::SendValue, scale: i32, to_src: bool) -> Option<glib::SendValue> {
-    let up = |v: i32| v.checked_mul(scale);
-    let down = |v: i32| (v % scale == 0).then_some(v / scale);
+/// The smallest and largest value of a width or height (an integer, a range or a list of them).
+fn bounds(value: &glib::SendValue) -> Option<(i32, i32)> {
     if let Ok(v) = value.get::<i32>() {
-        return if to_src { up(v) } else { down(v) }.filter(|&v| v > 0).map(|v| v.to_send_value());
+        return Some((v, v));
     }
     if let Ok(r) = value.get::<gst::IntRange<i32>>() {
-        let (min, max) = (r.min(), r.max());
-        return if to_src {
-            // the largest multiple of the scale that fits (ranges reaching i32::MAX saturate)
-            let top = max.saturating_mul(scale);
-            let (min, top) = (up(min)?, top - top % scale);
-            match min.cmp(&top) {
-                std::cmp::Ordering::Less => Some(gst::IntRange::with_step(min, top, scale).to_send_value()),
-                std::cmp::Ordering::Equal => Some(min.to_send_value()),
-                std::cmp::Ordering::Greater => None,
-            }
-        } else {
-            let min = ((min + scale - 1) / scale).max(1);
-            let max = max / scale;
-            (min <= max)
-                .then(|| if min == max { min.to_send_value() } else { gst::IntRange::new(min, max).to_send_value() })
-        };
+        return Some((r.min(), r.max()));
     }
-    if let Ok(list) = value.get::<gst::List>() {
-        let mapped: Vec<glib::SendValue> = list.iter().filter_map(|v| map_dimension(v, scale, to_src)).collect();
-        return (!mapped.is_empty()).then(|| gst::List::new(mapped).to_send_value());
-    }
-    None
+    let list = value.get::<gst::List>().ok()?;
+    list.iter().filter_map(bounds).reduce(|(a, b), (c, d)| (a.min(c), b.max(d)))
 }
 
-/// The caps on the other pad for `caps` on the pad of `direction`: sizes mapped by `scale` (any size while the scale
-/// is unknown), structures in CUDA memory dropped unless `cuda_allowed`, every other field kept.
+/// `min..=max` as a caps value (a single integer when they are equal).
+fn range(min: i32, max: i32) -> glib::SendValue {
+    if min == max { min.to_send_value() } else { gst::IntRange::new(min, max).to_send_value() }
+}
+
+/// Maps a width or height between the pads, to the sizes preferred there: towards the source pad outputs from 1
+/// pixel up to `value × scale` (smaller ones are resampled from the model's), towards the sink pad the smallest input
+/// whose model output covers `value` (`value ÷ scale`, rounded up). `None` when no value can map.
+pub fn map_dimension(value: &glib::SendValue, scale: i32, to_src: bool) -> Option<glib::SendValue> {
+    let (min, max) = bounds(value)?;
+    if max < 1 {
+        return None;
+    }
+    let up = |v: i32| (v.max(1) as i64 + scale as i64 - 1) / scale as i64;
+    let up = |v: i32| up(v) as i32;
+    Some(if to_src { range(1, max.saturating_mul(scale)) } else { range(up(min), up(max)) })
+}
+
+/// The caps on the other pad for `caps` on the pad of `direction`: first the preferred sizes mapped by `scale` (see
+/// [`map_dimension`]), then the same structures with any size (any size while the scale is unknown), so that a size
+/// the element cannot give still reaches `set_caps`, which refuses it with a message naming it, where an empty
+/// intersection would end in a bare not-negotiated; structures in CUDA memory dropped unless `cuda_allowed`, every
+/// other field kept.
 pub fn transform(caps: &gst::Caps, direction: gst::PadDirection, scale: Option<u32>, cuda_allowed: bool) -> gst::Caps {
     let scale = scale.map(|s| s as i32);
     let to_src = direction == gst::PadDirection::Sink;
-    let mut out = gst::Caps::new_empty();
-    let out_mut = out.get_mut().expect("new caps are writable");
+    let mut preferred = gst::Caps::new_empty();
+    let mut any = gst::Caps::new_empty();
+    let (preferred_mut, any_mut) = (preferred.get_mut().expect("writable"), any.get_mut().expect("writable"));
     for (s, features) in caps.iter_with_features() {
         if features.contains(CAPS_FEATURE_MEMORY_CUDA_MEMORY) && !cuda_allowed {
             continue;
         }
-        let mut s = s.to_owned();
-        let mut ok = true;
+        let mut unbounded = s.to_owned();
         for field in ["width", "height"] {
-            let mapped = match (scale, s.value(field)) {
-                (Some(scale), Ok(v)) => map_dimension(v, scale, to_src),
-                _ => Some(gst::IntRange::new(1, i32::MAX).to_send_value()),
-            };
-            match mapped {
-                Some(v) => s.set_value(field, v),
-                None => ok = false,
+            unbounded.set_value(field, gst::IntRange::new(1, i32::MAX).to_send_value());
+        }
+        if let Some(scale) = scale {
+            let mut mapped = s.to_owned();
+            let mut ok = true;
+            for field in ["width", "height"] {
+                match s.value(field).ok().and_then(|v| map_dimension(v, scale, to_src)) {
+                    Some(v) => mapped.set_value(field, v),
+                    None => ok = false,
+                }
+            }
+            if ok {
+                preferred_mut.append_structure_full(mapped, Some(features.to_owned()));
             }
         }
-        if ok {
-            out_mut.append_structure_full(s, Some(features.to_owned()));
-        }
+        any_mut.append_structure_full(unbounded, Some(features.to_owned()));
     }
-    out
+    preferred_mut.append(any);
+    preferred
 }
 
-/// Fixates `othercaps` (the other pad's) for the fixed `caps` of the pad of `direction`: the size nearest the exact
-/// multiple, the input's framerate, pixel-aspect-ratio, colorimetry, chroma-site and interlace-mode. `None` when
-/// `caps` has no fixed size or the scale is unknown, for the base class's default fixation.
+/// `caps` limited to sizes of at most `width × height` (empty when downstream allows none of them).
+fn at_most(caps: &gst::Caps, width: i32, height: i32) -> gst::Caps {
+    let mut limit = gst::Caps::new_empty();
+    let limit_mut = limit.get_mut().expect("new caps are writable");
+    for (s, features) in caps.iter_with_features() {
+        let bound = gst::Structure::builder(s.name())
+            .field("width", gst::IntRange::new(1, width.max(1)))
+            .field("height", gst::IntRange::new(1, height.max(1)))
+            .build();
+        limit_mut.append_structure_full(bound, Some(features.to_owned()));
+    }
+    caps.intersect_with_mode(&limit, gst::CapsIntersectMode::First)
+}
+
+/// Fixates `othercaps` (the other pad's) for the fixed `caps` of the pad of `direction`: towards the source pad the
+/// model's size (the input times the scale) where downstream allows it, else the largest size downstream allows up
+/// to it, with the input's display aspect where downstream fixes only one side; towards the sink pad the smallest
+/// input that gives the output; the input's framerate, pixel-aspect-ratio, colorimetry, chroma-site and
+/// interlace-mode. `None` when `caps` has no fixed size or the scale is unknown, for the base class's default
+/// fixation. Outputs above the model's size are left for `set_caps` to refuse with a clear message.
 pub fn fixate(
     direction: gst::PadDirection,
     caps: &gst::Caps,
@@ -103,16 +125,28 @@ pub fn fixate(
         return Some(othercaps.clone());
     };
     let (w, h) = (s_in.get::<i32>("width").ok()?, s_in.get::<i32>("height").ok()?);
-    let (tw, th) = if direction == gst::PadDirection::Sink {
-        (w.saturating_mul(scale), h.saturating_mul(scale))
-    } else {
-        (w / scale, h / scale)
-    };
-    let mut othercaps = othercaps.clone();
+    let (tw, th) = (w.saturating_mul(scale), h.saturating_mul(scale));
+    let mut othercaps = match direction {
+        gst::PadDirection::Sink => Some(at_most(othercaps, tw, th)).filter(|c| !c.is_empty()),
+        _ => None,
+    }
+    .unwrap_or_else(|| othercaps.clone());
     othercaps.truncate();
     if let Some(s) = othercaps.make_mut().structure_mut(0) {
-        s.fixate_field_nearest_int("width", tw);
-        s.fixate_field_nearest_int("height", th);
+        if direction == gst::PadDirection::Sink {
+            let fixed = |s: &gst::StructureRef, f: &str| s.get::<i32>(f).ok();
+            // one side fixed downstream: the other keeps the input's display aspect
+            let (tw, th) = match (fixed(s, "width"), fixed(s, "height")) {
+                (Some(fw), None) => (fw, ((fw as i64 * h as i64 + w as i64 / 2) / w as i64) as i32),
+                (None, Some(fh)) => (((fh as i64 * w as i64 + h as i64 / 2) / h as i64) as i32, fh),
+                _ => (tw, th),
+            };
+            s.fixate_field_nearest_int("width", tw);
+            s.fixate_field_nearest_int("height", th);
+        } else {
+            s.fixate_field_nearest_int("width", (w + scale - 1) / scale);
+            s.fixate_field_nearest_int("height", (h + scale - 1) / scale);
+        }
         for field in ["framerate", "pixel-aspect-ratio"] {
             if let Ok(f) = s_in.get::<gst::Fraction>(field) {
                 s.fixate_field_nearest_fraction(field, f);
@@ -126,16 +160,6 @@ pub fn fixate(
     }
     othercaps.fixate();
     Some(othercaps)
-}
-
-/// Checks that the output frame is the input frame times `scale`.
-pub fn check_scaled(input: &VideoInfo, output: &VideoInfo, scale: u32) -> Result<(), String> {
-    let (iw, ih, ow, oh) = (input.width(), input.height(), output.width(), output.height());
-    let expected = (iw.checked_mul(scale), ih.checked_mul(scale));
-    if expected != (Some(ow), Some(oh)) {
-        return Err(format!("output {ow}x{oh} is not {scale} × input {iw}x{ih}"));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -156,26 +180,22 @@ mod tests {
     }
 
     #[test]
-    fn dimensions_scale_up_and_divide_exactly() {
+    fn dimensions_map_to_the_sizes_preferred_on_the_other_side() {
         init();
-        assert_eq!(map_dimension(&dim(33), 3, true).unwrap().get::<i32>().unwrap(), 99);
+        let range = |v: glib::SendValue| v.get::<gst::IntRange<i32>>().unwrap();
+        // downstream: any size up to the model's
+        assert_eq!(range(map_dimension(&dim(33), 3, true).unwrap()), gst::IntRange::new(1, 99));
+        assert_eq!(range(map_dimension(&dim(gst::IntRange::new(10, 21)), 2, true).unwrap()), gst::IntRange::new(1, 42));
+        assert_eq!(map_dimension(&dim(1), 1, true).unwrap().get::<i32>().unwrap(), 1, "one value, not a range");
+        assert_eq!(range(map_dimension(&dim(i32::MAX), 2, true).unwrap()), gst::IntRange::new(1, i32::MAX));
+        // upstream: the smallest input whose model output covers the size
         assert_eq!(map_dimension(&dim(99), 3, false).unwrap().get::<i32>().unwrap(), 33);
-        assert!(map_dimension(&dim(100), 3, false).is_none(), "no multiple of the scale");
-        assert!(map_dimension(&dim(i32::MAX), 2, true).is_none(), "overflow");
-        let up = map_dimension(&dim(gst::IntRange::new(10, 21)), 2, true).unwrap();
-        assert_eq!(up.get::<gst::IntRange<i32>>().unwrap(), gst::IntRange::with_step(20, 42, 2));
+        assert_eq!(map_dimension(&dim(100), 3, false).unwrap().get::<i32>().unwrap(), 34);
         let down = map_dimension(&dim(gst::IntRange::new(100, 300)), 2, false).unwrap();
-        assert_eq!(down.get::<gst::IntRange<i32>>().unwrap(), gst::IntRange::new(50, 150));
-        let single = map_dimension(&dim(gst::IntRange::new(5, 7)), 3, false).unwrap();
-        assert_eq!(single.get::<i32>().unwrap(), 2, "a range holding one multiple becomes that value");
-        assert!(map_dimension(&dim(gst::IntRange::new(5, 7)), 4, false).is_none(), "no multiple of 4 in 5..=7");
-        // ranges reaching the largest i32: saturated, down to a single value or nothing, never an empty range
-        let edge = map_dimension(&dim(gst::IntRange::new(i32::MAX / 2, i32::MAX)), 2, true).unwrap();
-        assert_eq!(edge.get::<i32>().unwrap(), i32::MAX - 1);
-        assert!(map_dimension(&dim(gst::IntRange::new(i32::MAX / 2 + 1, i32::MAX)), 2, true).is_none());
+        assert_eq!(range(down), gst::IntRange::new(50, 150));
         let list = map_dimension(&dim(gst::List::new([3i32, 4, 6])), 2, false).unwrap();
-        let values: Vec<i32> = list.get::<gst::List>().unwrap().iter().map(|v| v.get().unwrap()).collect();
-        assert_eq!(values, [2, 3]);
+        assert_eq!(range(list), gst::IntRange::new(2, 3));
+        assert!(map_dimension(&dim(0), 2, true).is_none(), "no pixels, no size");
     }
 
     #[test]
@@ -186,27 +206,33 @@ mod tests {
              video/x-raw,format=NV12,width=64,height=48,framerate=30/1,colorimetry=bt709",
         );
         let out = transform(&input, Sink, Some(2), true);
-        assert_eq!(out.size(), 2);
+        assert_eq!(out.size(), 4, "preferred sizes, then any size: {out}");
         assert!(out.features(0).unwrap().contains("memory:CUDAMemory"));
         assert!(out.features(1).unwrap().is_equal(&gst::CAPS_FEATURES_MEMORY_SYSTEM_MEMORY));
-        for s in out.iter() {
-            assert_eq!((s.get::<i32>("width").unwrap(), s.get::<i32>("height").unwrap()), (128, 96));
+        let sizes = |s: &gst::StructureRef| {
+            (s.get::<gst::IntRange<i32>>("width").unwrap(), s.get::<gst::IntRange<i32>>("height").unwrap())
+        };
+        for (i, s) in out.iter().enumerate() {
+            let max = if i < 2 { (128, 96) } else { (i32::MAX, i32::MAX) };
+            assert_eq!(sizes(s), (gst::IntRange::new(1, max.0), gst::IntRange::new(1, max.1)), "{out}");
             assert_eq!(s.get::<gst::Fraction>("framerate").unwrap(), gst::Fraction::new(30, 1));
         }
         assert_eq!(out.structure(1).unwrap().get::<&str>("colorimetry").unwrap(), "bt709");
 
         let no_cuda = transform(&input, Sink, Some(2), false);
-        assert_eq!(no_cuda.size(), 1);
-        assert!(!no_cuda.features(0).unwrap().contains("memory:CUDAMemory"), "{no_cuda}");
+        assert_eq!(no_cuda.size(), 2);
+        assert!(no_cuda.iter_with_features().all(|(_, f)| !f.contains("memory:CUDAMemory")), "{no_cuda}");
 
         let back = transform(&caps("video/x-raw,format=NV12,width=128,height=97"), Src, Some(2), true);
-        assert!(back.is_empty(), "an odd height has no input at x2: {back}");
+        let s = back.structure(0).unwrap();
+        assert_eq!((s.get::<i32>("width").unwrap(), s.get::<i32>("height").unwrap()), (64, 49), "{back}");
     }
 
     #[test]
     fn without_a_scale_any_size_maps() {
         init();
         let out = transform(&caps("video/x-raw,format=NV12,width=64,height=48"), Src, None, false);
+        assert_eq!(out.size(), 1, "{out}");
         let s = out.structure(0).unwrap();
         assert_eq!(s.get::<gst::IntRange<i32>>("width").unwrap(), gst::IntRange::new(1, i32::MAX));
         assert_eq!(s.get::<&str>("format").unwrap(), "NV12");
@@ -241,12 +267,20 @@ mod tests {
     }
 
     #[test]
-    fn the_output_must_be_the_input_times_the_scale() {
+    fn smaller_outputs_are_fixated_within_the_models_size_keeping_the_aspect() {
         init();
-        let info = |w, h| VideoInfo::builder(gst_video::VideoFormat::Nv12, w, h).build().unwrap();
-        assert!(check_scaled(&info(64, 48), &info(128, 96), 2).is_ok());
-        let e = check_scaled(&info(64, 48), &info(128, 98), 2).unwrap_err();
-        assert_eq!(e, "output 128x98 is not 2 × input 64x48");
+        let input = caps("video/x-raw,format=NV12,width=96,height=64,pixel-aspect-ratio=1/1");
+        let size = |c: &gst::Caps| {
+            let s = c.structure(0).unwrap();
+            (s.get::<i32>("width").unwrap(), s.get::<i32>("height").unwrap())
+        };
+        let fix = |other: &str| size(&fixate(Sink, &input, &caps(other), Some(2)).unwrap());
+        assert_eq!(fix("video/x-raw,format=NV12,width=150,height=[1,4096]"), (150, 100), "the height follows");
+        assert_eq!(fix("video/x-raw,format=NV12,width=[1,4096],height=90"), (135, 90), "the width follows");
+        assert_eq!(fix("video/x-raw,format=NV12,width=[1,100],height=[1,100]"), (100, 100), "the largest allowed");
+        assert_eq!(fix("video/x-raw,format=NV12,width={100,140},height=60"), (100, 60), "above the model's: not taken");
+        // only larger sizes downstream: left as they are, for set_caps to refuse by name
+        assert_eq!(fix("video/x-raw,format=NV12,width=300,height=200"), (300, 200));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use vfupscale::cuda::{CudaStream, DeviceNv12, DeviceNv12Mut, Nv12Planes};
 use vfupscale::frame::{HostNv12, HostNv12Mut, Size};
 use vfupscale::{FrameBuffers, InputFrame, TensorLocation, Upscaler};
 
-use super::caps::{self, Memory};
+use super::caps::Memory;
 use super::colorimetry::colorimetry;
 use super::error::FrameError;
 use crate::gstcuda::{CudaFrame, is_cuda_buffer};
@@ -39,11 +39,35 @@ pub struct Streaming {
     /// CUDA frames to keep in flight (`async-depth`).
     async_depth: usize,
     negotiated: Option<Negotiated>,
+    /// Frames that fell back to classic output so far, and the last cause posted.
+    fallback_frames: u64,
+    posted_cause: Option<String>,
 }
 
 impl Streaming {
     pub fn new(upscaler: FrameUpscaler, async_depth: usize) -> Self {
-        Self { upscaler, async_depth, negotiated: None }
+        Self { upscaler, async_depth, negotiated: None, fallback_frames: 0, posted_cause: None }
+    }
+
+    /// Starts the temporal history afresh (a discontinuity).
+    pub fn reset_history(&mut self) {
+        self.upscaler.reset_history();
+    }
+
+    /// The cause of the latest frame fallback, when frames fell back since the last call and for another cause than
+    /// the one last returned.
+    pub fn take_new_fallback(&mut self) -> Option<String> {
+        let frames = self.upscaler.stats().fallback_frames;
+        if frames == self.fallback_frames {
+            return None;
+        }
+        self.fallback_frames = frames;
+        let cause = self.upscaler.last_fallback_cause()?.to_string();
+        if self.posted_cause.as_deref() == Some(cause.as_str()) {
+            return None;
+        }
+        self.posted_cause = Some(cause.clone());
+        Some(cause)
     }
 
     pub fn upscaler(&self) -> &FrameUpscaler {
@@ -59,7 +83,6 @@ impl Streaming {
     /// nothing stays negotiated.
     pub fn negotiate(&mut self, in_info: &VideoInfo, out_info: &VideoInfo, memory: Memory) -> vfupscale::Result<()> {
         self.negotiated = None;
-        caps::check_scaled(in_info, out_info, self.upscaler.scale()).map_err(vfupscale::Error::Negotiation)?;
         let negotiated = Negotiated {
             in_colour: colorimetry(in_info).map_err(vfupscale::Error::Negotiation)?,
             out_colour: colorimetry(out_info).map_err(vfupscale::Error::Negotiation)?,
@@ -69,7 +92,8 @@ impl Streaming {
         };
         let location = if memory == Memory::Cuda { TensorLocation::Device } else { TensorLocation::Host };
         let size = Size::new(in_info.width(), in_info.height());
-        self.upscaler.prepare(size, location)?;
+        let output = Size::new(out_info.width(), out_info.height());
+        self.upscaler.prepare_output(size, output, location)?;
         self.negotiated = Some(negotiated);
         Ok(())
     }
@@ -130,6 +154,7 @@ impl Streaming {
 
     /// Drops the frames in flight (after a flush, or on stop) once the GPU is done with them.
     pub fn discard(&mut self) -> Result<(), vfupscale::Error> {
+        self.upscaler.reset_history();
         self.upscaler.discard_frames_in_flight()
     }
 }

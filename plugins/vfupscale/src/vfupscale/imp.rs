@@ -161,17 +161,38 @@ impl VfUpscale {
         for w in upscaler.warnings() {
             gst::warning!(CAT, imp = self, "{w}");
         }
+        if let Some(cause) = upscaler.fallback_cause() {
+            // never a silent change: the application hears of it
+            gst::element_imp_warning!(
+                self,
+                gst::LibraryError::Init,
+                (
+                    "The model cannot be used: classic {} output x{} instead",
+                    upscaler.output_settings().method,
+                    upscaler.scale()
+                ),
+                ["{}", cause]
+            );
+        }
         let (in_t, _) = upscaler.running_types();
-        gst::info!(
-            CAT,
-            imp = self,
-            "model {} (x{}) runs on the {} backend in {}{}",
-            upscaler.model().path.display(),
-            upscaler.scale(),
-            upscaler.backend(),
-            in_t,
-            upscaler.gpu_device().map_or(String::new(), |d| format!(" on {} (device {})", d.name(), d.ordinal()))
-        );
+        let on = upscaler.gpu_device().map_or(String::new(), |d| format!(" on {} (device {})", d.name(), d.ordinal()));
+        match upscaler.model() {
+            Some(model) => gst::info!(
+                CAT,
+                imp = self,
+                "model {} (x{}) runs on the {} backend in {in_t}{on}",
+                model.path.display(),
+                upscaler.scale(),
+                upscaler.backend(),
+            ),
+            None => gst::info!(
+                CAT,
+                imp = self,
+                "classic {} scaling x{}{on}",
+                upscaler.output_settings().method,
+                upscaler.scale()
+            ),
+        }
         if let Some(agreement) = upscaler.native_agreement() {
             gst::info!(
                 CAT,
@@ -196,6 +217,15 @@ impl VfUpscale {
     ) -> Result<T, gst::FlowError> {
         for note in streaming.take_notes() {
             gst::warning!(CAT, imp = self, "frame at {}: {note}", pts.display());
+        }
+        if let Some(cause) = streaming.take_new_fallback() {
+            // a frame gave classic output: the application hears of each new cause, the counter says how often
+            gst::element_imp_warning!(
+                self,
+                gst::StreamError::Failed,
+                ("The model failed on the frame at {}: classic output instead", pts.display()),
+                ["{}", cause]
+            );
         }
         let interval = lock(&self.props).settings.stats_interval;
         let due = |every: u64, frames: u64| every > 0 && frames > 0 && frames.is_multiple_of(every);
@@ -244,6 +274,27 @@ impl VfUpscale {
         }
     }
 
+    /// The caps of the pad of `direction`: the other pad's peer caps transformed (preferred sizes first), within our
+    /// template and `filter`.
+    fn query_caps(&self, direction: gst::PadDirection, filter: Option<gst::Caps>) -> gst::Caps {
+        let obj = self.obj();
+        let (pad, other) = match direction {
+            gst::PadDirection::Src => (obj.src_pad(), obj.sink_pad()),
+            _ => (obj.sink_pad(), obj.src_pad()),
+        };
+        let template = pad.pad_template_caps();
+        let peer = other.peer_query_caps(None);
+        let peer = if peer.is_any() { other.pad_template_caps() } else { peer };
+        let other_direction =
+            if direction == gst::PadDirection::Src { gst::PadDirection::Sink } else { gst::PadDirection::Src };
+        let transformed = self.transform_caps(other_direction, &peer, None).unwrap_or_else(gst::Caps::new_empty);
+        let caps = transformed.intersect_with_mode(&template, gst::CapsIntersectMode::First);
+        match filter {
+            Some(f) => f.intersect_with_mode(&caps, gst::CapsIntersectMode::First),
+            None => caps,
+        }
+    }
+
     /// Drops the frames in flight after a flush, once the GPU is done with them.
     fn discard_in_flight(&self) {
         if let Some(streaming) = lock(&self.streaming).as_mut()
@@ -288,7 +339,10 @@ impl ObjectImpl for VfUpscale {
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         match pspec.name() {
-            "scale" => lock(&self.snapshot).scale.unwrap_or(0).to_value(),
+            "scale" => {
+                let started = lock(&self.snapshot).scale;
+                started.unwrap_or_else(|| lock(&self.props).settings.scale).to_value()
+            }
             "stats" => lock(&self.snapshot).structure().to_value(),
             name => lock(&self.props).settings.get(name).unwrap_or_else(|| unreachable!("no property {name}")),
         }
@@ -469,6 +523,15 @@ impl BaseTransformImpl for VfUpscale {
             return true;
         }
         match query.view_mut() {
+            // the base class would put the peer's own caps first (a passthrough preference): any size passes our
+            // caps (so that set_caps can refuse what cannot work by name), which would make neighbours prefer
+            // sizes the scale does not give
+            gst::QueryViewMut::Caps(q) => {
+                let caps = self.query_caps(direction, q.filter_owned());
+                gst::debug!(CAT, imp = self, "caps query ({direction:?}): {caps}");
+                q.set_result(&caps);
+                return true;
+            }
             // upstream wants its buffers back (before reconfiguring its pool): we hold those of the frames in flight
             gst::QueryViewMut::Drain(_) if direction == gst::PadDirection::Sink => {
                 if let Err(e) = self.drain() {
@@ -541,6 +604,9 @@ impl BaseTransformImpl for VfUpscale {
         // synchronous: system memory, or async-depth 0 (generate_output keeps CUDA frames in flight otherwise)
         let mut streaming = lock(&self.streaming);
         let streaming = streaming.as_mut().ok_or(gst::FlowError::Flushing)?;
+        if inbuf.flags().contains(gst::BufferFlags::DISCONT) {
+            streaming.reset_history();
+        }
         let result = streaming.upscale(inbuf, outbuf);
         self.frame_done(streaming, inbuf.pts(), result)?;
         Ok(gst::FlowSuccess::Ok)
@@ -563,6 +629,9 @@ impl BaseTransformImpl for VfUpscale {
         let pts = inbuf.pts();
         let mut streaming = lock(&self.streaming);
         let streaming = streaming.as_mut().ok_or(gst::FlowError::Flushing)?;
+        if inbuf.flags().contains(gst::BufferFlags::DISCONT) {
+            streaming.reset_history();
+        }
         match streaming.queue(inbuf, outbuf) {
             Ok(true) => self.finish_oldest(streaming).map(GenerateOutputSuccess::Buffer),
             Ok(false) => Ok(GenerateOutputSuccess::NoOutput),

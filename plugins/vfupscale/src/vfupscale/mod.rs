@@ -83,7 +83,7 @@
 
 use gst::glib;
 use gst::prelude::*;
-use vfupscale::{BackendChoice, Precision};
+use vfupscale::{BackendChoice, ClassicMethod, Fallback, Precision};
 
 mod caps;
 mod colorimetry;
@@ -113,6 +113,8 @@ pub enum BackendProperty {
     Cuda,
     #[enum_value(name = "ONNX Runtime CPU execution provider (system memory only)", nick = "cpu")]
     Cpu,
+    #[enum_value(name = "No model: classic Lanczos or bicubic scaling (GPU or CPU)", nick = "classic")]
+    Classic,
 }
 
 impl From<BackendProperty> for BackendChoice {
@@ -123,6 +125,49 @@ impl From<BackendProperty> for BackendChoice {
             BackendProperty::TensorRt => BackendChoice::TensorRt,
             BackendProperty::Cuda => BackendChoice::Cuda,
             BackendProperty::Cpu => BackendChoice::Cpu,
+            BackendProperty::Classic => BackendChoice::Classic,
+        }
+    }
+}
+
+/// Value of the `classic-method` property.
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstVfUpscaleClassicMethod")]
+pub enum ClassicMethodProperty {
+    #[enum_value(name = "Bicubic (Catmull-Rom)", nick = "bicubic")]
+    Bicubic,
+    #[default]
+    #[enum_value(name = "Lanczos-3", nick = "lanczos")]
+    Lanczos,
+}
+
+impl From<ClassicMethodProperty> for ClassicMethod {
+    fn from(m: ClassicMethodProperty) -> Self {
+        match m {
+            ClassicMethodProperty::Bicubic => ClassicMethod::Bicubic,
+            ClassicMethodProperty::Lanczos => ClassicMethod::Lanczos,
+        }
+    }
+}
+
+/// Value of the `fallback` property.
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstVfUpscaleFallback")]
+pub enum FallbackProperty {
+    #[default]
+    #[enum_value(name = "None: a model that cannot run is an error", nick = "none")]
+    None,
+    #[enum_value(name = "Classic output (with a warning) when the model cannot run", nick = "classic")]
+    Classic,
+}
+
+impl From<FallbackProperty> for Fallback {
+    fn from(f: FallbackProperty) -> Self {
+        match f {
+            FallbackProperty::None => Fallback::None,
+            FallbackProperty::Classic => Fallback::Classic,
         }
     }
 }
@@ -154,6 +199,8 @@ impl From<PrecisionProperty> for Precision {
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     BackendProperty::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     PrecisionProperty::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    ClassicMethodProperty::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    FallbackProperty::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     gst::Element::register(Some(plugin), "vfupscale", gst::Rank::NONE, VfUpscale::static_type())
 }
 
@@ -183,5 +230,12 @@ mod tests {
         let precisions: Vec<Precision> = values::<PrecisionProperty>().into_iter().map(Precision::from).collect();
         assert_eq!(precisions, Precision::ALL);
         assert_eq!(nicks::<PrecisionProperty>(), Precision::names());
+        let methods: Vec<ClassicMethod> =
+            values::<ClassicMethodProperty>().into_iter().map(ClassicMethod::from).collect();
+        assert_eq!(methods, ClassicMethod::ALL);
+        assert_eq!(nicks::<ClassicMethodProperty>(), ClassicMethod::names());
+        let fallbacks: Vec<Fallback> = values::<FallbackProperty>().into_iter().map(Fallback::from).collect();
+        assert_eq!(fallbacks, Fallback::ALL);
+        assert_eq!(nicks::<FallbackProperty>(), Fallback::names());
     }
 }

@@ -8,9 +8,9 @@ use std::sync::LazyLock;
 
 use gst::glib;
 use gst::prelude::*;
-use vfupscale::{DEFAULT_TILE_OVERLAP, MAX_FRAMES_IN_FLIGHT, Tiling, UpscalerConfig};
+use vfupscale::{DEFAULT_TILE_OVERLAP, MAX_FRAMES_IN_FLIGHT, TemporalSettings, Tiling, UpscalerConfig};
 
-use super::{BackendProperty, PrecisionProperty};
+use super::{BackendProperty, ClassicMethodProperty, FallbackProperty, PrecisionProperty};
 
 pub const DEFAULT_DEVICE_ID: u32 = 0;
 /// Highest CUDA device ordinal accepted (far more GPUs than any one host has).
@@ -29,6 +29,8 @@ const MAX_STATS_INTERVAL: u64 = 1_000_000;
 const DEFAULT_ASYNC_DEPTH: u32 = 1;
 /// Most frames in flight the `async-depth` property allows: the upscaler queues one more than that.
 const MAX_ASYNC_DEPTH: u32 = MAX_FRAMES_IN_FLIGHT as u32 - 1;
+/// Largest scale factor of classic output (without a model).
+const MAX_SCALE: u32 = 16;
 
 /// Property values.
 #[derive(Debug, Clone)]
@@ -43,6 +45,13 @@ pub struct Settings {
     pub stats_interval: u64,
     /// Frames kept in flight on the GPU before the oldest is pushed.
     pub async_depth: u32,
+    pub classic_method: ClassicMethodProperty,
+    /// AI strength: the weight of the model's output against the classic image.
+    pub strength: f64,
+    pub fallback: FallbackProperty,
+    pub temporal_stability: f64,
+    /// Scale factor without a model (0: the model's).
+    pub scale: u32,
 }
 
 impl Default for Settings {
@@ -56,6 +65,11 @@ impl Default for Settings {
             tiling: Tiling::default(),
             stats_interval: 0,
             async_depth: DEFAULT_ASYNC_DEPTH,
+            classic_method: ClassicMethodProperty::Lanczos,
+            strength: 1.0,
+            fallback: FallbackProperty::None,
+            temporal_stability: 0.0,
+            scale: 0,
         }
     }
 }
@@ -134,10 +148,38 @@ pub fn properties() -> &'static [glib::ParamSpec] {
                 .default_value(DEFAULT_ASYNC_DEPTH)
                 .mutable_ready()
                 .build(),
+            glib::ParamSpecEnum::builder_with_default("classic-method", ClassicMethodProperty::Lanczos)
+                .nick("Classic method")
+                .blurb("Filter of classic output, of the strength blend and of outputs smaller than the model's")
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecDouble::builder("strength")
+                .nick("AI strength")
+                .blurb("Weight of the model's output against classic scaling (0: classic only, 1: model only)")
+                .minimum(0.0)
+                .maximum(1.0)
+                .default_value(1.0)
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecEnum::builder_with_default("fallback", FallbackProperty::None)
+                .nick("Fallback")
+                .blurb("What to output when the model cannot run")
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecDouble::builder("temporal-stability")
+                .nick("Temporal stability")
+                .blurb("How much static regions keep of the previous output, against flicker (0: off)")
+                .minimum(0.0)
+                .maximum(1.0)
+                .default_value(0.0)
+                .mutable_ready()
+                .build(),
             glib::ParamSpecUInt::builder("scale")
                 .nick("Scale")
-                .blurb("Upscale factor of the model (0 until it is loaded)")
-                .read_only()
+                .blurb("Upscale factor: the model's once started; set it for classic output without a model (0: the model's)")
+                .maximum(MAX_SCALE)
+                .default_value(0)
+                .mutable_ready()
                 .build(),
             glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                 .nick("Statistics")
@@ -170,6 +212,11 @@ impl Settings {
             "max-memory" => self.tiling.max_memory_mib = v.get().expect("type checked upstream"),
             "stats-interval" => self.stats_interval = v.get().expect("type checked upstream"),
             "async-depth" => self.async_depth = v.get().expect("type checked upstream"),
+            "classic-method" => self.classic_method = v.get().expect("type checked upstream"),
+            "strength" => self.strength = v.get().expect("type checked upstream"),
+            "fallback" => self.fallback = v.get().expect("type checked upstream"),
+            "temporal-stability" => self.temporal_stability = v.get().expect("type checked upstream"),
+            "scale" => self.scale = v.get().expect("type checked upstream"),
             other => unreachable!("no writable property {other}"),
         }
     }
@@ -188,6 +235,11 @@ impl Settings {
             "max-memory" => self.tiling.max_memory_mib.to_value(),
             "stats-interval" => self.stats_interval.to_value(),
             "async-depth" => self.async_depth.to_value(),
+            "classic-method" => self.classic_method.to_value(),
+            "strength" => self.strength.to_value(),
+            "fallback" => self.fallback.to_value(),
+            "temporal-stability" => self.temporal_stability.to_value(),
+            "scale" => self.scale.to_value(),
             _ => return None,
         })
     }
@@ -203,6 +255,11 @@ impl Settings {
             device_id: self.device_id,
             engine_cache_dir: self.engine_cache_dir.as_ref().map(PathBuf::from),
             tiling: self.tiling,
+            classic: self.classic_method.into(),
+            strength: self.strength as f32,
+            fallback: self.fallback.into(),
+            temporal: TemporalSettings::with_strength(self.temporal_stability as f32),
+            scale: (self.scale != 0).then_some(self.scale),
         }
     }
 }

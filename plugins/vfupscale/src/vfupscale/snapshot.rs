@@ -131,7 +131,13 @@ impl Snapshot {
         if let Some(peak) = memory.engine.peak {
             builder = builder.field(field::INFERENCE_ARENA_PEAK_BYTES, peak);
         }
-        builder.build()
+        builder
+            .field(field::FALLBACK_FRAMES, s.fallback_frames)
+            .field(field::FALLBACK_STREAMS, s.fallback_streams)
+            .field(field::CLASSIC_METHOD, s.classic_method)
+            .field(field::STRENGTH, s.strength)
+            .field(field::TEMPORAL_STABILITY, s.temporal_stability)
+            .build()
     }
 }
 

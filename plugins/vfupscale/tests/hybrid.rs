@@ -1,0 +1,319 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! CPU tests of the element's hybrid features: `backend=classic`, the AI `strength` blend, `fallback=classic` (a
+//! missing model, a model that fails on every frame), temporal stabilisation against a noisy fake model (the flicker
+//! metric) and outputs smaller than the model's (caps filters downstream).
+//!
+//! Needs the ONNX Runtime library and the installed models (`scripts/setup.sh` or `.ci/run` provide both).
+
+use gst::prelude::*;
+use gst_check::Harness;
+use gst_video::prelude::*;
+use vfupscale::frame::{Nv12Image, Size};
+use vfupscale::stats::field;
+use vfupscale::temporal::flicker;
+use vfupscale_onnx::onnx::{GraphBuilder, META_SCALE, attr_float, attr_string, data_type, write_model};
+
+mod common;
+use common::init;
+mod fixtures;
+use fixtures::{dynamic, nearest_model, real_model, scratch};
+
+/// A test frame: a gradient, edges and a block at `offset` (moving patterns shift it).
+fn frame(size: Size, offset: usize) -> Nv12Image {
+    let mut img = Nv12Image::new(size);
+    let w = size.width as usize;
+    for (i, v) in img.y.iter_mut().enumerate() {
+        let (x, y) = (i % w, i / w);
+        let block = (x + w - offset % w) % w < w / 4 && y > 4 && y < 20;
+        let edge = if (x / 6 + y / 5) % 2 == 0 { 40 } else { 0 };
+        *v = if block { 220 } else { (40 + x * 100 / w + edge) as u8 };
+    }
+    for (i, p) in img.uv.chunks_mut(2).enumerate() {
+        p[0] = 110 + (i % 7) as u8;
+        p[1] = 140 - (i % 5) as u8;
+    }
+    img
+}
+
+fn buffer(img: &Nv12Image) -> gst::Buffer {
+    gst::Buffer::from_mut_slice([img.y.as_slice(), img.uv.as_slice()].concat())
+}
+
+/// The NV12 image in an output buffer of `size` with GStreamer's default strides.
+fn image(size: Size, buf: &gst::Buffer) -> Nv12Image {
+    let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::Nv12, size.width, size.height).build().unwrap();
+    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buf.as_ref(), &info).unwrap();
+    let mut img = Nv12Image::new(size);
+    let (w, cw) = (size.width as usize, 2 * size.chroma().width as usize);
+    for (plane, (dst, row)) in [(&mut img.y, w), (&mut img.uv, cw)].into_iter().enumerate() {
+        let stride = frame.plane_stride()[plane] as usize;
+        let data = frame.plane_data(plane as u32).unwrap();
+        for (y, out) in dst.chunks_exact_mut(row).enumerate() {
+            out.copy_from_slice(&data[y * stride..][..row]);
+        }
+    }
+    img
+}
+
+/// Runs `frames` through a vfupscale with `properties` (CPU backend unless set) and returns the outputs and stats.
+fn run(frames: &[Nv12Image], properties: &[(&str, &str)], out: Option<Size>) -> (Vec<Nv12Image>, gst::Structure) {
+    init();
+    let e = gst::ElementFactory::make("vfupscale").build().unwrap();
+    e.set_property_from_str("backend", "cpu");
+    for (k, v) in properties {
+        e.set_property_from_str(k, v);
+    }
+    let mut h = Harness::with_element(&e, Some("sink"), Some("src"));
+    let size = frames[0].size;
+    h.set_src_caps_str(&format!(
+        "video/x-raw,format=NV12,width={},height={},colorimetry=bt709,framerate=25/1",
+        size.width, size.height
+    ));
+    if let Some(o) = out {
+        h.set_sink_caps_str(&format!("video/x-raw,format=NV12,width={},height={}", o.width, o.height));
+    }
+    let mut outputs = Vec::new();
+    for f in frames {
+        h.push(buffer(f)).unwrap();
+        let buf = h.pull().unwrap();
+        let caps = h.sinkpad().unwrap().current_caps().unwrap();
+        let s = caps.structure(0).unwrap();
+        let osize = Size::new(s.get::<i32>("width").unwrap() as u32, s.get::<i32>("height").unwrap() as u32);
+        outputs.push(image(osize, &buf));
+    }
+    let stats: gst::Structure = e.property("stats");
+    (outputs, stats)
+}
+
+fn psnr(a: &[u8], b: &[u8]) -> f64 {
+    let mse = a.iter().zip(b).map(|(&x, &y)| (x as f64 - y as f64).powi(2)).sum::<f64>() / a.len() as f64;
+    10.0 * (255.0f64 * 255.0 / mse.max(1e-12)).log10()
+}
+
+const SIZE: Size = Size::new(96, 64);
+
+#[test]
+fn strength_zero_is_the_classic_backend_and_one_is_the_model_alone() {
+    let model = real_model();
+    let m = model.to_str().unwrap();
+    let input = [frame(SIZE, 0)];
+    let (classic, stats) = run(&input, &[("backend", "classic"), ("scale", "2")], None);
+    assert_eq!(stats.get::<&str>(field::BACKEND).unwrap(), "classic");
+    assert_eq!(classic[0].size, Size::new(192, 128));
+    let (zero, _) = run(&input, &[("model", m), ("strength", "0")], None);
+    assert!(
+        zero[0] == classic[0],
+        "strength 0 differs from backend=classic (PSNR {:.1} dB)",
+        psnr(&zero[0].y, &classic[0].y)
+    );
+    let (model_only, _) = run(&input, &[("model", m)], None);
+    let (one, stats) = run(&input, &[("model", m), ("strength", "1.0")], None);
+    assert!(one[0] == model_only[0], "strength 1 differs from the model's output");
+    assert_eq!(stats.get::<f64>(field::STRENGTH).unwrap(), 1.0);
+    // the blend at 0.5 is the mix of the two (within the rounding of two conversions)
+    let (half, stats) = run(&input, &[("model", m), ("strength", "0.5")], None);
+    assert_eq!(stats.get::<f64>(field::STRENGTH).unwrap(), 0.5);
+    let mix: Vec<u8> =
+        classic[0].y.iter().zip(&one[0].y).map(|(&a, &b)| (a as u16 + b as u16).div_ceil(2) as u8).collect();
+    let worst = half[0].y.iter().zip(&mix).map(|(&a, &b)| a.abs_diff(b)).max().unwrap();
+    let p = psnr(&half[0].y, &mix);
+    eprintln!("strength 0.5 vs the mean of strength 0 and 1: luma {p:.1} dB, largest difference {worst}");
+    assert!(worst <= 2 && p >= 45.0, "largest difference {worst}, {p:.1} dB");
+    assert!(half[0] != one[0] && half[0] != classic[0], "the blend is neither side");
+    // Lanczos and bicubic differ, and both resemble the input
+    let (bicubic, stats) = run(&input, &[("backend", "classic"), ("classic-method", "bicubic")], None);
+    assert_eq!(stats.get::<&str>(field::CLASSIC_METHOD).unwrap(), "bicubic");
+    assert!(bicubic[0] != classic[0]);
+    let p = psnr(&bicubic[0].y, &classic[0].y);
+    assert!(p >= 35.0, "bicubic vs Lanczos: {p:.1} dB");
+}
+
+#[test]
+fn outputs_smaller_than_the_models_are_negotiated_and_larger_ones_refused() {
+    let model = nearest_model(2, None);
+    let m = model.to_str().unwrap();
+    let input = [frame(SIZE, 0)];
+    for out in [Size::new(150, 100), Size::new(100, 40), Size::new(96, 64), Size::new(1, 1)] {
+        let (o, _) = run(&input, &[("model", m)], Some(out));
+        assert_eq!(o[0].size, out, "{out}");
+        let (classic, _) = run(&input, &[("backend", "classic"), ("scale", "2")], Some(out));
+        let p = psnr(&o[0].y, &classic[0].y);
+        eprintln!("{out}: x2 nearest then Lanczos vs Lanczos from the input: {p:.1} dB");
+        assert!(p >= 25.0, "{out}: {p:.1} dB");
+    }
+    // the same size as the input, from the model's output shrunk by half: a downscale of a nearest-neighbour x2
+    // image by two is the image
+    let (same, _) = run(&input, &[("model", m)], Some(SIZE));
+    let p = psnr(&same[0].y, &input[0].y);
+    assert!(p >= 40.0, "x2 then /2: {p:.1} dB");
+
+    let desc = format!(
+        "videotestsrc num-buffers=1 ! video/x-raw,format=NV12,width=96,height=64 ! vfupscale name=up backend=cpu \
+         model=\"{m}\" ! video/x-raw,width=200,height=130 ! fakesink"
+    );
+    let e = pipeline_error(&desc);
+    assert!(e.contains("200x130 is larger than 2 × input 96x64"), "{e}");
+}
+
+/// Runs `desc` to its end and returns the error posted, or panics.
+fn pipeline_error(desc: &str) -> String {
+    let (messages, _) = run_pipeline(desc);
+    messages.into_iter().find_map(|(kind, text)| (kind == "error").then_some(text)).expect("an error")
+}
+
+/// Runs `desc` until EOS or an error; returns the error and warning messages (kind, text with debug) and the
+/// buffers that reached the sink named `sink` (if there is one).
+fn run_pipeline(desc: &str) -> (Vec<(&'static str, String)>, u32) {
+    init();
+    let pipeline = gst::parse::launch(desc).unwrap();
+    let buffers = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    if let Some(sink) = pipeline.downcast_ref::<gst::Bin>().unwrap().by_name("sink") {
+        let counter = buffers.clone();
+        sink.static_pad("sink").unwrap().add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            gst::PadProbeReturn::Ok
+        });
+    }
+    let _ = pipeline.set_state(gst::State::Playing);
+    let mut messages = Vec::new();
+    for msg in pipeline.bus().unwrap().iter_timed(gst::ClockTime::from_seconds(60)) {
+        match msg.view() {
+            gst::MessageView::Error(e) => {
+                messages.push(("error", format!("{} ({})", e.error(), e.debug().unwrap_or_default())));
+                break;
+            }
+            gst::MessageView::Warning(w) => {
+                messages.push(("warning", format!("{} ({})", w.error(), w.debug().unwrap_or_default())));
+            }
+            gst::MessageView::Eos(..) => break,
+            _ => {}
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    (messages, buffers.load(std::sync::atomic::Ordering::SeqCst))
+}
+
+#[test]
+fn a_missing_model_falls_back_to_classic_output_with_a_warning() {
+    let desc = "videotestsrc num-buffers=5 ! video/x-raw,format=NV12,width=64,height=48,framerate=25/1 ! vfupscale \
+                name=up backend=cpu model=/nonexistent/model.onnx fallback=classic stats-interval=5 ! \
+                video/x-raw,width=128,height=96 ! fakesink name=sink";
+    let (messages, buffers) = run_pipeline(desc);
+    assert_eq!(buffers, 5, "every frame, classic: {messages:?}");
+    let warning = messages.iter().find(|(k, _)| *k == "warning").map(|(_, t)| t.as_str()).unwrap_or_default();
+    assert!(
+        warning.contains("classic lanczos output x2") && warning.contains("/nonexistent/model.onnx"),
+        "the warning names the cause: {messages:?}"
+    );
+    assert!(messages.iter().all(|(k, _)| *k != "error"), "{messages:?}");
+    // the counters, in the stats posted
+    let stats = posted_stats(desc);
+    assert_eq!(stats.get::<u64>(field::FALLBACK_STREAMS).unwrap(), 1, "{stats}");
+    assert_eq!(stats.get::<&str>(field::BACKEND).unwrap(), "classic");
+    // without the fallback it is today's error
+    let (messages, buffers) = run_pipeline(&desc.replace("fallback=classic", ""));
+    assert_eq!(buffers, 0);
+    assert!(messages.iter().any(|(k, t)| *k == "error" && t.contains("No such file")), "{messages:?}");
+}
+
+/// The last `vfupscale-stats` element message posted while running `desc`.
+fn posted_stats(desc: &str) -> gst::Structure {
+    init();
+    let pipeline = gst::parse::launch(desc).unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut last = None;
+    for msg in pipeline.bus().unwrap().iter_timed(gst::ClockTime::from_seconds(60)) {
+        match msg.view() {
+            gst::MessageView::Element(e) if e.structure().is_some_and(|s| s.name() == "vfupscale-stats") => {
+                last = e.structure().map(|s| s.to_owned());
+            }
+            gst::MessageView::Eos(..) | gst::MessageView::Error(..) => break,
+            _ => {}
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    last.expect("stats were posted")
+}
+
+/// A model that declares x2 but reshapes to a fixed size: ONNX Runtime fails on any other frame size.
+fn failing_model() -> std::path::PathBuf {
+    let path = scratch().join("fails-every-frame.onnx");
+    let mut g = GraphBuilder::with_io(data_type::FLOAT, &dynamic(), &dynamic());
+    let shape = g.i64_init("shape", &[4], &[1, 3, 4, 4]);
+    let fixed = g.op("Reshape", "fixed", &["input", &shape], vec![]);
+    let scales = g.f32_init("scales", &[4], &[1.0, 1.0, 2.0, 2.0]);
+    g.op_into("Resize", &[&fixed, "", &scales], "output", vec![attr_string("mode", "nearest")]);
+    write_model(&path, &g.into_model("fails", &[(META_SCALE, "2".into())])).unwrap();
+    path
+}
+
+#[test]
+fn frames_whose_inference_fails_fall_back_to_classic_output() {
+    init();
+    let desc = format!(
+        "videotestsrc num-buffers=4 ! video/x-raw,format=NV12,width=16,height=8,framerate=25/1 ! vfupscale name=up \
+         backend=cpu fallback=classic stats-interval=4 model={} ! fakesink name=sink",
+        failing_model().display()
+    );
+    let (messages, buffers) = run_pipeline(&desc);
+    assert_eq!(buffers, 4, "every frame: {messages:?}");
+    let warnings: Vec<&String> = messages.iter().filter(|(k, _)| *k == "warning").map(|(_, t)| t).collect();
+    assert_eq!(warnings.len(), 1, "one warning per cause, not per frame: {warnings:?}");
+    assert!(
+        warnings[0].contains("The model failed on the frame at 0:00:00.000000000: classic output instead")
+            && warnings[0].contains("ONNX Runtime"),
+        "{warnings:?}"
+    );
+    let stats = posted_stats(&desc);
+    assert_eq!(stats.get::<u64>(field::FALLBACK_FRAMES).unwrap(), 4, "{stats}");
+    assert_eq!(stats.get::<u64>(field::FALLBACK_STREAMS).unwrap(), 0);
+    assert_eq!(stats.get::<u64>(field::FRAMES).unwrap(), 4);
+}
+
+/// A x2 "model" whose output is the nearest-neighbour upscale plus uniform noise of ±`amplitude`, new on every
+/// run: frame-wise GAN flicker, exaggerated.
+fn noisy_model(amplitude: f32) -> std::path::PathBuf {
+    let path = scratch().join(format!("noisy-{amplitude}.onnx"));
+    let mut g = GraphBuilder::with_io(data_type::FLOAT, &dynamic(), &dynamic());
+    let scales = g.f32_init("scales", &[4], &[1.0, 1.0, 2.0, 2.0]);
+    let up = g.op("Resize", "up", &["input", "", &scales], vec![attr_string("mode", "nearest")]);
+    let noise =
+        g.op("RandomUniformLike", "noise", &[&up], vec![attr_float("low", -amplitude), attr_float("high", amplitude)]);
+    g.op_into("Add", &[&up, &noise], "output", vec![]);
+    write_model(&path, &g.into_model("noisy", &[(META_SCALE, "2".into())])).unwrap();
+    path
+}
+
+#[test]
+fn temporal_stability_halves_the_flicker_of_static_regions_and_leaves_motion_alone() {
+    let model = noisy_model(0.04);
+    let m = model.to_str().unwrap();
+    let still: Vec<Nv12Image> = (0..12).map(|_| frame(SIZE, 0)).collect();
+    let (plain, _) = run(&still, &[("model", m)], None);
+    let (stable, stats) = run(&still, &[("model", m), ("temporal-stability", "0.8")], None);
+    assert_eq!(stats.get::<f64>(field::TEMPORAL_STABILITY).unwrap(), 0.8f32 as f64);
+    let (before, after) = (flicker(&still, &plain), flicker(&still, &stable));
+    eprintln!("static input, noisy model: flicker {before} without, {after} with temporal-stability 0.8");
+    assert!(before.output > 1.0, "the fake model flickers: {before}");
+    assert!(after.output <= 0.5 * before.output, "{before} → {after}");
+
+    // a moving block over a static background, with a clean model: the output moves exactly as without
+    let clean = nearest_model(2, None);
+    let c = clean.to_str().unwrap();
+    let moving: Vec<Nv12Image> = (0..8).map(|t| frame(SIZE, 8 * t)).collect();
+    let (plain, _) = run(&moving, &[("model", c)], None);
+    let (stable, _) = run(&moving, &[("model", c), ("temporal-stability", "0.8")], None);
+    for (t, (a, b)) in plain.iter().zip(&stable).enumerate() {
+        let (l, ch) = (psnr(&a.y, &b.y), psnr(&a.uv, &b.uv));
+        assert!(l >= 50.0 && ch >= 50.0, "frame {t}: luma {l:.1} dB, chroma {ch:.1} dB");
+    }
+    // and with the noisy model the moving frames' quality against the clean output changes by under 1 dB
+    let (noisy, _) = run(&moving, &[("model", m)], None);
+    let (noisy_stable, _) = run(&moving, &[("model", m), ("temporal-stability", "0.8")], None);
+    for t in 1..moving.len() {
+        let (a, b) = (psnr(&noisy[t].y, &plain[t].y), psnr(&noisy_stable[t].y, &plain[t].y));
+        eprintln!("moving frame {t}: {a:.2} dB without, {b:.2} dB with temporal-stability 0.8 (vs the clean model)");
+        assert!(b >= a - 1.0, "frame {t}: {a:.2} → {b:.2} dB");
+    }
+}
