@@ -23,6 +23,9 @@ use vfupscale::{
 #[path = "support/images.rs"]
 mod images;
 use images::{BT709, planar_image, psnr, random_frame, test_image};
+// the classic, composition and temporal kernels
+#[path = "gpu/compose_kernels.rs"]
+mod compose_kernels;
 
 const COLOURS: [Colorimetry; 3] = [
     Colorimetry::new(Matrix::Bt601, Range::Limited),

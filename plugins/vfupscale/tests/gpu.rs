@@ -15,6 +15,9 @@ use vfupscale::stats::field;
 
 mod common;
 use common::init;
+mod fixtures;
+// classic backend, strength, smaller outputs and temporal stabilisation on NVDEC frames; the classic benchmark
+mod gpu_hybrid;
 
 /// This suite's scratch directory.
 fn scratch() -> PathBuf {
