@@ -162,3 +162,30 @@ def test_info(tmp_path):
         assert needle in result.stdout, result.stdout
     if not os.path.exists("/dev/nvidia0"):
         assert "CUDA: CUDA is not available" in result.stdout
+
+
+def test_classic_backend_strength_fallback_and_temporal_stability(clips, tmp_path):
+    out = tmp_path / "classic.mkv"
+    result = vfupscale("-i", clips["silent"], "-o", out, "--backend", "classic", "--scale", "3",
+                       "--classic-method", "bicubic")
+    assert result.returncode == 0, result.stderr
+    assert (media(out)["video"]["width"], media(out)["video"]["height"], media(out)["video"]["frames"]) == (288, 192, 18)
+    assert "model classic bicubic x3" in result.stderr and "backend classic" in result.stderr, result.stderr
+    out = tmp_path / "blend.mkv"
+    result = vfupscale("-i", clips["silent"], "-o", out, "--strength", "0.8", "--temporal-stability", "0.5")
+    assert result.returncode == 0, result.stderr
+    assert "strength 0.8, temporal-stability 0.5" in result.stderr, result.stderr
+    assert media(out)["video"]["frames"] == 18
+    # a model that cannot be read: classic output and the warning, instead of the error
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    out = tmp_path / "fallback.mkv"
+    result = vfupscale("-i", clips["silent"], "-o", out, "-m", broken, "--fallback", "classic")
+    assert result.returncode == 0, result.stderr
+    assert media(out)["video"]["frames"] == 18 and "the model could not run: classic output" in result.stderr
+    assert "broken.onnx" in result.stderr, "the warning names the model"
+    assert "--strength takes a number from 0 to 1" in one_line_error(vfupscale("-i", clips["silent"], "-o", out,
+                                                                                "-y", "--strength", "1.5"))
+    assert "--fallback takes none or classic" in one_line_error(vfupscale("-i", clips["silent"], "-o", out, "-y",
+                                                                           "--fallback", "maybe"))
+    no_leftovers(tmp_path)

@@ -1,7 +1,9 @@
 //! `vfupscale`: upscale a video file with a super-resolution model.
 //!
 //! ```text
-//! vfupscale -i IN -o OUT [-m MODEL] [-p auto|fp16|fp32] [-d DEVICE] [--backend auto|native|tensorrt|cuda|cpu]
+//! vfupscale -i IN -o OUT [-m MODEL] [-p auto|fp16|fp32] [-d DEVICE]
+//!           [--backend auto|native|tensorrt|cuda|cpu|classic] [--scale N] [--classic-method lanczos|bicubic]
+//!           [--strength S] [--fallback none|classic] [--temporal-stability T]
 //!           [--encoder auto|nvh265enc|nvh264enc|x265enc|x264enc] [--quality N | --bitrate KBPS] [-y] [--quiet]
 //! vfupscale info
 //! ```
@@ -28,7 +30,12 @@ options:
   -p, --precision P       auto (fp16 on GPU, fp32 on CPU), fp16, fp32
   -d, --device N          CUDA device (default 0)
       --backend B         auto (native kernels for SRVGGNetCompact models, else TensorRT, CUDA, CPU),
-                          native, tensorrt, cuda, cpu
+                          native, tensorrt, cuda, cpu, or classic (Lanczos/bicubic scaling, no model)
+      --scale N           scale factor of --backend classic (default 2; with a model: the model's)
+      --classic-method M  lanczos (default) or bicubic: the classic filter
+      --strength S        AI strength 0..1: S x model + (1 - S) x classic (default 1)
+      --fallback F        none (default) or classic: classic output, with a warning, when the model cannot run
+      --temporal-stability T  0..1: static regions keep this much of the previous output, against flicker (default 0)
       --encoder E         auto, nvh265enc, nvh264enc, x265enc, x264enc
       --quality N         constant quality: encoder quantizer, lower is better (default 20)
       --bitrate KBPS      target bitrate instead of constant quality
@@ -44,6 +51,22 @@ fn value<'a>(it: &mut impl Iterator<Item = &'a String>, flag: &str) -> Result<&'
 
 fn number(text: &str, flag: &str) -> Result<u32, String> {
     text.parse().map_err(|_| format!("{flag}: {text:?} is not a number"))
+}
+
+/// A number in 0..=1.
+fn unit(text: &str, flag: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("{flag} takes a number from 0 to 1, not {text:?}")),
+    }
+}
+
+/// One of `names`.
+fn choice(text: &str, flag: &str, names: &[&str]) -> Result<String, String> {
+    match names.contains(&text) {
+        true => Ok(text.to_string()),
+        false => Err(format!("{flag} takes {}, not {text:?}", names.join(" or "))),
+    }
 }
 
 fn parse(args: &[String]) -> Result<Job, String> {
@@ -67,12 +90,17 @@ fn parse(args: &[String]) -> Result<Job, String> {
             "--backend" => {
                 let v = value(&mut it, a)?;
                 match v.as_str() {
-                    "auto" | "native" | "tensorrt" | "cuda" | "cpu" => job.backend = v.clone(),
+                    "auto" | "native" | "tensorrt" | "cuda" | "cpu" | "classic" => job.backend = v.clone(),
                     _ => {
-                        return Err(format!("--backend takes auto, native, tensorrt, cuda or cpu, not {v:?}"));
+                        return Err(format!("--backend takes auto, native, tensorrt, cuda, cpu or classic, not {v:?}"));
                     }
                 }
             }
+            "--scale" => job.scale = Some(number(value(&mut it, a)?, a)?),
+            "--classic-method" => job.classic_method = choice(value(&mut it, a)?, a, &["lanczos", "bicubic"])?,
+            "--strength" => job.strength = unit(value(&mut it, a)?, a)?,
+            "--fallback" => job.fallback = choice(value(&mut it, a)?, a, &["none", "classic"])?,
+            "--temporal-stability" => job.temporal_stability = unit(value(&mut it, a)?, a)?,
             "--encoder" => job.encoder = Encoder::parse(value(&mut it, a)?)?,
             "--quality" => job.quality = Some(number(value(&mut it, a)?, a)?),
             "--bitrate" => job.bitrate = Some(number(value(&mut it, a)?, a)?),

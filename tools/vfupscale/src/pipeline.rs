@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use gst::glib;
 use gst::prelude::*;
+use vfupscale::stats::field;
 
 /// Video encoder choice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -70,6 +71,12 @@ pub struct Job {
     pub precision: String,
     pub device: u32,
     pub backend: String,
+    /// Scale factor without a model (`--backend classic`).
+    pub scale: Option<u32>,
+    pub classic_method: String,
+    pub strength: f64,
+    pub fallback: String,
+    pub temporal_stability: f64,
     pub encoder: Encoder,
     pub quality: Option<u32>,
     pub bitrate: Option<u32>,
@@ -86,6 +93,11 @@ impl Default for Job {
             precision: "auto".into(),
             device: 0,
             backend: "auto".into(),
+            scale: None,
+            classic_method: "lanczos".into(),
+            strength: 1.0,
+            fallback: "none".into(),
+            temporal_stability: 0.0,
             encoder: Encoder::Auto,
             quality: None,
             bitrate: None,
@@ -150,7 +162,7 @@ struct Shared {
     muxer: gst::Element,
     gpu: bool,
     job: Job,
-    model: PathBuf,
+    model: Option<PathBuf>,
     video: Mutex<Option<VideoChain>>,
     /// Streams copied to the output, for the summary.
     copied: Mutex<Vec<String>>,
@@ -201,13 +213,19 @@ impl Shared {
     /// Builds `decoder ! … ! vfupscale ! … ! encoder ! parser` for `pad` and links it to the muxer.
     fn link_video(&self, pipeline: &gst::Pipeline, pad: &gst::Pad, caps: &gst::Caps) -> Result<(), String> {
         let nvdec = if self.gpu { nvdec_for(caps) } else { None };
-        let upscaler = gst::ElementFactory::make("vfupscale")
-            .property("model", self.model.to_str().ok_or("model path is not UTF-8")?)
+        let mut upscaler = gst::ElementFactory::make("vfupscale")
             .property_from_str("backend", &self.job.backend)
             .property_from_str("precision", &self.job.precision)
             .property("device-id", self.job.device)
-            .build()
-            .map_err(|_| "the vfupscale element is not available")?;
+            .property_from_str("classic-method", &self.job.classic_method)
+            .property("strength", self.job.strength)
+            .property_from_str("fallback", &self.job.fallback)
+            .property("temporal-stability", self.job.temporal_stability)
+            .property("scale", self.job.scale.unwrap_or(0));
+        if let Some(model) = &self.model {
+            upscaler = upscaler.property("model", model.to_str().ok_or("model path is not UTF-8")?);
+        }
+        let upscaler = upscaler.build().map_err(|_| "the vfupscale element is not available")?;
         let choice = self.encoder_choice();
         let encoder = make(choice.factory())?;
         self.configure_encoder(&encoder, choice);
@@ -442,8 +460,21 @@ pub fn run(job: Job) -> Result<ExitCode, String> {
     if job.output.exists() && !job.overwrite {
         return Err(format!("{} exists (use -y to replace it)", job.output.display()));
     }
-    let model = crate::resolve_model(job.model.as_deref())?;
-    let info = vfupscale::model::ModelInfo::load(&model).map_err(|e| e.to_string())?;
+    // no model for classic scaling; with --fallback classic a model that cannot be read is the element's to report
+    let classic = job.backend == "classic";
+    if let Some(s) = job.scale.filter(|&s| !(1..=16).contains(&s) || !classic) {
+        return Err(format!("--scale {s}: only with --backend classic, from 1 to 16"));
+    }
+    let model = match (classic, crate::resolve_model(job.model.as_deref())) {
+        (true, _) => None,
+        (false, Ok(model)) => Some(model),
+        (false, Err(_)) if job.fallback == "classic" => job.model.as_ref().map(PathBuf::from),
+        (false, Err(e)) => return Err(e),
+    };
+    let model_name = match &model {
+        None => format!("classic {}", job.classic_method),
+        Some(m) => vfupscale::model::ModelInfo::load(m).map(|i| i.name).unwrap_or_else(|_| m.display().to_string()),
+    };
 
     let dir = job.output.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = job.output.file_name().ok_or("the output has no file name")?.to_string_lossy().into_owned();
@@ -540,6 +571,11 @@ pub fn run(job: Job) -> Result<ExitCode, String> {
                         }));
                     main_loop.quit();
                 }
+                // the upscaler's fallbacks to classic output: never silent
+                gst::MessageView::Warning(w) if w.src().is_some_and(|s| s.type_().name() == "GstVfUpscale") => {
+                    let cause = w.debug().map(|d| format!(": {d}")).unwrap_or_default();
+                    eprintln!("vfupscale: warning: {}{cause}", w.error());
+                }
                 _ => {}
             }
             glib::ControlFlow::Continue
@@ -628,15 +664,24 @@ pub fn run(job: Job) -> Result<ExitCode, String> {
     let secs = started.elapsed().as_secs_f64();
     let size = std::fs::metadata(&job.output).map(|m| m.len()).unwrap_or(0);
     if !job.quiet {
+        let count = |f: &str| stats.get::<u64>(f).unwrap_or(0);
+        let fallbacks = match (count(field::FALLBACK_STREAMS), count(field::FALLBACK_FRAMES)) {
+            (0, 0) => String::new(),
+            (0, n) => format!("; {n} frames fell back to classic"),
+            _ => "; the model could not run: classic output".into(),
+        };
         eprintln!(
-            "{}: {frames} frames in {} ({:.2} fps); model {} x{}; backend {} on {}; decoder {}, encoder {}{}; {:.1} MB",
+            "{}: {frames} frames in {} ({:.2} fps); model {} x{}; backend {} on {}; strength {}, temporal-stability \
+             {}{fallbacks}; decoder {}, encoder {}{}; {:.1} MB",
             job.output.display(),
             format_time(secs),
             frames as f64 / secs.max(1e-9),
-            info.name,
+            model_name,
             video.upscaler.property::<u32>("scale"),
             stats.get::<&str>("backend").unwrap_or("?"),
             stats.get::<&str>("device").unwrap_or("?"),
+            job.strength,
+            job.temporal_stability,
             video.decoder,
             video.encoder,
             {
