@@ -1,0 +1,280 @@
+// SPDX-License-Identifier: MPL-2.0
+//! The classic, composition, temporal and output conversion kernels checked bit for bit against the CPU path on a
+//! machine without a GPU: the kernel sources (as build.rs embeds them for NVRTC) are compiled as C++ with the CUDA
+//! built-ins they use written out (`support/kernel_emulation.cpp`) and run one thread at a time on cases written
+//! here with the CPU path's results. The GPU suite checks the same on the device (`tests/gpu/compose_kernels.rs`);
+//! this catches a kernel that drifted from `cpu.rs`, `classic.rs`, `compose.rs` or `temporal.rs` before it gets
+//! there. Needs a C++ compiler (`c++`, or `$CXX`) for x86-64 with F16C.
+
+use std::path::Path;
+use std::process::Command;
+
+use vfupscale::classic::{AxisFilter, ClassicMethod, Resampler};
+use vfupscale::color::{Colorimetry, Matrix, Range, rgb_to_yuv, yuv_to_rgb};
+use vfupscale::compose::{ComposePlan, HostScratch, HostTemporal, Strength, compose_host};
+use vfupscale::cpu;
+use vfupscale::cuda::conversion;
+use vfupscale::frame::{Nv12Image, Rect, Size};
+use vfupscale::temporal::{TemporalSettings, compute_mask, difference_sum};
+
+fn values(n: usize, seed: u32, lo: f32, hi: f32) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            lo + (hi - lo) * ((s >> 8) as f32 / 16_777_216.0)
+        })
+        .collect()
+}
+
+fn frame(size: Size, seed: u64) -> Nv12Image {
+    let mut img = Nv12Image::new(size);
+    let mut s = seed;
+    let mut next = || {
+        s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (s >> 56) as u8
+    };
+    img.y.iter_mut().for_each(|v| *v = next());
+    img.uv.iter_mut().for_each(|v| *v = next());
+    img
+}
+
+/// Plain values as the bytes the harness reads.
+trait Bytes {
+    fn bytes(&self) -> Vec<u8>;
+}
+
+macro_rules! bytes {
+    ($($t:ty),*) => {
+        $(impl Bytes for [$t] {
+            fn bytes(&self) -> Vec<u8> {
+                self.iter().flat_map(|v| v.to_ne_bytes()).collect()
+            }
+        })*
+    };
+}
+bytes!(f32, u16, u8, i32);
+
+/// One case's directory: arrays as raw files, numbers in `meta`.
+struct Case(std::path::PathBuf);
+
+impl Case {
+    fn new(root: &Path, name: String) -> Self {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn put(&self, name: &str, data: &(impl Bytes + ?Sized)) -> &Self {
+        std::fs::write(self.0.join(name), data.bytes()).unwrap();
+        self
+    }
+
+    fn axis(&self, name: &str, f: &AxisFilter) -> &Self {
+        self.put(&format!("{name}_start"), f.start.as_slice()).put(&format!("{name}_weights"), f.weights.as_slice())
+    }
+
+    fn meta(&self, numbers: &[String]) {
+        std::fs::write(self.0.join("meta"), numbers.join(" ") + "\n").unwrap();
+    }
+}
+
+fn f16_bits(v: &[f32]) -> (Vec<u16>, Vec<half::f16>) {
+    let bits: Vec<u16> = v.iter().map(|&x| half::f16::from_f32(x).to_bits()).collect();
+    let halves = bits.iter().map(|&b| half::f16::from_bits(b)).collect();
+    (bits, halves)
+}
+
+const BT709: Colorimetry = Colorimetry::new(Matrix::Bt709, Range::Limited);
+
+/// Resampling cases; returns how many.
+fn resample_cases(root: &Path) -> usize {
+    let sizes = [
+        (Size::new(33, 17), Size::new(100, 51)),
+        (Size::new(64, 48), Size::new(17, 13)),
+        (Size::new(40, 30), Size::new(160, 120)),
+    ];
+    let mut n = 0;
+    for method in [ClassicMethod::Lanczos, ClassicMethod::Bicubic] {
+        for (from, to) in sizes {
+            let case = Case::new(root, format!("resample{n}"));
+            n += 1;
+            let r = Resampler::new(method, from, to);
+            let src = values(3 * from.pixels(), n as u32, -0.1, 1.1);
+            let (bits, halves) = f16_bits(&src);
+            let (mut expected, mut expected16) = (vec![0f32; 3 * to.pixels()], vec![0f32; 3 * to.pixels()]);
+            r.resample(&src, &mut expected);
+            r.resample(&halves, &mut expected16);
+            case.put("src", src.as_slice()).put("src16", bits.as_slice()).put("expected", expected.as_slice());
+            case.put("expected16", expected16.as_slice()).axis("x", &r.x).axis("y", &r.y);
+            case.meta(&[from.width, from.height, to.width, to.height, r.x.taps, r.y.taps].map(|v| v.to_string()));
+        }
+    }
+    n
+}
+
+/// Composition cases (strength, shrink, fp16, classic only, temporal); returns how many.
+fn compose_cases(root: &Path) -> usize {
+    let input = Size::new(37, 21);
+    // (scale, output, strength, fp16, classic only, temporal)
+    let cases = [
+        (2, Size::new(74, 42), 0.5f32, false, false, false),
+        (2, Size::new(74, 42), 1.0, true, false, false),
+        (3, Size::new(50, 30), 1.0, false, false, false),
+        (3, Size::new(41, 27), 0.3, true, false, false),
+        (2, Size::new(74, 42), 0.0, false, false, false),
+        (4, Size::new(148, 84), 0.0, false, true, false),
+        (2, Size::new(1, 1), 0.7, false, false, false),
+        (2, Size::new(60, 33), 0.6, false, false, true),
+        (2, Size::new(74, 42), 1.0, true, false, true),
+    ];
+    let to_yuv = rgb_to_yuv(BT709);
+    for (k, (scale, out, s, fp16, classic_only, temporal)) in cases.into_iter().enumerate() {
+        let case = Case::new(root, format!("compose{k}"));
+        let method = if k % 2 == 0 { ClassicMethod::Lanczos } else { ClassicMethod::Bicubic };
+        let plan = ComposePlan::new(method, input, scale, out).unwrap();
+        let mut rgb = vec![0f32; 3 * input.pixels()];
+        cpu::nv12_to_planar(&frame(input, k as u64 + 3).view(), &yuv_to_rgb(BT709), Rect::of_size(input), &mut rgb);
+        let model = values(3 * plan.model_output.pixels(), k as u32 + 9, -0.15, 1.15);
+        let (bits, halves) = f16_bits(&model);
+        let mask: Vec<f32> = values(input.pixels(), 5, -0.5, 1.5).into_iter().map(|v| v.clamp(0.0, 1.0)).collect();
+        let history_in = values(3 * out.pixels(), 11, 0.0, 1.0);
+        let mut history = history_in.clone();
+        let strength = Strength::new(s);
+        let mut expected = Nv12Image::new(out);
+        let mut scratch = HostScratch::default();
+        let t = temporal.then(|| HostTemporal { alpha: 0.8, mask: &mask, history: &mut history });
+        let dst = &mut expected.view_mut();
+        match (classic_only, fp16) {
+            (true, _) => compose_host::<f32>(&plan, None, &rgb, strength, t, &to_yuv, &mut scratch, dst),
+            (false, true) => compose_host(&plan, Some(&halves), &rgb, strength, t, &to_yuv, &mut scratch, dst),
+            (false, false) => compose_host(&plan, Some(&model), &rgb, strength, t, &to_yuv, &mut scratch, dst),
+        }
+        .unwrap();
+        case.put("model", model.as_slice()).put("model16", bits.as_slice()).put("rgb", rgb.as_slice());
+        case.put("mask", mask.as_slice()).put("history_in", history_in.as_slice());
+        case.put("history_out", history.as_slice()).put("y", expected.y.as_slice()).put("uv", expected.uv.as_slice());
+        case.axis("cx", &plan.classic.x).axis("cy", &plan.classic.y).put("matrix", to_yuv.m.concat().as_slice());
+        let (sx, sy) = match &plan.shrink {
+            Some(r) => {
+                case.axis("sx", &r.x).axis("sy", &r.y);
+                (r.x.taps, r.y.taps)
+            }
+            None => (0, 0),
+        };
+        let (m, o) = (plan.model_output, out);
+        let ints = [input.width, input.height, m.width, m.height, o.width, o.height].map(|v| v.to_string());
+        let flags = [fp16, classic_only, temporal].map(|b| (b as i32).to_string());
+        let taps = [plan.classic.x.taps, plan.classic.y.taps, sx, sy].map(|v| v.to_string());
+        let strengths = [strength.model, strength.classic].map(|v| format!("{v:e}"));
+        case.meta(&[&ints[..], &strengths[..], &flags[..], &taps[..]].concat());
+    }
+    cases.len()
+}
+
+/// Temporal mask cases: a few changed pixels, no history, a scene cut.
+fn mask_cases(root: &Path) {
+    let settings = TemporalSettings::with_strength(0.8);
+    let size = Size::new(45, 23);
+    for k in 0..3 {
+        let case = Case::new(root, format!("mask{k}"));
+        let previous = frame(size, 1);
+        let mut current = previous.clone();
+        for (i, v) in current.y.iter_mut().enumerate() {
+            if k == 2 {
+                *v = v.wrapping_add(90);
+            } else if i % 17 < 3 {
+                *v = v.saturating_add((i % 13) as u8);
+            }
+        }
+        let valid = k != 1;
+        let mut mask = vec![0f32; size.pixels()];
+        let cut = compute_mask(&settings, &current.view(), &previous.view(), valid, &mut mask);
+        assert_eq!(cut, k == 2);
+        let sum = difference_sum(&current.view(), &previous.view());
+        case.put("cur", current.y.as_slice()).put("prev", previous.y.as_slice()).put("mask", mask.as_slice());
+        case.meta(&[
+            size.width.to_string(),
+            size.height.to_string(),
+            settings.static_below.to_string(),
+            settings.moving_above.to_string(),
+            sum.to_string(),
+            settings.cut_limit(size).to_string(),
+            (valid as i32).to_string(),
+        ]);
+    }
+}
+
+/// Output conversion cases (vector and per-sample paths, odd sizes); returns how many.
+fn conversion_cases(root: &Path) -> usize {
+    let sizes = [Size::new(64, 32), Size::new(35, 19), Size::new(40, 19), Size::new(48, 16), Size::new(8, 2)];
+    let to_yuv = rgb_to_yuv(BT709);
+    for (k, size) in sizes.into_iter().enumerate() {
+        let case = Case::new(root, format!("p2n{k}"));
+        let t = values(3 * size.pixels(), k as u32 + 40, -0.2, 1.2);
+        let (bits, halves) = f16_bits(&t);
+        let (mut e, mut e16) = (Nv12Image::new(size), Nv12Image::new(size));
+        cpu::planar_to_nv12(&t, &to_yuv, &mut e.view_mut());
+        cpu::planar_to_nv12(&halves, &to_yuv, &mut e16.view_mut());
+        case.put("t", t.as_slice()).put("t16", bits.as_slice()).put("y", e.y.as_slice()).put("uv", e.uv.as_slice());
+        case.put("y16", e16.y.as_slice()).put("uv16", e16.uv.as_slice()).put("matrix", to_yuv.m.concat().as_slice());
+        case.meta(&[size.width.to_string(), size.height.to_string()]);
+    }
+    sizes.len()
+}
+
+/// The kernel modules as C++: one namespace each, the PTX conversions swapped for the emulated ones.
+fn kernels_source() -> String {
+    let mut out = String::new();
+    for module in [&conversion::RESAMPLE, &conversion::COMPOSE, &conversion::TEMPORAL, &conversion::PLANAR_TO_NV12] {
+        let mut source = module.source.to_string();
+        for (ptx, emulated) in [
+            (r#"asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));"#, "h = emulated_to_half_bits(f);"),
+            (r#"asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));"#, "f = emulated_from_half_bits(h);"),
+        ] {
+            assert!(source.contains(ptx), "{}: the PTX conversion `{ptx}` changed: update this test", module.name);
+            source = source.replace(ptx, emulated);
+        }
+        assert!(!source.contains("asm("), "{}: inline PTX this emulation does not know", module.name);
+        out.push_str(&format!("namespace mod_{} {{\n{source}\n}}\n", module.name));
+    }
+    out
+}
+
+#[test]
+fn kernels_equal_the_cpu_path_bit_for_bit_in_a_cpu_emulation() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let resamples = resample_cases(root);
+    let composes = compose_cases(root);
+    mask_cases(root);
+    let conversions = conversion_cases(root);
+    std::fs::write(root.join("kernels.inc"), kernels_source()).unwrap();
+    let harness = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/kernel_emulation.cpp");
+    let binary = root.join("emulate");
+    let compiler = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
+    let built = Command::new(&compiler)
+        .args(["-std=c++17", "-O1", "-ffp-contract=off", "-mf16c", "-w", "-I"])
+        .arg(root)
+        .arg(&harness)
+        .arg("-o")
+        .arg(&binary)
+        .output()
+        .unwrap_or_else(|e| panic!("{compiler} (the C++ compiler this test needs) cannot run: {e}"));
+    assert!(built.status.success(), "compiling the emulation failed:\n{}", String::from_utf8_lossy(&built.stderr));
+    let run = Command::new(&binary)
+        .arg(root)
+        .args([resamples, composes, conversions].map(|n| n.to_string()))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&run.stdout);
+    eprintln!("{report}");
+    let checks = report.lines().filter(|l| l.contains(" OK ")).count();
+    assert!(
+        run.status.success(),
+        "kernels differ from the CPU path:\n{report}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    // 2 per resampling case, 2 or 3 per composition, 3 masks, 12 per conversion case
+    assert_eq!(checks, 2 * resamples + 2 * composes + 2 + 3 + 12 * conversions, "{report}");
+}
