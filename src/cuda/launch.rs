@@ -124,9 +124,9 @@ impl ConversionKernels {
         let input = src.ptr();
         // 16-byte loads of the tensor's rows and 8-byte stores of the planes' where the layout allows (the kernel
         // converts 4 chroma samples per thread and falls back to single samples elsewhere: the bytes are the same)
-        let vector = p.size.width % 8 == 0
-            && input % 16 == 0
-            && [p.y, p.uv, p.y_pitch as u64, p.uv_pitch as u64].iter().all(|v| v % 8 == 0);
+        let vector = p.size.width.is_multiple_of(8)
+            && input.is_multiple_of(16)
+            && [p.y, p.uv, p.y_pitch as u64, p.uv_pitch as u64].iter().all(|v| v.is_multiple_of(8));
         let vector = vector as i32;
         let mut args = stream.launch_builder(self.planar_to_nv12.of(src.element()));
         args.arg(&input).arg(&w).arg(&h).arg(&p.y).arg(&y_pitch).arg(&p.uv).arg(&uv_pitch).arg(rgb_to_yuv).arg(&vector);
