@@ -17,27 +17,9 @@ use vfupscale::cuda::conversion;
 use vfupscale::frame::{Nv12Image, Rect, Size};
 use vfupscale::temporal::{TemporalSettings, compute_mask, difference_sum};
 
-fn values(n: usize, seed: u32, lo: f32, hi: f32) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            lo + (hi - lo) * ((s >> 8) as f32 / 16_777_216.0)
-        })
-        .collect()
-}
-
-fn frame(size: Size, seed: u64) -> Nv12Image {
-    let mut img = Nv12Image::new(size);
-    let mut s = seed;
-    let mut next = || {
-        s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-        (s >> 56) as u8
-    };
-    img.y.iter_mut().for_each(|v| *v = next());
-    img.uv.iter_mut().for_each(|v| *v = next());
-    img
-}
+#[path = "support/images.rs"]
+mod images;
+use images::{random_frame as frame, random_values as values};
 
 /// Plain values as the bytes the harness reads.
 trait Bytes {

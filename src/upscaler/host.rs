@@ -9,9 +9,10 @@ use crate::color::{Colorimetry, rgb_to_yuv, yuv_to_rgb};
 use crate::cpu;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::frame::{HostNv12, HostNv12Mut, HostTensor, HostTensorMut, Rect};
+use crate::frame::{HostNv12, HostNv12Mut, HostTensor, HostTensorMut, Rect, Size, TensorElement};
 use crate::planning::RunPlan;
 use crate::stats::FrameTimes;
+use crate::tiling::Tile;
 
 use super::output::{HostOutput, OutputSettings};
 
@@ -64,20 +65,8 @@ pub(super) fn upscale(
         let tensor = engine.output_host()?;
         let colours = (&to_rgb, &to_yuv);
         stabilised = match (blended, &tensor) {
-            (true, HostTensor::F32(t)) => {
-                chunk
-                    .iter()
-                    .enumerate()
-                    .for_each(|(j, tile)| cpu::blend_tile(&t[j * tile_out..], tile, accumulator, model_size));
-                false
-            }
-            (true, HostTensor::F16(t)) => {
-                chunk
-                    .iter()
-                    .enumerate()
-                    .for_each(|(j, tile)| cpu::blend_tile(&t[j * tile_out..], tile, accumulator, model_size));
-                false
-            }
+            (true, HostTensor::F32(t)) => blend_chunk(t, chunk, tile_out, accumulator, model_size),
+            (true, HostTensor::F16(t)) => blend_chunk(t, chunk, tile_out, accumulator, model_size),
             (false, HostTensor::F32(t)) => output.finish(settings, Some(*t), src, colours, history_valid, dst)?,
             (false, HostTensor::F16(t)) => output.finish(settings, Some(*t), src, colours, history_valid, dst)?,
         };
@@ -89,6 +78,21 @@ pub(super) fn upscale(
         times.convert_out += ms_since(t3);
     }
     Ok((times, stabilised))
+}
+
+/// Blends a chunk's tile outputs (`tile_out` values each, in `outputs`) into the accumulation frame; nothing is
+/// stabilised yet (false).
+fn blend_chunk<T: TensorElement>(
+    outputs: &[T],
+    chunk: &[Tile],
+    tile_out: usize,
+    accumulator: &mut [f32],
+    model_size: Size,
+) -> bool {
+    for (j, tile) in chunk.iter().enumerate() {
+        cpu::blend_tile(&outputs[j * tile_out..], tile, accumulator, model_size);
+    }
+    false
 }
 
 /// The classic output of one frame (no model runs).

@@ -12,20 +12,9 @@ use vfupscale::frame::{Nv12Image, Rect, Size};
 use vfupscale::temporal::{TemporalSettings, compute_mask};
 use vfupscale::{BackendChoice, DeviceFrames, InputFrame, TensorLocation, Upscaler, UpscalerConfig};
 
-use super::images::{BT709, random_frame, test_image};
+use super::images::{BT709, random_frame, random_values as values, test_image};
 use vfupscale::color::{rgb_to_yuv, yuv_to_rgb};
 use vfupscale::cpu;
-
-/// Planar values in `lo..hi`, pseudo-random.
-fn values(n: usize, seed: u32, lo: f32, hi: f32) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            lo + (hi - lo) * ((s >> 8) as f32 / 16_777_216.0)
-        })
-        .collect()
-}
 
 fn differing_bits(a: &[f32], b: &[f32]) -> usize {
     a.iter().zip(b).filter(|(x, y)| x.to_bits() != y.to_bits()).count()

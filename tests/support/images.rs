@@ -25,6 +25,17 @@ pub fn random_frame(size: Size, seed: u64) -> Nv12Image {
     img
 }
 
+/// `n` pseudo-random values in `lo..hi` (planar tensors).
+pub fn random_values(n: usize, seed: u32, lo: f32, hi: f32) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            lo + (hi - lo) * ((s >> 8) as f32 / 16_777_216.0)
+        })
+        .collect()
+}
+
 /// `tests/data/<name>` scaled (bilinear) to `size` as planar RGB in 0..1.
 fn scaled_rgb(name: &str, size: Size) -> Vec<f32> {
     let (w, h, rgb) = ppm::read_ppm(&ppm::test_image_path(name));

@@ -138,26 +138,7 @@ fn model() -> PathBuf {
 /// Upscales system-memory frames described by `caps` (the same caps the GPU path saw, colorimetry included) with
 /// the CPU backend: `appsrc ! vfupscale backend=cpu ! appsink`.
 fn cpu_upscale(frames: &[Frame], caps: &gst::Caps, model: &Path) -> Vec<Vec<u8>> {
-    let pipeline = gst::parse::launch(&format!(
-        "appsrc name=src format=time ! vfupscale backend=cpu model={} ! appsink name=sink sync=false",
-        model.display()
-    ))
-    .unwrap();
-    let bin = pipeline.downcast_ref::<gst::Bin>().unwrap();
-    let src = bin.by_name("src").unwrap().downcast::<gst_app::AppSrc>().unwrap();
-    src.set_caps(Some(caps));
-    let sink = bin.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let out = frames
-        .iter()
-        .map(|f| {
-            src.push_buffer(gst::Buffer::from_mut_slice(f.nv12.clone())).unwrap();
-            let sample = sink.pull_sample().expect("one output per input");
-            sample.buffer().unwrap().map_readable().unwrap().to_vec()
-        })
-        .collect();
-    pipeline.set_state(gst::State::Null).unwrap();
-    out
+    gpu_hybrid::on_cpu(frames, caps, &format!("model={}", model.display()), "")
 }
 
 fn stats(pipeline: &gst::Element) -> gst::Structure {

@@ -17,7 +17,7 @@ use vfupscale_onnx::onnx::{GraphBuilder, META_SCALE, attr_float, attr_string, da
 mod common;
 use common::init;
 mod fixtures;
-use fixtures::{dynamic, nearest_model, real_model, scratch};
+use fixtures::{dynamic, failing_model, nearest_model, real_model, scratch};
 
 /// A test frame: a gradient, edges and a block at `offset` (moving patterns shift it).
 fn frame(size: Size, offset: usize) -> Nv12Image {
@@ -234,18 +234,6 @@ fn posted_stats(desc: &str) -> gst::Structure {
     }
     pipeline.set_state(gst::State::Null).unwrap();
     last.expect("stats were posted")
-}
-
-/// A model that declares x2 but reshapes to a fixed size: ONNX Runtime fails on any other frame size.
-fn failing_model() -> std::path::PathBuf {
-    let path = scratch().join("fails-every-frame.onnx");
-    let mut g = GraphBuilder::with_io(data_type::FLOAT, &dynamic(), &dynamic());
-    let shape = g.i64_init("shape", &[4], &[1, 3, 4, 4]);
-    let fixed = g.op("Reshape", "fixed", &["input", &shape], vec![]);
-    let scales = g.f32_init("scales", &[4], &[1.0, 1.0, 2.0, 2.0]);
-    g.op_into("Resize", &[&fixed, "", &scales], "output", vec![attr_string("mode", "nearest")]);
-    write_model(&path, &g.into_model("fails", &[(META_SCALE, "2".into())])).unwrap();
-    path
 }
 
 #[test]

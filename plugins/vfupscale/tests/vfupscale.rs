@@ -11,12 +11,15 @@ use gst_check::Harness;
 mod ppm;
 use ppm::{read_ppm, test_image_path};
 use vfupscale::stats::field;
-use vfupscale_onnx::onnx::{Dim, GraphBuilder, META_SCALE, attr_string, data_type, write_model};
+use vfupscale_onnx::onnx::{Dim, GraphBuilder, data_type, write_model};
 
 mod common;
 use common::init;
 mod fixtures;
-use fixtures::{dynamic, element, harness, nearest_model, nv12_buffer, nv12_size, real_model, scratch, start_error_of};
+use fixtures::{
+    dynamic, element, failing_model, harness, nearest_model, nv12_buffer, nv12_size, real_model, scratch,
+    start_error_of,
+};
 
 fn caps_field<T: for<'a> gst::glib::value::FromValue<'a> + 'static>(caps: &gst::Caps, field: &str) -> T {
     caps.structure(0).unwrap().get::<T>(field).unwrap()
@@ -559,13 +562,7 @@ fn resolution_changes_mid_stream_are_renegotiated() {
 fn an_inference_failure_ends_the_stream_with_an_error_naming_the_frame() {
     // a model that declares x2 but reshapes to a fixed size: ONNX Runtime fails on any other frame size
     init();
-    let path = scratch().join("fails-at-runtime.onnx");
-    let mut g = GraphBuilder::with_io(data_type::FLOAT, &dynamic(), &dynamic());
-    let shape = g.i64_init("shape", &[4], &[1, 3, 4, 4]);
-    let fixed = g.op("Reshape", "fixed", &["input", &shape], vec![]);
-    let scales = g.f32_init("scales", &[4], &[1.0, 1.0, 2.0, 2.0]);
-    g.op_into("Resize", &[&fixed, "", &scales], "output", vec![attr_string("mode", "nearest")]);
-    write_model(&path, &g.into_model("fails", &[(META_SCALE, "2".into())])).unwrap();
+    let path = failing_model();
     let desc = format!(
         "videotestsrc num-buffers=3 ! video/x-raw,format=NV12,width=16,height=8,framerate=25/1 ! vfupscale name=up \
          backend=cpu model={} ! fakesink name=sink",

@@ -57,9 +57,9 @@ fn decoded(clip: &Path) -> (Vec<Frame>, gst::Caps) {
     collect(&pipeline, usize::MAX)
 }
 
-/// The same frames through `appsrc ! vfupscale backend=cpu (properties) ! appsink`, the first one marked as a
-/// discontinuity (as the decoder's first frame is).
-fn on_cpu(frames: &[Frame], caps: &gst::Caps, properties: &str, out_caps: &str) -> Vec<Vec<u8>> {
+/// The same frames through `appsrc ! vfupscale backend=cpu (properties) ! (out_caps) appsink`, the first one marked
+/// as a discontinuity (as the decoder's first frame is); the outputs tightly packed.
+pub fn on_cpu(frames: &[Frame], caps: &gst::Caps, properties: &str, out_caps: &str) -> Vec<Vec<u8>> {
     let pipeline = gst::parse::launch(&format!(
         "appsrc name=src format=time ! vfupscale backend=cpu {properties} ! {out_caps} appsink name=sink sync=false"
     ))
