@@ -112,6 +112,8 @@ pub struct Planner<'a> {
     pub scale: u32,
     /// Whether the engine's memory can be capped (GPU backends); on the CPU the budget only chooses the tile.
     pub capped: bool,
+    /// Bytes of the output composition's own buffers (the input's RGB, the temporal history) for frames of the size.
+    pub output_bytes: usize,
 }
 
 impl Planner<'_> {
@@ -137,7 +139,7 @@ impl Planner<'_> {
         let floor = t.min_tile();
         loop {
             let (plan, batch) = plan_for(tile);
-            let own = own_buffer_bytes(size, self.scale, !plan.is_whole_frame());
+            let own = own_buffer_bytes(size, self.scale, !plan.is_whole_frame()) + self.output_bytes;
             let need = estimate(plan.tile, batch) + own;
             if need <= budget {
                 let memory_limit = self.capped.then_some(budget - own);
@@ -195,7 +197,7 @@ mod tests {
     #[test]
     fn a_budget_chooses_the_largest_tile_that_fits_and_caps_the_arena_with_the_rest() {
         let (model, tiling) = (model(), Tiling { max_memory_mib: 256, ..Tiling::default() });
-        let planner = Planner { tiling: &tiling, model: &model, scale: 2, capped: true };
+        let planner = Planner { tiling: &tiling, model: &model, scale: 2, capped: true, output_bytes: 0 };
         let size = Size::new(1920, 1080);
         // 200 bytes per input pixel of a run: a whole 1080p frame needs 415 MB
         let estimate = |tile: Size, batch: u32| tile.pixels() * batch as usize * 200;

@@ -277,6 +277,7 @@ impl<F: FrameBuffers> Upscaler<F> {
                     model: model.info(),
                     scale: self.scale,
                     capped: self.backend().is_gpu(),
+                    output_bytes: output::buffer_bytes(&self.output, &compose, true),
                 };
                 let plan = planner.plan(size, self.tile_override, |tile, batch| engine.estimate(tile, batch))?;
                 model.info().check_input_size(if plan.is_whole_frame() { size } else { plan.tiles.tile })?;

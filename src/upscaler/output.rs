@@ -60,6 +60,15 @@ impl OutputSettings {
     }
 }
 
+/// Bytes of the buffers made for frames of `plan` (the input's RGB, the temporal history with the previous input
+/// at up to 4 bytes per pixel), for memory budgets.
+pub(super) fn buffer_bytes(settings: &OutputSettings, plan: &ComposePlan, has_model: bool) -> usize {
+    let (input, output) = (plan.input.pixels(), plan.output.pixels());
+    let rgb = if settings.may_need_input_rgb(has_model) { 12 * input } else { 0 };
+    let history = if settings.temporal.enabled() && has_model { 4 * input + 4 * input + 12 * output } else { 0 };
+    rgb + history
+}
+
 /// The temporal state of the host path.
 struct HostHistory {
     previous: Nv12Image,
