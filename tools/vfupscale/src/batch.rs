@@ -21,6 +21,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
     report::set_quiet(args.quiet);
     let jobs = match plan::plan(args) {
         Ok(jobs) => jobs,
+        Err(_) if signals::received().is_some() => return interrupted(0, 0),
         Err(e) => return fail(&e),
     };
     pipeline::clean_stale(jobs.iter().map(|j| match j {
@@ -30,9 +31,9 @@ pub fn run(args: &RunArgs) -> ExitCode {
     let display = Display { mode: args.progress, quiet: args.quiet };
     let mut failed = 0;
     let mut images: Option<FrameUpscaler> = None;
-    for job in &jobs {
+    for (done, job) in jobs.iter().enumerate() {
         if signals::received().is_some() {
-            break;
+            return interrupted(done, jobs.len());
         }
         let result = match job {
             Job::Video(v) => match pipeline::run(v, display) {
@@ -42,18 +43,18 @@ pub fn run(args: &RunArgs) -> ExitCode {
                     }
                     if let Some(signal) = r.stopped_by {
                         let files = r.files.first().map_or(String::new(), |f| f.display().to_string());
+                        let first = count(r.frames, "frame");
                         report::warn(&format!(
-                            "interrupted by {}: {files} holds the first {}",
-                            signals::name(signal),
-                            count(r.frames, "frame")
+                            "interrupted by {}: {files} holds the first {first}",
+                            signals::name(signal)
                         ));
                     }
                     Ok(())
                 }
                 Err(Failure::Error(e)) => Err(e),
                 Err(Failure::Interrupted { signal, aborted }) => {
-                    let what = if aborted { "aborted" } else { "interrupted before the first frame" };
-                    eprintln!("vfupscale: {what} ({}): nothing written", signals::name(signal));
+                    let what = if aborted { "aborted by a second" } else { "interrupted before the first frame by" };
+                    eprintln!("vfupscale: {what} {}: {} not written", signals::name(signal), v.output_path().display());
                     return ExitCode::from(signals::exit_status(signal));
                 }
             },
@@ -78,6 +79,18 @@ pub fn run(args: &RunArgs) -> ExitCode {
         n if jobs.len() > 1 => fail(&format!("{} of {} failed", count(n, "job"), jobs.len())),
         _ => ExitCode::FAILURE,
     }
+}
+
+/// A signal before job `done` of `total` started.
+fn interrupted(done: usize, total: usize) -> ExitCode {
+    let signal = signals::received().unwrap_or(libc::SIGINT);
+    let left = if done == 0 {
+        "nothing written".to_string()
+    } else {
+        format!("{} not started", count((total - done) as u64, "job"))
+    };
+    eprintln!("vfupscale: interrupted by {}: {left}", signals::name(signal));
+    ExitCode::from(signals::exit_status(signal))
 }
 
 fn fail(e: &str) -> ExitCode {

@@ -10,6 +10,7 @@ use crate::cli::BenchArgs;
 use crate::job::{Job, Range, Stage, VideoOutput};
 use crate::pipeline::{self, Display, Failure};
 use crate::plan::{Common, encoder_for, video_job};
+use crate::summary::dims;
 use crate::{media, report, signals};
 
 /// A stage is said to bound the run when adding it lowers the throughput by more than this fraction.
@@ -31,6 +32,8 @@ pub fn run(args: &BenchArgs) -> ExitCode {
 }
 
 fn bench(args: &BenchArgs) -> Result<(), String> {
+    // the table says what ran; no start lines
+    report::set_quiet(true);
     std::fs::metadata(&args.input).map_err(|e| format!("{}: {e}", args.input.display()))?;
     let media = media::probe(&args.input)?;
     let common = Common::new(&args.model, &args.size)?;
@@ -54,13 +57,22 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
         let steady = (r.ended - first).as_secs_f64();
         // frames after the first, over the time after it
         let fps = if r.frames > 1 && steady > 0.0 { (r.frames - 1) as f64 / steady } else { 0.0 };
-        let name = match stage {
-            Stage::Decode => "decode".to_string(),
-            Stage::Upscale => format!("decode + upscale ({})", report::describe_backend(&r.facts)),
-            Stage::Encode => format!("decode + upscale + encode ({})", r.facts.encoder),
+        let (name, detail) = match stage {
+            Stage::Decode => ("decode", r.facts.decoder.clone()),
+            Stage::Upscale => (
+                "decode + upscale",
+                format!(
+                    "backend {}, {} → {}, model {}",
+                    report::describe_backend(&r.facts),
+                    dims(r.facts.input),
+                    dims(r.facts.output),
+                    job.upscale.model.name
+                ),
+            ),
+            Stage::Encode => ("decode + upscale + encode", r.facts.encoder.clone()),
         };
         println!(
-            "{name:<58} {:>6} frames {fps:>9.2} fps  {:>8.2} ms/frame  (wall {:.2} s)",
+            "{name:<26} {:>6} frames {fps:>9.2} fps {:>9.2} ms/frame  wall {:>6.2} s  {detail}",
             r.frames,
             if fps > 0.0 { 1000.0 / fps } else { 0.0 },
             (r.ended - r.started).as_secs_f64()

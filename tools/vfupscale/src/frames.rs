@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MPL-2.0
 //! Single frames through the element, for images and previews:
-//! `appsrc (RGBA) ! videoconvert ! NV12 ! vfupscale ! [size] ! videoconvert ! RGBA ! appsink`, one pipeline kept
+//! `appsrc (RGBA) ! videoconvert ! NV12 ! [cudaupload] ! vfupscale ! [size] ! [cudadownload] ! videoconvert ! RGBA !
+//! appsink` (CUDA memory where the GPU path is usable, as the element's GPU backends expect), one pipeline kept
 //! playing for every frame of a run (the model loads once; sizes may change from frame to frame). The element sees
 //! full-range BT.709 NV12; an alpha channel, which it does not take, is scaled classically (Catmull-Rom bicubic) and
 //! put back.
@@ -73,7 +74,9 @@ pub fn wait_sample(pipeline: &gst::Pipeline, sink: &gst_app::AppSink, preroll: b
         if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
             if let gst::MessageView::Error(e) = msg.view() {
                 let src = e.src().map(|s| s.name().to_string()).unwrap_or_default();
-                return Err(format!("{src}: {}", e.error()));
+                let reason =
+                    if e.debug().is_some_and(|d| d.contains("not-negotiated")) { " (not-negotiated)" } else { "" };
+                return Err(format!("{src}: {}{reason}", e.error()));
             }
         }
         if sink.is_eos() {
@@ -97,17 +100,17 @@ impl FrameUpscaler {
             .caps(&gst::Caps::builder("video/x-raw").field("format", "RGBA").build())
             .sync(false)
             .build();
-        let elements = [
-            src.upcast_ref(),
-            &make("videoconvert")?,
-            &filter(nv12)?,
-            &upscaler,
-            &size,
-            &make("videoconvert")?,
-            sink.upcast_ref(),
-        ];
-        pipeline.add_many(elements).map_err(|e| e.to_string())?;
-        gst::Element::link_many(elements).map_err(|e| e.to_string())?;
+        let mut elements = vec![src.clone().upcast(), make("videoconvert")?, filter(nv12)?];
+        if upscale.gpu {
+            elements.push(make("cudaupload")?);
+        }
+        elements.extend([upscaler.clone(), size.clone()]);
+        if upscale.gpu {
+            elements.push(make("cudadownload")?);
+        }
+        elements.extend([make("videoconvert")?, sink.clone().upcast()]);
+        pipeline.add_many(&elements).map_err(|e| e.to_string())?;
+        gst::Element::link_many(&elements).map_err(|e| e.to_string())?;
         let key = (upscale.model.path.clone(), upscale.backend, upscale.precision, upscale.device);
         Ok(FrameUpscaler { pipeline, src, sink, size, upscaler, key, pushed: 0 })
     }
@@ -172,7 +175,7 @@ impl FrameUpscaler {
     }
 
     fn explain(&self, error: String, upscale: &Upscale) -> String {
-        if upscale.size.resizes() && error.contains("negotiat") {
+        if upscale.size.resizes() && error.contains("not-negotiated") {
             let s = &upscale.size;
             return format!(
                 "the vfupscale element cannot output {}×{} (it gives {} × its input): this version of the element does \

@@ -19,6 +19,8 @@ pub struct Upscale {
     pub precision: &'static str,
     pub device: u32,
     pub size: SizePlan,
+    /// The GPU path is usable (frames can be handed over in CUDA memory).
+    pub gpu: bool,
 }
 
 impl Upscale {

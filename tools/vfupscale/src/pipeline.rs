@@ -66,6 +66,8 @@ struct Shared {
     copied: Mutex<Vec<String>>,
     window: Arc<Window>,
     stopping: AtomicBool,
+    /// End time of the last frame that passed the gate.
+    video_end: AtomicU64,
     decoded: AtomicU64,
     upscaled: AtomicU64,
     first_frame: Mutex<Option<Instant>>,
@@ -76,18 +78,17 @@ fn post_error(pipeline: &gst::Pipeline, text: String) {
 }
 
 impl Shared {
-    /// Stops reading: later frames are dropped at the gate, EOS goes into every branch (from a thread of its own:
-    /// a branch's streaming thread may be busy for a frame's time).
+    /// Stops reading: later frames are dropped at the gate, copied streams end where the last frame that passed
+    /// it ends, and EOS goes into every branch, each from a thread of its own: sending waits for the branch's
+    /// streaming thread, which may be blocked until the muxer, itself waiting for EOS on another branch, takes data.
     fn stop(self: &Arc<Self>) {
         if self.stopping.swap(true, Ordering::SeqCst) {
             return;
         }
-        let entries = self.entries.lock().unwrap().clone();
-        std::thread::spawn(move || {
-            for pad in entries {
-                pad.send_event(gst::event::Eos::new());
-            }
-        });
+        self.window.cut.store(self.video_end.load(Ordering::SeqCst), Ordering::SeqCst);
+        for pad in self.entries.lock().unwrap().iter().cloned() {
+            std::thread::spawn(move || pad.send_event(gst::event::Eos::new()));
+        }
     }
 
     fn on_pad(self: &Arc<Self>, pad: &gst::Pad) {
@@ -140,20 +141,18 @@ impl Shared {
             };
             let pts = buffer.pts().map(|t| t.nseconds());
             if shared.stopping.load(Ordering::SeqCst) {
-                let _ =
-                    shared.window.cut.compare_exchange(u64::MAX, pts.unwrap_or(0), Ordering::SeqCst, Ordering::SeqCst);
                 return streams::DISCARD;
             }
             if pts.is_some_and(|t| t < start) {
                 return streams::DISCARD;
             }
+            let end = pts.zip(buffer.duration()).map_or(u64::MAX, |(t, d)| t + d.nseconds());
+            shared.video_end.store(end, Ordering::SeqCst);
             let n = shared.decoded.fetch_add(1, Ordering::SeqCst) + 1;
             if counts_done {
                 shared.frame_done();
             }
             if limit == Some(n) {
-                let end = pts.zip(buffer.duration()).map(|(t, d)| t + d.nseconds()).unwrap_or(u64::MAX);
-                shared.window.cut.store(end, Ordering::SeqCst);
                 shared.stop();
             }
             gst::PadProbeReturn::Ok
@@ -199,7 +198,7 @@ impl Shared {
         let converted = matches!(copy, streams::Copy::MarkupToText(_));
         let entry = streams::link(pipeline, pad, copy, self.window.clone())?;
         self.entries.lock().unwrap().push(entry);
-        let note = if converted { " as text" } else { "" };
+        let note = if converted { ", converted from Pango markup" } else { "" };
         self.copied.lock().unwrap().push(format!("{kind} ({what}{note})"));
         Ok(())
     }
@@ -274,6 +273,7 @@ fn run_with(job: &VideoJob, progress: &Rc<RefCell<Progress>>) -> Result<Report, 
         copied: Mutex::new(Vec::new()),
         window: Window::new(job.range.start),
         stopping: AtomicBool::new(false),
+        video_end: AtomicU64::new(u64::MAX),
         decoded: AtomicU64::new(0),
         upscaled: AtomicU64::new(0),
         first_frame: Mutex::new(None),
@@ -318,6 +318,8 @@ fn run_with(job: &VideoJob, progress: &Rc<RefCell<Progress>>) -> Result<Report, 
                     if a.structure().is_some_and(|s| s.name() == "vfupscale-first-frame") =>
                 {
                     if let Some(branch) = shared.branch.lock().unwrap().as_ref() {
+                        // read while decodebin still holds its decoder (kept for the summary)
+                        let _ = branch.decoder.name();
                         report::start_line(&shared.job, branch, &progress.borrow());
                     }
                 }

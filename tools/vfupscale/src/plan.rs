@@ -118,6 +118,7 @@ impl Common {
             precision: self.args.precision_name(),
             device: self.args.device,
             size,
+            gpu: self.gpu,
         })
     }
 }

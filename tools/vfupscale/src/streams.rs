@@ -64,7 +64,8 @@ fn text_caps() -> gst::Caps {
     gst::Caps::builder("text/x-raw").field("format", "utf8").build()
 }
 
-/// Links `pad` through an unbounded queue to the muxer. Returns the queue's sink pad (where EOS is sent to stop).
+/// Links `pad` through an unbounded queue (and, for markup, `capssetter` and a probe that rewrites the text) to the
+/// muxer. Returns the queue's sink pad (where EOS is sent to stop).
 pub fn link(pipeline: &gst::Pipeline, pad: &gst::Pad, copy: Copy, window: Arc<Window>) -> Result<gst::Pad, String> {
     // Unbounded: the muxer interleaves, so copied streams run ahead of the (slow) upscaled video by the video
     // branch's latency, encoder lookahead included; a bounded queue here would block the demuxer and deadlock.
@@ -74,39 +75,46 @@ pub fn link(pipeline: &gst::Pipeline, pad: &gst::Pad, copy: Copy, window: Arc<Wi
         .property("max-size-time", 0u64)
         .build()
         .map_err(|e| e.to_string())?;
-    pipeline.add(&queue).map_err(|e| e.to_string())?;
-    let src = queue.static_pad("src").ok_or("queue without src pad")?;
-    let convert = matches!(copy, Copy::MarkupToText(_));
-    let (Copy::Direct(mux_pad) | Copy::MarkupToText(mux_pad)) = copy;
-    src.add_probe(gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
-        match &mut info.data {
-            Some(gst::PadProbeData::Buffer(buffer)) => {
-                if !window.contains(buffer.pts()) {
-                    return DISCARD;
-                }
-                let text = convert
-                    .then(|| buffer.map_readable().ok().map(|m| markup_to_text(&String::from_utf8_lossy(&m))))
-                    .flatten();
-                if let Some(text) = text {
-                    let mut out = gst::Buffer::from_mut_slice(text.into_bytes());
-                    {
-                        let out = out.get_mut().unwrap();
-                        out.set_pts(buffer.pts());
-                        out.set_duration(buffer.duration());
-                    }
-                    *buffer = out;
-                }
-            }
-            Some(gst::PadProbeData::Event(event)) if convert && event.type_() == gst::EventType::Caps => {
-                *event = gst::event::Caps::new(&text_caps());
-            }
-            _ => {}
-        }
-        gst::PadProbeReturn::Ok
+    let queue_src = queue.static_pad("src").ok_or("queue without src pad")?;
+    queue_src.add_probe(gst::PadProbeType::BUFFER, move |_, info| match info.buffer() {
+        Some(b) if !window.contains(b.pts()) => DISCARD,
+        _ => gst::PadProbeReturn::Ok,
     });
-    let check = if convert { gst::PadLinkCheck::HIERARCHY } else { gst::PadLinkCheck::DEFAULT };
-    src.link_full(&mux_pad, check).map_err(|e| format!("{e:?}"))?;
-    queue.sync_state_with_parent().map_err(|e| e.to_string())?;
+    let mut chain = vec![queue.clone()];
+    let mux_pad = match copy {
+        Copy::Direct(p) => p,
+        Copy::MarkupToText(p) => {
+            let setter = gst::ElementFactory::make("capssetter")
+                .property("caps", text_caps())
+                .build()
+                .map_err(|_| "GStreamer element capssetter is not available (missing plugin)".to_string())?;
+            setter.static_pad("src").ok_or("capssetter without src pad")?.add_probe(
+                gst::PadProbeType::BUFFER,
+                |_, info| {
+                    if let Some(buffer) = info.buffer_mut() {
+                        let text = buffer.map_readable().ok().map(|m| markup_to_text(&String::from_utf8_lossy(&m)));
+                        if let Some(text) = text {
+                            let mut out = gst::Buffer::from_mut_slice(text.into_bytes());
+                            let o = out.get_mut().expect("new buffer");
+                            o.set_pts(buffer.pts());
+                            o.set_duration(buffer.duration());
+                            *buffer = out;
+                        }
+                    }
+                    gst::PadProbeReturn::Ok
+                },
+            );
+            chain.push(setter);
+            p
+        }
+    };
+    pipeline.add_many(&chain).map_err(|e| e.to_string())?;
+    gst::Element::link_many(&chain).map_err(|e| e.to_string())?;
+    let last = chain.last().expect("a queue at least").static_pad("src").ok_or("no src pad")?;
+    last.link(&mux_pad).map_err(|e| format!("{e:?}"))?;
+    for e in chain.iter().rev() {
+        e.sync_state_with_parent().map_err(|e| e.to_string())?;
+    }
     let sink = queue.static_pad("sink").ok_or("queue without sink pad")?;
     pad.link(&sink).map_err(|e| format!("{e:?}"))?;
     Ok(sink)
