@@ -3,6 +3,7 @@
 //! pipeline), printing a summary for each. A job that fails is reported and the others go on; a signal finishes the
 //! job in progress and skips the rest.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use gst::prelude::*;
@@ -11,7 +12,7 @@ use std::time::Instant;
 use crate::cli::RunArgs;
 use crate::frames::FrameUpscaler;
 use crate::job::{ImageJob, Job};
-use crate::output::Part;
+use crate::output::{self, Part};
 use crate::pipeline::{self, Display, Failure};
 use crate::progress::Progress;
 use crate::summary::{count, dims, format_time, human_bytes};
@@ -24,9 +25,9 @@ pub fn run(args: &RunArgs) -> ExitCode {
         Err(_) if signals::received().is_some() => return interrupted(0, 0),
         Err(e) => return fail(&e),
     };
-    pipeline::clean_stale(jobs.iter().map(|j| match j {
-        Job::Video(v) => pipeline::dir_of(&v.output_path()),
-        Job::Image(i) => pipeline::dir_of(&i.output),
+    clean_stale(jobs.iter().map(|j| match j {
+        Job::Video(v) => output::parent(&v.output_path()).to_path_buf(),
+        Job::Image(i) => output::parent(&i.output).to_path_buf(),
     }));
     let display = Display { mode: args.progress, quiet: args.quiet };
     let mut failed = 0;
@@ -161,4 +162,18 @@ fn run_image(job: &ImageJob, upscaler: &mut Option<FrameUpscaler>, display: Disp
         );
     }
     Ok(())
+}
+
+/// Removes what killed runs left in the output folders.
+fn clean_stale(dirs: impl IntoIterator<Item = PathBuf>) {
+    let mut seen: Vec<PathBuf> = Vec::new();
+    for dir in dirs {
+        if seen.contains(&dir) {
+            continue;
+        }
+        for removed in output::clean_stale(&dir) {
+            report::note(&format!("removed {} (left by a run that was killed)", removed.display()));
+        }
+        seen.push(dir);
+    }
 }

@@ -71,13 +71,12 @@ pub fn wait_sample(pipeline: &gst::Pipeline, sink: &gst_app::AppSink, preroll: b
         if let Some(s) = sample {
             return Ok(s);
         }
-        if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
-            if let gst::MessageView::Error(e) = msg.view() {
-                let src = e.src().map(|s| s.name().to_string()).unwrap_or_default();
-                let reason =
-                    if e.debug().is_some_and(|d| d.contains("not-negotiated")) { " (not-negotiated)" } else { "" };
-                return Err(format!("{src}: {}{reason}", e.error()));
-            }
+        if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error])
+            && let gst::MessageView::Error(e) = msg.view()
+        {
+            let src = e.src().map(|s| s.name().to_string()).unwrap_or_default();
+            let reason = if e.debug().is_some_and(|d| d.contains("not-negotiated")) { " (not-negotiated)" } else { "" };
+            return Err(format!("{src}: {}{reason}", e.error()));
         }
         if sink.is_eos() {
             return Err("the stream ended without a frame".into());

@@ -48,7 +48,7 @@ pub fn grab(path: &Path, at: Option<Duration>) -> Result<Frame, String> {
         let (flip, has_alpha) = (flip.clone(), has_alpha.clone());
         decode.connect_pad_added(move |_, pad| {
             let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
-            if !caps.structure(0).is_some_and(|s| s.name() == "video/x-raw") {
+            if caps.structure(0).is_none_or(|s| s.name() != "video/x-raw") {
                 return;
             }
             if let Ok(info) = gst_video::VideoInfo::from_caps(&caps) {

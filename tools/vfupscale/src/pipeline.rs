@@ -8,7 +8,7 @@
 //! closes the file. A stop before the first frame reached the upscaler writes nothing.
 
 use std::cell::RefCell;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,7 +19,7 @@ use gst::prelude::*;
 
 use crate::branch::{self, Branch};
 use crate::job::{Stage, VideoJob, VideoOutput};
-use crate::output::{self, Part};
+use crate::output::Part;
 use crate::progress::Progress;
 use crate::streams::{self, Window};
 use crate::{report, signals};
@@ -86,7 +86,7 @@ impl Shared {
             return;
         }
         self.window.cut.store(self.video_end.load(Ordering::SeqCst), Ordering::SeqCst);
-        for pad in self.entries.lock().unwrap().iter().cloned() {
+        for pad in self.entries.lock().unwrap().clone() {
             std::thread::spawn(move || pad.send_event(gst::event::Eos::new()));
         }
     }
@@ -414,22 +414,4 @@ fn total_frames(job: &VideoJob) -> Option<u64> {
         (Some(n), Some(l)) => Some(n.min(l)),
         (n, l) => n.or(l),
     }
-}
-
-/// Removes what killed runs left in the folders of `paths`.
-pub fn clean_stale(dirs: impl IntoIterator<Item = PathBuf>) {
-    let mut seen: Vec<PathBuf> = Vec::new();
-    for dir in dirs {
-        if seen.contains(&dir) {
-            continue;
-        }
-        for removed in output::clean_stale(&dir) {
-            report::note(&format!("removed {} (left by a run that was killed)", removed.display()));
-        }
-        seen.push(dir);
-    }
-}
-
-pub fn dir_of(path: &Path) -> PathBuf {
-    output::parent(path).to_path_buf()
 }
