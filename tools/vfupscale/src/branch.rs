@@ -2,12 +2,12 @@
 //! The video branch of a job's pipeline, from a parsed stream to the muxer (or an image encoder, or a fakesink):
 //!
 //! ```text
-//! GPU:  [parser] ! nvXdec ! queue ! vfupscale ! [size] ! queue ! (NVENC | cudadownload ! videoflip ! videoconvert) ! …
-//! CPU:  decodebin ! videoconvert ! NV12 ! queue ! vfupscale ! [size] ! queue ! videoflip ! videoconvert ! …
+//! GPU:  [parser] ! nvXdec ! queue ! vfupscale ! [size] ! queue ! (NVENC | cudadownload ! [videoflip] ! videoconvert) ! …
+//! CPU:  decodebin ! videoconvert ! NV12 ! queue ! vfupscale ! [size] ! queue ! [videoflip] ! videoconvert ! …
 //! …  ! I420/Y444 ! encoder ! parser   (or: image encoder ! multifilesink)
 //! ```
-//! `videoflip video-direction=auto` turns the frames as the input's orientation tag says: the muxers of GStreamer
-//! 1.22 cannot store an orientation, so it is applied to the pixels.
+//! For an input with an orientation tag, `videoflip video-direction=auto` turns the frames as it says: the muxers of
+//! GStreamer 1.22 cannot store an orientation, so it is applied to the pixels.
 
 use gst::prelude::*;
 
@@ -171,10 +171,8 @@ pub fn build(
                 chain.push(make("cudadownload")?);
                 in_cuda = false;
             }
-            if !in_cuda {
-                let flip = make("videoflip")?;
-                flip.set_property_from_str("video-direction", "auto");
-                chain.push(flip);
+            if job.media.video.orientation.is_some() {
+                chain.push(flip()?);
             }
             match &job.output {
                 VideoOutput::File { encoder: settings, .. } | VideoOutput::Discard { encoder: settings, .. } => {
@@ -244,6 +242,13 @@ pub fn build(
         decoder,
         encoder,
     })
+}
+
+/// `videoflip` turning frames as their orientation tag says.
+pub fn flip() -> Result<gst::Element, String> {
+    let flip = make("videoflip").map_err(|e| format!("the input is rotated: {e}"))?;
+    flip.set_property_from_str("video-direction", "auto");
+    Ok(flip)
 }
 
 fn nv12() -> Result<gst::Element, String> {

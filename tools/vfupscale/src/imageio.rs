@@ -28,24 +28,28 @@ pub fn read(path: &Path, format: ImageFormat) -> Result<Frame, String> {
     grab(path, None).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Decodes one frame of a file with GStreamer: the first, or the one shown at `at`.
+/// Decodes one frame of a file with GStreamer: the first, or the one shown at `at`; turned as its orientation tag
+/// says where `videoflip` is installed.
 pub fn grab(path: &Path, at: Option<Duration>) -> Result<Frame, String> {
     let pipeline = gst::Pipeline::new();
     let src = gst::Element::make_from_uri(gst::URIType::Src, &file_uri(path)?, None).map_err(|e| e.to_string())?;
     let decode = make("decodebin")?;
-    let flip = make("videoflip")?;
-    flip.set_property_from_str("video-direction", "auto");
     let sink = gst_app::AppSink::builder()
         .caps(&gst::Caps::builder("video/x-raw").field("format", "RGBA").build())
         .sync(false)
         .build();
-    let convert = make("videoconvert")?;
-    pipeline.add_many([&src, &decode, &flip, &convert, sink.upcast_ref()]).map_err(|e| e.to_string())?;
+    let mut chain = Vec::new();
+    if gst::ElementFactory::find("videoflip").is_some() {
+        chain.push(crate::branch::flip()?);
+    }
+    chain.extend([make("videoconvert")?, sink.clone().upcast()]);
+    pipeline.add_many([&src, &decode]).map_err(|e| e.to_string())?;
+    pipeline.add_many(&chain).map_err(|e| e.to_string())?;
     src.link(&decode).map_err(|e| e.to_string())?;
-    gst::Element::link_many([&flip, &convert, sink.upcast_ref()]).map_err(|e| e.to_string())?;
+    gst::Element::link_many(&chain).map_err(|e| e.to_string())?;
     let has_alpha = Arc::new(AtomicBool::new(false));
     {
-        let (flip, has_alpha) = (flip.clone(), has_alpha.clone());
+        let (flip, has_alpha) = (chain[0].clone(), has_alpha.clone());
         decode.connect_pad_added(move |_, pad| {
             let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
             if caps.structure(0).is_none_or(|s| s.name() != "video/x-raw") {
