@@ -223,8 +223,7 @@ impl VfUpscale {
             gst::element_imp_warning!(
                 self,
                 gst::StreamError::Failed,
-                ("The model failed on the frame at {}: classic output instead", pts.display()),
-                ["{}", cause]
+                ("The model failed on the frame at {}, classic output instead: {}", pts.display(), cause)
             );
         }
         let interval = lock(&self.props).settings.stats_interval;
