@@ -148,7 +148,10 @@ pub fn fixate(
             s.fixate_field_nearest_int("height", (h + scale - 1) / scale);
         }
         for field in ["framerate", "pixel-aspect-ratio"] {
-            if let Ok(f) = s_in.get::<gst::Fraction>(field) {
+            // (a field the other pad leaves out stays out: GStreamer refuses to fixate a missing field)
+            if let Ok(f) = s_in.get::<gst::Fraction>(field)
+                && s.has_field(field)
+            {
                 s.fixate_field_nearest_fraction(field, f);
             }
         }
