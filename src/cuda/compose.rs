@@ -140,7 +140,14 @@ struct ComposeArgs {
 // SAFETY: `ComposeArgs` is `#[repr(C)]` plain integers and floats, laid out as `struct ComposeArgs` in compose.cu
 // (the same fields in the same order; the size is checked below).
 unsafe impl DeviceRepr for ComposeArgs {}
-const _: () = assert!(size_of::<ComposeArgs>() == 240 && size_of::<AxisArgs>() == 24);
+// the offsets of `struct ComposeArgs` as a C++ compiler lays it out (checked with offsetof)
+const _: () = assert!(
+    size_of::<ComposeArgs>() == 240
+        && size_of::<AxisArgs>() == 24
+        && std::mem::offset_of!(ComposeArgs, rgb_to_yuv) == 144
+        && std::mem::offset_of!(ComposeArgs, strength_model) == 192
+        && std::mem::offset_of!(ComposeArgs, uv_pitch) == 232
+);
 
 /// The kernels of `resample.cu`, `compose.cu` and `temporal.cu`, loaded into one context.
 #[derive(Debug)]
