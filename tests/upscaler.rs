@@ -2,7 +2,7 @@
 //! The upscaler on the CPU backend: settings refused when it is made, models named by path or installed name, a
 //! model whose declared scale is wrong refused at start, and the host path on the real model.
 
-use vfupscale::frame::{Nv12Image, Size};
+use vfupscale::frame::{Image, PixelFormat, Size};
 use vfupscale::{BackendChoice, ErrorKind, MIN_TILE, TensorLocation, Tiling, Upscaler, UpscalerConfig};
 use vfupscale_onnx::onnx::{Dim, GraphBuilder, META_SCALE, attr_string, data_type, write_model};
 
@@ -63,7 +63,7 @@ fn the_host_path_upscales_whole_frames_and_tiles_alike() {
     let run = |tiling: Tiling| {
         let mut up = cpu(None, tiling).unwrap();
         up.prepare(size, TensorLocation::Host).unwrap();
-        let mut out = Nv12Image::new(size.scaled(up.scale()));
+        let mut out = Image::new(PixelFormat::Nv12, size.scaled(up.scale()));
         up.upscale_host(&img.view(), BT709, &mut out.view_mut(), BT709).unwrap();
         assert_eq!(up.stats().frames, 1);
         // device frames are refused on the CPU backend, as a negotiation problem
@@ -75,6 +75,6 @@ fn the_host_path_upscales_whole_frames_and_tiles_alike() {
     assert_eq!(n, 1);
     let (tiled, n) = run(Tiling { tile_size: 64, ..Tiling::default() });
     assert!(n > 1);
-    let (l, c) = (psnr(&tiled.y, &whole.y), psnr(&tiled.uv, &whole.uv));
+    let (l, c) = (psnr(&tiled.planes[0], &whole.planes[0]), psnr(&tiled.planes[1], &whole.planes[1]));
     assert!(l >= 50.0 && c >= 50.0, "tiled vs whole on the CPU: luma {l:.1} dB, chroma {c:.1} dB");
 }
