@@ -157,6 +157,8 @@ pub struct NativeEngine {
     conv_hidden: CudaFunction,
     conv_last: CudaFunction,
     resize_cubic: CudaFunction,
+    /// The resize by exactly 1/2 (the x2 models), a specialised kernel.
+    resize_half: CudaFunction,
     first: Layer<u16>,
     hidden: Vec<Layer<u16>>,
     last: Layer<u16>,
@@ -251,6 +253,7 @@ impl NativeEngine {
         Ok(Self {
             conv_first: function("srvgg_conv_first")?,
             resize_cubic: function("srvgg_resize_cubic")?,
+            resize_half: function("srvgg_resize_half")?,
             stream,
             model,
             conv_hidden,
@@ -405,7 +408,18 @@ impl NativeEngine {
     /// as cudarc allocations, so cudarc's access guards cover every launch.
     fn launch_all(&mut self, mut after: impl FnMut(&'static str) -> Result<()>) -> Result<()> {
         let Self {
-            stream, buffers, first, hidden, last, conv_first, conv_hidden, conv_last, resize_cubic, hopper, ..
+            stream,
+            buffers,
+            first,
+            hidden,
+            last,
+            conv_first,
+            conv_hidden,
+            conv_last,
+            resize_cubic,
+            resize_half,
+            hopper,
+            ..
         } = self;
         let b = buffers.as_mut().ok_or_else(|| Error::Usage("native kernels: no tensors bound".into()))?;
         let s: &CudaStream = stream;
@@ -487,17 +501,30 @@ impl NativeEngine {
             let (sh, sw) = (h * self.shuffle, w * self.shuffle);
             let (dh, dw) = (h * self.scale, w * self.scale);
             let (shi, swi, dhi, dwi) = (sh as i32, sw as i32, dh as i32, dw as i32);
-            let mut args = s.launch_builder(resize_cubic);
-            args.arg(shuffled).arg(&shi).arg(&swi).arg(output).arg(&dhi).arg(&dwi);
-            args.arg(&resize.factor).arg(&resize.factor).arg(&resize.a);
-            // 64x16 outputs per block (see the kernel)
-            let grid = LaunchConfig {
-                grid_dim: (dw.div_ceil(64), dh.div_ceil(16), 3 * n),
-                block_dim: (32, 8, 1),
-                shared_mem_bytes: 0,
-            };
-            // SAFETY: as above; 3 × batch planes of sh × sw in, dh × dw out.
-            unsafe { args.launch(grid) }.map_err(launch_error)?;
+            if resize.factor == 0.5 {
+                let mut args = s.launch_builder(resize_half);
+                args.arg(shuffled).arg(&shi).arg(&swi).arg(output).arg(&dhi).arg(&dwi).arg(&resize.a);
+                // 4x4 outputs per thread, 64 x 4 threads per block (see the kernel)
+                let grid = LaunchConfig {
+                    grid_dim: (dw.div_ceil(4 * 64), dh.div_ceil(4 * 4), 3 * n),
+                    block_dim: (64, 4, 1),
+                    shared_mem_bytes: 0,
+                };
+                // SAFETY: as above; 3 × batch planes of sh × sw in, dh × dw out, dh = sh / 2 and dw = sw / 2.
+                unsafe { args.launch(grid) }.map_err(launch_error)?;
+            } else {
+                let mut args = s.launch_builder(resize_cubic);
+                args.arg(shuffled).arg(&shi).arg(&swi).arg(output).arg(&dhi).arg(&dwi);
+                args.arg(&resize.factor).arg(&resize.factor).arg(&resize.a);
+                // 64x16 outputs per block (see the kernel)
+                let grid = LaunchConfig {
+                    grid_dim: (dw.div_ceil(64), dh.div_ceil(16), 3 * n),
+                    block_dim: (32, 8, 1),
+                    shared_mem_bytes: 0,
+                };
+                // SAFETY: as above; 3 × batch planes of sh × sw in, dh × dw out.
+                unsafe { args.launch(grid) }.map_err(launch_error)?;
+            }
             after("resize")?;
         }
         Ok(())

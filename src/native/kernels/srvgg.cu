@@ -479,3 +479,66 @@ extern "C" __global__ void __launch_bounds__(RESIZE_THREADS)
         }
     }
 }
+
+// The x2 models' final downscale by exactly 1/2 (ONNX Resize, cubic, half_pixel, edge samples repeated): output X
+// reads source columns 2X-1 .. 2X+2 with the same four weights for every X (the cubic at t = 1/2: c0, c1, c1, c0),
+// and likewise for rows. Each thread computes a 4x4 block of outputs from a 10x10 source window: per source row one
+// 16-byte load of the 8 middle samples (when rows are 16-byte aligned and the window is inside the row) and two
+// samples either side; horizontal then vertical passes in fp32; each output row leaves as one 8-byte store.
+#define HALF_BLOCK_X 64
+#define HALF_BLOCK_Y 4
+
+extern "C" __global__ void __launch_bounds__(HALF_BLOCK_X * HALF_BLOCK_Y)
+    srvgg_resize_half(const half_t* __restrict__ src, int sh, int sw, half_t* __restrict__ dst, int dh, int dw,
+                      float a) {
+    const int x0 = 4 * (blockIdx.x * HALF_BLOCK_X + threadIdx.x), y0 = 4 * (blockIdx.y * HALF_BLOCK_Y + threadIdx.y);
+    if (x0 >= dw || y0 >= dh) return;
+    float w[4];
+    cubic_coeffs(0.5f, a, w);
+    const half_t* plane = src + (size_t)blockIdx.z * sh * sw;
+    const int sx0 = 2 * x0 - 1;  // first source column of the window
+    const bool vector = (sw & 7) == 0 && sx0 + 9 < sw;
+    float hr[10][4];
+#pragma unroll
+    for (int r = 0; r < 10; ++r) {
+        const half_t* row = plane + (size_t)min(max(2 * y0 - 1 + r, 0), sh - 1) * sw;
+        float v[10];
+        if (vector) {
+            // columns 2 x0 .. 2 x0 + 7 in one aligned load (x0 is a multiple of 4, rows start 16-byte aligned)
+            const uint4 mid = *(const uint4*)(row + sx0 + 1);
+            const unsigned words[4] = {mid.x, mid.y, mid.z, mid.w};
+#pragma unroll
+            for (int k = 0; k < 4; ++k) {
+                v[1 + 2 * k] = h2f((half_t)(words[k] & 0xffffu));
+                v[2 + 2 * k] = h2f((half_t)(words[k] >> 16));
+            }
+            v[0] = h2f(row[max(sx0, 0)]);
+            v[9] = h2f(row[sx0 + 9]);
+        } else {
+#pragma unroll
+            for (int k = 0; k < 10; ++k) v[k] = h2f(row[min(max(sx0 + k, 0), sw - 1)]);
+        }
+#pragma unroll
+        for (int k = 0; k < 4; ++k)
+            hr[r][k] = w[0] * v[2 * k] + w[1] * v[2 * k + 1] + w[2] * v[2 * k + 2] + w[3] * v[2 * k + 3];
+    }
+    half_t* out = dst + (size_t)blockIdx.z * dh * dw;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+        const int y = y0 + j;
+        if (y >= dh) break;
+        float o[4];
+#pragma unroll
+        for (int k = 0; k < 4; ++k)
+            o[k] = w[0] * hr[2 * j][k] + w[1] * hr[2 * j + 1][k] + w[2] * hr[2 * j + 2][k] + w[3] * hr[2 * j + 3][k];
+        half_t* p = out + (size_t)y * dw + x0;
+        if ((dw & 3) == 0) {
+            // x0 is a multiple of 4 and so is the row length: an aligned 8-byte store, all four inside
+            *(uint2*)p = make_uint2(pack2(o[0], o[1]), pack2(o[2], o[3]));
+        } else {
+#pragma unroll
+            for (int k = 0; k < 4; ++k)
+                if (x0 + k < dw) p[k] = f2h(o[k]);
+        }
+    }
+}
