@@ -70,6 +70,16 @@ pub struct Colorimetry {
 }
 
 impl Colorimetry {
+    /// Every YCbCr matrix in both ranges.
+    pub const YCBCR: [Colorimetry; 6] = [
+        Colorimetry::new(Matrix::Bt601, Range::Limited),
+        Colorimetry::new(Matrix::Bt601, Range::Full),
+        Colorimetry::new(Matrix::Bt709, Range::Limited),
+        Colorimetry::new(Matrix::Bt709, Range::Full),
+        Colorimetry::new(Matrix::Bt2020, Range::Limited),
+        Colorimetry::new(Matrix::Bt2020, Range::Full),
+    ];
+
     pub const fn new(matrix: Matrix, range: Range) -> Self {
         Self { matrix, range }
     }
@@ -171,14 +181,7 @@ pub fn quantise(v: f32, max_code: u16) -> u16 {
 mod tests {
     use super::*;
 
-    const ALL: [Colorimetry; 6] = [
-        Colorimetry::new(Matrix::Bt601, Range::Limited),
-        Colorimetry::new(Matrix::Bt601, Range::Full),
-        Colorimetry::new(Matrix::Bt709, Range::Limited),
-        Colorimetry::new(Matrix::Bt709, Range::Full),
-        Colorimetry::new(Matrix::Bt2020, Range::Limited),
-        Colorimetry::new(Matrix::Bt2020, Range::Full),
-    ];
+    const ALL: [Colorimetry; 6] = Colorimetry::YCBCR;
 
     #[test]
     fn black_white_and_grey_map_to_neutral_chroma() {

@@ -4,7 +4,7 @@
 //! high bits of 16-bit little-endian words (GStreamer's `P010_10LE`); 10-bit limited range is Y 64–940 and Cb/Cr
 //! 64–960 around 512, full range 0–1023 (ITU-R BT.2100 and GStreamer's `gst_video_color_range_offsets`); packed RGB
 //! formats hold one byte per component in the order their name gives; alpha is upscaled bilinearly with centred
-//! sampling and is never seen by the model.
+//! sampling and is never seen by the model. The Y'CbCr formulas are `support/reference.rs`'s.
 
 use vfupscale::color::{Colorimetry, Matrix, Range, code_to_rgb, rgb_to_code};
 use vfupscale::cpu::{fill_extra, frame_to_planar, planar_to_frame};
@@ -13,77 +13,17 @@ use vfupscale::frame::{Image, PixelFormat, Rect, Size};
 #[path = "support/images.rs"]
 mod images;
 use images::random_frame_of;
+#[path = "support/reference.rs"]
+mod reference;
+use reference::YUV_COLOURS as YUV;
 
 const SIZES: [Size; 3] = [Size::new(16, 8), Size::new(17, 9), Size::new(5, 3)];
-
-const YUV: [Colorimetry; 6] = [
-    Colorimetry::new(Matrix::Bt601, Range::Limited),
-    Colorimetry::new(Matrix::Bt601, Range::Full),
-    Colorimetry::new(Matrix::Bt709, Range::Limited),
-    Colorimetry::new(Matrix::Bt709, Range::Full),
-    Colorimetry::new(Matrix::Bt2020, Range::Limited),
-    Colorimetry::new(Matrix::Bt2020, Range::Full),
-];
-
-fn kr_kb(m: Matrix) -> (f64, f64) {
-    match m {
-        Matrix::Bt601 => (0.299, 0.114),
-        Matrix::Bt709 => (0.2126, 0.0722),
-        Matrix::Bt2020 => (0.2627, 0.0593),
-        Matrix::Rgb => unreachable!("P010 has a YCbCr matrix"),
-    }
-}
-
-/// `(Y offset, Y scale, chroma offset, chroma scale)` of 10-bit code values.
-fn quantisation_10(range: Range) -> (f64, f64, f64, f64) {
-    match range {
-        Range::Limited => (64.0, 876.0, 512.0, 896.0),
-        Range::Full => (0.0, 1023.0, 512.0, 1023.0),
-    }
-}
 
 /// The 10-bit value of sample `i` of a P010 plane; its low 6 bits must be zero.
 fn p010(plane: &[u8], i: usize) -> f64 {
     let word = u16::from_le_bytes([plane[2 * i], plane[2 * i + 1]]);
     assert_eq!(word & 0x3f, 0, "sample {i}: the low 6 bits of a P010 word are zero");
     (word >> 6) as f64
-}
-
-/// 10-bit Y'CbCr → R'G'B' (not clamped).
-fn ref_to_rgb(c: Colorimetry, y: f64, cb: f64, cr: f64) -> [f64; 3] {
-    let (kr, kb) = kr_kb(c.matrix);
-    let (yo, ys, co, cs) = quantisation_10(c.range);
-    let (ey, pb, pr) = ((y - yo) / ys, (cb - co) / cs, (cr - co) / cs);
-    let r = ey + 2.0 * (1.0 - kr) * pr;
-    let b = ey + 2.0 * (1.0 - kb) * pb;
-    let g = (ey - kr * r - kb * b) / (1.0 - kr - kb);
-    [r, g, b]
-}
-
-/// R'G'B' → 10-bit Y'CbCr code values (not rounded).
-fn ref_to_yuv(c: Colorimetry, rgb: [f64; 3]) -> [f64; 3] {
-    let (kr, kb) = kr_kb(c.matrix);
-    let (yo, ys, co, cs) = quantisation_10(c.range);
-    let ey = kr * rgb[0] + (1.0 - kr - kb) * rgb[1] + kb * rgb[2];
-    let pb = (rgb[2] - ey) / (2.0 * (1.0 - kb));
-    let pr = (rgb[0] - ey) / (2.0 * (1.0 - kr));
-    [yo + ys * ey, co + cs * pb, co + cs * pr]
-}
-
-/// Chroma at luma position (x, y) of a P010 frame: bilinear between the chroma samples centred at (2i + 0.5,
-/// 2j + 0.5), clamped at the edges.
-fn ref_chroma(img: &Image, x: usize, y: usize, k: usize) -> f64 {
-    let c = img.size.chroma();
-    let (cw, ch) = (c.width as i64, c.height as i64);
-    let (fx, fy) = ((x as f64 + 0.5) / 2.0 - 0.5, (y as f64 + 0.5) / 2.0 - 0.5);
-    let (ax, ay) = (fx - fx.floor(), fy - fy.floor());
-    let (x0, y0) = (fx.floor() as i64, fy.floor() as i64);
-    let at = |i: i64, j: i64| {
-        let (i, j) = (i.clamp(0, cw - 1) as usize, j.clamp(0, ch - 1) as usize);
-        p010(&img.planes[1][j * 4 * cw as usize..], 2 * i + k)
-    };
-    (1.0 - ay) * ((1.0 - ax) * at(x0, y0) + ax * at(x0 + 1, y0))
-        + ay * ((1.0 - ax) * at(x0, y0 + 1) + ax * at(x0 + 1, y0 + 1))
 }
 
 /// Planar RGB with values beyond 0..1 too (the conversions clamp).
@@ -120,7 +60,10 @@ fn p010_to_planar_matches_reference() {
             for y in 0..size.height as usize {
                 for x in 0..w {
                     let luma = p010(&img.planes[0][y * 2 * w..], x);
-                    let rgb = ref_to_rgb(c, luma, ref_chroma(&img, x, y, 0), ref_chroma(&img, x, y, 1));
+                    let cw = size.chroma().width as usize;
+                    let chroma =
+                        |k| reference::chroma(size, x, y, |i, j| p010(&img.planes[1][j * 4 * cw..], 2 * i + k));
+                    let rgb = reference::to_rgb(c, 10, luma, chroma(0), chroma(1));
                     for k in 0..3 {
                         let (got, want) = (t[k * plane + y * w + x] as f64, rgb[k].clamp(0.0, 1.0));
                         assert!((got - want).abs() < 2e-6, "{c:?} {size} ({x},{y}) channel {k}: {got} vs {want}");
@@ -142,19 +85,18 @@ fn planar_to_p010_matches_reference() {
             let rgb_at = |x: usize, y: usize| [0, 1, 2].map(|k| (t[k * plane + y * w + x] as f64).clamp(0.0, 1.0));
             let luma = (0..h * w).map(|i| {
                 let (x, y) = (i % w, i / w);
-                (p010(&out.planes[0][y * 2 * w..], x), ref_to_yuv(c, rgb_at(x, y))[0], format!("{c:?} Y({x},{y})"))
+                (
+                    p010(&out.planes[0][y * 2 * w..], x),
+                    reference::to_yuv(c, 10, rgb_at(x, y))[0],
+                    format!("{c:?} Y({x},{y})"),
+                )
             });
             let mut off = compare_codes(luma, 1023.0);
             let cs = size.chroma();
             let cw = cs.width as usize;
             let chroma = (0..cs.pixels()).flat_map(|i| {
                 let (cx, cy) = (i % cw, i / cw);
-                let block: Vec<[f64; 3]> = (2 * cy..(2 * cy + 2).min(h))
-                    .flat_map(|y| (2 * cx..(2 * cx + 2).min(w)).map(move |x| (x, y)))
-                    .map(|(x, y)| rgb_at(x, y))
-                    .collect();
-                let avg = [0, 1, 2].map(|k| block.iter().map(|p| p[k]).sum::<f64>() / block.len() as f64);
-                let yuv = ref_to_yuv(c, avg);
+                let yuv = reference::to_yuv(c, 10, reference::block_mean(w, h, cx, cy, rgb_at));
                 let row = &out.planes[1][cy * 4 * cw..];
                 [1, 2].map(|k| (p010(row, 2 * cx + k - 1), yuv[k], format!("{c:?} C{k}({cx},{cy})")))
             });
