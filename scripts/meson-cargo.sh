@@ -10,7 +10,10 @@ if [ "$kind" = lib ]; then
   "$cargo" build "${flags[@]}" -p gst-plugin-vfupscale
   cp "$target/$profile/libgstvfupscale.so" "$1"
 else
-  "$cargo" build "${flags[@]}" -p vfupscale-cli -p vfupscale-model
+  # one package per build, as the test suite builds them: features unify per build, so building them together
+  # would make other binaries than those the tests ran
+  "$cargo" build "${flags[@]}" -p vfupscale-cli
+  "$cargo" build "${flags[@]}" -p vfupscale-model
   cp "$target/$profile/vfupscale" "$1"
   cp "$target/$profile/vfupscale-model" "$2"
 fi

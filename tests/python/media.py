@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""Describes a media file as JSON, for the tests (runs with the system Python, which has PyGObject):
+"""Describes a media file as JSON, for the tests (runs with the system Python, which has PyGObject), read by
+GStreamer's discoverer (what gst-discoverer-1.0 prints) and by decoding every frame:
 
-    python3 media.py FILE  ->  {"duration": s, "video": {"width", "height", "frames", "codec"} | null,
-                                "audio": {"duration": s, "codec"} | null}
+    python3 media.py FILE  ->  {"duration": s, "container": caps,
+                                "video": {"width", "height", "frames", "codec", "profile", "chroma", "orientation"} | null,
+                                "audio": {"codec"} | null,
+                                "subtitles": [{"codec", "texts": [...]}]}
 """
 import json
 import sys
@@ -14,37 +17,63 @@ gi.require_version("GstPbutils", "1.0")
 from gi.repository import Gst, GstPbutils  # noqa: E402
 
 
-def count_frames(path):
-    pipeline = Gst.parse_launch("filesrc name=src ! decodebin ! video/x-raw ! fakesink name=sink sync=false")
+def run(description, path, on_buffer):
+    pipeline = Gst.parse_launch(description)
     pipeline.get_by_name("src").set_property("location", path)
-    frames = [0]
-
-    def probe(_pad, _info):
-        frames[0] += 1
-        return Gst.PadProbeReturn.OK
-
-    pipeline.get_by_name("sink").get_static_pad("sink").add_probe(Gst.PadProbeType.BUFFER, probe)
+    sink = pipeline.get_by_name("sink")
+    sink.get_static_pad("sink").add_probe(Gst.PadProbeType.BUFFER, lambda _pad, info: on_buffer(info) or
+                                          Gst.PadProbeReturn.OK)
     pipeline.set_state(Gst.State.PLAYING)
     msg = pipeline.get_bus().timed_pop_filtered(60 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
     pipeline.set_state(Gst.State.NULL)
     if msg is None or msg.type == Gst.MessageType.ERROR:
         raise SystemExit(f"cannot decode {path}: {msg.parse_error()[0].message if msg else 'timeout'}")
+
+
+def count_frames(path):
+    frames = [0]
+    run("filesrc name=src ! decodebin ! video/x-raw ! fakesink name=sink sync=false", path,
+        lambda _info: frames.__setitem__(0, frames[0] + 1))
     return frames[0]
+
+
+def subtitle_texts(path):
+    texts = []
+
+    def add(info):
+        ok, m = info.get_buffer().map(Gst.MapFlags.READ)
+        texts.append(bytes(m.data).decode())
+        info.get_buffer().unmap(m)
+
+    run("filesrc name=src ! parsebin ! capsfilter caps=text/x-raw ! fakesink name=sink sync=false", path, add)
+    return texts
 
 
 def main():
     Gst.init(None)
     path = sys.argv[1]
     info = GstPbutils.Discoverer.new(30 * Gst.SECOND).discover_uri(Gst.filename_to_uri(path))
-    result = {"duration": info.get_duration() / Gst.SECOND, "video": None, "audio": None}
+    container = info.get_stream_info()
+    result = {"duration": info.get_duration() / Gst.SECOND, "video": None, "audio": None, "subtitles": [],
+              "container": container.get_caps().to_string().split(",")[0] if container else None}
     for stream in info.get_stream_list():
-        caps = stream.get_caps().to_string().split(",")[0]
+        caps = stream.get_caps()
+        name = caps.to_string().split(",")[0]
+        s = caps.get_structure(0)
         if isinstance(stream, GstPbutils.DiscovererVideoInfo) and result["video"] is None:
-            result["video"] = {"width": stream.get_width(), "height": stream.get_height(), "codec": caps}
+            tags = stream.get_tags()
+            orientation = tags.get_string("image-orientation")[1] if tags else None
+            result["video"] = {"width": stream.get_width(), "height": stream.get_height(), "codec": name,
+                               "profile": s.get_string("profile"), "chroma": s.get_string("chroma-format"),
+                               "orientation": orientation}
         elif isinstance(stream, GstPbutils.DiscovererAudioInfo) and result["audio"] is None:
-            result["audio"] = {"codec": caps}
+            result["audio"] = {"codec": name}
+        elif isinstance(stream, GstPbutils.DiscovererSubtitleInfo):
+            result["subtitles"].append({"codec": caps.to_string()})
     if result["video"]:
         result["video"]["frames"] = count_frames(path)
+    if result["subtitles"]:
+        result["subtitles"][0]["texts"] = subtitle_texts(path)
     print(json.dumps(result))
 
 

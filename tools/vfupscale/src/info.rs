@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `vfupscale info`: what this machine offers the upscaler.
 
 use sha2::{Digest, Sha256};
@@ -5,9 +6,6 @@ use vfupscale::Backend;
 use vfupscale::infer::{probe_providers, runtime};
 
 pub fn print() -> Result<(), String> {
-    gst::init().map_err(|e| format!("GStreamer: {e}"))?;
-    let _ = gstvfupscale::plugin_register_static();
-
     println!("vfupscale {}", env!("CARGO_PKG_VERSION"));
     let (major, minor, micro, _) = gst::version();
     println!("GStreamer: {major}.{minor}.{micro}");

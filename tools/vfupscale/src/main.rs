@@ -1,150 +1,96 @@
-//! `vfupscale`: upscale a video file with a super-resolution model.
+// SPDX-License-Identifier: MPL-2.0
+//! `vfupscale`: upscale videos and images with a super-resolution model.
 //!
 //! ```text
-//! vfupscale -i IN -o OUT [-m MODEL] [-p auto|fp16|fp32] [-d DEVICE] [--backend auto|native|tensorrt|cuda|cpu]
-//!           [--encoder auto|nvh265enc|nvh264enc|x265enc|x264enc] [--quality N | --bitrate KBPS] [-y] [--quiet]
+//! vfupscale -i IN… -o OUT [-m MODEL] [-s FACTOR | -W PX | -H PX | --size WxH] [--encoder E] [--crf N | --bitrate K]
+//!           [--preset P] [-e KEY=VALUE]… [--chroma 420|444] [--progress bar|plain|json|none] [-y] [-q]
+//! vfupscale preview -i IN [--at TIME] [--crop WxH+X+Y] -o OUT.png
+//! vfupscale bench -i IN [--frames N]
 //! vfupscale info
 //! ```
 //! On a machine with an NVIDIA GPU it decodes with NVDEC, upscales in CUDA memory and encodes with NVENC when the
 //! GPU has it; elsewhere it decodes, upscales and encodes on the CPU. Audio and subtitle streams are copied.
+//!
+//! The code: `cli` (what can be typed) → `plan` (checked jobs: `job`, with `models`, `size`, `encoder`, `media`,
+//! `output`) → `batch` runs them: videos through `pipeline` (`branch`, `streams`), images through `frames` and
+//! `imageio`; `progress`, `report` and `summary` are what the user reads; `signals` handles Ctrl+C, SIGTERM, SIGHUP.
 
+mod batch;
+mod bench;
+mod branch;
+mod cli;
+mod encoder;
+mod frames;
+mod imageio;
 mod info;
+mod job;
+mod media;
+mod models;
+mod output;
 mod pipeline;
+mod plan;
+mod preview;
+mod progress;
+mod props;
+mod report;
+mod signals;
+mod size;
+mod streams;
+mod summary;
 
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use pipeline::{Encoder, Job};
+use clap::Parser;
 
-const USAGE: &str = "usage:
-  vfupscale -i IN -o OUT [options]     upscale a video file
-  vfupscale info                        GPU, decoders/encoders, ONNX Runtime providers, default model
+use cli::{Cli, Command};
 
-options:
-  -i, --input FILE        input video (any container/codec GStreamer can demux and decode)
-  -o, --output FILE       output file; the container follows the extension: .mp4, .mkv, .mov
-  -m, --model MODEL       ONNX model file, or the name of an installed model (vfupscale-model list);
-                          default: realesr-animevideov3-x2
-  -p, --precision P       auto (fp16 on GPU, fp32 on CPU), fp16, fp32
-  -d, --device N          CUDA device (default 0)
-      --backend B         auto (native kernels for SRVGGNetCompact models, else TensorRT, CUDA, CPU),
-                          native, tensorrt, cuda, cpu
-      --encoder E         auto, nvh265enc, nvh264enc, x265enc, x264enc
-      --quality N         constant quality: encoder quantizer, lower is better (default 20)
-      --bitrate KBPS      target bitrate instead of constant quality
-  -y, --overwrite         replace OUT if it exists
-  -q, --quiet             no progress output
-  -h, --help              this text
-
-Ctrl+C finishes a valid file of what was upscaled so far; a second Ctrl+C aborts and removes it.";
-
-fn value<'a>(it: &mut impl Iterator<Item = &'a String>, flag: &str) -> Result<&'a String, String> {
-    it.next().ok_or_else(|| format!("{flag} needs a value"))
-}
-
-fn number(text: &str, flag: &str) -> Result<u32, String> {
-    text.parse().map_err(|_| format!("{flag}: {text:?} is not a number"))
-}
-
-fn parse(args: &[String]) -> Result<Job, String> {
-    let mut input = None;
-    let mut output = None;
-    let mut job = Job::default();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "-i" | "--input" => input = Some(PathBuf::from(value(&mut it, a)?)),
-            "-o" | "--output" => output = Some(PathBuf::from(value(&mut it, a)?)),
-            "-m" | "--model" => job.model = Some(value(&mut it, a)?.clone()),
-            "-p" | "--precision" => {
-                let v = value(&mut it, a)?;
-                match v.as_str() {
-                    "auto" | "fp16" | "fp32" => job.precision = v.clone(),
-                    _ => return Err(format!("--precision takes auto, fp16 or fp32, not {v:?}")),
-                }
-            }
-            "-d" | "--device" => job.device = number(value(&mut it, a)?, a)?,
-            "--backend" => {
-                let v = value(&mut it, a)?;
-                match v.as_str() {
-                    "auto" | "native" | "tensorrt" | "cuda" | "cpu" => job.backend = v.clone(),
-                    _ => {
-                        return Err(format!("--backend takes auto, native, tensorrt, cuda or cpu, not {v:?}"));
-                    }
-                }
-            }
-            "--encoder" => job.encoder = Encoder::parse(value(&mut it, a)?)?,
-            "--quality" => job.quality = Some(number(value(&mut it, a)?, a)?),
-            "--bitrate" => job.bitrate = Some(number(value(&mut it, a)?, a)?),
-            "-y" | "--overwrite" => job.overwrite = true,
-            "-q" | "--quiet" => job.quiet = true,
-            "-h" | "--help" => return Err(USAGE.into()),
-            other => return Err(format!("unknown argument {other:?} (see vfupscale --help)")),
-        }
-    }
-    if job.quality.is_some() && job.bitrate.is_some() {
-        return Err("--quality and --bitrate exclude each other".into());
-    }
-    job.input = input.ok_or("missing -i INPUT (see vfupscale --help)")?;
-    job.output = output.ok_or("missing -o OUTPUT (see vfupscale --help)")?;
-    Ok(job)
-}
-
-/// The model argument as a path: an existing file, or an installed model's name.
-pub fn resolve_model(model: Option<&str>) -> Result<PathBuf, String> {
-    let Some(m) = model else {
-        let p = vfupscale::models::default_model_path();
-        return if p.exists() {
-            Ok(p)
-        } else {
-            Err(format!(
-                "the default model {} is not installed ({}): run `vfupscale-model fetch`",
-                vfupscale::models::DEFAULT_MODEL,
-                p.display()
-            ))
-        };
-    };
-    let as_path = Path::new(m);
-    if as_path.exists() {
-        return Ok(as_path.to_path_buf());
-    }
-    let installed = vfupscale::models::model_path(m);
-    if !m.contains('/') && installed.exists() {
-        return Ok(installed);
-    }
-    Err(format!(
-        "model {m}: no such file, and no installed model of that name in {}",
-        vfupscale::models::models_dir().display()
-    ))
+/// clap's error as one line: "vfupscale: invalid value 'fp8' for '--precision <P>' [possible values: …]".
+fn one_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .collect();
+    let joined = lines.join(" ");
+    format!("vfupscale: {} (see vfupscale --help)", joined.trim_start_matches("error: "))
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("info") {
-        return match info::print() {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("vfupscale: {e}");
-                ExitCode::FAILURE
-            }
-        };
+    // first, so that a signal at any moment is handled (and never kills the process half-way)
+    if let Err(e) = signals::install() {
+        eprintln!("vfupscale: error: {e}");
+        return ExitCode::FAILURE;
     }
-    let job = match parse(&args) {
-        Ok(job) => job,
-        Err(e) if e == USAGE => {
-            println!("{USAGE}");
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version
+            let _ = e.print();
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            eprintln!("vfupscale: {e}");
+            eprintln!("{}", one_line(&e));
             return ExitCode::from(2);
         }
     };
-    match pipeline::run(job) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("vfupscale: error: {e}");
-            ExitCode::FAILURE
-        }
+    if let Err(e) = gst::init() {
+        eprintln!("vfupscale: error: GStreamer: {e}");
+        return ExitCode::FAILURE;
+    }
+    // the element ships in this binary; an installed copy of the plugin would do as well
+    let _ = gstvfupscale::plugin_register_static();
+    match &cli.command {
+        Some(Command::Info) => match info::print() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("vfupscale: error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Some(Command::Preview(args)) => preview::run(args),
+        Some(Command::Bench(args)) => bench::run(args),
+        None => batch::run(&cli.run),
     }
 }

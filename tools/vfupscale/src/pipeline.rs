@@ -1,167 +1,76 @@
-//! The upscaling job: a GStreamer pipeline built around the `vfupscale` element.
+// SPDX-License-Identifier: MPL-2.0
+//! Runs a video job: `filesrc ! parsebin`, the video branch (`branch`) and copied streams (`streams`) into the
+//! muxer, written under a temporary name and renamed when complete.
 //!
-//! `filesrc ! parsebin` splits the input into parsed streams. The first video stream is decoded (NVDEC into CUDA
-//! memory when the GPU path is usable, a software decoder otherwise), upscaled, encoded and muxed; audio and
-//! subtitle streams go to the muxer as they are. The file is written under a temporary name and renamed when the
-//! muxer has finished it.
+//! Stopping (Ctrl+C, SIGTERM, SIGHUP, or the end of a range): a probe where decoded frames enter the upscaler drops
+//! every later frame, and EOS is sent into each branch's first element, so the demuxer is no longer read, frames
+//! already decoded but not yet upscaled are discarded, and only the frames in flight are finished before the muxer
+//! closes the file. A stop before the first frame reached the upscaler writes nothing.
 
-use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
-use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gst::glib;
 use gst::prelude::*;
 
-/// Video encoder choice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Encoder {
-    #[default]
-    Auto,
-    NvH265,
-    NvH264,
-    X265,
-    X264,
+use crate::branch::{self, Branch};
+use crate::job::{Stage, VideoJob, VideoOutput};
+use crate::output::Part;
+use crate::progress::Progress;
+use crate::streams::{self, Window};
+use crate::{report, signals};
+
+/// What a finished run reports.
+pub struct Report {
+    /// Frames upscaled (in the output).
+    pub frames: u64,
+    pub started: Instant,
+    /// When the first frame left the upscaler (benchmarks time from here).
+    pub first_frame: Option<Instant>,
+    pub ended: Instant,
+    /// The signal that ended the run early; the file holds what was done.
+    pub stopped_by: Option<i32>,
+    pub files: Vec<PathBuf>,
+    pub facts: report::Facts,
 }
 
-impl Encoder {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        Ok(match s {
-            "auto" => Encoder::Auto,
-            "nvh265enc" => Encoder::NvH265,
-            "nvh264enc" => Encoder::NvH264,
-            "x265enc" => Encoder::X265,
-            "x264enc" => Encoder::X264,
-            other => {
-                return Err(format!("--encoder takes auto, nvh265enc, nvh264enc, x265enc or x264enc, not {other:?}"));
-            }
-        })
-    }
+/// Why a run wrote nothing.
+pub enum Failure {
+    Error(String),
+    /// A signal before the first frame, or a second one.
+    Interrupted {
+        signal: i32,
+        aborted: bool,
+    },
+}
 
-    fn factory(self) -> &'static str {
-        match self {
-            Encoder::NvH265 => "nvh265enc",
-            Encoder::NvH264 => "nvh264enc",
-            Encoder::X265 => "x265enc",
-            Encoder::X264 | Encoder::Auto => "x264enc",
-        }
-    }
-
-    fn is_nvenc(self) -> bool {
-        matches!(self, Encoder::NvH265 | Encoder::NvH264)
-    }
-
-    fn parser(self) -> &'static str {
-        match self {
-            Encoder::NvH265 | Encoder::X265 => "h265parse",
-            _ => "h264parse",
-        }
+impl From<String> for Failure {
+    fn from(e: String) -> Self {
+        Failure::Error(e)
     }
 }
 
-/// What the command line asked for.
-#[derive(Debug, Clone)]
-pub struct Job {
-    pub input: PathBuf,
-    pub output: PathBuf,
-    pub model: Option<String>,
-    pub precision: String,
-    pub device: u32,
-    pub backend: String,
-    pub encoder: Encoder,
-    pub quality: Option<u32>,
-    pub bitrate: Option<u32>,
-    pub overwrite: bool,
-    pub quiet: bool,
-}
-
-impl Default for Job {
-    fn default() -> Self {
-        Self {
-            input: PathBuf::new(),
-            output: PathBuf::new(),
-            model: None,
-            precision: "auto".into(),
-            device: 0,
-            backend: "auto".into(),
-            encoder: Encoder::Auto,
-            quality: None,
-            bitrate: None,
-            overwrite: false,
-            quiet: false,
-        }
-    }
-}
-
-fn muxer_for(output: &Path) -> Result<&'static str, String> {
-    let ext = output.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
-    match ext.as_str() {
-        "mp4" | "m4v" => Ok("mp4mux"),
-        "mkv" => Ok("matroskamux"),
-        "mov" => Ok("qtmux"),
-        "" => {
-            Err(format!("{}: no file extension to choose a container from (use .mp4, .mkv or .mov)", output.display()))
-        }
-        other => Err(format!("{}: unsupported container .{other} (use .mp4, .mkv or .mov)", output.display())),
-    }
-}
-
-fn factory_exists(name: &str) -> bool {
-    gst::ElementFactory::find(name).is_some()
-}
-
-fn make(factory: &str) -> Result<gst::Element, String> {
-    gst::ElementFactory::make(factory)
-        .build()
-        .map_err(|_| format!("GStreamer element {factory} is not available (missing plugin)"))
-}
-
-/// NVDEC decoder for a parsed video stream, if GStreamer has one here that takes this stream (profile, chroma
-/// format, bit depth), with the parser that puts the stream in the form the decoder wants.
-fn nvdec_for(caps: &gst::Caps) -> Option<(&'static str, Option<&'static str>)> {
-    let caps_name = caps.structure(0)?.name().as_str();
-    let (decoder, parser) = match caps_name {
-        "video/x-h264" => ("nvh264dec", Some("h264parse")),
-        "video/x-h265" => ("nvh265dec", Some("h265parse")),
-        "video/x-vp9" => ("nvvp9dec", Some("vp9parse")),
-        "video/x-vp8" => ("nvvp8dec", None),
-        "video/x-av1" => ("nvav1dec", Some("av1parse")),
-        "video/mpeg" => ("nvmpeg2videodec", Some("mpegvideoparse")),
-        _ => return None,
-    };
-    let factory = gst::ElementFactory::find(decoder)?;
-    // compare without the stream-format/alignment the parser can convert
-    let mut generic = caps.copy();
-    if let Some(s) = generic.make_mut().structure_mut(0) {
-        s.remove_fields(["stream-format", "alignment", "codec_data"]);
-    }
-    if !factory.can_sink_any_caps(&generic) {
-        eprintln!("vfupscale: note: {decoder} cannot decode this stream ({generic}); decoding in software");
-        return None;
-    }
-    Some((decoder, parser.filter(|p| factory_exists(p))))
-}
-
-/// State shared with the streaming threads that link pads.
+/// Counters and flags shared with the streaming threads.
 struct Shared {
+    job: VideoJob,
     pipeline: glib::WeakRef<gst::Pipeline>,
-    muxer: gst::Element,
-    gpu: bool,
-    job: Job,
-    model: PathBuf,
-    video: Mutex<Option<VideoChain>>,
-    /// Streams copied to the output, for the summary.
+    muxer: Option<gst::Element>,
+    frames_dir: PathBuf,
+    branch: Mutex<Option<Branch>>,
+    /// Where EOS goes to stop: the sink pads of every branch's first element.
+    entries: Mutex<Vec<gst::Pad>>,
     copied: Mutex<Vec<String>>,
-}
-
-/// The elements of the video branch that the summary and the progress display read.
-#[derive(Clone)]
-struct VideoChain {
-    decoder: String,
-    encoder: String,
-    upscaler: gst::Element,
+    window: Arc<Window>,
+    stopping: AtomicBool,
+    /// End time of the last frame that passed the gate.
+    video_end: AtomicU64,
+    decoded: AtomicU64,
+    upscaled: AtomicU64,
+    first_frame: Mutex<Option<Instant>>,
 }
 
 fn post_error(pipeline: &gst::Pipeline, text: String) {
@@ -169,152 +78,20 @@ fn post_error(pipeline: &gst::Pipeline, text: String) {
 }
 
 impl Shared {
-    fn encoder_choice(&self) -> Encoder {
-        match self.job.encoder {
-            Encoder::Auto if self.gpu && factory_exists("nvh265enc") => Encoder::NvH265,
-            Encoder::Auto if self.gpu && factory_exists("nvh264enc") => Encoder::NvH264,
-            Encoder::Auto => Encoder::X264,
-            chosen => chosen,
+    /// Stops reading: later frames are dropped at the gate, copied streams end where the last frame that passed
+    /// it ends, and EOS goes into every branch, each from a thread of its own: sending waits for the branch's
+    /// streaming thread, which may be blocked until the muxer, itself waiting for EOS on another branch, takes data.
+    fn stop(self: &Arc<Self>) {
+        if self.stopping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.window.cut.store(self.video_end.load(Ordering::SeqCst), Ordering::SeqCst);
+        for pad in self.entries.lock().unwrap().clone() {
+            std::thread::spawn(move || pad.send_event(gst::event::Eos::new()));
         }
     }
 
-    fn configure_encoder(&self, encoder: &gst::Element, choice: Encoder) {
-        let quality = self.job.quality.unwrap_or(20);
-        match (choice, self.job.bitrate) {
-            (Encoder::X264, Some(kbps)) | (Encoder::X265, Some(kbps)) => encoder.set_property("bitrate", kbps),
-            (Encoder::X264, None) => {
-                encoder.set_property_from_str("pass", "quant");
-                encoder.set_property("quantizer", quality.min(50));
-            }
-            (Encoder::X265, None) => encoder.set_property("option-string", format!("qp={}", quality.min(51))),
-            (_, Some(kbps)) => {
-                encoder.set_property_from_str("rc-mode", "vbr");
-                encoder.set_property("bitrate", kbps);
-            }
-            (_, None) => {
-                encoder.set_property_from_str("rc-mode", "constqp");
-                encoder.set_property("qp-const", quality.min(51) as i32);
-            }
-        }
-    }
-
-    /// Builds `decoder ! … ! vfupscale ! … ! encoder ! parser` for `pad` and links it to the muxer.
-    fn link_video(&self, pipeline: &gst::Pipeline, pad: &gst::Pad, caps: &gst::Caps) -> Result<(), String> {
-        let nvdec = if self.gpu { nvdec_for(caps) } else { None };
-        let upscaler = gst::ElementFactory::make("vfupscale")
-            .property("model", self.model.to_str().ok_or("model path is not UTF-8")?)
-            .property_from_str("backend", &self.job.backend)
-            .property_from_str("precision", &self.job.precision)
-            .property("device-id", self.job.device)
-            .build()
-            .map_err(|_| "the vfupscale element is not available")?;
-        let choice = self.encoder_choice();
-        let encoder = make(choice.factory())?;
-        self.configure_encoder(&encoder, choice);
-        let parser = make(choice.parser())?;
-        let mut chain: Vec<gst::Element> = Vec::new();
-        let decoder_name = match nvdec {
-            Some((dec, parser)) => {
-                // decoded frames stay in CUDA memory up to the encoder (or cudadownload)
-                if let Some(parser) = parser {
-                    chain.push(make(parser)?);
-                }
-                chain.push(make(dec)?);
-                chain.push(make("queue")?);
-                chain.push(upscaler.clone());
-                chain.push(make("queue")?);
-                if !choice.is_nvenc() {
-                    chain.push(make("cudadownload")?);
-                    chain.push(make("videoconvert")?);
-                }
-                dec.to_string()
-            }
-            None => {
-                let dec = make("decodebin")?;
-                chain.push(dec);
-                chain.push(make("videoconvert")?);
-                let nv12 = gst::ElementFactory::make("capsfilter")
-                    .property("caps", gst::Caps::builder("video/x-raw").field("format", "NV12").build())
-                    .build()
-                    .map_err(|e| e.to_string())?;
-                chain.push(nv12);
-                chain.push(make("queue")?);
-                chain.push(upscaler.clone());
-                chain.push(make("queue")?);
-                if choice.is_nvenc() {
-                    chain.push(make("cudaupload")?);
-                } else {
-                    chain.push(make("videoconvert")?);
-                }
-                "software (decodebin)".to_string()
-            }
-        };
-        chain.push(encoder);
-        chain.push(parser.clone());
-        pipeline.add_many(&chain).map_err(|e| e.to_string())?;
-        // decodebin's source pad appears once it knows the stream: link it then
-        if nvdec.is_none() {
-            let next = chain[1].clone();
-            chain[0].connect_pad_added(move |_, src| {
-                if let Some(sink) = next.static_pad("sink")
-                    && !sink.is_linked()
-                {
-                    let _ = src.link(&sink);
-                }
-            });
-            gst::Element::link_many(&chain[1..]).map_err(|e| format!("cannot link the video branch: {e}"))?;
-        } else {
-            gst::Element::link_many(&chain).map_err(|e| format!("cannot link the video branch: {e}"))?;
-        }
-        let mux_pad = self
-            .muxer
-            .request_pad_simple("video_%u")
-            .ok_or_else(|| format!("{} has no video input", self.muxer.name()))?;
-        parser
-            .static_pad("src")
-            .unwrap()
-            .link(&mux_pad)
-            .map_err(|e| format!("cannot link video to the muxer: {e:?}"))?;
-        for e in chain.iter().rev() {
-            e.sync_state_with_parent().map_err(|e| e.to_string())?;
-        }
-        pad.link(&chain[0].static_pad("sink").unwrap()).map_err(|e| format!("cannot link the video stream: {e:?}"))?;
-        *self.video.lock().unwrap() =
-            Some(VideoChain { decoder: decoder_name, encoder: choice.factory().into(), upscaler });
-        Ok(())
-    }
-
-    /// Links an audio or subtitle stream straight to the muxer.
-    fn link_copy(
-        &self,
-        pipeline: &gst::Pipeline,
-        pad: &gst::Pad,
-        caps: &gst::Caps,
-        kind: &str,
-    ) -> Result<bool, String> {
-        let Some(mux_pad) = self.muxer.compatible_pad(pad, Some(caps)) else {
-            return Ok(false);
-        };
-        // Unbounded: the muxer interleaves, so copied streams run ahead of the (slow) upscaled video by the video
-        // branch's latency, encoder lookahead included; a bounded queue here would block the demuxer and deadlock.
-        let queue = gst::ElementFactory::make("queue")
-            .property("max-size-buffers", 0u32)
-            .property("max-size-bytes", 0u32)
-            .property("max-size-time", 0u64)
-            .build()
-            .map_err(|e| e.to_string())?;
-        pipeline.add(&queue).map_err(|e| e.to_string())?;
-        queue.static_pad("src").unwrap().link(&mux_pad).map_err(|e| format!("{e:?}"))?;
-        queue.sync_state_with_parent().map_err(|e| e.to_string())?;
-        pad.link(&queue.static_pad("sink").unwrap()).map_err(|e| format!("{e:?}"))?;
-        self.copied
-            .lock()
-            .unwrap()
-            .push(format!("{kind} ({})", caps.structure(0).map_or("?".into(), |s| s.name().to_string())));
-        Ok(true)
-    }
-
-    fn on_pad(&self, pad: &gst::Pad) {
+    fn on_pad(self: &Arc<Self>, pad: &gst::Pad) {
         let Some(pipeline) = self.pipeline.upgrade() else {
             return;
         };
@@ -323,222 +100,228 @@ impl Shared {
             return;
         };
         let result = if name.starts_with("video/") || name.starts_with("image/") {
-            if self.video.lock().unwrap().is_some() {
-                eprintln!(
-                    "vfupscale: warning: only the first video stream is upscaled; another one ({name}) is left out"
-                );
+            if self.branch.lock().unwrap().is_some() {
+                report::warn(&format!("only the first video stream is upscaled; another one ({name}) is left out"));
                 Ok(())
             } else {
                 self.link_video(&pipeline, pad, &caps)
             }
-        } else if name.starts_with("audio/") {
-            match self.link_copy(&pipeline, pad, &caps, "audio") {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(format!(
-                    "the audio stream ({name}) cannot be copied into {} without re-encoding; use .mkv",
-                    self.job.output.display()
-                )),
-                Err(e) => Err(e),
-            }
-        } else if name.starts_with("text/") || name.starts_with("subpicture/") || name.starts_with("application/x-sub")
+        } else if name.starts_with("audio/")
+            || name.starts_with("text/")
+            || name.starts_with("subpicture/")
+            || name.starts_with("application/x-sub")
+            || name.starts_with("application/x-ass")
+            || name.starts_with("application/x-ssa")
         {
-            match self.link_copy(&pipeline, pad, &caps, "subtitles") {
-                Ok(true) => Ok(()),
-                Ok(false) => {
-                    eprintln!(
-                        "vfupscale: warning: subtitles ({name}) cannot be stored in this container and are left out"
-                    );
-                    Ok(())
-                }
-                Err(e) => Err(e),
-            }
+            self.link_copy(&pipeline, pad, &caps, if name.starts_with("audio/") { "audio" } else { "subtitles" })
         } else {
-            eprintln!("vfupscale: warning: stream {name} is left out");
+            report::warn(&format!("stream {name} is left out"));
             Ok(())
         };
         if let Err(e) = result {
             post_error(&pipeline, e);
         }
     }
-}
 
-fn same_file(a: &Path, b: &Path) -> bool {
-    let canon = |p: &Path| {
-        p.canonicalize().ok().or_else(|| {
-            let parent = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            Some(parent.canonicalize().ok()?.join(p.file_name()?))
-        })
-    };
-    matches!((canon(a), canon(b)), (Some(x), Some(y)) if x == y)
-}
-
-fn format_time(secs: f64) -> String {
-    let s = secs.max(0.0).round() as u64;
-    if s >= 3600 {
-        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
-    } else {
-        format!("{}:{:02}", s / 60, s % 60)
-    }
-}
-
-/// Progress display: a bar on a terminal, a line every few seconds otherwise.
-struct Progress {
-    tty: bool,
-    quiet: bool,
-    start: Instant,
-    last_line: Instant,
-}
-
-impl Progress {
-    fn update(&mut self, frames: u64, total: Option<u64>) {
-        if self.quiet {
-            return;
+    fn link_video(self: &Arc<Self>, pipeline: &gst::Pipeline, pad: &gst::Pad, caps: &gst::Caps) -> Result<(), String> {
+        let branch = branch::build(pipeline, &self.job, caps, &self.frames_dir)?;
+        if let Some(muxer) = &self.muxer {
+            let mux_pad =
+                muxer.request_pad_simple("video_%u").ok_or_else(|| format!("{} has no video input", muxer.name()))?;
+            let src = branch.exit.static_pad("src").ok_or("the video branch has no output")?;
+            src.link(&mux_pad).map_err(|e| format!("cannot link video to the muxer: {e:?}"))?;
         }
-        let elapsed = self.start.elapsed().as_secs_f64();
-        let fps = if elapsed > 0.0 { frames as f64 / elapsed } else { 0.0 };
-        let (pct, eta) = match total {
-            Some(t) if t > 0 => {
-                let left = t.saturating_sub(frames) as f64;
-                (
-                    (frames as f64 / t as f64 * 100.0).min(100.0),
-                    if fps > 0.0 { format_time(left / fps) } else { "?".into() },
-                )
+        let limit = self.job.range.frames;
+        let start = self.job.range.start.map_or(0, |s| s.nseconds());
+        let counts_done = branch.gate == branch.done;
+        let shared = self.clone();
+        branch.gate.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            let Some(buffer) = info.buffer() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let pts = buffer.pts().map(|t| t.nseconds());
+            if shared.stopping.load(Ordering::SeqCst) {
+                return streams::DISCARD;
             }
-            _ => (0.0, "?".into()),
+            if pts.is_some_and(|t| t < start) {
+                return streams::DISCARD;
+            }
+            let end = pts.zip(buffer.duration()).map_or(u64::MAX, |(t, d)| t + d.nseconds());
+            shared.video_end.store(end, Ordering::SeqCst);
+            let n = shared.decoded.fetch_add(1, Ordering::SeqCst) + 1;
+            if counts_done {
+                shared.frame_done();
+            }
+            if limit == Some(n) {
+                shared.stop();
+            }
+            gst::PadProbeReturn::Ok
+        });
+        if !counts_done {
+            let shared = self.clone();
+            branch.done.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                shared.frame_done();
+                gst::PadProbeReturn::Ok
+            });
+        }
+        self.entries.lock().unwrap().push(branch.entry.clone());
+        pad.link(&branch.entry).map_err(|e| format!("cannot link the video stream: {e:?}"))?;
+        *self.branch.lock().unwrap() = Some(branch);
+        Ok(())
+    }
+
+    fn frame_done(&self) {
+        if self.upscaled.fetch_add(1, Ordering::SeqCst) == 0 {
+            *self.first_frame.lock().unwrap() = Some(Instant::now());
+            if let Some(p) = self.pipeline.upgrade() {
+                let s = gst::Structure::new_empty("vfupscale-first-frame");
+                let _ = p.post_message(gst::message::Application::builder(s).src(&p).build());
+            }
+        }
+    }
+
+    fn link_copy(&self, pipeline: &gst::Pipeline, pad: &gst::Pad, caps: &gst::Caps, kind: &str) -> Result<(), String> {
+        let Some(muxer) = &self.muxer else {
+            return Ok(()); // nothing to copy into (image sequence, benchmark stage)
         };
-        let of_total = total.map_or(String::new(), |t| format!("/{t}"));
-        if self.tty {
-            let width = 30;
-            let filled = ((pct / 100.0) * width as f64) as usize;
-            eprint!(
-                "\r[{}{}] {pct:5.1}%  {frames}{of_total} frames  {fps:.2} fps  ETA {eta}   ",
-                "#".repeat(filled),
-                " ".repeat(width - filled)
-            );
-        } else if self.last_line.elapsed() >= Duration::from_secs(5) {
-            self.last_line = Instant::now();
-            eprintln!("progress: {frames}{of_total} frames ({pct:.0}%), {fps:.2} fps, ETA {eta}");
-        }
-    }
-
-    fn finish_line(&self) {
-        if self.tty && !self.quiet {
-            eprintln!();
-        }
+        let what = caps.structure(0).map_or("?".into(), |s| s.name().to_string());
+        let Some(copy) = streams::muxer_pad(muxer, pad, caps) else {
+            if kind == "audio" {
+                return Err(format!(
+                    "the audio stream ({what}) cannot be copied into {} without re-encoding; use .mkv",
+                    self.job.output_path().display()
+                ));
+            }
+            report::warn(&format!("subtitles ({what}) cannot be stored in this container and are left out"));
+            return Ok(());
+        };
+        let converted = matches!(copy, streams::Copy::MarkupToText(_));
+        let entry = streams::link(pipeline, pad, copy, self.window.clone())?;
+        self.entries.lock().unwrap().push(entry);
+        let note = if converted { ", converted from Pango markup" } else { "" };
+        self.copied.lock().unwrap().push(format!("{kind} ({what}{note})"));
+        Ok(())
     }
 }
 
-/// Runs the job; returns the exit code (0 done, 130 finished early after Ctrl+C) or an error for a one-line report.
-pub fn run(job: Job) -> Result<ExitCode, String> {
-    let input_meta = std::fs::metadata(&job.input).map_err(|e| format!("{}: {e}", job.input.display()))?;
-    if !input_meta.is_file() {
-        return Err(format!("{}: not a file", job.input.display()));
-    }
-    std::fs::File::open(&job.input).map_err(|e| format!("{}: {e}", job.input.display()))?;
-    let muxer_factory = muxer_for(&job.output)?;
-    if same_file(&job.input, &job.output) {
-        return Err(format!("{}: the output would overwrite the input", job.output.display()));
-    }
-    if job.output.exists() && !job.overwrite {
-        return Err(format!("{} exists (use -y to replace it)", job.output.display()));
-    }
-    let model = crate::resolve_model(job.model.as_deref())?;
-    let info = vfupscale::model::ModelInfo::load(&model).map_err(|e| e.to_string())?;
+enum Outcome {
+    Done,
+    Failed(String),
+    Interrupted { signal: i32, aborted: bool },
+}
 
-    let dir = job.output.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = job.output.file_name().ok_or("the output has no file name")?.to_string_lossy().into_owned();
-    let temp = dir.join(format!(".{name}.vfupscale-{}.part", std::process::id()));
-    std::fs::File::create(&temp).map_err(|e| format!("cannot write in {}: {e}", dir.display()))?;
-    let cleanup = |temp: &Path| {
-        let _ = std::fs::remove_file(temp);
+/// Runs `job`, showing progress as `display` says; the display is finished (cleared, or its last JSON object
+/// written) when this returns.
+pub fn run(job: &VideoJob, display: Display) -> Result<Report, Failure> {
+    let progress =
+        Rc::new(RefCell::new(Progress::new(display.mode, display.quiet, job.output_path().display().to_string())));
+    let result = run_with(job, &progress);
+    let error = match &result {
+        Ok(_) => None,
+        Err(Failure::Error(e)) => Some(e.clone()),
+        Err(Failure::Interrupted { signal, .. }) => Some(format!("interrupted by {}", signals::name(*signal))),
     };
+    progress.borrow_mut().finish(error.as_deref());
+    result
+}
 
-    gst::init().map_err(|e| format!("GStreamer: {e}"))?;
-    // the element ships in this binary; an installed copy of the plugin would do as well
-    let _ = gstvfupscale::plugin_register_static();
+/// How progress is shown.
+#[derive(Debug, Clone, Copy)]
+pub struct Display {
+    pub mode: crate::cli::ProgressMode,
+    pub quiet: bool,
+}
 
-    let gpu = job.backend != "cpu" && vfupscale::cuda::driver_status().is_ok();
+fn run_with(job: &VideoJob, progress: &Rc<RefCell<Progress>>) -> Result<Report, Failure> {
+    let started = Instant::now();
+    let part = match &job.output {
+        VideoOutput::File { path, .. } => Some(Part::file(path)?),
+        VideoOutput::Sequence { dir, .. } => Some(Part::dir(dir)?),
+        VideoOutput::Discard { .. } => None,
+    };
     let pipeline = gst::Pipeline::new();
-    let build = || -> Result<Arc<Shared>, String> {
-        let src = gst::ElementFactory::make("filesrc")
-            .property("location", job.input.to_str().ok_or("input path is not UTF-8")?)
-            .build()
-            .map_err(|e| e.to_string())?;
-        let demux = make("parsebin")?;
-        let muxer = make(muxer_factory)?;
-        let sink = gst::ElementFactory::make("filesink")
-            .property("location", temp.to_str().ok_or("output path is not UTF-8")?)
-            .build()
-            .map_err(|e| e.to_string())?;
-        pipeline.add_many([&src, &demux, &muxer, &sink]).map_err(|e| e.to_string())?;
-        src.link(&demux).map_err(|e| e.to_string())?;
-        muxer.link(&sink).map_err(|e| e.to_string())?;
-        let shared = Arc::new(Shared {
-            pipeline: pipeline.downgrade(),
-            muxer,
-            gpu,
-            job: job.clone(),
-            model: model.clone(),
-            video: Mutex::new(None),
-            copied: Mutex::new(Vec::new()),
-        });
-        let s = shared.clone();
-        demux.connect_pad_added(move |_, pad| s.on_pad(pad));
-        let s = shared.clone();
-        demux.connect_no_more_pads(move |_| {
-            if s.video.lock().unwrap().is_none()
-                && let Some(p) = s.pipeline.upgrade()
-            {
-                post_error(&p, format!("{}: no video stream", s.job.input.display()));
-            }
-        });
-        Ok(shared)
-    };
-    let shared = match build() {
-        Ok(s) => s,
-        Err(e) => {
-            cleanup(&temp);
-            return Err(e);
+    let src = gst::Element::make_from_uri(gst::URIType::Src, &crate::media::file_uri(&job.input)?, None)
+        .map_err(|e| format!("{}: {e}", job.input.display()))?;
+    let parse = branch::make("parsebin")?;
+    pipeline.add_many([&src, &parse]).map_err(|e| e.to_string())?;
+    src.link(&parse).map_err(|e| e.to_string())?;
+    let muxer = match (&job.output, job.stage()) {
+        (VideoOutput::File { muxer, .. }, _) | (VideoOutput::Discard { muxer, .. }, Stage::Encode) => {
+            let muxer = branch::make(muxer)?;
+            let sink = match &part {
+                Some(part) => {
+                    gst::Element::make_from_uri(gst::URIType::Sink, &crate::media::file_uri(part.path())?, None)
+                        .map_err(|e| e.to_string())?
+                }
+                None => {
+                    gst::ElementFactory::make("fakesink").property("sync", false).build().map_err(|e| e.to_string())?
+                }
+            };
+            pipeline.add_many([&muxer, &sink]).map_err(|e| e.to_string())?;
+            muxer.link(&sink).map_err(|e| e.to_string())?;
+            Some(muxer)
         }
+        _ => None,
     };
+    let shared = Arc::new(Shared {
+        job: job.clone(),
+        pipeline: pipeline.downgrade(),
+        muxer,
+        frames_dir: part.as_ref().map_or_else(PathBuf::new, |p| p.path().to_path_buf()),
+        branch: Mutex::new(None),
+        entries: Mutex::new(Vec::new()),
+        copied: Mutex::new(Vec::new()),
+        window: Window::new(job.range.start),
+        stopping: AtomicBool::new(false),
+        video_end: AtomicU64::new(u64::MAX),
+        decoded: AtomicU64::new(0),
+        upscaled: AtomicU64::new(0),
+        first_frame: Mutex::new(None),
+    });
+    let s = shared.clone();
+    parse.connect_pad_added(move |_, pad| s.on_pad(pad));
+    let s = shared.clone();
+    parse.connect_no_more_pads(move |_| {
+        if s.branch.lock().unwrap().is_none()
+            && let Some(p) = s.pipeline.upgrade()
+        {
+            post_error(&p, format!("{}: no video stream", s.job.input.display()));
+        }
+    });
 
     let main_loop = glib::MainLoop::new(None, false);
-    let outcome: Arc<Mutex<Option<Result<(), String>>>> = Arc::new(Mutex::new(None));
-    let interrupted = Arc::new(AtomicBool::new(false));
-
-    let bus = pipeline.bus().unwrap();
-    let watch = {
+    let outcome: Arc<Mutex<Option<Outcome>>> = Arc::new(Mutex::new(None));
+    let finish = {
         let (main_loop, outcome) = (main_loop.clone(), outcome.clone());
-        let input = job.input.display().to_string();
-        bus.add_watch(move |_, msg| {
+        move |o: Outcome| {
+            let mut slot = outcome.lock().unwrap();
+            if slot.is_none() {
+                *slot = Some(o);
+            }
+            main_loop.quit();
+        }
+    };
+    let warnings = Arc::new(AtomicU64::new(0));
+    let bus = pipeline.bus().ok_or_else(|| "the pipeline has no bus".to_string())?;
+    let watch = {
+        let (finish, shared, warnings, progress) = (finish.clone(), shared.clone(), warnings.clone(), progress.clone());
+        bus.add_watch_local(move |_, msg| {
             match msg.view() {
-                gst::MessageView::Eos(..) => {
-                    *outcome.lock().unwrap() = Some(Ok(()));
-                    main_loop.quit();
+                gst::MessageView::Eos(..) => finish(Outcome::Done),
+                gst::MessageView::Error(e) => finish(Outcome::Failed(report::pipeline_error(&shared.job, e))),
+                gst::MessageView::Warning(w) => {
+                    warnings.fetch_add(1, Ordering::Relaxed);
+                    let src = w.src().map(|s| s.name().to_string()).unwrap_or_default();
+                    progress.borrow().println(&format!("vfupscale: warning: {src}: {}", w.error()));
                 }
-                gst::MessageView::Error(e) => {
-                    let src = e.src().map(|s| s.name().to_string()).unwrap_or_default();
-                    let mut text = e.error().to_string();
-                    if e.error().matches(gst::CoreError::MissingPlugin) || text.contains("Missing") {
-                        text = format!("{text} (unsupported codec or container?)");
+                gst::MessageView::Application(a)
+                    if a.structure().is_some_and(|s| s.name() == "vfupscale-first-frame") =>
+                {
+                    if let Some(branch) = shared.branch.lock().unwrap().as_ref() {
+                        // read while decodebin still holds its decoder (kept for the summary)
+                        let _ = branch.decoder.name();
+                        report::start_line(&shared.job, branch, &progress.borrow());
                     }
-                    if e.debug().is_some_and(|d| d.contains("not-negotiated")) {
-                        text = format!("{text} (formats could not be negotiated: an element cannot take this stream)");
-                    }
-                    // failures while reading and demuxing are about the input file, not an element
-                    let about_input = e.error().matches(gst::StreamError::TypeNotFound)
-                        || e.error().matches(gst::StreamError::WrongType)
-                        || e.error().matches(gst::StreamError::Demux);
-                    if about_input {
-                        text = format!("{input}: not a video file GStreamer can read ({text})");
-                    }
-                    *outcome.lock().unwrap() =
-                        Some(Err(if about_input || src.is_empty() || src.starts_with("pipeline") {
-                            text
-                        } else {
-                            format!("{src}: {text}")
-                        }));
-                    main_loop.quit();
                 }
                 _ => {}
             }
@@ -546,116 +329,89 @@ pub fn run(job: Job) -> Result<ExitCode, String> {
         })
         .map_err(|e| e.to_string())?
     };
-    // Ctrl+C: the handler only counts; the main loop acts on the count.
-    SIGINTS.store(0, Ordering::SeqCst);
-    // SAFETY: installs an async-signal-safe handler (one atomic increment).
-    unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
-    let sigint = {
-        let (pipeline, main_loop, interrupted, outcome) =
-            (pipeline.clone(), main_loop.clone(), interrupted.clone(), outcome.clone());
-        let mut handled = 0;
-        glib::timeout_add(Duration::from_millis(100), move || {
-            let count = SIGINTS.load(Ordering::SeqCst);
-            if count > handled {
-                handled = count;
-                if !interrupted.swap(true, Ordering::SeqCst) {
-                    eprintln!("\nvfupscale: finishing the file (press Ctrl+C again to abort)");
-                    pipeline.send_event(gst::event::Eos::new());
-                }
+
+    // Signals arrive on their own thread; what they do runs on the main loop (queued if it has not started yet).
+    let _signals = {
+        let (finish, shared) = (finish.clone(), shared.clone());
+        let context = glib::MainContext::default();
+        signals::on_signal(move |count| {
+            let (finish, shared) = (finish.clone(), shared.clone());
+            let signal = signals::received().unwrap_or(libc::SIGINT);
+            context.invoke(move || {
                 if count >= 2 {
-                    *outcome.lock().unwrap() = Some(Err("aborted".into()));
-                    main_loop.quit();
+                    finish(Outcome::Interrupted { signal, aborted: true });
+                } else if shared.decoded.load(Ordering::SeqCst) == 0 {
+                    finish(Outcome::Interrupted { signal, aborted: false });
+                } else {
+                    report::warn(&format!("{}: finishing the file (again to abort)", signals::name(signal)));
+                    shared.stop();
                 }
-            }
-            glib::ControlFlow::Continue
+            });
         })
     };
-
-    let progress = Arc::new(Mutex::new(Progress {
-        tty: std::io::stderr().is_terminal(),
-        quiet: job.quiet,
-        start: Instant::now(),
-        last_line: Instant::now(),
-    }));
-    let ticker = {
-        let (pipeline, shared, p) = (pipeline.clone(), shared.clone(), progress.clone());
-        glib::timeout_add(Duration::from_millis(500), move || {
-            if let Some(v) = shared.video.lock().unwrap().clone() {
-                let stats: gst::Structure = v.upscaler.property("stats");
-                let frames = stats.get::<u64>("frames").unwrap_or(0);
-                let total = pipeline.query_duration::<gst::ClockTime>().and_then(|d| {
-                    let caps = v.upscaler.static_pad("sink")?.current_caps()?;
-                    let fr = caps.structure(0)?.get::<gst::Fraction>("framerate").ok()?;
-                    (fr.numer() > 0).then(|| d.nseconds() * fr.numer() as u64 / fr.denom() as u64 / 1_000_000_000)
-                });
-                p.lock().unwrap().update(frames, total);
-            }
-            glib::ControlFlow::Continue
-        })
-    };
-
-    let started = Instant::now();
-    if let Err(e) = pipeline.set_state(gst::State::Playing) {
-        // the real reason is on the bus
-        let _ = e;
+    if signals::count() > 0 {
+        finish(Outcome::Interrupted { signal: signals::received().unwrap_or(libc::SIGINT), aborted: false });
     }
-    main_loop.run();
+
+    let total = total_frames(job);
+    let ticker = {
+        let (shared, progress) = (shared.clone(), progress.clone());
+        glib::timeout_add_local(Duration::from_millis(250), move || {
+            progress.borrow_mut().update(shared.upscaled.load(Ordering::Relaxed), total);
+            glib::ControlFlow::Continue
+        })
+    };
+    // the real reason of a failure is on the bus
+    let _ = pipeline.set_state(gst::State::Playing);
+    if outcome.lock().unwrap().is_none() {
+        main_loop.run();
+    }
     ticker.remove();
-    sigint.remove();
     drop(watch);
     let _ = pipeline.set_state(gst::State::Null);
-    progress.lock().unwrap().finish_line();
+    let ended = Instant::now();
+    progress.borrow_mut().update(shared.upscaled.load(Ordering::Relaxed), total);
 
-    let result = outcome.lock().unwrap().take().unwrap_or_else(|| Err("the pipeline stopped without a reason".into()));
-    if let Err(e) = result {
-        cleanup(&temp);
-        return Err(e);
+    let outcome = outcome.lock().unwrap().take().unwrap_or(Outcome::Failed("the pipeline stopped".into()));
+    match outcome {
+        Outcome::Done => {}
+        Outcome::Failed(e) => return Err(Failure::Error(e)),
+        Outcome::Interrupted { signal, aborted } => return Err(Failure::Interrupted { signal, aborted }),
     }
-    let Some(video) = shared.video.lock().unwrap().clone() else {
-        cleanup(&temp);
-        return Err(format!("{}: no video stream", job.input.display()));
-    };
-    let stats: gst::Structure = video.upscaler.property("stats");
-    let frames = stats.get::<u64>("frames").unwrap_or(0);
+    let frames = shared.upscaled.load(Ordering::SeqCst);
+    let decoded = shared.decoded.load(Ordering::SeqCst);
     if frames == 0 {
-        cleanup(&temp);
-        return Err("no frame was upscaled".into());
+        return Err(Failure::Error(match job.range.start {
+            Some(s) => format!("{}: no frame at or after {s}", job.input.display()),
+            None => "no frame was upscaled".into(),
+        }));
     }
-    std::fs::rename(&temp, &job.output).map_err(|e| {
-        cleanup(&temp);
-        format!("{}: {e}", job.output.display())
-    })?;
-    let secs = started.elapsed().as_secs_f64();
-    let size = std::fs::metadata(&job.output).map(|m| m.len()).unwrap_or(0);
-    if !job.quiet {
-        eprintln!(
-            "{}: {frames} frames in {} ({:.2} fps); model {} x{}; backend {} on {}; decoder {}, encoder {}{}; {:.1} MB",
-            job.output.display(),
-            format_time(secs),
-            frames as f64 / secs.max(1e-9),
-            info.name,
-            video.upscaler.property::<u32>("scale"),
-            stats.get::<&str>("backend").unwrap_or("?"),
-            stats.get::<&str>("device").unwrap_or("?"),
-            video.decoder,
-            video.encoder,
-            {
-                let copied = shared.copied.lock().unwrap();
-                if copied.is_empty() { String::new() } else { format!("; copied {}", copied.join(", ")) }
-            },
-            size as f64 / 1e6
-        );
+    let stopped_early = shared.stopping.load(Ordering::SeqCst);
+    let stopped_by = signals::received().filter(|_| stopped_early && job.range.frames != Some(decoded));
+    if !stopped_early && job.range == Default::default() {
+        report::check_complete(job, decoded, warnings.load(Ordering::Relaxed), &progress.borrow());
     }
-    if interrupted.load(Ordering::SeqCst) {
-        eprintln!("vfupscale: interrupted: {} holds the first {frames} frames", job.output.display());
-        return Ok(ExitCode::from(130));
-    }
-    Ok(ExitCode::SUCCESS)
+    let files = match (part, &job.output) {
+        (Some(part), VideoOutput::File { path, .. }) => part.commit(path)?,
+        (Some(part), VideoOutput::Sequence { dir, .. }) => part.commit(dir)?,
+        _ => Vec::new(),
+    };
+    let facts = report::Facts::gather(&shared.branch.lock().unwrap(), &shared.copied.lock().unwrap(), job);
+    let first_frame = *shared.first_frame.lock().unwrap();
+    Ok(Report { frames, started, first_frame, ended, stopped_by, files, facts })
 }
 
-/// Ctrl+C presses since the job started.
-static SIGINTS: AtomicU32 = AtomicU32::new(0);
-
-extern "C" fn on_sigint(_: libc::c_int) {
-    SIGINTS.fetch_add(1, Ordering::SeqCst);
+/// Frames the run will produce, when the container says (for progress).
+fn total_frames(job: &VideoJob) -> Option<u64> {
+    let all = job.media.expected_frames();
+    let skipped = job
+        .range
+        .start
+        .zip(job.media.video.framerate)
+        .map(|(s, f)| (s.nseconds() as f64 / 1e9 * f.numer() as f64 / f.denom() as f64).round() as u64);
+    let left = all.map(|a| a.saturating_sub(skipped.unwrap_or(0)));
+    match (job.range.frames, left) {
+        (Some(n), Some(l)) => Some(n.min(l)),
+        (n, l) => n.or(l),
+    }
 }

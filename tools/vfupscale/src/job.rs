@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: MPL-2.0
+//! A job: one input to one output, fully decided and checked (model, sizes, encoder, container) before anything
+//! runs. The pipeline that runs it (`pipeline`, `images`) only reads it, so a job can be described, split into
+//! ranges or handed to another process without knowing GStreamer.
+
+use std::path::PathBuf;
+
+use crate::encoder::EncoderSettings;
+use crate::media::MediaInfo;
+use crate::models::Model;
+use crate::output::ImageFormat;
+use crate::size::SizePlan;
+
+/// How frames are upscaled: the element's settings and the output size.
+#[derive(Debug, Clone)]
+pub struct Upscale {
+    pub model: Model,
+    pub backend: &'static str,
+    pub precision: &'static str,
+    pub device: u32,
+    pub size: SizePlan,
+    /// The GPU path is usable (frames can be handed over in CUDA memory).
+    pub gpu: bool,
+}
+
+impl Upscale {
+    /// The configured `vfupscale` element.
+    pub fn element(&self) -> Result<gst::Element, String> {
+        let model = self
+            .model
+            .path
+            .to_str()
+            .ok_or_else(|| format!("model {}: the element takes UTF-8 paths only", self.model.path.display()))?;
+        gst::ElementFactory::make("vfupscale")
+            .property("model", model)
+            .property_from_str("backend", self.backend)
+            .property_from_str("precision", self.precision)
+            .property("device-id", self.device)
+            .build()
+            .map_err(|_| "the vfupscale element is not available".to_string())
+    }
+
+    /// The caps filter after the element that asks for the final size (any memory), when one was requested.
+    pub fn size_filter(&self) -> Result<gst::Element, String> {
+        let (w, h) = self.size.output;
+        let caps =
+            gst::Caps::builder("video/x-raw").any_features().field("width", w as i32).field("height", h as i32).build();
+        gst::ElementFactory::make("capsfilter")
+            .name("output-size")
+            .property("caps", caps)
+            .build()
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// A part of the input: frames from `start` on, at most `frames` of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Range {
+    pub start: Option<gst::ClockTime>,
+    pub frames: Option<u64>,
+}
+
+/// Where a video pipeline ends.
+#[derive(Debug, Clone)]
+pub enum VideoOutput {
+    /// Encoded and muxed into a file.
+    File { path: PathBuf, muxer: &'static str, encoder: EncoderSettings },
+    /// Numbered images in `dir`.
+    Sequence { dir: PathBuf, pattern: String, format: ImageFormat },
+    /// Nothing written (benchmarks): the branch ends after `stage`.
+    Discard { stage: Stage, encoder: EncoderSettings, muxer: &'static str },
+}
+
+/// How far the video branch goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Decode,
+    Upscale,
+    Encode,
+}
+
+#[derive(Debug, Clone)]
+pub struct VideoJob {
+    pub input: PathBuf,
+    pub media: MediaInfo,
+    pub upscale: Upscale,
+    pub output: VideoOutput,
+    pub range: Range,
+    /// The GPU path (NVDEC, CUDA memory) is used where the stream allows it.
+    pub gpu: bool,
+}
+
+impl VideoJob {
+    /// The output as the summary names it.
+    pub fn output_path(&self) -> PathBuf {
+        match &self.output {
+            VideoOutput::File { path, .. } => path.clone(),
+            VideoOutput::Sequence { dir, pattern, .. } => dir.join(pattern),
+            VideoOutput::Discard { .. } => PathBuf::from("(benchmark)"),
+        }
+    }
+
+    pub fn stage(&self) -> Stage {
+        match &self.output {
+            VideoOutput::Discard { stage, .. } => *stage,
+            _ => Stage::Encode,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ImageJob {
+    pub input: PathBuf,
+    pub output: PathBuf,
+    pub format: ImageFormat,
+    pub upscale: Upscale,
+}
+
+#[derive(Debug, Clone)]
+pub enum Job {
+    Video(Box<VideoJob>),
+    Image(ImageJob),
+}
+
+impl Job {
+    pub fn input(&self) -> &std::path::Path {
+        match self {
+            Job::Video(v) => &v.input,
+            Job::Image(i) => &i.input,
+        }
+    }
+}

@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: MPL-2.0
+//! What an input holds, read before anything runs (GStreamer's discoverer): the video's size, frame rate,
+//! orientation and expected frame count, the other streams, the duration.
+
+use std::path::Path;
+
+use gst_pbutils::prelude::*;
+
+#[derive(Debug, Clone)]
+pub struct MediaInfo {
+    pub duration: Option<gst::ClockTime>,
+    pub video: VideoInfo,
+}
+
+#[derive(Debug, Clone)]
+pub struct VideoInfo {
+    pub width: u32,
+    pub height: u32,
+    /// Frames per second (None for still images and variable rates the container does not state).
+    pub framerate: Option<gst::Fraction>,
+    /// `image-orientation` tag (`rotate-90`, `flip-rotate-180`, …), when the frames are to be shown turned.
+    pub orientation: Option<String>,
+}
+
+impl MediaInfo {
+    /// Frames the container's duration and frame rate promise.
+    pub fn expected_frames(&self) -> Option<u64> {
+        let fps = self.video.framerate.filter(|f| f.numer() > 0 && f.denom() > 0)?;
+        let seconds = self.duration?.nseconds() as f64 / 1e9;
+        Some((seconds * fps.numer() as f64 / fps.denom() as f64).round() as u64)
+    }
+}
+
+pub fn file_uri(path: &Path) -> Result<String, String> {
+    let absolute = std::path::absolute(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    gst::glib::filename_to_uri(&absolute, None).map(|u| u.to_string()).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Reads the input's streams (a second or so at most: the discoverer prerolls the file).
+pub fn probe(path: &Path) -> Result<MediaInfo, String> {
+    let shown = path.display();
+    let discoverer = gst_pbutils::Discoverer::new(gst::ClockTime::from_seconds(20)).map_err(|e| e.to_string())?;
+    let info = discoverer
+        .discover_uri(&file_uri(path)?)
+        .map_err(|e| format!("{shown}: not a video file GStreamer can read ({})", e.message().trim_end_matches('.')))?;
+    match info.result() {
+        gst_pbutils::DiscovererResult::Ok => {}
+        gst_pbutils::DiscovererResult::MissingPlugins => {
+            let missing = info.missing_elements_installer_details().join(", ");
+            return Err(format!("{shown}: GStreamer has no plugin to read it (missing: {missing})"));
+        }
+        gst_pbutils::DiscovererResult::Timeout => return Err(format!("{shown}: reading it timed out")),
+        _ => return Err(format!("{shown}: not a video file GStreamer can read")),
+    }
+    let Some(v) = info.video_streams().into_iter().next() else {
+        return Err(format!("{shown}: no video stream"));
+    };
+    let fr = v.framerate();
+    let orientation = v
+        .tags()
+        .and_then(|t| t.get::<gst::tags::ImageOrientation>().map(|o| o.get().to_string()))
+        .filter(|o| o != "rotate-0");
+    Ok(MediaInfo {
+        duration: info.duration(),
+        video: VideoInfo {
+            width: v.width(),
+            height: v.height(),
+            framerate: (fr.numer() > 0).then_some(fr),
+            orientation,
+        },
+    })
+}

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The vfupscale command end to end on an NVIDIA host (what CI cannot run): H.264 and H.265 clips, 8- and 10-bit, with
+# audio, through NVDEC and the GPU backends; a prompt Ctrl+C; images, preview and bench on the GPU path.
+#
+# Usage: tools/vfupscale/tests/gpu.sh [VFUPSCALE]   (default target/release/vfupscale; GStreamer, ONNX Runtime and the
+#        models must be findable, e.g. after `source /tmp/vf-stage/env.sh` on the project's GPU host)
+# Prints what it checks; exits non-zero at the first failure.
+set -euo pipefail
+bin=$(realpath "${1:-target/release/vfupscale}")
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+fail() { echo "FAIL: $*" >&2; exit 1; }
+say() { echo "== $*"; }
+
+clip() { # NAME ENCODER FORMAT FRAMES
+  gst-launch-1.0 -q videotestsrc num-buffers="$4" pattern=ball ! "video/x-raw,format=$3,width=1920,height=1080,framerate=30/1" \
+    ! "$2" ! queue ! mux. audiotestsrc num-buffers=$(($4 * 48000 / 30 / 1024 + 1)) ! audio/x-raw,rate=48000 ! opusenc \
+    ! opusparse ! queue ! mux. matroskamux name=mux ! filesink location="$1"
+}
+
+"$bin" info
+clip h264.mkv "x264enc speed-preset=ultrafast ! h264parse" I420 60
+clip h265.mkv "x265enc speed-preset=ultrafast ! h265parse" I420 60
+clip h265-10.mkv "x265enc speed-preset=ultrafast ! h265parse" I420_10LE 60 || { rm -f h265-10.mkv; echo "(no 10-bit x265 here: 10-bit skipped)"; }
+
+for input in h264.mkv h265.mkv h265-10.mkv; do
+  [ -f "$input" ] || continue
+  say "$input → 4K"
+  "$bin" -i "$input" -o "up-$input" -y 2> err.txt || { cat err.txt; fail "$input"; }
+  cat err.txt
+  grep -q "backend \(native\|cuda\|tensorrt\) on " err.txt || fail "$input: not on a GPU backend"
+  grep -q "decoder nv" err.txt || echo "(decoded in software: no NVDEC for this stream)"
+  grep -q "1920×1080 → 3840×2160" err.txt || fail "$input: sizes"
+  grep -q "60 frames in" err.txt || fail "$input: frame count"
+  grep -q "copied audio" err.txt || fail "$input: audio"
+done
+
+say "--size 3840x2160 from 1080p takes the x2 model; x4 by -s 4"
+"$bin" -i h264.mkv -o size.mkv --size 3840x2160 -y 2> err.txt && grep -q "model realesr-animevideov3-x2" err.txt || fail size
+"$bin" -i h264.mkv -o s4.mkv -s 4 -y --encoder x265enc --preset ultrafast 2> err.txt || { cat err.txt; fail "-s 4"; }
+grep -q "7680×4320" err.txt || fail "-s 4 size"
+
+say "Ctrl+C finishes the file promptly"
+clip long.mkv "x264enc speed-preset=ultrafast ! h264parse" I420 1800
+"$bin" -i long.mkv -o stopped.mkv -y --progress plain 2> err.txt &
+pid=$!
+for _ in $(seq 600); do grep -q "^vfupscale: backend" err.txt && break; sleep 0.1; done
+sleep 2
+start=$(date +%s%N)
+kill -INT "$pid"
+status=0
+wait "$pid" || status=$?
+took=$(awk -v a="$start" -v b="$(date +%s%N)" 'BEGIN { printf "%.2f", (b - a) / 1e9 }')
+cat err.txt
+[ "$status" = 130 ] || fail "exit status $status after Ctrl+C"
+echo "stopped ${took} s after Ctrl+C"
+awk -v t="$took" 'BEGIN { exit !(t < 2) }' || fail "took ${took} s"
+ls -a | grep -q '\.part' && fail "a .part file is left"
+
+if gst-inspect-1.0 pngenc > /dev/null 2>&1; then
+  say "images and preview on the GPU path"
+  gst-launch-1.0 -q videotestsrc num-buffers=1 pattern=smpte ! video/x-raw,width=640,height=360 ! pngenc \
+    ! filesink location=frame.png
+  "$bin" -i frame.png -o frame-x2.png -y 2> err.txt || { cat err.txt; fail image; }
+  cat err.txt
+  grep -q "640×360 → 1280×720" err.txt || fail "image size"
+  "$bin" preview -i h264.mkv -o cmp.png -y || fail preview
+else
+  echo "(GStreamer's png plugin is not installed here: images and preview skipped)"
+fi
+say "bench on the GPU path"
+"$bin" bench -i h264.mkv --frames 60 | tee bench.txt
+grep -q "^bounded by " bench.txt || fail bench
+say "all passed"
