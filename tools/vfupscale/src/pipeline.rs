@@ -246,30 +246,21 @@ impl Shared {
     }
 }
 
-/// One attempt at a job: its result, or the reason to run it again with software decoding.
-enum Attempt {
-    Finished(Result<Report, Failure>),
-    RetryInSoftware(String),
-}
-
 /// Runs `job`, showing progress as `display` says; the display is finished (cleared, or its last JSON object
 /// written) when this returns.
 pub fn run(job: &VideoJob, display: Display) -> Result<Report, Failure> {
     let progress =
         Rc::new(RefCell::new(Progress::new(display.mode, display.quiet, job.output_path().display().to_string())));
     let result = match run_with(job, &progress) {
-        Attempt::Finished(result) => result,
-        Attempt::RetryInSoftware(reason) => {
+        Err(Stopped::Nvdec(reason)) => {
             report::note(&format!(
                 "note: NVDEC cannot decode {} ({reason}); decoding in software",
                 job.input.display()
             ));
             let software = VideoJob { gpu: false, ..job.clone() };
-            match run_with(&software, &progress) {
-                Attempt::Finished(result) => result,
-                Attempt::RetryInSoftware(reason) => Err(Failure::Error(reason)),
-            }
+            run_with(&software, &progress).map_err(Stopped::into_failure)
         }
+        other => other.map_err(Stopped::into_failure),
     };
     let error = match &result {
         Ok(_) => None,
@@ -287,18 +278,20 @@ pub struct Display {
     pub quiet: bool,
 }
 
-fn run_with(job: &VideoJob, progress: &Rc<RefCell<Progress>>) -> Attempt {
-    match run_inner(job, progress) {
-        Ok(report) => Attempt::Finished(Ok(report)),
-        Err(Stopped::Failure(failure)) => Attempt::Finished(Err(failure)),
-        Err(Stopped::Nvdec(reason)) => Attempt::RetryInSoftware(reason),
-    }
-}
-
-/// How a run ended without a report.
+/// How a run ended without a report: a failure, or NVDEC refusing the stream before the first frame (the job is
+/// then run again with software decoding).
 enum Stopped {
     Failure(Failure),
     Nvdec(String),
+}
+
+impl Stopped {
+    fn into_failure(self) -> Failure {
+        match self {
+            Stopped::Failure(f) => f,
+            Stopped::Nvdec(reason) => Failure::Error(reason),
+        }
+    }
 }
 
 impl<T: Into<Failure>> From<T> for Stopped {
@@ -307,7 +300,7 @@ impl<T: Into<Failure>> From<T> for Stopped {
     }
 }
 
-fn run_inner(job: &VideoJob, progress: &Rc<RefCell<Progress>>) -> Result<Report, Stopped> {
+fn run_with(job: &VideoJob, progress: &Rc<RefCell<Progress>>) -> Result<Report, Stopped> {
     let started = Instant::now();
     let part = match &job.output {
         VideoOutput::File { path, .. } => Some(Part::file(path)?),
