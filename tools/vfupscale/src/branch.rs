@@ -284,3 +284,25 @@ fn raw_format(format: &str) -> Result<gst::Element, String> {
 fn fakesink() -> Result<gst::Element, String> {
     gst::ElementFactory::make("fakesink").property("sync", false).build().map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(caps: &str) -> Option<String> {
+        gst::init().unwrap();
+        nvdec_refuses(caps.parse::<gst::Caps>().unwrap().structure(0).unwrap())
+    }
+
+    #[test]
+    fn nvdec_is_not_given_what_it_cannot_decode() {
+        assert_eq!(refused("video/x-h264,profile=high,chroma-format=4:2:0,bit-depth-luma=(uint)8"), None);
+        assert_eq!(refused("video/x-h265,profile=main-10,chroma-format=4:2:0,bit-depth-luma=(uint)10"), None);
+        assert_eq!(refused("video/x-h265,profile=main-444,chroma-format=4:4:4"), None, "HEVC 4:4:4 is NVDEC's");
+        assert_eq!(refused("video/x-h264,profile=high-4:4:4,chroma-format=4:4:4").unwrap(), "4:4:4 chroma");
+        assert_eq!(refused("video/x-h264,profile=high-4:4:4").unwrap(), "profile high-4:4:4");
+        assert_eq!(refused("video/x-h264,profile=high-10").unwrap(), "10-bit samples");
+        assert_eq!(refused("video/x-h265,chroma-format=4:2:2").unwrap(), "4:2:2 chroma");
+        assert_eq!(refused("video/x-h265,profile=main-12").unwrap(), "12-bit samples");
+    }
+}

@@ -88,8 +88,24 @@ pub fn bit_depth(caps: &gst::CapsRef) -> u32 {
             }
         }
     }
-    match gst_video::VideoInfo::from_caps(caps) {
-        Ok(info) => info.format_info().depth()[0],
-        Err(_) => 8,
+    if s.name() != "video/x-raw" {
+        return 8;
+    }
+    gst_video::VideoInfo::from_caps(caps).ok().and_then(|i| i.format_info().depth().first().copied()).unwrap_or(8)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bit_depth_from_parser_caps_profiles_and_raw_formats() {
+        gst::init().unwrap();
+        let depth = |caps: &str| super::bit_depth(&caps.parse::<gst::Caps>().unwrap());
+        assert_eq!(depth("video/x-h265,bit-depth-luma=(uint)10,profile=main"), 10);
+        assert_eq!(depth("video/x-h265,profile=main-12"), 12);
+        assert_eq!(depth("video/x-h264,profile=high-10-intra"), 10);
+        assert_eq!(depth("video/x-h264,profile=high"), 8);
+        assert_eq!(depth("video/x-vp9"), 8);
+        assert_eq!(depth("video/x-raw,format=P010_10LE,width=4,height=4,framerate=0/1"), 10);
+        assert_eq!(depth("video/x-raw,format=NV12,width=4,height=4,framerate=0/1"), 8);
     }
 }
