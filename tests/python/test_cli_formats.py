@@ -109,3 +109,14 @@ def test_h264_high_444_is_upscaled(tmp_path):
     v = media(out)["video"]
     assert (v["frames"], v["width"], v["height"]) == (12, 192, 128)
     assert "decoder avdec_h264" in result.stderr
+
+
+def test_a_rotated_ten_bit_clip_is_turned_and_stays_ten_bit(hdr_clip, tmp_path):
+    from test_cli import rotate_90
+    rotated = tmp_path / "rotated.mp4"
+    rotate_90(hdr_clip, rotated)
+    out = tmp_path / "o.mkv"
+    result = vfupscale("-i", rotated, "-o", out)
+    assert result.returncode == 0, result.stderr
+    v = media(out)["video"]
+    assert (v["width"], v["height"], v["profile"], v["frames"]) == (128, 192, "main-10", 12), v

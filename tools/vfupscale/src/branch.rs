@@ -2,10 +2,14 @@
 //! The video branch of a job's pipeline, from a parsed stream to the muxer (or an image encoder, or a fakesink):
 //!
 //! ```text
-//! GPU:  [parser] ! nvXdec ! queue ! vfupscale ! [size] ! queue ! (NVENC | cudadownload ! [videoflip] ! videoconvert) ! …
-//! CPU:  decodebin ! videoconvert ! NV12 ! queue ! vfupscale ! [size] ! queue ! [videoflip] ! videoconvert ! …
-//! …  ! I420/Y444 ! encoder ! parser   (or: image encoder ! multifilesink)
+//! GPU:  [parser] ! nvXdec ! queue ! vfupscale ! [size] ! depth ! queue ! (NVENC | cudadownload ! [videoflip] ! …
+//!       (a stream NVDEC does not take: decodebin ! videoconvert ! NV12/P010 ! cudaupload ! queue ! vfupscale …)
+//! CPU:  decodebin ! videoconvert ! NV12/P010 ! queue ! vfupscale ! [size] ! depth ! queue ! [videoflip] ! …
+//! …  ! videoconvert ! I420/Y444 (10-bit: I420_10LE/Y444_10LE) ! encoder ! parser   (or: image encoder ! …)
 //! ```
+//! `depth` asks the element for NV12 or P010, as the encoder's bit depth says; the caps carry the colour description
+//! and HDR metadata from the decoder to the encoder. 10-bit frames are turned as I420_10LE (videoflip takes no
+//! P010).
 //! For an input with an orientation tag, `videoflip video-direction=auto` turns the frames as it says: the muxers of
 //! GStreamer 1.22 cannot store an orientation, so it is applied to the pixels.
 
@@ -197,7 +201,8 @@ pub fn build(
                 in_cuda = false;
             }
             if job.media.video.orientation.is_some() {
-                chain.push(flip()?);
+                // P010 (10-bit frames) is no format of videoflip's: converted first (a passthrough for NV12)
+                chain.extend([make("videoconvert")?, flip()?]);
             }
             match &job.output {
                 VideoOutput::File { encoder: settings, .. } | VideoOutput::Discard { encoder: settings, .. } => {
