@@ -11,9 +11,9 @@
 
 use crate::classic::{ClassicMethod, Resampler};
 use crate::color::Affine3x4;
-use crate::cpu::{clamp01, write_nv12};
+use crate::cpu::{clamp01, write_frame};
 use crate::error::{Error, Result};
-use crate::frame::{HostNv12Mut, Size, TensorElement};
+use crate::frame::{HostFrameMut, Size, TensorElement};
 use crate::temporal::{input_index, stabilise};
 
 /// How an output frame of one size is made.
@@ -115,9 +115,9 @@ pub fn compose_host<T: TensorElement>(
     input_rgb: &[f32],
     strength: Strength,
     temporal: Option<HostTemporal<'_>>,
-    rgb_to_yuv: &Affine3x4,
+    rgb_to_code: &Affine3x4,
     scratch: &mut HostScratch,
-    dst: &mut HostNv12Mut,
+    dst: &mut HostFrameMut,
 ) -> Result<()> {
     let out = plan.output;
     if dst.size != out {
@@ -151,7 +151,7 @@ pub fn compose_host<T: TensorElement>(
     {
         return Err(Error::Usage("temporal mask or history of the wrong size".into()));
     }
-    write_nv12(rgb_to_yuv, dst, |x, y| {
+    write_frame(rgb_to_code, dst, |x, y| {
         let i = y * w + x;
         let mut rgb = [0f32; 3];
         for (k, v) in rgb.iter_mut().enumerate() {

@@ -22,6 +22,7 @@ pub mod color;
 pub mod compose;
 pub mod cpu;
 pub mod cuda;
+pub mod format;
 pub mod frame;
 pub mod infer;
 pub mod model;

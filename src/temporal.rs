@@ -4,19 +4,21 @@
 //!
 //! Each output pixel is blended with the previous *output* where the *input* did not change:
 //! `out = v + α·m·(history − v)`, with `v` the frame's own (model, blended or classic) value, `α` the
-//! `temporal-stability` setting and `m` a per-pixel mask from the input frame difference: the largest absolute luma
-//! difference to the previous input over a (2·[`MASK_RADIUS`]+1)² neighbourhood (so that the model's receptive
+//! `temporal-stability` setting and `m` a per-pixel mask from the input frame difference: the largest
+//! [`pixel_difference`] to the previous input (luma for Y'CbCr, the largest of R, G, B otherwise, in 8-bit code
+//! values) over a (2·[`MASK_RADIUS`]+1)² neighbourhood (so that the model's receptive
 //! field around a moving edge counts as moving), mapped to 1 at or below [`TemporalSettings::static_below`] code
 //! values, 0 at or above [`TemporalSettings::moving_above`] and linearly in between. In static regions this is an
 //! exponential moving average (the flicker falls by about `√((1−α)/(1+α))`); moving ones are untouched.
 //!
 //! The history is reset (the mask is all zero for one frame) on the first frame, on discontinuities, flushes, caps
-//! changes, frames that fell back to classic output, and scene cuts: a mean absolute luma difference above
+//! changes, frames that fell back to classic output, and scene cuts: a mean pixel difference above
 //! [`TemporalSettings::scene_cut`] code values, decided on the device from an integer sum, so nothing waits for the
 //! GPU. The mask is computed at input resolution and read at the input pixel nearest each output pixel
 //! ([`input_index`]); the kernels (`cuda/kernels/temporal.cu`) compute the same numbers.
 
-use crate::frame::{HostNv12, Nv12Image, Size};
+use crate::cpu::load;
+use crate::frame::{HostFrame, Image, Size};
 
 /// Neighbourhood radius, in input pixels, over which the input difference is maximised.
 pub const MASK_RADIUS: u32 = 2;
@@ -76,29 +78,45 @@ pub fn input_index(x: usize, y: usize, input: Size, output: Size) -> usize {
     map(y, input.height, output.height) * input.width as usize + map(x, input.width, output.width)
 }
 
-/// Sum of absolute luma differences between two frames of one size.
-pub fn difference_sum(current: &HostNv12, previous: &HostNv12) -> u64 {
+/// How much pixel `x` of two rows (plane 0 of frames of one format) differs, in 8-bit code values: its luma for
+/// Y'CbCr formats, the largest of its R, G, B differences otherwise (the kernels' formula).
+#[inline]
+pub fn pixel_difference(a: &[u8], b: &[u8], x: usize, format: crate::format::PixelFormat) -> u32 {
+    let l = format.layout();
+    let mut d = 0u32;
+    for k in (0..3).filter(|&k| l.plane[k] == 0) {
+        let i = x * l.step[0] as usize + l.offset[k] as usize;
+        d = d.max((load(a, i, &l) as i32 - load(b, i, &l) as i32).unsigned_abs());
+    }
+    d * 255 / l.max_code as u32
+}
+
+/// Sum of the pixel differences between two frames of one size and format.
+pub fn difference_sum(current: &HostFrame, previous: &HostFrame) -> u64 {
     let (w, h) = (current.size.width as usize, current.size.height as usize);
     let mut sum = 0u64;
     for y in 0..h {
-        let (a, b) = (&current.y[y * current.y_stride..][..w], &previous.y[y * previous.y_stride..][..w]);
-        sum += a.iter().zip(b).map(|(&a, &b)| a.abs_diff(b) as u64).sum::<u64>();
+        let (a, b) = (&current.planes[0][y * current.strides[0]..], &previous.planes[0][y * previous.strides[0]..]);
+        sum += (0..w).map(|x| pixel_difference(a, b, x, current.format) as u64).sum::<u64>();
     }
     sum
 }
 
-/// Writes the stabilisation mask of `current` against `previous` (same size) into `mask` (one value per input
-/// pixel); all zero when `history_valid` is false or the frame is a scene cut. Returns whether it was a cut.
+/// Writes the stabilisation mask of `current` against `previous` (same size and format) into `mask` (one value per
+/// input pixel); all zero when `history_valid` is false or the frame is a scene cut. Returns whether it was a cut.
 pub fn compute_mask(
     settings: &TemporalSettings,
-    current: &HostNv12,
-    previous: &HostNv12,
+    current: &HostFrame,
+    previous: &HostFrame,
     history_valid: bool,
     mask: &mut [f32],
 ) -> bool {
     let size = current.size;
     let (w, h) = (size.width as i64, size.height as i64);
-    assert!(mask.len() >= size.pixels() && previous.size == size, "mask or previous frame of the wrong size");
+    assert!(
+        mask.len() >= size.pixels() && previous.size == size && previous.format == current.format,
+        "mask or previous frame of the wrong size or format"
+    );
     let cut = difference_sum(current, previous) > settings.cut_limit(size);
     let r = MASK_RADIUS as i64;
     for y in 0..h {
@@ -106,11 +124,11 @@ pub fn compute_mask(
             let mut d = 0u32;
             for dy in -r..=r {
                 let yy = (y + dy).clamp(0, h - 1) as usize;
+                let a = &current.planes[0][yy * current.strides[0]..];
+                let b = &previous.planes[0][yy * previous.strides[0]..];
                 for dx in -r..=r {
                     let xx = (x + dx).clamp(0, w - 1) as usize;
-                    let a = current.y[yy * current.y_stride + xx];
-                    let b = previous.y[yy * previous.y_stride + xx];
-                    d = d.max(a.abs_diff(b) as u32);
+                    d = d.max(pixel_difference(a, b, xx, current.format));
                 }
             }
             let m = if history_valid && !cut { settings.mask_value(d) } else { 0.0 };
@@ -127,9 +145,9 @@ pub fn stabilise(v: f32, history: f32, weight: f32) -> f32 {
     crate::cpu::clamp01(v + weight * (history - v))
 }
 
-/// The flicker of a sequence of output frames: the mean absolute frame-to-frame luma difference of the output over
-/// the pixels whose input (at the nearest input pixel) did not change by more than one code value, with the
-/// input's own over the same pixels.
+/// The flicker of a sequence of output frames: the mean frame-to-frame [`pixel_difference`] of the output (luma
+/// for Y'CbCr) over the pixels whose input (at the nearest input pixel) did not change by more than one code value,
+/// with the input's own over the same pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Flicker {
     /// Mean absolute output luma difference in static regions (code values).
@@ -163,20 +181,22 @@ impl std::fmt::Display for Flicker {
 }
 
 /// Measures the flicker of `outputs` (one per input, all of one size) against `inputs` (all of one size).
-pub fn flicker(inputs: &[Nv12Image], outputs: &[Nv12Image]) -> Flicker {
+pub fn flicker(inputs: &[Image], outputs: &[Image]) -> Flicker {
     assert_eq!(inputs.len(), outputs.len(), "one output per input");
     let (mut out_sum, mut in_sum, mut counted, mut total) = (0u64, 0u64, 0u64, 0u64);
     for t in 1..inputs.len() {
         let (i0, i1, o0, o1) = (&inputs[t - 1], &inputs[t], &outputs[t - 1], &outputs[t]);
         let (isize, osize) = (i1.size, o1.size);
+        let (iw, ow) = (isize.width as usize, osize.width as usize);
+        let (is, os) = (i1.strides()[0], o1.strides()[0]);
         for y in 0..osize.height as usize {
-            for x in 0..osize.width as usize {
+            for x in 0..ow {
                 total += 1;
                 let ii = input_index(x, y, isize, osize);
-                let input_change = i1.y[ii].abs_diff(i0.y[ii]);
+                let (iy, ix) = (ii / iw, ii % iw);
+                let input_change = pixel_difference(&i1.planes[0][iy * is..], &i0.planes[0][iy * is..], ix, i1.format);
                 if input_change <= 1 {
-                    let oi = y * osize.width as usize + x;
-                    out_sum += o1.y[oi].abs_diff(o0.y[oi]) as u64;
+                    out_sum += pixel_difference(&o1.planes[0][y * os..], &o0.planes[0][y * os..], x, o1.format) as u64;
                     in_sum += input_change as u64;
                     counted += 1;
                 }
@@ -190,6 +210,7 @@ pub fn flicker(inputs: &[Nv12Image], outputs: &[Nv12Image]) -> Flicker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::PixelFormat;
 
     #[test]
     fn the_mask_ramps_between_the_thresholds() {
@@ -210,10 +231,10 @@ mod tests {
     #[test]
     fn a_moving_patch_is_masked_out_with_its_neighbourhood_and_cuts_reset() {
         let size = Size::new(16, 8);
-        let mut a = Nv12Image::new(size);
-        a.y.fill(100);
+        let mut a = Image::new(PixelFormat::Nv12, size);
+        a.planes[0].fill(100);
         let mut b = a.clone();
-        b.y[3 * 16 + 8] = 200;
+        b.planes[0][3 * 16 + 8] = 200;
         let s = TemporalSettings::with_strength(0.5);
         let mut mask = vec![0f32; size.pixels()];
         assert!(!compute_mask(&s, &b.view(), &a.view(), true, &mut mask));
@@ -226,17 +247,26 @@ mod tests {
         compute_mask(&s, &b.view(), &a.view(), false, &mut mask);
         assert!(mask.iter().all(|&m| m == 0.0), "no history: nothing is blended");
         let mut cut = a.clone();
-        cut.y.fill(160);
+        cut.planes[0].fill(160);
         assert!(compute_mask(&s, &cut.view(), &a.view(), true, &mut mask));
         assert!(mask.iter().all(|&m| m == 0.0), "a scene cut resets");
+    }
+
+    #[test]
+    fn pixel_differences_are_luma_or_the_largest_rgb_one_in_8_bit_codes() {
+        assert_eq!(pixel_difference(&[10, 0], &[30, 0], 0, PixelFormat::Nv12), 20);
+        // P010: 10-bit codes 400 and 480 (shifted up by 6) differ by 80, i.e. 19 at 8 bits
+        let p = |v: u16| (v << 6).to_le_bytes();
+        assert_eq!(pixel_difference(&p(400), &p(480), 0, PixelFormat::P010), 19);
+        assert_eq!(pixel_difference(&[10, 50, 90, 0], &[12, 40, 91, 255], 0, PixelFormat::Rgba), 10);
     }
 
     #[test]
     fn flicker_counts_static_input_pixels_only() {
         let size = Size::new(4, 4);
         let frame = |v: u8| {
-            let mut f = Nv12Image::new(size);
-            f.y.fill(v);
+            let mut f = Image::new(PixelFormat::Nv12, size);
+            f.planes[0].fill(v);
             f
         };
         let inputs = [frame(10), frame(10), frame(50)];

@@ -6,12 +6,13 @@ use cudarc::driver::{
     CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr, LaunchConfig, PushKernelArg,
 };
 
-use super::memory::{DeviceNv12, DeviceNv12Mut, PlanarTensor};
+use super::memory::{DeviceFrame, DeviceFrameMut, PlanarTensor};
 use super::module::LoadedModule;
 use crate::classic::{AxisFilter, Resampler};
 use crate::color::Affine3x4;
 use crate::compose::{ComposePlan, Strength};
 use crate::error::{Error, Result};
+use crate::format::FormatLayout;
 use crate::frame::{ElementType, Size};
 use crate::temporal::{MASK_RADIUS, TemporalSettings};
 
@@ -106,7 +107,8 @@ pub struct ComposeFrame<'a> {
     pub strength: Strength,
     /// `α`, the mask (input size, one `f32` per pixel) and the history (`f32` planar, output size).
     pub temporal: Option<(f32, &'a CudaSlice<f32>, &'a mut CudaSlice<f32>)>,
-    pub rgb_to_yuv: &'a Affine3x4,
+    /// RGB to the output's code values ([`crate::color::rgb_to_code`]).
+    pub from_rgb: &'a Affine3x4,
 }
 
 /// The kernels' `struct ComposeArgs` (compose.cu), field for field.
@@ -117,13 +119,14 @@ struct ComposeArgs {
     input_rgb: u64,
     mask: u64,
     history: u64,
-    y_plane: u64,
-    uv_plane: u64,
+    plane0: u64,
+    plane1: u64,
     shrink_x: AxisArgs,
     shrink_y: AxisArgs,
     classic_x: AxisArgs,
     classic_y: AxisArgs,
-    rgb_to_yuv: Affine3x4,
+    from_rgb: Affine3x4,
+    fmt: FormatLayout,
     strength_model: f32,
     strength_classic: f32,
     alpha: f32,
@@ -133,8 +136,8 @@ struct ComposeArgs {
     in_h: i32,
     out_w: i32,
     out_h: i32,
-    y_pitch: i32,
-    uv_pitch: i32,
+    pitch0: i32,
+    pitch1: i32,
 }
 
 // SAFETY: `ComposeArgs` is `#[repr(C)]` plain integers and floats, laid out as `struct ComposeArgs` in compose.cu
@@ -142,11 +145,11 @@ struct ComposeArgs {
 unsafe impl DeviceRepr for ComposeArgs {}
 // the offsets of `struct ComposeArgs` as a C++ compiler lays it out (checked with offsetof)
 const _: () = assert!(
-    size_of::<ComposeArgs>() == 240
+    size_of::<ComposeArgs>() == 288
         && size_of::<AxisArgs>() == 24
-        && std::mem::offset_of!(ComposeArgs, rgb_to_yuv) == 144
-        && std::mem::offset_of!(ComposeArgs, strength_model) == 192
-        && std::mem::offset_of!(ComposeArgs, uv_pitch) == 232
+        && std::mem::offset_of!(ComposeArgs, fmt) == 192
+        && std::mem::offset_of!(ComposeArgs, strength_model) == 240
+        && std::mem::offset_of!(ComposeArgs, pitch1) == 280
 );
 
 /// The kernels of `resample.cu`, `compose.cu` and `temporal.cu`, loaded into one context.
@@ -172,7 +175,7 @@ impl ComposeKernels {
         };
         Ok(Self {
             resample: pair(resample, "resample_planar")?,
-            compose: pair(compose, "compose_nv12")?,
+            compose: pair(compose, "compose_frame")?,
             difference: temporal.function("frame_difference")?.clone(),
             mask: temporal.function("temporal_mask")?.clone(),
         })
@@ -221,8 +224,8 @@ impl ComposeKernels {
         &self,
         stream: &std::sync::Arc<CudaStream>,
         settings: &TemporalSettings,
-        current: &DeviceNv12<'_>,
-        previous: &DeviceNv12<'_>,
+        current: &DeviceFrame<'_>,
+        previous: &DeviceFrame<'_>,
         history_valid: bool,
         sum: &mut CudaSlice<u64>,
         mask: &mut CudaSlice<f32>,
@@ -233,18 +236,22 @@ impl ComposeKernels {
         }
         stream.memset_zeros(sum).map_err(Error::cuda("cuMemsetD8Async"))?;
         let (c, p) = (current.planes(), previous.planes());
-        let (cp, pp) = (c.y_pitch as i32, p.y_pitch as i32);
+        if current.format() != previous.format() {
+            return Err(Error::Usage(format!("a temporal mask of {} against {}", current.format(), previous.format())));
+        }
+        let (cp, pp, layout) = (c.pitch[0] as i32, p.pitch[0] as i32, current.format().layout());
         let (w, h) = (size.width as i32, size.height as i32);
         let (sum_ptr, _) = sum.device_ptr_mut(stream);
         let mut args = stream.launch_builder(&self.difference);
-        args.arg(&c.y).arg(&cp).arg(&p.y).arg(&pp).arg(&w).arg(&h).arg(&sum_ptr);
+        args.arg(&c.ptr[0]).arg(&cp).arg(&p.ptr[0]).arg(&pp).arg(&w).arg(&h).arg(&layout).arg(&sum_ptr);
         // SAFETY: as above; `sum` is our one-element allocation.
         unsafe { args.launch(grid(size)) }.map_err(Error::cuda("cuLaunchKernel"))?;
         let (radius, lo, hi) = (MASK_RADIUS as i32, settings.static_below as u32, settings.moving_above as u32);
         let (limit, valid) = (settings.cut_limit(size), history_valid as i32);
         let (mask_ptr, _) = mask.device_ptr_mut(stream);
         let mut args = stream.launch_builder(&self.mask);
-        args.arg(&c.y).arg(&cp).arg(&p.y).arg(&pp).arg(&w).arg(&h).arg(&radius).arg(&lo).arg(&hi);
+        args.arg(&c.ptr[0]).arg(&cp).arg(&p.ptr[0]).arg(&pp).arg(&w).arg(&h).arg(&layout);
+        args.arg(&radius).arg(&lo).arg(&hi);
         args.arg(&sum_ptr).arg(&limit).arg(&valid).arg(&mask_ptr);
         // SAFETY: as above; the mask holds a value per pixel (checked).
         unsafe { args.launch(grid(size)) }.map_err(Error::cuda("cuLaunchKernel"))?;
@@ -262,7 +269,7 @@ impl ComposeKernels {
         plan: &ComposePlan,
         (classic, shrink): (&DeviceResampler, Option<&DeviceResampler>),
         frame: ComposeFrame<'_>,
-        dst: &mut DeviceNv12Mut<'_>,
+        dst: &mut DeviceFrameMut<'_>,
     ) -> Result<()> {
         let strength = if frame.model.is_some() { frame.strength } else { Strength::CLASSIC };
         let bad = |what: &str| Err(Error::Usage(format!("composing a {} frame: {what}", plan.output)));
@@ -298,13 +305,14 @@ impl ComposeKernels {
             input_rgb,
             mask,
             history,
-            y_plane: p.y,
-            uv_plane: p.uv,
+            plane0: p.ptr[0],
+            plane1: p.ptr[1],
             shrink_x: shrink.map_or_else(AxisArgs::default, |s| s.x.args(stream)),
             shrink_y: shrink.map_or_else(AxisArgs::default, |s| s.y.args(stream)),
             classic_x: classic.x.args(stream),
             classic_y: classic.y.args(stream),
-            rgb_to_yuv: *frame.rgb_to_yuv,
+            from_rgb: *frame.from_rgb,
+            fmt: p.format.layout(),
             strength_model: strength.model,
             strength_classic: strength.classic,
             alpha,
@@ -314,14 +322,16 @@ impl ComposeKernels {
             in_h: plan.input.height as i32,
             out_w: plan.output.width as i32,
             out_h: plan.output.height as i32,
-            y_pitch: p.y_pitch as i32,
-            uv_pitch: p.uv_pitch as i32,
+            pitch0: p.pitch[0] as i32,
+            pitch1: p.pitch[1] as i32,
         };
         let mut launch = stream.launch_builder(of(&self.compose, model.1));
         launch.arg(&args);
+        // one thread per block: a chroma position (2×2 pixels) with a subsampled plane, else a pixel
+        let blocks = if p.format.planes() == 2 { plan.output.chroma() } else { plan.output };
         // SAFETY: the argument struct matches the kernel's; every address in it is of a view or table checked above
         // to hold what the kernel touches, valid until the work completes per this function's contract.
-        unsafe { launch.launch(grid(plan.output.chroma())) }.map_err(Error::cuda("cuLaunchKernel"))?;
+        unsafe { launch.launch(grid(blocks)) }.map_err(Error::cuda("cuLaunchKernel"))?;
         Ok(())
     }
 }

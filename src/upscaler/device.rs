@@ -11,13 +11,13 @@ use cudarc::driver::{CudaSlice, CudaStream};
 use super::frames::InputFrame;
 use super::output::{DeviceOutput, OutputSettings};
 use super::timing::{FrameEvents, FrameTimer};
-use crate::color::{Colorimetry, rgb_to_yuv, yuv_to_rgb};
+use crate::color::{Colorimetry, code_to_rgb, rgb_to_code};
 use crate::cuda::{
-    DeviceNv12, DeviceNv12Mut, GpuDevice, Nv12Buffer, PlanarTensor, PlanarTensorMut, copy_between_contexts, upload,
+    DeviceFrame, DeviceFrameMut, FrameBuffer, GpuDevice, PlanarTensor, PlanarTensorMut, copy_between_contexts, upload,
 };
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::frame::{Rect, Size};
+use crate::frame::{PixelFormat, Rect, Size};
 use crate::planning::RunPlan;
 use crate::stats::Stats;
 
@@ -53,7 +53,7 @@ pub(super) struct DevicePath<F> {
     // Field order is drop order, after `Upscaler::drop` has waited for the stream: frames, then our buffers.
     pub in_flight: VecDeque<InFlight<F>>,
     /// The frame copies and uploads go to (one: the next frame's copy is ordered after this one's reads).
-    staging: Option<Nv12Buffer>,
+    staging: Option<FrameBuffer>,
     /// The float32 frame tiles are blended into, when tiled.
     accumulator: Option<CudaSlice<f32>>,
     /// Tables, the input's RGB and the temporal history for composing outputs of the prepared size.
@@ -91,7 +91,7 @@ impl<F> DevicePath<F> {
     pub fn own_bytes(&self) -> u64 {
         let acc = self.accumulator.as_ref().map_or(0, |a| a.len() * size_of::<f32>());
         let output = self.output.as_ref().map_or(0, DeviceOutput::bytes);
-        (acc + self.staging.as_ref().map_or(0, Nv12Buffer::bytes)) as u64 + output
+        (acc + self.staging.as_ref().map_or(0, FrameBuffer::bytes)) as u64 + output
     }
 
     /// Allocates the accumulation frame for output frames of `out` (or frees it for whole frames); the frames in
@@ -104,12 +104,13 @@ impl<F> DevicePath<F> {
         Ok(())
     }
 
-    /// The staging frame, of `size`. Frames in flight that read the old one are waited for before it is replaced.
-    fn staging(&mut self, size: Size) -> Result<&mut Nv12Buffer> {
-        if self.staging.as_ref().is_none_or(|s| s.size() != size) {
+    /// The staging frame, of `format` and `size`. Frames in flight that read the old one are waited for before it
+    /// is replaced.
+    fn staging(&mut self, format: PixelFormat, size: Size) -> Result<&mut FrameBuffer> {
+        if self.staging.as_ref().is_none_or(|s| (s.format(), s.size()) != (format, size)) {
             self.wait_for_frames_in_flight()?;
             self.staging = None;
-            self.staging = Some(Nv12Buffer::new(&self.stream, size)?);
+            self.staging = Some(FrameBuffer::new(&self.stream, format, size)?);
         }
         self.staging.as_mut().ok_or_else(|| Error::Usage("no staging frame".into()))
     }
@@ -125,14 +126,14 @@ impl<F> DevicePath<F> {
         match input {
             InputFrame::Device(frame) if frame.context() == ours => Ok(InputRoute::ZeroCopy),
             InputFrame::Device(frame) => {
-                let mut staging = self.staging(frame.size())?.view_mut(&stream)?;
+                let mut staging = self.staging(frame.format(), frame.size())?.view_mut(&stream)?;
                 // SAFETY: `frame` per this function's contract; the staging frame is ours, read only by frames queued
                 // on this stream, in order.
                 unsafe { copy_between_contexts(&stream, frame, &mut staging)? };
                 Ok(InputRoute::ForeignContext)
             }
             InputFrame::Host(frame) => {
-                let mut staging = self.staging(frame.size)?.view_mut(&stream)?;
+                let mut staging = self.staging(frame.format, frame.size)?.view_mut(&stream)?;
                 // SAFETY: as above, for host memory.
                 unsafe { upload(&stream, frame, &mut staging)? };
                 Ok(InputRoute::HostUpload)
@@ -159,7 +160,7 @@ impl<F> DevicePath<F> {
         model: Option<(&mut Engine, &RunPlan)>,
         settings: &OutputSettings,
         input: &InputFrame<'_>,
-        output: &mut DeviceNv12Mut<'_>,
+        output: &mut DeviceFrameMut<'_>,
         (colours, history_valid): ((Colorimetry, Colorimetry), bool),
     ) -> Result<(FrameEvents, InputRoute, bool)> {
         let plan = &self.output.as_ref().ok_or_else(|| Error::Usage("no output prepared".into()))?.plan;
@@ -181,7 +182,7 @@ impl<F> DevicePath<F> {
             // SAFETY: this function's contract.
             let route = unsafe { self.stage(input)? };
             let staged;
-            let source: &DeviceNv12<'_> = match (input, route) {
+            let source: &DeviceFrame<'_> = match (input, route) {
                 (InputFrame::Device(frame), InputRoute::ZeroCopy) => frame,
                 _ => {
                     let staging = self.staging.as_ref().ok_or_else(|| Error::Usage("no staging frame".into()))?;
@@ -235,11 +236,11 @@ impl<F> DevicePath<F> {
 
 /// What one frame's work reads and writes.
 struct FrameWork<'f, 's, 'o> {
-    source: &'f DeviceNv12<'s>,
+    source: &'f DeviceFrame<'s>,
     accumulator: Option<&'f mut CudaSlice<f32>>,
     finish: &'f mut DeviceOutput,
     settings: &'f OutputSettings,
-    output: &'f mut DeviceNv12Mut<'o>,
+    output: &'f mut DeviceFrameMut<'o>,
     colours: (Colorimetry, Colorimetry),
     history_valid: bool,
 }
@@ -252,7 +253,8 @@ impl FrameWork<'_, '_, '_> {
         stream: &Arc<CudaStream>,
         model: Option<&PlanarTensor<'_>>,
     ) -> Result<bool> {
-        let (to_rgb, to_yuv) = (yuv_to_rgb(self.colours.0), rgb_to_yuv(self.colours.1));
+        let to_rgb = code_to_rgb(self.colours.0, self.source.format().depth());
+        let to_code = rgb_to_code(self.colours.1, self.output.format().depth());
         // SAFETY: `source` and `output` are valid until the frame completes (the caller's contract), the model's
         // tensor is the engine's (kept until the next bind, which waits for the frames in flight) or ours.
         unsafe {
@@ -262,7 +264,7 @@ impl FrameWork<'_, '_, '_> {
                 self.settings,
                 model,
                 self.source,
-                (&to_rgb, &to_yuv),
+                (&to_rgb, &to_code),
                 self.history_valid,
                 self.output,
             )
@@ -295,7 +297,7 @@ fn queue_tiles(
     mut frame: FrameWork<'_, '_, '_>,
 ) -> Result<(FrameEvents, bool)> {
     let kernels = device.kernels();
-    let to_rgb = yuv_to_rgb(frame.colours.0);
+    let to_rgb = code_to_rgb(frame.colours.0, frame.source.format().depth());
     let model_size = frame.finish.plan.model_output;
     let plain = frame.settings.plain(&frame.finish.plan);
     let mut accumulator = match frame.accumulator.take() {
@@ -316,7 +318,7 @@ fn queue_tiles(
             let mut tensor = engine.input_tensor(j as u32)?;
             // SAFETY: `source` is valid until the frame completes (the caller's contract); the tensor is the
             // engine's, kept until the next bind, which waits for the frames in flight.
-            unsafe { kernels.nv12_to_planar(stream, frame.source, &to_rgb, region, &mut tensor)? };
+            unsafe { kernels.frame_to_planar(stream, frame.source, &to_rgb, region, &mut tensor)? };
         }
         timer.record(slot, 3 * chunks + 1)?;
         engine.run()?;

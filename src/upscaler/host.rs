@@ -1,15 +1,15 @@
 // SPDX-License-Identifier: MPL-2.0
-//! The host path: NV12 in host memory converted in Rust (`cpu.rs`) into the engine's host input tensor, the
+//! The host path: frames in host memory converted in Rust (`cpu.rs`) into the engine's host input tensor, the
 //! model run by ONNX Runtime on whichever provider was chosen, the output blended and composed in Rust
 //! (`compose.rs`); or classic output alone.
 
 use std::time::Instant;
 
-use crate::color::{Colorimetry, rgb_to_yuv, yuv_to_rgb};
+use crate::color::{Colorimetry, code_to_rgb, rgb_to_code};
 use crate::cpu;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::frame::{HostNv12, HostNv12Mut, HostTensor, HostTensorMut, Rect, Size, TensorElement};
+use crate::frame::{HostFrame, HostFrameMut, HostTensor, HostTensorMut, Rect, Size, TensorElement};
 use crate::planning::RunPlan;
 use crate::stats::FrameTimes;
 use crate::tiling::Tile;
@@ -29,11 +29,11 @@ pub(super) fn upscale(
     accumulator: &mut [f32],
     output: &mut HostOutput,
     settings: &OutputSettings,
-    src: &HostNv12,
-    dst: &mut HostNv12Mut,
+    src: &HostFrame,
+    dst: &mut HostFrameMut,
     ((src_colour, dst_colour), history_valid): ((Colorimetry, Colorimetry), bool),
 ) -> Result<(FrameTimes, bool)> {
-    let (to_rgb, to_yuv) = (yuv_to_rgb(src_colour), rgb_to_yuv(dst_colour));
+    let (to_rgb, to_code) = (code_to_rgb(src_colour, src.format.depth()), rgb_to_code(dst_colour, dst.format.depth()));
     let tile_in = 3 * plan.tiles.tile.pixels();
     let tile_out = 3 * plan.tiles.tile.scaled(plan.tiles.scale).pixels();
     let model_size = output.plan.model_output;
@@ -49,8 +49,8 @@ pub(super) fn upscale(
         for (j, tile) in chunk.iter().enumerate() {
             let region = if blended { tile.input } else { Rect::of_size(src.size) };
             match engine.input_host()? {
-                HostTensorMut::F32(t) => cpu::nv12_to_planar(src, &to_rgb, region, &mut t[j * tile_in..]),
-                HostTensorMut::F16(t) => cpu::nv12_to_planar(src, &to_rgb, region, &mut t[j * tile_in..]),
+                HostTensorMut::F32(t) => cpu::frame_to_planar(src, &to_rgb, region, &mut t[j * tile_in..]),
+                HostTensorMut::F16(t) => cpu::frame_to_planar(src, &to_rgb, region, &mut t[j * tile_in..]),
             }
         }
         times.convert_in += ms_since(t0);
@@ -63,7 +63,7 @@ pub(super) fn upscale(
         times.inference += ms_since(t1);
         let t2 = Instant::now();
         let tensor = engine.output_host()?;
-        let colours = (&to_rgb, &to_yuv);
+        let colours = (&to_rgb, &to_code);
         stabilised = match (blended, &tensor) {
             (true, HostTensor::F32(t)) => blend_chunk(t, chunk, tile_out, accumulator, model_size),
             (true, HostTensor::F16(t)) => blend_chunk(t, chunk, tile_out, accumulator, model_size),
@@ -74,7 +74,7 @@ pub(super) fn upscale(
     }
     if blended {
         let t3 = Instant::now();
-        stabilised = output.finish(settings, Some(&*accumulator), src, (&to_rgb, &to_yuv), history_valid, dst)?;
+        stabilised = output.finish(settings, Some(&*accumulator), src, (&to_rgb, &to_code), history_valid, dst)?;
         times.convert_out += ms_since(t3);
     }
     Ok((times, stabilised))
@@ -99,12 +99,12 @@ fn blend_chunk<T: TensorElement>(
 pub(super) fn classic(
     output: &mut HostOutput,
     settings: &OutputSettings,
-    src: &HostNv12,
-    dst: &mut HostNv12Mut,
+    src: &HostFrame,
+    dst: &mut HostFrameMut,
     (src_colour, dst_colour): (Colorimetry, Colorimetry),
 ) -> Result<FrameTimes> {
     let t = Instant::now();
-    let (to_rgb, to_yuv) = (yuv_to_rgb(src_colour), rgb_to_yuv(dst_colour));
-    output.finish::<f32>(settings, None, src, (&to_rgb, &to_yuv), false, dst)?;
+    let (to_rgb, to_code) = (code_to_rgb(src_colour, src.format.depth()), rgb_to_code(dst_colour, dst.format.depth()));
+    output.finish::<f32>(settings, None, src, (&to_rgb, &to_code), false, dst)?;
     Ok(FrameTimes { convert_out: ms_since(t), ..FrameTimes::default() })
 }

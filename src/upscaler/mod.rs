@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MPL-2.0
-//! The per-frame coordinator: NV12 → planar RGB in the engine's input tensor → the model → planar RGB output →
-//! NV12, on device memory (queued on one CUDA stream and synchronised once per frame; nothing allocated after the
+//! The per-frame coordinator: a frame (NV12, P010, packed RGB(A)) → planar RGB in the engine's input tensor → the
+//! model → planar RGB output → a frame of the output format, on device memory (queued on one CUDA stream and synchronised once per frame; nothing allocated after the
 //! first frame of a size) or on host memory.
 //!
 //! The parts are elsewhere: choosing the engine ([`crate::engine::select_engine`]), cutting frames into tiles under
@@ -29,10 +29,10 @@ use crate::backend::{Backend, BackendChoice, Precision};
 use crate::classic::{ClassicMethod, Fallback};
 use crate::color::Colorimetry;
 use crate::compose::ComposePlan;
-use crate::cuda::{DeviceNv12Mut, GpuDevice};
+use crate::cuda::{DeviceFrameMut, GpuDevice};
 use crate::engine::{Agreement, Engine, EngineMemory, EngineRequest};
 use crate::error::{Error, ErrorKind, Result};
-use crate::frame::{ElementType, HostNv12, HostNv12Mut, Size};
+use crate::frame::{ElementType, HostFrame, HostFrameMut, PixelFormat, Size};
 use crate::infer::TensorLocation;
 use crate::model::{Model, ModelInfo};
 use crate::planning::{Planner, RunPlan, Tiling};
@@ -391,17 +391,19 @@ impl<F: FrameBuffers> Upscaler<F> {
         self.prepared(src, dst, location)?.ok_or_else(|| Error::Usage("no model to run".into()))
     }
 
-    /// Upscales an NV12 frame in host memory (prepared with [`TensorLocation::Host`]).
+    /// Upscales a frame in host memory (prepared with [`TensorLocation::Host`]) into a frame of any format of the
+    /// same family (Y'CbCr or R'G'B').
     pub fn upscale_host(
         &mut self,
-        src: &HostNv12,
+        src: &HostFrame,
         src_colour: Colorimetry,
-        dst: &mut HostNv12Mut,
+        dst: &mut HostFrameMut,
         dst_colour: Colorimetry,
     ) -> Result<()> {
+        check_formats((src.format, src_colour), (dst.format, dst_colour))?;
         let (sizes, colours) = ((src.size, dst.size), (src_colour, dst_colour));
         let with_model = self.prepared(src.size, dst.size, TensorLocation::Host)?.is_some();
-        let classic = |up: &mut Self, dst: &mut HostNv12Mut| {
+        let classic = |up: &mut Self, dst: &mut HostFrameMut| {
             let out = up.host_output.as_mut().ok_or_else(|| Error::Usage("no output prepared".into()))?;
             host::classic(out, &up.output, src, dst, colours)
         };
@@ -436,12 +438,13 @@ impl<F: FrameBuffers> Upscaler<F> {
     unsafe fn queue_on_device(
         &mut self,
         input: &InputFrame<'_>,
-        output: &mut DeviceNv12Mut<'_>,
+        output: &mut DeviceFrameMut<'_>,
         colours: (Colorimetry, Colorimetry),
     ) -> Result<(timing::FrameEvents, device::InputRoute)> {
+        check_formats((input.format(), colours.0), (output.format(), colours.1))?;
         let (size, out_size) = (input.size(), output.size());
         let with_model = self.prepared(size, out_size, TensorLocation::Device)?.is_some();
-        let classic = |up: &mut Self, output: &mut DeviceNv12Mut<'_>| {
+        let classic = |up: &mut Self, output: &mut DeviceFrameMut<'_>| {
             let device = up.device.as_mut().ok_or_else(|| Error::Usage("no GPU".into()))?;
             // SAFETY: this function's contract.
             unsafe { device.queue(None, &up.output, input, output, (colours, false)) }
@@ -473,7 +476,7 @@ impl<F: FrameBuffers> Upscaler<F> {
     pub fn upscale_device(
         &mut self,
         input: InputFrame<'_>,
-        mut output: DeviceNv12Mut<'_>,
+        mut output: DeviceFrameMut<'_>,
         src_colour: Colorimetry,
         dst_colour: Colorimetry,
     ) -> Result<()> {
@@ -556,6 +559,17 @@ impl<F: FrameBuffers> Upscaler<F> {
         }
         waited
     }
+}
+
+/// Checks that each side's colorimetry suits its format, and that both formats are of one family: Y'CbCr to
+/// Y'CbCr (NV12 and P010 either way), R'G'B' to R'G'B'.
+fn check_formats(input: (PixelFormat, Colorimetry), output: (PixelFormat, Colorimetry)) -> Result<()> {
+    input.1.check(input.0)?;
+    output.1.check(output.0)?;
+    if input.0.family() != output.0.family() {
+        return Err(Error::Negotiation(format!("{} frames cannot be upscaled into {} frames", input.0, output.0)));
+    }
+    Ok(())
 }
 
 impl<F: FrameBuffers> Drop for Upscaler<F> {

@@ -13,11 +13,11 @@ use crate::color::Affine3x4;
 use crate::compose::{ComposePlan, HostScratch, HostTemporal, Strength, compose_host};
 use crate::cpu;
 use crate::cuda::{
-    ComposeFrame, DeviceNv12, DeviceNv12Mut, DeviceResampler, GpuDevice, Nv12Buffer, PlanarTensor, PlanarTensorMut,
+    ComposeFrame, DeviceFrame, DeviceFrameMut, DeviceResampler, FrameBuffer, GpuDevice, PlanarTensor, PlanarTensorMut,
     copy_between_contexts,
 };
 use crate::error::{Error, Result};
-use crate::frame::{HostNv12, HostNv12Mut, Nv12Image, Rect, TensorElement};
+use crate::frame::{HostFrame, HostFrameMut, Image, PixelFormat, Rect, TensorElement};
 use crate::temporal::{TemporalSettings, compute_mask};
 
 /// How output frames are made, for the whole run.
@@ -71,7 +71,7 @@ pub(super) fn buffer_bytes(settings: &OutputSettings, plan: &ComposePlan, has_mo
 
 /// The temporal state of the host path.
 struct HostHistory {
-    previous: Nv12Image,
+    previous: Image,
     mask: Vec<f32>,
     history: Vec<f32>,
 }
@@ -87,39 +87,47 @@ pub(super) struct HostOutput {
 impl HostOutput {
     pub fn new(settings: &OutputSettings, plan: ComposePlan) -> Self {
         let history = settings.temporal.enabled().then(|| HostHistory {
-            previous: Nv12Image::new(plan.input),
+            // the format is the first frame's (`finish` replaces it when another one comes)
+            previous: Image::new(PixelFormat::Nv12, plan.input),
             mask: vec![0.0; plan.input.pixels()],
             history: vec![0.0; 3 * plan.output.pixels()],
         });
         Self { plan, input_rgb: Vec::new(), scratch: HostScratch::default(), history }
     }
 
-    /// Writes `dst` from `model` (the model's output, `None` for classic output) and the input `src`; says whether
-    /// the history was updated (so it is valid for the next frame).
+    /// Writes `dst` from `model` (the model's output, `None` for classic output) and the input `src` (its alpha or
+    /// padding too: [`cpu::fill_extra`]); says whether the history was updated (so it is valid for the next
+    /// frame).
     #[allow(clippy::too_many_arguments)]
     pub fn finish<T: TensorElement>(
         &mut self,
         settings: &OutputSettings,
         model: Option<&[T]>,
-        src: &HostNv12,
-        (to_rgb, to_yuv): (&Affine3x4, &Affine3x4),
+        src: &HostFrame,
+        (to_rgb, to_code): (&Affine3x4, &Affine3x4),
         history_valid: bool,
-        dst: &mut HostNv12Mut,
+        dst: &mut HostFrameMut,
     ) -> Result<bool> {
         let source = if model.is_some() { Source::Model } else { Source::Classic };
         if settings.needs_input_rgb(source) {
             self.input_rgb.resize(3 * self.plan.input.pixels(), 0.0);
-            cpu::nv12_to_planar(src, to_rgb, Rect::of_size(src.size), &mut self.input_rgb);
+            cpu::frame_to_planar(src, to_rgb, Rect::of_size(src.size), &mut self.input_rgb);
         }
         let temporal = match (&mut self.history, settings.stabilises(source)) {
             (Some(h), true) => {
-                compute_mask(&settings.temporal, src, &h.previous.view(), history_valid, &mut h.mask);
+                let same_format = h.previous.format == src.format;
+                if !same_format {
+                    h.previous = Image::new(src.format, src.size);
+                }
+                let valid = history_valid && same_format;
+                compute_mask(&settings.temporal, src, &h.previous.view(), valid, &mut h.mask);
                 Some(HostTemporal { alpha: settings.temporal.strength, mask: &h.mask, history: &mut h.history })
             }
             _ => None,
         };
         let stabilised = temporal.is_some();
-        compose_host(&self.plan, model, &self.input_rgb, settings.strength, temporal, to_yuv, &mut self.scratch, dst)?;
+        compose_host(&self.plan, model, &self.input_rgb, settings.strength, temporal, to_code, &mut self.scratch, dst)?;
+        cpu::fill_extra(src, dst);
         if stabilised && let Some(h) = &mut self.history {
             copy_host_frame(src, &mut h.previous);
         }
@@ -127,21 +135,19 @@ impl HostOutput {
     }
 }
 
-/// Copies a host frame into an image of its size.
-fn copy_host_frame(src: &HostNv12, dst: &mut Nv12Image) {
-    let (w, c) = (src.size.width as usize, src.size.chroma());
-    for (y, row) in dst.y.chunks_exact_mut(w).enumerate() {
-        row.copy_from_slice(&src.y[y * src.y_stride..][..w]);
-    }
-    let cw = 2 * c.width as usize;
-    for (y, row) in dst.uv.chunks_exact_mut(cw).enumerate() {
-        row.copy_from_slice(&src.uv[y * src.uv_stride..][..cw]);
+/// Copies a host frame into an image of its format and size.
+fn copy_host_frame(src: &HostFrame, dst: &mut Image) {
+    let strides = dst.strides();
+    for (plane, (out, stride)) in dst.planes.iter_mut().zip(strides).enumerate().take(src.format.planes()) {
+        for (y, row) in out.chunks_exact_mut(stride).enumerate() {
+            row.copy_from_slice(&src.planes[plane][y * src.strides[plane]..][..stride]);
+        }
     }
 }
 
 /// The temporal state of the device path.
 struct DeviceHistory {
-    previous: Nv12Buffer,
+    previous: FrameBuffer,
     mask: CudaSlice<f32>,
     sum: CudaSlice<u64>,
     history: CudaSlice<f32>,
@@ -170,7 +176,8 @@ impl DeviceOutput {
         let input_rgb = settings.may_need_input_rgb(has_model).then(|| alloc(3 * plan.input.pixels())).transpose()?;
         let history = match settings.temporal.enabled() && has_model {
             true => Some(DeviceHistory {
-                previous: Nv12Buffer::new(stream, plan.input)?,
+                // the format is the first frame's (`queue` replaces it when another one comes)
+                previous: FrameBuffer::new(stream, PixelFormat::Nv12, plan.input)?,
                 mask: alloc(plan.input.pixels())?,
                 sum: stream.alloc_zeros::<u64>(1).map_err(Error::cuda("cuMemAlloc"))?,
                 history: alloc(3 * plan.output.pixels())?,
@@ -201,15 +208,18 @@ impl DeviceOutput {
         stream: &Arc<CudaStream>,
         settings: &OutputSettings,
         model: Option<&PlanarTensor<'_>>,
-        src: &DeviceNv12<'_>,
-        (to_rgb, to_yuv): (&Affine3x4, &Affine3x4),
+        src: &DeviceFrame<'_>,
+        (to_rgb, to_code): (&Affine3x4, &Affine3x4),
         history_valid: bool,
-        dst: &mut DeviceNv12Mut<'_>,
+        dst: &mut DeviceFrameMut<'_>,
     ) -> Result<bool> {
         let source = if model.is_some() { Source::Model } else { Source::Classic };
+        // alpha or padding: samples nothing else writes
+        // SAFETY: this function's contract.
+        unsafe { device.kernels().fill_extra(stream, src, dst)? };
         if let (Some(model), true) = (model, settings.plain(&self.plan)) {
             // SAFETY: this function's contract.
-            unsafe { device.kernels().planar_to_nv12(stream, model, to_yuv, dst)? };
+            unsafe { device.kernels().planar_to_frame(stream, model, to_code, dst)? };
             return Ok(false);
         }
         let kernels = device.compose_kernels();
@@ -220,7 +230,7 @@ impl DeviceOutput {
                     let whole = Rect::of_size(src.size());
                     // SAFETY: `src` per this function's contract; the tensor is ours, read by this frame's
                     // composition next on the stream.
-                    unsafe { device.kernels().nv12_to_planar(stream, src, to_rgb, whole, &mut tensor)? };
+                    unsafe { device.kernels().frame_to_planar(stream, src, to_rgb, whole, &mut tensor)? };
                 }
                 Some(PlanarTensor::from_view(rgb.as_view(), stream, self.plan.input)?)
             }
@@ -228,7 +238,14 @@ impl DeviceOutput {
             _ => None,
         };
         let stabilise = settings.stabilises(source) && self.history.is_some();
+        let mut history_valid = history_valid;
         if let (Some(h), true) = (&mut self.history, stabilise) {
+            if h.previous.format() != src.format() {
+                // another input format at the same size (rare): the frames in flight may still read the old one
+                stream.synchronize().map_err(Error::cuda("cuStreamSynchronize"))?;
+                h.previous = FrameBuffer::new(stream, src.format(), src.size())?;
+                history_valid = false;
+            }
             let previous = h.previous.view(stream)?;
             // SAFETY: `src` per this function's contract; the previous frame, the sum and the mask are ours.
             unsafe {
@@ -252,7 +269,7 @@ impl DeviceOutput {
             input_rgb: input_rgb.as_ref(),
             strength: settings.strength,
             temporal,
-            rgb_to_yuv: to_yuv,
+            from_rgb: to_code,
         };
         // SAFETY: this function's contract; the tables, the input's RGB and the history are ours, freed only after
         // the frames in flight.

@@ -9,7 +9,7 @@
 use gst::prelude::*;
 use gst_check::Harness;
 use gst_video::prelude::*;
-use vfupscale::frame::{Nv12Image, Size};
+use vfupscale::frame::{Image, PixelFormat, Size};
 use vfupscale::stats::field;
 use vfupscale::temporal::flicker;
 use vfupscale_onnx::onnx::{GraphBuilder, META_SCALE, attr_float, attr_string, data_type, write_model};
@@ -20,44 +20,57 @@ mod fixtures;
 use fixtures::{dynamic, failing_model, nearest_model, real_model, scratch};
 
 /// A test frame: a gradient, edges and a block at `offset` (moving patterns shift it).
-fn frame(size: Size, offset: usize) -> Nv12Image {
-    let mut img = Nv12Image::new(size);
+fn frame(size: Size, offset: usize) -> Image {
+    let mut img = Image::new(PixelFormat::Nv12, size);
     let w = size.width as usize;
-    for (i, v) in img.y.iter_mut().enumerate() {
+    let [luma, chroma] = &mut img.planes;
+    for (i, v) in luma.iter_mut().enumerate() {
         let (x, y) = (i % w, i / w);
         let block = (x + w - offset % w) % w < w / 4 && y > 4 && y < 20;
         let edge = if (x / 6 + y / 5) % 2 == 0 { 40 } else { 0 };
         *v = if block { 220 } else { (40 + x * 100 / w + edge) as u8 };
     }
-    for (i, p) in img.uv.chunks_mut(2).enumerate() {
+    for (i, p) in chroma.chunks_mut(2).enumerate() {
         p[0] = 110 + (i % 7) as u8;
         p[1] = 140 - (i % 5) as u8;
     }
     img
 }
 
-fn buffer(img: &Nv12Image) -> gst::Buffer {
-    gst::Buffer::from_mut_slice([img.y.as_slice(), img.uv.as_slice()].concat())
+/// A buffer of `img` with GStreamer's default strides (rows padded to 4 bytes).
+fn buffer(img: &Image) -> gst::Buffer {
+    let video_format = gst_video::VideoFormat::from_string(img.format.name());
+    let info = gst_video::VideoInfo::builder(video_format, img.size.width, img.size.height).build().unwrap();
+    let mut data = vec![0u8; info.size()];
+    let rows = img.format.plane_rows(img.size);
+    for (plane, src) in img.planes.iter().enumerate().take(img.format.planes()) {
+        let (stride, offset) = (info.stride()[plane] as usize, info.offset()[plane]);
+        for (y, row) in src.chunks_exact(rows[plane].0).enumerate() {
+            data[offset + y * stride..][..row.len()].copy_from_slice(row);
+        }
+    }
+    gst::Buffer::from_mut_slice(data)
 }
 
-/// The NV12 image in an output buffer of `size` with GStreamer's default strides.
-fn image(size: Size, buf: &gst::Buffer) -> Nv12Image {
-    let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::Nv12, size.width, size.height).build().unwrap();
+/// The image of `format` and `size` in a buffer with GStreamer's default strides.
+fn image(format: PixelFormat, size: Size, buf: &gst::Buffer) -> Image {
+    let video_format = gst_video::VideoFormat::from_string(format.name());
+    let info = gst_video::VideoInfo::builder(video_format, size.width, size.height).build().unwrap();
     let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buf.as_ref(), &info).unwrap();
-    let mut img = Nv12Image::new(size);
-    let (w, cw) = (size.width as usize, 2 * size.chroma().width as usize);
-    for (plane, (dst, row)) in [(&mut img.y, w), (&mut img.uv, cw)].into_iter().enumerate() {
+    let mut img = Image::new(format, size);
+    let rows = format.plane_rows(size);
+    for (plane, dst) in img.planes.iter_mut().enumerate().take(format.planes()) {
         let stride = frame.plane_stride()[plane] as usize;
         let data = frame.plane_data(plane as u32).unwrap();
-        for (y, out) in dst.chunks_exact_mut(row).enumerate() {
-            out.copy_from_slice(&data[y * stride..][..row]);
+        for (y, out) in dst.chunks_exact_mut(rows[plane].0).enumerate() {
+            out.copy_from_slice(&data[y * stride..][..rows[plane].0]);
         }
     }
     img
 }
 
 /// Runs `frames` through a vfupscale with `properties` (CPU backend unless set) and returns the outputs and stats.
-fn run(frames: &[Nv12Image], properties: &[(&str, &str)], out: Option<Size>) -> (Vec<Nv12Image>, gst::Structure) {
+fn run(frames: &[Image], properties: &[(&str, &str)], out: Option<Size>) -> (Vec<Image>, gst::Structure) {
     init();
     let e = gst::ElementFactory::make("vfupscale").build().unwrap();
     e.set_property_from_str("backend", "cpu");
@@ -65,13 +78,14 @@ fn run(frames: &[Nv12Image], properties: &[(&str, &str)], out: Option<Size>) -> 
         e.set_property_from_str(k, v);
     }
     let mut h = Harness::with_element(&e, Some("sink"), Some("src"));
-    let size = frames[0].size;
+    let (size, format) = (frames[0].size, frames[0].format);
+    let colorimetry = if format.planes() == 2 { "bt709" } else { "sRGB" };
     h.set_src_caps_str(&format!(
-        "video/x-raw,format=NV12,width={},height={},colorimetry=bt709,framerate=25/1",
+        "video/x-raw,format={format},width={},height={},colorimetry={colorimetry},framerate=25/1",
         size.width, size.height
     ));
     if let Some(o) = out {
-        h.set_sink_caps_str(&format!("video/x-raw,format=NV12,width={},height={}", o.width, o.height));
+        h.set_sink_caps_str(&format!("video/x-raw,format={format},width={},height={}", o.width, o.height));
     }
     let mut outputs = Vec::new();
     for f in frames {
@@ -80,7 +94,7 @@ fn run(frames: &[Nv12Image], properties: &[(&str, &str)], out: Option<Size>) -> 
         let caps = h.sinkpad().unwrap().current_caps().unwrap();
         let s = caps.structure(0).unwrap();
         let osize = Size::new(s.get::<i32>("width").unwrap() as u32, s.get::<i32>("height").unwrap() as u32);
-        outputs.push(image(osize, &buf));
+        outputs.push(image(format, osize, &buf));
     }
     let stats: gst::Structure = e.property("stats");
     (outputs, stats)
@@ -105,7 +119,7 @@ fn strength_zero_is_the_classic_backend_and_one_is_the_model_alone() {
     assert!(
         zero[0] == classic[0],
         "strength 0 differs from backend=classic (PSNR {:.1} dB)",
-        psnr(&zero[0].y, &classic[0].y)
+        psnr(&zero[0].planes[0], &classic[0].planes[0])
     );
     let (model_only, _) = run(&input, &[("model", m)], None);
     let (one, stats) = run(&input, &[("model", m), ("strength", "1.0")], None);
@@ -114,10 +128,13 @@ fn strength_zero_is_the_classic_backend_and_one_is_the_model_alone() {
     // the blend at 0.5 is the mix of the two (within the rounding of two conversions)
     let (half, stats) = run(&input, &[("model", m), ("strength", "0.5")], None);
     assert_eq!(stats.get::<f64>(field::STRENGTH).unwrap(), 0.5);
-    let mix: Vec<u8> =
-        classic[0].y.iter().zip(&one[0].y).map(|(&a, &b)| (a as u16 + b as u16).div_ceil(2) as u8).collect();
-    let worst = half[0].y.iter().zip(&mix).map(|(&a, &b)| a.abs_diff(b)).max().unwrap();
-    let p = psnr(&half[0].y, &mix);
+    let mix: Vec<u8> = classic[0].planes[0]
+        .iter()
+        .zip(&one[0].planes[0])
+        .map(|(&a, &b)| (a as u16 + b as u16).div_ceil(2) as u8)
+        .collect();
+    let worst = half[0].planes[0].iter().zip(&mix).map(|(&a, &b)| a.abs_diff(b)).max().unwrap();
+    let p = psnr(&half[0].planes[0], &mix);
     eprintln!("strength 0.5 vs the mean of strength 0 and 1: luma {p:.1} dB, largest difference {worst}");
     assert!(worst <= 2 && p >= 45.0, "largest difference {worst}, {p:.1} dB");
     assert!(half[0] != one[0] && half[0] != classic[0], "the blend is neither side");
@@ -125,7 +142,7 @@ fn strength_zero_is_the_classic_backend_and_one_is_the_model_alone() {
     let (bicubic, stats) = run(&input, &[("backend", "classic"), ("classic-method", "bicubic")], None);
     assert_eq!(stats.get::<&str>(field::CLASSIC_METHOD).unwrap(), "bicubic");
     assert!(bicubic[0] != classic[0]);
-    let p = psnr(&bicubic[0].y, &classic[0].y);
+    let p = psnr(&bicubic[0].planes[0], &classic[0].planes[0]);
     assert!(p >= 35.0, "bicubic vs Lanczos: {p:.1} dB");
 }
 
@@ -138,14 +155,14 @@ fn outputs_smaller_than_the_models_are_negotiated_and_larger_ones_refused() {
         let (o, _) = run(&input, &[("model", m)], Some(out));
         assert_eq!(o[0].size, out, "{out}");
         let (classic, _) = run(&input, &[("backend", "classic"), ("scale", "2")], Some(out));
-        let p = psnr(&o[0].y, &classic[0].y);
+        let p = psnr(&o[0].planes[0], &classic[0].planes[0]);
         eprintln!("{out}: x2 nearest then Lanczos vs Lanczos from the input: {p:.1} dB");
         assert!(p >= 25.0, "{out}: {p:.1} dB");
     }
     // the same size as the input, from the model's output shrunk by half: a downscale of a nearest-neighbour x2
     // image by two is the image
     let (same, _) = run(&input, &[("model", m)], Some(SIZE));
-    let p = psnr(&same[0].y, &input[0].y);
+    let p = psnr(&same[0].planes[0], &input[0].planes[0]);
     assert!(p >= 40.0, "x2 then /2: {p:.1} dB");
 
     let desc = format!(
@@ -277,7 +294,7 @@ fn noisy_model(amplitude: f32) -> std::path::PathBuf {
 fn temporal_stability_halves_the_flicker_of_static_regions_and_leaves_motion_alone() {
     let model = noisy_model(0.04);
     let m = model.to_str().unwrap();
-    let still: Vec<Nv12Image> = (0..12).map(|_| frame(SIZE, 0)).collect();
+    let still: Vec<Image> = (0..12).map(|_| frame(SIZE, 0)).collect();
     let (plain, _) = run(&still, &[("model", m)], None);
     let (stable, stats) = run(&still, &[("model", m), ("temporal-stability", "0.8")], None);
     assert_eq!(stats.get::<f64>(field::TEMPORAL_STABILITY).unwrap(), 0.8f32 as f64);
@@ -289,19 +306,78 @@ fn temporal_stability_halves_the_flicker_of_static_regions_and_leaves_motion_alo
     // a moving block over a static background, with a clean model: the output moves exactly as without
     let clean = nearest_model(2, None);
     let c = clean.to_str().unwrap();
-    let moving: Vec<Nv12Image> = (0..8).map(|t| frame(SIZE, 8 * t)).collect();
+    let moving: Vec<Image> = (0..8).map(|t| frame(SIZE, 8 * t)).collect();
     let (plain, _) = run(&moving, &[("model", c)], None);
     let (stable, _) = run(&moving, &[("model", c), ("temporal-stability", "0.8")], None);
     for (t, (a, b)) in plain.iter().zip(&stable).enumerate() {
-        let (l, ch) = (psnr(&a.y, &b.y), psnr(&a.uv, &b.uv));
+        let (l, ch) = (psnr(&a.planes[0], &b.planes[0]), psnr(&a.planes[1], &b.planes[1]));
         assert!(l >= 50.0 && ch >= 50.0, "frame {t}: luma {l:.1} dB, chroma {ch:.1} dB");
     }
     // and with the noisy model the moving frames' quality against the clean output changes by under 1 dB
     let (noisy, _) = run(&moving, &[("model", m)], None);
     let (noisy_stable, _) = run(&moving, &[("model", m), ("temporal-stability", "0.8")], None);
     for t in 1..moving.len() {
-        let (a, b) = (psnr(&noisy[t].y, &plain[t].y), psnr(&noisy_stable[t].y, &plain[t].y));
+        let (a, b) =
+            (psnr(&noisy[t].planes[0], &plain[t].planes[0]), psnr(&noisy_stable[t].planes[0], &plain[t].planes[0]));
         eprintln!("moving frame {t}: {a:.2} dB without, {b:.2} dB with temporal-stability 0.8 (vs the clean model)");
         assert!(b >= a - 1.0, "frame {t}: {a:.2} → {b:.2} dB");
+    }
+}
+
+/// A test picture in P010 or RGBA: `frame`'s luma as 10-bit luma (chroma varying), or as R, 255 − G, B/2 with alpha
+/// opaque on the left half and about 100 on the right.
+fn frame_as(format: PixelFormat, size: Size, offset: usize) -> Image {
+    let nv12 = frame(size, offset);
+    let mut img = Image::new(format, size);
+    let (w, l) = (size.width as usize, format.layout());
+    for y in 0..size.height as usize {
+        for x in 0..w {
+            let v = nv12.planes[0][y * w + x] as u16;
+            match format {
+                PixelFormat::P010 => img.planes[0][2 * (y * w + x)..][..2]
+                    .copy_from_slice(&((v * 4 + (x as u16 % 4)) << 6).to_le_bytes()),
+                _ => {
+                    let px = &mut img.planes[0][(y * w + x) * l.step[0] as usize..];
+                    px[..3].copy_from_slice(&[v as u8, (255 - v) as u8, (v / 2) as u8]);
+                    px[3] = if x < w / 2 { 255 } else { 100 + (y % 7) as u8 };
+                }
+            }
+        }
+    }
+    if format == PixelFormat::P010 {
+        for (i, c) in img.planes[1].chunks_exact_mut(2).enumerate() {
+            c.copy_from_slice(&(((400 + (i % 9) * 20) as u16) << 6).to_le_bytes());
+        }
+    }
+    img
+}
+
+#[test]
+fn p010_and_rgba_take_the_strength_blend_smaller_outputs_and_keep_alpha() {
+    let model = nearest_model(2, None);
+    let m = model.to_str().unwrap();
+    for format in [PixelFormat::P010, PixelFormat::Rgba] {
+        let input = [frame_as(format, SIZE, 0)];
+        let (classic, _) = run(&input, &[("backend", "classic"), ("scale", "2")], None);
+        let (zero, _) = run(&input, &[("model", m), ("strength", "0")], None);
+        assert!(zero[0] == classic[0], "{format}: strength 0 differs from backend=classic");
+        assert_eq!(classic[0].format, format);
+        let (half, _) = run(&input, &[("model", m), ("strength", "0.5")], Some(Size::new(150, 100)));
+        assert_eq!((half[0].format, half[0].size), (format, Size::new(150, 100)));
+        let (reference, _) = run(&input, &[("backend", "classic"), ("scale", "2")], Some(Size::new(150, 100)));
+        // P010 compared on the high byte of each sample (its 8 most significant bits)
+        let msb = |img: &Image| -> Vec<u8> {
+            let p = &img.planes[0];
+            if format == PixelFormat::P010 { p.iter().skip(1).step_by(2).copied().collect() } else { p.clone() }
+        };
+        let p = psnr(&msb(&half[0]), &msb(&reference[0]));
+        assert!(p >= 30.0, "{format}: the blend at 150x100 vs classic: {p:.1} dB");
+        if format == PixelFormat::Rgba {
+            // alpha resampled from the input: opaque on the left, about 100..106 on the right
+            let alpha = |img: &Image, x: usize, y: usize| img.planes[0][(y * img.size.width as usize + x) * 4 + 3];
+            assert_eq!(alpha(&half[0], 10, 50), 255);
+            assert!((100..=106).contains(&alpha(&half[0], 140, 50)), "{}", alpha(&half[0], 140, 50));
+            assert_eq!(alpha(&zero[0], 10, 10), 255);
+        }
     }
 }

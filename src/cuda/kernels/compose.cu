@@ -1,9 +1,10 @@
 // The output frame in one pass (compose.rs): the model's output (resampled when the output is smaller), blended with
-// the classic image of the input by the AI strength, stabilised against the history, clamped, converted to NV12.
+// the classic image of the input by the AI strength, stabilised against the history, clamped, converted to the
+// three components of a frame of any format (FormatLayout; a fourth sample is fill_extra.cu's).
 // nvrtc: fmad=false
 // (no contraction of multiplies and adds: the results equal compose.rs bit for bit)
-// Each thread writes one chroma sample and its 2x2 luma block, visiting the block's pixels row by row as
-// cpu::write_nv12 does.
+// Each thread writes one block (2x2 pixels and their chroma with a subsampled chroma plane, else one pixel), visiting
+// the block's pixels row by row as cpu::write_frame does.
 #include "common.cuh"
 #include "resample.cuh"
 
@@ -13,13 +14,14 @@ struct ComposeArgs {
     unsigned long long input_rgb;  // planar f32 [3][in_h][in_w]: the input's RGB (read when strength_classic != 0)
     unsigned long long mask;       // f32 [in_h][in_w] (0: no temporal stabilisation)
     unsigned long long history;    // f32 [3][out_h][out_w], read and written with the mask
-    unsigned long long y_plane;
-    unsigned long long uv_plane;
+    unsigned long long plane0;
+    unsigned long long plane1;
     Axis shrink_x, shrink_y;    // model output -> output (taps 0: the same size)
     Axis classic_x, classic_y;  // input -> output
-    Affine3x4 rgb_to_yuv;
+    Affine3x4 from_rgb;  // RGB -> the output's code values
+    FormatLayout fmt;    // the output's format
     float strength_model, strength_classic, alpha;
-    int model_w, model_h, in_w, in_h, out_w, out_h, y_pitch, uv_pitch;
+    int model_w, model_h, in_w, in_h, out_w, out_h, pitch0, pitch1;
 };
 
 // Strength::blend.
@@ -68,34 +70,45 @@ __device__ __forceinline__ void pixel(const ComposeArgs& a, int x, int y, float 
 }
 
 template <typename E>
-__device__ void compose_nv12(const ComposeArgs& a) {
-    const int cx = blockIdx.x * blockDim.x + threadIdx.x;
-    const int cy = blockIdx.y * blockDim.y + threadIdx.y;
-    if (cx >= (a.out_w + 1) >> 1 || cy >= (a.out_h + 1) >> 1) return;
-    unsigned char* y_plane = (unsigned char*)a.y_plane;
+__device__ void compose_frame(const ComposeArgs& a) {
+    const FormatLayout& fmt = a.fmt;
+    const int block = fmt.step[1] > 0 ? 2 : 1;
+    const int bx = blockIdx.x * blockDim.x + threadIdx.x;
+    const int by = blockIdx.y * blockDim.y + threadIdx.y;
+    if (bx >= (a.out_w + block - 1) / block || by >= (a.out_h + block - 1) / block) return;
     float sum[3] = {0.0f, 0.0f, 0.0f};
     int n = 0;
-    for (int y = 2 * cy; y < min(2 * cy + 2, a.out_h); ++y) {
-        for (int x = 2 * cx; x < min(2 * cx + 2, a.out_w); ++x) {
+    for (int y = block * by; y < min(block * by + block, a.out_h); ++y) {
+        unsigned char* row = (unsigned char*)a.plane0 + (size_t)y * a.pitch0;
+        for (int x = block * bx; x < min(block * bx + block, a.out_w); ++x) {
             float rgb[3];
             pixel<E>(a, x, y, rgb);
-            float yuv[3];
-            apply(a.rgb_to_yuv, rgb[0], rgb[1], rgb[2], yuv);
-            y_plane[(size_t)y * a.y_pitch + x] = quantise(yuv[0]);
+            float code[3];
+            apply(a.from_rgb, rgb[0], rgb[1], rgb[2], code);
+#pragma unroll
+            for (int k = 0; k < 3; ++k) {
+                if (fmt.plane[k] == 0)
+                    store_sample(row, x * fmt.step[0] + fmt.offset[k], quantise(code[k], fmt.max_code), fmt);
+            }
             sum[0] += rgb[0];
             sum[1] += rgb[1];
             sum[2] += rgb[2];
             ++n;
         }
     }
-    const float inv = 1.0f / (float)n;
-    float yuv[3];
-    apply(a.rgb_to_yuv, sum[0] * inv, sum[1] * inv, sum[2] * inv, yuv);
-    unsigned char* row = (unsigned char*)a.uv_plane + (size_t)cy * a.uv_pitch;
-    row[2 * cx] = quantise(yuv[1]);
-    row[2 * cx + 1] = quantise(yuv[2]);
+    if (block == 2) {
+        const float inv = 1.0f / (float)n;
+        float code[3];
+        apply(a.from_rgb, sum[0] * inv, sum[1] * inv, sum[2] * inv, code);
+        unsigned char* row = (unsigned char*)a.plane1 + (size_t)by * a.pitch1;
+#pragma unroll
+        for (int k = 0; k < 3; ++k) {
+            if (fmt.plane[k] == 1)
+                store_sample(row, bx * fmt.step[1] + fmt.offset[k], quantise(code[k], fmt.max_code), fmt);
+        }
+    }
 }
 
-extern "C" __global__ void compose_nv12_f32(ComposeArgs a) { compose_nv12<F32>(a); }
+extern "C" __global__ void compose_frame_f32(ComposeArgs a) { compose_frame<F32>(a); }
 
-extern "C" __global__ void compose_nv12_f16(ComposeArgs a) { compose_nv12<F16>(a); }
+extern "C" __global__ void compose_frame_f16(ComposeArgs a) { compose_frame<F16>(a); }

@@ -153,6 +153,26 @@ pub fn describe_backend(facts: &Facts) -> String {
     }
 }
 
+/// "10-bit, bt2100-pq, HDR metadata kept", "8-bit from a 10-bit source (--bit-depth 8), bt2020": what happened to
+/// the bit depth and which colour description and HDR metadata went from the element's output caps into the stream;
+/// `None` for 8-bit video from an 8-bit source without HDR metadata.
+fn colour_note(job: &VideoJob, upscaled: Option<&gst::Caps>) -> Option<String> {
+    let s = upscaled.and_then(|c| c.structure(0));
+    let hdr = s.is_some_and(|s| s.has_field("mastering-display-info") || s.has_field("content-light-level"));
+    let (VideoOutput::File { encoder, .. } | VideoOutput::Discard { encoder, .. }) = &job.output else {
+        return None;
+    };
+    if encoder.depth == 8 && encoder.source_depth <= 8 && !hdr {
+        return None;
+    }
+    let mut parts = vec![encoder.depth_note()];
+    parts.extend(s.and_then(|s| s.get::<String>("colorimetry").ok()));
+    if hdr {
+        parts.push("HDR metadata kept".into());
+    }
+    Some(parts.join(", "))
+}
+
 /// What the summary says about a finished run.
 #[derive(Debug, Default, Clone)]
 pub struct Facts {
@@ -168,16 +188,25 @@ pub struct Facts {
     /// Frames that gave classic output after the model failed on them, and whether the whole stream did.
     pub fallback_frames: u64,
     pub fallback_stream: bool,
+    /// Bit depth and colour description written, when there is more to say than "8-bit SDR".
+    pub colour: Option<String>,
 }
 
 impl Facts {
-    pub fn gather(branch: &Option<Branch>, copied: &[String], job: &VideoJob) -> Facts {
+    /// What the summary says; `output_caps` are the upscaler's, taken while it ran.
+    pub fn gather(
+        branch: &Option<Branch>,
+        copied: &[String],
+        job: &VideoJob,
+        output_caps: Option<&gst::Caps>,
+    ) -> Facts {
         let mut facts = Facts {
             copied: copied.to_vec(),
             input: job.upscale.size.input,
             output: job.upscale.size.output,
             scale: job.upscale.model.scale,
             rotation: job.media.video.orientation.clone(),
+            colour: colour_note(job, output_caps),
             ..Facts::default()
         };
         if let Some(b) = branch {
@@ -213,6 +242,9 @@ impl Facts {
             (true, _) => text.push_str("; the model could not be used: classic output"),
             (false, 0) => {}
             (false, n) => text.push_str(&format!("; {n} frames fell back to classic output")),
+        }
+        if let Some(c) = &self.colour {
+            text.push_str(&format!("; {c}"));
         }
         if let Some(r) = &self.rotation {
             let place = match &job.output {

@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use gst::prelude::*;
-use gst_video::prelude::*;
-use vfupscale::frame::{Nv12Image, Size};
+use vfupscale::frame::{Image, PixelFormat, Size};
 use vfupscale::stats::field;
 use vfupscale::temporal::flicker;
 
@@ -34,12 +33,12 @@ fn ball_clip(width: u32, height: u32, frames: u32) -> PathBuf {
 }
 
 /// NVDEC → vfupscale (`properties`) → cudadownload: every frame's pixels, and the stats.
-fn on_gpu(clip: &Path, properties: &str, out_caps: &str) -> (Vec<Frame>, gst::Structure) {
+fn on_gpu(codec: &str, clip: &Path, properties: &str, out_caps: &str) -> (Vec<Frame>, gst::Structure) {
     let pipeline = gst::parse::launch(&format!(
-        "filesrc location={} ! {} ! vfupscale name=up {properties} ! {out_caps} cudadownload ! \
-         video/x-raw,format=NV12 ! appsink name=sink sync=false",
+        "filesrc location={} ! {} ! vfupscale name=up {properties} ! {out_caps} cudadownload ! appsink name=sink \
+         sync=false",
         clip.display(),
-        decoder("h264")
+        decoder(codec)
     ))
     .unwrap();
     let (frames, _) = collect(&pipeline, usize::MAX);
@@ -47,11 +46,11 @@ fn on_gpu(clip: &Path, properties: &str, out_caps: &str) -> (Vec<Frame>, gst::St
 }
 
 /// The decoded frames (system memory) and their caps.
-fn decoded(clip: &Path) -> (Vec<Frame>, gst::Caps) {
+fn decoded(codec: &str, clip: &Path) -> (Vec<Frame>, gst::Caps) {
     let pipeline = gst::parse::launch(&format!(
-        "filesrc location={} ! {} ! video/x-raw,format=NV12 ! appsink name=sink sync=false",
+        "filesrc location={} ! {} ! video/x-raw ! appsink name=sink sync=false",
         clip.display(),
-        decoder("h264")
+        decoder(codec)
     ))
     .unwrap();
     collect(&pipeline, usize::MAX)
@@ -73,7 +72,7 @@ pub fn on_cpu(frames: &[Frame], caps: &gst::Caps, properties: &str, out_caps: &s
         .iter()
         .enumerate()
         .map(|(i, f)| {
-            let mut b = gst::Buffer::from_mut_slice(f.nv12.clone());
+            let mut b = gst::Buffer::from_mut_slice(f.pixels.clone());
             let b_mut = b.get_mut().unwrap();
             b_mut.set_pts(f.pts);
             if i == 0 {
@@ -81,65 +80,61 @@ pub fn on_cpu(frames: &[Frame], caps: &gst::Caps, properties: &str, out_caps: &s
             }
             src.push_buffer(b).unwrap();
             let sample = sink.pull_sample().expect("one output per input");
-            let caps = sample.caps().unwrap().to_owned();
-            let info = gst_video::VideoInfo::from_caps(&caps).unwrap();
-            tight(sample.buffer().unwrap(), &info)
+            let info = gst_video::VideoInfo::from_caps(sample.caps().unwrap()).unwrap();
+            super::packed_planes(
+                &gst_video::VideoFrameRef::from_buffer_ref_readable(sample.buffer().unwrap(), &info).unwrap(),
+            )
         })
         .collect();
     pipeline.set_state(gst::State::Null).unwrap();
     out
 }
 
-/// A frame's NV12 without row padding.
-fn tight(buffer: &gst::BufferRef, info: &gst_video::VideoInfo) -> Vec<u8> {
-    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, info).unwrap();
-    let (w, h) = (info.width() as usize, info.height() as usize);
-    let mut out = Vec::with_capacity(w * h * 3 / 2);
-    for (plane, rows, row) in [(0, h, w), (1, h.div_ceil(2), 2 * w.div_ceil(2))] {
-        let stride = frame.plane_stride()[plane] as usize;
-        let data = frame.plane_data(plane as u32).unwrap();
-        for r in 0..rows {
-            out.extend_from_slice(&data[r * stride..][..row]);
-        }
-    }
-    out
-}
-
 #[test]
 #[ignore = "needs an NVIDIA GPU: run tests/gpu/run.sh"]
 fn hybrid_features_on_nvdec_frames_equal_the_cpu_path() {
-    let clip = ball_clip(640, 360, 24);
-    let (frames, caps) = decoded(&clip);
     let nearest = nearest_model(2, None);
     let exact = format!("model={} precision=fp32", nearest.display());
-    let small = "video/x-raw(memory:CUDAMemory),width=1000,height=560 !";
-    let small_cpu = "video/x-raw,width=1000,height=560 !";
-    let cases = [
-        ("backend=classic scale=2".to_string(), "", ""),
-        ("backend=classic scale=3 classic-method=bicubic".to_string(), "", ""),
-        (format!("backend=cuda {exact} strength=0.6"), "", ""),
-        (format!("backend=cuda {exact} strength=0.6"), small, small_cpu),
-        (format!("backend=cuda {exact} temporal-stability=0.8"), "", ""),
-        (format!("backend=cuda {exact} temporal-stability=0.8 strength=0.7 tile-size=128"), "", ""),
-        (format!("backend=cuda {exact} temporal-stability=0.8 async-depth=2"), small, small_cpu),
-    ];
-    for (properties, gpu_caps, cpu_caps) in cases {
-        let (gpu, stats) = on_gpu(&clip, &properties, gpu_caps);
-        let cpu_properties = properties.replace("backend=cuda", "").replace("async-depth=2", "");
-        let cpu = on_cpu(&frames, &caps, &cpu_properties, cpu_caps);
-        assert_eq!(gpu.len(), frames.len(), "{properties}: frames in = frames out");
-        assert_eq!(stats.get::<u64>(field::ZERO_COPY_INPUTS).unwrap(), frames.len() as u64, "{properties}");
-        for (i, (g, c)) in gpu.iter().zip(&cpu).enumerate() {
-            assert!(g.nv12 == *c, "{properties}: frame {i} differs from the CPU path ({:.1} dB)", psnr(&g.nv12, c));
+    // NV12 from H.264, and P010 from HEVC Main 10 (kept as P010 by the element)
+    for (codec, clip, format) in
+        [("h264", ball_clip(640, 360, 24), "NV12"), ("h265-10", clip("h265-10", 640, 360, 12), "P010_10LE")]
+    {
+        let (frames, caps) = decoded(codec, &clip);
+        let small = format!("video/x-raw(memory:CUDAMemory),format={format},width=1000,height=560 !");
+        let small_cpu = format!("video/x-raw,format={format},width=1000,height=560 !");
+        let cases = [
+            ("backend=classic scale=2".to_string(), String::new(), String::new()),
+            ("backend=classic scale=3 classic-method=bicubic".to_string(), String::new(), String::new()),
+            (format!("backend=cuda {exact} strength=0.6"), String::new(), String::new()),
+            (format!("backend=cuda {exact} strength=0.6"), small.clone(), small_cpu.clone()),
+            (format!("backend=cuda {exact} temporal-stability=0.8"), String::new(), String::new()),
+            (
+                format!("backend=cuda {exact} temporal-stability=0.8 strength=0.7 tile-size=128"),
+                String::new(),
+                String::new(),
+            ),
+            (format!("backend=cuda {exact} temporal-stability=0.8 async-depth=2"), small, small_cpu),
+        ];
+        for (properties, gpu_caps, cpu_caps) in cases {
+            let (gpu, stats) = on_gpu(codec, &clip, &properties, &gpu_caps);
+            let cpu_properties = properties.replace("backend=cuda", "").replace("async-depth=2", "");
+            let cpu = on_cpu(&frames, &caps, &cpu_properties, &cpu_caps);
+            assert_eq!(gpu.len(), frames.len(), "{codec} {properties}: frames in = frames out");
+            assert_eq!(stats.get::<u64>(field::ZERO_COPY_INPUTS).unwrap(), frames.len() as u64, "{properties}");
+            for (i, (g, c)) in gpu.iter().zip(&cpu).enumerate() {
+                let db = psnr(&g.pixels, c);
+                assert!(g.pixels == *c, "{codec} {properties}: frame {i} differs from the CPU path ({db:.1} dB)");
+            }
+            eprintln!("{codec} {properties} {gpu_caps}: {} frames equal the CPU path; {stats}", gpu.len());
         }
-        eprintln!("{properties} {gpu_caps}: {} frames equal the CPU path; {stats}", gpu.len());
     }
 }
 
 /// The luma and chroma of tightly packed NV12 frames of `size` as images.
-fn images(frames: &[Frame], size: Size) -> Vec<Nv12Image> {
+fn images(frames: &[Frame], size: Size) -> Vec<Image> {
     let luma = size.pixels();
-    frames.iter().map(|f| Nv12Image { size, y: f.nv12[..luma].to_vec(), uv: f.nv12[luma..].to_vec() }).collect()
+    let planes = |f: &Frame| [f.pixels[..luma].to_vec(), f.pixels[luma..].to_vec()];
+    frames.iter().map(|f| Image { format: PixelFormat::Nv12, size, planes: planes(f) }).collect()
 }
 
 #[test]
@@ -149,14 +144,15 @@ fn flicker_before_and_after_temporal_stability_on_real_clips() {
         ("ball (static background)", ball_clip(640, 360, 60), Size::new(640, 360)),
         ("smpte (moving pattern)", clip("h264", 640, 360, 30), Size::new(640, 360)),
     ] {
-        let (input, _) = decoded(&clip);
+        let (input, _) = decoded("h264", &clip);
         let inputs = images(&input, size);
         let model = model();
         let mut measured = Vec::new();
         for stability in ["0", "0.5", "0.8"] {
-            let (out, stats) = on_gpu(&clip, &format!("model={} temporal-stability={stability}", model.display()), "");
+            let properties = format!("model={} temporal-stability={stability}", model.display());
+            let (out, stats) = on_gpu("h264", &clip, &properties, "");
             let _ = stats;
-            let scale = ((out[0].nv12.len() * 2 / 3 / size.pixels()) as f64).sqrt().round() as u32;
+            let scale = ((out[0].pixels.len() * 2 / 3 / size.pixels()) as f64).sqrt().round() as u32;
             let f = flicker(&inputs, &images(&out, size.scaled(scale)));
             eprintln!("{name}, realesr-animevideov3-x2, temporal-stability {stability}: flicker {f}");
             measured.push(f.output);
