@@ -21,8 +21,10 @@
 //! carried from the input caps to the output caps unchanged, and the model runs on the signal as encoded. Alpha
 //! does not go through the model: it is upscaled bilinearly.
 //!
-//! The output size is the input size times the model's scale; framerate, pixel-aspect-ratio, chroma-site and
-//! interlace-mode are carried over (interlaced frames are upscaled as whole frames: deinterlace first for the
+//! The output size is the input size times the model's scale, or any smaller size downstream asks for (down to one
+//! pixel; where downstream fixes one side the other keeps the input's aspect): the model's output is then resampled
+//! to it (Lanczos-3) in the pass that converts it back; a size above the model's is refused when the caps are set,
+//! naming it. Framerate, pixel-aspect-ratio, chroma-site and interlace-mode are carried over (interlaced frames are upscaled as whole frames: deinterlace first for the
 //! best result). Timestamps, flags and metas without size-dependent data are copied; every input buffer gives
 //! exactly one output buffer. An input buffer must hold one frame of the negotiated caps (exactly its size, or
 //! described by a video meta of its dimensions); any other is an error.
@@ -46,6 +48,12 @@
 //! # a still image with its alpha channel
 //! gst-launch-1.0 filesrc location=in.png ! pngdec ! videoconvert ! video/x-raw,format=RGBA ! vfupscale backend=cpu ! pngenc ! filesink location=big.png
 //!
+//! # runs anywhere: classic Lanczos-3 scaling x2, no model (a real-time preview path on the GPU)
+//! gst-launch-1.0 videotestsrc num-buffers=10 ! video/x-raw,format=NV12,width=160,height=90 ! vfupscale backend=classic scale=2 ! fakesink
+//!
+//! # runs anywhere: 80 % model, 20 % classic, steadied where the picture stands still, to 1.5x instead of 2x
+//! gst-launch-1.0 videotestsrc num-buffers=10 ! video/x-raw,format=NV12,width=160,height=90 ! vfupscale backend=cpu strength=0.8 temporal-stability=0.8 ! video/x-raw,width=240,height=135 ! fakesink
+//!
 //! # any model, chosen backend and precision
 //! gst-launch-1.0 filesrc location=in.mp4 ! qtdemux ! h264parse ! nvh264dec ! vfupscale model=realesr-animevideov3-x4.onnx backend=cuda precision=fp16 ! cudadownload ! fakesink
 //!
@@ -63,7 +71,19 @@
 //!   (RGB in 0..1), float32 or float16, an integer scale. Unset: the installed `realesr-animevideov3-x2`.
 //! - `backend`: `auto` runs SRVGGNetCompact models on the native kernels and everything else on ONNX Runtime,
 //!   trying TensorRT, then CUDA, then the CPU, logging a warning for each one it skips and why; `native`,
-//!   `tensorrt`, `cuda` and `cpu` insist on one.
+//!   `tensorrt`, `cuda` and `cpu` insist on one; `classic` runs no model: Lanczos-3 or bicubic scaling by `scale`
+//!   (GPU for CUDA memory, CPU otherwise).
+//! - `classic-method`: `lanczos` (Lanczos-3) or `bicubic`: the filter of classic output, of the strength blend and of
+//!   outputs smaller than the model's; the GPU and the CPU compute it bit for bit alike.
+//! - `strength`: AI strength, 0–1: output = strength × model + (1 − strength) × classic, blended in the output
+//!   conversion; 0 equals `backend=classic`, 1 the model alone.
+//! - `fallback`: `classic` gives classic output where the model cannot run: for the stream (a model or backend that
+//!   cannot be used: a warning at start) or for a frame (its inference failed: a warning per distinct cause), counted
+//!   in `stats`; `none` (the default) keeps those errors.
+//! - `temporal-stability`: 0–1: each output pixel keeps this much of the previous output where the input did not
+//!   change (a per-pixel mask from the input frame difference, a 5×5 neighbourhood, thresholds), against the
+//!   flicker of frame-wise GAN output; the history starts afresh on discontinuities, flushes, caps changes, frames
+//!   that fell back and scene cuts. 0 (the default) is off.
 //! - `precision`: `auto` is fp16 on GPU backends and fp32 on the CPU. A model whose file has the other precision is
 //!   converted when it is loaded.
 //! - `device-id`: the CUDA device.
@@ -86,15 +106,17 @@
 //!   flushes. `0` finishes every frame before taking the next. System-memory frames are always finished at once.
 //! - `stats-interval`: post the `stats` structure as an element message every this many frames (changeable while
 //!   playing).
-//! - `scale` (read-only): the model's upscale factor, 0 until the model is loaded.
+//! - `scale`: the model's upscale factor once started (0 before); set it (1–16) for classic output without a model
+//!   (`backend=classic`, or a stream that fell back); with a model any other value is refused at start.
 //! - `stats` (read-only): a `vfupscale-stats` structure: `frames`, `backend`, `device`; mean and maximum
 //!   milliseconds of each stage (`convert-in-*`, `inference-*`, `convert-out-*`); how inputs were read
 //!   (`zero-copy-inputs`, `foreign-context-copies`, `host-uploads`); bytes of the bound tensors (`tensor-bytes`);
 //!   the tiling (`tiles-per-frame`, `tile-size`, `oom-retries`); the device memory held now
 //!   (`device-memory-bytes`: the engine's, `inference-arena-bytes` (ONNX Runtime's arena, or the native kernels'
 //!   tensors and weights), plus the element's own frames); `inference-arena-peak-bytes`, the most ONNX Runtime's
-//!   arena had in use, only where it runs on the GPU (absent for the native kernels, the CPU and a stopped element).
-//!   Reading it never waits for a frame on the GPU.
+//!   arena had in use, only where it runs on the GPU (absent for the native kernels, the CPU and a stopped element);
+//!   `fallback-frames`, `fallback-streams`; the settings in effect (`classic-method`, `strength`,
+//!   `temporal-stability`). Reading it never waits for a frame on the GPU.
 
 use gst::glib;
 use gst::prelude::*;
