@@ -343,9 +343,7 @@ impl<F: FrameBuffers> Upscaler<F> {
     /// Whether a frame that failed with `e` gives classic output instead (`fallback=classic`, a model that ran, an
     /// error of the model's run rather than of the frame or of the API).
     fn falls_back(&self, e: &Error) -> bool {
-        self.output.fallback == Fallback::Classic
-            && self.engine.is_some()
-            && !matches!(e.kind(), ErrorKind::Negotiation | ErrorKind::Usage | ErrorKind::Settings)
+        self.engine.is_some() && frame_falls_back(self.output.fallback, e)
     }
 
     /// Counts a frame that gave classic output after `e` and notes why.
@@ -561,6 +559,14 @@ impl<F: FrameBuffers> Upscaler<F> {
     }
 }
 
+/// Whether a frame whose model run failed with `e` gives classic output under `fallback`: for a failure of the run
+/// (out of device memory even with the smallest tiles, a failed kernel or ONNX Runtime run, something missing), not
+/// for a frame that does not match the negotiation, settings that cannot work or the API used out of order.
+fn frame_falls_back(fallback: Fallback, e: &Error) -> bool {
+    fallback == Fallback::Classic
+        && !matches!(e.kind(), ErrorKind::Negotiation | ErrorKind::Usage | ErrorKind::Settings)
+}
+
 /// Checks that each side's colorimetry suits its format, and that both formats are of one family: Y'CbCr to
 /// Y'CbCr (NV12 and P010 either way), R'G'B' to R'G'B'.
 fn check_formats(input: (PixelFormat, Colorimetry), output: (PixelFormat, Colorimetry)) -> Result<()> {
@@ -576,5 +582,35 @@ impl<F: FrameBuffers> Drop for Upscaler<F> {
     fn drop(&mut self) {
         // frames in flight still read and write buffers freed below
         let _ = self.discard_frames_in_flight();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_fall_back_after_failed_runs_and_out_of_memory_only_with_the_fallback() {
+        let oom = Error::Cuda {
+            call: "cuMemAlloc",
+            source: cudarc::driver::DriverError(cudarc::driver::sys::cudaError_enum::CUDA_ERROR_OUT_OF_MEMORY),
+        };
+        assert!(oom.is_out_of_memory());
+        let launch = Error::Cuda {
+            call: "cuLaunchKernel",
+            source: cudarc::driver::DriverError(cudarc::driver::sys::cudaError_enum::CUDA_ERROR_LAUNCH_FAILED),
+        };
+        let missing = Error::unavailable("CUDA", "no driver");
+        for e in [&oom, &launch, &missing] {
+            assert!(frame_falls_back(Fallback::Classic, e), "{e}");
+            assert!(!frame_falls_back(Fallback::None, e), "{e}");
+        }
+        for e in [
+            Error::Negotiation("frame 64x48 is not 32x32".into()),
+            Error::InvalidConfig("tile-size 1 is below 64".into()),
+            Error::Usage("no frame in flight".into()),
+        ] {
+            assert!(!frame_falls_back(Fallback::Classic, &e), "{e}");
+        }
     }
 }

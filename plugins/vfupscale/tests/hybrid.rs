@@ -71,6 +71,16 @@ fn image(format: PixelFormat, size: Size, buf: &gst::Buffer) -> Image {
 
 /// Runs `frames` through a vfupscale with `properties` (CPU backend unless set) and returns the outputs and stats.
 fn run(frames: &[Image], properties: &[(&str, &str)], out: Option<Size>) -> (Vec<Image>, gst::Structure) {
+    run_with(frames, properties, out, |_, _, _| {})
+}
+
+/// [`run`], with `before(harness, i, buffer)` called before frame `i` is pushed (to flag it or send events).
+fn run_with(
+    frames: &[Image],
+    properties: &[(&str, &str)],
+    out: Option<Size>,
+    mut before: impl FnMut(&mut Harness, usize, &mut gst::BufferRef),
+) -> (Vec<Image>, gst::Structure) {
     init();
     let e = gst::ElementFactory::make("vfupscale").build().unwrap();
     e.set_property_from_str("backend", "cpu");
@@ -88,8 +98,10 @@ fn run(frames: &[Image], properties: &[(&str, &str)], out: Option<Size>) -> (Vec
         h.set_sink_caps_str(&format!("video/x-raw,format={format},width={},height={}", o.width, o.height));
     }
     let mut outputs = Vec::new();
-    for f in frames {
-        h.push(buffer(f)).unwrap();
+    for (i, f) in frames.iter().enumerate() {
+        let mut buf = buffer(f);
+        before(&mut h, i, buf.make_mut());
+        h.push(buf).unwrap();
         let buf = h.pull().unwrap();
         let caps = h.sinkpad().unwrap().current_caps().unwrap();
         let s = caps.structure(0).unwrap();
@@ -212,26 +224,32 @@ fn run_pipeline(desc: &str) -> (Vec<(&'static str, String)>, u32) {
 }
 
 #[test]
-fn a_missing_model_falls_back_to_classic_output_with_a_warning() {
-    let desc = "videotestsrc num-buffers=5 ! video/x-raw,format=NV12,width=64,height=48,framerate=25/1 ! vfupscale \
-                name=up backend=cpu model=/nonexistent/model.onnx fallback=classic stats-interval=5 ! \
-                video/x-raw,width=128,height=96 ! fakesink name=sink";
-    let (messages, buffers) = run_pipeline(desc);
-    assert_eq!(buffers, 5, "every frame, classic: {messages:?}");
-    let warning = messages.iter().find(|(k, _)| *k == "warning").map(|(_, t)| t.as_str()).unwrap_or_default();
-    assert!(
-        warning.contains("classic lanczos output x2 instead") && warning.contains("/nonexistent/model.onnx"),
-        "the warning names the cause: {messages:?}"
-    );
-    assert!(messages.iter().all(|(k, _)| *k != "error"), "{messages:?}");
-    // the counters, in the stats posted
-    let stats = posted_stats(desc);
-    assert_eq!(stats.get::<u64>(field::FALLBACK_STREAMS).unwrap(), 1, "{stats}");
-    assert_eq!(stats.get::<&str>(field::BACKEND).unwrap(), "classic");
-    // without the fallback it is today's error
-    let (messages, buffers) = run_pipeline(&desc.replace("fallback=classic", ""));
-    assert_eq!(buffers, 0);
-    assert!(messages.iter().any(|(k, t)| *k == "error" && t.contains("No such file")), "{messages:?}");
+fn a_missing_or_corrupt_model_falls_back_to_classic_output_with_a_warning() {
+    let corrupt = scratch().join("corrupt-model.onnx");
+    std::fs::write(&corrupt, b"this is not an ONNX model").unwrap();
+    for (model, reason) in [("/nonexistent/model.onnx", "No such file"), (corrupt.to_str().unwrap(), "ONNX")] {
+        let desc = format!(
+            "videotestsrc num-buffers=5 ! video/x-raw,format=NV12,width=64,height=48,framerate=25/1 ! vfupscale \
+             name=up backend=cpu model={model} fallback=classic stats-interval=5 ! video/x-raw,width=128,height=96 ! \
+             fakesink name=sink"
+        );
+        let (messages, buffers) = run_pipeline(&desc);
+        assert_eq!(buffers, 5, "{model}: every frame, classic: {messages:?}");
+        let warning = messages.iter().find(|(k, _)| *k == "warning").map(|(_, t)| t.as_str()).unwrap_or_default();
+        assert!(
+            warning.contains("classic lanczos output x2 instead") && warning.contains(model),
+            "the warning names the cause: {messages:?}"
+        );
+        assert!(messages.iter().all(|(k, _)| *k != "error"), "{messages:?}");
+        // the counters, in the stats posted
+        let stats = posted_stats(&desc);
+        assert_eq!(stats.get::<u64>(field::FALLBACK_STREAMS).unwrap(), 1, "{model}: {stats}");
+        assert_eq!(stats.get::<&str>(field::BACKEND).unwrap(), "classic");
+        // without the fallback it is today's error
+        let (messages, buffers) = run_pipeline(&desc.replace("fallback=classic", ""));
+        assert_eq!(buffers, 0, "{model}");
+        assert!(messages.iter().any(|(k, t)| *k == "error" && t.contains(reason)), "{model}: {messages:?}");
+    }
 }
 
 /// The last `vfupscale-stats` element message posted while running `desc`.
@@ -322,6 +340,34 @@ fn temporal_stability_halves_the_flicker_of_static_regions_and_leaves_motion_alo
         eprintln!("moving frame {t}: {a:.2} dB without, {b:.2} dB with temporal-stability 0.8 (vs the clean model)");
         assert!(b >= a - 1.0, "frame {t}: {a:.2} → {b:.2} dB");
     }
+}
+
+#[test]
+fn temporal_history_starts_afresh_after_a_discontinuity_and_a_flush() {
+    let model = nearest_model(2, None);
+    let props = [("model", model.to_str().unwrap()), ("temporal-stability", "0.8")];
+    let a = frame(SIZE, 0);
+    // b differs from a by less than the static threshold everywhere: blended with a's history unless it was reset
+    let mut b = a.clone();
+    b.planes[0].iter_mut().for_each(|v| *v = v.saturating_add(2));
+    let (alone, _) = run(&[b.clone()], &props, None);
+    let sequence = [a.clone(), a.clone(), b.clone()];
+    let (kept, _) = run(&sequence, &props, None);
+    assert!(kept[2] != alone[0], "a static change is blended with the history");
+    let (discont, _) = run_with(&sequence, &props, None, |_, i, buf| {
+        if i == 2 {
+            buf.set_flags(gst::BufferFlags::DISCONT);
+        }
+    });
+    assert!(discont[2] == alone[0], "the history is reset at a discontinuity");
+    let (flushed, _) = run_with(&sequence, &props, None, |h, i, _| {
+        if i == 2 {
+            assert!(h.push_event(gst::event::FlushStart::new()));
+            assert!(h.push_event(gst::event::FlushStop::new(true)));
+            assert!(h.push_event(gst::event::Segment::new(&gst::FormattedSegment::<gst::ClockTime>::new())));
+        }
+    });
+    assert!(flushed[2] == alone[0], "the history is reset by a flush");
 }
 
 /// A test picture in P010 or RGBA: `frame`'s luma as 10-bit luma (chroma varying), or as R, 255 − G, B/2 with alpha
