@@ -185,6 +185,20 @@ fn outputs_smaller_than_the_models_are_negotiated_and_larger_ones_refused() {
     assert!(e.contains("200x130 is larger than 2 × input 96x64"), "{e}");
 }
 
+#[test]
+fn a_caps_filter_naming_only_the_format_in_any_memory_negotiates() {
+    // what the vfupscale command puts after the element: `video/x-raw(ANY),format=NV12`
+    let model = nearest_model(2, None);
+    let desc = format!(
+        "videotestsrc num-buffers=3 ! video/x-raw,format=NV12,width=32,height=32 ! queue ! vfupscale backend=cpu \
+         model=\"{}\" ! capsfilter caps=\"video/x-raw(ANY),format=NV12\" ! fakesink name=sink",
+        model.display()
+    );
+    let (messages, buffers) = run_pipeline(&desc);
+    assert_eq!(buffers, 3, "{messages:?}");
+    assert!(messages.iter().all(|(k, _)| *k != "error"), "{messages:?}");
+}
+
 /// Runs `desc` to its end and returns the error posted, or panics.
 fn pipeline_error(desc: &str) -> String {
     let (messages, _) = run_pipeline(desc);

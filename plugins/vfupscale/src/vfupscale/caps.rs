@@ -98,9 +98,12 @@ pub fn transform(caps: &gst::Caps, direction: gst::PadDirection, scale: Option<u
     let mut any = gst::Caps::new_empty();
     let (preferred_mut, any_mut) = (preferred.get_mut().expect("writable"), any.get_mut().expect("writable"));
     for (s, features) in caps.iter_with_features() {
-        if features.contains(CAPS_FEATURE_MEMORY_CUDA_MEMORY) && !cuda_allowed {
-            continue;
-        }
+        // ANY features "contain" every feature: in system memory where CUDA memory is not allowed
+        let features = match (features.is_any(), features.contains(CAPS_FEATURE_MEMORY_CUDA_MEMORY)) {
+            (true, _) if !cuda_allowed => gst::CapsFeatures::new([gst::CAPS_FEATURE_MEMORY_SYSTEM_MEMORY]),
+            (false, true) if !cuda_allowed => continue,
+            _ => features.to_owned(),
+        };
         let mut s = s.to_owned();
         if let Ok(formats) = s.value("format") {
             match map_formats(formats) {
@@ -122,10 +125,10 @@ pub fn transform(caps: &gst::Caps, direction: gst::PadDirection, scale: Option<u
                 }
             }
             if ok {
-                preferred_mut.append_structure_full(mapped, Some(features.to_owned()));
+                preferred_mut.append_structure_full(mapped, Some(features.clone()));
             }
         }
-        any_mut.append_structure_full(unbounded, Some(features.to_owned()));
+        any_mut.append_structure_full(unbounded, Some(features));
     }
     preferred_mut.append(any);
     preferred
@@ -262,6 +265,12 @@ mod tests {
         let no_cuda = transform(&input, Sink, Some(2), false);
         assert_eq!(no_cuda.size(), 2);
         assert!(no_cuda.iter_with_features().all(|(_, f)| !f.contains("memory:CUDAMemory")), "{no_cuda}");
+        // any memory (a caps filter naming only a format): system memory without CUDA, kept as it is with it
+        let any = caps("video/x-raw(ANY),format=NV12");
+        let out = transform(&any, Src, Some(2), false);
+        assert_eq!(out.size(), 1, "{out}");
+        assert!(out.features(0).unwrap().is_equal(&gst::CAPS_FEATURES_MEMORY_SYSTEM_MEMORY), "{out}");
+        assert!(transform(&any, Src, Some(2), true).features(0).unwrap().is_any());
 
         let back = transform(&caps("video/x-raw,format=NV12,width=128,height=97"), Src, Some(2), true);
         let s = back.structure(0).unwrap();
