@@ -343,20 +343,27 @@ fn foreign_cuda_buffers(n: u32) -> (Vec<gst::Buffer>, gst::Caps, Vec<Frame>, gst
     (buffers, caps.unwrap(), frames, host_caps.unwrap())
 }
 
-/// Pushes `buffers` through `appsrc ! vfupscale ! cudadownload ! appsink`; returns outputs, stats and the bytes of
-/// an output frame's luma plane.
-fn push_through(buffers: Vec<gst::Buffer>, caps: &gst::Caps) -> (Vec<Vec<u8>>, gst::Structure, usize) {
-    let pipeline = gst::parse::launch(&format!(
-        "appsrc name=src format=time ! vfupscale name=up model={} ! cudadownload ! video/x-raw,format=NV12 ! \
-         appsink name=sink sync=false",
-        model().display()
-    ))
-    .unwrap();
+/// `desc` (with an `appsrc name=src` taking `caps` and an `appsink name=sink`), playing: the pipeline, its source
+/// and its sink.
+fn app_pipeline(desc: &str, caps: &gst::Caps) -> (gst::Element, gst_app::AppSrc, gst_app::AppSink) {
+    let pipeline = gst::parse::launch(desc).unwrap();
     let bin = pipeline.downcast_ref::<gst::Bin>().unwrap();
     let src = bin.by_name("src").unwrap().downcast::<gst_app::AppSrc>().unwrap();
     src.set_caps(Some(caps));
     let sink = bin.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
+    (pipeline, src, sink)
+}
+
+/// Pushes `buffers` through `appsrc ! vfupscale ! cudadownload ! appsink`; returns outputs, stats and the bytes of
+/// an output frame's luma plane.
+fn push_through(buffers: Vec<gst::Buffer>, caps: &gst::Caps) -> (Vec<Vec<u8>>, gst::Structure, usize) {
+    let desc = format!(
+        "appsrc name=src format=time ! vfupscale name=up model={} ! cudadownload ! video/x-raw,format=NV12 ! \
+         appsink name=sink sync=false",
+        model().display()
+    );
+    let (pipeline, src, sink) = app_pipeline(&desc, caps);
     let n = buffers.len();
     for b in buffers {
         src.push_buffer(b).unwrap();

@@ -59,15 +59,10 @@ fn decoded(codec: &str, clip: &Path) -> (Vec<Frame>, gst::Caps) {
 /// The same frames through `appsrc ! vfupscale backend=cpu (properties) ! (out_caps) appsink`, the first one marked
 /// as a discontinuity (as the decoder's first frame is); the outputs tightly packed.
 pub fn on_cpu(frames: &[Frame], caps: &gst::Caps, properties: &str, out_caps: &str) -> Vec<Vec<u8>> {
-    let pipeline = gst::parse::launch(&format!(
+    let desc = format!(
         "appsrc name=src format=time ! vfupscale backend=cpu {properties} ! {out_caps} appsink name=sink sync=false"
-    ))
-    .unwrap();
-    let bin = pipeline.downcast_ref::<gst::Bin>().unwrap();
-    let src = bin.by_name("src").unwrap().downcast::<gst_app::AppSrc>().unwrap();
-    src.set_caps(Some(caps));
-    let sink = bin.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
+    );
+    let (pipeline, src, sink) = super::app_pipeline(&desc, caps);
     let out = frames
         .iter()
         .enumerate()
