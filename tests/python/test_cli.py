@@ -467,6 +467,19 @@ def test_classic_backend_strength_and_temporal_stability(clips, tmp_path):
     no_leftovers(tmp_path)
 
 
+@pytest.mark.skipif(Path("/dev/nvidia0").exists(), reason="needs a machine where the CUDA backend cannot run")
+def test_fallback_to_classic_output_is_told(clips, tmp_path):
+    out = tmp_path / "fallback.mkv"
+    assert "CUDA" in one_line_error(vfupscale("-i", clips["silent"], "-o", out, "--backend", "cuda"))
+    result = vfupscale("-i", clips["silent"], "-o", out, "--backend", "cuda", "--fallback", "classic")
+    assert result.returncode == 0, result.stderr
+    assert "The model cannot be used: classic lanczos output x2 instead" in result.stderr, result.stderr
+    assert "the model could not be used: classic output" in result.stderr, result.stderr
+    v = media(out)["video"]
+    assert (v["width"], v["height"], v["frames"]) == (192, 128, 18)
+    no_leftovers(tmp_path)
+
+
 # --- images, folders, sequences, preview ------------------------------------------------------------------------
 
 def png_with_alpha(path: Path) -> Path:
