@@ -7,10 +7,12 @@
 //! a memory budget ([`crate::planning`]), the device path with its frames in flight (`device.rs`), the host path
 //! (`host.rs`), the output's composition (classic image, strength blend, smaller output sizes, temporal
 //! stabilisation: `output.rs`), frame timing events (`timing.rs`), making an upscaler with or without a model
-//! (`setup.rs`). Here: preparing for a frame size, retrying with smaller tiles after running out of device memory,
-//! classic output for frames whose inference fails (with `fallback=classic`), and the statistics.
+//! (`setup.rs`), which failed frames give classic output (`fallback.rs`). Here: preparing for a frame size, retrying
+//! with smaller tiles after running out of device memory, classic output for frames whose inference fails (with
+//! `fallback=classic`), and the statistics.
 
 mod device;
+mod fallback;
 mod frames;
 mod host;
 mod output;
@@ -31,7 +33,7 @@ use crate::color::Colorimetry;
 use crate::compose::ComposePlan;
 use crate::cuda::{DeviceFrameMut, GpuDevice};
 use crate::engine::{Agreement, Engine, EngineMemory, EngineRequest};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::frame::{ElementType, HostFrame, HostFrameMut, PixelFormat, Size};
 use crate::infer::TensorLocation;
 use crate::model::{Model, ModelInfo};
@@ -340,20 +342,6 @@ impl<F: FrameBuffers> Upscaler<F> {
         }
     }
 
-    /// Whether a frame that failed with `e` gives classic output instead (`fallback=classic`, a model that ran, an
-    /// error of the model's run rather than of the frame or of the API).
-    fn falls_back(&self, e: &Error) -> bool {
-        self.engine.is_some() && frame_falls_back(self.output.fallback, e)
-    }
-
-    /// Counts a frame that gave classic output after `e` and notes why.
-    fn record_fallback(&mut self, e: &Error) {
-        self.stats.fallback_frames += 1;
-        self.history_valid = false;
-        self.notes.push(format!("the model failed on this frame, classic output instead: {e}"));
-        self.last_fallback = Some(e.to_string());
-    }
-
     /// Runs `attempt` and, when it fails for lack of device memory, shrinks the tiles and tries again, down to the
     /// smallest tile.
     fn with_memory_retry<T>(
@@ -559,14 +547,6 @@ impl<F: FrameBuffers> Upscaler<F> {
     }
 }
 
-/// Whether a frame whose model run failed with `e` gives classic output under `fallback`: for a failure of the run
-/// (out of device memory even with the smallest tiles, a failed kernel or ONNX Runtime run, something missing), not
-/// for a frame that does not match the negotiation, settings that cannot work or the API used out of order.
-fn frame_falls_back(fallback: Fallback, e: &Error) -> bool {
-    fallback == Fallback::Classic
-        && !matches!(e.kind(), ErrorKind::Negotiation | ErrorKind::Usage | ErrorKind::Settings)
-}
-
 /// Checks that each side's colorimetry suits its format, and that both formats are of one family: Y'CbCr to
 /// Y'CbCr (NV12 and P010 either way), R'G'B' to R'G'B'.
 fn check_formats(input: (PixelFormat, Colorimetry), output: (PixelFormat, Colorimetry)) -> Result<()> {
@@ -582,35 +562,5 @@ impl<F: FrameBuffers> Drop for Upscaler<F> {
     fn drop(&mut self) {
         // frames in flight still read and write buffers freed below
         let _ = self.discard_frames_in_flight();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn frames_fall_back_after_failed_runs_and_out_of_memory_only_with_the_fallback() {
-        let oom = Error::Cuda {
-            call: "cuMemAlloc",
-            source: cudarc::driver::DriverError(cudarc::driver::sys::cudaError_enum::CUDA_ERROR_OUT_OF_MEMORY),
-        };
-        assert!(oom.is_out_of_memory());
-        let launch = Error::Cuda {
-            call: "cuLaunchKernel",
-            source: cudarc::driver::DriverError(cudarc::driver::sys::cudaError_enum::CUDA_ERROR_LAUNCH_FAILED),
-        };
-        let missing = Error::unavailable("CUDA", "no driver");
-        for e in [&oom, &launch, &missing] {
-            assert!(frame_falls_back(Fallback::Classic, e), "{e}");
-            assert!(!frame_falls_back(Fallback::None, e), "{e}");
-        }
-        for e in [
-            Error::Negotiation("frame 64x48 is not 32x32".into()),
-            Error::InvalidConfig("tile-size 1 is below 64".into()),
-            Error::Usage("no frame in flight".into()),
-        ] {
-            assert!(!frame_falls_back(Fallback::Classic, &e), "{e}");
-        }
     }
 }
