@@ -20,17 +20,15 @@ use gst_base::subclass::base_transform::{GenerateOutputSuccess, InputBuffer, Pre
 use gst_base::subclass::prelude::*;
 use gst_video::VideoInfo;
 use vfupscale::Upscaler;
-use vfupscale::cuda::GpuDevice;
 
-use super::BackendProperty;
 use super::caps::{self, Memory};
 use super::colorimetry::{FORMATS, video_format};
 use super::error::{FrameError, core_error};
 use super::frames::Streaming;
 use super::settings::{self, Settings};
 use super::snapshot::Snapshot;
+use crate::gstcuda::context_handle_of;
 use crate::gstcuda::ffi::{CAPS_FEATURE_MEMORY_CUDA_MEMORY, CUDA_CONTEXT_TYPE};
-use crate::gstcuda::{CudaContext, context_handle_of};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new("vfupscale", gst::DebugColorFlags::empty(), Some("Video super-resolution"))
@@ -66,14 +64,10 @@ pub struct VfUpscale {
     streaming: Mutex<Option<Streaming>>,
 }
 
+mod cuda;
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// CUDA driver with a device present (checked once per process).
-fn cuda_driver_present() -> bool {
-    static PRESENT: LazyLock<bool> = LazyLock::new(|| vfupscale::cuda::driver_status().is_ok());
-    *PRESENT
 }
 
 impl VfUpscale {
@@ -81,74 +75,10 @@ impl VfUpscale {
         lock(&self.props).settings.clone()
     }
 
-    /// Whether CUDA-memory caps can be offered now: after start, when the upscaler runs on the GPU; before, when
-    /// the backend allows the GPU and a context or at least a driver is there.
-    fn cuda_allowed(&self) -> bool {
-        if lock(&self.props).settings.backend == BackendProperty::Cpu {
-            return false;
-        }
-        let (running, have_context) = {
-            let snapshot = lock(&self.snapshot);
-            (snapshot.running.as_ref().map(|r| r.cuda_frames), snapshot.cuda.is_some())
-        };
-        running.unwrap_or_else(|| have_context || cuda_driver_present())
-    }
-
-    /// Creates (or reuses) the `GstCudaContext` wrapping the primary context of the configured device and announces
-    /// it, so that upstream decoders, which reach READY after us, decode into it.
-    fn ensure_cuda_context(&self, settings: &Settings) {
-        if settings.backend == BackendProperty::Cpu || !cuda_driver_present() {
-            return;
-        }
-        let device_id = settings.device_id;
-        if lock(&self.snapshot).cuda.as_ref().is_some_and(|c| c.device_id() == device_id) {
-            return;
-        }
-        let device = match GpuDevice::get(device_id) {
-            Ok(device) => device,
-            // start() reports the error if a GPU backend was required; with auto the CPU path remains
-            Err(e) => return gst::warning!(CAT, imp = self, "CUDA device {device_id} not usable: {e}"),
-        };
-        let context = match CudaContext::wrap_primary(&device) {
-            Ok(context) => context,
-            Err(e) => return gst::warning!(CAT, imp = self, "cannot share CUDA device {device_id}'s context: {e}"),
-        };
-        gst::info!(CAT, imp = self, "sharing the primary context of CUDA device {device_id}");
-        let gst_context = context.to_gst_context();
-        lock(&self.snapshot).cuda = Some(context);
-        if let Some(c) = gst_context {
-            let obj = self.obj();
-            obj.set_context(&c);
-            let _ = obj.post_message(gst::message::HaveContext::builder(c).src(&*obj).build());
-        }
-    }
-
-    fn cuda_context(&self) -> Option<CudaContext> {
-        lock(&self.snapshot).cuda.clone()
-    }
-
     /// CUDA frames kept in flight: as started, or as set.
     fn async_depth(&self) -> u32 {
         let running = lock(&self.snapshot).running.as_ref().map(|r| r.async_depth);
         running.unwrap_or_else(|| lock(&self.props).settings.async_depth)
-    }
-
-    /// A CUDA buffer pool of `ctx` for frames of `caps`, configured (not yet active).
-    fn cuda_pool(
-        &self,
-        ctx: &CudaContext,
-        caps: &gst::Caps,
-        info: &VideoInfo,
-        min: u32,
-        max: u32,
-    ) -> Result<gst::BufferPool, gst::LoggableError> {
-        let pool =
-            ctx.new_buffer_pool().ok_or_else(|| gst::loggable_error!(CAT, "cannot create a CUDA buffer pool"))?;
-        let mut config = pool.config();
-        config.add_option(gst_video::BUFFER_POOL_OPTION_VIDEO_META.as_ref());
-        config.set_params(Some(caps), info.size() as u32, min, max);
-        pool.set_config(config).map_err(|_| gst::loggable_error!(CAT, "the CUDA buffer pool rejected its config"))?;
-        Ok(pool)
     }
 
     fn start_upscaler(&self, settings: &Settings) -> Result<(), gst::ErrorMessage> {
