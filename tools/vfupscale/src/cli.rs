@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use vfupscale::{BackendChoice, Precision};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -73,14 +74,14 @@ pub struct ModelArgs {
     #[arg(short, long, value_name = "MODEL")]
     pub model: Option<PathBuf>,
     /// Precision: auto (fp16 on GPU backends, fp32 on the CPU), fp16, fp32
-    #[arg(short, long, value_enum, default_value_t = Precision::Auto)]
+    #[arg(short, long, value_name = "P", default_value_t = Precision::Auto, value_parser = named::<Precision>(Precision::names()))]
     pub precision: Precision,
     /// CUDA device
     #[arg(short, long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=255))]
     pub device: u32,
     /// Inference backend: auto (native kernels for SRVGGNetCompact models, else TensorRT, CUDA, CPU)
-    #[arg(long, value_enum, default_value_t = Backend::Auto)]
-    pub backend: Backend,
+    #[arg(long, value_name = "B", default_value_t = BackendChoice::Auto, value_parser = named::<BackendChoice>(BackendChoice::names()))]
+    pub backend: BackendChoice,
 }
 
 /// The output size. Without any of these it is the input size times the model's scale.
@@ -163,22 +164,6 @@ pub struct BenchArgs {
     pub encode: EncodeArgs,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Precision {
-    Auto,
-    Fp16,
-    Fp32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Backend {
-    Auto,
-    Native,
-    Tensorrt,
-    Cuda,
-    Cpu,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum EncoderChoice {
     #[default]
@@ -224,24 +209,14 @@ pub struct Crop {
     pub y: u32,
 }
 
-impl ModelArgs {
-    pub fn backend_name(&self) -> &'static str {
-        match self.backend {
-            Backend::Auto => "auto",
-            Backend::Native => "native",
-            Backend::Tensorrt => "tensorrt",
-            Backend::Cuda => "cuda",
-            Backend::Cpu => "cpu",
-        }
-    }
-
-    pub fn precision_name(&self) -> &'static str {
-        match self.precision {
-            Precision::Auto => "auto",
-            Precision::Fp16 => "fp16",
-            Precision::Fp32 => "fp32",
-        }
-    }
+/// A parser for one of the core's named values (`BackendChoice`, `Precision`): its names are the possible values.
+fn named<T>(names: Vec<&'static str>) -> impl clap::builder::TypedValueParser<Value = T>
+where
+    T: std::str::FromStr + Clone + Send + Sync + 'static,
+{
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(names)
+        .try_map(|name: String| name.parse::<T>().map_err(|_| format!("{name:?} is not a known name")))
 }
 
 fn parse_size(text: &str) -> Result<(u32, u32), String> {

@@ -95,7 +95,7 @@ pub struct Common {
 
 impl Common {
     pub fn new(model: &ModelArgs, size: &crate::cli::SizeArgs) -> Result<Common, String> {
-        let gpu = model.backend != crate::cli::Backend::Cpu && vfupscale::cuda::driver_status().is_ok();
+        let gpu = model.backend != vfupscale::BackendChoice::Cpu && vfupscale::cuda::driver_status().is_ok();
         Ok(Common {
             model: Model::resolve(model.model.as_deref())?,
             size: SizeRequest::from_args(size)?,
@@ -114,8 +114,8 @@ impl Common {
         let size = SizePlan::new(input, model.scale, target);
         Ok(Upscale {
             model,
-            backend: self.args.backend_name(),
-            precision: self.args.precision_name(),
+            backend: self.args.backend.name(),
+            precision: self.args.precision.name(),
             device: self.args.device,
             size,
             gpu: self.gpu,

@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use gst::prelude::*;
+use vfupscale::stats::field;
 
 use crate::branch::Branch;
 use crate::job::{Upscale, VideoJob, VideoOutput};
@@ -37,7 +38,7 @@ pub fn note(message: &str) {
 pub fn backend_of(upscaler: &gst::Element) -> (String, String) {
     let stats: gst::Structure = upscaler.property("stats");
     let get = |k: &str| stats.get::<String>(k).unwrap_or_else(|_| "?".into());
-    (get("backend"), get("device"))
+    (get(field::BACKEND), get(field::DEVICE))
 }
 
 fn negotiated_size(pad: Option<gst::Pad>) -> Option<(u32, u32)> {
