@@ -37,6 +37,46 @@ pub enum Command {
     Preview(PreviewArgs),
     /// Time decoding alone, decoding and upscaling, and the whole run on your own file
     Bench(BenchArgs),
+    /// Segmented runs step by step, for drivers that spread the segments over machines (see python/vfupscale_ray)
+    #[command(subcommand)]
+    Segments(SegmentsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SegmentsCommand {
+    /// Plan a run (or find what an interrupted one finished) and print the plan as JSON
+    Plan(Box<RunArgs>),
+    /// Upscale one segment of a planned run into its work folder (prints progress as JSON with --progress json)
+    Run(SegmentRunArgs),
+    /// Join the finished segments into the output (checked, then renamed into place) and remove the work folder
+    Merge(WorkArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WorkArgs {
+    /// The run's work folder (`work_dir` in the plan)
+    #[arg(long, value_name = "DIR")]
+    pub work: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SegmentRunArgs {
+    #[command(flatten)]
+    pub work: WorkArgs,
+    /// The segment's index in the plan
+    #[arg(long, value_name = "K")]
+    pub index: usize,
+    /// CUDA device (default: the plan's)
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=255))]
+    pub device: Option<u32>,
+    #[arg(long, value_enum, default_value_t = ProgressMode::None)]
+    pub progress: ProgressMode,
+    /// Milliseconds between JSON progress objects
+    #[arg(long, value_name = "MS", default_value_t = 1000, hide = true)]
+    pub progress_ms: u64,
+    /// Print nothing but errors
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -64,6 +104,28 @@ pub struct RunArgs {
     /// stdout, or nothing
     #[arg(long, value_enum, default_value_t = ProgressMode::Bar)]
     pub progress: ProgressMode,
+    #[command(flatten)]
+    pub segments: SegmentArgs,
+}
+
+/// Ranges, segments, resume and several GPUs (videos into a container).
+#[derive(Debug, Args, Clone, Default)]
+pub struct SegmentArgs {
+    /// Only frames START:END (indices from 0, END exclusive: 10:20 is ten frames; 100: to the end)
+    #[arg(long, value_name = "START:END", value_parser = crate::range::parse_frames)]
+    pub frames: Option<crate::range::FrameRange>,
+    /// Segments upscaled at the same time, each by its own pipeline (spread over --devices)
+    #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs: Option<u32>,
+    /// CUDA devices to spread the segments over, e.g. 0,1 (default: -d; --jobs defaults to one per device)
+    #[arg(long, value_name = "N,…", value_delimiter = ',', value_parser = clap::value_parser!(u32).range(0..=255))]
+    pub devices: Vec<u32>,
+    /// Frames per segment, the unit of work and of resume (default: about two minutes of video, less with --jobs)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub segment_frames: Option<u64>,
+    /// Start over instead of keeping the finished segments of an interrupted run of the same command
+    #[arg(long)]
+    pub no_resume: bool,
 }
 
 /// Which model runs where.

@@ -24,19 +24,25 @@ mod frames;
 mod imageio;
 mod info;
 mod job;
+mod manifest;
 mod media;
+mod merge;
 mod models;
 mod output;
 mod pipeline;
 mod plan;
 mod preview;
 mod progress;
+mod range;
 mod props;
 mod report;
+mod segments;
 mod signals;
 mod size;
 mod streams;
 mod summary;
+mod timeline;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -91,6 +97,7 @@ fn main() -> ExitCode {
         },
         Some(Command::Preview(args)) => preview::run(args),
         Some(Command::Bench(args)) => bench::run(args),
+        Some(Command::Segments(command)) => segments::command(command),
         None => batch::run(&cli.run),
     }
 }

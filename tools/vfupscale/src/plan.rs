@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use crate::cli::{EncodeArgs, ModelArgs, RunArgs};
 use crate::encoder::EncoderSettings;
-use crate::job::{ImageJob, Job, Range, Upscale, VideoJob, VideoOutput};
+use crate::job::{ImageJob, Job, Upscale, VideoJob, VideoOutput};
+use crate::range::Range;
 use crate::media::{self, MediaInfo};
 use crate::models::Model;
 use crate::output::{self, ImageFormat, Target};
@@ -241,7 +242,8 @@ pub fn video_job(input: &Path, media: MediaInfo, common: &Common, output: VideoO
         media,
         upscale,
         output,
-        range: Range::default(),
+        range: Range::All,
+        copy_streams: true,
         gpu: common.gpu,
     })))
 }
@@ -259,7 +261,8 @@ fn check_target(input: &Path, target: &Target, overwrite: bool, made: bool) -> R
     if first.is_dir() {
         return Err(format!("{}: is a folder", first.display()));
     }
-    if first.exists() && !overwrite {
+    // the output an interrupted run wrote is finished by running the same command again
+    if first.exists() && !overwrite && !crate::segments::is_partial_output(&first) {
         return Err(format!("{} exists (use -y to replace it)", first.display()));
     }
     let dir = output::parent(&path);

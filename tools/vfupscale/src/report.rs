@@ -145,8 +145,8 @@ pub fn describe_backend(facts: &Facts) -> String {
     }
 }
 
-/// What the summary says about a finished run.
-#[derive(Debug, Default, Clone)]
+/// What the summary says about a finished run (recorded with each segment).
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Facts {
     pub backend: String,
     pub device: String,
