@@ -176,19 +176,12 @@ impl Merge<'_> {
             });
         }
 
-        let all_pads = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
-        let flag = all_pads.clone();
-        parse.connect_no_more_pads(move |_| {
-            *flag.0.lock().unwrap() = true;
-            flag.1.notify_all();
-        });
         let bus = pipeline.bus().ok_or("the pipeline has no bus")?;
         pipeline.set_state(gst::State::Playing).map_err(|_| "the final mux cannot start".to_string())?;
         // the muxer takes streams added before its first data only: the copies are linked first
-        {
-            let (lock, cvar) = &*all_pads;
-            let guard = lock.lock().unwrap();
-            let _ = cvar.wait_timeout_while(guard, std::time::Duration::from_secs(60), |found| !*found);
+        if let Err(e) = wait_for_streams(&bus, &copies.pads) {
+            let _ = pipeline.set_state(gst::State::Null);
+            return Err(e);
         }
         let feeder = {
             let (appsrc, segments, stamps, weak, caps) =
@@ -240,6 +233,8 @@ struct Muxed {
 /// The source's streams in the final mux.
 #[derive(Default)]
 struct Copies {
+    /// Pads the source's parsebin has added.
+    pads: std::sync::atomic::AtomicUsize,
     video_seen: std::sync::atomic::AtomicBool,
     audio_seen: std::sync::atomic::AtomicBool,
     copied: Mutex<Vec<String>>,
@@ -261,6 +256,7 @@ impl Copies {
         use std::sync::atomic::Ordering;
         let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
         let name = caps.structure(0).map(|s| s.name().to_string()).unwrap_or_default();
+        self.pads.fetch_add(1, Ordering::SeqCst);
         // a range that starts later starts at 0
         pad.set_offset(-(base as i64));
         if name.starts_with("video/") || name.starts_with("image/") {
@@ -478,6 +474,31 @@ fn drop_buffers(pad: &gst::Pad) {
     pad.add_probe(gst::PadProbeType::BUFFER, |_, _| streams::DISCARD);
 }
 
+/// Waits until parsebin has added a pad for every stream of its collection (it says how many on the bus).
+fn wait_for_streams(bus: &gst::Bus, added: &std::sync::atomic::AtomicUsize) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut streams = None;
+    while std::time::Instant::now() < deadline {
+        if streams.is_none()
+            && let Some(msg) = bus.timed_pop_filtered(
+                gst::ClockTime::from_mseconds(20),
+                &[gst::MessageType::StreamCollection, gst::MessageType::Error],
+            )
+        {
+            match msg.view() {
+                gst::MessageView::StreamCollection(c) => streams = Some(c.stream_collection().len()),
+                gst::MessageView::Error(e) => return Err(format!("reading the source: {}", e.error())),
+                _ => {}
+            }
+        }
+        if streams.is_some_and(|n| added.load(std::sync::atomic::Ordering::SeqCst) >= n) {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    Err("reading the source: its streams did not all appear within 30 s".into())
+}
+
 /// Links `pad` to a new fakesink.
 fn discard(pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<(), String> {
     let sink = gst::ElementFactory::make("fakesink").property("sync", false).build().map_err(|e| e.to_string())?;
@@ -496,9 +517,10 @@ pub fn check_copies(source: &Path, muxer: &str, out: &Path) -> Result<(), String
     pipeline.add_many([&src, &parse, &mux]).map_err(|e| e.to_string())?;
     src.link(&parse).map_err(|e| e.to_string())?;
     let problem: Arc<Mutex<Option<String>>> = Arc::default();
-    let done = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
-    let (p, m, out) = (problem.clone(), mux.clone(), out.to_path_buf());
+    let pads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (p, m, out, added) = (problem.clone(), mux.clone(), out.to_path_buf(), pads.clone());
     parse.connect_pad_added(move |_, pad| {
+        added.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
         let name = caps.structure(0).map(|s| s.name().to_string()).unwrap_or_default();
         if streams::copied_kind(&name) == Some("audio") && streams::muxer_pad(&m, pad, &caps).is_none() {
@@ -510,18 +532,11 @@ pub fn check_copies(source: &Path, muxer: &str, out: &Path) -> Result<(), String
         // every stream is consumed, so the demuxer goes on until all are found
         drop_buffers(pad);
     });
-    let d = done.clone();
-    parse.connect_no_more_pads(move |_| {
-        *d.0.lock().unwrap() = true;
-        d.1.notify_all();
-    });
+    let bus = pipeline.bus().ok_or("no bus")?;
     let _ = pipeline.set_state(gst::State::Paused);
-    {
-        let (lock, cvar) = &*done;
-        let guard = lock.lock().unwrap();
-        let _ = cvar.wait_timeout_while(guard, std::time::Duration::from_secs(20), |finished| !*finished);
-    }
+    let found = wait_for_streams(&bus, &pads);
     let _ = pipeline.set_state(gst::State::Null);
+    found?;
     match problem.lock().unwrap().take() {
         Some(e) => Err(e),
         None => Ok(()),

@@ -228,6 +228,10 @@ impl Shared {
                     seeked.store(true, Ordering::SeqCst);
                     gst::PadProbeReturn::Ok
                 }
+                // a short file may end before the seek is handled: that end is not the range's
+                Some(gst::PadProbeData::Event(e)) if e.type_() == gst::EventType::Eos && !seeked.load(Ordering::SeqCst) => {
+                    streams::DISCARD
+                }
                 _ => gst::PadProbeReturn::Ok,
             }
         });
