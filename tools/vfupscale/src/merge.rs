@@ -499,9 +499,14 @@ fn wait_for_streams(bus: &gst::Bus, added: &std::sync::atomic::AtomicUsize) -> R
     Err("reading the source: its streams did not all appear within 30 s".into())
 }
 
-/// Links `pad` to a new fakesink.
+/// Links `pad` to a new fakesink, one that does not preroll: one demuxer thread feeds every sink, and a prerolled
+/// sink would block it before the others have their first buffer.
 fn discard(pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<(), String> {
-    let sink = gst::ElementFactory::make("fakesink").property("sync", false).build().map_err(|e| e.to_string())?;
+    let sink = gst::ElementFactory::make("fakesink")
+        .property("sync", false)
+        .property("async", false)
+        .build()
+        .map_err(|e| e.to_string())?;
     pipeline.add(&sink).map_err(|e| e.to_string())?;
     sink.sync_state_with_parent().map_err(|e| e.to_string())?;
     pad.link(&sink.static_pad("sink").ok_or("fakesink without pad")?).map(|_| ()).map_err(|e| format!("{e:?}"))
