@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MPL-2.0
-//! Frame and tensor descriptions shared by the CUDA and CPU paths: sizes, rectangles, element types, NV12 frames
-//! and planar tensors in host memory. Device memory has its own typed views in [`crate::cuda::memory`].
+//! Frame and tensor descriptions shared by the CUDA and CPU paths: sizes, rectangles, element types, frames of any
+//! [`PixelFormat`] and planar tensors in host memory. Device memory has its own typed views in
+//! [`crate::cuda::memory`].
 
 use crate::error::{Error, Result};
+pub use crate::format::PixelFormat;
 
 /// Element type of a model's input and output tensors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -80,7 +82,7 @@ impl Size {
         self.width as usize * self.height as usize
     }
 
-    /// Size of the NV12 chroma plane in chroma samples (odd sizes round up).
+    /// Size of a 4:2:0 chroma plane in chroma positions (odd sizes round up).
     pub fn chroma(self) -> Size {
         Size::new(self.width.div_ceil(2), self.height.div_ceil(2))
     }
@@ -119,87 +121,110 @@ impl Rect {
     }
 }
 
-/// NV12 in host memory: a luma plane and an interleaved CbCr plane, each with its own stride in bytes.
+/// A frame in host memory: its format, size, and one or two planes (as the format has), each with its stride in
+/// bytes. Samples of 16-bit formats are little-endian, read and written bytewise (no alignment needed).
 #[derive(Debug, Clone, Copy)]
-pub struct HostNv12<'a> {
+pub struct HostFrame<'a> {
+    pub format: PixelFormat,
     pub size: Size,
-    pub y: &'a [u8],
-    pub y_stride: usize,
-    pub uv: &'a [u8],
-    pub uv_stride: usize,
+    /// Plane 1 is empty for one-plane formats.
+    pub planes: [&'a [u8]; 2],
+    pub strides: [usize; 2],
 }
 
-/// Writable NV12 in host memory.
+/// A writable frame in host memory.
 #[derive(Debug)]
-pub struct HostNv12Mut<'a> {
+pub struct HostFrameMut<'a> {
+    pub format: PixelFormat,
     pub size: Size,
-    pub y: &'a mut [u8],
-    pub y_stride: usize,
-    pub uv: &'a mut [u8],
-    pub uv_stride: usize,
+    pub planes: [&'a mut [u8]; 2],
+    pub strides: [usize; 2],
 }
 
-fn check_plane(what: &str, len: usize, stride: usize, row_bytes: usize, rows: u32) -> Result<()> {
-    let needed = if rows == 0 { 0 } else { stride * (rows as usize - 1) + row_bytes };
-    if stride < row_bytes || len < needed {
-        return Err(Error::InvalidConfig(format!(
-            "NV12 {what} plane too small: {len} bytes with stride {stride} for {rows} rows of {row_bytes} bytes"
-        )));
+/// Checks that planes of `len` bytes at `strides` hold a frame of `format` and `size`.
+fn check_planes(format: PixelFormat, size: Size, len: [usize; 2], strides: [usize; 2]) -> Result<()> {
+    let rows = format.plane_rows(size);
+    for (i, ((row_bytes, rows), (len, stride))) in rows.into_iter().zip(len.into_iter().zip(strides)).enumerate() {
+        if i >= format.planes() {
+            break;
+        }
+        let needed = if rows == 0 { 0 } else { stride * (rows - 1) + row_bytes };
+        if stride < row_bytes || len < needed {
+            return Err(Error::InvalidConfig(format!(
+                "{format} plane {i} too small for {size}: {len} bytes with stride {stride} for {rows} rows of \
+                 {row_bytes} bytes"
+            )));
+        }
     }
     Ok(())
 }
 
-impl<'a> HostNv12<'a> {
-    /// Checks that the planes hold `size` with the given strides.
-    pub fn new(size: Size, y: &'a [u8], y_stride: usize, uv: &'a [u8], uv_stride: usize) -> Result<Self> {
-        let c = size.chroma();
-        check_plane("luma", y.len(), y_stride, size.width as usize, size.height)?;
-        check_plane("chroma", uv.len(), uv_stride, 2 * c.width as usize, c.height)?;
-        Ok(Self { size, y, y_stride, uv, uv_stride })
+impl<'a> HostFrame<'a> {
+    /// Checks that the planes hold a frame of `format` and `size` at the given strides.
+    pub fn new(format: PixelFormat, size: Size, planes: [&'a [u8]; 2], strides: [usize; 2]) -> Result<Self> {
+        check_planes(format, size, planes.map(<[u8]>::len), strides)?;
+        Ok(Self { format, size, planes, strides })
     }
 }
 
-impl<'a> HostNv12Mut<'a> {
-    /// Checks that the planes hold `size` with the given strides.
-    pub fn new(size: Size, y: &'a mut [u8], y_stride: usize, uv: &'a mut [u8], uv_stride: usize) -> Result<Self> {
-        let c = size.chroma();
-        check_plane("luma", y.len(), y_stride, size.width as usize, size.height)?;
-        check_plane("chroma", uv.len(), uv_stride, 2 * c.width as usize, c.height)?;
-        Ok(Self { size, y, y_stride, uv, uv_stride })
+impl<'a> HostFrameMut<'a> {
+    /// Checks that the planes hold a frame of `format` and `size` at the given strides.
+    pub fn new(format: PixelFormat, size: Size, planes: [&'a mut [u8]; 2], strides: [usize; 2]) -> Result<Self> {
+        check_planes(format, size, [planes[0].len(), planes[1].len()], strides)?;
+        Ok(Self { format, size, planes, strides })
     }
 
-    pub fn as_ref(&self) -> HostNv12<'_> {
-        HostNv12 { size: self.size, y: self.y, y_stride: self.y_stride, uv: self.uv, uv_stride: self.uv_stride }
-    }
-}
-
-/// A tightly packed NV12 image owned in host memory (tests, tools, the CPU reference).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Nv12Image {
-    pub size: Size,
-    pub y: Vec<u8>,
-    pub uv: Vec<u8>,
-}
-
-impl Nv12Image {
-    pub fn new(size: Size) -> Self {
-        let c = size.chroma();
-        Self { size, y: vec![0; size.pixels()], uv: vec![128; 2 * c.pixels()] }
-    }
-
-    pub fn view(&self) -> HostNv12<'_> {
-        HostNv12 {
+    pub fn as_ref(&self) -> HostFrame<'_> {
+        HostFrame {
+            format: self.format,
             size: self.size,
-            y: &self.y,
-            y_stride: self.size.width as usize,
-            uv: &self.uv,
-            uv_stride: 2 * self.size.chroma().width as usize,
+            planes: [self.planes[0], self.planes[1]],
+            strides: self.strides,
+        }
+    }
+}
+
+/// A frame owned in host memory, its planes tightly packed (tests, tools, the CPU reference).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    pub format: PixelFormat,
+    pub size: Size,
+    /// Plane 1 is empty for one-plane formats.
+    pub planes: [Vec<u8>; 2],
+}
+
+impl Image {
+    /// A black frame (neutral chroma; alpha and padding zero).
+    pub fn new(format: PixelFormat, size: Size) -> Self {
+        let [(row0, rows0), (row1, rows1)] = format.plane_rows(size);
+        let l = format.layout();
+        // the chroma zero code, shifted into its sample, little-endian
+        let mid = (l.max_code as u32).div_ceil(2) << l.shift;
+        let chroma = match l.sample_bytes {
+            1 => vec![mid as u8; row1 * rows1],
+            _ => (0..row1 * rows1).map(|i| (mid >> (8 * (i % 2))) as u8).collect(),
+        };
+        Self { format, size, planes: [vec![0; row0 * rows0], chroma] }
+    }
+
+    /// Row bytes (the stride) of each plane.
+    pub fn strides(&self) -> [usize; 2] {
+        self.format.plane_rows(self.size).map(|(row, _)| row)
+    }
+
+    pub fn view(&self) -> HostFrame<'_> {
+        HostFrame {
+            format: self.format,
+            size: self.size,
+            planes: [&self.planes[0], &self.planes[1]],
+            strides: self.strides(),
         }
     }
 
-    pub fn view_mut(&mut self) -> HostNv12Mut<'_> {
-        let uv_stride = 2 * self.size.chroma().width as usize;
-        HostNv12Mut { size: self.size, y: &mut self.y, y_stride: self.size.width as usize, uv: &mut self.uv, uv_stride }
+    pub fn view_mut(&mut self) -> HostFrameMut<'_> {
+        let strides = self.strides();
+        let [p0, p1] = &mut self.planes;
+        HostFrameMut { format: self.format, size: self.size, planes: [p0, p1], strides }
     }
 }
 

@@ -20,6 +20,7 @@
 pub mod color;
 pub mod cpu;
 pub mod cuda;
+pub mod format;
 pub mod frame;
 pub mod infer;
 pub mod model;

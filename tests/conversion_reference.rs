@@ -1,90 +1,30 @@
 // SPDX-License-Identifier: MPL-2.0
 //! The colour conversions (the CPU path, which the CUDA kernels mirror operation for operation) checked against
-//! an independent float64 reference written here from the standards' formulas: ITU-R BT.601/709/2020 luma
-//! coefficients, 8-bit limited (16–235/16–240) and full (0–255, chroma zero at 128) quantisation, centred chroma
-//! siting. Nothing here calls `vfupscale::color`.
+//! an independent float64 reference written from the standards' formulas (`support/reference.rs`): ITU-R
+//! BT.601/709/2020 luma coefficients, 8-bit limited (16–235/16–240) and full (0–255, chroma zero at 128)
+//! quantisation, centred chroma siting.
 
-use vfupscale::color::{Colorimetry, Matrix, Range, rgb_to_yuv, yuv_to_rgb};
-use vfupscale::cpu::{nv12_to_planar, planar_to_nv12};
-use vfupscale::frame::{Nv12Image, Rect, Size};
+use vfupscale::color::{Colorimetry, Matrix, Range, code_to_rgb, rgb_to_code};
+use vfupscale::cpu::{frame_to_planar, planar_to_frame};
+use vfupscale::frame::{Image, PixelFormat, Rect, Size};
 
-fn kr_kb(m: Matrix) -> (f64, f64) {
-    match m {
-        Matrix::Bt601 => (0.299, 0.114),
-        Matrix::Bt709 => (0.2126, 0.0722),
-        Matrix::Bt2020 => (0.2627, 0.0593),
-    }
-}
-
-/// Y'CbCr code values → R'G'B' in 0..1 (not clamped).
-fn ref_to_rgb(c: Colorimetry, y: f64, cb: f64, cr: f64) -> [f64; 3] {
-    let (kr, kb) = kr_kb(c.matrix);
-    let (ey, pb, pr) = match c.range {
-        Range::Limited => ((y - 16.0) / 219.0, (cb - 128.0) / 224.0, (cr - 128.0) / 224.0),
-        Range::Full => (y / 255.0, (cb - 128.0) / 255.0, (cr - 128.0) / 255.0),
-    };
-    // invert E'Y = Kr R + Kg G + Kb B, Pb = (B - Y)/(2(1-Kb)), Pr = (R - Y)/(2(1-Kr))
-    let r = ey + 2.0 * (1.0 - kr) * pr;
-    let b = ey + 2.0 * (1.0 - kb) * pb;
-    let g = (ey - kr * r - kb * b) / (1.0 - kr - kb);
-    [r, g, b]
-}
-
-/// R'G'B' in 0..1 → Y'CbCr code values (not rounded).
-fn ref_to_yuv(c: Colorimetry, rgb: [f64; 3]) -> [f64; 3] {
-    let (kr, kb) = kr_kb(c.matrix);
-    let ey = kr * rgb[0] + (1.0 - kr - kb) * rgb[1] + kb * rgb[2];
-    let pb = (rgb[2] - ey) / (2.0 * (1.0 - kb));
-    let pr = (rgb[0] - ey) / (2.0 * (1.0 - kr));
-    match c.range {
-        Range::Limited => [16.0 + 219.0 * ey, 128.0 + 224.0 * pb, 128.0 + 224.0 * pr],
-        Range::Full => [255.0 * ey, 128.0 + 255.0 * pb, 128.0 + 255.0 * pr],
-    }
-}
-
-/// Chroma sample at luma position (x, y): bilinear between the four nearest chroma samples, whose centres sit at
-/// (2i + 0.5, 2j + 0.5) in luma coordinates, clamped at the edges.
-fn ref_chroma(img: &Nv12Image, x: usize, y: usize, k: usize) -> f64 {
-    let c = img.size.chroma();
-    let (cw, ch) = (c.width as i64, c.height as i64);
-    let fx = (x as f64 + 0.5) / 2.0 - 0.5;
-    let fy = (y as f64 + 0.5) / 2.0 - 0.5;
-    let (x0, y0) = (fx.floor(), fy.floor());
-    let (ax, ay) = (fx - x0, fy - y0);
-    let at = |i: i64, j: i64| {
-        let (i, j) = (i.clamp(0, cw - 1) as usize, j.clamp(0, ch - 1) as usize);
-        img.uv[j * 2 * cw as usize + 2 * i + k] as f64
-    };
-    let (x0, y0) = (x0 as i64, y0 as i64);
-    (1.0 - ay) * ((1.0 - ax) * at(x0, y0) + ax * at(x0 + 1, y0))
-        + ay * ((1.0 - ax) * at(x0, y0 + 1) + ax * at(x0 + 1, y0 + 1))
-}
+#[path = "support/reference.rs"]
+mod reference;
+use reference::YUV_COLOURS as ALL;
 
 /// A deterministic test frame with edges, gradients and saturated colours.
-fn test_frame(size: Size, seed: u32) -> Nv12Image {
-    let mut img = Nv12Image::new(size);
+fn test_frame(size: Size, seed: u32) -> Image {
+    let mut img = Image::new(PixelFormat::Nv12, size);
     let mut s = seed;
     let mut rnd = || {
         s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
         (s >> 24) as u8
     };
-    for v in img.y.iter_mut() {
-        *v = rnd();
-    }
-    for v in img.uv.iter_mut() {
+    for v in img.planes.iter_mut().flatten() {
         *v = rnd();
     }
     img
 }
-
-const ALL: [Colorimetry; 6] = [
-    Colorimetry::new(Matrix::Bt601, Range::Limited),
-    Colorimetry::new(Matrix::Bt601, Range::Full),
-    Colorimetry::new(Matrix::Bt709, Range::Limited),
-    Colorimetry::new(Matrix::Bt709, Range::Full),
-    Colorimetry::new(Matrix::Bt2020, Range::Limited),
-    Colorimetry::new(Matrix::Bt2020, Range::Full),
-];
 
 #[test]
 fn nv12_to_planar_matches_reference() {
@@ -92,12 +32,16 @@ fn nv12_to_planar_matches_reference() {
         for size in [Size::new(16, 8), Size::new(17, 9), Size::new(5, 3)] {
             let img = test_frame(size, n as u32 + 7);
             let mut t = vec![0f32; 3 * size.pixels()];
-            nv12_to_planar(&img.view(), &yuv_to_rgb(c), Rect::of_size(size), &mut t);
+            frame_to_planar(&img.view(), &code_to_rgb(c, 8), Rect::of_size(size), &mut t);
             let plane = size.pixels();
             for y in 0..size.height as usize {
                 for x in 0..size.width as usize {
-                    let yv = img.y[y * size.width as usize + x] as f64;
-                    let rgb = ref_to_rgb(c, yv, ref_chroma(&img, x, y, 0), ref_chroma(&img, x, y, 1));
+                    let yv = img.planes[0][y * size.width as usize + x] as f64;
+                    let chroma = |k: usize| {
+                        let cw = size.chroma().width as usize;
+                        reference::chroma(size, x, y, |i, j| img.planes[1][j * 2 * cw + 2 * i + k] as f64)
+                    };
+                    let rgb = reference::to_rgb(c, 8, yv, chroma(0), chroma(1));
                     for k in 0..3 {
                         let want = rgb[k].clamp(0.0, 1.0);
                         let got = t[k * plane + y * size.width as usize + x] as f64;
@@ -121,8 +65,8 @@ fn planar_to_nv12_matches_reference() {
                     (s >> 8) as f32 / 16_777_216.0 * 1.2 - 0.1
                 })
                 .collect();
-            let mut out = Nv12Image::new(size);
-            planar_to_nv12(&t, &rgb_to_yuv(c), &mut out.view_mut());
+            let mut out = Image::new(PixelFormat::Nv12, size);
+            planar_to_frame(&t, &rgb_to_code(c, 8), &mut out.view_mut());
             let (w, h, plane) = (size.width as usize, size.height as usize, size.pixels());
             let rgb_at = |x: usize, y: usize| [0, 1, 2].map(|k| (t[k * plane + y * w + x] as f64).clamp(0.0, 1.0));
             let mut off_by_one = 0;
@@ -134,21 +78,16 @@ fn planar_to_nv12_matches_reference() {
             };
             for y in 0..h {
                 for x in 0..w {
-                    check(out.y[y * w + x], ref_to_yuv(c, rgb_at(x, y))[0], &format!("Y({x},{y})"));
+                    check(out.planes[0][y * w + x], reference::to_yuv(c, 8, rgb_at(x, y))[0], &format!("Y({x},{y})"));
                 }
             }
             let cs = size.chroma();
             for cy in 0..cs.height as usize {
                 for cx in 0..cs.width as usize {
-                    let pixels: Vec<[f64; 3]> = (2 * cy..(2 * cy + 2).min(h))
-                        .flat_map(|y| (2 * cx..(2 * cx + 2).min(w)).map(move |x| (x, y)))
-                        .map(|(x, y)| rgb_at(x, y))
-                        .collect();
-                    let avg = [0, 1, 2].map(|k| pixels.iter().map(|p| p[k]).sum::<f64>() / pixels.len() as f64);
-                    let yuv = ref_to_yuv(c, avg);
+                    let yuv = reference::to_yuv(c, 8, reference::block_mean(w, h, cx, cy, rgb_at));
                     let i = cy * 2 * cs.width as usize + 2 * cx;
-                    check(out.uv[i], yuv[1], &format!("Cb({cx},{cy})"));
-                    check(out.uv[i + 1], yuv[2], &format!("Cr({cx},{cy})"));
+                    check(out.planes[1][i], yuv[1], &format!("Cb({cx},{cy})"));
+                    check(out.planes[1][i + 1], yuv[2], &format!("Cr({cx},{cy})"));
                 }
             }
             // f32 vs f64 may round a value sitting on .5 differently, never more than rarely
@@ -164,8 +103,8 @@ fn fp16_tensor_matches_fp32_within_half_precision() {
     let img = test_frame(size, 3);
     let mut t32 = vec![0f32; 3 * size.pixels()];
     let mut t16 = vec![half::f16::ZERO; 3 * size.pixels()];
-    nv12_to_planar(&img.view(), &yuv_to_rgb(c), Rect::of_size(size), &mut t32);
-    nv12_to_planar(&img.view(), &yuv_to_rgb(c), Rect::of_size(size), &mut t16);
+    frame_to_planar(&img.view(), &code_to_rgb(c, 8), Rect::of_size(size), &mut t32);
+    frame_to_planar(&img.view(), &code_to_rgb(c, 8), Rect::of_size(size), &mut t16);
     for (a, b) in t32.iter().zip(&t16) {
         assert!((a - b.to_f32()).abs() <= 1.0 / 2048.0, "{a} vs {b}");
     }

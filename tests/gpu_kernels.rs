@@ -10,10 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use cudarc::driver::CudaStream;
-use vfupscale::color::{Colorimetry, Matrix, Range, rgb_to_yuv, yuv_to_rgb};
+use vfupscale::color::{Colorimetry, Matrix, Range, code_to_rgb, rgb_to_code};
 use vfupscale::cpu;
-use vfupscale::cuda::{GpuDevice, Nv12Buffer, PlanarTensor, PlanarTensorMut, PtxCache, PtxOrigin};
-use vfupscale::frame::{Nv12Image, Rect, Size};
+use vfupscale::cuda::{FrameBuffer, GpuDevice, PlanarTensor, PlanarTensorMut, PtxCache, PtxOrigin};
+use vfupscale::frame::{Image, PixelFormat, Rect, Size};
 use vfupscale::tiling::TilePlan;
 use vfupscale::{
     BackendChoice, DeviceFrames, EngineRequest, InputFrame, Model, Precision, TensorLocation, Tiling, Upscaler,
@@ -22,7 +22,7 @@ use vfupscale::{
 
 #[path = "support/images.rs"]
 mod images;
-use images::{BT709, planar_image, psnr, random_frame, test_image};
+use images::{BT709, planar_image, psnr, psnr16, random_frame, random_frame_of, test_image};
 
 const COLOURS: [Colorimetry; 3] = [
     Colorimetry::new(Matrix::Bt601, Range::Limited),
@@ -31,55 +31,70 @@ const COLOURS: [Colorimetry; 3] = [
 ];
 
 /// `frame` on the device (a pitch wider than the row, as decoders allocate).
-fn upload(stream: &Arc<CudaStream>, frame: &Nv12Image) -> Nv12Buffer {
-    Nv12Buffer::from_image(stream, &frame.view()).unwrap()
+fn upload(stream: &Arc<CudaStream>, frame: &Image) -> FrameBuffer {
+    FrameBuffer::from_image(stream, &frame.view()).unwrap()
+}
+
+/// Every format with the colorimetries the tests run it with: YCbCr matrices for NV12 and P010, none for RGB.
+fn formats_and_colours() -> Vec<(PixelFormat, Colorimetry)> {
+    let rgb = [Colorimetry::new(Matrix::Rgb, Range::Full), Colorimetry::new(Matrix::Rgb, Range::Limited)];
+    PixelFormat::ALL
+        .into_iter()
+        .flat_map(|f| {
+            let colours: Vec<Colorimetry> = if f.planes() == 2 { COLOURS.to_vec() } else { rgb.to_vec() };
+            colours.into_iter().map(move |c| (f, c))
+        })
+        .collect()
 }
 
 #[test]
 #[ignore = "needs an NVIDIA GPU: run tests/gpu/run.sh"]
-fn nv12_to_planar_kernel_equals_cpu_bit_for_bit() {
+fn frame_to_planar_kernel_equals_cpu_bit_for_bit() {
     let device = GpuDevice::get(0).unwrap();
     let stream = device.new_stream().unwrap();
-    for (n, c) in COLOURS.into_iter().enumerate() {
+    for (n, (format, c)) in formats_and_colours().into_iter().enumerate() {
+        let to_rgb = code_to_rgb(c, format.depth());
         for (size, region) in
             [(Size::new(1920, 1080), Rect::new(0, 0, 1920, 1080)), (Size::new(33, 17), Rect::new(-5, -3, 45, 25))]
         {
-            let img = random_frame(size, n as u64 + 1);
+            let img = random_frame_of(format, size, n as u64 + 1);
             let dev = upload(&stream, &img);
             let src = dev.view(&stream).unwrap();
             let count = 3 * region.size().pixels();
             // fp32
             let mut cpu32 = vec![0f32; count];
-            cpu::nv12_to_planar(&img.view(), &yuv_to_rgb(c), region, &mut cpu32);
+            cpu::frame_to_planar(&img.view(), &to_rgb, region, &mut cpu32);
             let mut out32 = stream.alloc_zeros::<f32>(count).unwrap();
             let mut dst = PlanarTensorMut::from_view(out32.as_view_mut(), &stream, region.size()).unwrap();
             // SAFETY: `src` and `out32` are live allocations of this context, kept until the copy below waits.
-            unsafe { device.kernels().nv12_to_planar(&stream, &src, &yuv_to_rgb(c), region, &mut dst).unwrap() };
+            unsafe { device.kernels().frame_to_planar(&stream, &src, &to_rgb, region, &mut dst).unwrap() };
             drop(dst);
             let gpu32 = stream.clone_dtoh(&out32).unwrap();
             let diff = cpu32.iter().zip(&gpu32).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
-            assert_eq!(diff, 0, "{c:?} {size} fp32: {diff} values differ");
+            assert_eq!(diff, 0, "{format} {c:?} {size} fp32: {diff} values differ");
             // fp16
             let mut cpu16 = vec![half::f16::ZERO; count];
-            cpu::nv12_to_planar(&img.view(), &yuv_to_rgb(c), region, &mut cpu16);
+            cpu::frame_to_planar(&img.view(), &to_rgb, region, &mut cpu16);
             let mut out16 = stream.alloc_zeros::<u16>(count).unwrap();
             let mut dst = PlanarTensorMut::from_view(out16.as_view_mut(), &stream, region.size()).unwrap();
             // SAFETY: as above.
-            unsafe { device.kernels().nv12_to_planar(&stream, &src, &yuv_to_rgb(c), region, &mut dst).unwrap() };
+            unsafe { device.kernels().frame_to_planar(&stream, &src, &to_rgb, region, &mut dst).unwrap() };
             drop(dst);
             let gpu16 = stream.clone_dtoh(&out16).unwrap();
             let diff = cpu16.iter().zip(&gpu16).filter(|(a, b)| a.to_bits() != **b).count();
-            assert_eq!(diff, 0, "{c:?} {size} fp16: {diff} values differ");
+            assert_eq!(diff, 0, "{format} {c:?} {size} fp16: {diff} values differ");
         }
+        eprintln!("{format} {c:?}: frame → planar kernel equals the CPU path (fp32, fp16)");
     }
 }
 
 #[test]
 #[ignore = "needs an NVIDIA GPU: run tests/gpu/run.sh"]
-fn planar_to_nv12_kernel_equals_cpu_bit_for_bit() {
+fn planar_to_frame_kernel_equals_cpu_bit_for_bit() {
     let device = GpuDevice::get(0).unwrap();
     let stream = device.new_stream().unwrap();
-    for (n, c) in COLOURS.into_iter().enumerate() {
+    for (n, (format, c)) in formats_and_colours().into_iter().enumerate() {
+        let from_rgb = rgb_to_code(c, format.depth());
         for size in [Size::new(3840, 2160), Size::new(35, 19)] {
             let mut s = n as u32 * 7 + 3;
             // out-of-range values too: both paths clamp
@@ -89,30 +104,62 @@ fn planar_to_nv12_kernel_equals_cpu_bit_for_bit() {
                     (s >> 8) as f32 / 16_777_216.0 * 1.3 - 0.15
                 })
                 .collect();
-            let mut expected = Nv12Image::new(size);
-            cpu::planar_to_nv12(&t, &rgb_to_yuv(c), &mut expected.view_mut());
+            // the fourth byte is not the conversion's: zero on both sides
+            let mut expected = Image::new(format, size);
+            cpu::planar_to_frame(&t, &from_rgb, &mut expected.view_mut());
             let src = stream.clone_htod(&t).unwrap();
-            let mut out = Nv12Buffer::new(&stream, size).unwrap();
+            let mut out = FrameBuffer::new(&stream, format, size).unwrap();
             {
                 let tensor = PlanarTensor::from_view(src.as_view(), &stream, size).unwrap();
                 let mut dst = out.view_mut(&stream).unwrap();
                 // SAFETY: live allocations of this context, kept until the download below waits.
-                unsafe { device.kernels().planar_to_nv12(&stream, &tensor, &rgb_to_yuv(c), &mut dst).unwrap() };
+                unsafe { device.kernels().planar_to_frame(&stream, &tensor, &from_rgb, &mut dst).unwrap() };
             }
-            assert_eq!(out.download(&stream).unwrap(), expected, "{c:?} {size} fp32");
+            assert_eq!(out.download(&stream).unwrap(), expected, "{format} {c:?} {size} fp32");
 
             let t16: Vec<half::f16> = t.iter().map(|&v| half::f16::from_f32(v)).collect();
-            let mut expected16 = Nv12Image::new(size);
-            cpu::planar_to_nv12(&t16, &rgb_to_yuv(c), &mut expected16.view_mut());
+            let mut expected16 = Image::new(format, size);
+            cpu::planar_to_frame(&t16, &from_rgb, &mut expected16.view_mut());
             let bits: Vec<u16> = t16.iter().map(|v| v.to_bits()).collect();
             let src16 = stream.clone_htod(&bits).unwrap();
             {
                 let tensor = PlanarTensor::from_view(src16.as_view(), &stream, size).unwrap();
                 let mut dst = out.view_mut(&stream).unwrap();
                 // SAFETY: as above.
-                unsafe { device.kernels().planar_to_nv12(&stream, &tensor, &rgb_to_yuv(c), &mut dst).unwrap() };
+                unsafe { device.kernels().planar_to_frame(&stream, &tensor, &from_rgb, &mut dst).unwrap() };
             }
-            assert_eq!(out.download(&stream).unwrap(), expected16, "{c:?} {size} fp16");
+            assert_eq!(out.download(&stream).unwrap(), expected16, "{format} {c:?} {size} fp16");
+        }
+        eprintln!("{format} {c:?}: planar → frame kernel equals the CPU path (fp32, fp16)");
+    }
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run tests/gpu/run.sh"]
+fn fill_extra_kernel_equals_cpu_bit_for_bit() {
+    let device = GpuDevice::get(0).unwrap();
+    let stream = device.new_stream().unwrap();
+    let pairs = [
+        (PixelFormat::Rgba, PixelFormat::Rgba),
+        (PixelFormat::Bgra, PixelFormat::Rgba),
+        (PixelFormat::Rgba, PixelFormat::Bgrx),
+        (PixelFormat::Rgb, PixelFormat::Bgra),
+        (PixelFormat::Rgbx, PixelFormat::Rgbx),
+    ];
+    for (n, (from, to)) in pairs.into_iter().enumerate() {
+        for (size, scale) in [(Size::new(1920, 1080), 2), (Size::new(37, 23), 3), (Size::new(5, 1), 4)] {
+            let img = random_frame_of(from, size, n as u64 + 30);
+            let out_size = size.scaled(scale);
+            let mut expected = Image::new(to, out_size);
+            cpu::fill_extra(&img.view(), &mut expected.view_mut());
+            let src = upload(&stream, &img);
+            let mut out = FrameBuffer::new(&stream, to, out_size).unwrap();
+            {
+                let (src, mut dst) = (src.view(&stream).unwrap(), out.view_mut(&stream).unwrap());
+                // SAFETY: live allocations of this context, kept until the download below waits.
+                unsafe { device.kernels().fill_extra(&stream, &src, &mut dst).unwrap() };
+            }
+            assert_eq!(out.download(&stream).unwrap(), expected, "{from} → {to} {size} x{scale}");
         }
     }
 }
@@ -194,7 +241,7 @@ fn device_path_equals_host_path_on_the_real_model() {
         let mut up: Upscaler =
             Upscaler::new(UpscalerConfig { backend: BackendChoice::Cpu, ..Default::default() }).unwrap();
         up.prepare(size, TensorLocation::Host).unwrap();
-        let mut out = Nv12Image::new(size.scaled(up.scale()));
+        let mut out = Image::new(PixelFormat::Nv12, size.scaled(up.scale()));
         up.upscale_host(&img.view(), c, &mut out.view_mut(), c).unwrap();
         out
     };
@@ -206,12 +253,12 @@ fn device_path_equals_host_path_on_the_real_model() {
         let stream = device.new_stream().unwrap();
         up.prepare(size, TensorLocation::Device).unwrap();
         let src = upload(&stream, &img);
-        let mut dst = Nv12Buffer::new(&stream, size.scaled(up.scale())).unwrap();
+        let mut dst = FrameBuffer::new(&stream, PixelFormat::Nv12, size.scaled(up.scale())).unwrap();
         stream.synchronize().unwrap();
         up.upscale_device(InputFrame::Device(src.view(&stream).unwrap()), dst.view_mut(&stream).unwrap(), c, c)
             .unwrap();
         let gpu = dst.download(&stream).unwrap();
-        let (luma, chroma) = (psnr(&gpu.y, &run_cpu.y), psnr(&gpu.uv, &run_cpu.uv));
+        let (luma, chroma) = (psnr(&gpu.planes[0], &run_cpu.planes[0]), psnr(&gpu.planes[1], &run_cpu.planes[1]));
         eprintln!("{precision:?}: GPU device path vs CPU path: luma {luma:.1} dB, chroma {chroma:.1} dB");
         assert!(luma >= 40.0 && chroma >= 40.0, "{precision:?}: luma {luma:.1} dB, chroma {chroma:.1} dB");
         let stats = up.stats();
@@ -220,15 +267,69 @@ fn device_path_equals_host_path_on_the_real_model() {
             (1, 1, 0, 0)
         );
         // the same frame from host memory goes through an upload, with the same result (into a fresh frame)
-        let mut uploaded = Nv12Buffer::new(&stream, size.scaled(up.scale())).unwrap();
+        let mut uploaded = FrameBuffer::new(&stream, PixelFormat::Nv12, size.scaled(up.scale())).unwrap();
         up.upscale_device(InputFrame::Host(img.view()), uploaded.view_mut(&stream).unwrap(), c, c).unwrap();
         assert_eq!(uploaded.download(&stream).unwrap(), gpu, "{precision:?}: uploaded input");
         assert_eq!((up.stats().frames, up.stats().host_uploads), (2, 1));
     }
 }
 
+/// PSNR of every plane of two frames of one format (16-bit samples as values of the format's depth).
+fn plane_psnrs(a: &Image, b: &Image) -> Vec<f64> {
+    let depth = a.format.depth();
+    (0..a.format.planes())
+        .map(|i| if depth > 8 { psnr16(&a.planes[i], &b.planes[i], depth) } else { psnr(&a.planes[i], &b.planes[i]) })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run tests/gpu/run.sh"]
+fn device_path_equals_host_path_for_every_format_pair_whole_and_tiled() {
+    let size = Size::new(192, 128);
+    let yuv = Colorimetry::new(Matrix::Bt2020, Range::Limited);
+    let rgb = Colorimetry::new(Matrix::Rgb, Range::Full);
+    let pairs = [
+        (PixelFormat::P010, PixelFormat::P010, yuv),
+        (PixelFormat::Nv12, PixelFormat::P010, yuv),
+        (PixelFormat::P010, PixelFormat::Nv12, yuv),
+        (PixelFormat::Rgba, PixelFormat::Rgba, rgb),
+        (PixelFormat::Bgrx, PixelFormat::Rgb, rgb),
+    ];
+    for tiling in [Tiling::default(), Tiling { tile_size: 64, ..Tiling::default() }] {
+        let config = |backend| UpscalerConfig { backend, precision: Precision::Fp32, tiling, ..Default::default() };
+        let mut host: Upscaler = Upscaler::new(config(BackendChoice::Cpu)).unwrap();
+        let mut gpu: Upscaler = Upscaler::new(config(BackendChoice::Cuda)).unwrap();
+        host.prepare(size, TensorLocation::Host).unwrap();
+        gpu.prepare(size, TensorLocation::Device).unwrap();
+        let stream = gpu.gpu_device().unwrap().new_stream().unwrap();
+        let out_size = size.scaled(gpu.scale());
+        for (from, to, c) in pairs {
+            let mut img = images::test_image_as("astronaut-192x128.ppm", size, from, c);
+            if from.has_alpha() {
+                // a gradient of alpha, to be upscaled bilinearly on both paths
+                img.planes[0].chunks_mut(4).enumerate().for_each(|(i, p)| p[3] = (i % 251) as u8);
+            }
+            let mut expected = Image::new(to, out_size);
+            host.upscale_host(&img.view(), c, &mut expected.view_mut(), c).unwrap();
+            let src = upload(&stream, &img);
+            let mut dst = FrameBuffer::new(&stream, to, out_size).unwrap();
+            stream.synchronize().unwrap();
+            gpu.upscale_device(InputFrame::Device(src.view(&stream).unwrap()), dst.view_mut(&stream).unwrap(), c, c)
+                .unwrap();
+            let got = dst.download(&stream).unwrap();
+            let p = plane_psnrs(&got, &expected);
+            eprintln!("{from} → {to}, tile size {}: GPU vs CPU {p:.1?} dB", tiling.tile_size);
+            assert!(p.iter().all(|&db| db >= 40.0), "{from} → {to}: {p:.1?} dB");
+            if to.has_alpha() {
+                let alpha = |i: &Image| i.planes[0].chunks(4).map(|p| p[3]).collect::<Vec<u8>>();
+                assert_eq!(alpha(&got), alpha(&expected), "{from} → {to}: alpha is the same bilinear upscale");
+            }
+        }
+    }
+}
+
 /// Upscales `img` on the GPU through the device path; returns the output and the upscaler (for its stats).
-fn upscale_on_gpu(model: &str, precision: Precision, tiling: Tiling, img: &Nv12Image) -> (Nv12Image, Upscaler) {
+fn upscale_on_gpu(model: &str, precision: Precision, tiling: Tiling, img: &Image) -> (Image, Upscaler) {
     let mut up = Upscaler::new(UpscalerConfig {
         model: Some(model.into()),
         backend: BackendChoice::Cuda,
@@ -241,7 +342,7 @@ fn upscale_on_gpu(model: &str, precision: Precision, tiling: Tiling, img: &Nv12I
     let stream = device.new_stream().unwrap();
     up.prepare(img.size, TensorLocation::Device).unwrap();
     let src = upload(&stream, img);
-    let mut dst = Nv12Buffer::new(&stream, img.size.scaled(up.scale())).unwrap();
+    let mut dst = FrameBuffer::new(&stream, PixelFormat::Nv12, img.size.scaled(up.scale())).unwrap();
     stream.synchronize().unwrap();
     up.upscale_device(InputFrame::Device(src.view(&stream).unwrap()), dst.view_mut(&stream).unwrap(), BT709, BT709)
         .unwrap();
@@ -259,7 +360,7 @@ fn tiled_device_path_matches_whole_frames_and_batches_agree() {
         let tiles = Tiling { tile_size: 64, ..Tiling::default() };
         let (tiled, up) = upscale_on_gpu(model, precision, tiles, &img);
         assert!(up.stats().tiles_per_frame > 1);
-        let (l, c) = (psnr(&tiled.y, &whole.y), psnr(&tiled.uv, &whole.uv));
+        let (l, c) = (psnr(&tiled.planes[0], &whole.planes[0]), psnr(&tiled.planes[1], &whole.planes[1]));
         eprintln!(
             "{precision:?}: {} tiles of 64 vs whole frame: luma {l:.1} dB, chroma {c:.1} dB",
             up.stats().tiles_per_frame
@@ -267,10 +368,13 @@ fn tiled_device_path_matches_whole_frames_and_batches_agree() {
         assert!(l >= 50.0 && c >= 50.0, "{precision:?}: tiled vs whole: luma {l:.1} dB, chroma {c:.1} dB");
         let (batched, up) = upscale_on_gpu(model, precision, Tiling { batch: 4, ..tiles }, &img);
         assert_eq!(up.stats().tensor_bytes % 4, 0);
-        let differing =
-            batched.y.iter().chain(&batched.uv).zip(tiled.y.iter().chain(&tiled.uv)).filter(|(a, b)| a != b);
+        let differing = batched.planes[0]
+            .iter()
+            .chain(&batched.planes[1])
+            .zip(tiled.planes[0].iter().chain(&tiled.planes[1]))
+            .filter(|(a, b)| a != b);
         let n = differing.count();
-        let p = psnr(&batched.y, &tiled.y);
+        let p = psnr(&batched.planes[0], &tiled.planes[0]);
         eprintln!("{precision:?}: batch 4 vs batch 1: {n} bytes differ, luma {p:.1} dB");
         // the same kernels on the same tiles: cuDNN may pick another algorithm for another batch shape, which can
         // move a value across a rounding boundary, never more
@@ -314,16 +418,16 @@ const MIB: f64 = 1048576.0;
 fn measured_run(
     model: &str,
     max_memory_mib: u64,
-    img: &Nv12Image,
+    img: &Image,
     frames: u32,
-) -> (Nv12Buffer, Upscaler, f64, f64, Arc<CudaStream>) {
+) -> (FrameBuffer, Upscaler, f64, f64, Arc<CudaStream>) {
     let device = GpuDevice::get(0).unwrap();
     let stream = device.new_stream().unwrap();
     let src = upload(&stream, img);
     let path = vfupscale::models::resolve(Some(model.as_ref())).unwrap();
     // the output frame first: it is the pipeline's buffer, not the upscaler's memory
     let scale = Model::load(&path).unwrap().info().scale.expect("a model that declares its scale");
-    let mut dst = Nv12Buffer::new(&stream, img.size.scaled(scale)).unwrap();
+    let mut dst = FrameBuffer::new(&stream, PixelFormat::Nv12, img.size.scaled(scale)).unwrap();
     stream.synchronize().unwrap();
     let (free_before, _) = device.memory_info().unwrap();
     let peak = PeakMemory::start(&device);
@@ -387,17 +491,17 @@ fn four_k_input_is_tiled_with_x4_models_within_the_memory_limit() {
                 let (x, y) = (i % w, i / w);
                 let n = scale * scale;
                 let sum: usize =
-                    (0..n).map(|j| out.y[(scale * y + j / scale) * ow + scale * x + j % scale] as usize).sum();
+                    (0..n).map(|j| out.planes[0][(scale * y + j / scale) * ow + scale * x + j % scale] as usize).sum();
                 ((sum + n / 2) / n) as u8
             })
             .collect();
-        let p = psnr(&down, &img.y);
+        let p = psnr(&down, &img.planes[0]);
         eprintln!("{model}: output box-filtered to the input size vs input: luma {p:.1} dB");
         assert!(p >= 28.0, "{model}: {p:.1} dB");
         if model == "realesr-animevideov3-x4" {
             let (whole, _, whole_rise, whole_per_frame, _) = measured_run(model, 0, &img, 2);
             let whole = whole.download(&stream).unwrap();
-            let (l, c) = (psnr(&out.y, &whole.y), psnr(&out.uv, &whole.uv));
+            let (l, c) = (psnr(&out.planes[0], &whole.planes[0]), psnr(&out.planes[1], &whole.planes[1]));
             eprintln!(
                 "{model}: whole frame: device memory rise {whole_rise:.0} MiB, {whole_per_frame:.2} s/frame; \
                  tiled vs whole: luma {l:.1} dB, chroma {c:.1} dB"
@@ -452,7 +556,7 @@ fn running_out_of_device_memory_retries_with_smaller_tiles() {
         let stream = up.gpu_device().unwrap().new_stream().unwrap();
         up.prepare(img.size, TensorLocation::Device).unwrap();
         let src = upload(&stream, &img);
-        let mut dst = Nv12Buffer::new(&stream, img.size.scaled(up.scale())).unwrap();
+        let mut dst = FrameBuffer::new(&stream, PixelFormat::Nv12, img.size.scaled(up.scale())).unwrap();
         stream.synchronize().unwrap();
         let mut notes = Vec::new();
         for _ in 0..2 {
@@ -479,7 +583,7 @@ fn running_out_of_device_memory_retries_with_smaller_tiles() {
     assert_eq!(s.frames, 2, "the failed attempt is not counted, no frame is lost");
     assert!(s.tiles_per_frame > 1);
     assert!(held <= budget << 20, "holds {held} bytes");
-    let (l, c) = (psnr(&out.y, &whole.y), psnr(&out.uv, &whole.uv));
+    let (l, c) = (psnr(&out.planes[0], &whole.planes[0]), psnr(&out.planes[1], &whole.planes[1]));
     eprintln!("after retries vs whole frame: luma {l:.1} dB, chroma {c:.1} dB");
     assert!(l >= 50.0 && c >= 50.0, "luma {l:.1} dB, chroma {c:.1} dB");
 }
@@ -608,7 +712,7 @@ fn native_kernels_at_1080p_and_the_upscaler_picks_them() {
 #[ignore = "needs an NVIDIA GPU: run tests/gpu/run.sh"]
 fn frames_in_flight_finish_in_order_and_equal_frames_run_one_at_a_time() {
     let size = Size::new(192, 128);
-    let images: Vec<Nv12Image> = (0..vfupscale::MAX_FRAMES_IN_FLIGHT as u64)
+    let images: Vec<Image> = (0..vfupscale::MAX_FRAMES_IN_FLIGHT as u64)
         .map(|i| if i == 0 { test_image("astronaut-192x128.ppm", size) } else { random_frame(size, 40 + i) })
         .collect();
     for tiling in [Tiling::default(), Tiling { tile_size: 64, ..Tiling::default() }] {
@@ -621,15 +725,15 @@ fn frames_in_flight_finish_in_order_and_equal_frames_run_one_at_a_time() {
         let mut one_at_a_time = Vec::new();
         for img in &images {
             let src = upload(&stream, img);
-            let mut dst = Nv12Buffer::new(&stream, out_size).unwrap();
+            let mut dst = FrameBuffer::new(&stream, PixelFormat::Nv12, out_size).unwrap();
             stream.synchronize().unwrap();
             let input = InputFrame::Device(src.view(&stream).unwrap());
             up.upscale_device(input, dst.view_mut(&stream).unwrap(), BT709, BT709).unwrap();
             one_at_a_time.push(dst.download(&stream).unwrap());
         }
-        let frames = |img: &Nv12Image| DeviceFrames {
+        let frames = |img: &Image| DeviceFrames {
             input: upload(&stream, img),
-            output: Nv12Buffer::new(&stream, out_size).unwrap(),
+            output: FrameBuffer::new(&stream, PixelFormat::Nv12, out_size).unwrap(),
         };
         for img in &images {
             up.queue(frames(img), BT709, BT709).unwrap();
@@ -648,7 +752,11 @@ fn frames_in_flight_finish_in_order_and_equal_frames_run_one_at_a_time() {
         assert!(up.finish_frame().is_err(), "nothing left to finish");
         for (i, (frames, expected)) in finished.iter().zip(&one_at_a_time).enumerate() {
             let got = frames.output.download(&stream).unwrap();
-            assert!(got.y == expected.y && got.uv == expected.uv, "frame {i} (tile size {})", tiling.tile_size);
+            assert!(
+                got.planes[0] == expected.planes[0] && got.planes[1] == expected.planes[1],
+                "frame {i} (tile size {})",
+                tiling.tile_size
+            );
         }
         eprintln!(
             "{} frames in flight on {} (tile size {}): equal to one at a time",

@@ -2,7 +2,7 @@
 //! The upscaler on the CPU backend: settings refused when it is made, models named by path or installed name, a
 //! model whose declared scale is wrong refused at start, and the host path on the real model.
 
-use vfupscale::frame::{Nv12Image, Size};
+use vfupscale::frame::{Image, PixelFormat, Size};
 use vfupscale::{BackendChoice, ErrorKind, MIN_TILE, TensorLocation, Tiling, Upscaler, UpscalerConfig};
 use vfupscale_onnx::onnx::{Dim, GraphBuilder, META_SCALE, attr_string, data_type, write_model};
 
@@ -63,7 +63,7 @@ fn the_host_path_upscales_whole_frames_and_tiles_alike() {
     let run = |tiling: Tiling| {
         let mut up = cpu(None, tiling).unwrap();
         up.prepare(size, TensorLocation::Host).unwrap();
-        let mut out = Nv12Image::new(size.scaled(up.scale()));
+        let mut out = Image::new(PixelFormat::Nv12, size.scaled(up.scale()));
         up.upscale_host(&img.view(), BT709, &mut out.view_mut(), BT709).unwrap();
         assert_eq!(up.stats().frames, 1);
         // device frames are refused on the CPU backend, as a negotiation problem
@@ -75,6 +75,55 @@ fn the_host_path_upscales_whole_frames_and_tiles_alike() {
     assert_eq!(n, 1);
     let (tiled, n) = run(Tiling { tile_size: 64, ..Tiling::default() });
     assert!(n > 1);
-    let (l, c) = (psnr(&tiled.y, &whole.y), psnr(&tiled.uv, &whole.uv));
+    let (l, c) = (psnr(&tiled.planes[0], &whole.planes[0]), psnr(&tiled.planes[1], &whole.planes[1]));
     assert!(l >= 50.0 && c >= 50.0, "tiled vs whole on the CPU: luma {l:.1} dB, chroma {c:.1} dB");
+}
+
+#[test]
+fn the_host_path_upscales_p010_and_rgba_whole_and_tiled_alike() {
+    use vfupscale::color::{Colorimetry, Matrix, Range};
+    let size = Size::new(192, 128);
+    let cases = [
+        (PixelFormat::P010, Colorimetry::new(Matrix::Bt2020, Range::Limited)),
+        (PixelFormat::Rgba, Colorimetry::new(Matrix::Rgb, Range::Full)),
+    ];
+    for (format, colour) in cases {
+        let mut img = images::test_image_as("astronaut-192x128.ppm", size, format, colour);
+        if format.has_alpha() {
+            img.planes[0].chunks_mut(4).enumerate().for_each(|(i, p)| p[3] = (i % 256) as u8);
+        }
+        let run = |tiling: Tiling| {
+            let mut up = cpu(None, tiling).unwrap();
+            up.prepare(size, TensorLocation::Host).unwrap();
+            let mut out = Image::new(format, size.scaled(up.scale()));
+            up.upscale_host(&img.view(), colour, &mut out.view_mut(), colour).unwrap();
+            (out, up.stats().tiles_per_frame)
+        };
+        let (whole, _) = run(Tiling::default());
+        let (tiled, n) = run(Tiling { tile_size: 64, ..Tiling::default() });
+        assert!(n > 1);
+        let p = match format {
+            PixelFormat::P010 => images::psnr16(&tiled.planes[0], &whole.planes[0], 10),
+            _ => psnr(&tiled.planes[0], &whole.planes[0]),
+        };
+        assert!(p >= 50.0, "{format}: tiled vs whole {p:.1} dB");
+        if format.has_alpha() {
+            let alpha = |i: &Image| i.planes[0].chunks(4).map(|p| p[3]).collect::<Vec<u8>>();
+            assert_eq!(alpha(&tiled), alpha(&whole), "alpha does not depend on the tiles");
+            assert!(alpha(&whole).iter().any(|&a| a != 255), "alpha is the input's, not opaque");
+        }
+        // P010 goes into NV12 (one family); RGBA does not
+        let mut other = Image::new(PixelFormat::Nv12, size.scaled(2));
+        let mut up = cpu(None, Tiling::default()).unwrap();
+        up.prepare(size, TensorLocation::Host).unwrap();
+        let nv12 = Colorimetry::new(Matrix::Bt709, Range::Limited);
+        let mixed = up.upscale_host(&img.view(), colour, &mut other.view_mut(), nv12);
+        match format {
+            PixelFormat::Rgba => {
+                let e = mixed.unwrap_err();
+                assert!(e.to_string().contains("RGBA frames cannot be upscaled into NV12 frames"), "{e}");
+            }
+            _ => mixed.unwrap(),
+        }
+    }
 }

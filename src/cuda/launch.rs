@@ -4,15 +4,18 @@
 
 use cudarc::driver::{CudaFunction, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg};
 
-use super::memory::{DeviceNv12, DeviceNv12Mut, PlanarTensor, PlanarTensorMut};
+use super::memory::{DeviceFrame, DeviceFrameMut, PlanarTensor, PlanarTensorMut};
 use super::module::LoadedModule;
 use crate::color::Affine3x4;
 use crate::error::{Error, Result};
+use crate::format::FormatLayout;
 use crate::frame::{ElementType, Rect};
 use crate::tiling::{AxisRamp, Tile};
 
 // SAFETY: `Affine3x4` is `#[repr(C)]` plain floats, laid out as `struct Affine3x4 { float m[3][4]; }` in the kernels.
 unsafe impl DeviceRepr for Affine3x4 {}
+// SAFETY: `FormatLayout` is `#[repr(C)]` plain `i32`s, laid out as `struct FormatLayout` in `kernels/common.cuh`.
+unsafe impl DeviceRepr for FormatLayout {}
 // SAFETY: `AxisRamp` is `#[repr(C)]` plain floats, laid out as `struct AxisRamp { float rise[2]; float fall[2]; }`.
 unsafe impl DeviceRepr for AxisRamp {}
 
@@ -50,12 +53,13 @@ impl PerElement {
     }
 }
 
-/// The conversion kernels (`kernels/nv12_to_planar.cu`, `planar_to_nv12.cu`) and the blend kernel (`blend.cu`),
-/// loaded into one context.
+/// The conversion kernels (`kernels/frame_to_planar.cu`, `planar_to_frame.cu`, `fill_extra.cu`) and the blend
+/// kernel (`blend.cu`), loaded into one context.
 #[derive(Debug)]
 pub struct ConversionKernels {
-    nv12_to_planar: PerElement,
-    planar_to_nv12: PerElement,
+    frame_to_planar: PerElement,
+    planar_to_frame: PerElement,
+    fill_extra: CudaFunction,
     blend_tile: PerElement,
 }
 
@@ -65,24 +69,31 @@ fn int(v: u32) -> i32 {
 }
 
 impl ConversionKernels {
-    pub(crate) fn new(to_planar: &LoadedModule, to_nv12: &LoadedModule, blend: &LoadedModule) -> Result<Self> {
+    pub(crate) fn new(
+        to_planar: &LoadedModule,
+        to_frame: &LoadedModule,
+        extra: &LoadedModule,
+        blend: &LoadedModule,
+    ) -> Result<Self> {
         Ok(Self {
-            nv12_to_planar: PerElement::new(to_planar, "nv12_to_planar")?,
-            planar_to_nv12: PerElement::new(to_nv12, "planar_to_nv12")?,
+            frame_to_planar: PerElement::new(to_planar, "frame_to_planar")?,
+            planar_to_frame: PerElement::new(to_frame, "planar_to_frame")?,
+            fill_extra: extra.function("fill_extra")?.clone(),
             blend_tile: PerElement::new(blend, "blend_tile")?,
         })
     }
 
-    /// Converts `region` of `src` into the planar tensor `dst` (whose size is the region's size), on `stream`.
+    /// Converts `region` of `src` into the planar tensor `dst` (whose size is the region's size), on `stream`;
+    /// `to_rgb` maps the frame's code values ([`crate::color::code_to_rgb`]).
     ///
     /// # Safety
     /// Both views' memory must stay valid until the work queued on `stream` has completed, and be memory of the
     /// stream's context.
-    pub unsafe fn nv12_to_planar(
+    pub unsafe fn frame_to_planar(
         &self,
         stream: &CudaStream,
-        src: &DeviceNv12<'_>,
-        yuv_to_rgb: &Affine3x4,
+        src: &DeviceFrame<'_>,
+        to_rgb: &Affine3x4,
         region: Rect,
         dst: &mut PlanarTensorMut<'_>,
     ) -> Result<()> {
@@ -90,42 +101,78 @@ impl ConversionKernels {
             return Err(Error::Usage(format!("region {region:?} does not match tensor size {}", dst.size())));
         }
         let p = src.planes();
-        let (y_pitch, uv_pitch) = (p.y_pitch as i32, p.uv_pitch as i32);
+        let (pitch0, pitch1) = (p.pitch[0] as i32, p.pitch[1] as i32);
         let (w, h) = (int(p.size.width), int(p.size.height));
         let (ow, oh) = (int(dst.size().width), int(dst.size().height));
-        let out = dst.ptr();
-        let mut args = stream.launch_builder(self.nv12_to_planar.of(dst.element()));
-        args.arg(&p.y).arg(&y_pitch).arg(&p.uv).arg(&uv_pitch).arg(&w).arg(&h);
-        args.arg(&region.x).arg(&region.y).arg(&out).arg(&ow).arg(&oh).arg(yuv_to_rgb);
+        let (out, layout) = (dst.ptr(), p.format.layout());
+        let mut args = stream.launch_builder(self.frame_to_planar.of(dst.element()));
+        args.arg(&p.ptr[0]).arg(&pitch0).arg(&p.ptr[1]).arg(&pitch1).arg(&w).arg(&h).arg(&layout);
+        args.arg(&region.x).arg(&region.y).arg(&out).arg(&ow).arg(&oh).arg(to_rgb);
         // SAFETY: argument types and order match the kernel signature; the views hold the memory the kernel touches
         // (checked when they were made), valid until the work completes per this function's contract.
         unsafe { args.launch(grid(dst.size().width, dst.size().height)) }.map_err(Error::cuda("cuLaunchKernel"))?;
         Ok(())
     }
 
-    /// Converts the planar tensor `src` into the NV12 frame `dst` of the same size, on `stream`.
+    /// Converts the planar tensor `src` into the three components of the frame `dst` of the same size, on
+    /// `stream`; `from_rgb` gives the frame's code values ([`crate::color::rgb_to_code`]). A fourth sample per pixel
+    /// is left to [`ConversionKernels::fill_extra`].
     ///
     /// # Safety
-    /// As for [`ConversionKernels::nv12_to_planar`].
-    pub unsafe fn planar_to_nv12(
+    /// As for [`ConversionKernels::frame_to_planar`].
+    pub unsafe fn planar_to_frame(
         &self,
         stream: &CudaStream,
         src: &PlanarTensor<'_>,
-        rgb_to_yuv: &Affine3x4,
-        dst: &mut DeviceNv12Mut<'_>,
+        from_rgb: &Affine3x4,
+        dst: &mut DeviceFrameMut<'_>,
     ) -> Result<()> {
         if src.size() != dst.size() {
             return Err(Error::Usage(format!("tensor {} does not match frame {}", src.size(), dst.size())));
         }
         let p = dst.planes();
-        let (y_pitch, uv_pitch) = (p.y_pitch as i32, p.uv_pitch as i32);
+        let (pitch0, pitch1) = (p.pitch[0] as i32, p.pitch[1] as i32);
         let (w, h) = (int(p.size.width), int(p.size.height));
-        let chroma = p.size.chroma();
-        let input = src.ptr();
-        let mut args = stream.launch_builder(self.planar_to_nv12.of(src.element()));
-        args.arg(&input).arg(&w).arg(&h).arg(&p.y).arg(&y_pitch).arg(&p.uv).arg(&uv_pitch).arg(rgb_to_yuv);
+        // one thread per chroma position (a 2×2 block) with a subsampled plane, else per pixel
+        let blocks = if p.format.planes() == 2 { p.size.chroma() } else { p.size };
+        let (input, layout) = (src.ptr(), p.format.layout());
+        let mut args = stream.launch_builder(self.planar_to_frame.of(src.element()));
+        args.arg(&input).arg(&w).arg(&h).arg(&p.ptr[0]).arg(&pitch0).arg(&p.ptr[1]).arg(&pitch1);
+        args.arg(&layout).arg(from_rgb);
         // SAFETY: as above.
-        unsafe { args.launch(grid(chroma.width, chroma.height)) }.map_err(Error::cuda("cuLaunchKernel"))?;
+        unsafe { args.launch(grid(blocks.width, blocks.height)) }.map_err(Error::cuda("cuLaunchKernel"))?;
+        Ok(())
+    }
+
+    /// Writes the fourth sample of each pixel of `dst` where its format has one (see [`crate::cpu::fill_extra`]):
+    /// `src`'s alpha upscaled bilinearly when both carry alpha, opaque otherwise; nothing for other formats.
+    ///
+    /// # Safety
+    /// As for [`ConversionKernels::frame_to_planar`].
+    pub unsafe fn fill_extra(
+        &self,
+        stream: &CudaStream,
+        src: &DeviceFrame<'_>,
+        dst: &mut DeviceFrameMut<'_>,
+    ) -> Result<()> {
+        let (s, d) = (src.planes(), dst.planes());
+        let (sl, dl) = (s.format.layout(), d.format.layout());
+        if dl.extra < 0 {
+            return Ok(());
+        }
+        let scale = d.size.width / s.size.width;
+        if d.size != s.size.scaled(scale) {
+            return Err(Error::Usage(format!("frame {} is not an integer multiple of {}", d.size, s.size)));
+        }
+        let upscale_alpha = i32::from(s.format.has_alpha() && d.format.has_alpha());
+        let (spitch, dpitch) = (s.pitch[0] as i32, d.pitch[0] as i32);
+        let (sw, sh, dw, dh) = (int(s.size.width), int(s.size.height), int(d.size.width), int(d.size.height));
+        let scale = int(scale);
+        let mut args = stream.launch_builder(&self.fill_extra);
+        args.arg(&s.ptr[0]).arg(&spitch).arg(&sw).arg(&sh).arg(&sl).arg(&scale);
+        args.arg(&d.ptr[0]).arg(&dpitch).arg(&dw).arg(&dh).arg(&dl).arg(&upscale_alpha);
+        // SAFETY: as above.
+        unsafe { args.launch(grid(d.size.width, d.size.height)) }.map_err(Error::cuda("cuLaunchKernel"))?;
         Ok(())
     }
 
@@ -133,7 +180,7 @@ impl ConversionKernels {
     /// float32 accumulation frame `acc`, on `stream`.
     ///
     /// # Safety
-    /// As for [`ConversionKernels::nv12_to_planar`].
+    /// As for [`ConversionKernels::frame_to_planar`].
     pub unsafe fn blend_tile(
         &self,
         stream: &CudaStream,

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MPL-2.0
-//! Typed views of device memory, in cudarc's style: NV12 frames and planar RGB tensors that borrow their memory
-//! for a lifetime, with private fields, checked when they are made. They can be made from cudarc memory
-//! ([`CudaSlice`] and its views, keeping cudarc's access guard alive as long as the view), from our own frames
-//! ([`Nv12Buffer`]), or (for memory no Rust value owns: GStreamer's CUDA buffers, ONNX Runtime's tensors) through
+//! Typed views of device memory, in cudarc's style: frames (of any [`PixelFormat`]) and planar RGB tensors that
+//! borrow their memory for a lifetime, with private fields, checked when they are made. They can be made from cudarc
+//! memory ([`CudaSlice`] and its views, keeping cudarc's access guard alive as long as the view), from our own
+//! frames ([`FrameBuffer`]), or (for memory no Rust value owns: GStreamer's CUDA buffers, ONNX Runtime's tensors) through
 //! one `unsafe` constructor whose contract says what the caller guarantees. Kernel launches and copies take these
 //! views, never raw addresses.
 
@@ -16,7 +16,7 @@ use cudarc::driver::{
 
 use super::raw;
 use crate::error::{Error, Result};
-use crate::frame::{ElementType, HostNv12, Nv12Image, Size};
+use crate::frame::{ElementType, HostFrame, Image, PixelFormat, Size};
 
 /// An element type of device tensors as stored: `f32`, or fp16 as its bits (`u16`).
 pub trait DeviceElement: DeviceRepr + ValidAsZeroBits + Copy + Default + 'static {
@@ -31,47 +31,54 @@ impl DeviceElement for u16 {
     const TYPE: ElementType = ElementType::F16;
 }
 
-/// Where the two planes of an NV12 frame lie in device memory: plain numbers, valid for nothing by themselves.
+/// Where the planes of a frame lie in device memory: plain numbers, valid for nothing by themselves. Plane 1 is
+/// unused (0) for one-plane formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Nv12Planes {
+pub struct FramePlanes {
+    pub format: PixelFormat,
     pub size: Size,
-    /// Luma plane address and row pitch in bytes.
-    pub y: CUdeviceptr,
-    pub y_pitch: usize,
-    /// Interleaved CbCr plane address and row pitch in bytes.
-    pub uv: CUdeviceptr,
-    pub uv_pitch: usize,
+    /// Plane addresses.
+    pub ptr: [CUdeviceptr; 2],
+    /// Row pitches in bytes.
+    pub pitch: [usize; 2],
 }
 
-impl Nv12Planes {
-    /// Both planes in one allocation at `base`, rows of `pitch` bytes, chroma after the luma rows.
-    pub fn packed(base: CUdeviceptr, size: Size, pitch: usize) -> Self {
-        Self { size, y: base, y_pitch: pitch, uv: base + (pitch * size.height as usize) as u64, uv_pitch: pitch }
+impl FramePlanes {
+    /// Every plane in one allocation at `base`, rows of `pitch` bytes, plane 1 after plane 0's rows.
+    pub fn packed(format: PixelFormat, base: CUdeviceptr, size: Size, pitch: usize) -> Self {
+        let second = if format.planes() == 2 { base + (pitch * size.height as usize) as u64 } else { 0 };
+        let second_pitch = if format.planes() == 2 { pitch } else { 0 };
+        Self { format, size, ptr: [base, second], pitch: [pitch, second_pitch] }
     }
 
     /// Bytes of a packed frame of `size` at `pitch`.
-    pub fn packed_bytes(size: Size, pitch: usize) -> usize {
-        pitch * (size.height as usize + size.chroma().height as usize)
+    pub fn packed_bytes(format: PixelFormat, size: Size, pitch: usize) -> usize {
+        pitch * format.plane_rows(size).iter().map(|&(_, rows)| rows).sum::<usize>()
     }
 
-    /// `(pitch, row bytes, rows)` of the luma and the chroma plane.
-    pub(crate) fn rows(&self) -> [(usize, usize, usize); 2] {
-        let c = self.size.chroma();
-        [
-            (self.y_pitch, self.size.width as usize, self.size.height as usize),
-            (self.uv_pitch, 2 * c.width as usize, c.height as usize),
-        ]
+    /// `(pitch, row bytes, rows)` of each plane of the format.
+    pub(crate) fn rows(&self) -> Vec<(usize, usize, usize)> {
+        let rows = self.format.plane_rows(self.size);
+        (0..self.format.planes()).map(|i| (self.pitch[i], rows[i].0, rows[i].1)).collect()
     }
 
     fn check(&self) -> Result<()> {
-        if self.size.width == 0 || self.size.height == 0 || i32::try_from(self.size.height).is_err() {
-            return Err(Error::Usage(format!("an NV12 frame of {} is out of the kernels' range", self.size)));
+        let (format, size) = (self.format, self.size);
+        if size.width == 0 || size.height == 0 || i32::try_from(size.height).is_err() {
+            return Err(Error::Usage(format!("a {format} frame of {size} is out of the kernels' range")));
         }
-        for ((pitch, row, _), what) in self.rows().into_iter().zip(["luma", "chroma"]) {
+        let sample = format.layout().sample_bytes as u64;
+        for (i, (pitch, row, _)) in self.rows().into_iter().enumerate() {
             if pitch < row || i32::try_from(pitch).is_err() {
                 return Err(Error::Usage(format!(
-                    "NV12 {what} pitch {pitch} does not hold rows of {row} bytes (or exceeds the kernels' 32-bit \
-                     indexing)"
+                    "{format} plane {i} pitch {pitch} does not hold rows of {row} bytes (or exceeds the kernels' \
+                     32-bit indexing)"
+                )));
+            }
+            if !self.ptr[i].is_multiple_of(sample) || !(pitch as u64).is_multiple_of(sample) {
+                return Err(Error::Usage(format!(
+                    "{format} plane {i} at {:#x}, pitch {pitch}, is not aligned to its {sample}-byte samples",
+                    self.ptr[i]
                 )));
             }
         }
@@ -79,59 +86,63 @@ impl Nv12Planes {
     }
 }
 
-/// Where a view's NV12 planes are, and the cudarc access guard it holds (when made from cudarc memory).
+/// Where a view's planes are, and the cudarc access guard it holds (when made from cudarc memory).
 #[derive(Debug)]
-struct Nv12Memory<'a> {
-    planes: Nv12Planes,
+struct FrameMemory<'a> {
+    planes: FramePlanes,
     context: CUcontext,
     _guard: Option<SyncOnDrop<'a>>,
 }
 
-impl<'a> Nv12Memory<'a> {
-    /// Checks the planes (and, with `len`, that an allocation of `len` bytes holds them).
-    fn new(planes: Nv12Planes, context: CUcontext, guard: Option<SyncOnDrop<'a>>, len: Option<usize>) -> Result<Self> {
+impl<'a> FrameMemory<'a> {
+    /// Checks the planes (and, with `len`, that an allocation of `len` bytes holds them packed).
+    fn new(planes: FramePlanes, context: CUcontext, guard: Option<SyncOnDrop<'a>>, len: Option<usize>) -> Result<Self> {
         planes.check()?;
-        let needed = Nv12Planes::packed_bytes(planes.size, planes.y_pitch);
+        let needed = FramePlanes::packed_bytes(planes.format, planes.size, planes.pitch[0]);
         if let Some(len) = len.filter(|&len| len < needed) {
             return Err(Error::Usage(format!(
-                "{len} bytes of device memory cannot hold an NV12 frame of {} at pitch {} ({needed} bytes)",
-                planes.size, planes.y_pitch
+                "{len} bytes of device memory cannot hold a {} frame of {} at pitch {} ({needed} bytes)",
+                planes.format, planes.size, planes.pitch[0]
             )));
         }
         Ok(Self { planes, context, _guard: guard })
     }
 }
 
-/// An NV12 frame in device memory, read-only, borrowed for `'a`.
+/// A frame in device memory, read-only, borrowed for `'a`.
 #[derive(Debug)]
-pub struct DeviceNv12<'a> {
-    memory: Nv12Memory<'a>,
+pub struct DeviceFrame<'a> {
+    memory: FrameMemory<'a>,
     _borrow: PhantomData<&'a [u8]>,
 }
 
-/// An NV12 frame in device memory, writable, borrowed exclusively for `'a`.
+/// A frame in device memory, writable, borrowed exclusively for `'a`.
 #[derive(Debug)]
-pub struct DeviceNv12Mut<'a> {
-    memory: Nv12Memory<'a>,
+pub struct DeviceFrameMut<'a> {
+    memory: FrameMemory<'a>,
     _borrow: PhantomData<&'a mut [u8]>,
 }
 
 // SAFETY: a view is an address and a borrow; the CUDA driver accepts device addresses from any thread.
-unsafe impl Send for DeviceNv12<'_> {}
+unsafe impl Send for DeviceFrame<'_> {}
 // SAFETY: as above; the view is never written through `&self`.
-unsafe impl Sync for DeviceNv12<'_> {}
+unsafe impl Sync for DeviceFrame<'_> {}
 // SAFETY: as above.
-unsafe impl Send for DeviceNv12Mut<'_> {}
+unsafe impl Send for DeviceFrameMut<'_> {}
 
-/// The accessors both NV12 views share.
-macro_rules! nv12_accessors {
+/// The accessors both frame views share.
+macro_rules! frame_accessors {
     ($view:ident) => {
         impl $view<'_> {
             pub fn size(&self) -> Size {
                 self.memory.planes.size
             }
 
-            pub fn planes(&self) -> Nv12Planes {
+            pub fn format(&self) -> PixelFormat {
+                self.memory.planes.format
+            }
+
+            pub fn planes(&self) -> FramePlanes {
                 self.memory.planes
             }
 
@@ -143,70 +154,83 @@ macro_rules! nv12_accessors {
     };
 }
 
-nv12_accessors!(DeviceNv12);
-nv12_accessors!(DeviceNv12Mut);
+frame_accessors!(DeviceFrame);
+frame_accessors!(DeviceFrameMut);
 
-impl<'a> DeviceNv12<'a> {
-    /// A view of NV12 planes no Rust value owns (a mapped GStreamer CUDA buffer).
+impl<'a> DeviceFrame<'a> {
+    /// A view of frame planes no Rust value owns (a mapped GStreamer CUDA buffer).
     ///
     /// # Safety
-    /// `planes` must be device memory of `context`, holding `planes.size.height` luma rows and
-    /// `planes.size.chroma().height` chroma rows at their pitches, that stays allocated and unchanged for `'a` and,
-    /// beyond it, until the GPU work queued with this view has completed.
-    pub unsafe fn from_raw(context: CUcontext, planes: Nv12Planes) -> Result<Self> {
-        Ok(Self { memory: Nv12Memory::new(planes, context, None, None)?, _borrow: PhantomData })
+    /// `planes` must be device memory of `context`, holding the rows of each plane of the format at their pitches,
+    /// that stays allocated and unchanged for `'a` and, beyond it, until the GPU work queued with this view has
+    /// completed.
+    pub unsafe fn from_raw(context: CUcontext, planes: FramePlanes) -> Result<Self> {
+        Ok(Self { memory: FrameMemory::new(planes, context, None, None)?, _borrow: PhantomData })
     }
 
-    /// Both planes packed in one cudarc allocation (see [`Nv12Planes::packed`]), read on `stream`.
-    pub fn from_view(view: CudaView<'a, u8>, stream: &'a CudaStream, size: Size, pitch: usize) -> Result<Self> {
+    /// Every plane packed in one cudarc allocation (see [`FramePlanes::packed`]), read on `stream`.
+    pub fn from_view(
+        view: CudaView<'a, u8>,
+        stream: &'a CudaStream,
+        format: PixelFormat,
+        size: Size,
+        pitch: usize,
+    ) -> Result<Self> {
         let (context, len) = (view.stream().context().cu_ctx(), view.len());
         let (base, guard) = view.view_ptr(stream);
-        let memory = Nv12Memory::new(Nv12Planes::packed(base, size, pitch), context, Some(guard), Some(len))?;
-        Ok(Self { memory, _borrow: PhantomData })
+        let planes = FramePlanes::packed(format, base, size, pitch);
+        Ok(Self { memory: FrameMemory::new(planes, context, Some(guard), Some(len))?, _borrow: PhantomData })
     }
 }
 
-impl<'a> DeviceNv12Mut<'a> {
-    /// A writable view of NV12 planes no Rust value owns (a mapped GStreamer CUDA buffer).
+impl<'a> DeviceFrameMut<'a> {
+    /// A writable view of frame planes no Rust value owns (a mapped GStreamer CUDA buffer).
     ///
     /// # Safety
-    /// As for [`DeviceNv12::from_raw`], and nothing else may read or write the planes for `'a` and until the work
+    /// As for [`DeviceFrame::from_raw`], and nothing else may read or write the planes for `'a` and until the work
     /// queued with this view has completed.
-    pub unsafe fn from_raw(context: CUcontext, planes: Nv12Planes) -> Result<Self> {
-        Ok(Self { memory: Nv12Memory::new(planes, context, None, None)?, _borrow: PhantomData })
+    pub unsafe fn from_raw(context: CUcontext, planes: FramePlanes) -> Result<Self> {
+        Ok(Self { memory: FrameMemory::new(planes, context, None, None)?, _borrow: PhantomData })
     }
 
-    /// Both planes packed in one cudarc allocation, written on `stream`.
-    pub fn from_view(view: CudaViewMut<'a, u8>, stream: &'a CudaStream, size: Size, pitch: usize) -> Result<Self> {
+    /// Every plane packed in one cudarc allocation, written on `stream`.
+    pub fn from_view(
+        view: CudaViewMut<'a, u8>,
+        stream: &'a CudaStream,
+        format: PixelFormat,
+        size: Size,
+        pitch: usize,
+    ) -> Result<Self> {
         let (context, len) = (view.stream().context().cu_ctx(), view.len());
         let (base, guard) = view.view_ptr_mut(stream);
-        let memory = Nv12Memory::new(Nv12Planes::packed(base, size, pitch), context, Some(guard), Some(len))?;
-        Ok(Self { memory, _borrow: PhantomData })
+        let planes = FramePlanes::packed(format, base, size, pitch);
+        Ok(Self { memory: FrameMemory::new(planes, context, Some(guard), Some(len))?, _borrow: PhantomData })
     }
 }
 
 /// Row pitch of our own frames: 256-byte aligned rows, as the driver's own pitched allocations use.
-fn frame_pitch(width: u32) -> usize {
-    (width as usize).next_multiple_of(256)
+fn frame_pitch(format: PixelFormat, width: u32) -> usize {
+    format.plane_rows(Size::new(width, 1))[0].0.next_multiple_of(256)
 }
 
-/// An NV12 frame in device memory that we own (staging frames for copies and uploads, test and benchmark frames).
-pub struct Nv12Buffer {
+/// A frame in device memory that we own (staging frames for copies and uploads, test and benchmark frames).
+pub struct FrameBuffer {
     memory: CudaSlice<u8>,
+    format: PixelFormat,
     size: Size,
 }
 
-impl Nv12Buffer {
-    /// A zeroed frame of `size` allocated on `stream`.
-    pub fn new(stream: &Arc<CudaStream>, size: Size) -> Result<Self> {
-        let bytes = Nv12Planes::packed_bytes(size, frame_pitch(size.width));
+impl FrameBuffer {
+    /// A zeroed frame of `format` and `size` allocated on `stream`.
+    pub fn new(stream: &Arc<CudaStream>, format: PixelFormat, size: Size) -> Result<Self> {
+        let bytes = FramePlanes::packed_bytes(format, size, frame_pitch(format, size.width));
         let memory = stream.alloc_zeros::<u8>(bytes).map_err(Error::cuda("cuMemAlloc"))?;
-        Ok(Self { memory, size })
+        Ok(Self { memory, format, size })
     }
 
     /// A frame holding `image`, uploaded on `stream` (complete when this returns).
-    pub fn from_image(stream: &Arc<CudaStream>, image: &HostNv12) -> Result<Self> {
-        let mut frame = Self::new(stream, image.size)?;
+    pub fn from_image(stream: &Arc<CudaStream>, image: &HostFrame) -> Result<Self> {
+        let mut frame = Self::new(stream, image.format, image.size)?;
         {
             let mut view = frame.view_mut(stream)?;
             // SAFETY: the destination is our allocation; `image` outlives the synchronisation below.
@@ -220,34 +244,37 @@ impl Nv12Buffer {
         self.size
     }
 
+    pub fn format(&self) -> PixelFormat {
+        self.format
+    }
+
     /// Device memory held, in bytes.
     pub fn bytes(&self) -> usize {
         self.memory.len()
     }
 
     /// The frame, read on `stream`.
-    pub fn view<'a>(&'a self, stream: &'a CudaStream) -> Result<DeviceNv12<'a>> {
-        DeviceNv12::from_view(self.memory.as_view(), stream, self.size, frame_pitch(self.size.width))
+    pub fn view<'a>(&'a self, stream: &'a CudaStream) -> Result<DeviceFrame<'a>> {
+        let pitch = frame_pitch(self.format, self.size.width);
+        DeviceFrame::from_view(self.memory.as_view(), stream, self.format, self.size, pitch)
     }
 
     /// The frame, written on `stream`.
-    pub fn view_mut<'a>(&'a mut self, stream: &'a CudaStream) -> Result<DeviceNv12Mut<'a>> {
-        let pitch = frame_pitch(self.size.width);
-        DeviceNv12Mut::from_view(self.memory.as_view_mut(), stream, self.size, pitch)
+    pub fn view_mut<'a>(&'a mut self, stream: &'a CudaStream) -> Result<DeviceFrameMut<'a>> {
+        let pitch = frame_pitch(self.format, self.size.width);
+        DeviceFrameMut::from_view(self.memory.as_view_mut(), stream, self.format, self.size, pitch)
     }
 
     /// The frame copied into host memory (waits for the work queued on `stream` before it).
-    pub fn download(&self, stream: &CudaStream) -> Result<Nv12Image> {
-        let mut image = Nv12Image::new(self.size);
+    pub fn download(&self, stream: &CudaStream) -> Result<Image> {
+        let mut image = Image::new(self.format, self.size);
         let planes = self.view(stream)?.planes();
-        let c = self.size.chroma();
-        let host = [(image.y.as_mut_ptr(), self.size.width as usize), (image.uv.as_mut_ptr(), 2 * c.width as usize)];
-        let device = [planes.y, planes.uv];
-        for ((pitch, row, rows), ((dst, dst_pitch), src)) in planes.rows().into_iter().zip(host.into_iter().zip(device))
-        {
+        let strides = image.strides();
+        for (i, (pitch, row, rows)) in planes.rows().into_iter().enumerate() {
+            let dst = (image.planes[i].as_mut_ptr(), strides[i]);
             // SAFETY: the source is our allocation holding these rows; `image` holds `rows` packed rows and outlives
             // the synchronisation below.
-            unsafe { raw::download_plane(stream, (src, pitch), (dst, dst_pitch), row, rows) }
+            unsafe { raw::download_plane(stream, (planes.ptr[i], pitch), dst, row, rows) }
                 .map_err(Error::cuda("cuMemcpy2DAsync"))?;
         }
         stream.synchronize().map_err(Error::cuda("cuStreamSynchronize"))?;

@@ -23,7 +23,7 @@ pub use copy::{copy_between_contexts, upload};
 /// The stream type of views and launches (cudarc's), for crates that do not depend on cudarc.
 pub use cudarc::driver::CudaStream;
 pub use launch::ConversionKernels;
-pub use memory::{DeviceElement, DeviceNv12, DeviceNv12Mut, Nv12Buffer, Nv12Planes, PlanarTensor, PlanarTensorMut};
+pub use memory::{DeviceElement, DeviceFrame, DeviceFrameMut, FrameBuffer, FramePlanes, PlanarTensor, PlanarTensorMut};
 pub use module::{KernelModule, LoadedModule, load_module, target_arch};
 pub use ptx_cache::{CacheKey, PtxCache, PtxOrigin};
 pub use raw::{driver_library_present, nvrtc_version};
@@ -103,8 +103,9 @@ impl GpuDevice {
         }
         let get = |m: &KernelModule| modules[m.name].0.clone();
         let kernels = ConversionKernels::new(
-            &get(&conversion::NV12_TO_PLANAR),
-            &get(&conversion::PLANAR_TO_NV12),
+            &get(&conversion::FRAME_TO_PLANAR),
+            &get(&conversion::PLANAR_TO_FRAME),
+            &get(&conversion::FILL_EXTRA),
             &get(&conversion::BLEND),
         )?;
         let device =

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 /// A CUDA source embedded by build.rs.
 #[derive(Debug)]
 pub struct KernelModule {
-    /// The file's stem (`nv12_to_planar`, `srvgg`, …).
+    /// The file's stem (`frame_to_planar`, `srvgg`, …).
     pub name: &'static str,
     /// The source with its local includes inlined.
     pub source: &'static str,
@@ -173,7 +173,7 @@ mod tests {
     #[test]
     fn build_rs_lists_each_modules_kernels() {
         let names: Vec<&str> = super::super::conversion::ALL.iter().map(|m| m.name).collect();
-        assert_eq!(names, ["blend", "nv12_to_planar", "planar_to_nv12"]);
+        assert_eq!(names, ["blend", "fill_extra", "frame_to_planar", "planar_to_frame"]);
         for m in super::super::conversion::ALL {
             assert!(!m.fmad, "{}: the conversion kernels are compiled without contraction", m.name);
             assert!(!m.source.contains("#include"), "{}: includes are inlined", m.name);

@@ -10,13 +10,13 @@ use cudarc::driver::{CudaSlice, CudaStream};
 
 use super::frames::InputFrame;
 use super::timing::{FrameEvents, FrameTimer};
-use crate::color::{Colorimetry, rgb_to_yuv, yuv_to_rgb};
+use crate::color::{Colorimetry, code_to_rgb, rgb_to_code};
 use crate::cuda::{
-    DeviceNv12, DeviceNv12Mut, GpuDevice, Nv12Buffer, PlanarTensor, PlanarTensorMut, copy_between_contexts, upload,
+    DeviceFrame, DeviceFrameMut, FrameBuffer, GpuDevice, PlanarTensor, PlanarTensorMut, copy_between_contexts, upload,
 };
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::frame::{Rect, Size};
+use crate::frame::{PixelFormat, Rect, Size};
 use crate::planning::RunPlan;
 use crate::stats::Stats;
 
@@ -52,7 +52,7 @@ pub(super) struct DevicePath<F> {
     // Field order is drop order, after `Upscaler::drop` has waited for the stream: frames, then our buffers.
     pub in_flight: VecDeque<InFlight<F>>,
     /// The frame copies and uploads go to (one: the next frame's copy is ordered after this one's reads).
-    staging: Option<Nv12Buffer>,
+    staging: Option<FrameBuffer>,
     /// The float32 frame tiles are blended into, when tiled.
     accumulator: Option<CudaSlice<f32>>,
     timer: FrameTimer,
@@ -87,7 +87,7 @@ impl<F> DevicePath<F> {
     /// Device memory of our own buffers.
     pub fn own_bytes(&self) -> u64 {
         let acc = self.accumulator.as_ref().map_or(0, |a| a.len() * size_of::<f32>());
-        (acc + self.staging.as_ref().map_or(0, Nv12Buffer::bytes)) as u64
+        (acc + self.staging.as_ref().map_or(0, FrameBuffer::bytes)) as u64
     }
 
     /// Allocates the accumulation frame for output frames of `out` (or frees it for whole frames); the frames in
@@ -100,12 +100,13 @@ impl<F> DevicePath<F> {
         Ok(())
     }
 
-    /// The staging frame, of `size`. Frames in flight that read the old one are waited for before it is replaced.
-    fn staging(&mut self, size: Size) -> Result<&mut Nv12Buffer> {
-        if self.staging.as_ref().is_none_or(|s| s.size() != size) {
+    /// The staging frame, of `format` and `size`. Frames in flight that read the old one are waited for before it
+    /// is replaced.
+    fn staging(&mut self, format: PixelFormat, size: Size) -> Result<&mut FrameBuffer> {
+        if self.staging.as_ref().is_none_or(|s| (s.format(), s.size()) != (format, size)) {
             self.wait_for_frames_in_flight()?;
             self.staging = None;
-            self.staging = Some(Nv12Buffer::new(&self.stream, size)?);
+            self.staging = Some(FrameBuffer::new(&self.stream, format, size)?);
         }
         self.staging.as_mut().ok_or_else(|| Error::Usage("no staging frame".into()))
     }
@@ -121,14 +122,14 @@ impl<F> DevicePath<F> {
         match input {
             InputFrame::Device(frame) if frame.context() == ours => Ok(InputRoute::ZeroCopy),
             InputFrame::Device(frame) => {
-                let mut staging = self.staging(frame.size())?.view_mut(&stream)?;
+                let mut staging = self.staging(frame.format(), frame.size())?.view_mut(&stream)?;
                 // SAFETY: `frame` per this function's contract; the staging frame is ours, read only by frames queued
                 // on this stream, in order.
                 unsafe { copy_between_contexts(&stream, frame, &mut staging)? };
                 Ok(InputRoute::ForeignContext)
             }
             InputFrame::Host(frame) => {
-                let mut staging = self.staging(frame.size)?.view_mut(&stream)?;
+                let mut staging = self.staging(frame.format, frame.size)?.view_mut(&stream)?;
                 // SAFETY: as above, for host memory.
                 unsafe { upload(&stream, frame, &mut staging)? };
                 Ok(InputRoute::HostUpload)
@@ -149,7 +150,7 @@ impl<F> DevicePath<F> {
         engine: &mut Engine,
         plan: &RunPlan,
         input: &InputFrame<'_>,
-        output: &mut DeviceNv12Mut<'_>,
+        output: &mut DeviceFrameMut<'_>,
         colours: (Colorimetry, Colorimetry),
     ) -> Result<(FrameEvents, InputRoute)> {
         let size = plan.tiles.frame;
@@ -170,7 +171,7 @@ impl<F> DevicePath<F> {
             // SAFETY: this function's contract.
             let route = unsafe { self.stage(input)? };
             let staged;
-            let source: &DeviceNv12<'_> = match (input, route) {
+            let source: &DeviceFrame<'_> = match (input, route) {
                 (InputFrame::Device(frame), InputRoute::ZeroCopy) => frame,
                 _ => {
                     let staging = self.staging.as_ref().ok_or_else(|| Error::Usage("no staging frame".into()))?;
@@ -214,9 +215,9 @@ impl<F> DevicePath<F> {
 /// What one frame's work reads and writes.
 struct FrameWork<'f, 's, 'o> {
     plan: &'f RunPlan,
-    source: &'f DeviceNv12<'s>,
+    source: &'f DeviceFrame<'s>,
     accumulator: Option<&'f mut CudaSlice<f32>>,
-    output: &'f mut DeviceNv12Mut<'o>,
+    output: &'f mut DeviceFrameMut<'o>,
     colours: (Colorimetry, Colorimetry),
 }
 
@@ -231,7 +232,8 @@ fn queue_tiles(
 ) -> Result<FrameEvents> {
     let FrameWork { plan, source, accumulator, output, colours: (src_colour, dst_colour) } = frame;
     let kernels = device.kernels();
-    let (to_rgb, to_yuv) = (yuv_to_rgb(src_colour), rgb_to_yuv(dst_colour));
+    let to_rgb = code_to_rgb(src_colour, source.format().depth());
+    let to_code = rgb_to_code(dst_colour, output.format().depth());
     let out_size = output.size();
     let mut accumulator = match accumulator {
         Some(acc) => {
@@ -243,6 +245,9 @@ fn queue_tiles(
         None => return Err(Error::Usage("a tiled plan without an accumulation frame".into())),
     };
     timer.record(slot, 0)?;
+    // alpha or padding (timed with the input conversion): samples nothing else writes
+    // SAFETY: `source` and `output` are valid until the frame completes (the caller's contract).
+    unsafe { kernels.fill_extra(stream, source, output)? };
     let mut chunks = 0;
     for chunk in plan.tiles.tiles.chunks(plan.batch as usize) {
         for (j, tile) in chunk.iter().enumerate() {
@@ -250,7 +255,7 @@ fn queue_tiles(
             let mut tensor = engine.input_tensor(j as u32)?;
             // SAFETY: `source` is valid until the frame completes (the caller's contract); the tensor is the
             // engine's, kept until the next bind, which waits for the frames in flight.
-            unsafe { kernels.nv12_to_planar(stream, source, &to_rgb, region, &mut tensor)? };
+            unsafe { kernels.frame_to_planar(stream, source, &to_rgb, region, &mut tensor)? };
         }
         timer.record(slot, 3 * chunks + 1)?;
         engine.run()?;
@@ -261,7 +266,7 @@ fn queue_tiles(
                 // SAFETY: the tensor as above; the accumulation frame is ours, freed only after the frames in flight.
                 Some(acc) => unsafe { kernels.blend_tile(stream, &tensor, tile, acc)? },
                 // SAFETY: whole frame: the output tensor is the frame; `output` per the caller's contract.
-                None => unsafe { kernels.planar_to_nv12(stream, &tensor, &to_yuv, output)? },
+                None => unsafe { kernels.planar_to_frame(stream, &tensor, &to_code, output)? },
             }
         }
         timer.record(slot, 3 * chunks + 3)?;
@@ -270,7 +275,7 @@ fn queue_tiles(
     if let Some(acc) = &accumulator {
         let whole: PlanarTensor<'_> = acc.as_tensor();
         // SAFETY: as above.
-        unsafe { kernels.planar_to_nv12(stream, &whole, &to_yuv, output)? };
+        unsafe { kernels.planar_to_frame(stream, &whole, &to_code, output)? };
         timer.record(slot, 3 * chunks + 1)?;
     }
     Ok(FrameEvents { slot, chunks, blended: accumulator.is_some() })

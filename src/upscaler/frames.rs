@@ -5,16 +5,16 @@
 
 use cudarc::driver::CudaStream;
 
-use crate::cuda::{DeviceNv12, DeviceNv12Mut, Nv12Buffer};
+use crate::cuda::{DeviceFrame, DeviceFrameMut, FrameBuffer};
 use crate::error::Result;
-use crate::frame::{HostNv12, Size};
+use crate::frame::{HostFrame, PixelFormat, Size};
 
 /// An input frame: device memory (of our CUDA context, read in place, or of another one, copied into ours first),
 /// or host memory (uploaded first).
 #[derive(Debug)]
 pub enum InputFrame<'a> {
-    Device(DeviceNv12<'a>),
-    Host(HostNv12<'a>),
+    Device(DeviceFrame<'a>),
+    Host(HostFrame<'a>),
 }
 
 impl InputFrame<'_> {
@@ -22,6 +22,13 @@ impl InputFrame<'_> {
         match self {
             InputFrame::Device(d) => d.size(),
             InputFrame::Host(h) => h.size,
+        }
+    }
+
+    pub fn format(&self) -> PixelFormat {
+        match self {
+            InputFrame::Device(d) => d.format(),
+            InputFrame::Host(h) => h.format,
         }
     }
 }
@@ -40,19 +47,19 @@ impl InputFrame<'_> {
 /// - is the same on every call.
 pub unsafe trait FrameBuffers: Send {
     /// The input and output frames, for work queued on `stream`.
-    fn planes<'a>(&'a mut self, stream: &'a CudaStream) -> Result<(InputFrame<'a>, DeviceNv12Mut<'a>)>;
+    fn planes<'a>(&'a mut self, stream: &'a CudaStream) -> Result<(InputFrame<'a>, DeviceFrameMut<'a>)>;
 }
 
 /// An input and an output frame in device memory of our own (applications without GStreamer, tests, benchmarks).
 pub struct DeviceFrames {
-    pub input: Nv12Buffer,
-    pub output: Nv12Buffer,
+    pub input: FrameBuffer,
+    pub output: FrameBuffer,
 }
 
 // SAFETY: both frames are allocations owned by the value (freed only when it is dropped), distinct, and of the
 // context they were allocated in; the views borrow them for as long as the value is borrowed.
 unsafe impl FrameBuffers for DeviceFrames {
-    fn planes<'a>(&'a mut self, stream: &'a CudaStream) -> Result<(InputFrame<'a>, DeviceNv12Mut<'a>)> {
+    fn planes<'a>(&'a mut self, stream: &'a CudaStream) -> Result<(InputFrame<'a>, DeviceFrameMut<'a>)> {
         Ok((InputFrame::Device(self.input.view(stream)?), self.output.view_mut(stream)?))
     }
 }

@@ -1,14 +1,14 @@
 // SPDX-License-Identifier: MPL-2.0
-//! The host path: NV12 in host memory converted in Rust (`cpu.rs`) into the engine's host input tensor, the
+//! The host path: frames in host memory converted in Rust (`cpu.rs`) into the engine's host input tensor, the
 //! model run by ONNX Runtime on whichever provider was chosen, the output blended or converted back in Rust.
 
 use std::time::Instant;
 
-use crate::color::{Colorimetry, rgb_to_yuv, yuv_to_rgb};
+use crate::color::{Colorimetry, code_to_rgb, rgb_to_code};
 use crate::cpu;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::frame::{HostNv12, HostNv12Mut, HostTensor, HostTensorMut, Rect};
+use crate::frame::{HostFrame, HostFrameMut, HostTensor, HostTensorMut, Rect};
 use crate::planning::RunPlan;
 use crate::stats::FrameTimes;
 
@@ -22,11 +22,12 @@ pub(super) fn upscale(
     engine: &mut Engine,
     plan: &RunPlan,
     accumulator: &mut [f32],
-    src: &HostNv12,
-    dst: &mut HostNv12Mut,
+    src: &HostFrame,
+    dst: &mut HostFrameMut,
     (src_colour, dst_colour): (Colorimetry, Colorimetry),
 ) -> Result<FrameTimes> {
-    let (to_rgb, to_yuv) = (yuv_to_rgb(src_colour), rgb_to_yuv(dst_colour));
+    let to_rgb = code_to_rgb(src_colour, src.format.depth());
+    let to_code = rgb_to_code(dst_colour, dst.format.depth());
     let tile_in = 3 * plan.tiles.tile.pixels();
     let tile_out = 3 * plan.tiles.tile.scaled(plan.tiles.scale).pixels();
     let out_size = dst.size;
@@ -36,13 +37,16 @@ pub(super) fn upscale(
     }
     accumulator.fill(0.0);
     let mut times = FrameTimes::default();
+    let t = Instant::now();
+    cpu::fill_extra(src, dst);
+    times.convert_in += ms_since(t);
     for chunk in plan.tiles.tiles.chunks(plan.batch as usize) {
         let t0 = Instant::now();
         for (j, tile) in chunk.iter().enumerate() {
             let region = if blended { tile.input } else { Rect::of_size(src.size) };
             match engine.input_host()? {
-                HostTensorMut::F32(t) => cpu::nv12_to_planar(src, &to_rgb, region, &mut t[j * tile_in..]),
-                HostTensorMut::F16(t) => cpu::nv12_to_planar(src, &to_rgb, region, &mut t[j * tile_in..]),
+                HostTensorMut::F32(t) => cpu::frame_to_planar(src, &to_rgb, region, &mut t[j * tile_in..]),
+                HostTensorMut::F16(t) => cpu::frame_to_planar(src, &to_rgb, region, &mut t[j * tile_in..]),
             }
         }
         times.convert_in += ms_since(t0);
@@ -64,15 +68,15 @@ pub(super) fn upscale(
             }
         } else {
             match output {
-                HostTensor::F32(t) => cpu::planar_to_nv12(t, &to_yuv, dst),
-                HostTensor::F16(t) => cpu::planar_to_nv12(t, &to_yuv, dst),
+                HostTensor::F32(t) => cpu::planar_to_frame(t, &to_code, dst),
+                HostTensor::F16(t) => cpu::planar_to_frame(t, &to_code, dst),
             }
         }
         times.convert_out += ms_since(t2);
     }
     if blended {
         let t3 = Instant::now();
-        cpu::planar_to_nv12(accumulator, &to_yuv, dst);
+        cpu::planar_to_frame(accumulator, &to_code, dst);
         times.convert_out += ms_since(t3);
     }
     Ok(times)

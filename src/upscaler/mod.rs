@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MPL-2.0
-//! The per-frame coordinator: NV12 → planar RGB in the engine's input tensor → the model → planar RGB output →
-//! NV12, on device memory (queued on one CUDA stream and synchronised once per frame; nothing allocated after the
+//! The per-frame coordinator: a frame (NV12, P010, packed RGB(A)) → planar RGB in the engine's input tensor → the
+//! model → planar RGB output → a frame of the output format, on device memory (queued on one CUDA stream and synchronised once per frame; nothing allocated after the
 //! first frame of a size) or on host memory.
 //!
 //! The parts are elsewhere: choosing the engine ([`crate::engine::select_engine`]), cutting frames into tiles under
@@ -21,10 +21,10 @@ pub use frames::{DeviceFrames, FrameBuffers, InputFrame};
 use self::device::{DevicePath, InFlight};
 use crate::backend::{Backend, BackendChoice, Precision};
 use crate::color::Colorimetry;
-use crate::cuda::{DeviceNv12Mut, GpuDevice};
+use crate::cuda::{DeviceFrameMut, GpuDevice};
 use crate::engine::{Agreement, Engine, EngineMemory, EngineRequest, select_engine};
 use crate::error::{Error, Result};
-use crate::frame::{ElementType, HostNv12, HostNv12Mut, Size};
+use crate::frame::{ElementType, HostFrame, HostFrameMut, PixelFormat, Size};
 use crate::infer::TensorLocation;
 use crate::model::{Model, ModelInfo};
 use crate::planning::{Planner, RunPlan, Tiling};
@@ -283,15 +283,17 @@ impl<F: FrameBuffers> Upscaler<F> {
         }
     }
 
-    /// Upscales an NV12 frame in host memory (prepared with [`TensorLocation::Host`]).
+    /// Upscales a frame in host memory (prepared with [`TensorLocation::Host`]) into a frame of any format of the
+    /// same family (Y'CbCr or R'G'B').
     pub fn upscale_host(
         &mut self,
-        src: &HostNv12,
+        src: &HostFrame,
         src_colour: Colorimetry,
-        dst: &mut HostNv12Mut,
+        dst: &mut HostFrameMut,
         dst_colour: Colorimetry,
     ) -> Result<()> {
         self.prepared(src.size, dst.size, TensorLocation::Host)?;
+        check_formats((src.format, src_colour), (dst.format, dst_colour))?;
         let times = self.with_memory_retry(src.size, TensorLocation::Host, |up| {
             let plan = up.prepared(src.size, dst.size, TensorLocation::Host)?;
             host::upscale(&mut up.engine, &plan, &mut up.host_accumulator, src, dst, (src_colour, dst_colour))
@@ -305,7 +307,7 @@ impl<F: FrameBuffers> Upscaler<F> {
     pub fn upscale_device(
         &mut self,
         input: InputFrame<'_>,
-        mut output: DeviceNv12Mut<'_>,
+        mut output: DeviceFrameMut<'_>,
         src_colour: Colorimetry,
         dst_colour: Colorimetry,
     ) -> Result<()> {
@@ -314,6 +316,7 @@ impl<F: FrameBuffers> Upscaler<F> {
         }
         let (size, out_size) = (input.size(), output.size());
         self.prepared(size, out_size, TensorLocation::Device)?;
+        check_formats((input.format(), src_colour), (output.format(), dst_colour))?;
         let (events, route) = self.with_memory_retry(size, TensorLocation::Device, |up| {
             let plan = up.prepared(size, out_size, TensorLocation::Device)?;
             let device = up.device.as_mut().ok_or_else(|| Error::Usage("no GPU".into()))?;
@@ -365,6 +368,7 @@ impl<F: FrameBuffers> Upscaler<F> {
     ) -> Result<(timing::FrameEvents, device::InputRoute)> {
         let (size, out_size) = {
             let (input, output) = frame.planes(stream)?;
+            check_formats((input.format(), colours.0), (output.format(), colours.1))?;
             (input.size(), output.size())
         };
         self.prepared(size, out_size, TensorLocation::Device)?;
@@ -411,6 +415,17 @@ impl<F: FrameBuffers> Upscaler<F> {
         }
         waited
     }
+}
+
+/// Checks that each side's colorimetry suits its format, and that both formats are of one family: Y'CbCr to
+/// Y'CbCr (NV12 and P010 either way), R'G'B' to R'G'B'.
+fn check_formats(input: (PixelFormat, Colorimetry), output: (PixelFormat, Colorimetry)) -> Result<()> {
+    input.1.check(input.0)?;
+    output.1.check(output.0)?;
+    if input.0.family() != output.0.family() {
+        return Err(Error::Negotiation(format!("{} frames cannot be upscaled into {} frames", input.0, output.0)));
+    }
+    Ok(())
 }
 
 impl<F: FrameBuffers> Drop for Upscaler<F> {

@@ -5,11 +5,13 @@
 #   tests/gpu/run.sh
 #
 # Builds the plugin, the model and benchmark tools and the GPU test binaries (or takes them prebuilt from
-# $VFUPSCALE_PREBUILT: libgstvfupscale.so, vfupscale-model, vfupscale-bench, gpu-core, gpu-plugin), installs the GPU
+# $VFUPSCALE_PREBUILT: libgstvfupscale.so, vfupscale-model, vfupscale-bench, vfupscale, gpu-core, gpu-plugin), installs the GPU
 # build of ONNX Runtime unless ORT_DYLIB_PATH names one, installs the models it needs unless present, then runs
 # every GPU test: conversion and blend kernels bit-exact against the CPU path, the device path against the host
 # path, tiles against whole frames, 4K input with x4 models under a memory limit, NVDEC → vfupscale →
-# cudadownload on H.264/H.265 clips at 720p and 1080p against the CPU element; then a soak of
+# cudadownload on H.264/H.265 clips at 720p and 1080p (and HEVC Main 10 HDR10 at 1080p, in P010) against the CPU
+# element, every conversion format (NV12, P010, RGB(A)) bit-exact; the vfupscale command
+# (tools/vfupscale/tests/gpu.sh: 10-bit and HDR10 kept, the H.264 4:4:4 software fallback); then a soak of
 # $VFUPSCALE_SOAK_FRAMES (default 10000; 0 skips it) 1080p frames that fails if device memory grows.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -20,8 +22,9 @@ if [ -n "${VFUPSCALE_PREBUILT:-}" ]; then
 else
   bin="$root/target/gpu-tests"
   mkdir -p "$bin"
-  cargo build --release -p gst-plugin-vfupscale -p vfupscale-model -p vfupscale-bench
-  cp target/release/libgstvfupscale.so target/release/vfupscale-model target/release/vfupscale-bench "$bin/"
+  cargo build --release -p gst-plugin-vfupscale -p vfupscale-model -p vfupscale-bench -p vfupscale-cli
+  cp target/release/libgstvfupscale.so target/release/vfupscale-model target/release/vfupscale-bench \
+    target/release/vfupscale "$bin/"
   cargo test --release -p vfupscale --test gpu_kernels -p gst-plugin-vfupscale --test gpu --no-run \
     --message-format=json | python3 -c '
 import json, shutil, sys
@@ -55,6 +58,10 @@ for t in gpu-core gpu-plugin; do
   echo "== $t"
   "$bin/$t" --ignored --test-threads=1 --nocapture ${VFUPSCALE_GPU_TESTS:-} || status=1
 done
+if [ -x "$bin/vfupscale" ]; then
+  echo "== vfupscale command (tools/vfupscale/tests/gpu.sh)"
+  GST_PLUGIN_PATH="$bin" tools/vfupscale/tests/gpu.sh "$bin/vfupscale" || status=1
+fi
 soak=${VFUPSCALE_SOAK_FRAMES:-10000}
 if [ "$soak" != 0 ]; then
   echo "== soak: $soak frames"

@@ -3,9 +3,14 @@
 GStreamer's discoverer (what gst-discoverer-1.0 prints) and by decoding every frame:
 
     python3 media.py FILE  ->  {"duration": s, "container": caps,
-                                "video": {"width", "height", "frames", "codec", "profile", "chroma", "orientation"} | null,
+                                "video": {"width", "height", "frames", "codec", "profile", "chroma", "orientation",
+                                          "depth", "colorimetry", "mastering", "light", "stream"} | null,
                                 "audio": {"codec"} | null,
                                 "subtitles": [{"codec", "texts": [...]}]}
+
+"depth", "colorimetry", "mastering" (mastering-display-info) and "light" (content-light-level) are what the container
+and the stream headers say (the discoverer); "stream" has the same fields as the codec parser reads them from the
+frames (H.264/H.265 SEI), after the whole stream.
 """
 import json
 import sys
@@ -37,6 +42,43 @@ def count_frames(path):
     return frames[0]
 
 
+COLOUR_FIELDS = {"depth": "bit-depth-luma", "colorimetry": "colorimetry", "mastering": "mastering-display-info",
+                 "light": "content-light-level"}
+
+
+def colour_fields(s):
+    out = {}
+    for key, field in COLOUR_FIELDS.items():
+        if key == "depth":
+            ok, value = s.get_uint(field)
+            out[key] = value if ok else None
+        else:
+            out[key] = s.get_string(field)
+    return out
+
+
+def parsed_stream(path):
+    """The video stream's caps as its parser gives them once every frame went through it."""
+    last = [None]
+    pipeline = Gst.parse_launch("filesrc name=src ! parsebin ! capsfilter caps=video/x-h264;video/x-h265 ! "
+                                "fakesink name=sink sync=false")
+    pipeline.get_by_name("src").set_property("location", path)
+
+    def on_event(_pad, info):
+        event = info.get_event()
+        if event.type == Gst.EventType.CAPS:
+            last[0] = event.parse_caps().get_structure(0)
+        return Gst.PadProbeReturn.OK
+
+    pipeline.get_by_name("sink").get_static_pad("sink").add_probe(Gst.PadProbeType.EVENT_DOWNSTREAM, on_event)
+    pipeline.set_state(Gst.State.PLAYING)
+    msg = pipeline.get_bus().timed_pop_filtered(60 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
+    pipeline.set_state(Gst.State.NULL)
+    if msg is None or msg.type == Gst.MessageType.ERROR or last[0] is None:
+        return None
+    return colour_fields(last[0])
+
+
 def subtitle_texts(path):
     texts = []
 
@@ -65,13 +107,14 @@ def main():
             orientation = tags.get_string("image-orientation")[1] if tags else None
             result["video"] = {"width": stream.get_width(), "height": stream.get_height(), "codec": name,
                                "profile": s.get_string("profile"), "chroma": s.get_string("chroma-format"),
-                               "orientation": orientation}
+                               "orientation": orientation, **colour_fields(s)}
         elif isinstance(stream, GstPbutils.DiscovererAudioInfo) and result["audio"] is None:
             result["audio"] = {"codec": name}
         elif isinstance(stream, GstPbutils.DiscovererSubtitleInfo):
             result["subtitles"].append({"codec": caps.to_string()})
     if result["video"]:
         result["video"]["frames"] = count_frames(path)
+        result["video"]["stream"] = parsed_stream(path)
     if result["subtitles"]:
         result["subtitles"][0]["texts"] = subtitle_texts(path)
     print(json.dumps(result))

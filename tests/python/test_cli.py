@@ -26,8 +26,9 @@ def media(path: Path) -> dict:
 
 
 def make_clip(path: Path, frames: int, audio: bool, width=96, height=64, fps=12, subtitles: Path | None = None):
-    video = (f"videotestsrc num-buffers={frames} pattern=ball ! video/x-raw,width={width},height={height},"
-             f"framerate={fps}/1 ! x264enc ! h264parse ! queue ! mux.")
+    # 8-bit 4:4:4 (videotestsrc would otherwise give x264enc 10 bits, which the command keeps)
+    video = (f"videotestsrc num-buffers={frames} pattern=ball ! video/x-raw,format=Y444,width={width},"
+             f"height={height},framerate={fps}/1 ! x264enc ! h264parse ! queue ! mux.")
     sound = (f"audiotestsrc num-buffers={int(frames / fps * 48000 / 1024) + 1} ! audio/x-raw,rate=48000 ! "
              "opusenc ! opusparse ! queue ! mux." if audio else "")
     text = f"filesrc location={subtitles} ! subparse ! queue ! mux." if subtitles else ""

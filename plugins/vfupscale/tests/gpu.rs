@@ -38,21 +38,27 @@ fn run(pipeline: &gst::Element) {
     pipeline.set_state(gst::State::Null).unwrap();
 }
 
-/// Encodes a moving test clip (B-frames for H.264, so decode order differs from presentation order).
+/// HDR10 description of the Main 10 clips: x265enc writes it into the stream, h265parse reads it back into caps.
+const HDR10: &str = "colorimetry=bt2100-pq,mastering-display-info=(string)35400:14600:8500:39850:6550:2300:15635:16450:\
+                     10000000:1,content-light-level=(string)1000:400";
+
+/// Encodes a moving test clip (B-frames for H.264, so decode order differs from presentation order); `h265-10` is
+/// HEVC Main 10 with HDR10 metadata.
 fn clip(codec: &str, width: u32, height: u32, frames: u32) -> PathBuf {
     init();
     let path = scratch().join(format!("{codec}-{width}x{height}-{frames}.mp4"));
     if path.exists() {
         return path;
     }
-    let encoder = match codec {
-        "h264" => "x264enc speed-preset=ultrafast bframes=2 key-int-max=12 ! h264parse",
-        "h265" => "x265enc speed-preset=ultrafast key-int-max=12 ! h265parse",
+    let (format, encoder) = match codec {
+        "h264" => ("I420", "x264enc speed-preset=ultrafast bframes=2 key-int-max=12 ! h264parse"),
+        "h265" => ("I420", "x265enc speed-preset=ultrafast key-int-max=12 ! h265parse"),
+        "h265-10" => (&*format!("I420_10LE,{HDR10}"), "x265enc speed-preset=ultrafast key-int-max=12 ! h265parse"),
         other => panic!("codec {other}"),
     };
     let desc = format!(
         "videotestsrc num-buffers={frames} pattern=smpte horizontal-speed=7 ! \
-         video/x-raw,format=I420,width={width},height={height},framerate=30/1 ! {encoder} ! mp4mux ! \
+         video/x-raw,format={format},width={width},height={height},framerate=30/1 ! {encoder} ! mp4mux ! \
          filesink location={}",
         path.display()
     );
@@ -60,10 +66,28 @@ fn clip(codec: &str, width: u32, height: u32, frames: u32) -> PathBuf {
     path
 }
 
-/// A decoded or upscaled frame: timestamp and tightly packed NV12.
+/// A decoded or upscaled frame: timestamp and tightly packed planes (NV12 or P010).
 struct Frame {
     pts: Option<gst::ClockTime>,
-    nv12: Vec<u8>,
+    pixels: Vec<u8>,
+}
+
+/// The planes of `frame` without row padding.
+fn packed_planes(frame: &gst_video::VideoFrameRef<&gst::BufferRef>) -> Vec<u8> {
+    let fi = frame.format_info();
+    let mut out = Vec::new();
+    for plane in 0..frame.n_planes() {
+        // the plane's first component: its subsampling and bytes per pixel
+        let c = (0..fi.n_components() as usize).find(|&c| fi.plane()[c] == plane).unwrap();
+        let (w, h) = (frame.width().div_ceil(1 << fi.w_sub()[c]), frame.height().div_ceil(1 << fi.h_sub()[c]));
+        let row = w as usize * fi.pixel_stride()[c] as usize;
+        let stride = frame.plane_stride()[plane as usize] as usize;
+        let data = frame.plane_data(plane).unwrap();
+        for r in 0..h as usize {
+            out.extend_from_slice(&data[r * stride..r * stride + row]);
+        }
+    }
+    out
 }
 
 /// Collects frames from `appsink name=sink`, keeping the pixels of the first `keep`.
@@ -80,23 +104,13 @@ fn collect(pipeline: &gst::Element, keep: usize) -> (Vec<Frame>, gst::Caps) {
                 let info = gst_video::VideoInfo::from_caps(&caps).unwrap();
                 let buffer = sample.buffer().unwrap();
                 let mut guard = f.lock().unwrap();
-                let nv12 = if guard.0.len() < keep {
+                let pixels = if guard.0.len() < keep {
                     // a host map: GStreamer downloads CUDA memory for this test's own comparison
-                    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info).unwrap();
-                    let (w, h) = (info.width() as usize, info.height() as usize);
-                    let mut out = Vec::with_capacity(w * h * 3 / 2);
-                    for (plane, rows) in [(0, h), (1, h / 2)] {
-                        let stride = frame.plane_stride()[plane] as usize;
-                        let data = frame.plane_data(plane as u32).unwrap();
-                        for r in 0..rows {
-                            out.extend_from_slice(&data[r * stride..r * stride + w]);
-                        }
-                    }
-                    out
+                    packed_planes(&gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info).unwrap())
                 } else {
                     Vec::new()
                 };
-                guard.0.push(Frame { pts: buffer.pts(), nv12 });
+                guard.0.push(Frame { pts: buffer.pts(), pixels });
                 guard.1.get_or_insert(caps);
                 Ok(gst::FlowSuccess::Ok)
             })
@@ -108,6 +122,7 @@ fn collect(pipeline: &gst::Element, keep: usize) -> (Vec<Frame>, gst::Caps) {
 }
 
 fn decoder(codec: &str) -> String {
+    let codec = codec.trim_end_matches("-10");
     format!("qtdemux ! {codec}parse ! nv{codec}dec")
 }
 
@@ -117,11 +132,20 @@ fn psnr(a: &[u8], b: &[u8]) -> f64 {
     10.0 * (255.0f64.powi(2) / mse.max(1e-12)).log10()
 }
 
+/// PSNR of P010 planes, on their 10-bit values.
+fn psnr10(a: &[u8], b: &[u8]) -> f64 {
+    let values =
+        |p: &[u8]| -> Vec<f64> { p.chunks(2).map(|w| (u16::from_le_bytes([w[0], w[1]]) >> 6) as f64).collect() };
+    let (a, b) = (values(a), values(b));
+    let mse = a.iter().zip(&b).map(|(x, y)| (x - y).powi(2)).sum::<f64>() / a.len() as f64;
+    10.0 * (1023.0f64.powi(2) / mse.max(1e-12)).log10()
+}
+
 /// With `VFUPSCALE_TEST_DUMP=DIR`, writes the input and both outputs of a comparison as raw NV12 for inspection.
 fn dump(name: &str, input: &[u8], gpu: &[u8], cpu: &[u8]) {
     if let Some(dir) = std::env::var_os("VFUPSCALE_TEST_DUMP") {
         for (what, data) in [("input", input), ("gpu", gpu), ("cpu", cpu)] {
-            std::fs::write(Path::new(&dir).join(format!("{name}-{what}.nv12")), data).unwrap();
+            std::fs::write(Path::new(&dir).join(format!("{name}-{what}.pixels")), data).unwrap();
         }
     }
 }
@@ -148,7 +172,7 @@ fn cpu_upscale(frames: &[Frame], caps: &gst::Caps, model: &Path) -> Vec<Vec<u8>>
     let out = frames
         .iter()
         .map(|f| {
-            src.push_buffer(gst::Buffer::from_mut_slice(f.nv12.clone())).unwrap();
+            src.push_buffer(gst::Buffer::from_mut_slice(f.pixels.clone())).unwrap();
             let sample = sink.pull_sample().expect("one output per input");
             sample.buffer().unwrap().map_readable().unwrap().to_vec()
         })
@@ -173,10 +197,12 @@ fn gpu_matches_cpu(codec: &str, width: u32, height: u32) {
     let compare = 2;
     let clip = clip(codec, width, height, frames);
     let model = model();
+    // NVDEC decodes Main 10 into P010, which the element keeps
+    let (format, bytes) = if codec == "h265-10" { ("P010_10LE", 2) } else { ("NV12", 1) };
 
     // frames in: what NVDEC decodes, in system memory
     let reference = gst::parse::launch(&format!(
-        "filesrc location={} ! {} ! video/x-raw,format=NV12 ! appsink name=sink sync=false",
+        "filesrc location={} ! {} ! video/x-raw,format={format} ! appsink name=sink sync=false",
         clip.display(),
         decoder(codec)
     ))
@@ -185,7 +211,7 @@ fn gpu_matches_cpu(codec: &str, width: u32, height: u32) {
 
     // frames out: decode into CUDA memory, upscale on the GPU, download at the end
     let pipeline = gst::parse::launch(&format!(
-        "filesrc location={} ! {} ! vfupscale name=up model={} ! cudadownload ! video/x-raw,format=NV12 ! \
+        "filesrc location={} ! {} ! vfupscale name=up model={} ! cudadownload ! video/x-raw,format={format} ! \
          appsink name=sink sync=false",
         clip.display(),
         decoder(codec),
@@ -218,10 +244,19 @@ fn gpu_matches_cpu(codec: &str, width: u32, height: u32) {
         (s.get::<i32>("width").unwrap(), s.get::<i32>("height").unwrap()),
         ((scale * width) as i32, (scale * height) as i32)
     );
-    // what vfupscale itself output (before cudadownload): CUDA memory, NV12
+    // what vfupscale itself output (before cudadownload): CUDA memory, the decoder's format, its colour description
     let up_caps = up_caps.lock().unwrap().clone().expect("caps on vfupscale's src pad");
     assert!(up_caps.features(0).unwrap().contains("memory:CUDAMemory"), "{up_caps}");
-    assert_eq!(up_caps.structure(0).unwrap().get::<&str>("format").unwrap(), "NV12");
+    let out = up_caps.structure(0).unwrap();
+    assert_eq!(out.get::<&str>("format").unwrap(), format);
+    if codec == "h265-10" {
+        let s_in = decoded_caps.structure(0).unwrap();
+        for field in ["colorimetry", "mastering-display-info", "content-light-level"] {
+            let given =
+                s_in.get::<&str>(field).unwrap_or_else(|_| panic!("{field} in the decoded caps {decoded_caps}"));
+            assert_eq!(out.get::<&str>(field).ok(), Some(given), "{field} carried: {up_caps}");
+        }
+    }
     // the default model is an SRVGGNetCompact: auto runs it on the native kernels
     assert_eq!(stats.get::<&str>("backend").unwrap(), "native");
     assert_eq!(stats.get::<u64>("frames").unwrap(), frames as u64);
@@ -230,10 +265,11 @@ fn gpu_matches_cpu(codec: &str, width: u32, height: u32) {
     assert_eq!(stats.get::<u64>("host-uploads").unwrap(), 0);
 
     let cpu = cpu_upscale(&decoded[..compare], &decoded_caps, &model);
-    dump(&format!("{codec}-{height}p"), &decoded[0].nv12, &upscaled[0].nv12, &cpu[0]);
-    let luma = (scale * width * scale * height) as usize;
+    dump(&format!("{codec}-{height}p"), &decoded[0].pixels, &upscaled[0].pixels, &cpu[0]);
+    let luma = (scale * width * scale * height) as usize * bytes;
+    let psnr = if bytes == 2 { psnr10 } else { psnr };
     for (i, (gpu, cpu)) in upscaled.iter().zip(&cpu).enumerate() {
-        let (l, c) = (psnr(&gpu.nv12[..luma], &cpu[..luma]), psnr(&gpu.nv12[luma..], &cpu[luma..]));
+        let (l, c) = (psnr(&gpu.pixels[..luma], &cpu[..luma]), psnr(&gpu.pixels[luma..], &cpu[luma..]));
         eprintln!("{codec} {width}x{height} frame {i}: GPU (fp16) vs CPU (fp32) luma {l:.1} dB, chroma {c:.1} dB");
         assert!(l >= 40.0, "frame {i}: luma PSNR {l:.1} dB");
     }
@@ -261,6 +297,12 @@ fn h264_1080p_gpu_matches_cpu() {
 #[ignore = "needs an NVIDIA GPU: run tests/gpu/run.sh"]
 fn h265_1080p_gpu_matches_cpu() {
     gpu_matches_cpu("h265", 1920, 1080);
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run tests/gpu/run.sh"]
+fn h265_main10_hdr10_1080p_gpu_matches_cpu_in_p010() {
+    gpu_matches_cpu("h265-10", 1920, 1080);
 }
 
 #[test]
@@ -311,7 +353,7 @@ fn foreign_cuda_buffers(n: u32) -> (Vec<gst::Buffer>, gst::Caps, Vec<Frame>, gst
     while let Ok(s) = host.pull_sample() {
         host_caps.get_or_insert_with(|| s.caps().unwrap().to_owned());
         let b = s.buffer().unwrap();
-        frames.push(Frame { pts: b.pts(), nv12: b.map_readable().unwrap().to_vec() });
+        frames.push(Frame { pts: b.pts(), pixels: b.map_readable().unwrap().to_vec() });
     }
     pipeline.set_state(gst::State::Null).unwrap();
     (buffers, caps.unwrap(), frames, host_caps.unwrap())
@@ -370,7 +412,7 @@ fn buffers_from_another_cuda_context_are_copied_not_rejected() {
 fn host_memory_under_cuda_caps_is_uploaded() {
     init();
     let (_, caps, host_frames, host_caps) = foreign_cuda_buffers(4);
-    let buffers: Vec<gst::Buffer> = host_frames.iter().map(|f| gst::Buffer::from_mut_slice(f.nv12.clone())).collect();
+    let buffers: Vec<gst::Buffer> = host_frames.iter().map(|f| gst::Buffer::from_mut_slice(f.pixels.clone())).collect();
     let (out, stats, luma) = push_through(buffers, &caps);
     assert_eq!(stats.get::<u64>("host-uploads").unwrap(), 4);
     let cpu = cpu_upscale(&host_frames, &host_caps, &model());
@@ -448,9 +490,9 @@ fn fp32_precision_on_the_gpu_is_close_to_the_cpu() {
     let scale = scale(&pipeline);
     let luma = (scale * 640 * scale * 360) as usize;
     let cpu = cpu_upscale(&decoded, &decoded_caps, &model);
-    dump("fp32", &decoded[0].nv12, &upscaled[0].nv12, &cpu[0]);
+    dump("fp32", &decoded[0].pixels, &upscaled[0].pixels, &cpu[0]);
     for (g, c) in upscaled.iter().zip(&cpu) {
-        let l = psnr(&g.nv12[..luma], &c[..luma]);
+        let l = psnr(&g.pixels[..luma], &c[..luma]);
         eprintln!("fp32 GPU vs CPU: luma {l:.1} dB");
         assert!(l >= 50.0, "luma PSNR {l:.1} dB");
     }
@@ -504,7 +546,7 @@ fn a_memory_limit_tiles_nvdec_frames_and_is_reported() {
     assert_eq!(stats.get::<u64>("zero-copy-inputs").unwrap(), frames as u64);
     let luma = (scale * width * scale * height) as usize;
     for (i, (t, w)) in tiled.iter().zip(&whole).take(2).enumerate() {
-        let (l, c) = (psnr(&t.nv12[..luma], &w.nv12[..luma]), psnr(&t.nv12[luma..], &w.nv12[luma..]));
+        let (l, c) = (psnr(&t.pixels[..luma], &w.pixels[..luma]), psnr(&t.pixels[luma..], &w.pixels[luma..]));
         eprintln!("frame {i}: tiled vs whole: luma {l:.1} dB, chroma {c:.1} dB");
         assert!(l >= 50.0 && c >= 50.0, "frame {i}: tiled vs whole: luma {l:.1} dB, chroma {c:.1} dB");
     }
@@ -564,7 +606,7 @@ fn frames_in_flight_keep_every_frame_and_pixel_and_add_their_latency() {
     let pts = |f: &[Frame]| f.iter().map(|f| f.pts).collect::<Vec<_>>();
     assert_eq!(pts(&synchronous), pts(&in_flight), "identical timestamps");
     for (i, (a, b)) in synchronous.iter().zip(&in_flight).take(3).enumerate() {
-        assert!(a.nv12 == b.nv12, "frame {i}: async-depth 2 output differs from async-depth 0");
+        assert!(a.pixels == b.pixels, "frame {i}: async-depth 2 output differs from async-depth 0");
     }
     // 30 fps: each frame in flight adds 1/30 s
     let (l0, l2) = (reported_latency(&clip, "async-depth=0"), reported_latency(&clip, "async-depth=2"));

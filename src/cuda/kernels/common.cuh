@@ -16,9 +16,36 @@ __device__ __forceinline__ void apply(const Affine3x4& a, float x, float y, floa
 
 __device__ __forceinline__ float clamp01(float v) { return fminf(fmaxf(v, 0.0f), 1.0f); }
 
-// Round half away from zero, then clamp to 8 bits (colour::quantise).
-__device__ __forceinline__ unsigned char quantise(float v) {
-    return (unsigned char)fminf(fmaxf(roundf(v), 0.0f), 255.0f);
+// Round half away from zero, then clamp to 0..max_code (colour::quantise).
+__device__ __forceinline__ unsigned int quantise(float v, int max_code) {
+    return (unsigned int)fminf(fmaxf(roundf(v), 0.0f), (float)max_code);
+}
+
+// A frame format as the conversion routines see it (format::FormatLayout on the Rust side), passed by value.
+// Components 0, 1, 2 are Y Cb Cr or R G B; plane 1 is subsampled 2x2 (4:2:0).
+struct FormatLayout {
+    int sample_bytes;  // 1, or 2 (little-endian)
+    int shift;         // bits the code value is shifted up within its sample (P010: 6)
+    int max_code;      // 255 or 1023
+    int step[2];       // samples from one pixel (plane 0) or chroma position (plane 1) to the next
+    int plane[3];      // plane of each component
+    int offset[3];     // sample offset of each component within its pixel
+    int extra;         // sample offset of a fourth sample per pixel in plane 0 (alpha, padding), or -1
+};
+
+// The code value of sample i of a row (cpu.rs: load).
+__device__ __forceinline__ float load_sample(const unsigned char* row, int i, const FormatLayout& f) {
+    if (f.sample_bytes == 1) return (float)row[i];
+    return (float)(((const unsigned short*)row)[i] >> f.shift);
+}
+
+// Writes code value v (in range) into sample i of a row (cpu.rs: store).
+__device__ __forceinline__ void store_sample(unsigned char* row, int i, unsigned int v, const FormatLayout& f) {
+    if (f.sample_bytes == 1) {
+        row[i] = (unsigned char)v;
+    } else {
+        ((unsigned short*)row)[i] = (unsigned short)(v << f.shift);
+    }
 }
 
 // float <-> IEEE binary16 bits, round to nearest even (what half::f16::from_f32 does).

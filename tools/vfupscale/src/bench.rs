@@ -39,7 +39,7 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
     let media = media::probe(&args.input)?;
     let common = Common::new(&args.model, &args.size)?;
     let muxer = "matroskamux";
-    let encoder = encoder_for(&args.encode, common.gpu, muxer)?;
+    let encoder = encoder_for(&args.encode, common.gpu, media.video.bit_depth, muxer)?;
     let mut timings = Vec::new();
     for stage in [Stage::Decode, Stage::Upscale, Stage::Encode] {
         let output = VideoOutput::Discard { stage, encoder: encoder.clone(), muxer };

@@ -2,10 +2,14 @@
 //! The video branch of a job's pipeline, from a parsed stream to the muxer (or an image encoder, or a fakesink):
 //!
 //! ```text
-//! GPU:  [parser] ! nvXdec ! queue ! vfupscale ! [size] ! queue ! (NVENC | cudadownload ! [videoflip] ! videoconvert) ! …
-//! CPU:  decodebin ! videoconvert ! NV12 ! queue ! vfupscale ! [size] ! queue ! [videoflip] ! videoconvert ! …
-//! …  ! I420/Y444 ! encoder ! parser   (or: image encoder ! multifilesink)
+//! GPU:  [parser] ! nvXdec ! queue ! vfupscale ! [size] ! depth ! queue ! (NVENC | cudadownload ! [videoflip] ! …
+//!       (a stream NVDEC does not take: decodebin ! videoconvert ! NV12/P010 ! cudaupload ! queue ! vfupscale …)
+//! CPU:  decodebin ! videoconvert ! NV12/P010 ! queue ! vfupscale ! [size] ! depth ! queue ! [videoflip] ! …
+//! …  ! videoconvert ! I420/Y444 (10-bit: I420_10LE/Y444_10LE) ! encoder ! parser   (or: image encoder ! …)
 //! ```
+//! `depth` asks the element for NV12 or P010, as the encoder's bit depth says; the caps carry the colour description
+//! and HDR metadata from the decoder to the encoder. 10-bit frames are turned as I420_10LE (videoflip takes no
+//! P010).
 //! For an input with an orientation tag, `videoflip video-direction=auto` turns the frames as it says: the muxers of
 //! GStreamer 1.22 cannot store an orientation, so it is applied to the pixels.
 
@@ -70,9 +74,29 @@ fn caps_filter(caps: gst::Caps) -> Result<gst::Element, String> {
     gst::ElementFactory::make("capsfilter").property("caps", caps).build().map_err(|e| e.to_string())
 }
 
+/// Why NVDEC cannot take a parsed stream, from what its caps say: H.264 only as 8-bit 4:2:0, no 4:2:2, nothing
+/// beyond 10 bits (the upscaler takes 8 and 10). Streams that pass may still fail when the decoder opens them:
+/// `pipeline` then runs the job again with software decoding.
+fn nvdec_refuses(s: &gst::StructureRef) -> Option<String> {
+    let depth = crate::media::bit_depth(&gst::Caps::builder_full().structure(s.to_owned()).build());
+    let chroma = s.get::<&str>("chroma-format").ok();
+    let h264 = s.name() == "video/x-h264";
+    if let Some(c) = chroma.filter(|&c| c != "4:2:0" && (h264 || c == "4:2:2")) {
+        return Some(format!("{c} chroma"));
+    }
+    if let Some(p) = s.get::<&str>("profile").ok().filter(|p| h264 && p.contains("4:")) {
+        return Some(format!("profile {p}"));
+    }
+    if depth > 10 || (h264 && depth > 8) {
+        return Some(format!("{depth}-bit samples"));
+    }
+    None
+}
+
 /// NVDEC decoder for a parsed stream when GStreamer has one that takes it (profile, chroma, bit depth), with the
-/// parser that puts the stream in the form it wants, and whether its output must be converted to 8-bit NV12.
-fn nvdec_for(caps: &gst::Caps) -> Option<(&'static str, Option<&'static str>, bool)> {
+/// parser that puts the stream in the form it wants. Its frames (NV12, or P010 for 10-bit streams) go to the
+/// upscaler as they are.
+fn nvdec_for(caps: &gst::Caps) -> Option<(&'static str, Option<&'static str>)> {
     let s = caps.structure(0)?;
     let (decoder, parser) = match s.name().as_str() {
         "video/x-h264" => ("nvh264dec", Some("h264parse")),
@@ -89,13 +113,12 @@ fn nvdec_for(caps: &gst::Caps) -> Option<(&'static str, Option<&'static str>, bo
     if let Some(s) = generic.make_mut().structure_mut(0) {
         s.remove_fields(["stream-format", "alignment", "codec_data"]);
     }
-    if !factory.can_sink_any_caps(&generic) {
-        eprintln!("vfupscale: note: {decoder} cannot decode this stream ({generic}); decoding in software");
+    let refused = nvdec_refuses(s).or_else(|| (!factory.can_sink_any_caps(&generic)).then(|| generic.to_string()));
+    if let Some(why) = refused {
+        crate::report::note(&format!("note: {decoder} cannot decode this stream ({why}); decoding in software"));
         return None;
     }
-    let deep = s.get::<u32>("bit-depth-luma").is_ok_and(|d| d > 8)
-        || s.get::<&str>("profile").is_ok_and(|p| p.contains("10") || p.contains("12"));
-    Some((decoder, parser.filter(|p| gst::ElementFactory::find(p).is_some()), deep))
+    Some((decoder, parser.filter(|p| gst::ElementFactory::find(p).is_some())))
 }
 
 /// Image encoder element for sequences.
@@ -128,22 +151,24 @@ pub fn build(
     let stage = job.stage();
     let nvdec = if job.gpu { nvdec_for(caps) } else { None };
     let mut chain: Vec<gst::Element> = Vec::new();
-    let cuda_frames = matches!(nvdec, Some((_, _, false)));
+    // frames in CUDA memory from here on: NVDEC's, or software-decoded ones uploaded for a GPU upscaler
+    let cuda_frames = nvdec.is_some() || job.upscale.gpu;
     let decoder = match nvdec {
-        Some((dec, parser, deep)) => {
+        Some((dec, parser)) => {
             if let Some(parser) = parser {
                 chain.push(make(parser)?);
             }
             chain.push(make(dec)?);
-            if deep {
-                // 10/12-bit frames: the element takes 8-bit NV12
-                chain.extend([make("cudadownload")?, make("videoconvert")?, nv12()?]);
-            }
             Decoder::Nvdec(dec)
         }
         None => {
             let bin = make("decodebin")?;
-            chain.extend([bin.clone(), make("videoconvert")?, nv12()?]);
+            // 10 bits and more stay 10 bits into the element (P010), 8 bits are NV12
+            let deep = crate::media::bit_depth(caps) > 8;
+            chain.extend([bin.clone(), make("videoconvert")?, raw_format(if deep { "P010_10LE" } else { "NV12" })?]);
+            if job.upscale.gpu {
+                chain.push(make("cudaupload")?);
+            }
             Decoder::Software(bin, Default::default())
         }
     };
@@ -160,6 +185,10 @@ pub fn build(
         if job.upscale.size.resizes() {
             chain.push(job.upscale.size_filter()?);
         }
+        if let VideoOutput::File { encoder, .. } | VideoOutput::Discard { encoder, .. } = &job.output {
+            // the bit depth to encode, written by the element itself (its float output, not a conversion after it)
+            chain.push(raw_format(if encoder.depth > 8 { "P010_10LE" } else { "NV12" })?);
+        }
         if stage == Stage::Upscale {
             chain.push(fakesink()?);
         } else {
@@ -172,7 +201,8 @@ pub fn build(
                 in_cuda = false;
             }
             if job.media.video.orientation.is_some() {
-                chain.push(flip()?);
+                // P010 (10-bit frames) is no format of videoflip's: converted first (a passthrough for NV12)
+                chain.extend([make("videoconvert")?, flip()?]);
             }
             match &job.output {
                 VideoOutput::File { encoder: settings, .. } | VideoOutput::Discard { encoder: settings, .. } => {
@@ -251,10 +281,33 @@ pub fn flip() -> Result<gst::Element, String> {
     Ok(flip)
 }
 
-fn nv12() -> Result<gst::Element, String> {
-    caps_filter(gst::Caps::builder("video/x-raw").field("format", "NV12").build())
+/// A caps filter for frames of `format` in any memory.
+fn raw_format(format: &str) -> Result<gst::Element, String> {
+    caps_filter(gst::Caps::builder("video/x-raw").any_features().field("format", format).build())
 }
 
 fn fakesink() -> Result<gst::Element, String> {
     gst::ElementFactory::make("fakesink").property("sync", false).build().map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(caps: &str) -> Option<String> {
+        gst::init().unwrap();
+        nvdec_refuses(caps.parse::<gst::Caps>().unwrap().structure(0).unwrap())
+    }
+
+    #[test]
+    fn nvdec_is_not_given_what_it_cannot_decode() {
+        assert_eq!(refused("video/x-h264,profile=high,chroma-format=4:2:0,bit-depth-luma=(uint)8"), None);
+        assert_eq!(refused("video/x-h265,profile=main-10,chroma-format=4:2:0,bit-depth-luma=(uint)10"), None);
+        assert_eq!(refused("video/x-h265,profile=main-444,chroma-format=4:4:4"), None, "HEVC 4:4:4 is NVDEC's");
+        assert_eq!(refused("video/x-h264,profile=high-4:4:4,chroma-format=4:4:4").unwrap(), "4:4:4 chroma");
+        assert_eq!(refused("video/x-h264,profile=high-4:4:4").unwrap(), "profile high-4:4:4");
+        assert_eq!(refused("video/x-h264,profile=high-10").unwrap(), "10-bit samples");
+        assert_eq!(refused("video/x-h265,chroma-format=4:2:2").unwrap(), "4:2:2 chroma");
+        assert_eq!(refused("video/x-h265,profile=main-12").unwrap(), "12-bit samples");
+    }
 }

@@ -184,6 +184,9 @@ pub struct EncodeArgs {
     /// Chroma subsampling of the encoded video
     #[arg(long, value_enum, default_value_t = Chroma::Yuv420)]
     pub chroma: Chroma,
+    /// Bits per component of the encoded video (default: the source's, 10 for 10- and 12-bit sources, else 8)
+    #[arg(long, value_name = "8|10", value_parser = parse_bit_depth)]
+    pub bit_depth: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -326,6 +329,14 @@ pub fn parse_time(text: &str) -> Result<Duration, String> {
         whole = whole * 60 + v;
     }
     Ok(Duration::from_secs(whole * 60) + Duration::from_secs_f64(seconds))
+}
+
+fn parse_bit_depth(text: &str) -> Result<u32, String> {
+    match text {
+        "8" => Ok(8),
+        "10" => Ok(10),
+        _ => Err(format!("{text:?}: 8 or 10")),
+    }
 }
 
 #[cfg(test)]

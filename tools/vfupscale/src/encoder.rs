@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MPL-2.0
 //! Video encoders: which element, how quality (CRF-like), bitrate and presets map onto its properties, which raw
-//! format it is given (4:2:0 unless asked), and which containers can hold its output. Everything is applied and
+//! format it is given (4:2:0 unless asked; 10-bit for 10-bit sources unless asked), and which containers can hold
+//! its output. The colour description (primaries, transfer, matrix) and HDR metadata come with the frames' caps,
+//! which the encoders write into the stream (VUI and SEI), and the parsers and muxers into the container. Everything is applied and
 //! checked when the job is planned, so a bad value is a one-line error before anything runs.
 
 use std::ops::RangeInclusive;
@@ -21,11 +23,13 @@ pub enum Encoder {
 }
 
 impl Encoder {
-    /// The encoder for `choice`; `auto` takes NVENC when the GPU path runs and GStreamer has it, else x264enc.
-    pub fn choose(choice: EncoderChoice, gpu: bool) -> Encoder {
+    /// The encoder for `choice` at `depth` bits; `auto` takes NVENC when the GPU path runs and GStreamer has it,
+    /// else x264enc; at 10 bits nvh265enc (Main 10) or x265enc (Main 10), since H.264 High 10 plays in few places.
+    pub fn choose(choice: EncoderChoice, gpu: bool, depth: u32) -> Encoder {
         let have = |f: &str| gst::ElementFactory::find(f).is_some();
         match choice {
             EncoderChoice::Auto if gpu && have("nvh265enc") => Encoder::NvH265,
+            EncoderChoice::Auto if depth > 8 => Encoder::X265,
             EncoderChoice::Auto if gpu && have("nvh264enc") => Encoder::NvH264,
             EncoderChoice::Auto | EncoderChoice::X264enc => Encoder::X264,
             EncoderChoice::Nvh265enc => Encoder::NvH265,
@@ -100,17 +104,39 @@ pub struct EncoderSettings {
     pub preset: Option<String>,
     pub options: Vec<(String, String)>,
     pub chroma: Chroma,
+    /// Bits per component written: 8 or 10.
+    pub depth: u32,
+    /// Bits per component of the source.
+    pub source_depth: u32,
 }
 
 impl EncoderSettings {
-    pub fn from_args(args: &EncodeArgs, gpu: bool) -> EncoderSettings {
+    /// The settings for a source of `source_depth` bits: its depth is kept (10 for 10- and 12-bit sources) unless
+    /// `--bit-depth` says otherwise.
+    pub fn from_args(args: &EncodeArgs, gpu: bool, source_depth: u32) -> EncoderSettings {
+        let depth = args.bit_depth.unwrap_or(if source_depth > 8 { 10 } else { 8 });
         EncoderSettings {
-            encoder: Encoder::choose(args.encoder, gpu),
+            encoder: Encoder::choose(args.encoder, gpu, depth),
             crf: args.crf,
             bitrate: args.bitrate,
             preset: args.preset.clone(),
             options: args.encoder_options.clone(),
             chroma: args.chroma,
+            depth,
+            source_depth,
+        }
+    }
+
+    /// What happened to the bit depth, for the summary: "10-bit", "10-bit from an 8-bit source (--bit-depth 10)",
+    /// "8-bit from a 10-bit source (--bit-depth 8)".
+    pub fn depth_note(&self) -> String {
+        match (self.source_depth.max(8), self.depth) {
+            (s, d) if s == d => format!("{d}-bit"),
+            (12, 10) => "10-bit from a 12-bit source".into(),
+            (s, d) => {
+                let article = if s == 8 { "an" } else { "a" };
+                format!("{d}-bit from {article} {s}-bit source (--bit-depth {d})")
+            }
         }
     }
 
@@ -224,10 +250,14 @@ impl EncoderSettings {
 
     /// The raw format the encoder is given (a caps filter after the conversion before it).
     pub fn raw_caps(&self) -> gst::Caps {
-        let format = match (self.chroma, self.encoder.is_nvenc()) {
-            (Chroma::Yuv420, true) => "NV12",
-            (Chroma::Yuv420, false) => "I420",
-            (Chroma::Yuv444, _) => "Y444",
+        let format = match (self.chroma, self.encoder.is_nvenc(), self.depth > 8) {
+            (Chroma::Yuv420, true, false) => "NV12",
+            (Chroma::Yuv420, true, true) => "P010_10LE",
+            (Chroma::Yuv420, false, false) => "I420",
+            (Chroma::Yuv420, false, true) => "I420_10LE",
+            (Chroma::Yuv444, _, false) => "Y444",
+            (Chroma::Yuv444, true, true) => "Y444_16LE",
+            (Chroma::Yuv444, false, true) => "Y444_10LE",
         };
         let mut caps = gst::Caps::builder("video/x-raw").field("format", format).build();
         if self.encoder.is_nvenc() {
@@ -243,6 +273,14 @@ impl EncoderSettings {
         let takes = element.static_pad("sink").map(|p| p.pad_template_caps()).unwrap_or_else(gst::Caps::new_any);
         if !takes.can_intersect(&raw) {
             let chroma = if self.chroma == Chroma::Yuv444 { "4:4:4" } else { "4:2:0" };
+            if self.depth > 8 {
+                let why = if self.source_depth > 8 { "the source is 10-bit" } else { "--bit-depth 10" };
+                let other = if self.encoder == Encoder::X265 { "--encoder ffv1" } else { "--encoder x265enc" };
+                return Err(format!(
+                    "{factory} cannot encode 10-bit {chroma} video here ({why}): use {other}, or --bit-depth 8 to \
+                     write 8 bits"
+                ));
+            }
             return Err(format!("--chroma: {factory} does not take {chroma} input here"));
         }
         let Some(muxer) = muxer else {
@@ -279,6 +317,9 @@ impl EncoderSettings {
             parts.push(format!("{prop} {shown}"));
         }
         parts.push(if self.chroma == Chroma::Yuv444 { "4:4:4" } else { "4:2:0" }.into());
+        if self.depth > 8 {
+            parts.push(format!("{}-bit", self.depth));
+        }
         let mut text = format!("{} ({})", parts[0], parts[1..].join(", "));
         for (k, v) in &self.options {
             text.push_str(&format!(" {k}={v}"));
@@ -292,7 +333,16 @@ mod tests {
     use super::*;
 
     fn settings(encoder: Encoder) -> EncoderSettings {
-        EncoderSettings { encoder, crf: None, bitrate: None, preset: None, options: vec![], chroma: Chroma::Yuv420 }
+        EncoderSettings {
+            encoder,
+            crf: None,
+            bitrate: None,
+            preset: None,
+            options: vec![],
+            chroma: Chroma::Yuv420,
+            depth: 8,
+            source_depth: 8,
+        }
     }
 
     fn init() {
@@ -373,5 +423,45 @@ mod tests {
         let x265 = EncoderSettings { chroma: Chroma::Yuv444, ..settings(Encoder::X265) };
         assert!(x265.check(&x265.build().unwrap(), None).is_ok());
         assert_eq!(x265.describe(&x265.build().unwrap()), "x265enc (crf 22, speed-preset medium, 4:4:4)");
+    }
+
+    #[test]
+    fn ten_bit_sources_stay_ten_bit_and_encoders_that_cannot_are_named() {
+        init();
+        let args = |depth: Option<u32>, encoder| EncodeArgs { bit_depth: depth, encoder, ..EncodeArgs::default() };
+        let ten = EncoderSettings::from_args(&args(None, EncoderChoice::Auto), false, 10);
+        assert_eq!((ten.encoder, ten.depth), (Encoder::X265, 10), "auto at 10 bits is HEVC Main 10");
+        assert_eq!(ten.raw_caps().to_string(), "video/x-raw, format=(string)I420_10LE");
+        assert!(ten.describe(&ten.build().unwrap()).ends_with("4:2:0, 10-bit)"));
+        assert_eq!(ten.depth_note(), "10-bit");
+        let twelve = EncoderSettings::from_args(&args(None, EncoderChoice::Auto), false, 12);
+        assert_eq!((twelve.depth, twelve.depth_note().as_str()), (10, "10-bit from a 12-bit source"));
+        let eight = EncoderSettings::from_args(&args(None, EncoderChoice::Auto), false, 8);
+        assert_eq!((eight.encoder, eight.depth), (Encoder::X264, 8), "8-bit sources as before");
+        let forced = EncoderSettings::from_args(&args(Some(8), EncoderChoice::Auto), false, 10);
+        assert_eq!(
+            (forced.encoder, forced.depth_note().as_str()),
+            (Encoder::X264, "8-bit from a 10-bit source (--bit-depth 8)")
+        );
+        let up = EncoderSettings::from_args(&args(Some(10), EncoderChoice::Auto), false, 8);
+        assert_eq!(up.depth_note(), "10-bit from an 8-bit source (--bit-depth 10)");
+        let x264 = EncoderSettings::from_args(&args(None, EncoderChoice::X264enc), false, 10);
+        assert_eq!(x264.raw_caps().to_string(), "video/x-raw, format=(string)I420_10LE", "High 10 when chosen");
+        let nvenc = EncoderSettings { depth: 10, ..settings(Encoder::NvH265) };
+        assert_eq!(nvenc.raw_caps().to_string(), "video/x-raw(memory:CUDAMemory), format=(string)P010_10LE");
+        let av1 = EncoderSettings::from_args(&args(None, EncoderChoice::Av1enc), false, 10);
+        if let Ok(element) = av1.build() {
+            let takes_10 = element.static_pad("sink").unwrap().pad_template_caps().iter().any(|s| {
+                s.get::<gst::List>("format").is_ok_and(|l| l.iter().any(|f| f.get::<&str>() == Ok("I420_10LE")))
+            });
+            if !takes_10 {
+                let e = av1.check(&element, None).unwrap_err();
+                assert_eq!(
+                    e,
+                    "av1enc cannot encode 10-bit 4:2:0 video here (the source is 10-bit): use --encoder x265enc, or \
+                     --bit-depth 8 to write 8 bits"
+                );
+            }
+        }
     }
 }

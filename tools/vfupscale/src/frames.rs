@@ -1,10 +1,9 @@
 // SPDX-License-Identifier: MPL-2.0
 //! Single frames through the element, for images and previews:
-//! `appsrc (RGBA) ! videoconvert ! NV12 ! [cudaupload] ! vfupscale ! [size] ! [cudadownload] ! videoconvert ! RGBA !
+//! `appsrc (RGBA) ! videoconvert ! RGBA ! [cudaupload] ! vfupscale ! [size] ! [cudadownload] ! videoconvert ! RGBA !
 //! appsink` (CUDA memory where the GPU path is usable, as the element's GPU backends expect), one pipeline kept
 //! playing for every frame of a run (the model loads once; sizes may change from frame to frame). The element sees
-//! full-range BT.709 NV12; an alpha channel, which it does not take, is scaled classically (Catmull-Rom bicubic) and
-//! put back.
+//! RGBA; an alpha channel is scaled classically (Catmull-Rom bicubic here) and put back.
 
 use std::time::Duration;
 
@@ -91,15 +90,15 @@ impl FrameUpscaler {
     pub fn new(upscale: &Upscale) -> Result<FrameUpscaler, String> {
         let pipeline = gst::Pipeline::new();
         let src = gst_app::AppSrc::builder().format(gst::Format::Time).build();
-        // full range keeps all 256 levels of 8-bit images through NV12
-        let nv12 = gst::Caps::builder("video/x-raw").field("format", "NV12").field("colorimetry", "1:3:5:1").build();
+        // the element takes RGBA as it is: no 4:2:0 round trip
+        let rgba = gst::Caps::builder("video/x-raw").field("format", "RGBA").build();
         let upscaler = upscale.element()?;
         let size = filter(gst::Caps::builder("video/x-raw").any_features().build())?;
         let sink = gst_app::AppSink::builder()
             .caps(&gst::Caps::builder("video/x-raw").field("format", "RGBA").build())
             .sync(false)
             .build();
-        let mut elements = vec![src.clone().upcast(), make("videoconvert")?, filter(nv12)?];
+        let mut elements = vec![src.clone().upcast(), make("videoconvert")?, filter(rgba)?];
         if upscale.gpu {
             elements.push(make("cudaupload")?);
         }

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! vfupscale -i IN… -o OUT [-m MODEL] [-s FACTOR | -W PX | -H PX | --size WxH] [--encoder E] [--crf N | --bitrate K]
-//!           [--preset P] [-e KEY=VALUE]… [--chroma 420|444] [--progress bar|plain|json|none] [-y] [-q]
+//!           [--preset P] [-e KEY=VALUE]… [--chroma 420|444] [--bit-depth 8|10] [--progress bar|plain|json|none] [-y] [-q]
 //! vfupscale preview -i IN [--at TIME] [--crop WxH+X+Y] -o OUT.png
 //! vfupscale bench -i IN [--frames N]
 //! vfupscale info

@@ -73,6 +73,8 @@ pub struct Request {
     pub preset: Option<String>,
     pub encoder_options: Vec<(String, String)>,
     pub chroma: String,
+    /// `--bit-depth` (None: the source's).
+    pub bit_depth: Option<u32>,
     /// `--frames` (None: the whole video).
     pub frames: Option<String>,
     /// `--segment-frames` (None: chosen from the video's length).

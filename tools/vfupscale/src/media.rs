@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MPL-2.0
 //! What an input holds, read before anything runs (GStreamer's discoverer): the video's size, frame rate,
-//! orientation and expected frame count, the other streams, the duration.
+//! orientation, bit depth and expected frame count, the other streams, the duration.
 
 use std::path::Path;
 
@@ -20,6 +20,8 @@ pub struct VideoInfo {
     pub framerate: Option<gst::Fraction>,
     /// `image-orientation` tag (`rotate-90`, `flip-rotate-180`, …), when the frames are to be shown turned.
     pub orientation: Option<String>,
+    /// Bits per luma sample (8 unless the stream says more).
+    pub bit_depth: u32,
 }
 
 impl MediaInfo {
@@ -67,6 +69,43 @@ pub fn probe(path: &Path) -> Result<MediaInfo, String> {
             height: v.height(),
             framerate: (fr.numer() > 0).then_some(fr),
             orientation,
+            bit_depth: v.caps().map_or(8, |c| bit_depth(&c)),
         },
     })
+}
+
+/// Bits per luma sample of a stream: from its parser's caps (`bit-depth-luma`), its profile (`main-10`, `high-10`,
+/// `main-12`, …) or its raw format; 8 when none says.
+pub fn bit_depth(caps: &gst::CapsRef) -> u32 {
+    let Some(s) = caps.structure(0) else { return 8 };
+    if let Ok(d) = s.get::<u32>("bit-depth-luma") {
+        return d;
+    }
+    if let Ok(profile) = s.get::<&str>("profile") {
+        for (tag, depth) in [("16", 16), ("12", 12), ("10", 10)] {
+            if profile.split(['-', ' ']).any(|p| p == tag) {
+                return depth;
+            }
+        }
+    }
+    if s.name() != "video/x-raw" {
+        return 8;
+    }
+    gst_video::VideoInfo::from_caps(caps).ok().and_then(|i| i.format_info().depth().first().copied()).unwrap_or(8)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bit_depth_from_parser_caps_profiles_and_raw_formats() {
+        gst::init().unwrap();
+        let depth = |caps: &str| super::bit_depth(&caps.parse::<gst::Caps>().unwrap());
+        assert_eq!(depth("video/x-h265,bit-depth-luma=(uint)10,profile=main"), 10);
+        assert_eq!(depth("video/x-h265,profile=main-12"), 12);
+        assert_eq!(depth("video/x-h264,profile=high-10-intra"), 10);
+        assert_eq!(depth("video/x-h264,profile=high"), 8);
+        assert_eq!(depth("video/x-vp9"), 8);
+        assert_eq!(depth("video/x-raw,format=P010_10LE,width=4,height=4,framerate=0/1"), 10);
+        assert_eq!(depth("video/x-raw,format=NV12,width=4,height=4,framerate=0/1"), 8);
+    }
 }

@@ -80,6 +80,8 @@ struct Shared {
     decoded: AtomicU64,
     upscaled: AtomicU64,
     first_frame: Mutex<Option<Instant>>,
+    /// The upscaler's output caps, taken with its first frame.
+    output_caps: Mutex<Option<gst::Caps>>,
 }
 
 fn post_error(pipeline: &gst::Pipeline, text: String) {
@@ -179,7 +181,13 @@ impl Shared {
         }
         if !counts_done {
             let shared = self.clone();
-            branch.done.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            branch.done.add_probe(gst::PadProbeType::BUFFER, move |pad, _| {
+                let mut caps = shared.output_caps.lock().unwrap();
+                if caps.is_none() {
+                    // the upscaler's output as negotiated (gone once the pipeline stops): for the summary
+                    *caps = pad.current_caps();
+                }
+                drop(caps);
                 shared.frame_done();
                 gst::PadProbeReturn::Ok
             });
@@ -264,7 +272,35 @@ impl Shared {
 enum Outcome {
     Done,
     Failed(String),
-    Interrupted { signal: i32, aborted: bool },
+    /// NVDEC could not decode the stream (a profile, chroma format or bit depth its caps do not rule out), before
+    /// any frame: the job runs again with software decoding.
+    NvdecFailed(String),
+    Interrupted {
+        signal: i32,
+        aborted: bool,
+    },
+}
+
+impl Shared {
+    /// Whether `e`, posted before the first decoded frame, is NVDEC refusing the stream: an error of the NVDEC
+    /// decoder itself, or a negotiation failure while it runs.
+    fn is_nvdec_failure(&self, e: &gst::message::Error) -> bool {
+        if self.decoded.load(Ordering::SeqCst) > 0 {
+            return false;
+        }
+        let Some(name) = self.branch.lock().unwrap().as_ref().and_then(|b| match &b.decoder {
+            branch::Decoder::Nvdec(name) => Some(*name),
+            branch::Decoder::Software(..) => None,
+        }) else {
+            return false;
+        };
+        let from_decoder = e
+            .src()
+            .and_then(|s| s.downcast_ref::<gst::Element>())
+            .and_then(|el| el.factory())
+            .is_some_and(|f| f.name() == name);
+        from_decoder || e.debug().is_some_and(|d| d.contains("not-negotiated"))
+    }
 }
 
 /// Runs `job`, showing progress as `display` says; the display is finished (cleared, or its last JSON object
@@ -272,7 +308,15 @@ enum Outcome {
 pub fn run(job: &VideoJob, display: Display) -> Result<Report, Failure> {
     let progress =
         Rc::new(RefCell::new(Progress::new(display.mode, display.quiet, job.output_path().display().to_string())));
-    let mut result = run_with(job, &progress);
+    let run_once = |job: &VideoJob| match run_with(job, &progress) {
+        Err(Stopped::Nvdec(reason)) => {
+            report::note(&format!("note: NVDEC cannot decode {} ({reason}); decoding in software", job.input.display()));
+            let software = VideoJob { gpu: false, ..job.clone() };
+            run_with(&software, &progress).map_err(Stopped::into_failure)
+        }
+        other => other.map_err(Stopped::into_failure),
+    };
+    let mut result = run_once(job);
     if let (Err(Failure::SeekLandedLate), Range::Span(span)) = (&result, &job.range) {
         progress.borrow().println(&format!(
             "vfupscale: note: {}: seeking landed after frame {} (the container's index is not exact): reading from \
@@ -282,7 +326,7 @@ pub fn run(job: &VideoJob, display: Display) -> Result<Report, Failure> {
         ));
         let mut from_start = job.clone();
         from_start.range = Range::Span(Arc::new(range::Span { seek: None, ..(**span).clone() }));
-        result = run_with(&from_start, &progress);
+        result = run_once(&from_start);
     }
     let error = match &result {
         Ok(_) => None,
@@ -301,7 +345,29 @@ pub struct Display {
     pub quiet: bool,
 }
 
-fn run_with(job: &VideoJob, progress: &Rc<RefCell<Progress>>) -> Result<Report, Failure> {
+/// How a run ended without a report: a failure, or NVDEC refusing the stream before the first frame (the job is
+/// then run again with software decoding).
+enum Stopped {
+    Failure(Failure),
+    Nvdec(String),
+}
+
+impl Stopped {
+    fn into_failure(self) -> Failure {
+        match self {
+            Stopped::Failure(f) => f,
+            Stopped::Nvdec(reason) => Failure::Error(reason),
+        }
+    }
+}
+
+impl<T: Into<Failure>> From<T> for Stopped {
+    fn from(e: T) -> Self {
+        Stopped::Failure(e.into())
+    }
+}
+
+fn run_with(job: &VideoJob, progress: &Rc<RefCell<Progress>>) -> Result<Report, Stopped> {
     let started = Instant::now();
     let part = match &job.output {
         VideoOutput::File { path, .. } => Some(Part::file(path)?),
@@ -347,6 +413,7 @@ fn run_with(job: &VideoJob, progress: &Rc<RefCell<Progress>>) -> Result<Report, 
         decoded: AtomicU64::new(0),
         upscaled: AtomicU64::new(0),
         first_frame: Mutex::new(None),
+        output_caps: Mutex::new(None),
     });
     let s = shared.clone();
     parse.connect_pad_added(move |_, pad| s.on_pad(pad));
@@ -378,6 +445,9 @@ fn run_with(job: &VideoJob, progress: &Rc<RefCell<Progress>>) -> Result<Report, 
         bus.add_watch_local(move |_, msg| {
             match msg.view() {
                 gst::MessageView::Eos(..) => finish(Outcome::Done),
+                gst::MessageView::Error(e) if shared.is_nvdec_failure(e) => {
+                    finish(Outcome::NvdecFailed(report::pipeline_error(&shared.job, e)))
+                }
                 gst::MessageView::Error(e) => finish(Outcome::Failed(report::pipeline_error(&shared.job, e))),
                 gst::MessageView::Warning(w) => {
                     warnings.fetch_add(1, Ordering::Relaxed);
@@ -447,14 +517,15 @@ fn run_with(job: &VideoJob, progress: &Rc<RefCell<Progress>>) -> Result<Report, 
     let outcome = outcome.lock().unwrap().take().unwrap_or(Outcome::Failed("the pipeline stopped".into()));
     match outcome {
         Outcome::Done => {}
-        Outcome::Failed(e) => return Err(Failure::Error(e)),
-        Outcome::Interrupted { signal, aborted } => return Err(Failure::Interrupted { signal, aborted }),
+        Outcome::Failed(e) => return Err(Failure::Error(e).into()),
+        Outcome::NvdecFailed(e) => return Err(Stopped::Nvdec(e)),
+        Outcome::Interrupted { signal, aborted } => return Err(Failure::Interrupted { signal, aborted }.into()),
     }
     let frames = shared.upscaled.load(Ordering::SeqCst);
     let decoded = shared.decoded.load(Ordering::SeqCst);
     let range = shared.gate.outcome();
     if range.landed_late {
-        return Err(Failure::SeekLandedLate);
+        return Err(Failure::SeekLandedLate.into());
     }
     if frames == 0 {
         return Err(Failure::Error(match &job.range {
@@ -462,7 +533,8 @@ fn run_with(job: &VideoJob, progress: &Rc<RefCell<Progress>>) -> Result<Report, 
                 format!("{}: none of frames {}:{} could be decoded", job.input.display(), span.first, span.end())
             }
             _ => "no frame was upscaled".into(),
-        }));
+        })
+        .into());
     }
     let stopped_early = shared.stopping.load(Ordering::SeqCst);
     let ended_range = match &job.range {
@@ -479,7 +551,13 @@ fn run_with(job: &VideoJob, progress: &Rc<RefCell<Progress>>) -> Result<Report, 
         (Some(part), VideoOutput::Sequence { dir, .. }) => part.commit(dir)?,
         _ => Vec::new(),
     };
-    let facts = report::Facts::gather(&shared.branch.lock().unwrap(), &shared.copied.lock().unwrap(), job);
+    let output_caps = shared.output_caps.lock().unwrap().clone();
+    let facts = report::Facts::gather(
+        &shared.branch.lock().unwrap(),
+        &shared.copied.lock().unwrap(),
+        job,
+        output_caps.as_ref(),
+    );
     let first_frame = *shared.first_frame.lock().unwrap();
     Ok(Report { frames, started, first_frame, ended, stopped_by, files, facts, outcome: range, video_caps })
 }

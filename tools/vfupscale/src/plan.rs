@@ -124,9 +124,10 @@ impl Common {
     }
 }
 
-/// Settings of the video encoder, configured once to check them (and the container) before the run.
-pub fn encoder_for(args: &EncodeArgs, gpu: bool, muxer: &str) -> Result<EncoderSettings, String> {
-    let settings = EncoderSettings::from_args(args, gpu);
+/// Settings of the video encoder for a source of `source_depth` bits, configured once to check them (and the
+/// container) before the run.
+pub fn encoder_for(args: &EncodeArgs, gpu: bool, source_depth: u32, muxer: &str) -> Result<EncoderSettings, String> {
+    let settings = EncoderSettings::from_args(args, gpu, source_depth);
     let element = settings.build()?;
     settings.check(&element, Some(muxer))?;
     Ok(settings)
@@ -154,7 +155,8 @@ pub fn plan(args: &RunArgs) -> Result<Vec<Job>, String> {
         || args.encode.bitrate.is_some()
         || args.encode.preset.is_some()
         || !args.encode.encoder_options.is_empty()
-        || args.encode.chroma != Default::default();
+        || args.encode.chroma != Default::default()
+        || args.encode.bit_depth.is_some();
     let mut jobs = Vec::with_capacity(inputs.len());
     let mut warned_encoder = false;
     for input in &inputs {
@@ -193,12 +195,13 @@ pub fn plan(args: &RunArgs) -> Result<Vec<Job>, String> {
                 let media = media::probe(&input.path)?;
                 let output = match target {
                     Target::Video { path, muxer } => {
-                        VideoOutput::File { path, muxer, encoder: encoder_for(&args.encode, common.gpu, muxer)? }
+                        let encoder = encoder_for(&args.encode, common.gpu, media.video.bit_depth, muxer)?;
+                        VideoOutput::File { path, muxer, encoder }
                     }
                     Target::Sequence { dir, pattern, format } => {
                         if encode_given && !warned_encoder {
                             report::warn(
-                                "--encoder, --crf, --bitrate, --preset, -e and --chroma have no effect on image sequences",
+                                "--encoder, --crf, --bitrate, --preset, -e, --chroma and --bit-depth have no effect on image sequences",
                             );
                             warned_encoder = true;
                         }
@@ -210,7 +213,9 @@ pub fn plan(args: &RunArgs) -> Result<Vec<Job>, String> {
             }
         };
         if encode_given && matches!(job, Job::Image(_)) && !warned_encoder {
-            report::warn("--encoder, --crf, --bitrate, --preset, -e and --chroma have no effect on images");
+            report::warn(
+                "--encoder, --crf, --bitrate, --preset, -e, --chroma and --bit-depth have no effect on images",
+            );
             warned_encoder = true;
         }
         jobs.push(job);

@@ -145,6 +145,26 @@ pub fn describe_backend(facts: &Facts) -> String {
     }
 }
 
+/// "10-bit, bt2100-pq, HDR metadata kept", "8-bit from a 10-bit source (--bit-depth 8), bt2020": what happened to
+/// the bit depth and which colour description and HDR metadata went from the element's output caps into the stream;
+/// `None` for 8-bit video from an 8-bit source without HDR metadata.
+fn colour_note(job: &VideoJob, upscaled: Option<&gst::Caps>) -> Option<String> {
+    let s = upscaled.and_then(|c| c.structure(0));
+    let hdr = s.is_some_and(|s| s.has_field("mastering-display-info") || s.has_field("content-light-level"));
+    let (VideoOutput::File { encoder, .. } | VideoOutput::Discard { encoder, .. }) = &job.output else {
+        return None;
+    };
+    if encoder.depth == 8 && encoder.source_depth <= 8 && !hdr {
+        return None;
+    }
+    let mut parts = vec![encoder.depth_note()];
+    parts.extend(s.and_then(|s| s.get::<String>("colorimetry").ok()));
+    if hdr {
+        parts.push("HDR metadata kept".into());
+    }
+    Some(parts.join(", "))
+}
+
 /// What the summary says about a finished run (recorded with each segment).
 #[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Facts {
@@ -157,16 +177,25 @@ pub struct Facts {
     pub output: (u32, u32),
     pub scale: u32,
     pub rotation: Option<String>,
+    /// Bit depth and colour description written, when there is more to say than "8-bit SDR".
+    pub colour: Option<String>,
 }
 
 impl Facts {
-    pub fn gather(branch: &Option<Branch>, copied: &[String], job: &VideoJob) -> Facts {
+    /// What the summary says; `output_caps` are the upscaler's, taken while it ran.
+    pub fn gather(
+        branch: &Option<Branch>,
+        copied: &[String],
+        job: &VideoJob,
+        output_caps: Option<&gst::Caps>,
+    ) -> Facts {
         let mut facts = Facts {
             copied: copied.to_vec(),
             input: job.upscale.size.input,
             output: job.upscale.size.output,
             scale: job.upscale.model.scale,
             rotation: job.media.video.orientation.clone(),
+            colour: colour_note(job, output_caps),
             ..Facts::default()
         };
         if let Some(b) = branch {
@@ -193,6 +222,9 @@ impl Facts {
             self.decoder,
             self.encoder
         );
+        if let Some(c) = &self.colour {
+            text.push_str(&format!("; {c}"));
+        }
         if let Some(r) = &self.rotation {
             let place = match &job.output {
                 VideoOutput::Sequence { .. } => "the images",

@@ -121,6 +121,7 @@ fn request(job: &VideoJob, args: &RunArgs) -> Request {
         preset: e.preset.clone(),
         encoder_options: e.encoder_options.clone(),
         chroma: if e.chroma == crate::cli::Chroma::Yuv444 { "444" } else { "420" }.into(),
+        bit_depth: e.bit_depth,
         frames: args.segments.frames.map(|f| f.to_string()),
         segment_frames: args.segments.segment_frames,
     }

@@ -11,11 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::cli::{Chroma, EncodeArgs, EncoderChoice, ModelArgs, SegmentRunArgs, SizeArgs};
-use crate::encoder::EncoderSettings;
 use crate::job::{Job, VideoJob, VideoOutput};
 use crate::manifest::{self, Manifest, Request, SegmentRecord};
 use crate::pipeline::{self, Display, Failure};
-use crate::plan::{Common, video_job};
+use crate::plan::{Common, encoder_for, video_job};
 use crate::range::{Range, Span};
 use crate::{media, merge, signals};
 
@@ -61,6 +60,7 @@ impl Request {
             preset: self.preset.clone(),
             encoder_options: self.encoder_options.clone(),
             chroma: Chroma::from_str(&self.chroma, true).map_err(|_| format!("chroma {}?", self.chroma))?,
+            bit_depth: self.bit_depth,
         })
     }
 }
@@ -83,10 +83,10 @@ pub fn segment_job(m: &Manifest, work: &Path, index: usize, device: u32, file: &
             m.model_sha256
         ));
     }
-    let encoder = EncoderSettings::from_args(&request.encode_args()?, common.gpu);
-    encoder.check(&encoder.build()?, Some(SEGMENT_MUXER))?;
+    let media = media::probe(&input)?;
+    let encoder = encoder_for(&request.encode_args()?, common.gpu, media.video.bit_depth, SEGMENT_MUXER)?;
     let output = VideoOutput::File { path: file.to_path_buf(), muxer: SEGMENT_MUXER, encoder };
-    let Job::Video(mut job) = video_job(&input, media::probe(&input)?, &common, output)? else {
+    let Job::Video(mut job) = video_job(&input, media, &common, output)? else {
         unreachable!("a video job");
     };
     job.range = Range::Span(Arc::new(Span {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The vfupscale command end to end on an NVIDIA host (what CI cannot run): H.264 and H.265 clips, 8- and 10-bit, with
-# audio, through NVDEC and the GPU backends; a prompt Ctrl+C; images, preview and bench on the GPU path.
+# audio, through NVDEC and the GPU backends; 10-bit kept (HDR10 metadata too); the software fallback for H.264 4:4:4;
+# a prompt Ctrl+C; images, preview and bench on the GPU path.
 #
 # Usage: tools/vfupscale/tests/gpu.sh [VFUPSCALE]   (default target/release/vfupscale; GStreamer, ONNX Runtime and the
 #        models must be findable, e.g. after `source /tmp/vf-stage/env.sh` on the project's GPU host)
@@ -35,6 +36,43 @@ for input in h264.mkv h265.mkv h265-10.mkv; do
   grep -q "60 frames in" err.txt || fail "$input: frame count"
   grep -q "copied audio" err.txt || fail "$input: audio"
 done
+
+if [ -f up-h265-10.mkv ]; then
+  say "10-bit stays 10-bit: NVDEC P010 → element → Main 10"
+  grep -q "decoder nvh265dec" err.txt || echo "(h265-10 was not decoded by NVDEC)"
+  gst-launch-1.0 -v filesrc location=up-h265-10.mkv ! matroskademux ! h265parse ! fakesink 2>&1 \
+    | grep -q "profile=(string)main-10" || fail "up-h265-10.mkv is not Main 10"
+fi
+
+mdi=35400:14600:8500:39850:6550:2300:15635:16450:10000000:1
+say "HEVC Main 10 HDR10 (BT.2020 PQ, mastering display, content light level) keeps its description"
+gst-launch-1.0 -q videotestsrc num-buffers=30 pattern=smpte \
+  ! "video/x-raw,format=I420_10LE,width=1920,height=1080,framerate=30/1,colorimetry=bt2100-pq,mastering-display-info=(string)$mdi,content-light-level=(string)1000:400" \
+  ! x265enc speed-preset=ultrafast ! h265parse ! mp4mux ! filesink location=hdr10.mp4
+"$bin" -i hdr10.mp4 -o up-hdr10.mp4 -y --encoder x265enc --preset ultrafast 2> err.txt || { cat err.txt; fail hdr10; }
+cat err.txt
+grep -q "30 frames in" err.txt || fail "hdr10: frame count"
+grep -q "10-bit, bt2100-pq, HDR metadata kept" err.txt || fail "hdr10: summary"
+gst-launch-1.0 -v filesrc location=up-hdr10.mp4 ! qtdemux ! h265parse ! fakesink > caps.txt 2>&1
+for want in "profile=(string)main-10" "colorimetry=(string)bt2100-pq" "mastering-display-info=(string)$mdi" \
+  "content-light-level=(string)1000:400"; do
+  grep -qF "$want" caps.txt || fail "up-hdr10.mp4 lacks $want"
+done
+
+say "H.264 High 4:4:4 (NVDEC cannot decode it) falls back to software decoding with a note"
+gst-launch-1.0 -q videotestsrc num-buffers=30 pattern=ball ! video/x-raw,format=Y444,width=640,height=360,framerate=30/1 \
+  ! x264enc speed-preset=ultrafast ! h264parse ! mp4mux ! filesink location=h264-444.mp4
+status=0
+"$bin" -i h264-444.mp4 -o up-444.mkv -y 2> err.txt || status=$?
+cat err.txt
+grep -q "decoding in software" err.txt || fail "444: no note about software decoding"
+grep -q "could not be negotiated" err.txt && fail "444: negotiation failure instead of the fallback"
+if gst-inspect-1.0 avdec_h264 > /dev/null 2>&1; then
+  [ "$status" = 0 ] || fail "444: exit status $status"
+  grep -q "30 frames in" err.txt || fail "444: frame count"
+else
+  echo "(no software H.264 decoder in this GStreamer: the fallback reached decodebin, which has none; status $status)"
+fi
 
 say "--size 3840x2160 from 1080p takes the x2 model; x4 by -s 4"
 "$bin" -i h264.mkv -o size.mkv --size 3840x2160 -y 2> err.txt && grep -q "model realesr-animevideov3-x2" err.txt || fail size

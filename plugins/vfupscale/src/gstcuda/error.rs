@@ -33,6 +33,9 @@ pub enum Error {
     /// The memory's own video info disagrees with the negotiated caps.
     #[error("CUDA memory holds {held}, caps say {caps}")]
     FrameSize { held: Size, caps: Size },
+    /// The caps' format is not one the upscaler reads or writes.
+    #[error("CUDA memory of format {0} cannot be upscaled")]
+    Format(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -16,8 +16,8 @@ use gst::glib;
 use gst::glib::translate::FromGlibPtrFull;
 use gst::prelude::*;
 use vfupscale::cuda::GpuDevice;
-use vfupscale::cuda::{DeviceNv12Mut, Nv12Planes};
-use vfupscale::frame::Size;
+use vfupscale::cuda::{DeviceFrameMut, FramePlanes};
+use vfupscale::frame::{PixelFormat, Size};
 
 /// A `GstCudaContext` that wraps the primary context of one of our [`GpuDevice`]s.
 #[derive(Debug, Clone)]
@@ -135,13 +135,13 @@ pub fn is_cuda_buffer(buffer: &gst::BufferRef) -> bool {
     unsafe { (t.is_cuda_memory)(raw) != 0 }
 }
 
-/// A buffer holding one `GstCudaMemory`, mapped with `GST_MAP_CUDA`: the NV12 planes as device pointers. The
+/// A buffer holding one `GstCudaMemory`, mapped with `GST_MAP_CUDA`: the frame's planes as device pointers. The
 /// plane layout comes from the memory's own `GstVideoInfo` (its real, pitched layout), so buffers without a
 /// `GstVideoMeta` are read correctly too. Unmapped on drop; borrows the buffer while mapped.
 pub struct CudaFrame<'a> {
     buffer: *mut gst::ffi::GstBuffer,
     map: gst::ffi::GstMapInfo,
-    planes: Nv12Planes,
+    planes: FramePlanes,
     /// The `CUcontext` the memory belongs to.
     context: *mut std::ffi::c_void,
     _buffer: PhantomData<&'a gst::BufferRef>,
@@ -152,6 +152,8 @@ impl<'a> CudaFrame<'a> {
     /// `buffer` must stay alive and, for a write map, writable for `'a`.
     unsafe fn map(buffer: *mut gst::ffi::GstBuffer, info: &gst_video::VideoInfo, flags: u32) -> Result<Self> {
         let t = ffi::get()?;
+        let name = info.format_info().name();
+        let format = PixelFormat::from_name(name).ok_or_else(|| Error::Format(name.to_string()))?;
         // SAFETY: `buffer` is live (caller's contract); peeking does not take a reference.
         let (n, mem) = unsafe { (gst::ffi::gst_buffer_n_memory(buffer), gst::ffi::gst_buffer_peek_memory(buffer, 0)) };
         if n != 1 {
@@ -180,13 +182,11 @@ impl<'a> CudaFrame<'a> {
             return Err(Error::FrameSize { held, caps: size });
         }
         // the memory's info describes the planes inside this allocation
-        let planes = Nv12Planes {
-            size,
-            y: base + layout.offset[0] as u64,
-            y_pitch: layout.stride[0] as usize,
-            uv: base + layout.offset[1] as u64,
-            uv_pitch: layout.stride[1] as usize,
-        };
+        let mut planes = FramePlanes { format, size, ptr: [0; 2], pitch: [0; 2] };
+        for i in 0..format.planes() {
+            planes.ptr[i] = base + layout.offset[i] as u64;
+            planes.pitch[i] = layout.stride[i] as usize;
+        }
         // SAFETY: it is a GstCudaMemory, whose context lives at least as long as the memory.
         let context = unsafe { (t.context_get_handle)((*(mem as *const ffi::GstCudaMemory)).context) };
         Ok(Self { buffer, map, planes, context, _buffer: PhantomData })
@@ -204,18 +204,18 @@ impl<'a> CudaFrame<'a> {
         unsafe { Self::map(buffer.as_mut_ptr(), info, gst::ffi::GST_MAP_WRITE) }
     }
 
-    /// Where the NV12 planes lie and the `CUcontext` they belong to: valid while the buffer is alive (device
-    /// addresses of CUDA memory stay valid after unmapping).
-    pub fn raw_planes(&self) -> (*mut std::ffi::c_void, Nv12Planes) {
+    /// Where the planes lie and the `CUcontext` they belong to: valid while the buffer is alive (device addresses of
+    /// CUDA memory stay valid after unmapping).
+    pub fn raw_planes(&self) -> (*mut std::ffi::c_void, FramePlanes) {
         (self.context, self.planes)
     }
 
-    /// The NV12 planes, written on the device while this (write) map lives.
-    pub fn view_mut(&mut self) -> vfupscale::Result<DeviceNv12Mut<'_>> {
+    /// The planes, written on the device while this (write) map lives.
+    pub fn view_mut(&mut self) -> vfupscale::Result<DeviceFrameMut<'_>> {
         // SAFETY: the planes are the mapped memory's, in its context, alive and mapped for as long as `self`, a write
         // map of a buffer we hold exclusively (see `writable`); the caller keeps the buffer until the GPU work that
         // writes them has completed.
-        unsafe { DeviceNv12Mut::from_raw(self.context.cast(), self.planes) }
+        unsafe { DeviceFrameMut::from_raw(self.context.cast(), self.planes) }
     }
 }
 

@@ -1,13 +1,20 @@
 // SPDX-License-Identifier: MPL-2.0
 
-//! Caps math: the output is the input times the model's scale, with the same memory type, format, framerate,
-//! pixel-aspect-ratio, colorimetry, chroma-site and interlace-mode.
+//! Caps math: the output is the input times the model's scale, with the same memory type, framerate,
+//! pixel-aspect-ratio, colorimetry (matrix, range, transfer function, primaries), chroma-site, interlace-mode and HDR
+//! static metadata (`mastering-display-info`, `content-light-level`). The output format is any of the input's family
+//! (NV12 ⇄ P010_10LE; RGBA, BGRA, RGBx, BGRx, RGB among themselves), the input's own by default.
 
 use gst::glib;
 use gst::prelude::*;
 use gst_video::VideoInfo;
+use vfupscale::format::PixelFormat;
 
 use crate::gstcuda::ffi::CAPS_FEATURE_MEMORY_CUDA_MEMORY;
+
+/// Fields fixated to the input's value when the other pad allows it: the stream's description, carried over.
+const CARRIED_FIELDS: [&str; 6] =
+    ["format", "colorimetry", "chroma-site", "interlace-mode", "mastering-display-info", "content-light-level"];
 
 /// Where the pads' frames live (the same on both sides).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,8 +66,32 @@ pub fn map_dimension(value: &glib::SendValue, scale: i32, to_src: bool) -> Optio
     None
 }
 
+/// The formats of the other pad for a `format` field: those given (that the element knows), then the other formats
+/// of their families. `None` when the field names none the element knows.
+pub fn map_formats(value: &glib::SendValue) -> Option<glib::SendValue> {
+    let given: Vec<PixelFormat> = if let Ok(name) = value.get::<&str>() {
+        PixelFormat::from_name(name).into_iter().collect()
+    } else if let Ok(list) = value.get::<gst::List>() {
+        list.iter().filter_map(|v| v.get::<&str>().ok().and_then(PixelFormat::from_name)).collect()
+    } else {
+        Vec::new()
+    };
+    let mut formats = given.clone();
+    for f in PixelFormat::ALL {
+        if !formats.contains(&f) && given.iter().any(|g| g.family() == f.family()) {
+            formats.push(f);
+        }
+    }
+    match formats.as_slice() {
+        [] => None,
+        [one] => Some(one.name().to_send_value()),
+        many => Some(gst::List::new(many.iter().map(|f| f.name())).to_send_value()),
+    }
+}
+
 /// The caps on the other pad for `caps` on the pad of `direction`: sizes mapped by `scale` (any size while the scale
-/// is unknown), structures in CUDA memory dropped unless `cuda_allowed`, every other field kept.
+/// is unknown), formats widened to their families, structures in CUDA memory dropped unless `cuda_allowed`, every
+/// other field kept.
 pub fn transform(caps: &gst::Caps, direction: gst::PadDirection, scale: Option<u32>, cuda_allowed: bool) -> gst::Caps {
     let scale = scale.map(|s| s as i32);
     let to_src = direction == gst::PadDirection::Sink;
@@ -82,6 +113,12 @@ pub fn transform(caps: &gst::Caps, direction: gst::PadDirection, scale: Option<u
                 None => ok = false,
             }
         }
+        if let Ok(formats) = s.value("format") {
+            match map_formats(formats) {
+                Some(v) => s.set_value("format", v),
+                None => ok = false,
+            }
+        }
         if ok {
             out_mut.append_structure_full(s, Some(features.to_owned()));
         }
@@ -90,8 +127,8 @@ pub fn transform(caps: &gst::Caps, direction: gst::PadDirection, scale: Option<u
 }
 
 /// Fixates `othercaps` (the other pad's) for the fixed `caps` of the pad of `direction`: the size nearest the exact
-/// multiple, the input's framerate, pixel-aspect-ratio, colorimetry, chroma-site and interlace-mode. `None` when
-/// `caps` has no fixed size or the scale is unknown, for the base class's default fixation.
+/// multiple, the input's framerate, pixel-aspect-ratio and [`CARRIED_FIELDS`] where the other pad allows them.
+/// `None` when `caps` has no fixed size or the scale is unknown, for the base class's default fixation.
 pub fn fixate(
     direction: gst::PadDirection,
     caps: &gst::Caps,
@@ -118,7 +155,7 @@ pub fn fixate(
                 s.fixate_field_nearest_fraction(field, f);
             }
         }
-        for field in ["colorimetry", "chroma-site", "interlace-mode"] {
+        for field in CARRIED_FIELDS {
             if let Ok(v) = s_in.get::<&str>(field) {
                 s.fixate_field_str(field, v);
             }
@@ -204,12 +241,57 @@ mod tests {
     }
 
     #[test]
+    fn formats_widen_to_their_family_with_the_given_ones_first() {
+        init();
+        let names = |caps: &gst::Caps| -> Vec<String> {
+            let s = caps.structure(0).unwrap();
+            match s.get::<gst::List>("format") {
+                Ok(l) => l.iter().map(|v| v.get::<String>().unwrap()).collect(),
+                Err(_) => vec![s.get::<String>("format").unwrap()],
+            }
+        };
+        let out = transform(&caps("video/x-raw,format=P010_10LE,width=8,height=8"), Sink, Some(2), true);
+        assert_eq!(names(&out), ["P010_10LE", "NV12"]);
+        let out = transform(&caps("video/x-raw,format=NV12,width=8,height=8"), Src, Some(2), true);
+        assert_eq!(names(&out), ["NV12", "P010_10LE"]);
+        let out = transform(&caps("video/x-raw,format=BGRx,width=8,height=8"), Sink, Some(2), true);
+        assert_eq!(names(&out), ["BGRx", "RGBA", "BGRA", "RGBx", "RGB"]);
+        let out = transform(&caps("video/x-raw,format={RGB,I420,NV12},width=8,height=8"), Sink, Some(2), true);
+        assert_eq!(names(&out), ["RGB", "NV12", "P010_10LE", "RGBA", "BGRA", "RGBx", "BGRx"]);
+        let out = transform(&caps("video/x-raw,format=I420,width=8,height=8"), Sink, Some(2), true);
+        assert!(out.is_empty(), "no format the element knows: {out}");
+    }
+
+    #[test]
+    fn fixation_keeps_the_input_format_and_hdr_metadata_where_allowed() {
+        init();
+        let mdi = "35400:14600:8500:39850:6550:2300:15635:16450:10000000:1";
+        let input = caps(&format!(
+            "video/x-raw,format=P010_10LE,width=40,height=30,colorimetry=bt2100-pq,\
+             mastering-display-info=(string){mdi},content-light-level=(string)1000:400"
+        ));
+        let other = transform(&input, Sink, Some(2), false);
+        let fixed = fixate(Sink, &input, &other, Some(2)).unwrap();
+        let s = fixed.structure(0).unwrap();
+        assert_eq!(s.get::<&str>("format").unwrap(), "P010_10LE");
+        assert_eq!(s.get::<&str>("colorimetry").unwrap(), "bt2100-pq");
+        assert_eq!(s.get::<&str>("mastering-display-info").unwrap(), mdi);
+        assert_eq!(s.get::<&str>("content-light-level").unwrap(), "1000:400");
+        // downstream wants 8 bits: NV12 it is
+        let nv12 = caps("video/x-raw,format=NV12,width=[1,4096],height=[1,4096]");
+        let fixed = fixate(Sink, &input, &other.intersect(&nv12), Some(2)).unwrap();
+        assert_eq!(fixed.structure(0).unwrap().get::<&str>("format").unwrap(), "NV12");
+    }
+
+    #[test]
     fn without_a_scale_any_size_maps() {
         init();
         let out = transform(&caps("video/x-raw,format=NV12,width=64,height=48"), Src, None, false);
         let s = out.structure(0).unwrap();
         assert_eq!(s.get::<gst::IntRange<i32>>("width").unwrap(), gst::IntRange::new(1, i32::MAX));
-        assert_eq!(s.get::<&str>("format").unwrap(), "NV12");
+        // the format is kept, first of its family (the output may also be 10-bit)
+        let formats = s.get::<gst::List>("format").unwrap();
+        assert_eq!(formats.iter().next().unwrap().get::<&str>().unwrap(), "NV12");
     }
 
     #[test]

@@ -11,12 +11,12 @@ use std::ffi::c_void;
 use gst_video::VideoInfo;
 use gst_video::prelude::*;
 use vfupscale::color::Colorimetry;
-use vfupscale::cuda::{CudaStream, DeviceNv12, DeviceNv12Mut, Nv12Planes};
-use vfupscale::frame::{HostNv12, HostNv12Mut, Size};
+use vfupscale::cuda::{CudaStream, DeviceFrame, DeviceFrameMut, FramePlanes};
+use vfupscale::frame::{HostFrame, HostFrameMut, PixelFormat, Size};
 use vfupscale::{FrameBuffers, InputFrame, TensorLocation, Upscaler};
 
 use super::caps::{self, Memory};
-use super::colorimetry::colorimetry;
+use super::colorimetry::{colorimetry, pixel_format};
 use super::error::FrameError;
 use crate::gstcuda::{CudaFrame, is_cuda_buffer};
 
@@ -96,10 +96,7 @@ impl Streaming {
                 let src = host_planes(&input)?;
                 let mut out_frame = gst_video::VideoFrameRef::from_buffer_ref_writable(outbuf, &neg.out_info)
                     .map_err(|_| FrameError::Map("output"))?;
-                let size = Size::new(out_frame.width(), out_frame.height());
-                let os = [out_frame.plane_stride()[0] as usize, out_frame.plane_stride()[1] as usize];
-                let [y, uv, ..] = out_frame.planes_data_mut();
-                let mut dst = HostNv12Mut::new(size, y, os[0], uv, os[1])?;
+                let mut dst = host_planes_mut(&mut out_frame)?;
                 up.upscale_host(&src, neg.in_colour, &mut dst, neg.out_colour)?;
             }
             Memory::Cuda => {
@@ -137,8 +134,8 @@ impl Streaming {
 /// An input buffer, held and mapped: CUDA memory (any context) by its device addresses, system memory mapped for
 /// reading.
 enum Input {
-    Cuda { _buffer: gst::Buffer, context: *mut c_void, planes: Nv12Planes },
-    Host(Box<HostFrame>),
+    Cuda { _buffer: gst::Buffer, context: *mut c_void, planes: FramePlanes },
+    Host(Box<MappedFrame>),
 }
 
 impl Input {
@@ -159,7 +156,7 @@ impl Input {
                 // SAFETY: the planes of the CUDA memory of the buffer `self` holds, in the context they name: device
                 // addresses of CUDA memory stay valid while the buffer lives, mapped or not, and upstream does not
                 // reuse a buffer we hold.
-                let view = unsafe { DeviceNv12::from_raw(context.cast(), *planes) }?;
+                let view = unsafe { DeviceFrame::from_raw(context.cast(), *planes) }?;
                 InputFrame::Device(view)
             }
             Input::Host(frame) => InputFrame::Host(host_planes(frame)?),
@@ -173,7 +170,7 @@ pub struct BufferFrame {
     input: Input,
     output: gst::Buffer,
     output_context: *mut c_void,
-    output_planes: Nv12Planes,
+    output_planes: FramePlanes,
 }
 
 // SAFETY: the raw pointers are CUcontext handles (identifiers the driver accepts from any thread) and nothing is
@@ -206,20 +203,20 @@ impl BufferFrame {
 // input; nothing upstream reuses the input while we hold it. The views name the memory's own CUDA context, and are
 // the same on every call.
 unsafe impl FrameBuffers for BufferFrame {
-    fn planes<'a>(&'a mut self, _stream: &'a CudaStream) -> vfupscale::Result<(InputFrame<'a>, DeviceNv12Mut<'a>)> {
+    fn planes<'a>(&'a mut self, _stream: &'a CudaStream) -> vfupscale::Result<(InputFrame<'a>, DeviceFrameMut<'a>)> {
         let input = self.input.frame()?;
         // SAFETY: as above, for the output buffer, which nothing else touches while we hold it.
-        let output = unsafe { DeviceNv12Mut::from_raw(self.output_context.cast(), self.output_planes) }?;
+        let output = unsafe { DeviceFrameMut::from_raw(self.output_context.cast(), self.output_planes) }?;
         Ok((input, output))
     }
 }
 
 /// A system-memory input frame, mapped for reading.
-type HostFrame = gst_video::VideoFrame<gst_video::video_frame::Readable>;
+type MappedFrame = gst_video::VideoFrame<gst_video::video_frame::Readable>;
 
 /// Maps `buffer` for reading in system memory, after checking that it holds one frame of `info`: of exactly the
 /// frame's size, or laid out by a video meta of the frame's dimensions.
-fn map_host(buffer: gst::Buffer, info: &VideoInfo) -> Result<HostFrame, FrameError> {
+fn map_host(buffer: gst::Buffer, info: &VideoInfo) -> Result<MappedFrame, FrameError> {
     let frame = Size::new(info.width(), info.height());
     match buffer.meta::<gst_video::VideoMeta>() {
         Some(meta) => {
@@ -236,15 +233,36 @@ fn map_host(buffer: gst::Buffer, info: &VideoInfo) -> Result<HostFrame, FrameErr
     gst_video::VideoFrame::from_buffer_readable(buffer, info).map_err(|_| FrameError::Map("input"))
 }
 
-/// The NV12 planes of a mapped system-memory frame.
-fn host_planes(frame: &HostFrame) -> vfupscale::Result<HostNv12<'_>> {
+/// The format of frames of `info`, as the upscaler names it.
+fn format_of(info: &VideoInfo) -> vfupscale::Result<PixelFormat> {
+    pixel_format(info.format()).map_err(vfupscale::Error::Negotiation)
+}
+
+/// The planes of a mapped system-memory frame.
+fn host_planes(frame: &MappedFrame) -> vfupscale::Result<HostFrame<'_>> {
+    let format = format_of(frame.info())?;
     let stride = frame.plane_stride();
-    let plane = |i: u32| frame.plane_data(i).map_err(|e| vfupscale::Error::Usage(format!("input NV12 plane {i}: {e}")));
-    HostNv12::new(
-        Size::new(frame.width(), frame.height()),
-        plane(0)?,
-        stride[0] as usize,
-        plane(1)?,
-        stride[1] as usize,
-    )
+    let plane = |i: usize| match i < format.planes() {
+        true => {
+            frame.plane_data(i as u32).map_err(|e| vfupscale::Error::Usage(format!("input {format} plane {i}: {e}")))
+        }
+        false => Ok(&[][..]),
+    };
+    let strides = [0, 1].map(|i| if i < format.planes() { stride[i] as usize } else { 0 });
+    HostFrame::new(format, Size::new(frame.width(), frame.height()), [plane(0)?, plane(1)?], strides)
+}
+
+/// The planes of a mapped, writable system-memory frame.
+fn host_planes_mut<'a>(
+    frame: &'a mut gst_video::VideoFrameRef<&mut gst::BufferRef>,
+) -> vfupscale::Result<HostFrameMut<'a>> {
+    let format = format_of(frame.info())?;
+    let size = Size::new(frame.width(), frame.height());
+    let stride = frame.plane_stride();
+    let strides = [0, 1].map(|i| if i < format.planes() { stride[i] as usize } else { 0 });
+    let mut planes = frame.planes_data_mut().into_iter();
+    let first =
+        planes.next().ok_or_else(|| vfupscale::Error::Usage(format!("output {format} frame without planes")))?;
+    let second = if format.planes() == 2 { planes.next() } else { None };
+    HostFrameMut::new(format, size, [first, second.unwrap_or(&mut [])], strides)
 }

@@ -24,6 +24,7 @@ use vfupscale::cuda::GpuDevice;
 
 use super::BackendProperty;
 use super::caps::{self, Memory};
+use super::colorimetry::{FORMATS, video_format};
 use super::error::{FrameError, core_error};
 use super::frames::Streaming;
 use super::settings::{self, Settings};
@@ -303,8 +304,8 @@ impl ElementImpl for VfUpscale {
             gst::subclass::ElementMetadata::with_additional(
                 "Video super-resolution",
                 "Filter/Converter/Video/Scaler",
-                "Upscales NV12 video with an ONNX super-resolution model: on NVIDIA GPUs in CUDA memory without \
-                 host copies, elsewhere in system memory on the CPU",
+                "Upscales video (NV12, P010, packed RGB with alpha) with an ONNX super-resolution model: on NVIDIA \
+                 GPUs in CUDA memory without host copies, elsewhere in system memory on the CPU",
                 "vfupscale developers",
                 &[(gst::ELEMENT_METADATA_DOC_URI.as_str(), DOC_URI)],
             )
@@ -314,10 +315,11 @@ impl ElementImpl for VfUpscale {
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            let raw = gst_video::VideoCapsBuilder::new().format(gst_video::VideoFormat::Nv12).build();
+            let formats = FORMATS.map(video_format);
+            let raw = gst_video::VideoCapsBuilder::new().format_list(formats).build();
             let cuda = gst_video::VideoCapsBuilder::new()
                 .features([CAPS_FEATURE_MEMORY_CUDA_MEMORY])
-                .format(gst_video::VideoFormat::Nv12)
+                .format_list(formats)
                 .build();
             let mut caps = cuda;
             caps.merge(raw);

@@ -2,17 +2,26 @@
 
 //! # vfupscale
 //!
-//! Upscales NV12 video with an ONNX super-resolution model.
+//! Upscales video with an ONNX super-resolution model: 8-bit NV12, 10-bit P010_10LE (HDR included) and packed 8-bit
+//! RGB with or without alpha (RGBA, BGRA, RGBx, BGRx, RGB: still images).
 //!
-//! On NVIDIA GPUs it takes `video/x-raw(memory:CUDAMemory), format=NV12` (from `nvh264dec`/`nvh265dec`), converts
-//! each frame to planar RGB with its own CUDA kernels, runs the model with input and output in device memory,
-//! converts back and outputs CUDA memory (for `nvh265enc`, `cudadownload`, …): frames never cross host memory.
-//! SRVGGNetCompact models (realesr-animevideov3, realesr-general-x4v3) run on vfupscale's own tensor-core kernels
-//! (about twice as fast; checked against ONNX Runtime when the element starts), all others on ONNX Runtime
-//! (TensorRT, CUDA or CPU execution provider). Without a usable GPU it takes `video/x-raw, format=NV12` in system
+//! On NVIDIA GPUs it takes `video/x-raw(memory:CUDAMemory)` (from `nvh264dec`/`nvh265dec`: NV12, or P010_10LE for
+//! Main 10), converts each frame to planar RGB with its own CUDA kernels, runs the model with input and output in
+//! device memory, converts back and outputs CUDA memory (for `nvh265enc`, `cudadownload`, …): frames never cross
+//! host memory. SRVGGNetCompact models (realesr-animevideov3, realesr-general-x4v3) run on vfupscale's own
+//! tensor-core kernels (about twice as fast; checked against ONNX Runtime when the element starts), all others on
+//! ONNX Runtime (TensorRT, CUDA or CPU execution provider). Without a usable GPU it takes `video/x-raw` in system
 //! memory and runs the model on the CPU: slower, same output.
 //!
-//! The output size is the input size times the model's scale; framerate, pixel-aspect-ratio, colorimetry and
+//! The output format is negotiated independently of the input's, within its family: NV12 and P010_10LE either way
+//! (an 8-bit source may be written at 10 bits when downstream asks: the model's output is float, so there is less
+//! banding), the packed RGB formats among themselves; by default the input's. The colour matrix and range of each side
+//! (BT.601, BT.709, BT.2020 non-constant luminance; limited or full) are used for the conversions; transfer function
+//! (PQ, HLG, BT.709/sRGB), primaries and HDR static metadata (`mastering-display-info`, `content-light-level`) are
+//! carried from the input caps to the output caps unchanged, and the model runs on the signal as encoded. Alpha
+//! does not go through the model: it is upscaled bilinearly.
+//!
+//! The output size is the input size times the model's scale; framerate, pixel-aspect-ratio, chroma-site and
 //! interlace-mode are carried over (interlaced frames are upscaled as whole frames: deinterlace first for the
 //! best result). Timestamps, flags and metas without size-dependent data are copied; every input buffer gives
 //! exactly one output buffer. An input buffer must hold one frame of the negotiated caps (exactly its size, or
@@ -30,6 +39,12 @@
 //!
 //! # NVIDIA GPU: decode, upscale x2 with the default model, encode, all in device memory
 //! gst-launch-1.0 filesrc location=in.mp4 ! qtdemux ! h264parse ! nvh264dec ! vfupscale ! nvh265enc ! h265parse ! matroskamux ! filesink location=out.mkv
+//!
+//! # runs anywhere: a 10-bit HDR10 test clip, kept at 10 bits with its colour description and HDR metadata
+//! gst-launch-1.0 videotestsrc num-buffers=10 ! "video/x-raw,format=P010_10LE,width=160,height=90,colorimetry=bt2100-pq" ! vfupscale backend=cpu ! videoconvert ! "video/x-raw,format=I420_10LE" ! x265enc ! h265parse ! matroskamux ! filesink location=out-hdr.mkv
+//!
+//! # a still image with its alpha channel
+//! gst-launch-1.0 filesrc location=in.png ! pngdec ! videoconvert ! video/x-raw,format=RGBA ! vfupscale backend=cpu ! pngenc ! filesink location=big.png
 //!
 //! # any model, chosen backend and precision
 //! gst-launch-1.0 filesrc location=in.mp4 ! qtdemux ! h264parse ! nvh264dec ! vfupscale model=realesr-animevideov3-x4.onnx backend=cuda precision=fp16 ! cudadownload ! fakesink
