@@ -8,9 +8,9 @@ use std::process::ExitCode;
 
 use crate::cli::BenchArgs;
 use crate::job::{Job, Stage, VideoOutput};
-use crate::range::Range;
 use crate::pipeline::{self, Display, Failure};
 use crate::plan::{Common, encoder_for, video_job};
+use crate::range::Range;
 use crate::summary::dims;
 use crate::{media, report, signals};
 

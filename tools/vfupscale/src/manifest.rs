@@ -34,7 +34,9 @@ impl From<&Path> for PathText {
     fn from(p: &Path) -> PathText {
         match p.to_str() {
             Some(s) => PathText::Text(s.to_string()),
-            None => PathText::Bytes { hex: p.as_os_str().as_encoded_bytes().iter().map(|b| format!("{b:02x}")).collect() },
+            None => {
+                PathText::Bytes { hex: p.as_os_str().as_encoded_bytes().iter().map(|b| format!("{b:02x}")).collect() }
+            }
         }
     }
 }
@@ -317,6 +319,7 @@ pub fn differences(old: &Request, new: &Request) -> Vec<String> {
 
 /// An exclusive lock on a work folder, held while a run writes it: a second run on the same output is refused
 /// instead of writing the same segments.
+#[derive(Debug)]
 pub struct WorkLock(#[allow(dead_code)] std::fs::File);
 
 impl WorkLock {
@@ -332,7 +335,10 @@ impl WorkLock {
         // SAFETY: flock on a descriptor this function owns; LOCK_NB never blocks, the lock goes with the file.
         let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if r != 0 {
-            return Err(format!("another vfupscale run is writing this output (its work folder {} is in use)", work.display()));
+            return Err(format!(
+                "another vfupscale run is writing this output (its work folder {} is in use)",
+                work.display()
+            ));
         }
         Ok(WorkLock(file))
     }
@@ -384,6 +390,7 @@ mod tests {
             preset: None,
             encoder_options: vec![],
             chroma: "420".into(),
+            bit_depth: None,
             frames: None,
             segment_frames: None,
         };

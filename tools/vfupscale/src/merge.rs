@@ -121,7 +121,8 @@ impl Merge<'_> {
                 path.display()
             ));
         }
-        let caps = gst::Caps::from_str(caps_text).map_err(|_| format!("unreadable caps in a segment record: {caps_text}"))?;
+        let caps =
+            gst::Caps::from_str(caps_text).map_err(|_| format!("unreadable caps in a segment record: {caps_text}"))?;
         let part = Part::file(self.output)?;
         let muxed = self.mux(&caps, &stamps, part.path())?;
         let expected: Vec<u64> = self.frames().iter().map(|&f| self.timeline.running_time(f) - self.base()).collect();
@@ -133,19 +134,16 @@ impl Merge<'_> {
 
     fn mux(&self, caps: &gst::Caps, stamps: &[Vec<Stamp>], file: &Path) -> Result<Muxed, String> {
         let pipeline = gst::Pipeline::new();
-        let appsrc = gst_app::AppSrc::builder()
-            .caps(caps)
-            .format(gst::Format::Time)
-            .block(true)
-            .max_bytes(64 << 20)
-            .build();
+        let appsrc =
+            gst_app::AppSrc::builder().caps(caps).format(gst::Format::Time).block(true).max_bytes(64 << 20).build();
         appsrc.set_property("handle-segment-change", true);
         let muxer = branch::make(self.muxer)?;
         let sink = gst::Element::make_from_uri(gst::URIType::Sink, &media::file_uri(file)?, None)
             .map_err(|e| e.to_string())?;
         pipeline.add_many([appsrc.upcast_ref(), &muxer, &sink]).map_err(|e| e.to_string())?;
         muxer.link(&sink).map_err(|e| e.to_string())?;
-        let video_pad = muxer.request_pad_simple("video_%u").ok_or_else(|| format!("{} has no video input", self.muxer))?;
+        let video_pad =
+            muxer.request_pad_simple("video_%u").ok_or_else(|| format!("{} has no video input", self.muxer))?;
         appsrc.static_pad("src").ok_or("appsrc without src pad")?.link(&video_pad).map_err(|e| format!("{e:?}"))?;
 
         let copies = Arc::new(Copies::default());
@@ -162,16 +160,16 @@ impl Merge<'_> {
         };
         let window = Window::running(0, cut);
         {
-            let (weak, muxer, copies, out) = (pipeline.downgrade(), muxer.clone(), copies.clone(), self.output.to_path_buf());
+            let (weak, muxer, copies, out) =
+                (pipeline.downgrade(), muxer.clone(), copies.clone(), self.output.to_path_buf());
             let chapters = base == 0;
             parse.connect_pad_added(move |_, pad| {
                 let Some(pipeline) = weak.upgrade() else {
                     return;
                 };
                 if let Err(e) = copies.on_pad(&pipeline, &muxer, pad, &out, window.clone(), base, chapters) {
-                    let _ = pipeline.post_message(
-                        gst::message::Error::builder(gst::CoreError::Failed, &e).src(&pipeline).build(),
-                    );
+                    let _ = pipeline
+                        .post_message(gst::message::Error::builder(gst::CoreError::Failed, &e).src(&pipeline).build());
                 }
             });
         }
@@ -284,12 +282,15 @@ impl Copies {
         };
         // the first audio stream is the one whose length is checked
         if kind == "audio" && !self.audio_seen.swap(true, Ordering::SeqCst) {
-            let (copies, window) = (self.clone(), window.clone());
+            let (copies, cut) = (self.clone(), window.cut.load(Ordering::Relaxed));
+            // the probe sees the buffers before the pad's offset: their running times in the output are `base` less
             pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
                 if let Some(b) = info.buffer()
-                    && window.admits(pad, b.pts())
                     && let Some(rt) = running_time(pad, b.pts())
+                    && rt >= base
+                    && rt - base < cut
                 {
+                    let rt = rt - base;
                     let end = rt + b.duration().map_or(0, |d| d.nseconds());
                     let mut s = copies.audio_span.lock().unwrap();
                     *s = Some(s.map_or((rt, end), |(a, z)| (a.min(rt), z.max(end))));
@@ -347,7 +348,8 @@ fn feed(
 /// Calls `f` with every packet of a Matroska file, in file (decode) order; returns the stream's caps.
 pub fn for_each_packet(path: &Path, mut f: impl FnMut(gst::Buffer) -> Result<(), String>) -> Result<gst::Caps, String> {
     let pipeline = gst::Pipeline::new();
-    let src = gst::Element::make_from_uri(gst::URIType::Src, &media::file_uri(path)?, None).map_err(|e| e.to_string())?;
+    let src =
+        gst::Element::make_from_uri(gst::URIType::Src, &media::file_uri(path)?, None).map_err(|e| e.to_string())?;
     let demux = branch::make("matroskademux")?;
     let sink = gst_app::AppSink::builder().sync(false).max_buffers(64).build();
     pipeline.add_many([&src, &demux, sink.upcast_ref()]).map_err(|e| e.to_string())?;
@@ -393,7 +395,8 @@ pub fn for_each_packet(path: &Path, mut f: impl FnMut(gst::Buffer) -> Result<(),
 /// was given. Returns the audio's length in seconds.
 fn verify(file: &Path, expected: &[u64], audio_given: Option<(u64, u64)>) -> Result<Option<f64>, String> {
     let pipeline = gst::Pipeline::new();
-    let src = gst::Element::make_from_uri(gst::URIType::Src, &media::file_uri(file)?, None).map_err(|e| e.to_string())?;
+    let src =
+        gst::Element::make_from_uri(gst::URIType::Src, &media::file_uri(file)?, None).map_err(|e| e.to_string())?;
     let parse = branch::make("parsebin")?;
     pipeline.add_many([&src, &parse]).map_err(|e| e.to_string())?;
     src.link(&parse).map_err(|e| e.to_string())?;
@@ -430,7 +433,8 @@ fn verify(file: &Path, expected: &[u64], audio_given: Option<(u64, u64)>) -> Res
     });
     let bus = pipeline.bus().ok_or("no bus")?;
     let _ = pipeline.set_state(gst::State::Playing);
-    let msg = bus.timed_pop_filtered(gst::ClockTime::from_seconds(600), &[gst::MessageType::Eos, gst::MessageType::Error]);
+    let msg =
+        bus.timed_pop_filtered(gst::ClockTime::from_seconds(600), &[gst::MessageType::Eos, gst::MessageType::Error]);
     let _ = pipeline.set_state(gst::State::Null);
     let unreadable = |why: String| format!("the final mux wrote a file that does not read back ({why})");
     match msg.as_ref().map(|m| m.view()) {
@@ -516,7 +520,8 @@ fn discard(pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<(), String> {
 /// an impossible copy is not found after hours of upscaling).
 pub fn check_copies(source: &Path, muxer: &str, out: &Path) -> Result<(), String> {
     let pipeline = gst::Pipeline::new();
-    let src = gst::Element::make_from_uri(gst::URIType::Src, &media::file_uri(source)?, None).map_err(|e| e.to_string())?;
+    let src =
+        gst::Element::make_from_uri(gst::URIType::Src, &media::file_uri(source)?, None).map_err(|e| e.to_string())?;
     let parse = branch::make("parsebin")?;
     let mux = branch::make(muxer)?;
     pipeline.add_many([&src, &parse, &mux]).map_err(|e| e.to_string())?;

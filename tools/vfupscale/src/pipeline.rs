@@ -19,9 +19,9 @@ use gst::prelude::*;
 
 use crate::branch::{self, Branch};
 use crate::job::{Stage, VideoJob, VideoOutput};
-use crate::range::{self, Admit, Gate, Range};
 use crate::output::Part;
 use crate::progress::Progress;
+use crate::range::{self, Admit, Gate, Range};
 use crate::streams::{self, Window};
 use crate::{report, signals};
 
@@ -237,7 +237,9 @@ impl Shared {
                     gst::PadProbeReturn::Ok
                 }
                 // a short file may end before the seek is handled: that end is not the range's
-                Some(gst::PadProbeData::Event(e)) if e.type_() == gst::EventType::Eos && !seeked.load(Ordering::SeqCst) => {
+                Some(gst::PadProbeData::Event(e))
+                    if e.type_() == gst::EventType::Eos && !seeked.load(Ordering::SeqCst) =>
+                {
                     streams::DISCARD
                 }
                 _ => gst::PadProbeReturn::Ok,
@@ -310,7 +312,10 @@ pub fn run(job: &VideoJob, display: Display) -> Result<Report, Failure> {
         Rc::new(RefCell::new(Progress::new(display.mode, display.quiet, job.output_path().display().to_string())));
     let run_once = |job: &VideoJob| match run_with(job, &progress) {
         Err(Stopped::Nvdec(reason)) => {
-            report::note(&format!("note: NVDEC cannot decode {} ({reason}); decoding in software", job.input.display()));
+            report::note(&format!(
+                "note: NVDEC cannot decode {} ({reason}); decoding in software",
+                job.input.display()
+            ));
             let software = VideoJob { gpu: false, ..job.clone() };
             run_with(&software, &progress).map_err(Stopped::into_failure)
         }

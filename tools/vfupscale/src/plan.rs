@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use crate::cli::{EncodeArgs, ModelArgs, RunArgs};
 use crate::encoder::EncoderSettings;
 use crate::job::{ImageJob, Job, Upscale, VideoJob, VideoOutput};
-use crate::range::Range;
 use crate::media::{self, MediaInfo};
 use crate::models::Model;
 use crate::output::{self, ImageFormat, Target};
+use crate::range::Range;
 use crate::size::{SizePlan, SizeRequest};
 use crate::{report, signals};
 

@@ -127,8 +127,19 @@ fn request(job: &VideoJob, args: &RunArgs) -> Request {
     }
 }
 
-/// Makes or resumes the work folder of `job`.
+/// Makes or resumes the work folder of `job`; one this call made is removed again if it fails.
 fn prepare(job: &VideoJob, args: &RunArgs, work: &Path) -> Result<Ready, Prepared> {
+    let existed = work.exists();
+    let result = prepare_in(job, args, work);
+    if let Err(Prepared::Failed(_)) = &result
+        && !existed
+    {
+        let _ = std::fs::remove_dir_all(work);
+    }
+    result
+}
+
+fn prepare_in(job: &VideoJob, args: &RunArgs, work: &Path) -> Result<Ready, Prepared> {
     let seg = &args.segments;
     let fresh = request(job, args);
     let existed = manifest::manifest_path(work).exists();
@@ -182,7 +193,11 @@ fn prepare(job: &VideoJob, args: &RunArgs, work: &Path) -> Result<Ready, Prepare
 
 /// The interrupted run's work folder, if it was for this command: its manifest, timeline and verified segments.
 #[allow(clippy::type_complexity)]
-fn resume(job: &VideoJob, work: &Path, fresh: &Request) -> Result<Option<(Manifest, Timeline, Vec<SegmentRecord>)>, String> {
+fn resume(
+    job: &VideoJob,
+    work: &Path,
+    fresh: &Request,
+) -> Result<Option<(Manifest, Timeline, Vec<SegmentRecord>)>, String> {
     let manifest = match Manifest::load(work) {
         Ok(m) => m,
         Err(e) => {
@@ -236,7 +251,10 @@ fn resume(job: &VideoJob, work: &Path, fresh: &Request) -> Result<Option<(Manife
         match manifest.verified_segment(work, plan.index) {
             Ok(r) => kept.push(r),
             Err(e) => {
-                report::warn(&format!("segment {} (frames {}:{}) is done again: {e}", plan.index, plan.start, plan.end));
+                report::warn(&format!(
+                    "segment {} (frames {}:{}) is done again: {e}",
+                    plan.index, plan.start, plan.end
+                ));
                 let _ = std::fs::remove_file(&file);
                 let _ = std::fs::remove_file(&record);
             }
@@ -385,7 +403,8 @@ fn execute(job: &VideoJob, args: &RunArgs, display: Display, work: &Path, ready:
     progress.set_kept(kept_frames);
     let progress = Arc::new(Mutex::new(progress));
     let relay = Arc::new(Relay { progress: progress.clone(), seen: Mutex::default() });
-    let devices: Vec<u32> = if args.segments.devices.is_empty() { vec![args.model.device] } else { args.segments.devices.clone() };
+    let devices: Vec<u32> =
+        if args.segments.devices.is_empty() { vec![args.model.device] } else { args.segments.devices.clone() };
     let slots = jobs(args) as usize;
     let running: Arc<Mutex<Vec<Worker>>> = Arc::default();
     let _signals = {
@@ -441,7 +460,9 @@ fn execute(job: &VideoJob, args: &RunArgs, display: Display, work: &Path, ready:
                 _ => {
                     let plan = &manifest.segments[worker.index];
                     let why = worker.error.lock().unwrap().take().unwrap_or_else(|| match status.code() {
-                        Some(c) => format!("the worker for frames {}:{} failed (exit status {c})", plan.start, plan.end),
+                        Some(c) => {
+                            format!("the worker for frames {}:{} failed (exit status {c})", plan.start, plan.end)
+                        }
                         None => {
                             use std::os::unix::process::ExitStatusExt;
                             let sig = status.signal().unwrap_or(0);
@@ -652,10 +673,14 @@ fn plan_command(args: &RunArgs) -> Result<serde_json::Value, String> {
         Err(Prepared::Direct) => return Err(format!("{}: {}", job.input.display(), unusable(Unusable::NoTimestamps))),
         Err(Prepared::Failed(e)) => return Err(e),
     };
-    merge::check_copies(&job.input, match &job.output {
-        VideoOutput::File { muxer, .. } => muxer,
-        _ => unreachable!("checked above"),
-    }, &job.output_path())?;
+    merge::check_copies(
+        &job.input,
+        match &job.output {
+            VideoOutput::File { muxer, .. } => muxer,
+            _ => unreachable!("checked above"),
+        },
+        &job.output_path(),
+    )?;
     let done: HashSet<usize> = ready.kept.iter().map(|r| r.index).collect();
     let segments: Vec<serde_json::Value> = ready
         .manifest
@@ -686,7 +711,8 @@ fn merge_command(args: &WorkArgs) -> Result<serde_json::Value, String> {
     }
     let source = manifest.request.input.path();
     let out = manifest.request.output.path();
-    let muxer = output::muxer_for(&out).ok_or_else(|| format!("{}: not a container vfupscale writes", out.display()))?;
+    let muxer =
+        output::muxer_for(&out).ok_or_else(|| format!("{}: not a container vfupscale writes", out.display()))?;
     let frames = segments.iter().map(|(_, r)| r.frames).sum::<u64>();
     let merged = Merge {
         source: &source,

@@ -84,16 +84,33 @@ impl Timeline {
     /// (in decode order) that precedes, in presentation, frame `start` and, in decoding, every frame from `start`
     /// on (so no frame of the range is a leading picture of a later keyframe of an open GOP). `None`: from the
     /// beginning.
+    ///
+    /// A keyframe with leading pictures of its own (an open GOP's I-frame) is not decoded from either: their
+    /// references are in the GOP before, and decoders give such broken pictures with shifted timestamps (avdec_h264
+    /// gives the I-frame's timestamp twice); the keyframe before it is, and those pictures precede the range.
     pub fn seek_for(&self, start: u64, first_needed_decode: u64) -> Option<u64> {
         let target = *self.pts.get(start as usize)?;
-        let keyframe = self.keyframes.iter().rev().copied().find(|&k| {
-            self.decode_position[k as usize] <= first_needed_decode && self.pts[k as usize] <= target
-        })?;
+        let mut candidates = self
+            .keyframes
+            .iter()
+            .rev()
+            .copied()
+            .filter(|&k| self.decode_position[k as usize] <= first_needed_decode && self.pts[k as usize] <= target);
+        let mut keyframe = candidates.next()?;
+        if self.has_leading_pictures(keyframe) {
+            keyframe = candidates.next()?;
+        }
         let at = self.pts[keyframe as usize];
         if self.decode_position[keyframe as usize] == 0 || at < self.segment_start {
             return None;
         }
         Some(at - self.segment_start + self.segment_time)
+    }
+
+    /// Whether frames shown before keyframe `k` are decoded after it.
+    fn has_leading_pictures(&self, k: u64) -> bool {
+        let at = self.decode_position[k as usize];
+        self.decode_position[..k as usize].iter().any(|&d| d > at)
     }
 
     /// For every frame, the first decode position among it and the frames after it.
@@ -172,14 +189,15 @@ pub fn read(path: &Path) -> Result<Timeline, Unusable> {
         if let Some(signal) = signals::received() {
             break Err(failed(format!("interrupted by {}", signals::name(signal))));
         }
-        let Some(msg) = bus.timed_pop_filtered(
-            gst::ClockTime::from_mseconds(100),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        ) else {
+        let Some(msg) = bus
+            .timed_pop_filtered(gst::ClockTime::from_mseconds(100), &[gst::MessageType::Eos, gst::MessageType::Error])
+        else {
             continue;
         };
         match msg.view() {
-            gst::MessageView::Error(e) if packets.lock().unwrap().is_empty() => break Err(failed(e.error().to_string())),
+            gst::MessageView::Error(e) if packets.lock().unwrap().is_empty() => {
+                break Err(failed(e.error().to_string()));
+            }
             // a damaged end: what was read before it is the stream
             _ => break Ok(()),
         }
@@ -223,12 +241,28 @@ mod tests {
     fn seeks_avoid_leading_pictures_of_open_gops() {
         let t = open_gop();
         let first = t.first_decode_from();
-        // frame 9 is after I8 in both orders: decode from I8
-        assert_eq!(t.seek_for(9, first[9]), Some(80));
-        assert_eq!(t.seek_for(8, first[8]), Some(80));
+        // frames 8 and 9 are after I8 in both orders, but I8 has leading pictures (5-7, broken when decoding
+        // starts at I8): from the keyframe before, I0
+        assert_eq!(t.seek_for(9, first[9]), None);
+        assert_eq!(t.seek_for(8, first[8]), None);
         // frames 5-7 are decoded after I8 but shown before it (leading pictures): from I0, i.e. the beginning
         assert_eq!(t.seek_for(6, first[6]), None);
         assert_eq!(t.seek_for(3, first[3]), None);
+    }
+
+    #[test]
+    fn seeks_use_the_keyframe_before_an_open_one() {
+        // I0 .. | I8 (open, leading B6 B5 B7) .. | I16 (open, leading B14 B13 B15) ..: a range from 17 on starts at I8
+        let mut packets = vec![packet(0, true), packet(40, false), packet(20, false), packet(10, false)];
+        packets.extend(
+            [30, 80, 60, 50, 70, 120, 100, 90, 110, 160, 140, 130, 150, 170].map(|t| packet(t, t == 80 || t == 160)),
+        );
+        let t = Timeline::from_packets(&packets, 0, 0).unwrap();
+        let first = t.first_decode_from();
+        assert_eq!(t.keyframes, vec![0, 8, 16]);
+        assert_eq!(t.seek_for(17, first[17]), Some(80));
+        assert_eq!(t.seek_for(16, first[16]), Some(80));
+        assert_eq!(t.seek_for(12, first[12]), None);
     }
 
     #[test]
