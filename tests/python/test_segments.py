@@ -250,3 +250,12 @@ def test_segments_plan_run_merge(clips, whole, tmp_path):
     assert describe(out)["frames"] == whole("bframes")["frames"]
     assert not Path(plan["work_dir"]).exists()
     assert os.listdir(tmp_path) == ["p.mkv"]
+
+
+def test_mp4_takes_ranges_but_not_segments(clips, whole, tmp_path):
+    out = tmp_path / "r.mp4"
+    run_ok("-i", clips["bframes"], "-o", out, "--frames", "13:37", *X264_DETERMINISTIC, *CPU)
+    assert len(describe(out)["frames"]) == 24
+    result = vfupscale("-i", clips["bframes"], "-o", tmp_path / "j.mp4", "--jobs", "2", *CPU)
+    assert result.returncode == 1 and "segmented runs (--jobs, --devices, resume) write Matroska" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -20,9 +20,12 @@ def main(argv=None) -> int:
     p.add_argument("--num-cpus", type=float, default=1.0, help="CPUs of each segment")
     p.add_argument("--max-retries", type=int, default=3, help="runs again of a segment whose worker died")
     p.add_argument("--segment-frames", type=int, default=None, help="frames per segment (default: the plan's)")
+    p.add_argument("--local-gpus", type=float, default=None,
+                   help="GPUs of a local Ray instance (default: those detected; logical ones for tests)")
     p.add_argument("vfupscale_args", nargs="*", help="options for vfupscale, after --")
     a = p.parse_args(argv)
-    ray.init(address=a.address, runtime_env={"py_modules": [vfupscale_ray]})
+    local = {"num_gpus": a.local_gpus} if a.local_gpus is not None and a.address is None else {}
+    ray.init(address=a.address, runtime_env={"py_modules": [vfupscale_ray]}, **local)
     try:
         vfupscale_ray.upscale(a.input, a.output, a.vfupscale_args, binary=a.binary, num_gpus=a.num_gpus,
                               num_cpus=a.num_cpus, max_retries=a.max_retries, segment_frames=a.segment_frames)

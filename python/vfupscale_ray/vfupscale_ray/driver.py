@@ -113,6 +113,10 @@ def upscale(input: str, output: str, args: list | None = None, *, binary: str = 
     node sees at the same path (the work folder is made beside the output)."""
     log = log or (lambda text: print(f"vfupscale-ray: {text}", file=sys.stderr, flush=True))
     started = time.monotonic()
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if num_gpus > 0 and gpus < num_gpus:
+        raise JobFailed(f"the Ray cluster has {gpus:g} GPUs, and each segment asks for {num_gpus:g}: start Ray on GPU "
+                        "nodes (or with num_gpus=N for logical ones), or give num_gpus=0 for the CPU path")
     run_args = ["-i", os.path.abspath(input), "-o", os.path.abspath(output), *(args or [])]
     if segment_frames:
         run_args += ["--segment-frames", segment_frames]

@@ -35,9 +35,16 @@ const AUTO_SEGMENT_SECONDS: f64 = 120.0;
 /// pipeline, as a whole or for `--frames`.
 pub fn run_video(job: &VideoJob, args: &RunArgs, display: Display) -> Result<Report, Failure> {
     let seg = &args.segments;
-    if !matches!(job.output, VideoOutput::File { .. }) {
+    let segmentable = match &job.output {
+        VideoOutput::File { muxer, .. } => joins_segments(muxer),
+        _ => false,
+    };
+    if !segmentable {
         if seg.jobs.is_some_and(|j| j > 1) || !seg.devices.is_empty() {
-            return Err(Failure::Error("--jobs and --devices need a video file as output".into()));
+            return Err(Failure::Error(match &job.output {
+                VideoOutput::File { .. } => format!("{}: {NOT_JOINED}", job.output_path().display()),
+                _ => "--jobs and --devices need a video file as output".into(),
+            }));
         }
         let mut job = job.clone();
         if let Some(frames) = seg.frames {
@@ -61,6 +68,16 @@ pub fn run_video(job: &VideoJob, args: &RunArgs, display: Display) -> Result<Rep
         }
         Err(Prepared::Failed(e)) => Err(Failure::Error(e)),
     }
+}
+
+/// Why segments are written into Matroska outputs only.
+const NOT_JOINED: &str = "segmented runs (--jobs, --devices, resume) write Matroska (.mkv, .webm) for now: \
+                          GStreamer 1.22's MP4 muxer misplaces reordered frames of joined segments next to copied \
+                          audio; write .mkv (and remux it), or run without --jobs/--devices";
+
+/// Whether the final mux can join segments into this container (checked: Matroska and WebM).
+fn joins_segments(muxer: &str) -> bool {
+    matches!(muxer, "matroskamux" | "webmmux")
 }
 
 /// Frames `range` of `input`, for one pipeline.
@@ -108,7 +125,8 @@ fn request(job: &VideoJob, args: &RunArgs) -> Request {
     Request {
         input: PathText::from(std::path::absolute(&job.input).unwrap_or(job.input.clone()).as_path()),
         output: PathText::from(std::path::absolute(job.output_path()).unwrap_or(job.output_path()).as_path()),
-        model: m.model.as_deref().map(PathText::from),
+        // the model the job resolved (chosen by size when -m is not given), so every worker loads that one
+        model: Some(PathText::from(job.upscale.model.path.as_path())),
         precision: m.precision.to_string(),
         backend: m.backend.to_string(),
         scale: s.scale,
@@ -664,8 +682,10 @@ fn plan_command(args: &RunArgs) -> Result<serde_json::Value, String> {
     let [crate::job::Job::Video(job)] = jobs.as_slice() else {
         return Err("segments plan takes one video and one output file".into());
     };
-    if !matches!(job.output, VideoOutput::File { .. }) {
-        return Err("segments plan needs a video file as output".into());
+    match &job.output {
+        VideoOutput::File { muxer, .. } if joins_segments(muxer) => {}
+        VideoOutput::File { .. } => return Err(format!("{}: {NOT_JOINED}", job.output_path().display())),
+        _ => return Err("segments plan needs a video file as output".into()),
     }
     let work = manifest::work_dir(&job.output_path());
     let ready = match prepare(job, args, &work) {
