@@ -39,10 +39,12 @@ mod report;
 mod segments;
 mod signals;
 mod size;
+mod steps;
 mod streams;
 mod summary;
 mod timeline;
 mod worker;
+mod workers;
 
 use std::process::ExitCode;
 
@@ -97,7 +99,7 @@ fn main() -> ExitCode {
         },
         Some(Command::Preview(args)) => preview::run(args),
         Some(Command::Bench(args)) => bench::run(args),
-        Some(Command::Segments(command)) => segments::command(command),
+        Some(Command::Segments(command)) => steps::command(command),
         None => batch::run(&cli.run),
     }
 }

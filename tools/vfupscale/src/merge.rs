@@ -365,10 +365,10 @@ pub fn for_each_packet(path: &Path, mut f: impl FnMut(gst::Buffer) -> Result<(),
     let bus = pipeline.bus().ok_or("no bus")?;
     let mut caps = None;
     let result = loop {
-        if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
-            if let gst::MessageView::Error(e) = msg.view() {
-                break Err(read(e.error().to_string()));
-            }
+        if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error])
+            && let gst::MessageView::Error(e) = msg.view()
+        {
+            break Err(read(e.error().to_string()));
         }
         match sink.try_pull_sample(gst::ClockTime::from_mseconds(100)) {
             Some(sample) => {

@@ -2,6 +2,7 @@
 //! A video into a container, as segments: the source's frames are read once (`timeline`), cut into segments
 //! (`--segment-frames`, or about two minutes each), each upscaled by a worker process of its own (`worker`: `--jobs`
 //! at a time, spread over `--devices`) into the work folder (`manifest`), then joined by one final mux (`merge`).
+//! The steps one by one (`vfupscale segments …`, for Ray) are in `steps`; the worker processes in `workers`.
 //! A plain run is the same with one job, so a run stopped any way (Ctrl+C, a crash, `kill -9`, a power cut) and
 //! started again with the same command keeps every segment that verifies and does only the rest.
 //!
@@ -10,15 +11,12 @@
 //! every frame done from the first on, and the finished segments stay for the next run.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::cli::{RunArgs, SegmentsCommand, WorkArgs};
+use crate::cli::RunArgs;
 use crate::job::{VideoJob, VideoOutput};
 use crate::manifest::{self, Manifest, PathText, Request, SegmentPlan, SegmentRecord, SourceId, WorkLock};
 use crate::merge::{self, Merge};
@@ -26,6 +24,7 @@ use crate::pipeline::{self, Display, Failure, Report};
 use crate::progress::Progress;
 use crate::range::{FrameRange, Range, Span};
 use crate::timeline::{self, Timeline, Unusable};
+use crate::workers::{Relay, Worker, spawn};
 use crate::{output, report, signals};
 
 /// A segment covers about this much of the video by default.
@@ -71,12 +70,12 @@ pub fn run_video(job: &VideoJob, args: &RunArgs, display: Display) -> Result<Rep
 }
 
 /// Why segments are written into Matroska outputs only.
-const NOT_JOINED: &str = "segmented runs (--jobs, --devices, resume) write Matroska (.mkv, .webm) for now: \
+pub(crate) const NOT_JOINED: &str = "segmented runs (--jobs, --devices, resume) write Matroska (.mkv, .webm) for now: \
                           GStreamer 1.22's MP4 muxer misplaces reordered frames of joined segments next to copied \
                           audio; write .mkv (and remux it), or run without --jobs/--devices";
 
 /// Whether the final mux can join segments into this container (checked: Matroska and WebM).
-fn joins_segments(muxer: &str) -> bool {
+pub(crate) fn joins_segments(muxer: &str) -> bool {
     matches!(muxer, "matroskamux" | "webmmux")
 }
 
@@ -89,7 +88,7 @@ fn span_of(input: &Path, range: FrameRange) -> Result<Range, String> {
     Ok(Range::Span(Arc::new(Span { first: start, pts, seek })))
 }
 
-fn unusable(e: Unusable) -> String {
+pub(crate) fn unusable(e: Unusable) -> String {
     match e {
         Unusable::NoTimestamps => "the video's frames carry no timestamps (a raw stream?)".into(),
         Unusable::Failed(e) => e,
@@ -97,14 +96,14 @@ fn unusable(e: Unusable) -> String {
 }
 
 /// A work folder ready to run: its manifest, the timeline, and the segments already finished.
-struct Ready {
-    manifest: Manifest,
-    timeline: Timeline,
-    kept: Vec<SegmentRecord>,
-    _lock: Option<WorkLock>,
+pub(crate) struct Ready {
+    pub manifest: Manifest,
+    pub timeline: Timeline,
+    pub kept: Vec<SegmentRecord>,
+    pub _lock: Option<WorkLock>,
 }
 
-enum Prepared {
+pub(crate) enum Prepared {
     /// No timeline: one pipeline from start to end.
     Direct,
     Failed(String),
@@ -146,7 +145,7 @@ fn request(job: &VideoJob, args: &RunArgs) -> Request {
 }
 
 /// Makes or resumes the work folder of `job`; one this call made is removed again if it fails.
-fn prepare(job: &VideoJob, args: &RunArgs, work: &Path) -> Result<Ready, Prepared> {
+pub(crate) fn prepare(job: &VideoJob, args: &RunArgs, work: &Path) -> Result<Ready, Prepared> {
     let existed = work.exists();
     let result = prepare_in(job, args, work);
     if let Err(Prepared::Failed(_)) = &result
@@ -319,74 +318,6 @@ pub fn plan_segments(t: &Timeline, start: u64, end: u64, size: u64) -> Vec<Segme
             seek: t.seek_for(s, first_decode[s as usize]),
         })
         .collect()
-}
-
-/// A worker process and what it reports.
-struct Worker {
-    index: usize,
-    child: Child,
-    frames: Arc<AtomicU64>,
-    error: Arc<Mutex<Option<String>>>,
-}
-
-/// Messages from workers, each shown once.
-struct Relay {
-    progress: Arc<Mutex<Progress>>,
-    seen: Mutex<HashSet<String>>,
-}
-
-impl Relay {
-    fn line(&self, line: &str) {
-        if self.seen.lock().unwrap().insert(line.to_string()) {
-            self.progress.lock().unwrap().println(line);
-        }
-    }
-}
-
-fn spawn(work: &Path, index: usize, device: u32, quiet: bool, relay: &Arc<Relay>) -> Result<Worker, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program to start workers: {e}"))?;
-    let mut command = Command::new(exe);
-    command.args(["segments", "run", "--index", &index.to_string(), "--device", &device.to_string()]);
-    command.arg("--work").arg(work);
-    command.args(["--progress", if quiet { "none" } else { "json" }, "--progress-ms", "250"]);
-    if quiet {
-        command.arg("--quiet");
-    }
-    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
-    // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill the worker if this process dies.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = command.spawn().map_err(|e| format!("cannot start a worker: {e}"))?;
-    let frames = Arc::new(AtomicU64::new(0));
-    let error = Arc::new(Mutex::new(None));
-    let stdout = child.stdout.take().expect("piped");
-    let f = frames.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                && let Some(n) = v.get("frames").and_then(|n| n.as_u64())
-            {
-                f.store(n, Ordering::Relaxed);
-            }
-        }
-    });
-    let stderr = child.stderr.take().expect("piped");
-    let (e, relay) = (error.clone(), relay.clone());
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            match line.strip_prefix("vfupscale: error: ") {
-                Some(text) => *e.lock().unwrap() = Some(text.to_string()),
-                None => relay.line(&line),
-            }
-        }
-    });
-    Ok(Worker { index, child, frames, error })
 }
 
 /// How the workers ended.
@@ -654,104 +585,6 @@ pub fn is_partial_output(path: &Path) -> bool {
         return false;
     };
     SourceId::of(path).is_ok_and(|s| s.bytes == partial.bytes && s.modified_ns == partial.modified_ns)
-}
-
-/// `vfupscale segments …`.
-pub fn command(command: &SegmentsCommand) -> ExitCode {
-    let result = match command {
-        SegmentsCommand::Plan(args) => plan_command(args),
-        SegmentsCommand::Run(args) => return crate::worker::run(args),
-        SegmentsCommand::Merge(args) => merge_command(args),
-    };
-    match result {
-        Ok(json) => {
-            println!("{json}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("vfupscale: error: {e}");
-            signals::received().map_or(ExitCode::FAILURE, |s| ExitCode::from(signals::exit_status(s)))
-        }
-    }
-}
-
-/// Plans (or finds) the run of one video into a file; the plan as JSON.
-fn plan_command(args: &RunArgs) -> Result<serde_json::Value, String> {
-    report::set_quiet(true);
-    let jobs = crate::plan::plan(args)?;
-    let [crate::job::Job::Video(job)] = jobs.as_slice() else {
-        return Err("segments plan takes one video and one output file".into());
-    };
-    match &job.output {
-        VideoOutput::File { muxer, .. } if joins_segments(muxer) => {}
-        VideoOutput::File { .. } => return Err(format!("{}: {NOT_JOINED}", job.output_path().display())),
-        _ => return Err("segments plan needs a video file as output".into()),
-    }
-    let work = manifest::work_dir(&job.output_path());
-    let ready = match prepare(job, args, &work) {
-        Ok(r) => r,
-        Err(Prepared::Direct) => return Err(format!("{}: {}", job.input.display(), unusable(Unusable::NoTimestamps))),
-        Err(Prepared::Failed(e)) => return Err(e),
-    };
-    merge::check_copies(
-        &job.input,
-        match &job.output {
-            VideoOutput::File { muxer, .. } => muxer,
-            _ => unreachable!("checked above"),
-        },
-        &job.output_path(),
-    )?;
-    let done: HashSet<usize> = ready.kept.iter().map(|r| r.index).collect();
-    let segments: Vec<serde_json::Value> = ready
-        .manifest
-        .segments
-        .iter()
-        .map(|s| serde_json::json!({"index": s.index, "start": s.start, "end": s.end, "done": done.contains(&s.index)}))
-        .collect();
-    Ok(serde_json::json!({
-        "work_dir": work.to_string_lossy(),
-        "output": job.output_path().to_string_lossy(),
-        "frames": ready.manifest.end - ready.manifest.start,
-        "segments": segments,
-    }))
-}
-
-/// Joins a planned run's finished segments.
-fn merge_command(args: &WorkArgs) -> Result<serde_json::Value, String> {
-    let work = &args.work;
-    let _lock = WorkLock::take(work)?;
-    let manifest = Manifest::load(work)?;
-    let timeline = manifest.timeline(work)?;
-    let mut segments = Vec::new();
-    for plan in &manifest.segments {
-        let record = manifest
-            .verified_segment(work, plan.index)
-            .map_err(|e| format!("segment {} (frames {}:{}) is not finished: {e}", plan.index, plan.start, plan.end))?;
-        segments.push((manifest::segment_paths(work, plan.index, false).0, record));
-    }
-    let source = manifest.request.input.path();
-    let out = manifest.request.output.path();
-    let muxer =
-        output::muxer_for(&out).ok_or_else(|| format!("{}: not a container vfupscale writes", out.display()))?;
-    let frames = segments.iter().map(|(_, r)| r.frames).sum::<u64>();
-    let merged = Merge {
-        source: &source,
-        output: &out,
-        muxer,
-        timeline: &timeline,
-        segments,
-        to_the_end: manifest.end == timeline.frames(),
-        abort_at_signal: 1,
-    }
-    .run()?;
-    std::fs::remove_dir_all(work).map_err(|e| format!("{}: {e}", work.display()))?;
-    Ok(serde_json::json!({
-        "output": out.to_string_lossy(),
-        "frames": merged.frames,
-        "planned_frames": frames,
-        "audio_seconds": merged.audio_seconds,
-        "copied": merged.copied,
-    }))
 }
 
 #[cfg(test)]

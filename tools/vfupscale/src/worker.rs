@@ -5,7 +5,7 @@
 //! streams once), read back, hashed, and recorded in `seg-K.json`. After a signal the frames done are kept as
 //! `seg-K.partial.mkv` (with its record), for the interrupted run's output.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -118,7 +118,7 @@ fn segment(args: &SegmentRunArgs) -> Result<Option<i32>, Failure> {
         skipped.extend(outcome.reached..plan.end);
         plan.end
     };
-    let record = finish(&fresh, &m, work, index, reached, skipped, &report, started)?;
+    let record = finish(&fresh, &m, index, reached, skipped, &report, started)?;
     let (file, record_path) = manifest::segment_paths(work, index, partial);
     std::fs::rename(&fresh, &file).map_err(|e| format!("{}: {e}", file.display()))?;
     manifest::sync_dir(work)?;
@@ -129,16 +129,14 @@ fn segment(args: &SegmentRunArgs) -> Result<Option<i32>, Failure> {
 /// Reads the written segment back (one packet per frame), flushes and hashes it: its record.
 #[allow(clippy::too_many_arguments)]
 fn finish(
-    file: &PathBuf,
+    file: &Path,
     m: &Manifest,
-    work: &Path,
     index: usize,
     reached: u64,
     skipped: Vec<u64>,
     report: &pipeline::Report,
     started: Instant,
 ) -> Result<SegmentRecord, String> {
-    let _ = work;
     let mut pts = Vec::new();
     merge::for_each_packet(file, |b| {
         pts.push(b.pts().map(|t| t.nseconds()).ok_or("a segment packet without a timestamp")?);
