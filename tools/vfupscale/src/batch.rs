@@ -37,7 +37,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
             return interrupted(done, jobs.len());
         }
         let result = match job {
-            Job::Video(v) => match pipeline::run(v, display) {
+            Job::Video(v) => match crate::segments::run_video(v, args, display) {
                 Ok(r) => {
                     if !args.quiet {
                         summarize_video(v, &r);
@@ -53,6 +53,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
                     Ok(())
                 }
                 Err(Failure::Error(e)) => Err(e),
+                Err(Failure::SeekLandedLate) => Err("the seek landed after the range's start".into()),
                 Err(Failure::Interrupted { signal, aborted }) => {
                     let what = if aborted { "aborted by a second" } else { "interrupted before the first frame by" };
                     eprintln!("vfupscale: {what} {}: {} not written", signals::name(signal), v.output_path().display());

@@ -7,9 +7,10 @@
 use std::process::ExitCode;
 
 use crate::cli::BenchArgs;
-use crate::job::{Job, Range, Stage, VideoOutput};
+use crate::job::{Job, Stage, VideoOutput};
 use crate::pipeline::{self, Display, Failure};
 use crate::plan::{Common, encoder_for, video_job};
+use crate::range::Range;
 use crate::summary::dims;
 use crate::{media, report, signals};
 
@@ -45,10 +46,11 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
         let Job::Video(mut job) = video_job(&args.input, media.clone(), &common, output)? else {
             unreachable!("a video job");
         };
-        job.range = Range { start: None, frames: Some(args.frames) };
+        job.range = Range::First(args.frames);
         let r = match pipeline::run(&job, Display { mode: crate::cli::ProgressMode::None, quiet: true }) {
             Ok(r) => r,
             Err(Failure::Error(e)) => return Err(e),
+            Err(Failure::SeekLandedLate) => return Err("the seek landed after the range's start".into()),
             Err(Failure::Interrupted { signal, .. }) => {
                 return Err(format!("interrupted by {}", signals::name(signal)));
             }

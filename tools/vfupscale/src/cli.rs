@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use vfupscale::{BackendChoice, ClassicMethod, Fallback, Precision};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -36,6 +37,46 @@ pub enum Command {
     Preview(PreviewArgs),
     /// Time decoding alone, decoding and upscaling, and the whole run on your own file
     Bench(BenchArgs),
+    /// Segmented runs step by step, for drivers that spread the segments over machines (see python/vfupscale_ray)
+    #[command(subcommand)]
+    Segments(SegmentsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SegmentsCommand {
+    /// Plan a run (or find what an interrupted one finished) and print the plan as JSON
+    Plan(Box<RunArgs>),
+    /// Upscale one segment of a planned run into its work folder (prints progress as JSON with --progress json)
+    Run(SegmentRunArgs),
+    /// Join the finished segments into the output (checked, then renamed into place) and remove the work folder
+    Merge(WorkArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WorkArgs {
+    /// The run's work folder (`work_dir` in the plan)
+    #[arg(long, value_name = "DIR")]
+    pub work: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SegmentRunArgs {
+    #[command(flatten)]
+    pub work: WorkArgs,
+    /// The segment's index in the plan
+    #[arg(long, value_name = "K")]
+    pub index: usize,
+    /// CUDA device (default: the plan's)
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=255))]
+    pub device: Option<u32>,
+    #[arg(long, value_enum, default_value_t = ProgressMode::None)]
+    pub progress: ProgressMode,
+    /// Milliseconds between JSON progress objects
+    #[arg(long, value_name = "MS", default_value_t = 1000, hide = true)]
+    pub progress_ms: u64,
+    /// Print nothing but errors
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -63,6 +104,28 @@ pub struct RunArgs {
     /// stdout, or nothing
     #[arg(long, value_enum, default_value_t = ProgressMode::Bar)]
     pub progress: ProgressMode,
+    #[command(flatten)]
+    pub segments: SegmentArgs,
+}
+
+/// Ranges, segments, resume and several GPUs (videos into a container).
+#[derive(Debug, Args, Clone, Default)]
+pub struct SegmentArgs {
+    /// Only frames START:END (indices from 0, END exclusive: 10:20 is ten frames; 100: to the end)
+    #[arg(long, value_name = "START:END", value_parser = crate::range::parse_frames)]
+    pub frames: Option<crate::range::FrameRange>,
+    /// Segments upscaled at the same time, each by its own pipeline (spread over --devices)
+    #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs: Option<u32>,
+    /// CUDA devices to spread the segments over, e.g. 0,1 (default: -d; --jobs defaults to one per device)
+    #[arg(long, value_name = "N,…", value_delimiter = ',', value_parser = clap::value_parser!(u32).range(0..=255))]
+    pub devices: Vec<u32>,
+    /// Frames per segment, the unit of work and of resume (default: about two minutes of video, less with --jobs)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub segment_frames: Option<u64>,
+    /// Start over instead of keeping the finished segments of an interrupted run of the same command
+    #[arg(long)]
+    pub no_resume: bool,
 }
 
 /// Which model runs where.
@@ -73,23 +136,22 @@ pub struct ModelArgs {
     #[arg(short, long, value_name = "MODEL")]
     pub model: Option<PathBuf>,
     /// Precision: auto (fp16 on GPU backends, fp32 on the CPU), fp16, fp32
-    #[arg(short, long, value_enum, default_value_t = Precision::Auto)]
+    #[arg(short, long, value_name = "P", default_value_t = Precision::Auto, value_parser = named::<Precision>(Precision::names()))]
     pub precision: Precision,
     /// CUDA device
     #[arg(short, long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=255))]
     pub device: u32,
-    /// Inference backend: auto (native kernels for SRVGGNetCompact models, else TensorRT, CUDA, CPU); classic:
-    /// Lanczos or bicubic scaling by the model's factor, no model run
-    #[arg(long, value_enum, default_value_t = Backend::Auto)]
-    pub backend: Backend,
+    /// Inference backend: auto (native kernels for SRVGGNetCompact models, else TensorRT, CUDA, CPU)
+    #[arg(long, value_name = "B", default_value_t = BackendChoice::Auto, value_parser = named::<BackendChoice>(BackendChoice::names()))]
+    pub backend: BackendChoice,
     /// The classic filter (--backend classic, the strength blend, sizes below the model's)
-    #[arg(long, value_enum, default_value_t = ClassicMethod::Lanczos)]
+    #[arg(long, value_name = "M", default_value_t = ClassicMethod::Lanczos, value_parser = named::<ClassicMethod>(ClassicMethod::names()))]
     pub classic_method: ClassicMethod,
     /// AI strength 0..1: S × the model's output + (1 − S) × classic scaling
     #[arg(long, value_name = "S", default_value_t = 1.0, value_parser = unit)]
     pub strength: f64,
     /// What to output when the model cannot run: an error (none), or classic scaling with a warning
-    #[arg(long, value_enum, default_value_t = Fallback::None)]
+    #[arg(long, value_name = "F", default_value_t = Fallback::None, value_parser = named::<Fallback>(Fallback::names()))]
     pub fallback: Fallback,
     /// 0..1: how much static regions keep of the previous output, against the flicker of GAN models (0: off)
     #[arg(long, value_name = "T", default_value_t = 0.0, value_parser = unit)]
@@ -187,35 +249,6 @@ pub struct BenchArgs {
     pub encode: EncodeArgs,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Precision {
-    Auto,
-    Fp16,
-    Fp32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Backend {
-    Auto,
-    Native,
-    Tensorrt,
-    Cuda,
-    Cpu,
-    Classic,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ClassicMethod {
-    Lanczos,
-    Bicubic,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Fallback {
-    None,
-    Classic,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum EncoderChoice {
     #[default]
@@ -261,39 +294,14 @@ pub struct Crop {
     pub y: u32,
 }
 
-impl ModelArgs {
-    pub fn backend_name(&self) -> &'static str {
-        match self.backend {
-            Backend::Auto => "auto",
-            Backend::Native => "native",
-            Backend::Tensorrt => "tensorrt",
-            Backend::Cuda => "cuda",
-            Backend::Cpu => "cpu",
-            Backend::Classic => "classic",
-        }
-    }
-
-    pub fn classic_method_name(&self) -> &'static str {
-        match self.classic_method {
-            ClassicMethod::Lanczos => "lanczos",
-            ClassicMethod::Bicubic => "bicubic",
-        }
-    }
-
-    pub fn fallback_name(&self) -> &'static str {
-        match self.fallback {
-            Fallback::None => "none",
-            Fallback::Classic => "classic",
-        }
-    }
-
-    pub fn precision_name(&self) -> &'static str {
-        match self.precision {
-            Precision::Auto => "auto",
-            Precision::Fp16 => "fp16",
-            Precision::Fp32 => "fp32",
-        }
-    }
+/// A parser for one of the core's named values (`BackendChoice`, `Precision`, `ClassicMethod`, `Fallback`): its names are the possible values.
+fn named<T>(names: Vec<&'static str>) -> impl clap::builder::TypedValueParser<Value = T>
+where
+    T: std::str::FromStr + Clone + Send + Sync + 'static,
+{
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(names)
+        .try_map(|name: String| name.parse::<T>().map_err(|_| format!("{name:?} is not a known name")))
 }
 
 fn parse_size(text: &str) -> Result<(u32, u32), String> {

@@ -2,7 +2,6 @@
 //! `vfupscale info`: what this machine offers the upscaler.
 
 use sha2::{Digest, Sha256};
-use vfupscale::Backend;
 use vfupscale::infer::{probe_providers, runtime};
 
 pub fn print() -> Result<(), String> {
@@ -48,13 +47,7 @@ pub fn print() -> Result<(), String> {
         Err(e) => println!("ONNX Runtime: {e}"),
     }
     for (backend, result) in probe_providers(0) {
-        let name = match backend {
-            Backend::TensorRt => "TensorRT",
-            Backend::Cuda => "CUDA",
-            Backend::Cpu => "CPU",
-            Backend::Native => "native",
-            Backend::Classic => "classic",
-        };
+        let name = backend.title();
         match result {
             Ok(()) => println!("  execution provider {name}: loads"),
             Err(e) => println!("  execution provider {name}: unavailable: {}", e.lines().next().unwrap_or_default()),

@@ -9,6 +9,7 @@ use crate::encoder::EncoderSettings;
 use crate::media::MediaInfo;
 use crate::models::Model;
 use crate::output::ImageFormat;
+use crate::range::Range;
 use crate::size::SizePlan;
 
 /// How frames are upscaled: the element's settings and the output size.
@@ -64,13 +65,6 @@ impl Upscale {
     }
 }
 
-/// A part of the input: frames from `start` on, at most `frames` of them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Range {
-    pub start: Option<gst::ClockTime>,
-    pub frames: Option<u64>,
-}
-
 /// Where a video pipeline ends.
 #[derive(Debug, Clone)]
 pub enum VideoOutput {
@@ -96,7 +90,10 @@ pub struct VideoJob {
     pub media: MediaInfo,
     pub upscale: Upscale,
     pub output: VideoOutput,
+    /// Which decoded frames are upscaled.
     pub range: Range,
+    /// Audio and subtitles go into the output (not into segments: the final mux copies them once).
+    pub copy_streams: bool,
     /// The GPU path (NVDEC, CUDA memory) is used where the stream allows it.
     pub gpu: bool,
 }

@@ -24,7 +24,9 @@ mod frames;
 mod imageio;
 mod info;
 mod job;
+mod manifest;
 mod media;
+mod merge;
 mod models;
 mod output;
 mod pipeline;
@@ -32,11 +34,17 @@ mod plan;
 mod preview;
 mod progress;
 mod props;
+mod range;
 mod report;
+mod segments;
 mod signals;
 mod size;
+mod steps;
 mod streams;
 mod summary;
+mod timeline;
+mod worker;
+mod workers;
 
 use std::process::ExitCode;
 
@@ -91,6 +99,7 @@ fn main() -> ExitCode {
         },
         Some(Command::Preview(args)) => preview::run(args),
         Some(Command::Bench(args)) => bench::run(args),
+        Some(Command::Segments(command)) => steps::command(command),
         None => batch::run(&cli.run),
     }
 }

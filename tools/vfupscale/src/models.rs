@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use vfupscale::model::ModelInfo;
-use vfupscale::models::{DEFAULT_MODEL, model_path, models_dir};
+use vfupscale::models::model_path;
 
 /// A model ready to hand to the element.
 #[derive(Debug, Clone)]
@@ -20,33 +20,8 @@ pub struct Model {
 impl Model {
     /// `-m` as given (a file, or an installed model's name), or the default model.
     pub fn resolve(arg: Option<&Path>) -> Result<Model, String> {
-        let (path, explicit) = match arg {
-            None => {
-                let p = model_path(DEFAULT_MODEL);
-                if !p.exists() {
-                    return Err(format!(
-                        "the default model {DEFAULT_MODEL} is not installed ({}): run `vfupscale-model fetch`",
-                        p.display()
-                    ));
-                }
-                (p, false)
-            }
-            Some(m) if m.exists() => (m.to_path_buf(), true),
-            Some(m) => {
-                let name = m.to_str().filter(|n| !n.contains('/') && !n.is_empty());
-                match name.map(model_path).filter(|p| p.exists()) {
-                    Some(p) => (p, true),
-                    None => {
-                        return Err(format!(
-                            "model {}: no such file, and no installed model of that name in {}",
-                            m.display(),
-                            models_dir().display()
-                        ));
-                    }
-                }
-            }
-        };
-        Self::load(path, explicit)
+        let path = vfupscale::models::resolve(arg).map_err(|e| e.to_string())?;
+        Self::load(path, arg.is_some())
     }
 
     fn load(path: PathBuf, explicit: bool) -> Result<Model, String> {

@@ -21,6 +21,7 @@ use crate::branch::{self, Branch};
 use crate::job::{Stage, VideoJob, VideoOutput};
 use crate::output::Part;
 use crate::progress::Progress;
+use crate::range::{self, Admit, Gate, Range};
 use crate::streams::{self, Window};
 use crate::{report, signals};
 
@@ -36,11 +37,18 @@ pub struct Report {
     pub stopped_by: Option<i32>,
     pub files: Vec<PathBuf>,
     pub facts: report::Facts,
+    /// Which frames of the range were upscaled.
+    pub outcome: range::Outcome,
+    /// Caps of the encoded video as the muxer took them (what a later mux of this file needs).
+    pub video_caps: Option<gst::Caps>,
 }
 
 /// Why a run wrote nothing.
 pub enum Failure {
     Error(String),
+    /// A seek before a range landed after its first frame (the container's index is not exact): read the range from
+    /// the beginning instead.
+    SeekLandedLate,
     /// A signal before the first frame, or a second one.
     Interrupted {
         signal: i32,
@@ -65,6 +73,7 @@ struct Shared {
     entries: Mutex<Vec<gst::Pad>>,
     copied: Mutex<Vec<String>>,
     window: Arc<Window>,
+    gate: Gate,
     stopping: AtomicBool,
     /// End time of the last frame that passed the gate.
     video_end: AtomicU64,
@@ -108,14 +117,10 @@ impl Shared {
             } else {
                 self.link_video(&pipeline, pad, &caps)
             }
-        } else if name.starts_with("audio/")
-            || name.starts_with("text/")
-            || name.starts_with("subpicture/")
-            || name.starts_with("application/x-sub")
-            || name.starts_with("application/x-ass")
-            || name.starts_with("application/x-ssa")
-        {
-            self.link_copy(&pipeline, pad, &caps, if name.starts_with("audio/") { "audio" } else { "subtitles" })
+        } else if !self.job.copy_streams {
+            Ok(()) // a segment: the final mux copies these once
+        } else if let Some(kind) = streams::copied_kind(&name) {
+            self.link_copy(&pipeline, pad, &caps, kind)
         } else {
             report::warn(&format!("stream {name} is left out"));
             Ok(())
@@ -133,8 +138,6 @@ impl Shared {
             let src = branch.exit.static_pad("src").ok_or("the video branch has no output")?;
             src.link(&mux_pad).map_err(|e| format!("cannot link video to the muxer: {e:?}"))?;
         }
-        let limit = self.job.range.frames;
-        let start = self.job.range.start.map_or(0, |s| s.nseconds());
         let counts_done = branch.gate == branch.done;
         let shared = self.clone();
         branch.gate.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
@@ -145,20 +148,37 @@ impl Shared {
             if shared.stopping.load(Ordering::SeqCst) {
                 return streams::DISCARD;
             }
-            if pts.is_some_and(|t| t < start) {
-                return streams::DISCARD;
-            }
+            let last = match shared.gate.admit(pts) {
+                Admit::Drop => return streams::DISCARD,
+                Admit::Stop => {
+                    shared.stop();
+                    return streams::DISCARD;
+                }
+                Admit::Fail(e) => {
+                    if let Some(p) = shared.pipeline.upgrade() {
+                        post_error(&p, format!("{}: {e}", shared.job.input.display()));
+                    }
+                    return streams::DISCARD;
+                }
+                Admit::Pass => false,
+                Admit::PassLast => true,
+            };
             let end = pts.zip(buffer.duration()).map_or(u64::MAX, |(t, d)| t + d.nseconds());
             shared.video_end.store(end, Ordering::SeqCst);
-            let n = shared.decoded.fetch_add(1, Ordering::SeqCst) + 1;
+            shared.decoded.fetch_add(1, Ordering::SeqCst);
             if counts_done {
                 shared.frame_done();
             }
-            if limit == Some(n) {
+            if last {
                 shared.stop();
             }
             gst::PadProbeReturn::Ok
         });
+        if let Range::Span(span) = &self.job.range
+            && let Some(position) = span.seek
+        {
+            self.seek_before_reading(pad, position);
+        }
         if !counts_done {
             let shared = self.clone();
             branch.done.add_probe(gst::PadProbeType::BUFFER, move |pad, _| {
@@ -178,6 +198,55 @@ impl Shared {
         Ok(())
     }
 
+    /// Decoding starts at `position` (stream time of a keyframe): what the demuxer gives before the seek is done is
+    /// dropped before the decoder, and the seek is sent upstream when the first buffer arrives (then the branch has
+    /// its caps: a flush while the decoder is being chosen would lose them), from another thread (a flushing seek
+    /// waits for the streaming thread). The muxer does not pass seeks on, so it is sent from the stream's pad.
+    fn seek_before_reading(self: &Arc<Self>, pad: &gst::Pad, position: u64) {
+        let seek = gst::event::Seek::new(
+            1.0,
+            gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
+            gst::SeekType::Set,
+            gst::ClockTime::from_nseconds(position),
+            gst::SeekType::None,
+            gst::ClockTime::NONE,
+        );
+        let seqnum = seek.seqnum();
+        let pending = Mutex::new(Some(seek));
+        let seeked = AtomicBool::new(false);
+        let shared = self.clone();
+        pad.add_probe(gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM, move |pad, info| {
+            match &info.data {
+                Some(gst::PadProbeData::Buffer(_)) if !seeked.load(Ordering::SeqCst) => {
+                    if let Some(seek) = pending.lock().unwrap().take() {
+                        let (pad, shared) = (pad.clone(), shared.clone());
+                        std::thread::spawn(move || {
+                            if !pad.send_event(seek)
+                                && let Some(p) = shared.pipeline.upgrade()
+                            {
+                                let at = position as f64 / 1e9;
+                                let input = shared.job.input.display();
+                                post_error(&p, format!("{input}: cannot seek to {at:.3} s in this file"));
+                            }
+                        });
+                    }
+                    streams::DISCARD
+                }
+                Some(gst::PadProbeData::Event(e)) if e.type_() == gst::EventType::Segment && e.seqnum() == seqnum => {
+                    seeked.store(true, Ordering::SeqCst);
+                    gst::PadProbeReturn::Ok
+                }
+                // a short file may end before the seek is handled: that end is not the range's
+                Some(gst::PadProbeData::Event(e))
+                    if e.type_() == gst::EventType::Eos && !seeked.load(Ordering::SeqCst) =>
+                {
+                    streams::DISCARD
+                }
+                _ => gst::PadProbeReturn::Ok,
+            }
+        });
+    }
+
     fn frame_done(&self) {
         if self.upscaled.fetch_add(1, Ordering::SeqCst) == 0 {
             *self.first_frame.lock().unwrap() = Some(Instant::now());
@@ -192,22 +261,12 @@ impl Shared {
         let Some(muxer) = &self.muxer else {
             return Ok(()); // nothing to copy into (image sequence, benchmark stage)
         };
-        let what = caps.structure(0).map_or("?".into(), |s| s.name().to_string());
-        let Some(copy) = streams::muxer_pad(muxer, pad, caps) else {
-            if kind == "audio" {
-                return Err(format!(
-                    "the audio stream ({what}) cannot be copied into {} without re-encoding; use .mkv",
-                    self.job.output_path().display()
-                ));
-            }
-            report::warn(&format!("subtitles ({what}) cannot be stored in this container and are left out"));
-            return Ok(());
-        };
-        let converted = matches!(copy, streams::Copy::MarkupToText(_));
-        let entry = streams::link(pipeline, pad, copy, self.window.clone())?;
-        self.entries.lock().unwrap().push(entry);
-        let note = if converted { ", converted from Pango markup" } else { "" };
-        self.copied.lock().unwrap().push(format!("{kind} ({what}{note})"));
+        let out = self.job.output_path();
+        let copy = streams::copy(pipeline, muxer, pad, caps, kind, &out, self.window.clone(), false)?;
+        if let Some((entry, what)) = copy {
+            self.entries.lock().unwrap().push(entry);
+            self.copied.lock().unwrap().push(what);
+        }
         Ok(())
     }
 }
@@ -251,7 +310,7 @@ impl Shared {
 pub fn run(job: &VideoJob, display: Display) -> Result<Report, Failure> {
     let progress =
         Rc::new(RefCell::new(Progress::new(display.mode, display.quiet, job.output_path().display().to_string())));
-    let result = match run_with(job, &progress) {
+    let run_once = |job: &VideoJob| match run_with(job, &progress) {
         Err(Stopped::Nvdec(reason)) => {
             report::note(&format!(
                 "note: NVDEC cannot decode {} ({reason}); decoding in software",
@@ -262,10 +321,23 @@ pub fn run(job: &VideoJob, display: Display) -> Result<Report, Failure> {
         }
         other => other.map_err(Stopped::into_failure),
     };
+    let mut result = run_once(job);
+    if let (Err(Failure::SeekLandedLate), Range::Span(span)) = (&result, &job.range) {
+        progress.borrow().println(&format!(
+            "vfupscale: note: {}: seeking landed after frame {} (the container's index is not exact): reading from \
+             the beginning",
+            job.input.display(),
+            span.first
+        ));
+        let mut from_start = job.clone();
+        from_start.range = Range::Span(Arc::new(range::Span { seek: None, ..(**span).clone() }));
+        result = run_once(&from_start);
+    }
     let error = match &result {
         Ok(_) => None,
         Err(Failure::Error(e)) => Some(e.clone()),
         Err(Failure::Interrupted { signal, .. }) => Some(format!("interrupted by {}", signals::name(*signal))),
+        Err(Failure::SeekLandedLate) => Some("the seek landed after the range's start".into()),
     };
     progress.borrow_mut().finish(error.as_deref());
     result
@@ -339,7 +411,8 @@ fn run_with(job: &VideoJob, progress: &Rc<RefCell<Progress>>) -> Result<Report, 
         branch: Mutex::new(None),
         entries: Mutex::new(Vec::new()),
         copied: Mutex::new(Vec::new()),
-        window: Window::new(job.range.start),
+        window: Window::new(Gate::new(job.range.clone()).start().map(gst::ClockTime::from_nseconds)),
+        gate: Gate::new(job.range.clone()),
         stopping: AtomicBool::new(false),
         video_end: AtomicU64::new(u64::MAX),
         decoded: AtomicU64::new(0),
@@ -440,6 +513,8 @@ fn run_with(job: &VideoJob, progress: &Rc<RefCell<Progress>>) -> Result<Report, 
     }
     ticker.remove();
     drop(watch);
+    // read before the pads are deactivated
+    let video_caps = shared.branch.lock().unwrap().as_ref().and_then(|b| b.exit.static_pad("src")?.current_caps());
     let _ = pipeline.set_state(gst::State::Null);
     let ended = Instant::now();
     progress.borrow_mut().update(shared.upscaled.load(Ordering::Relaxed), total);
@@ -453,16 +528,27 @@ fn run_with(job: &VideoJob, progress: &Rc<RefCell<Progress>>) -> Result<Report, 
     }
     let frames = shared.upscaled.load(Ordering::SeqCst);
     let decoded = shared.decoded.load(Ordering::SeqCst);
+    let range = shared.gate.outcome();
+    if range.landed_late {
+        return Err(Failure::SeekLandedLate.into());
+    }
     if frames == 0 {
-        return Err(Failure::Error(match job.range.start {
-            Some(s) => format!("{}: no frame at or after {s}", job.input.display()),
-            None => "no frame was upscaled".into(),
+        return Err(Failure::Error(match &job.range {
+            Range::Span(span) => {
+                format!("{}: none of frames {}:{} could be decoded", job.input.display(), span.first, span.end())
+            }
+            _ => "no frame was upscaled".into(),
         })
         .into());
     }
     let stopped_early = shared.stopping.load(Ordering::SeqCst);
-    let stopped_by = signals::received().filter(|_| stopped_early && job.range.frames != Some(decoded));
-    if !stopped_early && job.range == Default::default() {
+    let ended_range = match &job.range {
+        Range::All => false,
+        Range::First(n) => decoded >= *n,
+        Range::Span(span) => range.reached >= span.end(),
+    };
+    let stopped_by = signals::received().filter(|_| stopped_early && !ended_range);
+    if !stopped_early && matches!(job.range, Range::All) {
         report::check_complete(job, decoded, warnings.load(Ordering::Relaxed), &progress.borrow());
     }
     let files = match (part, &job.output) {
@@ -478,20 +564,15 @@ fn run_with(job: &VideoJob, progress: &Rc<RefCell<Progress>>) -> Result<Report, 
         output_caps.as_ref(),
     );
     let first_frame = *shared.first_frame.lock().unwrap();
-    Ok(Report { frames, started, first_frame, ended, stopped_by, files, facts })
+    Ok(Report { frames, started, first_frame, ended, stopped_by, files, facts, outcome: range, video_caps })
 }
 
 /// Frames the run will produce, when the container says (for progress).
 fn total_frames(job: &VideoJob) -> Option<u64> {
     let all = job.media.expected_frames();
-    let skipped = job
-        .range
-        .start
-        .zip(job.media.video.framerate)
-        .map(|(s, f)| (s.nseconds() as f64 / 1e9 * f.numer() as f64 / f.denom() as f64).round() as u64);
-    let left = all.map(|a| a.saturating_sub(skipped.unwrap_or(0)));
-    match (job.range.frames, left) {
-        (Some(n), Some(l)) => Some(n.min(l)),
-        (n, l) => n.or(l),
+    match &job.range {
+        Range::All => all,
+        Range::First(n) => Some(all.map_or(*n, |a| a.min(*n))),
+        Range::Span(span) => Some(span.pts.len() as u64),
     }
 }

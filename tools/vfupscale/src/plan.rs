@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 
 use crate::cli::{EncodeArgs, ModelArgs, RunArgs};
 use crate::encoder::EncoderSettings;
-use crate::job::{ImageJob, Job, Range, Upscale, VideoJob, VideoOutput};
+use crate::job::{ImageJob, Job, Upscale, VideoJob, VideoOutput};
 use crate::media::{self, MediaInfo};
 use crate::models::Model;
 use crate::output::{self, ImageFormat, Target};
+use crate::range::Range;
 use crate::size::{SizePlan, SizeRequest};
 use crate::{report, signals};
 
@@ -95,7 +96,7 @@ pub struct Common {
 
 impl Common {
     pub fn new(model: &ModelArgs, size: &crate::cli::SizeArgs) -> Result<Common, String> {
-        let gpu = model.backend != crate::cli::Backend::Cpu && vfupscale::cuda::driver_status().is_ok();
+        let gpu = model.backend != vfupscale::BackendChoice::Cpu && vfupscale::cuda::driver_status().is_ok();
         Ok(Common {
             model: Model::resolve(model.model.as_deref())?,
             size: SizeRequest::from_args(size)?,
@@ -114,12 +115,12 @@ impl Common {
         let size = SizePlan::new(input, model.scale, target);
         Ok(Upscale {
             model,
-            backend: self.args.backend_name(),
-            precision: self.args.precision_name(),
+            backend: self.args.backend.name(),
+            precision: self.args.precision.name(),
             device: self.args.device,
-            classic_method: self.args.classic_method_name(),
+            classic_method: self.args.classic_method.name(),
             strength: self.args.strength,
-            fallback: self.args.fallback_name(),
+            fallback: self.args.fallback.name(),
             temporal_stability: self.args.temporal_stability,
             size,
             gpu: self.gpu,
@@ -250,7 +251,8 @@ pub fn video_job(input: &Path, media: MediaInfo, common: &Common, output: VideoO
         media,
         upscale,
         output,
-        range: Range::default(),
+        range: Range::All,
+        copy_streams: true,
         gpu: common.gpu,
     })))
 }
@@ -268,7 +270,8 @@ fn check_target(input: &Path, target: &Target, overwrite: bool, made: bool) -> R
     if first.is_dir() {
         return Err(format!("{}: is a folder", first.display()));
     }
-    if first.exists() && !overwrite {
+    // the output an interrupted run wrote is finished by running the same command again
+    if first.exists() && !overwrite && !crate::segments::is_partial_output(&first) {
         return Err(format!("{} exists (use -y to replace it)", first.display()));
     }
     let dir = output::parent(&path);

@@ -4,6 +4,7 @@
 //! Messages printed while a bar is shown go through [`Progress::println`] so they do not tear it.
 
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -18,6 +19,8 @@ pub struct Progress {
     last: Instant,
     frames: u64,
     total: Option<u64>,
+    /// Frames done by an earlier run (resumed): counted, but not in the speed.
+    kept: u64,
 }
 
 enum Mode {
@@ -28,7 +31,13 @@ enum Mode {
 }
 
 const PLAIN_EVERY: Duration = Duration::from_secs(5);
-const JSON_EVERY: Duration = Duration::from_secs(1);
+/// Milliseconds between JSON objects: a second for people's scripts; a segment worker reports more often to the run
+/// that shows its progress.
+static JSON_EVERY_MS: AtomicU64 = AtomicU64::new(1000);
+
+pub fn set_json_every(every: Duration) {
+    JSON_EVERY_MS.store(every.as_millis() as u64, Ordering::Relaxed);
+}
 
 impl Progress {
     /// `label` names the job (its output) in plain lines and JSON objects.
@@ -50,14 +59,23 @@ impl Progress {
             }
         };
         let now = Instant::now();
-        Progress { mode, label, start: now, last: now, frames: 0, total: None }
+        Progress { mode, label, start: now, last: now, frames: 0, total: None, kept: 0 }
+    }
+
+    /// `frames` of the job were done before this run started.
+    pub fn set_kept(&mut self, frames: u64) {
+        self.kept = frames;
+    }
+
+    fn fps(&self) -> f64 {
+        let elapsed = self.start.elapsed().as_secs_f64();
+        if elapsed > 0.0 { self.frames.saturating_sub(self.kept) as f64 / elapsed } else { 0.0 }
     }
 
     pub fn update(&mut self, frames: u64, total: Option<u64>) {
         self.frames = frames;
         self.total = total;
-        let elapsed = self.start.elapsed().as_secs_f64();
-        let fps = if elapsed > 0.0 { frames as f64 / elapsed } else { 0.0 };
+        let fps = self.fps();
         let eta = total.filter(|_| fps > 0.0).map(|t| t.saturating_sub(frames) as f64 / fps);
         match &self.mode {
             Mode::Bar(bar) => {
@@ -79,7 +97,7 @@ impl Progress {
                     eta.map_or("?".into(), format_time)
                 );
             }
-            Mode::Json if self.last.elapsed() >= JSON_EVERY => {
+            Mode::Json if self.last.elapsed() >= Duration::from_millis(JSON_EVERY_MS.load(Ordering::Relaxed)) => {
                 self.last = Instant::now();
                 self.json(false, fps, eta, None);
             }
@@ -115,12 +133,10 @@ impl Progress {
     /// Ends the display: the bar is cleared, a JSON consumer gets a last object with `done: true` (and the error, if
     /// the job failed).
     pub fn finish(&mut self, error: Option<&str>) {
-        let elapsed = self.start.elapsed().as_secs_f64();
         match &self.mode {
             Mode::Bar(bar) => bar.finish_and_clear(),
             Mode::Json => {
-                let fps = if elapsed > 0.0 { self.frames as f64 / elapsed } else { 0.0 };
-                self.json(true, fps, Some(0.0).filter(|_| error.is_none()), error);
+                self.json(true, self.fps(), Some(0.0).filter(|_| error.is_none()), error);
             }
             _ => {}
         }

@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use gst::prelude::*;
+use vfupscale::stats::field;
 
 use crate::branch::Branch;
 use crate::job::{Upscale, VideoJob, VideoOutput};
@@ -37,7 +38,7 @@ pub fn note(message: &str) {
 pub fn backend_of(upscaler: &gst::Element) -> (String, String) {
     let stats: gst::Structure = upscaler.property("stats");
     let get = |k: &str| stats.get::<String>(k).unwrap_or_else(|_| "?".into());
-    (get("backend"), get("device"))
+    (get(field::BACKEND), get(field::DEVICE))
 }
 
 fn negotiated_size(pad: Option<gst::Pad>) -> Option<(u32, u32)> {
@@ -173,8 +174,8 @@ fn colour_note(job: &VideoJob, upscaled: Option<&gst::Caps>) -> Option<String> {
     Some(parts.join(", "))
 }
 
-/// What the summary says about a finished run.
-#[derive(Debug, Default, Clone)]
+/// What the summary says about a finished run (recorded with each segment).
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Facts {
     pub backend: String,
     pub device: String,

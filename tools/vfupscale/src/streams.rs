@@ -19,17 +19,56 @@ pub struct Window {
     pub start: AtomicU64,
     /// u64::MAX until a stop decides where the video ends.
     pub cut: AtomicU64,
+    /// The bounds are running times (the final mux), not buffer timestamps.
+    pub running_time: bool,
 }
 
 impl Window {
     pub fn new(start: Option<gst::ClockTime>) -> Arc<Window> {
-        Arc::new(Window { start: AtomicU64::new(start.map_or(0, |s| s.nseconds())), cut: AtomicU64::new(u64::MAX) })
+        Arc::new(Window {
+            start: AtomicU64::new(start.map_or(0, |s| s.nseconds())),
+            cut: AtomicU64::new(u64::MAX),
+            running_time: false,
+        })
+    }
+
+    /// Running times `[start, cut)`.
+    pub fn running(start: u64, cut: u64) -> Arc<Window> {
+        Arc::new(Window { start: AtomicU64::new(start), cut: AtomicU64::new(cut), running_time: true })
     }
 
     pub fn contains(&self, pts: Option<gst::ClockTime>) -> bool {
         pts.is_none_or(|t| {
             t.nseconds() >= self.start.load(Ordering::Relaxed) && t.nseconds() < self.cut.load(Ordering::Relaxed)
         })
+    }
+
+    /// Whether a buffer at `pts` leaving `pad` lies inside (its running time, for a window of running times).
+    pub fn admits(&self, pad: &gst::Pad, pts: Option<gst::ClockTime>) -> bool {
+        if !self.running_time || pts.is_none() {
+            return self.contains(pts);
+        }
+        let segment = pad.sticky_event::<gst::event::Segment>(0);
+        let running = segment
+            .as_ref()
+            .and_then(|s| s.segment().downcast_ref::<gst::ClockTime>().and_then(|s| s.to_running_time(pts)));
+        running.is_some_and(|t| self.contains(Some(t)))
+    }
+}
+
+/// What a parsed stream of these caps is when copied: "audio", "subtitles", or None (not copied).
+pub fn copied_kind(name: &str) -> Option<&'static str> {
+    if name.starts_with("audio/") {
+        Some("audio")
+    } else if name.starts_with("text/")
+        || name.starts_with("subpicture/")
+        || name.starts_with("application/x-sub")
+        || name.starts_with("application/x-ass")
+        || name.starts_with("application/x-ssa")
+    {
+        Some("subtitles")
+    } else {
+        None
     }
 }
 
@@ -64,20 +103,62 @@ fn text_caps() -> gst::Caps {
     gst::Caps::builder("text/x-raw").field("format", "utf8").build()
 }
 
+/// Copies the parsed stream `pad` (of `caps`, a `kind` of [`copied_kind`]) into `muxer` of the output `out`:
+/// linked, with the queue's entry pad (where EOS stops it) and what the summary says (`audio (audio/x-opus)`), or
+/// None for subtitles the container cannot hold (with a warning). Audio that cannot be copied is an error.
+#[allow(clippy::too_many_arguments)]
+pub fn copy(
+    pipeline: &gst::Pipeline,
+    muxer: &gst::Element,
+    pad: &gst::Pad,
+    caps: &gst::Caps,
+    kind: &str,
+    out: &std::path::Path,
+    window: Arc<Window>,
+    bounded: bool,
+) -> Result<Option<(gst::Pad, String)>, String> {
+    let what = caps.structure(0).map_or("?".into(), |s| s.name().to_string());
+    let Some(copy) = muxer_pad(muxer, pad, caps) else {
+        if kind == "audio" {
+            return Err(format!(
+                "the audio stream ({what}) cannot be copied into {} without re-encoding; use .mkv",
+                out.display()
+            ));
+        }
+        crate::report::warn(&format!("subtitles ({what}) cannot be stored in this container and are left out"));
+        return Ok(None);
+    };
+    let converted = matches!(copy, Copy::MarkupToText(_));
+    let entry = link(pipeline, pad, copy, window, bounded)?;
+    let note = if converted { ", converted from Pango markup" } else { "" };
+    Ok(Some((entry, format!("{kind} ({what}{note})"))))
+}
+
 /// Links `pad` through an unbounded queue (and, for markup, `capssetter` and a probe that rewrites the text) to the
 /// muxer. Returns the queue's sink pad (where EOS is sent to stop).
-pub fn link(pipeline: &gst::Pipeline, pad: &gst::Pad, copy: Copy, window: Arc<Window>) -> Result<gst::Pad, String> {
-    // Unbounded: the muxer interleaves, so copied streams run ahead of the (slow) upscaled video by the video
-    // branch's latency, encoder lookahead included; a bounded queue here would block the demuxer and deadlock.
+///
+/// `bounded`: the queue holds a few seconds (the final mux, where the video comes from files as fast as the
+/// muxer takes it and an unbounded queue would take in the whole audio track).
+pub fn link(
+    pipeline: &gst::Pipeline,
+    pad: &gst::Pad,
+    copy: Copy,
+    window: Arc<Window>,
+    bounded: bool,
+) -> Result<gst::Pad, String> {
+    // Unbounded while upscaling: the muxer interleaves, so copied streams run ahead of the (slow) upscaled video by
+    // the video branch's latency, encoder lookahead included; a bounded queue there would block the demuxer and
+    // deadlock.
+    let time: u64 = if bounded { gst::ClockTime::from_seconds(5).nseconds() } else { 0 };
     let queue = gst::ElementFactory::make("queue")
         .property("max-size-buffers", 0u32)
         .property("max-size-bytes", 0u32)
-        .property("max-size-time", 0u64)
+        .property("max-size-time", time)
         .build()
         .map_err(|e| e.to_string())?;
     let queue_src = queue.static_pad("src").ok_or("queue without src pad")?;
-    queue_src.add_probe(gst::PadProbeType::BUFFER, move |_, info| match info.buffer() {
-        Some(b) if !window.contains(b.pts()) => DISCARD,
+    queue_src.add_probe(gst::PadProbeType::BUFFER, move |pad, info| match info.buffer() {
+        Some(b) if !window.admits(pad, b.pts()) => DISCARD,
         _ => gst::PadProbeReturn::Ok,
     });
     let mut chain = vec![queue.clone()];
