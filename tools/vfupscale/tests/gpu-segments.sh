@@ -32,7 +32,7 @@ say() { echo "== $*"; }
 say "clip: $frames frames of ${w}×${h} at 30 fps, H.264 with Opus audio"
 gst-launch-1.0 -q videotestsrc num-buffers="$frames" pattern=ball ! "video/x-raw,format=I420,width=$w,height=$h,framerate=30/1" \
   ! x264enc speed-preset=ultrafast key-int-max=30 bframes=2 ! h264parse ! queue ! mux. \
-  audiotestsrc num-buffers=$((frames * 48000 / 30 / 1024)) ! audio/x-raw,rate=48000 ! opusenc ! opusparse ! queue ! mux. \
+  audiotestsrc num-buffers=$((frames * 48000 / 30 / 1024)) ! audio/x-raw,rate=48000 ! opusenc ! queue ! mux. \
   matroskamux name=mux ! filesink location=clip.mkv
 
 # Encoded video packets (byte-stream) and their timestamps: equal files of these mean equal outputs.
