@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MPL-2.0
 //! Single frames through the element, for images and previews:
-//! `appsrc (RGBA) ! videoconvert ! RGBA ! [cudaupload] ! vfupscale ! [size] ! [cudadownload] ! videoconvert ! RGBA !
+//! `appsrc (RGBA) ! videoconvert ! RGBA ! [cudaupload ! RGBA(CUDAMemory)] ! vfupscale ! [size] ! [cudadownload] ! videoconvert ! RGBA !
 //! appsink` (CUDA memory where the GPU path is usable, as the element's GPU backends expect), one pipeline kept
 //! playing for every frame of a run (the model loads once; sizes may change from frame to frame). The element sees
 //! RGBA; an alpha channel is scaled classically (Catmull-Rom bicubic here) and put back.
@@ -100,7 +100,11 @@ impl FrameUpscaler {
             .build();
         let mut elements = vec![src.clone().upcast(), make("videoconvert")?, filter(rgba)?];
         if upscale.gpu {
-            elements.push(make("cudaupload")?);
+            // cudaupload passes system memory through where downstream takes it, and the element's native kernels
+            // take CUDA memory only: ask for CUDA memory
+            let cuda =
+                gst::Caps::builder("video/x-raw").features(["memory:CUDAMemory"]).field("format", "RGBA").build();
+            elements.extend([make("cudaupload")?, filter(cuda)?]);
         }
         elements.extend([upscaler.clone(), size.clone()]);
         if upscale.gpu {

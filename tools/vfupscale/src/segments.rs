@@ -529,6 +529,9 @@ fn conclude(
         }
     }
     let to_the_end = complete && manifest.end == timeline.frames();
+    // what the summary says of the run: from a segment that ran (a partial one where a signal came before any
+    // segment finished)
+    let mut facts = finished.first().or(segments.first().map(|(_, r)| r)).map(|r| r.facts.clone()).unwrap_or_default();
     let merged = Merge {
         source: &job.input,
         output: &out,
@@ -570,7 +573,6 @@ fn conclude(
     if complete && manifest.start == 0 && to_the_end {
         report::check_complete(job, merged.frames, 0, &progress.lock().unwrap());
     }
-    let mut facts = finished.first().map(|r| r.facts.clone()).unwrap_or_default();
     facts.copied = merged.copied.clone();
     Ok(Report {
         frames: merged.frames,
