@@ -20,18 +20,8 @@ cd "$(dirname "$0")/../.."
 models=${VFUPSCALE_MODEL_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/vfupscale/models}
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
-mkdir -p "$root/bin" "$root/models"
-cargo build --release -p gst-plugin-vfupscale -p vfupscale-model -p vfupscale-bench -p vfupscale-cli
-cp target/release/libgstvfupscale.so target/release/vfupscale target/release/vfupscale-bench \
-  target/release/vfupscale-model "$root/bin/"
-cargo test --release -p vfupscale --test gpu_kernels -p gst-plugin-vfupscale --test gpu --no-run \
-  --message-format=json | python3 -c '
-import json, shutil, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in ("gpu", "gpu_kernels"):
-        shutil.copy(m["executable"], sys.argv[1] + "/" + {"gpu": "gpu-plugin", "gpu_kernels": "gpu-core"}[m["target"]["name"]])
-' "$root/bin"
+mkdir -p "$root/models"
+tests/gpu/build.sh "$root/bin"
 cp "$bundle/gst.tar.xz" "$bundle/setup.sh" "$root/"
 [ -f "$bundle/gst-extra.tar.xz" ] && cp "$bundle/gst-extra.tar.xz" "$root/"
 if [ -f "$bundle/onnxruntime-gpu.whl" ]; then

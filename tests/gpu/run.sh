@@ -21,18 +21,7 @@ if [ -n "${VFUPSCALE_PREBUILT:-}" ]; then
   bin=$(cd "$VFUPSCALE_PREBUILT" && pwd)
 else
   bin="$root/target/gpu-tests"
-  mkdir -p "$bin"
-  cargo build --release -p gst-plugin-vfupscale -p vfupscale-model -p vfupscale-bench -p vfupscale-cli
-  cp target/release/libgstvfupscale.so target/release/vfupscale-model target/release/vfupscale-bench \
-    target/release/vfupscale "$bin/"
-  cargo test --release -p vfupscale --test gpu_kernels -p gst-plugin-vfupscale --test gpu --no-run \
-    --message-format=json | python3 -c '
-import json, shutil, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in ("gpu", "gpu_kernels"):
-        shutil.copy(m["executable"], sys.argv[1] + "/" + {"gpu": "gpu-plugin", "gpu_kernels": "gpu-core"}[m["target"]["name"]])
-' "$bin"
+  tests/gpu/build.sh "$bin"
 fi
 
 if [ -z "${ORT_DYLIB_PATH:-}" ]; then
