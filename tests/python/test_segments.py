@@ -252,13 +252,39 @@ def test_segments_plan_run_merge(clips, whole, tmp_path):
     assert os.listdir(tmp_path) == ["p.mkv"]
 
 
-def test_mp4_takes_ranges_but_not_segments(clips, whole, tmp_path):
+@pytest.mark.parametrize("name, ext", [("bframes", "mp4"), ("vfr", "mp4"), ("bframes", "mov")])
+def test_segmented_mp4_equals_the_single_run(clips, whole, tmp_path, name, ext):
+    """MP4 and MOV store decode timestamps (B-frames: the first ones before the first frame) and take no duration
+    per sample: `--jobs 2` equals the single run (the same packets, decoded frames, timestamps and audio), decodes to
+    the .mkv output's frames, and keeps the source's timestamps (within MP4's rounding of Matroska's milliseconds)."""
+    args = ["--segment-frames", "10", *X264_DETERMINISTIC, *CPU]
+    single, jobs, mkv = tmp_path / f"single.{ext}", tmp_path / f"jobs.{ext}", tmp_path / "jobs.mkv"
+    run_ok("-i", clips[name], "-o", single, *args)
+    run_ok("-i", clips[name], "-o", jobs, "--jobs", "2", *args)
+    run_ok("-i", clips[name], "-o", mkv, "--jobs", "2", *args)
+    got, ref, source = describe(jobs), describe(mkv), whole(name)["frames"]
+    assert got == describe(single), "the same packets, decoded frames, timestamps and audio"
+    assert [f[2] for f in got["frames"]] == [f[2] for f in ref["frames"]], "no frame lost, doubled or reordered"
+    assert len(got["frames"]) == len(source)
+    assert max(abs(g[0] - s[0]) for g, s in zip(got["frames"], source)) <= 1_000_000
+    assert got["audio"] == ref["audio"], "the audio copied once, whole"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (single, jobs, mkv))
+
+
+def test_mp4_ranges_and_resume(clips, tmp_path):
+    """`--frames` into .mp4, and `kill -9` in the middle of a plain .mp4 run then the same command again gives the
+    uninterrupted run's output."""
     out = tmp_path / "r.mp4"
     run_ok("-i", clips["bframes"], "-o", out, "--frames", "13:37", *X264_DETERMINISTIC, *CPU)
     assert len(describe(out)["frames"]) == 24
-    result = vfupscale("-i", clips["bframes"], "-o", tmp_path / "j.mp4", "--jobs", "2", *CPU)
-    assert result.returncode == 1 and "segmented runs (--jobs, --devices, resume) write Matroska" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    ref = tmp_path / "ref.mp4"
+    run_ok("-i", clips["long"], "-o", ref, *RESUMABLE)
+    out = tmp_path / "k.mp4"
+    work = start_and_kill(clips["long"], out, *RESUMABLE)
+    result = run_ok("-i", clips["long"], "-o", out, *RESUMABLE)
+    assert "resuming: " in result.stderr
+    assert describe(out) == describe(ref), "the same packets, decoded frames, timestamps and audio"
+    assert not work.exists()
 
 
 def test_temporal_stability_runs_as_one_pipeline(clips, tmp_path):

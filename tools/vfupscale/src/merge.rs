@@ -59,7 +59,9 @@ pub struct Merged {
 #[derive(Debug, Clone, Copy)]
 struct Stamp {
     pts: u64,
-    dts: u64,
+    /// Before the first frame's PTS for the first packets of a stream with reordering (negative when that PTS is
+    /// 0): MP4 stores it, and first packets clamped to one DTS would lose a frame.
+    dts: i64,
     duration: u64,
 }
 
@@ -80,6 +82,8 @@ impl Merge<'_> {
     fn stamps(&self) -> Result<Vec<Vec<Stamp>>, String> {
         let t = self.timeline;
         let frames = self.frames();
+        // Matroska stores each frame's PTS (and duration as given); MP4 stores DTS deltas as durations
+        let mp4 = !matches!(self.muxer, "matroskamux" | "webmmux");
         let mut reorder = 0u64;
         for (path, r) in &self.segments {
             let present = r.present();
@@ -90,23 +94,39 @@ impl Merge<'_> {
                 reorder = reorder.max((k as u64).saturating_sub(rank));
             }
         }
-        let first_duration = frames.first().map_or(0, |&f| t.duration[f as usize]).max(1);
+        // DTS before the first frame step back by its gap to the next one (durations may be unknown: a variable
+        // frame rate), so MP4's sample durations (DTS deltas) stay apart
+        let first_step = match frames[..] {
+            [a, b, ..] => t.pts[b as usize].saturating_sub(t.pts[a as usize]),
+            [a] => t.duration[a as usize],
+            [] => 0,
+        }
+        .max(1);
         let mut global = 0u64;
         let mut out = Vec::with_capacity(self.segments.len());
         for (_, r) in &self.segments {
             let present = r.present();
+            let first_rank = global as usize;
             let mut stamps = Vec::with_capacity(present.len());
             for &rank in &r.order {
                 let frame = present[rank as usize] as usize;
                 let dts = if global >= reorder {
-                    t.pts[frames[(global - reorder) as usize] as usize]
+                    t.pts[frames[(global - reorder) as usize] as usize] as i64
                 } else {
-                    t.pts[frames[0] as usize].saturating_sub((reorder - global) * first_duration)
+                    t.pts[frames[0] as usize] as i64 - ((reorder - global) * first_step) as i64
                 };
-                stamps.push(Stamp { pts: t.pts[frame], dts, duration: t.duration[frame] });
+                let duration =
+                    if mp4 { known_duration(t, &frames, first_rank + rank as usize) } else { t.duration[frame] };
+                stamps.push(Stamp { pts: t.pts[frame], dts, duration });
                 global += 1;
             }
             out.push(stamps);
+        }
+        // MP4's media ends at the last sample's DTS plus its duration: the last packet's reaches the end of the last
+        // frame presented, else the edit list hides the frames presented after it
+        if mp4 && let (Some(&last), Some(stamp)) = (frames.last(), out.last_mut().and_then(|s| s.last_mut())) {
+            let end = t.pts[last as usize] as i64 + known_duration(t, &frames, frames.len() - 1) as i64;
+            stamp.duration = stamp.duration.max(end.saturating_sub(stamp.dts).max(0) as u64);
         }
         Ok(out)
     }
@@ -305,6 +325,25 @@ impl Copies {
     }
 }
 
+/// Duration of the output's frame `rank` (presentation order): the source's, or where that is unknown (a source
+/// without durations, read as 1 ns) the gap to the next frame (the previous gap for the last). MP4 ends its edit
+/// list at the last sample's DTS plus this duration, so an unknown one hides the frames presented after it.
+fn known_duration(t: &Timeline, frames: &[u64], rank: usize) -> u64 {
+    let recorded = t.duration[frames[rank] as usize];
+    if recorded > 1 {
+        return recorded;
+    }
+    let gap = |a: usize, b: usize| t.pts[frames[b] as usize].saturating_sub(t.pts[frames[a] as usize]);
+    let filled = if rank + 1 < frames.len() {
+        gap(rank, rank + 1)
+    } else if rank > 0 {
+        gap(rank - 1, rank)
+    } else {
+        recorded
+    };
+    filled.max(recorded)
+}
+
 /// Running time (ns) of a buffer at `pts` on `pad`.
 fn running_time(pad: &gst::Pad, pts: Option<gst::ClockTime>) -> Option<u64> {
     let segment = pad.sticky_event::<gst::event::Segment>(0)?;
@@ -331,7 +370,7 @@ fn feed(
             {
                 let b = buffer.get_mut().expect("a fresh copy");
                 b.set_pts(gst::ClockTime::from_nseconds(OFFSET + stamp.pts));
-                b.set_dts(gst::ClockTime::from_nseconds(OFFSET + stamp.dts));
+                b.set_dts(gst::ClockTime::from_nseconds(OFFSET.saturating_add_signed(stamp.dts)));
                 b.set_duration(gst::ClockTime::from_nseconds(stamp.duration));
                 b.unset_flags(gst::BufferFlags::DISCONT);
             }

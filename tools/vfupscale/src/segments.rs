@@ -71,18 +71,17 @@ pub fn run_video(job: &VideoJob, args: &RunArgs, display: Display) -> Result<Rep
     }
 }
 
-/// Why segments are written into Matroska outputs only.
-pub(crate) const NOT_JOINED: &str = "segmented runs (--jobs, --devices, resume) write Matroska (.mkv, .webm) for now: \
-                          GStreamer 1.22's MP4 muxer misplaces reordered frames of joined segments next to copied \
-                          audio; write .mkv (and remux it), or run without --jobs/--devices";
+/// Why a container outside the checked ones is not segmented.
+pub(crate) const NOT_JOINED: &str = "segmented runs (--jobs, --devices, resume) are checked for .mkv, .webm, .mp4 \
+                          and .mov outputs only: write one of those, or run without --jobs/--devices";
 
 /// Why temporal stabilisation runs as one pipeline (no segments, so no resume either).
 pub(crate) const NOT_WITH_TEMPORAL: &str = "--temporal-stability carries each frame's history into the next, which \
                           segments would restart: it runs as one pipeline, without --jobs/--devices";
 
-/// Whether the final mux can join segments into this container (checked: Matroska and WebM).
+/// Whether the final mux can join segments into this container (checked: Matroska, WebM, MP4 and QuickTime).
 pub(crate) fn joins_segments(muxer: &str) -> bool {
-    matches!(muxer, "matroskamux" | "webmmux")
+    matches!(muxer, "matroskamux" | "webmmux" | "mp4mux" | "qtmux")
 }
 
 /// Frames `range` of `input`, for one pipeline.
