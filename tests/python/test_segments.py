@@ -295,6 +295,11 @@ def test_temporal_stability_runs_as_one_pipeline(clips, tmp_path):
     assert result.returncode == 1 and "--temporal-stability carries each frame's history" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not list(tmp_path.iterdir())
+    # nor does the plan a distributed driver asks for (its workers would run without the history)
+    result = vfupscale("segments", "plan", "-i", clips["bframes"], "-o", tmp_path / "p.mkv", "--temporal-stability",
+                       "0.5", *CPU)
+    assert result.returncode != 0 and "--temporal-stability carries each frame's history" in result.stderr
+    assert not list(tmp_path.iterdir())
     out = tmp_path / "t.mkv"
     run_ok("-i", clips["bframes"], "-o", out, "--frames", "0:12", "--temporal-stability", "0.5", *CPU)
     assert len(describe(out)["frames"]) == 12

@@ -34,18 +34,9 @@ const AUTO_SEGMENT_SECONDS: f64 = 120.0;
 /// pipeline, as a whole or for `--frames`.
 pub fn run_video(job: &VideoJob, args: &RunArgs, display: Display) -> Result<Report, Failure> {
     let seg = &args.segments;
-    let temporal = args.model.temporal_stability > 0.0;
-    let segmentable = match &job.output {
-        VideoOutput::File { muxer, .. } => joins_segments(muxer) && !temporal,
-        _ => false,
-    };
-    if !segmentable {
+    if let Some(reason) = why_not_segmented(job, args) {
         if seg.jobs.is_some_and(|j| j > 1) || !seg.devices.is_empty() {
-            return Err(Failure::Error(match &job.output {
-                VideoOutput::File { .. } if temporal => NOT_WITH_TEMPORAL.into(),
-                VideoOutput::File { .. } => format!("{}: {NOT_JOINED}", job.output_path().display()),
-                _ => "--jobs and --devices need a video file as output".into(),
-            }));
+            return Err(Failure::Error(reason));
         }
         let mut job = job.clone();
         if let Some(frames) = seg.frames {
@@ -72,16 +63,27 @@ pub fn run_video(job: &VideoJob, args: &RunArgs, display: Display) -> Result<Rep
 }
 
 /// Why a container outside the checked ones is not segmented.
-pub(crate) const NOT_JOINED: &str = "segmented runs (--jobs, --devices, resume) are checked for .mkv, .webm, .mp4 \
+const NOT_JOINED: &str = "segmented runs (--jobs, --devices, resume) are checked for .mkv, .webm, .mp4 \
                           and .mov outputs only: write one of those, or run without --jobs/--devices";
 
 /// Why temporal stabilisation runs as one pipeline (no segments, so no resume either).
-pub(crate) const NOT_WITH_TEMPORAL: &str = "--temporal-stability carries each frame's history into the next, which \
+const NOT_WITH_TEMPORAL: &str = "--temporal-stability carries each frame's history into the next, which \
                           segments would restart: it runs as one pipeline, without --jobs/--devices";
 
 /// Whether the final mux can join segments into this container (checked: Matroska, WebM, MP4 and QuickTime).
-pub(crate) fn joins_segments(muxer: &str) -> bool {
+fn joins_segments(muxer: &str) -> bool {
     matches!(muxer, "matroskamux" | "webmmux" | "mp4mux" | "qtmux")
+}
+
+/// Why `job` is not run as segments (None: it is), for every way of running them: the command's own runs and the
+/// `segments` steps a distributed driver takes.
+pub(crate) fn why_not_segmented(job: &VideoJob, args: &RunArgs) -> Option<String> {
+    match &job.output {
+        VideoOutput::File { .. } if args.model.temporal_stability > 0.0 => Some(NOT_WITH_TEMPORAL.into()),
+        VideoOutput::File { muxer, .. } if joins_segments(muxer) => None,
+        VideoOutput::File { .. } => Some(format!("{}: {NOT_JOINED}", job.output_path().display())),
+        _ => Some("segmented runs (--jobs, --devices, segments plan) need a video file as output".into()),
+    }
 }
 
 /// Frames `range` of `input`, for one pipeline.

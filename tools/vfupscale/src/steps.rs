@@ -10,7 +10,7 @@ use crate::cli::{RunArgs, SegmentsCommand, WorkArgs};
 use crate::job::VideoOutput;
 use crate::manifest::{self, Manifest, WorkLock};
 use crate::merge::{self, Merge};
-use crate::segments::{NOT_JOINED, Prepared, joins_segments, prepare, unusable};
+use crate::segments::{Prepared, prepare, unusable, why_not_segmented};
 use crate::timeline::Unusable;
 use crate::{output, report, signals};
 
@@ -40,10 +40,8 @@ fn plan_command(args: &RunArgs) -> Result<serde_json::Value, String> {
     let [crate::job::Job::Video(job)] = jobs.as_slice() else {
         return Err("segments plan takes one video and one output file".into());
     };
-    match &job.output {
-        VideoOutput::File { muxer, .. } if joins_segments(muxer) => {}
-        VideoOutput::File { .. } => return Err(format!("{}: {NOT_JOINED}", job.output_path().display())),
-        _ => return Err("segments plan needs a video file as output".into()),
+    if let Some(reason) = why_not_segmented(job, args) {
+        return Err(reason);
     }
     let work = manifest::work_dir(&job.output_path());
     let ready = match prepare(job, args, &work) {
