@@ -16,18 +16,12 @@ import gi
 gi.require_version("Gst", "1.0")
 from gi.repository import Gst  # noqa: E402
 
+import media  # noqa: E402  (beside this file)
+
 
 def running_time(pad, pts):
     event = pad.get_sticky_event(Gst.EventType.SEGMENT, 0)
     return event.parse_segment().to_running_time(Gst.Format.TIME, pts) if event else pts
-
-
-def play(pipeline):
-    pipeline.set_state(Gst.State.PLAYING)
-    msg = pipeline.get_bus().timed_pop_filtered(120 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
-    pipeline.set_state(Gst.State.NULL)
-    if msg is None or msg.type == Gst.MessageType.ERROR:
-        raise SystemExit(f"failed: {msg.parse_error()[0].message if msg else 'timeout'}")
 
 
 def decoded_frames(path):
@@ -44,7 +38,7 @@ def decoded_frames(path):
         return Gst.PadProbeReturn.OK
 
     p.get_by_name("sink").get_static_pad("sink").add_probe(Gst.PadProbeType.BUFFER, on_buffer)
-    play(p)
+    media.play(p, "failed", 120)
     return frames
 
 
@@ -101,7 +95,7 @@ def packets_and_audio(path):
         pad.link(chain.get_static_pad("sink"))
 
     p.get_by_name("pb").connect("pad-added", added)
-    play(p)
+    media.play(p, "failed", 120)
     return packets, first, audio[0]
 
 

@@ -22,17 +22,22 @@ gi.require_version("GstPbutils", "1.0")
 from gi.repository import Gst, GstPbutils  # noqa: E402
 
 
+def play(pipeline, what, seconds):
+    """Plays `pipeline` to its end; an error, or no end within `seconds`, exits naming `what`."""
+    pipeline.set_state(Gst.State.PLAYING)
+    msg = pipeline.get_bus().timed_pop_filtered(seconds * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
+    pipeline.set_state(Gst.State.NULL)
+    if msg is None or msg.type == Gst.MessageType.ERROR:
+        raise SystemExit(f"{what}: {msg.parse_error()[0].message if msg else 'timeout'}")
+
+
 def run(description, path, on_buffer):
     pipeline = Gst.parse_launch(description)
     pipeline.get_by_name("src").set_property("location", path)
     sink = pipeline.get_by_name("sink")
     sink.get_static_pad("sink").add_probe(Gst.PadProbeType.BUFFER, lambda _pad, info: on_buffer(info) or
                                           Gst.PadProbeReturn.OK)
-    pipeline.set_state(Gst.State.PLAYING)
-    msg = pipeline.get_bus().timed_pop_filtered(60 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
-    pipeline.set_state(Gst.State.NULL)
-    if msg is None or msg.type == Gst.MessageType.ERROR:
-        raise SystemExit(f"cannot decode {path}: {msg.parse_error()[0].message if msg else 'timeout'}")
+    play(pipeline, f"cannot decode {path}", 60)
 
 
 def count_frames(path):
