@@ -421,6 +421,18 @@ impl<'a> PlanarTensorMut<'a> {
         unsafe { raw::upload_bytes(stream, bytes, self.ptr()) }.map_err(Error::cuda("cuMemcpyHtoDAsync"))?;
         stream.synchronize().map_err(Error::cuda("cuStreamSynchronize"))
     }
+
+    /// Copies the planar RGB `image` (`3 × size` values) into the tensor, converted to its element type; complete
+    /// when this returns.
+    pub fn upload_rgb(&mut self, stream: &CudaStream, image: &[f32]) -> Result<()> {
+        match self.element() {
+            ElementType::F32 => self.upload(stream, image),
+            ElementType::F16 => {
+                let bits: Vec<u16> = image.iter().map(|&v| half::f16::from_f32(v).to_bits()).collect();
+                self.upload(stream, &bits)
+            }
+        }
+    }
 }
 
 /// A planar tensor of `size` allocated on `stream` and zeroed.

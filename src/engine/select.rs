@@ -79,20 +79,12 @@ pub fn probe_image(size: Size) -> Vec<f32> {
         .collect()
 }
 
-fn to_f16_bits(values: &[f32]) -> Vec<u16> {
-    values.iter().map(|&v| half::f16::from_f32(v).to_bits()).collect()
-}
-
 /// Runs `engine` once on `image` (planar RGB of `size`, batch 1, device tensors) and returns its output as f32.
 fn run_on(engine: &mut Engine, image: &[f32], size: Size) -> Result<Vec<f32>> {
     let stream = engine.stream().cloned().ok_or_else(|| Error::Usage("comparing engines needs GPU engines".into()))?;
     engine.bind(1, size, TensorLocation::Device)?;
     {
-        let mut input = engine.input_tensor(0)?;
-        match input.element() {
-            ElementType::F32 => input.upload(&stream, image)?,
-            ElementType::F16 => input.upload(&stream, &to_f16_bits(image))?,
-        }
+        engine.input_tensor(0)?.upload_rgb(&stream, image)?;
     }
     engine.run()?;
     let output = engine.output_tensor(0)?;

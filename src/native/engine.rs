@@ -159,6 +159,8 @@ pub struct NativeEngine {
     resize_cubic: CudaFunction,
     /// The resize by exactly 1/2 (the x2 models), a specialised kernel.
     resize_half: CudaFunction,
+    /// The resize by exactly 3/4 (the x3 models), a specialised kernel.
+    resize_three_quarters: CudaFunction,
     first: Layer<u16>,
     hidden: Vec<Layer<u16>>,
     last: Layer<u16>,
@@ -254,6 +256,7 @@ impl NativeEngine {
             conv_first: function("srvgg_conv_first")?,
             resize_cubic: function("srvgg_resize_cubic")?,
             resize_half: function("srvgg_resize_half")?,
+            resize_three_quarters: function("srvgg_resize_three_quarters")?,
             stream,
             model,
             conv_hidden,
@@ -418,6 +421,7 @@ impl NativeEngine {
             conv_last,
             resize_cubic,
             resize_half,
+            resize_three_quarters,
             hopper,
             ..
         } = self;
@@ -511,6 +515,17 @@ impl NativeEngine {
                     shared_mem_bytes: 0,
                 };
                 // SAFETY: as above; 3 × batch planes of sh × sw in, dh × dw out, dh = sh / 2 and dw = sw / 2.
+                unsafe { args.launch(grid) }.map_err(launch_error)?;
+            } else if resize.factor == 0.75 {
+                let mut args = s.launch_builder(resize_three_quarters);
+                args.arg(shuffled).arg(&shi).arg(&swi).arg(output).arg(&dhi).arg(&dwi).arg(&resize.a);
+                // 6x6 outputs per thread, 64 x 4 threads per block (see the kernel)
+                let grid = LaunchConfig {
+                    grid_dim: (dw.div_ceil(6 * 64), dh.div_ceil(6 * 4), 3 * n),
+                    block_dim: (64, 4, 1),
+                    shared_mem_bytes: 0,
+                };
+                // SAFETY: as above; 3 × batch planes of sh × sw in, dh × dw out, dh = 3 sh / 4 and dw = 3 sw / 4.
                 unsafe { args.launch(grid) }.map_err(launch_error)?;
             } else {
                 let mut args = s.launch_builder(resize_cubic);

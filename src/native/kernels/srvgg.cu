@@ -542,3 +542,81 @@ extern "C" __global__ void __launch_bounds__(HALF_BLOCK_X * HALF_BLOCK_Y)
         }
     }
 }
+
+// The x3 models' final downscale by exactly 3/4 (ONNX Resize, cubic, half_pixel, edge samples repeated): output
+// 3k + p reads source columns 4k - 1 + p .. 4k + 2 + p at the phase t = 1/6, 1/2, 5/6 for p = 0, 1, 2 (its source
+// position (3k + p + 1/2) / (3/4) - 1/2 is 4k + 1/6, 4k + 3/2, 4k + 17/6), so three weight sets serve every output. Each thread computes 6x6 outputs (two phase groups each way) from a 10x10
+// source window, the layout of srvgg_resize_half: per source row one 16-byte load of the 8 middle samples where rows
+// are 16-byte aligned and the window inside, two samples either side; horizontal then vertical passes in fp32.
+#define TQ_BLOCK_X 64
+#define TQ_BLOCK_Y 4
+
+// The four taps of output phase p (0..2) of a group whose window starts at index 4 g (g: the group, 0 or 1) of a
+// 10-sample window: indices 4 g + p .. 4 g + p + 3.
+__device__ __forceinline__ float tq_tap(const float* v, int g, int p, const float w[3][4]) {
+    const float* s = v + 4 * g + p;
+    return w[p][0] * s[0] + w[p][1] * s[1] + w[p][2] * s[2] + w[p][3] * s[3];
+}
+
+extern "C" __global__ void __launch_bounds__(TQ_BLOCK_X * TQ_BLOCK_Y)
+    srvgg_resize_three_quarters(const half_t* __restrict__ src, int sh, int sw, half_t* __restrict__ dst, int dh,
+                                int dw, float a) {
+    const int m = blockIdx.x * TQ_BLOCK_X + threadIdx.x, n = blockIdx.y * TQ_BLOCK_Y + threadIdx.y;
+    const int x0 = 6 * m, y0 = 6 * n;  // first output column and row; source windows start at 8 m - 1, 8 n - 1
+    if (x0 >= dw || y0 >= dh) return;
+    float w[3][4];
+    cubic_coeffs(1.0f / 6.0f, a, w[0]);
+    cubic_coeffs(0.5f, a, w[1]);
+    cubic_coeffs(5.0f / 6.0f, a, w[2]);
+    const half_t* plane = src + (size_t)blockIdx.z * sh * sw;
+    const int sx0 = 8 * m - 1;
+    const bool vector = (sw & 7) == 0 && sx0 + 9 < sw;
+    float hr[10][6];
+#pragma unroll
+    for (int r = 0; r < 10; ++r) {
+        const half_t* row = plane + (size_t)min(max(8 * n - 1 + r, 0), sh - 1) * sw;
+        float v[10];
+        if (vector) {
+            // columns 8 m .. 8 m + 7 in one aligned load (rows start 16-byte aligned)
+            const uint4 mid = *(const uint4*)(row + sx0 + 1);
+            const unsigned words[4] = {mid.x, mid.y, mid.z, mid.w};
+#pragma unroll
+            for (int k = 0; k < 4; ++k) {
+                v[1 + 2 * k] = h2f((half_t)(words[k] & 0xffffu));
+                v[2 + 2 * k] = h2f((half_t)(words[k] >> 16));
+            }
+            v[0] = h2f(row[max(sx0, 0)]);
+            v[9] = h2f(row[sx0 + 9]);
+        } else {
+#pragma unroll
+            for (int k = 0; k < 10; ++k) v[k] = h2f(row[min(max(sx0 + k, 0), sw - 1)]);
+        }
+#pragma unroll
+        for (int k = 0; k < 6; ++k) hr[r][k] = tq_tap(v, k / 3, k % 3, w);
+    }
+    half_t* out = dst + (size_t)blockIdx.z * dh * dw;
+#pragma unroll
+    for (int j = 0; j < 6; ++j) {
+        const int y = y0 + j;
+        if (y >= dh) break;
+        float col[10], o[6];
+#pragma unroll
+        for (int k = 0; k < 6; ++k) {
+#pragma unroll
+            for (int r = 0; r < 10; ++r) col[r] = hr[r][k];
+            o[k] = tq_tap(col, j / 3, j % 3, w);
+        }
+        half_t* p = out + (size_t)y * dw + x0;
+        if ((dw & 1) == 0 && x0 + 6 <= dw) {
+            // x0 is even and so is the row length: three aligned words, all six inside
+            unsigned* q = (unsigned*)p;
+            q[0] = pack2(o[0], o[1]);
+            q[1] = pack2(o[2], o[3]);
+            q[2] = pack2(o[4], o[5]);
+        } else {
+#pragma unroll
+            for (int k = 0; k < 6; ++k)
+                if (x0 + k < dw) p[k] = f2h(o[k]);
+        }
+    }
+}

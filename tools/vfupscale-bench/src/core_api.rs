@@ -32,6 +32,32 @@ pub fn resolve_model(given: &str) -> Result<PathBuf> {
     })
 }
 
+/// The peer's input (`check_image` of tools/peer/onnx_graph.py), planar RGB in 0..1: ripples, a checkerboard and
+/// Gaussian noise of σ 0.03 (the same formula; the noise from another generator), so that ours and torch.compile
+/// are timed on the same kind of picture: a noisy one, harder on the power budget than the clip's.
+pub fn test_frame(size: Size) -> Vec<f32> {
+    let (w, h) = (size.width as usize, size.height as usize);
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut uniform = move || {
+        // xorshift64*, 24 bits in (0, 1]
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        ((state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40) as f32 + 1.0) / (1u64 << 24) as f32
+    };
+    (0..3 * w * h)
+        .map(|i| {
+            let (c, y, x) = (i / (w * h), (i / w) % h, i % w);
+            let (xf, yf) = (x as f32, y as f32);
+            let checker = if (x / 7 + y / 5) % 2 == 1 { 0.5 } else { -0.5 };
+            let v = 0.5 + 0.3 * (xf * 0.35 + c as f32).sin() * (yf * 0.25).cos() + 0.15 * checker;
+            // Box–Muller
+            let noise = (-2.0 * uniform().ln()).sqrt() * (std::f32::consts::TAU * uniform()).cos();
+            (v + 0.03 * noise).clamp(0.0, 1.0)
+        })
+        .collect()
+}
+
 /// One CUDA device (its primary context, shared with the element).
 #[derive(Clone)]
 pub struct Gpu {
@@ -117,6 +143,15 @@ impl ModelRun {
         self.engine.backend()
     }
 
+    /// Makes `image` (planar RGB in 0..1 of the bound size) the input of the following runs. The time depends on
+    /// it: on the H200 the kernels run at the 700 W power limit, and the tensor cores draw less on smooth or
+    /// constant operands (docs/PERFORMANCE.md, attempt 15).
+    pub fn set_input(&mut self, image: &[f32]) -> Result<()> {
+        let stream = self.engine.stream().cloned().context("a GPU engine without a stream")?;
+        self.engine.input_tensor(0)?.upload_rgb(&stream, image)?;
+        Ok(())
+    }
+
     /// (a): `runs` runs timed after `warmup`, each waited for (one stream synchronisation per run, as in the
     /// element).
     pub fn time(&mut self, warmup: u64, runs: u64) -> Result<Measure> {
@@ -151,6 +186,21 @@ impl ModelRun {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_test_frame_is_a_varied_image_in_range() {
+        let size = Size::new(64, 48);
+        let frame = test_frame(size);
+        assert_eq!(frame.len(), 3 * size.pixels());
+        assert!(frame.iter().all(|v| (0.0..=1.0).contains(v)));
+        let mean = frame.iter().sum::<f32>() / frame.len() as f32;
+        let var = frame.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / frame.len() as f32;
+        assert!(var > 0.01, "variance {var}");
+        // neighbours differ (noise), not only at the probe image's edges
+        let differing = frame.windows(2).filter(|p| (p[0] - p[1]).abs() > 1e-3).count();
+        assert!(differing > frame.len() * 9 / 10, "{differing} of {}", frame.len());
+        assert_eq!(frame, test_frame(size), "deterministic");
+    }
 
     #[test]
     fn models_resolve_as_paths_or_names_and_missing_ones_say_how_to_install() {

@@ -4,7 +4,9 @@
 //! For each configuration (model, precision, input size), in one run:
 //! - (a) model only: the engine the element chooses, chosen by the same `vfupscale::select_engine` (our native
 //!   kernels, admitted by their agreement with ONNX Runtime, or ONNX Runtime with the element's session options),
-//!   input and output in device memory, one stream synchronisation per run as in the element; also ONNX Runtime's
+//!   input and output in device memory, the input a test frame (gradients, edges and noise: never zeros, which the
+//!   tensor cores run faster; the same run on zeros is printed beside it), one stream synchronisation per run as in
+//!   the element; also ONNX Runtime's
 //!   CUDA provider on the same model, and for engines that profile their kernels (the native ones) the time of
 //!   each kernel as the engine names it;
 //! - (b) element only: frames decoded beforehand into CUDA memory of the element's context, pushed through
@@ -34,7 +36,8 @@ use anyhow::{Context, Result};
 use clap::Parser;
 
 use config::{Args, Config, Settings};
-use core_api::{Backend, BackendChoice, Gpu, ModelRun, resolve_model};
+use core_api::{Backend, BackendChoice, Gpu, ModelRun, resolve_model, test_frame};
+use measure::Measure;
 use report::{Report, Row, kernel_summary, stages_summary, table};
 
 fn main() -> ExitCode {
@@ -129,11 +132,19 @@ fn run() -> Result<()> {
 fn measure(cfg: &Config, settings: &Settings, gpu: &Gpu, dir: &Path) -> Result<Row> {
     let runs = settings.model_runs();
     let path = &cfg.model.path;
+    let clip = pipelines::clip(cfg.size, settings.frames, settings.framerate, dir)?;
+    let picture = pipelines::clip_frame_rgb(&clip, &settings.decoder, cfg.size, settings.frames / 2)
+        .context("a frame of the test clip for (a)")?;
+    let peer_picture = test_frame(cfg.size);
     let mut chosen = ModelRun::open(gpu, path, cfg.precision, BackendChoice::Auto, cfg.size)
         .context("choosing the engine as the element does")?;
     let engine = chosen.backend();
+    chosen.set_input(&picture)?;
     let a = chosen.time(settings.warmup, runs).with_context(|| format!("(a) the model alone on {engine}"))?;
-    println!("  engine {engine}; (a) model alone {:.3} ms ({:.1}/s) over {} runs", a.ms_per_frame, a.fps, a.frames);
+    println!(
+        "  engine {engine}; (a) model alone on a frame of the clip {:.3} ms ({:.1}/s) over {} runs",
+        a.ms_per_frame, a.fps, a.frames
+    );
     if let Some(agreement) = &chosen.native_agreement {
         println!(
             "  native kernels agree with ONNX Runtime to {:.1} dB (largest difference {:.4})",
@@ -144,6 +155,21 @@ fn measure(cfg: &Config, settings: &Settings, gpu: &Gpu, dir: &Path) -> Result<R
     if let Some(kernels) = &kernels {
         println!("  {engine} kernels: {}", kernel_summary(kernels));
     }
+    // the same engine on the peer's kind of picture (what a / torch.compile compares) and on zeros (how much a
+    // constant input flatters the time: what (a) ran on before attempt 15)
+    chosen.set_input(&peer_picture)?;
+    let on_test_frame =
+        chosen.time(settings.warmup, runs).with_context(|| format!("(a) on the test frame on {engine}"))?;
+    chosen.set_input(&vec![0.0; peer_picture.len()])?;
+    let on_zeros = chosen.time(settings.warmup, runs).with_context(|| format!("(a) on zeros on {engine}"))?;
+    let against = |m: &Measure| 100.0 * (m.ms_per_frame / a.ms_per_frame - 1.0);
+    println!(
+        "  (a) on the peer's test frame {:.3} ms ({:+.1} %), on zeros {:.3} ms ({:+.1} %)",
+        on_test_frame.ms_per_frame,
+        against(&on_test_frame),
+        on_zeros.ms_per_frame,
+        against(&on_zeros)
+    );
     let native_agreement = chosen.native_agreement;
     // one engine on the GPU at a time: the chosen one is closed before the next opens
     drop(chosen);
@@ -152,12 +178,12 @@ fn measure(cfg: &Config, settings: &Settings, gpu: &Gpu, dir: &Path) -> Result<R
         _ => {
             let mut cuda = ModelRun::open(gpu, path, cfg.precision, BackendChoice::Cuda, cfg.size)
                 .context("ONNX Runtime's CUDA provider")?;
+            cuda.set_input(&picture)?;
             let ort = cuda.time(settings.warmup, runs).context("the model alone on ONNX Runtime's CUDA provider")?;
             println!("  ONNX Runtime CUDA, model alone {:.3} ms ({:.1}/s)", ort.ms_per_frame, ort.fps);
             ort
         }
     };
-    let clip = pipelines::clip(cfg.size, settings.frames, settings.framerate, dir)?;
     let b = pipelines::element_only(cfg, settings, engine, &clip).context("(b) the element alone")?;
     println!(
         "  (b) element {:.3} ms ({:.1}/s); stages {}",
@@ -180,6 +206,8 @@ fn measure(cfg: &Config, settings: &Settings, gpu: &Gpu, dir: &Path) -> Result<R
         engine: engine.name(),
         native_agreement,
         model_only: a,
+        model_on_test_frame: on_test_frame,
+        model_on_zeros: on_zeros,
         element: b.measure,
         pipeline: c.measure,
         b_over_a: b.measure.throughput_over(&a),

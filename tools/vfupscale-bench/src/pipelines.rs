@@ -73,6 +73,45 @@ pub fn clip(size: Size, frames: u64, framerate: Framerate, dir: &Path) -> Result
     Ok(path)
 }
 
+/// Frame `index` of `clip`, decoded by `decoder` and converted to planar RGB in 0..1 (GStreamer's videoconvert):
+/// the pictures of (b) and (c), for (a).
+pub fn clip_frame_rgb(clip: &Path, decoder: &str, size: Size, index: u64) -> Result<Vec<f32>> {
+    let desc = format!(
+        "filesrc location=\"{}\" ! qtdemux ! h264parse ! {decoder} ! videoconvert ! \
+         video/x-raw,format=RGB,width={},height={} ! appsink name=sink sync=false",
+        clip.display(),
+        size.width,
+        size.height
+    );
+    let pipeline = gst::parse::launch(&desc)?;
+    let sink =
+        by_name(&pipeline, "sink")?.downcast::<gst_app::AppSink>().map_err(|_| anyhow::anyhow!("not an appsink"))?;
+    pipeline.set_state(gst::State::Playing)?;
+    let mut sample = None;
+    for _ in 0..=index {
+        sample = sink.pull_sample().ok();
+    }
+    pipeline.set_state(gst::State::Null)?;
+    let sample = sample.with_context(|| format!("{} has no frame {index}", clip.display()))?;
+    let buffer = sample.buffer().context("a decoded sample without a buffer")?;
+    let map = buffer.map_readable()?;
+    let (w, h) = (size.width as usize, size.height as usize);
+    // packed RGB rows, each padded to 4 bytes (GStreamer's default stride for RGB)
+    let stride = (3 * w).next_multiple_of(4);
+    if map.len() < stride * h {
+        bail!("frame {index} of {}: {} bytes for {size} RGB", clip.display(), map.len());
+    }
+    let mut planar = vec![0.0f32; 3 * w * h];
+    for y in 0..h {
+        for x in 0..w {
+            for c in 0..3 {
+                planar[(c * h + y) * w + x] = f32::from(map[y * stride + 3 * x + c]) / 255.0;
+            }
+        }
+    }
+    Ok(planar)
+}
+
 /// Plays `pipeline` to EOS; the first error message, or a timeout, is an error.
 pub fn run_to_eos(pipeline: &gst::Element) -> Result<()> {
     pipeline.set_state(gst::State::Playing)?;

@@ -23,8 +23,12 @@ pub struct Row {
     pub engine: &'static str,
     /// How the native kernels' output agreed with ONNX Runtime's when they were admitted.
     pub native_agreement: Option<NativeAgreement>,
-    /// (a) the model alone on `engine`.
+    /// (a) the model alone on `engine`, on a frame of the clip that (b) and (c) run.
     pub model_only: Measure,
+    /// (a) on the peer's kind of input (ripples, checkerboard, noise): what ours / torch.compile compares.
+    pub model_on_test_frame: Measure,
+    /// (a) on zeros: how much a constant input flatters the model's time (never reported as (a)).
+    pub model_on_zeros: Measure,
     /// (b) the element alone on frames decoded beforehand.
     pub element: Measure,
     /// (c) the whole pipeline.
@@ -41,7 +45,8 @@ pub struct Row {
     pub native_kernels: Option<Vec<KernelTime>>,
     /// PyTorch on the same model, precision and size (`--peer`).
     pub peer: Option<PeerResult>,
-    /// Throughput of (a) and (c) over torch.compile's (above 1: ours is faster).
+    /// Throughput of (a) on the test frame (the peer's kind of input) and of (c) over torch.compile's (above 1:
+    /// ours is faster).
     pub a_over_torch_compile: Option<f64>,
     pub c_over_torch_compile: Option<f64>,
 }
@@ -50,7 +55,7 @@ impl Row {
     /// Adds the peer's numbers for this row and the ratios ours / torch.compile.
     pub fn set_peer(&mut self, peer: PeerResult) {
         let torch = peer.compiled_fps;
-        self.a_over_torch_compile = Some(self.model_only.fps / torch);
+        self.a_over_torch_compile = Some(self.model_on_test_frame.fps / torch);
         self.c_over_torch_compile = Some(self.pipeline.fps / torch);
         self.peer = Some(peer);
     }
@@ -116,7 +121,7 @@ pub fn table(rows: &[Row]) -> String {
         "(c) infer ms"
     );
     if with_peer {
-        out += &format!(" | {:>19} {:>7} {:>7}", "torch.compile", "a/torch", "c/torch");
+        out += &format!(" | {:>9} {:>19} {:>7} {:>7}", "(a) test", "torch.compile", "a/torch", "c/torch");
     }
     out.push('\n');
     for r in rows {
@@ -140,7 +145,12 @@ pub fn table(rows: &[Row]) -> String {
                 || format!("{:>19}", "-"),
                 |p| format!("{:7.2} ms {:6.1}/s", p.compiled_ms, p.compiled_fps),
             );
-            out += &format!(" | {torch} {:>7} {:>7}", ratio(r.a_over_torch_compile), ratio(r.c_over_torch_compile));
+            out += &format!(
+                " | {:6.2} ms {torch} {:>7} {:>7}",
+                r.model_on_test_frame.ms_per_frame,
+                ratio(r.a_over_torch_compile),
+                ratio(r.c_over_torch_compile)
+            );
         }
         out.push('\n');
     }
@@ -208,6 +218,8 @@ mod tests {
             engine: "native",
             native_agreement: Some(NativeAgreement { psnr_db: 70.0, max_difference: 0.01 }),
             model_only: m(4.0),
+            model_on_test_frame: m(2.5),
+            model_on_zeros: m(3.9),
             element: m(4.0),
             pipeline: m(5.0),
             b_over_a: 1.0,
@@ -223,9 +235,10 @@ mod tests {
         };
         assert!(!table(std::slice::from_ref(&row)).contains("torch"));
         row.set_peer(PeerResult::for_test(10.0));
-        assert_eq!((row.a_over_torch_compile, row.c_over_torch_compile), (Some(2.5), Some(2.0)));
+        assert_eq!((row.a_over_torch_compile, row.c_over_torch_compile), (Some(4.0), Some(2.0)));
         let text = table(std::slice::from_ref(&row));
-        assert!(text.contains("c/torch") && text.contains("2.500") && text.contains("2.000"), "{text}");
+        assert!(text.contains("c/torch") && text.contains("4.000") && text.contains("2.000"), "{text}");
+        assert!(text.contains("2.50 ms"), "(a) on the test frame beside the peer: {text}");
         let json: serde_json::Value = serde_json::to_value(&row).unwrap();
         assert_eq!(json["pipeline"]["ms_per_frame"], 5.0);
         assert_eq!(json["c_over_torch_compile"], 2.0);

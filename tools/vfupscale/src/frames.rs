@@ -93,6 +93,9 @@ impl FrameUpscaler {
         // the element takes RGBA as it is: no 4:2:0 round trip
         let rgba = gst::Caps::builder("video/x-raw").field("format", "RGBA").build();
         let upscaler = upscale.element()?;
+        // one frame at a time, each awaited before the next is pushed: the element must not keep a CUDA frame in
+        // flight for a next frame that only comes once this one is out (it did, and images hung on the GPU path)
+        upscaler.set_property("async-depth", 0u32);
         let size = filter(gst::Caps::builder("video/x-raw").any_features().build())?;
         let sink = gst_app::AppSink::builder()
             .caps(&gst::Caps::builder("video/x-raw").field("format", "RGBA").build())

@@ -83,6 +83,16 @@ say "--size 3840x2160 from 1080p takes the x2 model; x4 by -s 4"
 "$bin" -i h264.mkv -o s4.mkv -s 4 -y --encoder x265enc --preset ultrafast 2> err.txt || { cat err.txt; fail "-s 4"; }
 grep -q "7680×4320" err.txt || fail "-s 4 size"
 
+say "--size 3840x2160 with a ×4 model: 7680×4320 from the model, downscaled on the GPU; fps and what bounds it"
+"$bin" -i h264.mkv -o size4.mkv --size 3840x2160 -m realesr-animevideov3-x4 -y 2> err.txt || { cat err.txt; fail "size x4"; }
+cat err.txt
+grep -q "1920×1080 → 3840×2160" err.txt || fail "size x4: sizes"
+grep -q "60 frames in" err.txt || fail "size x4: frame count"
+gst-launch-1.0 -v filesrc location=size4.mkv ! matroskademux ! fakesink > caps4.txt 2>&1
+grep -q "width=(int)3840, height=(int)2160" caps4.txt || fail "size4.mkv is not 3840×2160"
+"$bin" bench -i h264.mkv --frames 60 --size 3840x2160 -m realesr-animevideov3-x4 | tee bench4.txt
+grep -q "^bounded by " bench4.txt || fail "bench --size x4"
+
 say "Ctrl+C finishes the file promptly"
 clip long.mkv "x264enc speed-preset=ultrafast ! h264parse" I420 1800
 "$bin" -i long.mkv -o stopped.mkv -y --progress plain 2> err.txt &
