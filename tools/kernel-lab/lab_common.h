@@ -137,3 +137,22 @@ static CUdeviceptr alloc(size_t bytes) {
     return p;
 }
 
+// Opens the libraries, makes device 0's primary context current and prints what runs the lab; returns the
+// multiprocessor count.
+static int init_device() {
+    load_libraries();
+    CK(p_cuInit(0));
+    CUdevice dev;
+    CK(p_cuDeviceGet(&dev, 0));
+    CUcontext ctx;
+    CK(p_cuDevicePrimaryCtxRetain(&ctx, dev));
+    CK(p_cuCtxSetCurrent(ctx));
+    char name[256];
+    p_cuDeviceGetName(name, sizeof name, dev);
+    int sms, drv, rmaj, rmin;
+    p_cuDeviceGetAttribute(&sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev);
+    p_cuDriverGetVersion(&drv);
+    p_nvrtcVersion(&rmaj, &rmin);
+    printf("device %s, %d SMs, driver API %d, NVRTC %d.%d\n", name, sms, drv, rmaj, rmin);
+    return sms;
+}

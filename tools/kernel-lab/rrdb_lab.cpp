@@ -31,6 +31,7 @@ struct RrdbEpilogue {
     int res2_stride;
     float gamma;
 };
+static_assert(sizeof(RrdbShape) == 28 && sizeof(RrdbEpilogue) == 64, "the kernel's parameter layout");
 static const int TILE_COLS = 128, TILE_ROWS = 4;
 static const int SMEM32 = 2 * (50176 + 30720) + 2 * 8192 + 32 + 1024;  // Layout<32>::SMEM
 static const int SMEM64 = 2 * (50176 + 36864) + 2 * 8192 + 32 + 1024;  // Layout<64>::SMEM
@@ -346,20 +347,7 @@ int main(int argc, char** argv) {
     }
     const std::string dir = argv[1];
     const int iterations = std::max(1, argc > 2 ? atoi(argv[2]) : 30);
-    load_libraries();
-    CK(p_cuInit(0));
-    CUdevice dev;
-    CK(p_cuDeviceGet(&dev, 0));
-    CUcontext ctx;
-    CK(p_cuDevicePrimaryCtxRetain(&ctx, dev));
-    CK(p_cuCtxSetCurrent(ctx));
-    char name[256];
-    p_cuDeviceGetName(name, sizeof name, dev);
-    int sms, drv, rmaj, rmin;
-    p_cuDeviceGetAttribute(&sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev);
-    p_cuDriverGetVersion(&drv);
-    p_nvrtcVersion(&rmaj, &rmin);
-    printf("device %s, %d SMs, driver API %d, NVRTC %d.%d\n", name, sms, drv, rmaj, rmin);
+    const int sms = init_device();
 
     CUmodule m = compile(read_file(dir + "/rrdb_sm90.cu"), "rrdb_sm90.cu", "compute_90a");
     auto function = [&](const char* fn, int smem) {

@@ -267,6 +267,17 @@ __device__ __forceinline__ float activate(float v, const RrdbEpilogue& e) {
     return e.alpha * v;
 }
 
+// The four 8x8 blocks that one stmatrix.x4 stores: pixel blocks j0, j0 + 1 x accumulator rows g, g + 8 (bias b[0],
+// b[1]), activated and packed to fp16 pairs.
+__device__ __forceinline__ void pack_blocks(const float d[64], int j0, const float b[2], const RrdbEpilogue& e,
+                                            unsigned r4[4]) {
+#pragma unroll
+    for (int m = 0; m < 4; ++m) {
+        const int j = j0 + (m >> 1), h = m & 1;
+        r4[m] = pack2(activate(d[4 * j + 2 * h] + b[h], e), activate(d[4 * j + 2 * h + 1] + b[h], e));
+    }
+}
+
 __device__ __forceinline__ uint4 ld_shared16(unsigned addr) {
     uint4 v;
     asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(addr));
@@ -295,11 +306,7 @@ __device__ __forceinline__ void store_row64(const float d[64], const Lane& l, co
 #pragma unroll
         for (int jj = 0; jj < 8; jj += 2) {
             unsigned r4[4];
-#pragma unroll
-            for (int m = 0; m < 4; ++m) {
-                const int j = 8 * half + jj + (m >> 1), h = m & 1;
-                r4[m] = pack2(activate(d[4 * j + 2 * h] + b[h], e), activate(d[4 * j + 2 * h + 1] + b[h], e));
-            }
+            pack_blocks(d, 8 * half + jj, b, e, r4);
             const int m = l.lane >> 3, px = 8 * (jj + (m >> 1)) + (l.lane & 7), c = 2 * l.wq + (m & 1);
             stmatrix_x4_trans(l.staging + px * 128 + ((c ^ (px & 7)) << 4), r4[0], r4[1], r4[2], r4[3]);
         }
@@ -337,11 +344,7 @@ __device__ __forceinline__ void store_pair32(const float d[64], const Lane& l, c
 #pragma unroll
         for (int jj = 0; jj < 8; jj += 2) {
             unsigned r4[4];
-#pragma unroll
-            for (int m = 0; m < 4; ++m) {
-                const int j = 8 * half + jj + (m >> 1), h = m & 1;
-                r4[m] = pack2(activate(d[4 * j + 2 * h] + b[h], e), activate(d[4 * j + 2 * h + 1] + b[h], e));
-            }
+            pack_blocks(d, 8 * half + jj, b, e, r4);
             const int m = l.lane >> 3, px = 8 * (jj + (m >> 1)) + (l.lane & 7), c = 2 * (l.wq & 1) + (m & 1);
             stmatrix_x4_trans(l.staging + orow * 4096 + px * 64 + ((c ^ ((px >> 1) & 3)) << 4), r4[0], r4[1], r4[2],
                               r4[3]);

@@ -131,20 +131,7 @@ int main(int argc, char** argv) {
     int iterations = argc > 2 ? atoi(argv[2]) : 30;
     // "profile": only the 1080p problems, for Nsight Compute
     bool profile = argc > 3 && strcmp(argv[3], "profile") == 0;
-    load_libraries();
-    CK(p_cuInit(0));
-    CUdevice dev;
-    CK(p_cuDeviceGet(&dev, 0));
-    CUcontext ctx;
-    CK(p_cuDevicePrimaryCtxRetain(&ctx, dev));
-    CK(p_cuCtxSetCurrent(ctx));
-    char name[256];
-    p_cuDeviceGetName(name, sizeof name, dev);
-    int sms, drv, rmaj, rmin;
-    p_cuDeviceGetAttribute(&sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev);
-    p_cuDriverGetVersion(&drv);
-    p_nvrtcVersion(&rmaj, &rmin);
-    printf("device %s, %d SMs, driver API %d, NVRTC %d.%d\n", name, sms, drv, rmaj, rmin);
+    const int sms = init_device();
 
     CUmodule sm90 = compile(read_file(dir + "/srvgg_sm90.cu"), "srvgg_sm90.cu", "compute_90a");
     CUmodule base = compile(read_file(dir + "/srvgg.cu"), "srvgg.cu", "compute_90");
