@@ -20,7 +20,7 @@
     X(cuFuncSetAttribute) X(cuFuncGetAttribute) X(cuMemAlloc_v2) X(cuMemFree_v2) X(cuMemcpyHtoD_v2)                  \
     X(cuMemcpyDtoH_v2) X(cuMemsetD16_v2) X(cuLaunchKernel) X(cuEventCreate) X(cuEventRecord) X(cuEventSynchronize)   \
     X(cuEventElapsedTime) X(cuCtxSynchronize) X(cuTensorMapEncodeTiled) X(cuDeviceGetAttribute) X(cuGetErrorName)    \
-    X(cuDeviceGetName) X(cuDriverGetVersion)
+    X(cuDeviceGetName) X(cuDriverGetVersion) X(cuEventQuery)
 #define NVRTC(X)                                                                                                    \
     X(nvrtcCreateProgram) X(nvrtcCompileProgram) X(nvrtcGetProgramLogSize) X(nvrtcGetProgramLog) X(nvrtcGetPTXSize) \
     X(nvrtcGetPTX) X(nvrtcDestroyProgram) X(nvrtcVersion)
