@@ -68,7 +68,7 @@ static const Conv CONVS[] = {
 // stored: the baseline the row pairs are measured against).
 struct Kernel {
     const char* name;
-    CUfunction f;
+    CUfunction f, copies, mmas;  // the kernel and its two timing probes
     int smem, rows;  // rows of A per output row set: 32 (row pairs) or 64
 };
 
@@ -180,7 +180,8 @@ static void reset_output(const Problem& p) {
         CK(p_cuMemcpyHtoD_v2(p.d_out, p.out.data(), p.out.size() * 2));
 }
 
-static void launch(const Kernel& k, const Problem& p, int sms) {
+// probe: 0, or one of the kernel's timing probes (1: the copies alone, 2: no epilogue; outputs not written)
+static void launch(const Kernel& k, const Problem& p, int sms, int probe = 0) {
     const Conv& cv = p.cv;
     RrdbShape s{p.n, p.h, p.w, (p.w + TILE_COLS - 1) / TILE_COLS, (p.h + TILE_ROWS - 1) / TILE_ROWS, 0, cv.cin / 32};
     s.tiles = p.n * s.tiles_x * s.strips;
@@ -211,7 +212,8 @@ static void launch(const Kernel& k, const Problem& p, int sms) {
     }
     CUdeviceptr wts = p.d_weights.at(k.rows);
     void* args[] = {&map, &wts, &e, &s};
-    CK(p_cuLaunchKernel(k.f, std::min(sms, s.tiles), 1, 1, 384, 1, 1, k.smem, nullptr, args, nullptr));
+    CUfunction f = probe == 1 ? k.copies : probe == 2 ? k.mmas : k.f;
+    CK(p_cuLaunchKernel(f, std::min(sms, s.tiles), 1, 1, 384, 1, 1, k.smem, nullptr, args, nullptr));
 }
 
 // fp32 reference of output pixel q (all cout channels).
@@ -343,15 +345,15 @@ static Check check(const Kernel& k, Problem& p, int sms, size_t samples) {
 
 // Median, min and max of `iterations` launches, each between its own pair of events, after 3 warm-up launches.
 static void time_kernel(const Kernel& k, const Problem& p, int sms, int iterations, float* median, float* lo,
-                        float* hi) {
+                        float* hi, int probe = 0) {
     CUevent a, b;
     CK(p_cuEventCreate(&a, 0));
     CK(p_cuEventCreate(&b, 0));
-    for (int i = 0; i < 3; ++i) launch(k, p, sms);
+    for (int i = 0; i < 3; ++i) launch(k, p, sms, probe);
     std::vector<float> ms(iterations);
     for (int i = 0; i < iterations; ++i) {
         CK(p_cuEventRecord(a, nullptr));
-        launch(k, p, sms);
+        launch(k, p, sms, probe);
         CK(p_cuEventRecord(b, nullptr));
         CK(p_cuEventSynchronize(b));
         CK(p_cuEventElapsedTime(&ms[i], a, b));
@@ -382,8 +384,10 @@ int main(int argc, char** argv) {
         printf("  %-18s %3d registers, %d bytes local, %d bytes shared\n", fn, regs, local, smem);
         return f;
     };
-    const Kernel pair{"row pairs", function("rrdb_conv32_sm90", SMEM32), SMEM32, 32};
-    const Kernel c64{"Cout 64", function("rrdb_conv64_sm90", SMEM64), SMEM64, 64};
+    const Kernel pair{"row pairs", function("rrdb_conv32_sm90", SMEM32), function("rrdb_conv32_sm90_copies", SMEM32),
+                      function("rrdb_conv32_sm90_mmas", SMEM32), SMEM32, 32};
+    const Kernel c64{"Cout 64", function("rrdb_conv64_sm90", SMEM64), function("rrdb_conv64_sm90_copies", SMEM64),
+                     function("rrdb_conv64_sm90_mmas", SMEM64), SMEM64, 64};
 
     bool all_ok = true;
     std::vector<std::string> table;
@@ -395,7 +399,7 @@ int main(int argc, char** argv) {
             if (k == &pair && cv.cout != 32) continue;
             const Check c = check(*k, p, sms, samples);
             all_ok = all_ok && c.ok;
-            char line[512];
+            char line[640];
             snprintf(line, sizeof line, "%4dx%-4d n=%d %-30s %-9s rel_l2 %.2e max_abs %.2e unwritten %zu clobbered %zu %s",
                      w, h, n, cv.name, k->name, c.rel_l2, c.max_abs, c.unwritten, c.clobbered, c.ok ? "ok" : "WRONG");
             if (!c.ok || !c.first_bad.empty()) {
@@ -409,6 +413,12 @@ int main(int argc, char** argv) {
                 const double tflops = 2.0 * p.px * cv.cin * cv.cout * 9 / (med * 1e-3) / 1e12;
                 char t[160];
                 snprintf(t, sizeof t, "  %.4f ms (%.4f-%.4f)  %.0f TFLOP/s (useful)", med, lo, hi, tflops);
+                strncat(line, t, sizeof line - strlen(line) - 1);
+                // where the time goes: the copies alone, the copies and the MMAs (no epilogue)
+                float copies, mmas, x0, x1;
+                time_kernel(*k, p, sms, iterations, &copies, &x0, &x1, 1);
+                time_kernel(*k, p, sms, iterations, &mmas, &x0, &x1, 2);
+                snprintf(t, sizeof t, "  [copies alone %.4f, + MMAs %.4f]", copies, mmas);
                 strncat(line, t, sizeof line - strlen(line) - 1);
                 const std::string key = std::string(cv.name) + "@" + std::to_string(h);
                 if (!best.count(key) || med < best[key]) best[key] = med;
