@@ -37,7 +37,8 @@ struct RrdbEpilogue {
 static_assert(sizeof(RrdbShape) == 28 && sizeof(RrdbEpilogue) == 64, "the kernel's parameter layout");
 static const int TILE_COLS = 128, TILE_ROWS = 4;
 static const int SMEM32 = 2 * (50176 + 30720) + 2 * 8192 + 32 + 1024;  // Layout<32>::SMEM
-static const int SMEM64 = 2 * (50176 + 36864) + 2 * 8192 + 32 + 1024;  // Layout<64>::SMEM
+static const int SMEM32Z = 2 * (50176 + 25600) + 2 * 8192 + 32 + 1024;  // Layout<32, true>::SMEM
+static const int SMEM64 = 2 * (50176 + 36864) + 2 * 8192 + 32 + 1024;   // Layout<64>::SMEM
 static const uint16_t POISON = 0x7e00, SENTINEL = 0x7e01;              // two NaNs
 
 // One convolution as RRDBNet uses it. The input is the first `cin` channels of a buffer of `in_stride` channels;
@@ -64,12 +65,16 @@ static const Conv CONVS[] = {
     {"conv_body 64->64 +trunk", 64, 64, 64, false, 64, 0, 0, 1.0f, false, 0, true, 1.0f},
 };
 
-// A kernel: the row-pair Cout 32 kernel, or the Cout 64 kernel (for Cout 32: A's rows 32-63 zero, 32 channels
-// stored: the baseline the row pairs are measured against).
+// The layouts of A: row pairs (Cout 32), row pairs with the zero row groups shared and never copied (Cout 32), or
+// 64 output channels (for Cout 32: rows 32-63 zero, 32 channels stored: the baseline the row pairs are measured
+// against).
+enum ALayout { PAIRS = 32, PAIRS_ZEROS = 33, C64 = 64 };
+
 struct Kernel {
     const char* name;
     CUfunction f, copies, mmas;  // the kernel and its two timing probes
-    int smem, rows;  // rows of A per output row set: 32 (row pairs) or 64
+    int smem;
+    ALayout layout;
 };
 
 static uint64_t splitmix(uint64_t& s) {
@@ -82,12 +87,24 @@ static float uniform(uint64_t& s, float lo, float hi) {
     return lo + (hi - lo) * (float)((splitmix(s) >> 40) * (1.0 / 16777216.0));
 }
 
-// The shared-memory images of A, chunk after chunk of 32 input channels (rrdb_sm90.cu's layouts). w: fp16 bits
-// [cout][cin][3][3].
-static std::vector<uint16_t> pack_weights(const std::vector<uint16_t>& w, int cin, int cout, int rows) {
+// The images of A that the kernels copy, chunk after chunk of 32 input channels (rrdb_sm90.cu's layouts). w: fp16
+// bits [cout][cin][3][3].
+static std::vector<uint16_t> pack_weights(const std::vector<uint16_t>& w, int cin, int cout, ALayout layout) {
     const int chunks = cin / 32;
     std::vector<uint16_t> a;
-    if (rows == 32) {
+    if (layout == PAIRS_ZEROS) {
+        // [chunk][kx][k-step][K-half][12 row groups: W(ky 2), W(ky 1), W(ky 0)][8 rows][8 channels]
+        a.assign((size_t)chunks * 9216, 0);
+        for (int co = 0; co < 32; ++co)
+            for (int ci = 0; ci < cin; ++ci)
+                for (int ky = 0; ky < 3; ++ky)
+                    for (int kx = 0; kx < 3; ++kx) {
+                        const int c = ci / 32, ks = (ci % 32) / 16, kh = (ci % 16) / 8, e = ci % 8;
+                        const int group = (2 - ky) * 4 + co / 8, row = co % 8;
+                        a[(size_t)c * 9216 + ((((kx * 2 + ks) * 2 + kh) * 12 + group) * 8 + row) * 8 + e] =
+                            w[((co * cin + ci) * 3 + ky) * 3 + kx];
+                    }
+    } else if (layout == PAIRS) {
         // [chunk][kx][k-step][K-half][20 row groups: 0, W(ky 2), W(ky 1), W(ky 0), 0][8 rows][8 channels]
         a.assign((size_t)chunks * 15360, 0);
         for (int co = 0; co < 32; ++co)
@@ -121,7 +138,7 @@ struct Problem {
     std::vector<uint16_t> in, out, res2, weights;  // out: empty when the output is a slice of `in`
     std::vector<float> bias;
     CUdeviceptr d_in = 0, d_out = 0, d_res2 = 0, d_bias = 0;
-    std::map<int, CUdeviceptr> d_weights;  // by rows of A
+    std::map<int, CUdeviceptr> d_weights;  // by layout of A
 };
 
 static void fill_buffer(std::vector<uint16_t>& buf, size_t px, int stride, int c_lo, int c_hi, uint64_t& s) {
@@ -159,9 +176,9 @@ static Problem make_problem(const Conv& cv, int n, int h, int w, uint64_t seed) 
     if (cv.res2) p.d_res2 = upload(p.res2);
     p.d_bias = alloc(256);
     CK(p_cuMemcpyHtoD_v2(p.d_bias, p.bias.data(), 256));
-    for (int rows : {32, 64}) {
-        if (rows == 32 && cv.cout != 32) continue;
-        p.d_weights[rows] = upload(pack_weights(p.weights, cv.cin, cv.cout, rows));
+    for (ALayout layout : {PAIRS, PAIRS_ZEROS, C64}) {
+        if (layout != C64 && cv.cout != 32) continue;
+        p.d_weights[layout] = upload(pack_weights(p.weights, cv.cin, cv.cout, layout));
     }
     return p;
 }
@@ -210,7 +227,7 @@ static void launch(const Kernel& k, const Problem& p, int sms, int probe = 0) {
         e.res2_stride = cv.in_stride;
         e.gamma = cv.gamma;
     }
-    CUdeviceptr wts = p.d_weights.at(k.rows);
+    CUdeviceptr wts = p.d_weights.at(k.layout);
     void* args[] = {&map, &wts, &e, &s};
     CUfunction f = probe == 1 ? k.copies : probe == 2 ? k.mmas : k.f;
     CK(p_cuLaunchKernel(f, std::min(sms, s.tiles), 1, 1, 384, 1, 1, k.smem, nullptr, args, nullptr));
@@ -381,22 +398,26 @@ int main(int argc, char** argv) {
         int regs, local;
         p_cuFuncGetAttribute(&regs, CU_FUNC_ATTRIBUTE_NUM_REGS, f);
         p_cuFuncGetAttribute(&local, CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES, f);
-        printf("  %-18s %3d registers, %d bytes local, %d bytes shared\n", fn, regs, local, smem);
+        printf("  %-24s %3d registers, %d bytes local, %d bytes shared\n", fn, regs, local, smem);
         return f;
     };
     const Kernel pair{"row pairs", function("rrdb_conv32_sm90", SMEM32), function("rrdb_conv32_sm90_copies", SMEM32),
-                      function("rrdb_conv32_sm90_mmas", SMEM32), SMEM32, 32};
+                      function("rrdb_conv32_sm90_mmas", SMEM32), SMEM32, PAIRS};
+    const Kernel pairz{"pairs, 0s", function("rrdb_conv32z_sm90", SMEM32Z),
+                       function("rrdb_conv32z_sm90_copies", SMEM32Z), function("rrdb_conv32z_sm90_mmas", SMEM32Z),
+                       SMEM32Z, PAIRS_ZEROS};
     const Kernel c64{"Cout 64", function("rrdb_conv64_sm90", SMEM64), function("rrdb_conv64_sm90_copies", SMEM64),
-                     function("rrdb_conv64_sm90_mmas", SMEM64), SMEM64, 64};
+                     function("rrdb_conv64_sm90_mmas", SMEM64), SMEM64, C64};
 
     bool all_ok = true;
     std::vector<std::string> table;
     std::map<std::string, float> best;  // name @ size -> median ms of the kernel the engine would use
     uint64_t seed = 20261202;
-    auto run = [&](const Conv& cv, int n, int h, int w, bool timed, size_t samples) {
+    auto run = [&](const Conv& cv, int n, int h, int w, bool timed, size_t samples,
+                   std::vector<const Kernel*> kernels) {
         Problem p = make_problem(cv, n, h, w, splitmix(seed));
-        for (const Kernel* k : {&pair, &c64}) {
-            if (k == &pair && cv.cout != 32) continue;
+        for (const Kernel* k : kernels) {
+            if (k->layout != C64 && cv.cout != 32) continue;
             const Check c = check(*k, p, sms, samples);
             all_ok = all_ok && c.ok;
             char line[640];
@@ -430,15 +451,22 @@ int main(int argc, char** argv) {
         free_problem(p);
     };
     // correctness on odd sizes (all pixels), then 720p (sampled pixels, every output checked for writes) and timing
+    // the variant with shared zeros last of all: a fault there loses nothing measured before it
     for (const Conv& cv : CONVS) {
-        run(cv, 1, 61, 97, false, 0);
-        run(cv, 2, 37, 261, false, 0);
+        run(cv, 1, 61, 97, false, 0, {&pair, &c64});
+        run(cv, 2, 37, 261, false, 0, {&pair, &c64});
     }
-    for (const Conv& cv : CONVS) run(cv, 1, 720, 1280, true, 3000);
+    for (const Conv& cv : CONVS) run(cv, 1, 720, 1280, true, 3000, {&pair, &c64});
     for (const Conv& cv : CONVS)
         if (strcmp(cv.name, "conv 64->64 leaky") == 0) {
-            run(cv, 1, 1440, 2560, true, 1000);
-            run(cv, 1, 2880, 5120, true, 1000);
+            run(cv, 1, 1440, 2560, true, 1000, {&c64});
+            run(cv, 1, 2880, 5120, true, 1000, {&c64});
+        }
+    for (const Conv& cv : CONVS)
+        if (cv.cout == 32) {
+            run(cv, 1, 61, 97, false, 0, {&pairz});
+            run(cv, 2, 37, 261, false, 0, {&pairz});
+            run(cv, 1, 720, 1280, true, 3000, {&pairz});
         }
 
     printf("\n== summary (%s)\n", all_ok ? "all correct" : "SOME WRONG");

@@ -73,19 +73,25 @@ struct RrdbEpilogue {
 #define W64_CHUNK (9 * 2 * KSTEP_BYTES)                // 36864
 #define PAIR_BLOCK_BYTES 5120                          // Cout 32: 2 K-halves x 20 row groups x 128 bytes
 #define W32_CHUNK (3 * 2 * PAIR_BLOCK_BYTES)           // 30720
+#define SLICE_BYTES 2048                               // Cout 32, zeros shared: one K-half slice, 16 row groups
+#define SLICE_LOAD 1536                                // of which W(2), W(1), W(0) are copied (the zeros stay)
+#define W32Z_CHUNK (12 * SLICE_BYTES + 512)            // 25088 in shared memory (12 slices + the last zeros)
+#define W32Z_LOAD (12 * SLICE_LOAD)                    // 18432 copied per chunk
 #define EPI_BYTES 8192                                 // per consumer warpgroup
 #define CONSUMERS 2
 #define THREADS ((CONSUMERS + 1) * 128)
 
-template <int COUT>
+// ZEROS (Cout 32 only): the zero row groups of A shared between slices and kept in shared memory, not copied.
+template <int COUT, bool ZEROS>
 struct Layout {
     enum : int {
-        W_CHUNK = COUT == 64 ? W64_CHUNK : W32_CHUNK,
-        STAGE = HALO_STAGE + W_CHUNK,  // 87040 / 80896, multiples of 1 KiB
+        W_CHUNK = COUT == 64 ? W64_CHUNK : ZEROS ? W32Z_CHUNK : W32_CHUNK,  // A's bytes per chunk in shared memory
+        W_LOAD = COUT == 32 && ZEROS ? W32Z_LOAD : W_CHUNK,                  // and in the weights (copied)
+        STAGE = HALO_STAGE + (W_CHUNK + 1023) / 1024 * 1024,                 // 87040 / 80896 / 75776
         STAGES = 2,
         OFF_EPI = STAGES * STAGE,
         OFF_BARRIERS = OFF_EPI + CONSUMERS * EPI_BYTES,
-        SMEM = OFF_BARRIERS + 4 * 8 + 1024,  // + room to align the base to 1 KiB: 191552 / 179264
+        SMEM = OFF_BARRIERS + 4 * 8 + 1024,  // + room to align the base to 1 KiB: 191552 / 179264 / 169024
     };
 };
 
@@ -225,9 +231,13 @@ __device__ __forceinline__ void mma_chunk64(float d0[64], float d1[64], unsigned
 }
 
 // Cout 32: the 24 MMAs of one chunk for the row pair 2k, 2k + 1 (accumulator rows 0-31 and 32-63). A image per
-// chunk: [kx][k-step][K-half][20 row groups: 0, W(ky 2), W(ky 1), W(ky 0), 0][8 rows][8 channels].
+// chunk: [kx][k-step][K-half][20 row groups: 0, W(ky 2), W(ky 1), W(ky 0), 0][8 rows][8 channels]; with ZEROS,
+// [kx][k-step][K-half][16 row groups: 0, W(ky 2), W(ky 1), W(ky 0)][8][8] + 4 zero groups: the zeros after W(ky 0)
+// are the next slice's first ones.
+template <bool ZEROS>
 __device__ __forceinline__ void mma_chunk32(float d[64], unsigned stage, int k, int first) {
-    const unsigned long long a0 = opaque(make_desc(stage + HALO_STAGE, 20 * 128, 128, 0));
+    constexpr int slice = ZEROS ? SLICE_BYTES : PAIR_BLOCK_BYTES / 2;
+    const unsigned long long a0 = opaque(make_desc(stage + HALO_STAGE, slice, 128, 0));
     const unsigned long long b0 = halo_desc(stage, 2 * k);
 #pragma unroll
     for (int h = 0; h < 4; ++h) {
@@ -236,7 +246,7 @@ __device__ __forceinline__ void mma_chunk32(float d[64], unsigned stage, int k, 
 #pragma unroll
             for (int ks = 0; ks < 2; ++ks) {
                 const unsigned long long a =
-                    a0 + (unsigned)(((kx * 2 + ks) * PAIR_BLOCK_BYTES + (3 - h) * 4 * 128) >> 4);
+                    a0 + (unsigned)(((kx * 2 + ks) * 2 * slice + (3 - h) * 4 * 128) >> 4);
                 wgmma_m64n128k16(d, a, b0 + B_OFFSET(h, kx, ks), first ? (h | kx | ks) : 1);
             }
         }
@@ -365,12 +375,12 @@ __device__ __forceinline__ void store_pair32(const float d[64], const Lane& l, c
 
 // The convolution. `map`: the input buffer as (channels, w, h, n), fp16, 64-byte swizzle, box 32 x HALO_W x HALO_H
 // x 1 (chunk c is the box at channel 32 c). `weights`: per chunk the shared-memory image of its A operands
-// (Layout<COUT>::W_CHUNK bytes, chunk after chunk). PROBE: 0; the lab's timing probes (compiled apart, so that the
+// (Layout::W_LOAD bytes, chunk after chunk). PROBE: 0; the lab's timing probes (compiled apart, so that the
 // real kernels' code stays as it is): 1 = the copies alone (no MMAs, no stores), 2 = no epilogue.
-template <int COUT, int PROBE>
+template <int COUT, bool ZEROS, int PROBE>
 __device__ __forceinline__ void rrdb_conv(const TensorMap* map, const half_t* __restrict__ weights,
                                           const RrdbEpilogue& e, const RrdbShape& s) {
-    typedef Layout<COUT> L;
+    typedef Layout<COUT, ZEROS> L;
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     const unsigned raw = smem_u32(smem_raw);
     const unsigned base = (raw + 1023) & ~1023u;
@@ -382,6 +392,16 @@ __device__ __forceinline__ void rrdb_conv(const TensorMap* map, const half_t* __
             mbar_init(empty0 + 8 * st, CONSUMERS * 128);
         }
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    if constexpr (ZEROS) {
+        // the zero row groups of both stages' A images, written once (generic stores read by the tensor cores:
+        // proxy fence before the barrier)
+        for (int i = threadIdx.x; i < L::STAGES * 13 * 32; i += THREADS) {
+            const int st = i / (13 * 32), sl = (i / 32) % 13, q = i % 32;
+            *(uint4*)(smem_raw + (base - raw) + st * L::STAGE + HALO_STAGE + sl * SLICE_BYTES + q * 16) =
+                make_uint4(0, 0, 0, 0);
+        }
+        asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
     }
     __syncthreads();
 
@@ -398,10 +418,16 @@ __device__ __forceinline__ void rrdb_conv(const TensorMap* map, const half_t* __
                     const int st = i & 1;
                     if (i >= L::STAGES) mbar_wait(empty0 + 8 * st, ((i >> 1) - 1) & 1);
                     const unsigned full = full0 + 8 * st, stage = base + st * L::STAGE;
-                    mbar_expect_tx(full, HALO_BYTES + L::W_CHUNK);
+                    mbar_expect_tx(full, HALO_BYTES + L::W_LOAD);
                     tma_load_4d(stage, map, 32 * c, x0, y0, img, full);
-                    bulk_load(stage + HALO_STAGE, (const unsigned char*)weights + (size_t)c * L::W_CHUNK, L::W_CHUNK,
-                              full);
+                    const unsigned char* w = (const unsigned char*)weights + (size_t)c * L::W_LOAD;
+                    if constexpr (ZEROS) {
+                        for (int sl = 0; sl < 12; ++sl)
+                            bulk_load(stage + HALO_STAGE + sl * SLICE_BYTES + 512, w + sl * SLICE_LOAD, SLICE_LOAD,
+                                      full);
+                    } else {
+                        bulk_load(stage + HALO_STAGE, w, L::W_LOAD, full);
+                    }
                 }
             }
         }
@@ -430,7 +456,7 @@ __device__ __forceinline__ void rrdb_conv(const TensorMap* map, const half_t* __
                 if constexpr (COUT == 64)
                     mma_chunk64(d0, d1, base + st * L::STAGE, k, c == 0);
                 else
-                    mma_chunk32(d0, base + st * L::STAGE, k, c == 0);
+                    mma_chunk32<ZEROS>(d0, base + st * L::STAGE, k, c == 0);
                 wgmma_commit();
                 if (c > 0) {
                     // the previous chunk's MMAs are done: its stage can be refilled while this chunk's run
@@ -467,14 +493,17 @@ __device__ __forceinline__ void rrdb_conv(const TensorMap* map, const half_t* __
     }
 }
 
-#define RRDB_KERNEL(NAME, COUT, PROBE)                                                                        \
+#define RRDB_KERNEL(NAME, COUT, ZEROS, PROBE)                                                                 \
     extern "C" __global__ void __launch_bounds__(THREADS, 1)                                                   \
         NAME(const __grid_constant__ TensorMap map, const half_t* weights, RrdbEpilogue e, RrdbShape s) {      \
-        rrdb_conv<COUT, PROBE>(&map, weights, e, s);                                                            \
+        rrdb_conv<COUT, ZEROS, PROBE>(&map, weights, e, s);                                                     \
     }
-RRDB_KERNEL(rrdb_conv32_sm90, 32, 0)
-RRDB_KERNEL(rrdb_conv64_sm90, 64, 0)
-RRDB_KERNEL(rrdb_conv32_sm90_copies, 32, 1)
-RRDB_KERNEL(rrdb_conv64_sm90_copies, 64, 1)
-RRDB_KERNEL(rrdb_conv32_sm90_mmas, 32, 2)
-RRDB_KERNEL(rrdb_conv64_sm90_mmas, 64, 2)
+RRDB_KERNEL(rrdb_conv32_sm90, 32, false, 0)
+RRDB_KERNEL(rrdb_conv32z_sm90, 32, true, 0)
+RRDB_KERNEL(rrdb_conv64_sm90, 64, false, 0)
+RRDB_KERNEL(rrdb_conv32_sm90_copies, 32, false, 1)
+RRDB_KERNEL(rrdb_conv32z_sm90_copies, 32, true, 1)
+RRDB_KERNEL(rrdb_conv64_sm90_copies, 64, false, 1)
+RRDB_KERNEL(rrdb_conv32_sm90_mmas, 32, false, 2)
+RRDB_KERNEL(rrdb_conv32z_sm90_mmas, 32, true, 2)
+RRDB_KERNEL(rrdb_conv64_sm90_mmas, 64, false, 2)
