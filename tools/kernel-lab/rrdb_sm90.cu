@@ -18,16 +18,24 @@
 //            24 MMAs per row pair and chunk instead of 36 with the output channels padded to 64 (75 % useful).
 //            The five 32-row blocks [0, W(2), W(1), W(0), 0] lie one after the other in the A image, so A(h) is the
 //            64-row window starting at block 3 - h (row-group stride 128 bytes, K-half stride 20 x 128).
+//            Variant "zeros" (rrdb_conv32z_sm90): the K-half slices are [0, W(2), W(1), W(0)] with the next slice's
+//            leading zeros as this one's trailing ones; the zero groups are written once per kernel and only the
+//            weights are copied: 18 KB per chunk instead of 30 (the stage 80 KB -> 68 KB of copies).
+//
+// B windows start at any pixel row of the halo with the descriptor's base offset 0: the swizzle is a function of
+// the shared-memory address, as measured for the 128-byte swizzle (docs/PERFORMANCE.md attempt 11b); assumed to
+// hold for the 64-byte one too (the lab's checks say whether it does).
 //
 // Epilogue (fp32): v = acc + bias; LeakyReLU 0.2 if asked; v = alpha v; Cout 64 also adds beta res1 + gamma res2
 // (two NHWC fp16 residual inputs of any channel stride): conv5 of an RDB is alpha 0.2, res1 = the block input x
 // (beta 1); conv5 of the RRDB's third RDB folds the RRDB residual too: x_rrdb + 0.2 (x + 0.2 conv) =
-// 0.04 conv + 0.2 x + 1 x_rrdb (alpha 0.04, beta 0.2, res2 = x_rrdb, gamma 1); conv_body + trunk is alpha 1, res1 =
-// trunk. Results are staged through shared memory (stmatrix.trans) so that global stores are 16-byte and contiguous
+// 0.04 conv + 0.2 x + 1 x_rrdb (alpha 0.04, beta 0.2, res2 = x_rrdb, gamma 1); conv_body + trunk is alpha 1 with
+// the trunk as a residual. Results are staged through shared memory (stmatrix.trans) so that global stores are 16-byte and contiguous
 // per pixel; the output is a channel slice of a buffer of any channel stride (a multiple of 8).
 //
 // Warp roles: warpgroups 0 and 1 consume, warpgroup 2 produces (one lane issues the copies); setmaxnreg moves the
-// producer's registers to the consumers. Persistent CTAs, tiles in order.
+// producer's registers to the consumers. Persistent CTAs, tiles in order. The *_copies and *_mmas kernels are the
+// lab's timing probes (the copies alone; the copies and the MMAs without the epilogue).
 //
 // No CUDA headers: NVRTC compiles this as is, for the arch-specific target (wgmma, setmaxnreg):
 // nvrtc: arch=compute_90a
