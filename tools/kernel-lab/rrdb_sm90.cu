@@ -77,6 +77,8 @@ struct RrdbEpilogue {
 #define CHUNK_BYTES_PX 64                              // 32 fp16 channels per pixel row
 #define HALO_BYTES (HALO_W * HALO_H * CHUNK_BYTES_PX)  // 49920: what one TMA box delivers
 #define HALO_STAGE 50176                               // rounded up to 1 KiB
+#define PLANE_BYTES 12480                              // variant "planes": 8 channels of the halo, 16-byte rows
+#define PLANE_STRIDE 12544                             // rounded up to 128 bytes (TMA destinations); 4 = HALO_STAGE
 #define KSTEP_BYTES 2048                               // Cout 64: A of one k-step, 64 rows x 16 channels
 #define W64_CHUNK (9 * 2 * KSTEP_BYTES)                // 36864
 #define PAIR_BLOCK_BYTES 5120                          // Cout 32: 2 K-halves x 20 row groups x 128 bytes
@@ -206,25 +208,33 @@ __device__ __forceinline__ unsigned long long opaque(unsigned long long v) {
     return v;
 }
 
-// B: halo row `row` of the stage, shifted by kx pixels, k-step ks (16 channels = 32 bytes of the 64-byte row).
-// K-major with the 64-byte swizzle: 8-pixel groups 512 bytes apart (LBO unused).
+// B: halo row `first_row` of the stage; b_offset: + h rows, + kx pixels, k-step ks (16 channels). K-major with the
+// 64-byte swizzle (a pixel's 32 channels in one 64-byte row, 8-pixel groups 512 bytes apart, LBO unused), or with
+// PLANES without swizzle (four planes of 8 channels, 16-byte rows: 8-pixel groups 128 bytes apart, planes LBO apart).
+template <bool PLANES>
 __device__ __forceinline__ unsigned long long halo_desc(unsigned stage, int first_row) {
+    if constexpr (PLANES) return opaque(make_desc(stage + first_row * HALO_W * 16, PLANE_STRIDE, 128, 0));
     return opaque(make_desc(stage + first_row * HALO_W * CHUNK_BYTES_PX, 16, 512, 2));
 }
-#define B_OFFSET(h, kx, ks) ((unsigned)((((h) * HALO_W + (kx)) * CHUNK_BYTES_PX + (ks) * 32) >> 4))
+template <bool PLANES>
+__device__ __forceinline__ constexpr unsigned b_offset(int h, int kx, int ks) {
+    return PLANES ? (unsigned)(((h * HALO_W + kx) * 16 + ks * 2 * PLANE_STRIDE) >> 4)
+                  : (unsigned)(((h * HALO_W + kx) * CHUNK_BYTES_PX + ks * 32) >> 4);
+}
 
 // Cout 64: the 36 MMAs of one chunk for output rows 2k (d0) and 2k + 1 (d1): halo row 2k + h serves d0 with ky = h
 // and d1 with ky = h - 1. A image per chunk: [tap][k-step][K-half][row group][8 rows][8 channels].
+template <bool PLANES>
 __device__ __forceinline__ void mma_chunk64(float d0[64], float d1[64], unsigned stage, int k, int first) {
     const unsigned long long a0 = opaque(make_desc(stage + HALO_STAGE, 1024, 128, 0));
-    const unsigned long long b0 = halo_desc(stage, 2 * k);
+    const unsigned long long b0 = halo_desc<PLANES>(stage, 2 * k);
 #pragma unroll
     for (int h = 0; h < 4; ++h) {
 #pragma unroll
         for (int kx = 0; kx < 3; ++kx) {
 #pragma unroll
             for (int ks = 0; ks < 2; ++ks) {
-                const unsigned long long b = b0 + B_OFFSET(h, kx, ks);
+                const unsigned long long b = b0 + b_offset<PLANES>(h, kx, ks);
                 if (h <= 2) {
                     const unsigned long long a = a0 + (unsigned)((((h * 3 + kx) * 2 + ks) * KSTEP_BYTES) >> 4);
                     wgmma_m64n128k16(d0, a, b, first ? (h | kx | ks) : 1);
@@ -242,11 +252,11 @@ __device__ __forceinline__ void mma_chunk64(float d0[64], float d1[64], unsigned
 // chunk: [kx][k-step][K-half][20 row groups: 0, W(ky 2), W(ky 1), W(ky 0), 0][8 rows][8 channels]; with ZEROS,
 // [kx][k-step][K-half][16 row groups: 0, W(ky 2), W(ky 1), W(ky 0)][8][8] + 4 zero groups: the zeros after W(ky 0)
 // are the next slice's first ones.
-template <bool ZEROS>
+template <bool ZEROS, bool PLANES>
 __device__ __forceinline__ void mma_chunk32(float d[64], unsigned stage, int k, int first) {
     constexpr int slice = ZEROS ? SLICE_BYTES : PAIR_BLOCK_BYTES / 2;
     const unsigned long long a0 = opaque(make_desc(stage + HALO_STAGE, slice, 128, 0));
-    const unsigned long long b0 = halo_desc(stage, 2 * k);
+    const unsigned long long b0 = halo_desc<PLANES>(stage, 2 * k);
 #pragma unroll
     for (int h = 0; h < 4; ++h) {
 #pragma unroll
@@ -255,7 +265,7 @@ __device__ __forceinline__ void mma_chunk32(float d[64], unsigned stage, int k, 
             for (int ks = 0; ks < 2; ++ks) {
                 const unsigned long long a =
                     a0 + (unsigned)(((kx * 2 + ks) * 2 * slice + (3 - h) * 4 * 128) >> 4);
-                wgmma_m64n128k16(d, a, b0 + B_OFFSET(h, kx, ks), first ? (h | kx | ks) : 1);
+                wgmma_m64n128k16(d, a, b0 + b_offset<PLANES>(h, kx, ks), first ? (h | kx | ks) : 1);
             }
         }
     }
@@ -385,7 +395,7 @@ __device__ __forceinline__ void store_pair32(const float d[64], const Lane& l, c
 // x 1 (chunk c is the box at channel 32 c). `weights`: per chunk the shared-memory image of its A operands
 // (Layout::W_LOAD bytes, chunk after chunk). PROBE: 0; the lab's timing probes (compiled apart, so that the
 // real kernels' code stays as it is): 1 = the copies alone (no MMAs, no stores), 2 = no epilogue.
-template <int COUT, bool ZEROS, int PROBE>
+template <int COUT, bool ZEROS, bool PLANES, int PROBE>
 __device__ __forceinline__ void rrdb_conv(const TensorMap* map, const half_t* __restrict__ weights,
                                           const RrdbEpilogue& e, const RrdbShape& s) {
     typedef Layout<COUT, ZEROS> L;
@@ -427,7 +437,12 @@ __device__ __forceinline__ void rrdb_conv(const TensorMap* map, const half_t* __
                     if (i >= L::STAGES) mbar_wait(empty0 + 8 * st, ((i >> 1) - 1) & 1);
                     const unsigned full = full0 + 8 * st, stage = base + st * L::STAGE;
                     mbar_expect_tx(full, HALO_BYTES + L::W_LOAD);
-                    tma_load_4d(stage, map, 32 * c, x0, y0, img, full);
+                    if constexpr (PLANES) {
+                        for (int pl = 0; pl < 4; ++pl)
+                            tma_load_4d(stage + pl * PLANE_STRIDE, map, 32 * c + 8 * pl, x0, y0, img, full);
+                    } else {
+                        tma_load_4d(stage, map, 32 * c, x0, y0, img, full);
+                    }
                     const unsigned char* w = (const unsigned char*)weights + (size_t)c * L::W_LOAD;
                     if constexpr (ZEROS) {
                         for (int sl = 0; sl < 12; ++sl)
@@ -462,9 +477,9 @@ __device__ __forceinline__ void rrdb_conv(const TensorMap* map, const half_t* __
                 }
                 wgmma_fence();
                 if constexpr (COUT == 64)
-                    mma_chunk64(d0, d1, base + st * L::STAGE, k, c == 0);
+                    mma_chunk64<PLANES>(d0, d1, base + st * L::STAGE, k, c == 0);
                 else
-                    mma_chunk32<ZEROS>(d0, base + st * L::STAGE, k, c == 0);
+                    mma_chunk32<ZEROS, PLANES>(d0, base + st * L::STAGE, k, c == 0);
                 wgmma_commit();
                 if (c > 0) {
                     // the previous chunk's MMAs are done: its stage can be refilled while this chunk's run
@@ -501,17 +516,20 @@ __device__ __forceinline__ void rrdb_conv(const TensorMap* map, const half_t* __
     }
 }
 
-#define RRDB_KERNEL(NAME, COUT, ZEROS, PROBE)                                                                 \
+#define RRDB_KERNEL(NAME, COUT, ZEROS, PLANES, PROBE)                                                         \
     extern "C" __global__ void __launch_bounds__(THREADS, 1)                                                   \
         NAME(const __grid_constant__ TensorMap map, const half_t* weights, RrdbEpilogue e, RrdbShape s) {      \
-        rrdb_conv<COUT, ZEROS, PROBE>(&map, weights, e, s);                                                     \
+        rrdb_conv<COUT, ZEROS, PLANES, PROBE>(&map, weights, e, s);                                             \
     }
-RRDB_KERNEL(rrdb_conv32_sm90, 32, false, 0)
-RRDB_KERNEL(rrdb_conv32z_sm90, 32, true, 0)
-RRDB_KERNEL(rrdb_conv64_sm90, 64, false, 0)
-RRDB_KERNEL(rrdb_conv32_sm90_copies, 32, false, 1)
-RRDB_KERNEL(rrdb_conv32z_sm90_copies, 32, true, 1)
-RRDB_KERNEL(rrdb_conv64_sm90_copies, 64, false, 1)
-RRDB_KERNEL(rrdb_conv32_sm90_mmas, 32, false, 2)
-RRDB_KERNEL(rrdb_conv32z_sm90_mmas, 32, true, 2)
-RRDB_KERNEL(rrdb_conv64_sm90_mmas, 64, false, 2)
+RRDB_KERNEL(rrdb_conv32_sm90, 32, false, false, 0)
+RRDB_KERNEL(rrdb_conv32z_sm90, 32, true, false, 0)
+RRDB_KERNEL(rrdb_conv64_sm90, 64, false, false, 0)
+RRDB_KERNEL(rrdb_conv32_sm90_copies, 32, false, false, 1)
+RRDB_KERNEL(rrdb_conv32z_sm90_copies, 32, true, false, 1)
+RRDB_KERNEL(rrdb_conv64_sm90_copies, 64, false, false, 1)
+RRDB_KERNEL(rrdb_conv32_sm90_mmas, 32, false, false, 2)
+RRDB_KERNEL(rrdb_conv32z_sm90_mmas, 32, true, false, 2)
+RRDB_KERNEL(rrdb_conv64_sm90_mmas, 64, false, false, 2)
+// the fallback should the 64-byte swizzle not read as assumed: B in planes without swizzle
+RRDB_KERNEL(rrdb_conv32p_sm90, 32, false, true, 0)
+RRDB_KERNEL(rrdb_conv64p_sm90, 64, false, true, 0)
