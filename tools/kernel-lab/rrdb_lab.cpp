@@ -93,28 +93,19 @@ static float uniform(uint64_t& s, float lo, float hi) {
 static std::vector<uint16_t> pack_weights(const std::vector<uint16_t>& w, int cin, int cout, ALayout layout) {
     const int chunks = cin / 32;
     std::vector<uint16_t> a;
-    if (layout == PAIRS_ZEROS) {
-        // [chunk][kx][k-step][K-half][12 row groups: W(ky 2), W(ky 1), W(ky 0)][8 rows][8 channels]
-        a.assign((size_t)chunks * 9216, 0);
+    if (layout == PAIRS || layout == PAIRS_ZEROS) {
+        // [chunk][kx][k-step][K-half][20 row groups: 0, W(ky 2), W(ky 1), W(ky 0), 0][8 rows][8 channels]; with the
+        // zeros shared, 12 row groups: W(ky 2), W(ky 1), W(ky 0)
+        const bool zeros = layout == PAIRS_ZEROS;
+        const int groups = zeros ? 12 : 20, first = zeros ? 2 : 3, per_chunk = groups * 3 * 2 * 2 * 64;
+        a.assign((size_t)chunks * per_chunk, 0);
         for (int co = 0; co < 32; ++co)
             for (int ci = 0; ci < cin; ++ci)
                 for (int ky = 0; ky < 3; ++ky)
                     for (int kx = 0; kx < 3; ++kx) {
                         const int c = ci / 32, ks = (ci % 32) / 16, kh = (ci % 16) / 8, e = ci % 8;
-                        const int group = (2 - ky) * 4 + co / 8, row = co % 8;
-                        a[(size_t)c * 9216 + ((((kx * 2 + ks) * 2 + kh) * 12 + group) * 8 + row) * 8 + e] =
-                            w[((co * cin + ci) * 3 + ky) * 3 + kx];
-                    }
-    } else if (layout == PAIRS) {
-        // [chunk][kx][k-step][K-half][20 row groups: 0, W(ky 2), W(ky 1), W(ky 0), 0][8 rows][8 channels]
-        a.assign((size_t)chunks * 15360, 0);
-        for (int co = 0; co < 32; ++co)
-            for (int ci = 0; ci < cin; ++ci)
-                for (int ky = 0; ky < 3; ++ky)
-                    for (int kx = 0; kx < 3; ++kx) {
-                        const int c = ci / 32, ks = (ci % 32) / 16, kh = (ci % 16) / 8, e = ci % 8;
-                        const int group = (3 - ky) * 4 + co / 8, row = co % 8;
-                        a[(size_t)c * 15360 + ((((kx * 2 + ks) * 2 + kh) * 20 + group) * 8 + row) * 8 + e] =
+                        const int group = (first - ky) * 4 + co / 8, row = co % 8;
+                        a[(size_t)c * per_chunk + ((((kx * 2 + ks) * 2 + kh) * groups + group) * 8 + row) * 8 + e] =
                             w[((co * cin + ci) * 3 + ky) * 3 + kx];
                     }
     } else {
