@@ -222,39 +222,16 @@ __device__ __forceinline__ constexpr unsigned b_offset(int h, int kx, int ks) {
                   : (unsigned)(((h * HALO_W + kx) * CHUNK_BYTES_PX + ks * 32) >> 4);
 }
 
-// Cout 64: the 36 MMAs of one chunk for output rows 2k (d0) and 2k + 1 (d1): halo row 2k + h serves d0 with ky = h
-// and d1 with ky = h - 1. A image per chunk: [tap][k-step][K-half][row group][8 rows][8 channels].
-template <bool PLANES>
-__device__ __forceinline__ void mma_chunk64(float d0[64], float d1[64], unsigned stage, int k, int first) {
-    const unsigned long long a0 = opaque(make_desc(stage + HALO_STAGE, 1024, 128, 0));
-    const unsigned long long b0 = halo_desc<PLANES>(stage, 2 * k);
-#pragma unroll
-    for (int h = 0; h < 4; ++h) {
-#pragma unroll
-        for (int kx = 0; kx < 3; ++kx) {
-#pragma unroll
-            for (int ks = 0; ks < 2; ++ks) {
-                const unsigned long long b = b0 + b_offset<PLANES>(h, kx, ks);
-                if (h <= 2) {
-                    const unsigned long long a = a0 + (unsigned)((((h * 3 + kx) * 2 + ks) * KSTEP_BYTES) >> 4);
-                    wgmma_m64n128k16(d0, a, b, first ? (h | kx | ks) : 1);
-                }
-                if (h >= 1) {
-                    const unsigned long long a = a0 + (unsigned)(((((h - 1) * 3 + kx) * 2 + ks) * KSTEP_BYTES) >> 4);
-                    wgmma_m64n128k16(d1, a, b, first ? ((h - 1) | kx | ks) : 1);
-                }
-            }
-        }
-    }
-}
-
-// Cout 32: the 24 MMAs of one chunk for the row pair 2k, 2k + 1 (accumulator rows 0-31 and 32-63). A image per
-// chunk: [kx][k-step][K-half][20 row groups: 0, W(ky 2), W(ky 1), W(ky 0), 0][8 rows][8 channels]; with ZEROS,
+// The MMAs of one chunk for consumer warpgroup k.
+// Cout 64: 36 MMAs for output rows 2k (d0) and 2k + 1 (d1): halo row 2k + h serves d0 with ky = h and d1 with
+// ky = h - 1. A image per chunk: [tap][k-step][K-half][row group][8 rows][8 channels].
+// Cout 32: 24 MMAs for the row pair 2k, 2k + 1 (accumulator rows 0-31 and 32-63 of d0). A image per chunk:
+// [kx][k-step][K-half][20 row groups: 0, W(ky 2), W(ky 1), W(ky 0), 0][8 rows][8 channels]; with ZEROS,
 // [kx][k-step][K-half][16 row groups: 0, W(ky 2), W(ky 1), W(ky 0)][8][8] + 4 zero groups: the zeros after W(ky 0)
 // are the next slice's first ones.
-template <bool ZEROS, bool PLANES>
-__device__ __forceinline__ void mma_chunk32(float d[64], unsigned stage, int k, int first) {
-    constexpr int slice = ZEROS ? SLICE_BYTES : PAIR_BLOCK_BYTES / 2;
+template <int COUT, bool ZEROS, bool PLANES>
+__device__ __forceinline__ void mma_chunk(float d0[64], float d1[], unsigned stage, int k, int first) {
+    constexpr int slice = COUT == 64 ? 1024 : ZEROS ? SLICE_BYTES : PAIR_BLOCK_BYTES / 2;  // the K-half stride (LBO)
     const unsigned long long a0 = opaque(make_desc(stage + HALO_STAGE, slice, 128, 0));
     const unsigned long long b0 = halo_desc<PLANES>(stage, 2 * k);
 #pragma unroll
@@ -263,9 +240,22 @@ __device__ __forceinline__ void mma_chunk32(float d[64], unsigned stage, int k, 
         for (int kx = 0; kx < 3; ++kx) {
 #pragma unroll
             for (int ks = 0; ks < 2; ++ks) {
-                const unsigned long long a =
-                    a0 + (unsigned)(((kx * 2 + ks) * 2 * slice + (3 - h) * 4 * 128) >> 4);
-                wgmma_m64n128k16(d, a, b0 + b_offset<PLANES>(h, kx, ks), first ? (h | kx | ks) : 1);
+                const unsigned long long b = b0 + b_offset<PLANES>(h, kx, ks);
+                if constexpr (COUT == 64) {
+                    if (h <= 2) {
+                        const unsigned long long a = a0 + (unsigned)((((h * 3 + kx) * 2 + ks) * KSTEP_BYTES) >> 4);
+                        wgmma_m64n128k16(d0, a, b, first ? (h | kx | ks) : 1);
+                    }
+                    if (h >= 1) {
+                        const unsigned long long a =
+                            a0 + (unsigned)(((((h - 1) * 3 + kx) * 2 + ks) * KSTEP_BYTES) >> 4);
+                        wgmma_m64n128k16(d1, a, b, first ? ((h - 1) | kx | ks) : 1);
+                    }
+                } else {
+                    const unsigned long long a =
+                        a0 + (unsigned)(((kx * 2 + ks) * 2 * slice + (3 - h) * 4 * 128) >> 4);
+                    wgmma_m64n128k16(d0, a, b, first ? (h | kx | ks) : 1);
+                }
             }
         }
     }
@@ -476,10 +466,7 @@ __device__ __forceinline__ void rrdb_conv(const TensorMap* map, const half_t* __
                     continue;
                 }
                 wgmma_fence();
-                if constexpr (COUT == 64)
-                    mma_chunk64<PLANES>(d0, d1, base + st * L::STAGE, k, c == 0);
-                else
-                    mma_chunk32<ZEROS, PLANES>(d0, base + st * L::STAGE, k, c == 0);
+                mma_chunk<COUT, ZEROS, PLANES>(d0, d1, base + st * L::STAGE, k, c == 0);
                 wgmma_commit();
                 if (c > 0) {
                     // the previous chunk's MMAs are done: its stage can be refilled while this chunk's run
