@@ -274,14 +274,15 @@ static CUresult wait_or_hang(const Kernel& k, const Problem& p) {
 
 struct Check {
     double rel_l2, max_abs;
-    size_t unwritten, clobbered, checked_px;
+    size_t unwritten, clobbered, off, checked_px;  // off: outputs past the per-value tolerance
     bool ok;
     std::string first_bad;
 };
 
-// Runs the kernel once on the poisoned output and checks it: every output of the slice written and within 2e-3
-// (rel. L2) of the reference at `samples` pixels (all pixels when 0), every other channel of the output buffer
-// unchanged.
+// Runs the kernel once on the poisoned output and checks it: every output of the slice written, within 2e-3 (rel.
+// L2) of the reference at `samples` pixels (all pixels when 0) and each within 2e-3 + 2e-3 |ref| (fp16 rounding of
+// outputs under 8 is at most 2e-3: a local error that the L2 norm would dilute is caught), every other channel of
+// the output buffer unchanged.
 static Check check(const Kernel& k, Problem& p, int sms, size_t samples) {
     const Conv& cv = p.cv;
     reset_output(p);
@@ -296,7 +297,7 @@ static Check check(const Kernel& k, Problem& p, int sms, size_t samples) {
     const std::vector<uint16_t>& before = cv.same ? p.in : p.out;
     std::vector<uint16_t> got(before.size());
     CK(p_cuMemcpyDtoH_v2(got.data(), cv.same ? p.d_in : p.d_out, got.size() * 2));
-    Check c{0, 0, 0, 0, 0, false, ""};
+    Check c{0, 0, 0, 0, 0, 0, false, ""};
     char buf[160];
     for (size_t q = 0; q < p.px; ++q)
         for (int ch = 0; ch < cv.out_stride; ++ch) {
@@ -341,7 +342,7 @@ static Check check(const Kernel& k, Problem& p, int sms, size_t samples) {
             const double d = (double)g - e;
             err_sq += d * d;
             if (std::fabs(d) > c.max_abs) c.max_abs = std::fabs(d);
-            if (std::fabs(d) > 0.05 + 0.02 * std::fabs(e) && c.first_bad.empty()) {
+            if (std::fabs(d) > 2e-3 + 2e-3 * std::fabs(e) && !c.off++ && c.first_bad.empty()) {
                 snprintf(buf, sizeof buf, "x %zu y %zu ch %d: got %g want %g", qs[i] % p.w, (qs[i] / p.w) % p.h, co,
                          g, e);
                 c.first_bad = buf;
@@ -349,7 +350,7 @@ static Check check(const Kernel& k, Problem& p, int sms, size_t samples) {
         }
     c.checked_px = qs.size();
     c.rel_l2 = std::sqrt(err_sq / std::max(ref_sq, 1e-30));
-    c.ok = c.unwritten == 0 && c.clobbered == 0 && c.rel_l2 < 2e-3;
+    c.ok = c.unwritten == 0 && c.clobbered == 0 && c.off == 0 && c.rel_l2 < 2e-3;
     return c;
 }
 
@@ -416,8 +417,9 @@ int main(int argc, char** argv) {
             const Check c = check(*k, p, sms, samples);
             all_ok = all_ok && c.ok;
             char line[640];
-            snprintf(line, sizeof line, "%4dx%-4d n=%d %-28s %-15s rel_l2 %.2e max_abs %.2e unwritten %zu clobbered %zu %s",
-                     w, h, n, cv.name, k->name, c.rel_l2, c.max_abs, c.unwritten, c.clobbered, c.ok ? "ok" : "WRONG");
+            snprintf(line, sizeof line,
+                     "%4dx%-4d n=%d %-28s %-15s rel_l2 %.2e max_abs %.2e off %zu unwritten %zu clobbered %zu %s", w, h,
+                     n, cv.name, k->name, c.rel_l2, c.max_abs, c.off, c.unwritten, c.clobbered, c.ok ? "ok" : "WRONG");
             if (!c.ok || !c.first_bad.empty()) {
                 strncat(line, " (", sizeof line - strlen(line) - 1);
                 strncat(line, c.first_bad.c_str(), sizeof line - strlen(line) - 1);
