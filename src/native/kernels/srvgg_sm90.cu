@@ -14,8 +14,12 @@
 // its registers to the consumers (setmaxnreg), which hold a 64-value accumulator set. Consumer warpgroup k computes row k of every tile; results leave through a per-warpgroup staging buffer
 // in shared memory so that global stores are contiguous.
 //
-// No CUDA headers: NVRTC compiles this as is, for the arch-specific target (wgmma, setmaxnreg):
+// No CUDA headers: NVRTC compiles this as is (build.rs inlines the local include), for the arch-specific target
+// (wgmma, setmaxnreg):
 // nvrtc: arch=compute_90a
+// Contraction stays on for the convolutions; the fused output conversion (FrameEpilogue) uses common.cuh's
+// arithmetic, written with explicitly rounded intrinsics, so it equals planar_to_frame.cu (fmad=false) bit for bit.
+#include "../../cuda/kernels/common.cuh"
 
 typedef unsigned short half_t;
 
@@ -237,6 +241,22 @@ struct HiddenEpilogue {
     }
 };
 
+// The last layer's 64 output channels (bias added, rounded to fp16) of pixels 64 half .. 64 half + 63 of the tile
+// row, staged as [channel][64 px] fp16 in rows padded to 144 bytes (the 8 rows of a block on distinct banks).
+__device__ __forceinline__ void stage_channels(const float d[64], const float b[2], const Lane& l, int half) {
+#pragma unroll
+    for (int jj = 0; jj < 8; jj += 2) {
+        unsigned r4[4];
+#pragma unroll
+        for (int m = 0; m < 4; ++m) {
+            const int j = 8 * half + jj + (m >> 1), h = m & 1;
+            r4[m] = pack2(d[4 * j + 2 * h] + b[h], d[4 * j + 2 * h + 1] + b[h]);
+        }
+        const int m = l.lane >> 3, ch = 16 * l.wq + 8 * (m & 1) + (l.lane & 7), px = 8 * (jj + (m >> 1));
+        stmatrix_x4(l.staging + ch * EPI_ROW_BYTES + px * 2, r4[0], r4[1], r4[2], r4[3]);
+    }
+}
+
 // Last layer: bias, pixel shuffle by R (DepthToSpace CRD: channel c R^2 + dy R + dx), plus the input image
 // upsampled by R with nearest neighbour; planar fp16 [n, 3, R h, R w]. Output channels 3 R^2 .. 63 are padding.
 template <int R>
@@ -251,18 +271,7 @@ struct ShuffleEpilogue {
         const size_t oh = (size_t)s.h * R, ow = (size_t)s.w * R;
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
-            // staged as [channel][64 px] fp16, rows padded to 144 bytes (the 8 rows of a block on distinct banks)
-#pragma unroll
-            for (int jj = 0; jj < 8; jj += 2) {
-                unsigned r4[4];
-#pragma unroll
-                for (int m = 0; m < 4; ++m) {
-                    const int j = 8 * half + jj + (m >> 1), h = m & 1;
-                    r4[m] = pack2(d[4 * j + 2 * h] + b[h], d[4 * j + 2 * h + 1] + b[h]);
-                }
-                const int m = l.lane >> 3, ch = 16 * l.wq + 8 * (m & 1) + (l.lane & 7), px = 8 * (jj + (m >> 1));
-                stmatrix_x4(l.staging + ch * EPI_ROW_BYTES + px * 2, r4[0], r4[1], r4[2], r4[3]);
-            }
+            stage_channels(d, b, l, half);
             named_barrier(l.barrier);
             // per item: one plane c, output row R y + dy, two input pixels p, p + 1 = 2 R consecutive outputs (one
             // 16-byte store for R = 4), the R staged channels c R^2 + dy R + dx read as pixel pairs
@@ -302,6 +311,122 @@ struct ShuffleEpilogue {
                     for (int e = 0; e < 2 * R; ++e)
                         if (e < n) o[e] = f2h(v[e]);
                 }
+            }
+            named_barrier(l.barrier);
+        }
+    }
+};
+
+// Samples of the frames FrameEpilogue writes: luma in plane 0, Cb Cr interleaved in plane 1 (4:2:0), code values
+// shifted up within their samples (format::FormatLayout of NV12 and P010).
+struct Nv12Samples {
+    typedef unsigned char T;
+    static constexpr int SHIFT = 0, MAX_CODE = 255;
+};
+struct P010Samples {
+    typedef unsigned short T;
+    static constexpr int SHIFT = 6, MAX_CODE = 1023;
+};
+
+// N consecutive samples of a row: one store where the address allows (2, 4, 8 bytes), else one per sample.
+template <typename T, int N>
+__device__ __forceinline__ void store_samples(unsigned char* row, const unsigned v[N]) {
+    constexpr int BYTES = N * (int)sizeof(T);
+    if ((BYTES == 2 || BYTES == 4 || BYTES == 8) && ((size_t)row & (BYTES - 1)) == 0) {
+        unsigned long long packed = 0;
+#pragma unroll
+        for (int e = 0; e < N; ++e) packed |= (unsigned long long)v[e] << (8 * (int)sizeof(T) * e);
+        if (BYTES == 2) *(unsigned short*)row = (unsigned short)packed;
+        if (BYTES == 4) *(unsigned*)row = (unsigned)packed;
+        if (BYTES == 8) *(unsigned long long*)row = packed;
+    } else {
+#pragma unroll
+        for (int e = 0; e < N; ++e) ((T*)row)[e] = (T)v[e];
+    }
+}
+
+// Last layer with the output conversion fused (even R: each 2x2 chroma block lies inside one input pixel's R x R
+// outputs): bias, pixel shuffle and nearest residual exactly as ShuffleEpilogue<R>, each RGB value rounded to fp16 as
+// the planar output would hold it, then planar_to_frame.cu's clamp, affine map, quantisation and 2x2 chroma average
+// (same operations in the same order), written into an NV12 or P010 frame of R h x R w at the planes' pitches. One
+// image (batch 1): the frame is the whole output.
+template <int R, typename S>
+struct FrameEpilogue {
+    const float* bias;    // 64 values, the padding zero
+    const half_t* image;  // the model input, planar fp16 [1, 3, h, w]
+    unsigned char* luma;
+    int luma_pitch;
+    unsigned char* chroma;
+    int chroma_pitch;
+    Affine3x4 from_rgb;  // RGB 0..1 -> code values (color::rgb_to_code)
+    __device__ __forceinline__ void store(const float d[64], const Lane& l, const Sm90Shape& s, int, int y,
+                                          int xt) const {
+        static_assert(R % 2 == 0, "a 2x2 chroma block must not straddle two input pixels");
+        constexpr int RR = R * R;
+        typedef typename S::T T;
+        const float b[2] = {bias[16 * l.wq + l.g], bias[16 * l.wq + l.g + 8]};
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+            stage_channels(d, b, l, half);
+            named_barrier(l.barrier);
+            // per item: one input pixel x and one chroma row of its outputs (output rows R y + 2 cy, + 1)
+            const int x0 = xt + EPI_PIXELS * half;
+            for (int item = l.tid; item < (R / 2) * EPI_PIXELS; item += 128) {
+                const int p = item % EPI_PIXELS, cy = item / EPI_PIXELS, x = x0 + p;
+                if (x >= s.w) continue;
+                float res[3];
+#pragma unroll
+                for (int c = 0; c < 3; ++c) res[c] = h2f(image[((size_t)c * s.h + y) * s.w + x]);
+                // rgb[row][dx][c]: clamped as planar_to_frame reads the fp16 value ShuffleEpilogue would store
+                float rgb[2][R][3];
+#pragma unroll
+                for (int r = 0; r < 2; ++r) {
+#pragma unroll
+                    for (int dx = 0; dx < R; ++dx) {
+#pragma unroll
+                        for (int c = 0; c < 3; ++c) {
+                            half_t h;
+                            asm volatile("ld.shared.u16 %0, [%1];"
+                                         : "=h"(h)
+                                         : "r"(l.staging + (c * RR + (2 * cy + r) * R + dx) * EPI_ROW_BYTES + p * 2));
+                            rgb[r][dx][c] = clamp01(h2f(f2h(h2f(h) + res[c])));
+                        }
+                    }
+                }
+#pragma unroll
+                for (int r = 0; r < 2; ++r) {
+                    unsigned codes[R];
+#pragma unroll
+                    for (int dx = 0; dx < R; ++dx) {
+                        float code[3];
+                        apply(from_rgb, rgb[r][dx][0], rgb[r][dx][1], rgb[r][dx][2], code);
+                        codes[dx] = quantise(code[0], S::MAX_CODE) << S::SHIFT;
+                    }
+                    unsigned char* row = luma + (size_t)(R * y + 2 * cy + r) * luma_pitch + (size_t)R * x * sizeof(T);
+                    store_samples<T, R>(row, codes);
+                }
+                // chroma positions R x / 2 .. R x / 2 + R / 2 - 1 of chroma row R y / 2 + cy: Cb Cr each
+                unsigned codes[R];
+#pragma unroll
+                for (int cx = 0; cx < R / 2; ++cx) {
+                    float sum[3];
+#pragma unroll
+                    for (int k = 0; k < 3; ++k) {
+                        // the block's pixels in write_frame's order: the top row's two, then the bottom row's
+                        float acc = 0.0f;
+                        acc = __fadd_rn(acc, rgb[0][2 * cx][k]);
+                        acc = __fadd_rn(acc, rgb[0][2 * cx + 1][k]);
+                        acc = __fadd_rn(acc, rgb[1][2 * cx][k]);
+                        acc = __fadd_rn(acc, rgb[1][2 * cx + 1][k]);
+                        sum[k] = __fmul_rn(acc, 1.0f / 4.0f);
+                    }
+                    float code[3];
+                    apply(from_rgb, sum[0], sum[1], sum[2], code);
+                    codes[2 * cx] = quantise(code[1], S::MAX_CODE) << S::SHIFT;
+                    codes[2 * cx + 1] = quantise(code[2], S::MAX_CODE) << S::SHIFT;
+                }
+                unsigned char* row = chroma + (size_t)((R / 2) * y + cy) * chroma_pitch + (size_t)R * x * sizeof(T);
+                store_samples<T, R>(row, codes);
             }
             named_barrier(l.barrier);
         }
@@ -399,3 +524,18 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
 LAST_LAYER(2)
 LAST_LAYER(3)
 LAST_LAYER(4)
+
+// The last layer writing an NV12 or P010 frame (FrameEpilogue): `luma`, `chroma` the frame's planes with their row
+// pitches in bytes, `from_rgb` the frame's RGB -> code map.
+#define LAST_LAYER_FRAME(NAME, R, SAMPLES)                                                                          \
+    extern "C" __global__ void __launch_bounds__(THREADS, 1) srvgg_last_sm90_##NAME(                                \
+        const __grid_constant__ TensorMap map, const half_t* weights, const float* bias, const half_t* image,      \
+        unsigned char* luma, int luma_pitch, unsigned char* chroma, int chroma_pitch, Affine3x4 from_rgb,          \
+        Sm90Shape s) {                                                                                              \
+        conv3x3_sm90(&map, weights,                                                                                 \
+                     FrameEpilogue<R, SAMPLES>{bias, image, luma, luma_pitch, chroma, chroma_pitch, from_rgb}, s); \
+    }
+LAST_LAYER_FRAME(r2_nv12, 2, Nv12Samples)
+LAST_LAYER_FRAME(r2_p010, 2, P010Samples)
+LAST_LAYER_FRAME(r4_nv12, 4, Nv12Samples)
+LAST_LAYER_FRAME(r4_p010, 4, P010Samples)
