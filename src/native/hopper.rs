@@ -333,9 +333,11 @@ mod tests {
         for planar in ["srvgg_hidden_sm90", "srvgg_last_sm90_r2", "srvgg_last_sm90_r3", "srvgg_last_sm90_r4"] {
             assert!(module.functions.contains(&planar), "{planar}");
         }
-        // common.cuh's clamp, affine map and quantisation, inlined by build.rs; the module keeps contraction on
+        // frame_out.cuh and common.cuh's clamp, affine map and quantisation, inlined by build.rs; the module keeps
+        // contraction on (the conversion's arithmetic is explicitly rounded)
         assert!(!module.source.contains("#include"));
         assert!(module.source.contains("struct Affine3x4") && module.source.contains("quantise(float v"));
+        assert!(module.source.contains("void frame_pixel(") && module.source.contains("__fmul_rn("));
         assert_eq!((module.arch, module.fmad), (Some("compute_90a"), true));
     }
 }

@@ -33,6 +33,9 @@ inline unsigned long long atomicAdd(unsigned long long* p, unsigned long long v)
     *p += v;
     return old;
 }
+// IEEE single-precision multiply and add, each rounded (never contracted: -ffp-contract=off)
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fadd_rn(float a, float b) { return a + b; }
 inline unsigned short emulated_to_half_bits(float f) { return _cvtss_sh(f, 0); }
 inline float emulated_from_half_bits(unsigned short h) { return _cvtsh_ss(h); }
 struct float4 {

@@ -17,9 +17,10 @@
 // No CUDA headers: NVRTC compiles this as is (build.rs inlines the local include), for the arch-specific target
 // (wgmma, setmaxnreg):
 // nvrtc: arch=compute_90a
-// Contraction stays on for the convolutions; the fused output conversion (FrameEpilogue) uses common.cuh's
-// arithmetic, written with explicitly rounded intrinsics, so it equals planar_to_frame.cu (fmad=false) bit for bit.
-#include "../../cuda/kernels/common.cuh"
+// Contraction stays on for the convolutions; the fused output conversion (FrameEpilogue, frame_out.cuh) uses
+// common.cuh's arithmetic, written with explicitly rounded intrinsics, so it equals planar_to_frame.cu (fmad=false)
+// bit for bit.
+#include "frame_out.cuh"
 
 typedef unsigned short half_t;
 
@@ -317,39 +318,10 @@ struct ShuffleEpilogue {
     }
 };
 
-// Samples of the frames FrameEpilogue writes: luma in plane 0, Cb Cr interleaved in plane 1 (4:2:0), code values
-// shifted up within their samples (format::FormatLayout of NV12 and P010).
-struct Nv12Samples {
-    typedef unsigned char T;
-    static constexpr int SHIFT = 0, MAX_CODE = 255;
-};
-struct P010Samples {
-    typedef unsigned short T;
-    static constexpr int SHIFT = 6, MAX_CODE = 1023;
-};
-
-// N consecutive samples of a row: one store where the address allows (2, 4, 8 bytes), else one per sample.
-template <typename T, int N>
-__device__ __forceinline__ void store_samples(unsigned char* row, const unsigned v[N]) {
-    constexpr int BYTES = N * (int)sizeof(T);
-    if ((BYTES == 2 || BYTES == 4 || BYTES == 8) && ((size_t)row & (BYTES - 1)) == 0) {
-        unsigned long long packed = 0;
-#pragma unroll
-        for (int e = 0; e < N; ++e) packed |= (unsigned long long)v[e] << (8 * (int)sizeof(T) * e);
-        if (BYTES == 2) *(unsigned short*)row = (unsigned short)packed;
-        if (BYTES == 4) *(unsigned*)row = (unsigned)packed;
-        if (BYTES == 8) *(unsigned long long*)row = packed;
-    } else {
-#pragma unroll
-        for (int e = 0; e < N; ++e) ((T*)row)[e] = (T)v[e];
-    }
-}
-
-// Last layer with the output conversion fused (even R: each 2x2 chroma block lies inside one input pixel's R x R
-// outputs): bias, pixel shuffle and nearest residual exactly as ShuffleEpilogue<R>, each RGB value rounded to fp16 as
-// the planar output would hold it, then planar_to_frame.cu's clamp, affine map, quantisation and 2x2 chroma average
-// (same operations in the same order), written into an NV12 or P010 frame of R h x R w at the planes' pitches. One
-// image (batch 1): the frame is the whole output.
+// Last layer with the output conversion fused (frame_out.cuh): bias and pixel shuffle as ShuffleEpilogue<R>, then
+// per input pixel its outputs with the residual, rounded to fp16 as the planar output would hold them and converted as
+// planar_to_frame.cu converts them, written into an NV12 or P010 frame of R h x R w at the planes' pitches. One image
+// (batch 1): the frame is the whole output.
 template <int R, typename S>
 struct FrameEpilogue {
     const float* bias;    // 64 values, the padding zero
@@ -361,9 +333,6 @@ struct FrameEpilogue {
     Affine3x4 from_rgb;  // RGB 0..1 -> code values (color::rgb_to_code)
     __device__ __forceinline__ void store(const float d[64], const Lane& l, const Sm90Shape& s, int, int y,
                                           int xt) const {
-        static_assert(R % 2 == 0, "a 2x2 chroma block must not straddle two input pixels");
-        constexpr int RR = R * R;
-        typedef typename S::T T;
         const float b[2] = {bias[16 * l.wq + l.g], bias[16 * l.wq + l.g + 8]};
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
@@ -377,56 +346,14 @@ struct FrameEpilogue {
                 float res[3];
 #pragma unroll
                 for (int c = 0; c < 3; ++c) res[c] = h2f(image[((size_t)c * s.h + y) * s.w + x]);
-                // rgb[row][dx][c]: clamped as planar_to_frame reads the fp16 value ShuffleEpilogue would store
-                float rgb[2][R][3];
-#pragma unroll
-                for (int r = 0; r < 2; ++r) {
-#pragma unroll
-                    for (int dx = 0; dx < R; ++dx) {
-#pragma unroll
-                        for (int c = 0; c < 3; ++c) {
-                            half_t h;
-                            asm volatile("ld.shared.u16 %0, [%1];"
-                                         : "=h"(h)
-                                         : "r"(l.staging + (c * RR + (2 * cy + r) * R + dx) * EPI_ROW_BYTES + p * 2));
-                            rgb[r][dx][c] = clamp01(h2f(f2h(h2f(h) + res[c])));
-                        }
-                    }
-                }
-#pragma unroll
-                for (int r = 0; r < 2; ++r) {
-                    unsigned codes[R];
-#pragma unroll
-                    for (int dx = 0; dx < R; ++dx) {
-                        float code[3];
-                        apply(from_rgb, rgb[r][dx][0], rgb[r][dx][1], rgb[r][dx][2], code);
-                        codes[dx] = quantise(code[0], S::MAX_CODE) << S::SHIFT;
-                    }
-                    unsigned char* row = luma + (size_t)(R * y + 2 * cy + r) * luma_pitch + (size_t)R * x * sizeof(T);
-                    store_samples<T, R>(row, codes);
-                }
-                // chroma positions R x / 2 .. R x / 2 + R / 2 - 1 of chroma row R y / 2 + cy: Cb Cr each
-                unsigned codes[R];
-#pragma unroll
-                for (int cx = 0; cx < R / 2; ++cx) {
-                    float sum[3];
-#pragma unroll
-                    for (int k = 0; k < 3; ++k) {
-                        // the block's pixels in write_frame's order: the top row's two, then the bottom row's
-                        float acc = 0.0f;
-                        acc = __fadd_rn(acc, rgb[0][2 * cx][k]);
-                        acc = __fadd_rn(acc, rgb[0][2 * cx + 1][k]);
-                        acc = __fadd_rn(acc, rgb[1][2 * cx][k]);
-                        acc = __fadd_rn(acc, rgb[1][2 * cx + 1][k]);
-                        sum[k] = __fmul_rn(acc, 1.0f / 4.0f);
-                    }
-                    float code[3];
-                    apply(from_rgb, sum[0], sum[1], sum[2], code);
-                    codes[2 * cx] = quantise(code[1], S::MAX_CODE) << S::SHIFT;
-                    codes[2 * cx + 1] = quantise(code[2], S::MAX_CODE) << S::SHIFT;
-                }
-                unsigned char* row = chroma + (size_t)((R / 2) * y + cy) * chroma_pitch + (size_t)R * x * sizeof(T);
-                store_samples<T, R>(row, codes);
+                const auto staged = [&](int ch) {
+                    half_t h;
+                    asm volatile("ld.shared.u16 %0, [%1];" : "=h"(h) : "r"(l.staging + ch * EPI_ROW_BYTES + p * 2));
+                    return h;
+                };
+                const size_t at = (size_t)R * x * sizeof(typename S::T);
+                frame_pixel<R, S>(staged, res, from_rgb, cy, luma + (size_t)(R * y + 2 * cy) * luma_pitch + at,
+                                  luma_pitch, chroma + (size_t)((R / 2) * y + cy) * chroma_pitch + at);
             }
             named_barrier(l.barrier);
         }
