@@ -15,6 +15,8 @@ use vfupscale::color::{Colorimetry, Matrix, Range, rgb_to_code};
 use vfupscale::cpu;
 use vfupscale::frame::{Image, PixelFormat, Size};
 
+#[path = "support/emulation.rs"]
+mod emulation;
 #[path = "support/images.rs"]
 mod images;
 use images::random_values;
@@ -26,16 +28,8 @@ fn header_source() -> String {
     let include = "#include \"../../cuda/kernels/common.cuh\"";
     let header = read("src/native/kernels/frame_out.cuh");
     assert!(header.contains(include), "frame_out.cuh no longer includes common.cuh as this test expects");
-    let mut source = header.replace(include, &read("src/cuda/kernels/common.cuh")).replace("#pragma once", "");
-    for (ptx, emulated) in [
-        (r#"asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));"#, "h = emulated_to_half_bits(f);"),
-        (r#"asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));"#, "f = emulated_from_half_bits(h);"),
-    ] {
-        assert!(source.contains(ptx), "the PTX conversion `{ptx}` changed: update this test");
-        source = source.replace(ptx, emulated);
-    }
-    assert!(!source.contains("asm("), "inline PTX this emulation does not know");
-    source
+    let source = header.replace(include, &read("src/cuda/kernels/common.cuh")).replace("#pragma once", "");
+    emulation::emulated("frame_out.cuh", &source)
 }
 
 fn bytes_u16(v: &[u16]) -> Vec<u8> {
@@ -112,18 +106,7 @@ fn the_fused_output_conversion_equals_the_planar_output_converted_in_a_cpu_emula
         }
     }
     std::fs::write(root.join("frame_out.inc"), header_source()).unwrap();
-    let harness = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/fused_output_emulation.cpp");
-    let binary = root.join("emulate");
-    let compiler = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
-    let built = Command::new(&compiler)
-        .args(["-std=c++17", "-O1", "-ffp-contract=off", "-fno-strict-aliasing", "-mf16c", "-w", "-I"])
-        .arg(root)
-        .arg(&harness)
-        .arg("-o")
-        .arg(&binary)
-        .output()
-        .unwrap_or_else(|e| panic!("{compiler} (the C++ compiler this test needs) cannot run: {e}"));
-    assert!(built.status.success(), "compiling the emulation failed:\n{}", String::from_utf8_lossy(&built.stderr));
+    let binary = emulation::compile("fused_output_emulation.cpp", root);
     let run = Command::new(&binary).arg(root).arg(n.to_string()).output().unwrap();
     let report = String::from_utf8_lossy(&run.stdout);
     eprintln!("{report}");

@@ -1,46 +1,17 @@
 // SPDX-License-Identifier: MPL-2.0
 // The per-pixel output conversion of the Hopper last layer that writes frames (src/native/kernels/frame_out.cuh) run
 // on the CPU, pixel by pixel and chroma row by chroma row as FrameEpilogue calls it, with the CUDA built-ins it uses
-// written out (fp16 conversions by the CPU's F16C instructions, which round to nearest even as cvt.rn does). Compiled
-// without contraction (-ffp-contract=off), with IEEE single precision. Driven by tests/fused_output_emulation.rs,
+// written out (emulation.h). Compiled without contraction (-ffp-contract=off), with IEEE single precision. Driven by tests/fused_output_emulation.rs,
 // which writes the cases (the last convolution's channels, the residual image, the expected frame made by the CPU
 // path) and compiles this file with the header (frame_out.inc, common.cuh inlined, the PTX conversions swapped for the
 // emulated ones); it prints one line per case and exits non-zero if any byte differs.
-#include <immintrin.h>
+#include "emulation.h"
 
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <sstream>
-#include <string>
-#include <vector>
-
-#define __device__
-#define __forceinline__ inline
-// IEEE single-precision multiply and add, each rounded (never contracted: -ffp-contract=off)
-inline float __fmul_rn(float a, float b) { return a * b; }
-inline float __fadd_rn(float a, float b) { return a + b; }
-inline unsigned short emulated_to_half_bits(float f) { return _cvtss_sh(f, 0); }
-inline float emulated_from_half_bits(unsigned short h) { return _cvtsh_ss(h); }
 
 #include "frame_out.inc"
-
-template <class T>
-std::vector<T> rd(const std::string& dir, const std::string& name) {
-    std::ifstream f(dir + "/" + name, std::ios::binary | std::ios::ate);
-    if (!f) {
-        fprintf(stderr, "missing %s/%s\n", dir.c_str(), name.c_str());
-        exit(2);
-    }
-    const size_t n = f.tellg();
-    f.seekg(0);
-    std::vector<T> v(n / sizeof(T));
-    f.read((char*)v.data(), n);
-    return v;
-}
 
 // Writes the frame of one case into planes at `pitch` (poisoned first: a sample left out shows) and returns how many
 // bytes of the rows differ from the expected planes.
