@@ -509,7 +509,10 @@ impl NativeEngine {
 
         let src = if current_is_first { &*act0 } else { &*act1 };
         let last_padded = self.last_padded;
-        if let (Some((frame, from_rgb)), Some(hopper), Some(maps)) = (frame, hopper.as_ref(), maps.as_ref()) {
+        if let Some((frame, from_rgb)) = frame {
+            let (Some(hopper), Some(maps)) = (hopper.as_ref(), maps.as_ref()) else {
+                return Err(Error::Usage("native kernels: only the Hopper last layer writes frames".into()));
+            };
             let map = &maps[usize::from(!current_is_first)];
             let format = frame.format();
             // SAFETY: the frame per run_into_frame's contract; it was checked above to be one this layer writes (no
