@@ -237,4 +237,21 @@ impl Engine {
             Inner::Native(n) => n.profile().map(Some),
         }
     }
+
+    /// [`Engine::profile`] of [`Engine::run_into_frame`] (the native kernels' last layer named `last-wgmma-nv12` or
+    /// `last-wgmma-p010`); `None` on ONNX Runtime. Waits for the run.
+    ///
+    /// # Safety
+    /// As for [`Engine::run_into_frame`].
+    pub unsafe fn profile_into_frame(
+        &mut self,
+        frame: &mut DeviceFrameMut<'_>,
+        from_rgb: &Affine3x4,
+    ) -> Result<Option<Vec<(String, f64)>>> {
+        match &mut self.inner {
+            Inner::Ort(_) => Ok(None),
+            // SAFETY: this function's contract.
+            Inner::Native(n) => unsafe { n.profile_into_frame(frame, from_rgb) }.map(Some),
+        }
+    }
 }

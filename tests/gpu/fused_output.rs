@@ -2,7 +2,8 @@
 //! GPU tests of the output conversion fused into the Hopper last layer (a module of `gpu_kernels`, run by
 //! `tests/gpu/run.sh`): the NV12 and P010 frames it writes equal, byte for byte, the planar output converted by
 //! `planar_to_frame`, in the engine (x4 and a shuffle-2 network, natural and odd pitches) and through the upscaler
-//! (fused by default, separate with `VFUPSCALE_NO_FUSED_OUTPUT=1`; the x2 model and tiles keep the separate path).
+//! (fused by default, separate with `VFUPSCALE_NO_FUSED_OUTPUT=1`; the x2 model and tiles keep the separate path);
+//! profiles name the fused last layer `last-wgmma-nv12` / `last-wgmma-p010`.
 
 use std::sync::Arc;
 
@@ -12,7 +13,8 @@ use vfupscale::cuda::{DeviceFrameMut, FrameBuffer, FramePlanes, GpuDevice};
 use vfupscale::frame::{Image, PixelFormat, Size};
 use vfupscale::native::{NativeEngine, SrvggGraph, match_srvgg};
 use vfupscale::{
-    BackendChoice, InputFrame, Model, ModelInfo, Precision, TensorLocation, Tiling, Upscaler, UpscalerConfig,
+    BackendChoice, EngineRequest, InputFrame, Model, ModelInfo, Precision, TensorLocation, Tiling, Upscaler,
+    UpscalerConfig,
 };
 
 use super::images::{BT709, planar_image, test_image_as};
@@ -222,4 +224,37 @@ fn the_upscaler_fuses_the_output_conversion_into_the_last_layer_with_the_same_by
             );
         }
     }
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run tests/gpu/run.sh"]
+fn the_engine_profiles_the_fused_last_layer_under_its_own_name() {
+    let model =
+        Arc::new(Model::load(&vfupscale::models::resolve(Some("realesr-animevideov3-x4".as_ref())).unwrap()).unwrap());
+    let request = EngineRequest { backend: BackendChoice::Native, precision: Precision::Fp16, ..Default::default() };
+    let mut engine = vfupscale::select_engine(model, &request).unwrap().engine;
+    let size = Size::new(1920, 1080);
+    engine.bind(1, size, TensorLocation::Device).unwrap();
+    let stream = engine.stream().unwrap().clone();
+    let mut frame = FrameBuffer::new(&stream, PixelFormat::Nv12, size.scaled(4)).unwrap();
+    let planar = engine.profile().unwrap().unwrap();
+    assert!(!engine.writes_frame(PixelFormat::Nv12, size) && !engine.writes_frame(PixelFormat::Rgba, size.scaled(4)));
+    if !hopper() {
+        assert!(!engine.writes_frame(PixelFormat::Nv12, size.scaled(4)));
+        return;
+    }
+    assert!(engine.writes_frame(PixelFormat::Nv12, size.scaled(4)));
+    // SAFETY: our frame, on the engine's stream; the profile waits for its run.
+    let fused = unsafe { engine.profile_into_frame(&mut frame.view_mut(&stream).unwrap(), &rgb_to_code(BT709, 8)) };
+    let fused = fused.unwrap().unwrap();
+    let names = |p: &[(String, f64)]| p.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+    let ms = |p: &[(String, f64)], k: &str| p.iter().filter(|(n, _)| n == k).map(|(_, t)| t).sum::<f64>();
+    assert_eq!(names(&planar).last().map(String::as_str), Some("last-wgmma"), "{planar:?}");
+    assert_eq!(names(&fused).last().map(String::as_str), Some("last-wgmma-nv12"), "{fused:?}");
+    assert_eq!(names(&planar).len(), names(&fused).len());
+    eprintln!(
+        "1080p x4: last layer planar {:.3} ms + planar_to_frame, fused into NV12 {:.3} ms",
+        ms(&planar, "last-wgmma"),
+        ms(&fused, "last-wgmma-nv12")
+    );
 }
