@@ -26,6 +26,9 @@ use images::{BT709, planar_image, psnr, psnr16, random_frame, random_frame_of, t
 // the classic, composition and temporal kernels
 #[path = "gpu/compose_kernels.rs"]
 mod compose_kernels;
+// the output conversion fused into the Hopper last layer
+#[path = "gpu/fused_output.rs"]
+mod fused_output;
 
 const COLOURS: [Colorimetry; 3] = [
     Colorimetry::new(Matrix::Bt601, Range::Limited),

@@ -18,6 +18,8 @@ use vfupscale::format::FormatLayout;
 use vfupscale::frame::{Image, PixelFormat, Rect, Size};
 use vfupscale::temporal::{TemporalSettings, compute_mask, difference_sum};
 
+#[path = "support/emulation.rs"]
+mod emulation;
 #[path = "support/images.rs"]
 mod images;
 #[allow(unused_imports)]
@@ -256,15 +258,7 @@ fn conversion_cases(root: &Path) -> usize {
 fn kernels_source() -> String {
     let mut out = String::new();
     for module in [&conversion::RESAMPLE, &conversion::COMPOSE, &conversion::TEMPORAL, &conversion::PLANAR_TO_FRAME] {
-        let mut source = module.source.to_string();
-        for (ptx, emulated) in [
-            (r#"asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));"#, "h = emulated_to_half_bits(f);"),
-            (r#"asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));"#, "f = emulated_from_half_bits(h);"),
-        ] {
-            assert!(source.contains(ptx), "{}: the PTX conversion `{ptx}` changed: update this test", module.name);
-            source = source.replace(ptx, emulated);
-        }
-        assert!(!source.contains("asm("), "{}: inline PTX this emulation does not know", module.name);
+        let source = emulation::emulated(module.name, module.source);
         out.push_str(&format!("namespace mod_{} {{\n{source}\n}}\n", module.name));
     }
     out
@@ -279,18 +273,7 @@ fn kernels_equal_the_cpu_path_bit_for_bit_in_a_cpu_emulation() {
     let masks = mask_cases(root);
     let conversions = conversion_cases(root);
     std::fs::write(root.join("kernels.inc"), kernels_source()).unwrap();
-    let harness = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/kernel_emulation.cpp");
-    let binary = root.join("emulate");
-    let compiler = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
-    let built = Command::new(&compiler)
-        .args(["-std=c++17", "-O1", "-ffp-contract=off", "-mf16c", "-w", "-I"])
-        .arg(root)
-        .arg(&harness)
-        .arg("-o")
-        .arg(&binary)
-        .output()
-        .unwrap_or_else(|e| panic!("{compiler} (the C++ compiler this test needs) cannot run: {e}"));
-    assert!(built.status.success(), "compiling the emulation failed:\n{}", String::from_utf8_lossy(&built.stderr));
+    let binary = emulation::compile("kernel_emulation.cpp", root);
     let run = Command::new(&binary)
         .arg(root)
         .args([resamples, composes, masks, conversions].map(|n| n.to_string()))

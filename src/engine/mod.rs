@@ -14,9 +14,10 @@ pub use select::{
 };
 
 use crate::backend::Backend;
-use crate::cuda::{PlanarTensor, PlanarTensorMut};
+use crate::color::Affine3x4;
+use crate::cuda::{DeviceFrameMut, PlanarTensor, PlanarTensorMut};
 use crate::error::{Error, Result};
-use crate::frame::{HostTensor, HostTensorMut, Size};
+use crate::frame::{HostTensor, HostTensorMut, PixelFormat, Size};
 use crate::infer::{InferenceSession, SessionOptions, TensorLocation};
 use crate::model::{Model, ModelInfo};
 use crate::native::NativeEngine;
@@ -193,6 +194,29 @@ impl Engine {
         }
     }
 
+    /// Whether [`Engine::run_into_frame`] can write `format` frames of `size` with the bound tensors (the native
+    /// Hopper kernels for NV12 and P010, see [`NativeEngine::writes_frame`]; never ONNX Runtime).
+    pub fn writes_frame(&self, format: PixelFormat, size: Size) -> bool {
+        match &self.inner {
+            Inner::Ort(_) => false,
+            Inner::Native(n) => n.writes_frame(format, size),
+        }
+    }
+
+    /// Runs on the bound input tensor with the model's last layer writing `frame` (code values by `from_rgb`)
+    /// instead of the output tensor; only queued. Only for frames [`Engine::writes_frame`] accepts.
+    ///
+    /// # Safety
+    /// The frame's memory must stay valid, touched by nothing else, until the work queued on the engine's stream
+    /// has completed, and be memory of that stream's context.
+    pub unsafe fn run_into_frame(&mut self, frame: &mut DeviceFrameMut<'_>, from_rgb: &Affine3x4) -> Result<()> {
+        match &mut self.inner {
+            Inner::Ort(_) => Err(Error::Usage("ONNX Runtime writes its output tensor, not frames".into())),
+            // SAFETY: this function's contract.
+            Inner::Native(n) => unsafe { n.run_into_frame(frame, from_rgb) },
+        }
+    }
+
     /// Device memory the engine holds for inference; `None` off the GPU or where ONNX Runtime keeps no statistics.
     pub fn memory(&self) -> Option<EngineMemory> {
         match &self.inner {
@@ -211,6 +235,23 @@ impl Engine {
         match &mut self.inner {
             Inner::Ort(_) => Ok(None),
             Inner::Native(n) => n.profile().map(Some),
+        }
+    }
+
+    /// [`Engine::profile`] of [`Engine::run_into_frame`] (the native kernels' last layer named `last-wgmma-nv12` or
+    /// `last-wgmma-p010`); `None` on ONNX Runtime. Waits for the run.
+    ///
+    /// # Safety
+    /// As for [`Engine::run_into_frame`].
+    pub unsafe fn profile_into_frame(
+        &mut self,
+        frame: &mut DeviceFrameMut<'_>,
+        from_rgb: &Affine3x4,
+    ) -> Result<Option<Vec<(String, f64)>>> {
+        match &mut self.inner {
+            Inner::Ort(_) => Ok(None),
+            // SAFETY: this function's contract.
+            Inner::Native(n) => unsafe { n.profile_into_frame(frame, from_rgb) }.map(Some),
         }
     }
 }

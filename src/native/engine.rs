@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: MPL-2.0
-//! Running an [`SrvggGraph`] with our kernels (`kernels/srvgg.cu`) on one CUDA stream.
+//! Running an [`SrvggGraph`] with our kernels (`kernels/srvgg.cu`, `kernels/srvgg_sm90.cu`) on one CUDA stream, into
+//! the planar output tensor or (Hopper, shuffle 2 or 4) straight into an NV12 or P010 frame.
+
+mod profile;
 
 use std::sync::Arc;
 
@@ -8,10 +11,11 @@ use cudarc::driver::{CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConf
 
 use super::graph::{Conv3x3, CubicResize, FEATURES, SrvggGraph};
 use super::hopper::{self, HopperKernels, TensorMap};
-use crate::cuda::{GpuDevice, PlanarTensor, PlanarTensorMut};
+use crate::color::Affine3x4;
+use crate::cuda::{DeviceFrameMut, GpuDevice, PlanarTensor, PlanarTensorMut};
 use crate::engine::EngineMemory;
 use crate::error::{Error, Result};
-use crate::frame::{ElementType, Size};
+use crate::frame::{ElementType, PixelFormat, Size};
 use crate::model::ModelInfo;
 
 /// Output pixels per side of the convolution kernels' tile; threads per block.
@@ -149,6 +153,12 @@ fn hopper_wanted() -> bool {
     std::env::var("VFUPSCALE_NATIVE_KERNELS").map_or(true, |v| v != "mma")
 }
 
+/// Whether the last layer may write output frames itself ([`NativeEngine::run_into_frame`]), unless
+/// `VFUPSCALE_NO_FUSED_OUTPUT` (set, not `0`) asks for the separate conversion kernel (to time both).
+fn fused_output_wanted() -> bool {
+    std::env::var("VFUPSCALE_NO_FUSED_OUTPUT").map_or(true, |v| v.is_empty() || v == "0")
+}
+
 /// An SRVGGNetCompact network on our kernels: fp16 activations, fp32 accumulation, device-memory IO.
 pub struct NativeEngine {
     stream: Arc<CudaStream>,
@@ -174,6 +184,8 @@ pub struct NativeEngine {
     weight_bytes: usize,
     buffers: Option<Buffers>,
     hopper: Option<Hopper>,
+    /// Whether frames may be written by the last layer (see [`fused_output_wanted`]).
+    fused_output: bool,
     /// What could not be honoured while opening (for the caller to log).
     warnings: Vec<String>,
 }
@@ -272,6 +284,7 @@ impl NativeEngine {
             weight_bytes,
             buffers: None,
             hopper,
+            fused_output: fused_output_wanted(),
             warnings,
         })
     }
@@ -376,40 +389,57 @@ impl NativeEngine {
         PlanarTensor::from_view(b.output.slice(start..start + n), &self.stream, size)
     }
 
+    /// The last layer's kernel that writes a `format` frame of `size` itself, or why there is none (no Hopper
+    /// kernels, `VFUPSCALE_NO_FUSED_OUTPUT`, the format, the shuffle, a final resize, the bound tensors).
+    fn frame_kernel(&self, format: PixelFormat, size: Size) -> std::result::Result<&'static str, String> {
+        if self.hopper.is_none() {
+            return Err("the Hopper (wgmma) kernels do not run the model here".into());
+        }
+        if !self.fused_output {
+            return Err("VFUPSCALE_NO_FUSED_OUTPUT asks for the separate output conversion".into());
+        }
+        let b = self.buffers.as_ref().ok_or("no tensors are bound")?;
+        hopper::frame_kernel(self.shuffle, self.resize.is_some(), b.batch, b.size, format, size)
+    }
+
+    /// Whether [`NativeEngine::run_into_frame`] can write `format` frames of `size` with the bound tensors: NV12 or
+    /// P010 frames of the model's output size, from the Hopper kernels with shuffle 2 or 4, no final resize, batch 1.
+    pub fn writes_frame(&self, format: PixelFormat, size: Size) -> bool {
+        self.frame_kernel(format, size).is_ok()
+    }
+
     /// Queues the whole network on the stream (no synchronisation).
     pub fn run(&mut self) -> Result<()> {
-        self.launch_all(|_| Ok(()))
+        self.launch_all(None, |_| Ok(()))
     }
 
-    /// Runs the network once and returns each kernel's time in milliseconds (CUDA events), in order: the first
-    /// layer, each hidden layer, the last layer and the final resize if any.
-    pub fn profile(&mut self) -> Result<Vec<(String, f64)>> {
-        let stream = self.stream.clone();
-        let flags = Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT);
-        let event = || stream.context().new_event(flags).map_err(Error::cuda("cuEventCreate"));
-        let start = event()?;
-        start.record(&stream).map_err(Error::cuda("cuEventRecord"))?;
-        let mut marks = Vec::new();
-        self.launch_all(|name| {
-            let e = event()?;
-            e.record(&stream).map_err(Error::cuda("cuEventRecord"))?;
-            marks.push((name, e));
-            Ok(())
-        })?;
-        stream.synchronize().map_err(Error::cuda("cuStreamSynchronize"))?;
-        let mut previous = &start;
-        let mut times = Vec::new();
-        for (name, e) in &marks {
-            let ms = previous.elapsed_ms(e).map_err(Error::cuda("cuEventElapsedTime"))?;
-            times.push((name.to_string(), ms as f64));
-            previous = e;
+    /// Queues the whole network with the last layer writing `frame` (its code values from RGB by `from_rgb`,
+    /// [`crate::color::rgb_to_code`]) instead of the output tensor: the bytes `run` followed by
+    /// `ConversionKernels::planar_to_frame` would write, without the planar output's round trip through memory.
+    /// Only for frames [`NativeEngine::writes_frame`] accepts.
+    ///
+    /// # Safety
+    /// The frame's memory must stay valid, touched by nothing else, until the work queued on the stream has
+    /// completed, and be memory of the stream's context.
+    pub unsafe fn run_into_frame(&mut self, frame: &mut DeviceFrameMut<'_>, from_rgb: &Affine3x4) -> Result<()> {
+        self.launch_all(Some((frame, from_rgb)), |_| Ok(()))
+    }
+
+    /// Queues every kernel, the last one writing `frame` when given (else the output tensor), calling `after` with
+    /// its name after each launch. Tensors and weights go to the kernels as cudarc allocations, so cudarc's access
+    /// guards cover every launch.
+    fn launch_all(
+        &mut self,
+        frame: Option<(&mut DeviceFrameMut<'_>, &Affine3x4)>,
+        mut after: impl FnMut(&'static str) -> Result<()>,
+    ) -> Result<()> {
+        if let Some((frame, _)) = &frame {
+            // before anything is queued: a frame the last layer cannot write is the caller's error
+            self.frame_kernel(frame.format(), frame.size()).map_err(|why| {
+                Error::Usage(format!("native kernels: the last layer cannot write the {} frame: {why}", frame.format()))
+            })?;
         }
-        Ok(times)
-    }
-
-    /// Queues every kernel, calling `after` with its name after each launch. Tensors and weights go to the kernels
-    /// as cudarc allocations, so cudarc's access guards cover every launch.
-    fn launch_all(&mut self, mut after: impl FnMut(&'static str) -> Result<()>) -> Result<()> {
+        let (shuffle, scale) = (self.shuffle, self.scale);
         let Self {
             stream,
             buffers,
@@ -483,6 +513,28 @@ impl NativeEngine {
 
         let src = if current_is_first { &*act0 } else { &*act1 };
         let last_padded = self.last_padded;
+        if let Some((frame, from_rgb)) = frame {
+            let (Some(hopper), Some(maps)) = (hopper.as_ref(), maps.as_ref()) else {
+                return Err(Error::Usage("native kernels: only the Hopper last layer writes frames".into()));
+            };
+            let map = &maps[usize::from(!current_is_first)];
+            let format = frame.format();
+            // SAFETY: the frame per run_into_frame's contract; it was checked above to be one this layer writes (no
+            // resize follows).
+            unsafe {
+                hopper.kernels.last_into_frame(
+                    s,
+                    (src, map),
+                    &hopper.last,
+                    &hopper.last_bias,
+                    &*input,
+                    (frame, from_rgb),
+                    (shuffle, size),
+                )?
+            };
+            after(if format == PixelFormat::P010 { "last-wgmma-p010" } else { "last-wgmma-nv12" })?;
+            return Ok(());
+        }
         {
             let target: &mut CudaSlice<u16> = match shuffled.as_mut() {
                 Some(shuffled) => shuffled,
@@ -502,8 +554,8 @@ impl NativeEngine {
         }
 
         if let (Some(resize), Some(shuffled)) = (self.resize, shuffled.as_ref()) {
-            let (sh, sw) = (h * self.shuffle, w * self.shuffle);
-            let (dh, dw) = (h * self.scale, w * self.scale);
+            let (sh, sw) = (h * shuffle, w * shuffle);
+            let (dh, dw) = (h * scale, w * scale);
             let (shi, swi, dhi, dwi) = (sh as i32, sw as i32, dh as i32, dw as i32);
             if resize.factor == 0.5 {
                 let mut args = s.launch_builder(resize_half);

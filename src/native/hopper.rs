@@ -3,7 +3,9 @@
 //! MMA with the weights resident in shared memory, input tiles brought in by TMA through a tensor map of each
 //! activation buffer, persistent CTAs. Used on compute capability 9.0 (H100, H200), where it runs the hidden layers
 //! 2.2× and the last layer 1.35× faster than the mma.sync kernels (docs/PERFORMANCE.md, attempts 11–13); the
-//! mma.sync kernels remain for every other GPU and for the first layer.
+//! mma.sync kernels remain for every other GPU and for the first layer. For shuffles 2 and 4 the last layer can also
+//! write an NV12 or P010 frame itself (the output conversion fused into its epilogue, bit for bit
+//! `planar_to_frame`'s result: no planar fp16 output written and read again).
 
 use std::ffi::c_void;
 
@@ -14,9 +16,10 @@ use cudarc::driver::sys::{
 use cudarc::driver::{CudaFunction, CudaSlice, CudaStream, DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg};
 
 use super::graph::{Conv3x3, FEATURES};
-use crate::cuda::GpuDevice;
+use crate::color::Affine3x4;
+use crate::cuda::{DeviceFrameMut, GpuDevice};
 use crate::error::{Error, Result};
-use crate::frame::Size;
+use crate::frame::{PixelFormat, Size};
 
 /// Output tile of the kernels (keep in step with `COLS`, `ROWS`, `THREADS`, `SMEM_BYTES` in srvgg_sm90.cu).
 const COLS: u32 = 128;
@@ -124,10 +127,44 @@ pub(super) fn pack_weights(conv: &Conv3x3) -> Vec<u16> {
     packed
 }
 
-/// The Hopper kernels of one engine: the hidden layer and the last layer for its shuffle factor.
+/// The last layer's entry point that writes a `format` frame of `output` itself, for a network with pixel shuffle
+/// `shuffle` (followed by a resize or not) bound for `batch` images of `input`; otherwise why it cannot (the frame
+/// is then converted from the planar output by its own kernel).
+pub(super) fn frame_kernel(
+    shuffle: u32,
+    resized: bool,
+    batch: u32,
+    input: Size,
+    format: PixelFormat,
+    output: Size,
+) -> std::result::Result<&'static str, String> {
+    let name = match (shuffle, format) {
+        (2, PixelFormat::Nv12) => "srvgg_last_sm90_r2_nv12",
+        (2, PixelFormat::P010) => "srvgg_last_sm90_r2_p010",
+        (4, PixelFormat::Nv12) => "srvgg_last_sm90_r4_nv12",
+        (4, PixelFormat::P010) => "srvgg_last_sm90_r4_p010",
+        (2 | 4, _) => return Err(format!("{format} frames are not written by the last layer (NV12 and P010 are)")),
+        _ => return Err(format!("a pixel shuffle by {shuffle} can put a 2×2 chroma block across two input pixels")),
+    };
+    if resized {
+        return Err("the network resizes its output after the pixel shuffle".into());
+    }
+    if batch != 1 {
+        return Err(format!("the tensors are bound for {batch} images, the last layer writes one frame"));
+    }
+    if output != input.scaled(shuffle) {
+        return Err(format!("the frame is {output}, the model's output {}", input.scaled(shuffle)));
+    }
+    Ok(name)
+}
+
+/// The Hopper kernels of one engine: the hidden layer and the last layer for its shuffle factor, planar or writing
+/// frames.
 pub(super) struct HopperKernels {
     hidden: CudaFunction,
     last: CudaFunction,
+    /// The last layers writing frames, by entry point (none for shuffle 3).
+    last_into_frame: Vec<(&'static str, CudaFunction)>,
     blocks: u32,
 }
 
@@ -145,12 +182,18 @@ impl HopperKernels {
         let module = device.module(&super::kernels::SRVGG_SM90)?;
         let hidden = module.function("srvgg_hidden_sm90")?.clone();
         let last = module.function(&format!("srvgg_last_sm90_r{shuffle}"))?.clone();
-        for f in [&hidden, &last] {
+        let one = Size::new(1, 1);
+        let last_into_frame = [PixelFormat::Nv12, PixelFormat::P010]
+            .into_iter()
+            .filter_map(|format| frame_kernel(shuffle, false, 1, one, format, one.scaled(shuffle)).ok())
+            .map(|name| Ok((name, module.function(name)?.clone())))
+            .collect::<Result<Vec<_>>>()?;
+        for f in [&hidden, &last].into_iter().chain(last_into_frame.iter().map(|(_, f)| f)) {
             f.set_attribute(CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, SMEM_BYTES as i32)
                 .map_err(Error::cuda("cuFuncSetAttribute"))?;
         }
         let blocks = device.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)? as u32;
-        Ok(Some(Self { hidden, last, blocks }))
+        Ok(Some(Self { hidden, last, last_into_frame, blocks }))
     }
 
     fn config(&self, shape: &Sm90Shape) -> LaunchConfig {
@@ -209,5 +252,92 @@ impl HopperKernels {
         // planar model input and `output` 3 r² values per input pixel.
         unsafe { args.launch(self.config(&shape)) }.map_err(Error::cuda("cuLaunchKernel"))?;
         Ok(())
+    }
+
+    /// Queues the last layer writing the frame `frame` (NV12 or P010 of `r·h × r·w`): `input` (through `map`) →
+    /// bias, pixel shuffle, + the nearest-upsampled `image`, rounded to fp16, then `from_rgb` into code values and
+    /// 4:2:0 chroma as `planar_to_frame` does ([`frame_kernel`] says which frames it can write).
+    ///
+    /// # Safety
+    /// The frame's memory must stay valid, touched by nothing else, until the work queued on `stream` has completed,
+    /// and be memory of the stream's context.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn last_into_frame(
+        &self,
+        stream: &CudaStream,
+        (input, map): (&CudaSlice<u16>, &TensorMap),
+        weights: &CudaSlice<u16>,
+        bias: &CudaSlice<f32>,
+        image: &CudaSlice<u16>,
+        (frame, from_rgb): (&mut DeviceFrameMut<'_>, &Affine3x4),
+        (shuffle, size): (u32, Size),
+    ) -> Result<()> {
+        let name = frame_kernel(shuffle, false, 1, size, frame.format(), frame.size())
+            .map_err(|why| Error::Usage(format!("the last layer cannot write this frame: {why}")))?;
+        let function = self.last_into_frame.iter().find(|(n, _)| *n == name).map(|(_, f)| f);
+        let function = function.ok_or_else(|| Error::Usage(format!("the engine has no kernel {name} loaded")))?;
+        let shape = Sm90Shape::new(1, size);
+        let p = frame.planes();
+        // pitches were checked against 32-bit indexing when the view was made
+        let (luma_pitch, chroma_pitch) = (p.pitch[0] as i32, p.pitch[1] as i32);
+        let (_, _input_guard) = input.device_ptr(stream);
+        let mut args = stream.launch_builder(function);
+        args.arg(map).arg(weights).arg(bias).arg(image).arg(&p.ptr[0]).arg(&luma_pitch).arg(&p.ptr[1]);
+        args.arg(&chroma_pitch).arg(from_rgb).arg(&shape);
+        // SAFETY: the argument list matches srvgg_last_sm90_rN_FORMAT; `map` describes `input` ([1, h, w, 64] fp16),
+        // `image` holds the planar model input of `size`, `bias` 64 values; the frame view holds both planes of the
+        // r·h × r·w frame at its pitches (checked when it was made), valid until the work completes per this
+        // function's contract.
+        unsafe { args.launch(self.config(&shape)) }.map_err(Error::cuda("cuLaunchKernel"))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_layer_writes_nv12_and_p010_frames_of_the_model_output_for_shuffles_2_and_4() {
+        let input = Size::new(1920, 1080);
+        let frame = |shuffle: u32, format| frame_kernel(shuffle, false, 1, input, format, input.scaled(shuffle));
+        assert_eq!(frame(4, PixelFormat::Nv12), Ok("srvgg_last_sm90_r4_nv12"));
+        assert_eq!(frame(4, PixelFormat::P010), Ok("srvgg_last_sm90_r4_p010"));
+        assert_eq!(frame(2, PixelFormat::Nv12), Ok("srvgg_last_sm90_r2_nv12"));
+        assert_eq!(frame(2, PixelFormat::P010), Ok("srvgg_last_sm90_r2_p010"));
+        // odd input sizes give even outputs
+        let odd = Size::new(97, 61);
+        assert!(frame_kernel(4, false, 1, odd, PixelFormat::Nv12, Size::new(388, 244)).is_ok());
+        for format in [PixelFormat::Rgba, PixelFormat::Bgrx, PixelFormat::Rgb] {
+            let e = frame(4, format).unwrap_err();
+            assert!(e.contains(&format.to_string()) && e.contains("NV12 and P010"), "{e}");
+        }
+        let e = frame(3, PixelFormat::Nv12).unwrap_err();
+        assert!(e.contains("shuffle by 3") && e.contains("chroma"), "{e}");
+        let e = frame_kernel(4, true, 1, input, PixelFormat::Nv12, input.scaled(4)).unwrap_err();
+        assert!(e.contains("resizes"), "{e}");
+        let e = frame_kernel(4, false, 2, input, PixelFormat::Nv12, input.scaled(4)).unwrap_err();
+        assert!(e.contains("2 images"), "{e}");
+        let e = frame_kernel(4, false, 1, input, PixelFormat::Nv12, Size::new(3840, 2160)).unwrap_err();
+        assert!(e.contains("3840") && e.contains("7680"), "{e}");
+    }
+
+    #[test]
+    fn the_frame_writing_kernels_are_in_the_module_with_the_conversion_helpers_inlined() {
+        let module = &super::super::kernels::SRVGG_SM90;
+        let one = Size::new(1, 1);
+        for (shuffle, format) in [2, 4].into_iter().flat_map(|r| [(r, PixelFormat::Nv12), (r, PixelFormat::P010)]) {
+            let name = frame_kernel(shuffle, false, 1, one, format, one.scaled(shuffle)).unwrap();
+            assert!(module.functions.contains(&name), "{name}: {:?}", module.functions);
+        }
+        for planar in ["srvgg_hidden_sm90", "srvgg_last_sm90_r2", "srvgg_last_sm90_r3", "srvgg_last_sm90_r4"] {
+            assert!(module.functions.contains(&planar), "{planar}");
+        }
+        // frame_out.cuh and common.cuh's clamp, affine map and quantisation, inlined by build.rs; the module keeps
+        // contraction on (the conversion's arithmetic is explicitly rounded)
+        assert!(!module.source.contains("#include"));
+        assert!(module.source.contains("struct Affine3x4") && module.source.contains("quantise(float v"));
+        assert!(module.source.contains("void frame_pixel(") && module.source.contains("__fmul_rn("));
+        assert_eq!((module.arch, module.fmad), (Some("compute_90a"), true));
     }
 }

@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use cudarc::driver::{CudaSlice, CudaStream};
 
-use super::frames::InputFrame;
+use super::Upscaler;
+use super::frames::{FrameBuffers, InputFrame};
 use super::output::{DeviceOutput, OutputSettings};
 use super::timing::{FrameEvents, FrameTimer};
-use crate::color::{Colorimetry, code_to_rgb, rgb_to_code};
+use crate::color::{Affine3x4, Colorimetry, code_to_rgb, rgb_to_code};
 use crate::cuda::{
     DeviceFrame, DeviceFrameMut, FrameBuffer, GpuDevice, PlanarTensor, PlanarTensorMut, copy_between_contexts, upload,
 };
@@ -58,6 +59,8 @@ pub(super) struct DevicePath<F> {
     accumulator: Option<CudaSlice<f32>>,
     /// Tables, the input's RGB and the temporal history for composing outputs of the prepared size.
     output: Option<DeviceOutput>,
+    /// Whether the latest frame queued had its output written by the model's last layer.
+    output_fused: bool,
     timer: FrameTimer,
     pub stream: Arc<CudaStream>,
     pub device: Arc<GpuDevice>,
@@ -66,7 +69,16 @@ pub(super) struct DevicePath<F> {
 impl<F> DevicePath<F> {
     pub fn new(device: Arc<GpuDevice>, stream: Arc<CudaStream>, frames_in_flight: usize) -> Result<Self> {
         let timer = FrameTimer::new(stream.clone(), frames_in_flight)?;
-        Ok(Self { in_flight: VecDeque::new(), staging: None, accumulator: None, output: None, timer, stream, device })
+        Ok(Self {
+            in_flight: VecDeque::new(),
+            staging: None,
+            accumulator: None,
+            output: None,
+            output_fused: false,
+            timer,
+            stream,
+            device,
+        })
     }
 
     /// Waits for everything queued on our stream.
@@ -201,10 +213,11 @@ impl<F> DevicePath<F> {
                 colours,
                 history_valid,
             };
-            let (events, stabilised) = match model {
+            let (events, stabilised, fused) = match model {
                 Some((engine, plan)) => queue_tiles(&self.device, &stream, &mut self.timer, slot, engine, plan, frame)?,
                 None => queue_classic(&self.device, &stream, &mut self.timer, slot, frame)?,
             };
+            self.output_fused = fused;
             self.timer.advance();
             Ok((events, route, stabilised))
         };
@@ -246,6 +259,11 @@ struct FrameWork<'f, 's, 'o> {
 }
 
 impl FrameWork<'_, '_, '_> {
+    /// The output frame's RGB → code value map.
+    fn to_code(&self) -> Affine3x4 {
+        rgb_to_code(self.colours.1, self.output.format().depth())
+    }
+
     /// Queues the output composition from `model` (`None`: classic output). Says whether the history was updated.
     fn finish(
         &mut self,
@@ -254,7 +272,7 @@ impl FrameWork<'_, '_, '_> {
         model: Option<&PlanarTensor<'_>>,
     ) -> Result<bool> {
         let to_rgb = code_to_rgb(self.colours.0, self.source.format().depth());
-        let to_code = rgb_to_code(self.colours.1, self.output.format().depth());
+        let to_code = self.to_code();
         // SAFETY: `source` and `output` are valid until the frame completes (the caller's contract), the model's
         // tensor is the engine's (kept until the next bind, which waits for the frames in flight) or ours.
         unsafe {
@@ -272,21 +290,24 @@ impl FrameWork<'_, '_, '_> {
     }
 }
 
-/// Queues the classic output of one frame (no model runs).
+/// Queues the classic output of one frame (no model runs). Says whether the history was updated, and that the output
+/// was not written by a model.
 fn queue_classic(
     device: &GpuDevice,
     stream: &Arc<CudaStream>,
     timer: &mut FrameTimer,
     slot: usize,
     mut frame: FrameWork<'_, '_, '_>,
-) -> Result<(FrameEvents, bool)> {
+) -> Result<(FrameEvents, bool, bool)> {
     timer.record(slot, 0)?;
     let stabilised = frame.finish(device, stream, None)?;
     timer.record(slot, 1)?;
-    Ok((FrameEvents { slot, chunks: 0, blended: true }, stabilised))
+    Ok((FrameEvents { slot, chunks: 0, blended: true }, stabilised, false))
 }
 
-/// Queues the conversion, inference and output of every chunk of tiles of one frame.
+/// Queues the conversion, inference and output of every chunk of tiles of one frame. Says whether the history was
+/// updated and whether the model's last layer wrote the output frame itself (the plain conversion fused into it,
+/// where the engine can and `OutputSettings::model_may_write_frame` allows: the convert-out stage is then empty).
 fn queue_tiles(
     device: &GpuDevice,
     stream: &Arc<CudaStream>,
@@ -295,11 +316,13 @@ fn queue_tiles(
     engine: &mut Engine,
     plan: &RunPlan,
     mut frame: FrameWork<'_, '_, '_>,
-) -> Result<(FrameEvents, bool)> {
+) -> Result<(FrameEvents, bool, bool)> {
     let kernels = device.kernels();
     let to_rgb = code_to_rgb(frame.colours.0, frame.source.format().depth());
     let model_size = frame.finish.plan.model_output;
     let plain = frame.settings.plain(&frame.finish.plan);
+    let fused = frame.settings.model_may_write_frame(&frame.finish.plan, plan)
+        && engine.writes_frame(frame.output.format(), frame.output.size());
     let mut accumulator = match frame.accumulator.take() {
         Some(acc) => {
             // stream order: the previous frame's final conversion has read it by then
@@ -321,9 +344,17 @@ fn queue_tiles(
             unsafe { kernels.frame_to_planar(stream, frame.source, &to_rgb, region, &mut tensor)? };
         }
         timer.record(slot, 3 * chunks + 1)?;
-        engine.run()?;
+        if fused {
+            let to_code = frame.to_code();
+            // SAFETY: the output frame is valid and touched by nothing else until the frame completes (the caller's
+            // contract), and memory of our context (checked by `queue`), on which the engine runs.
+            unsafe { engine.run_into_frame(frame.output, &to_code)? };
+        } else {
+            engine.run()?;
+        }
         timer.record(slot, 3 * chunks + 2)?;
-        for (j, tile) in chunk.iter().enumerate() {
+        // fused: the last layer wrote the frame
+        for (j, tile) in chunk.iter().enumerate().filter(|_| !fused) {
             let tensor = engine.output_tensor(j as u32)?;
             match accumulator.as_mut() {
                 // SAFETY: the tensor as above; the accumulation frame is ours, freed only after the frames in flight.
@@ -346,5 +377,14 @@ fn queue_tiles(
     if blended {
         timer.record(slot, 3 * chunks + 1)?;
     }
-    Ok((FrameEvents { slot, chunks, blended }, stabilised))
+    Ok((FrameEvents { slot, chunks, blended }, stabilised, fused))
+}
+
+impl<F: FrameBuffers> Upscaler<F> {
+    /// Whether the latest frame queued on the device had its output written by the model's last layer itself (the
+    /// output conversion fused into it: the native Hopper kernels, NV12 or P010 output of the model's size, the
+    /// plain conversion of whole frames; `VFUPSCALE_NO_FUSED_OUTPUT=1` turns it off).
+    pub fn output_fused(&self) -> bool {
+        self.device.as_ref().is_some_and(|d| d.output_fused)
+    }
 }

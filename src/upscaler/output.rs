@@ -18,6 +18,7 @@ use crate::cuda::{
 };
 use crate::error::{Error, Result};
 use crate::frame::{HostFrame, HostFrameMut, Image, PixelFormat, Rect, TensorElement};
+use crate::planning::RunPlan;
 use crate::temporal::{TemporalSettings, compute_mask};
 
 /// How output frames are made, for the whole run.
@@ -42,6 +43,13 @@ impl OutputSettings {
     /// Whether a model frame's output is today's plain conversion (no blend, no resampling, no history).
     pub(super) fn plain(&self, plan: &ComposePlan) -> bool {
         !self.strength.uses_classic() && plan.shrink.is_none() && !self.temporal.enabled()
+    }
+
+    /// Whether a model frame's output may be written by the model's last layer itself (the plain conversion fused
+    /// into it, where the engine can: [`crate::engine::Engine::writes_frame`]): the plain conversion of a whole
+    /// frame in one run of one image.
+    pub(super) fn model_may_write_frame(&self, plan: &ComposePlan, run: &RunPlan) -> bool {
+        self.plain(plan) && run.is_whole_frame() && run.batch == 1
     }
 
     /// Whether frames from `source` need the input's RGB (for the classic image).
@@ -281,5 +289,42 @@ impl DeviceOutput {
             unsafe { copy_between_contexts(stream, src, &mut previous)? };
         }
         Ok(stabilise)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::frame::Size;
+    use crate::tiling::TilePlan;
+
+    #[test]
+    fn only_the_plain_conversion_of_one_whole_frame_run_may_be_written_by_the_model() {
+        let input = Size::new(1920, 1080);
+        let settings = OutputSettings {
+            method: ClassicMethod::default(),
+            strength: Strength::new(1.0),
+            temporal: TemporalSettings::default(),
+            fallback: Fallback::default(),
+        };
+        let plan = |output| ComposePlan::new(ClassicMethod::default(), input, 4, output).unwrap();
+        let full = plan(input.scaled(4));
+        let run = |tiles: TilePlan, batch| RunPlan { tiles: Arc::new(tiles), batch, memory_limit: None };
+        let whole = run(TilePlan::whole(input, 4), 1);
+        assert!(!settings.temporal.enabled(), "the premise: no temporal stabilisation by default");
+        assert!(settings.model_may_write_frame(&full, &whole));
+        // a strength blend, a smaller output, the temporal history: composed by their own kernel
+        let blended = OutputSettings { strength: Strength::new(0.5), ..settings };
+        assert!(!blended.model_may_write_frame(&full, &whole));
+        assert!(!settings.model_may_write_frame(&plan(Size::new(3840, 2160)), &whole));
+        let temporal = TemporalSettings { strength: 0.5, ..TemporalSettings::default() };
+        assert!(!OutputSettings { temporal, ..settings }.model_may_write_frame(&full, &whole));
+        // tiles, or a batch of images per run
+        let tiled = run(TilePlan::new(input, 4, 512, 16), 1);
+        assert!(!tiled.is_whole_frame(), "the premise: 512-pixel tiles cut a 1080p frame");
+        assert!(!settings.model_may_write_frame(&full, &tiled));
+        assert!(!settings.model_may_write_frame(&full, &run(TilePlan::whole(input, 4), 2)));
     }
 }

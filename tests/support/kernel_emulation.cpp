@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: MPL-2.0
 // The CUDA kernels of resample.cu, compose.cu, temporal.cu and planar_to_frame.cu run on the CPU: each thread of a
-// launch in turn, with the CUDA built-ins they use written out here (fp16 conversions by the CPU's F16C
-// instructions, which round to nearest even as cvt.rn does). Compiled without contraction (-ffp-contract=off), with
+// launch in turn, with the CUDA built-ins they use written out here and in emulation.h (fp16 conversions by the CPU's
+// F16C instructions, which round to nearest even as cvt.rn does). Compiled without contraction (-ffp-contract=off), with
 // IEEE single precision, so each kernel computes what the GPU computes under --fmad=false. Driven by
 // tests/kernel_emulation.rs, which writes the cases (inputs and the CPU path's results) and compiles this file with
 // the kernel sources as build.rs embeds them (kernels.inc, one namespace per module); it prints one line per check
 // and exits non-zero if any result differs from the CPU path's by a single bit.
 // Kernels that need more than one thread at a time (warp shuffles: frame_difference) are not run here.
-#include <immintrin.h>
+#include "emulation.h"
 
 #include <algorithm>
 #include <cmath>
@@ -24,8 +24,6 @@ struct dim3 {
 };
 static dim3 threadIdx, blockIdx, blockDim;
 #define __global__
-#define __device__
-#define __forceinline__ inline
 #define __restrict__
 #define __shfl_down_sync(mask, v, offset) (0u)
 inline unsigned long long atomicAdd(unsigned long long* p, unsigned long long v) {
@@ -33,8 +31,6 @@ inline unsigned long long atomicAdd(unsigned long long* p, unsigned long long v)
     *p += v;
     return old;
 }
-inline unsigned short emulated_to_half_bits(float f) { return _cvtss_sh(f, 0); }
-inline float emulated_from_half_bits(unsigned short h) { return _cvtsh_ss(h); }
 struct float4 {
     float x, y, z, w;
 };
@@ -55,20 +51,6 @@ using std::min;
 using FormatLayout_compose = mod_compose::FormatLayout;
 using FormatLayout_temporal = mod_temporal::FormatLayout;
 using FormatLayout_frame = mod_planar_to_frame::FormatLayout;
-
-template <class T>
-std::vector<T> rd(const std::string& dir, const std::string& name) {
-    std::ifstream f(dir + "/" + name, std::ios::binary | std::ios::ate);
-    if (!f) {
-        fprintf(stderr, "missing %s/%s\n", dir.c_str(), name.c_str());
-        exit(2);
-    }
-    const size_t n = f.tellg();
-    f.seekg(0);
-    std::vector<T> v(n / sizeof(T));
-    f.read((char*)v.data(), n);
-    return v;
-}
 
 // Runs `f` for every thread of a grid of 32x8 blocks covering gw x gh threads, one after another.
 template <class F>

@@ -7,10 +7,13 @@ struct Affine3x4 {
     float m[3][4];
 };
 
+// Each multiply and add rounded on its own (the intrinsics are never contracted into FMAs), so that the result is
+// cpu.rs's in any module, also those compiled with contraction (srvgg_sm90.cu's fused output conversion).
 __device__ __forceinline__ void apply(const Affine3x4& a, float x, float y, float z, float out[3]) {
 #pragma unroll
     for (int i = 0; i < 3; ++i) {
-        out[i] = a.m[i][0] * x + a.m[i][1] * y + a.m[i][2] * z + a.m[i][3];
+        const float xy = __fadd_rn(__fmul_rn(a.m[i][0], x), __fmul_rn(a.m[i][1], y));
+        out[i] = __fadd_rn(__fadd_rn(xy, __fmul_rn(a.m[i][2], z)), a.m[i][3]);
     }
 }
 

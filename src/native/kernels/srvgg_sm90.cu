@@ -14,8 +14,13 @@
 // its registers to the consumers (setmaxnreg), which hold a 64-value accumulator set. Consumer warpgroup k computes row k of every tile; results leave through a per-warpgroup staging buffer
 // in shared memory so that global stores are contiguous.
 //
-// No CUDA headers: NVRTC compiles this as is, for the arch-specific target (wgmma, setmaxnreg):
+// No CUDA headers: NVRTC compiles this as is (build.rs inlines the local include), for the arch-specific target
+// (wgmma, setmaxnreg):
 // nvrtc: arch=compute_90a
+// Contraction stays on for the convolutions; the fused output conversion (FrameEpilogue, frame_out.cuh) uses
+// common.cuh's arithmetic, written with explicitly rounded intrinsics, so it equals planar_to_frame.cu (fmad=false)
+// bit for bit.
+#include "frame_out.cuh"
 
 typedef unsigned short half_t;
 
@@ -237,6 +242,22 @@ struct HiddenEpilogue {
     }
 };
 
+// The last layer's 64 output channels (bias added, rounded to fp16) of pixels 64 half .. 64 half + 63 of the tile
+// row, staged as [channel][64 px] fp16 in rows padded to 144 bytes (the 8 rows of a block on distinct banks).
+__device__ __forceinline__ void stage_channels(const float d[64], const float b[2], const Lane& l, int half) {
+#pragma unroll
+    for (int jj = 0; jj < 8; jj += 2) {
+        unsigned r4[4];
+#pragma unroll
+        for (int m = 0; m < 4; ++m) {
+            const int j = 8 * half + jj + (m >> 1), h = m & 1;
+            r4[m] = pack2(d[4 * j + 2 * h] + b[h], d[4 * j + 2 * h + 1] + b[h]);
+        }
+        const int m = l.lane >> 3, ch = 16 * l.wq + 8 * (m & 1) + (l.lane & 7), px = 8 * (jj + (m >> 1));
+        stmatrix_x4(l.staging + ch * EPI_ROW_BYTES + px * 2, r4[0], r4[1], r4[2], r4[3]);
+    }
+}
+
 // Last layer: bias, pixel shuffle by R (DepthToSpace CRD: channel c R^2 + dy R + dx), plus the input image
 // upsampled by R with nearest neighbour; planar fp16 [n, 3, R h, R w]. Output channels 3 R^2 .. 63 are padding.
 template <int R>
@@ -251,18 +272,7 @@ struct ShuffleEpilogue {
         const size_t oh = (size_t)s.h * R, ow = (size_t)s.w * R;
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
-            // staged as [channel][64 px] fp16, rows padded to 144 bytes (the 8 rows of a block on distinct banks)
-#pragma unroll
-            for (int jj = 0; jj < 8; jj += 2) {
-                unsigned r4[4];
-#pragma unroll
-                for (int m = 0; m < 4; ++m) {
-                    const int j = 8 * half + jj + (m >> 1), h = m & 1;
-                    r4[m] = pack2(d[4 * j + 2 * h] + b[h], d[4 * j + 2 * h + 1] + b[h]);
-                }
-                const int m = l.lane >> 3, ch = 16 * l.wq + 8 * (m & 1) + (l.lane & 7), px = 8 * (jj + (m >> 1));
-                stmatrix_x4(l.staging + ch * EPI_ROW_BYTES + px * 2, r4[0], r4[1], r4[2], r4[3]);
-            }
+            stage_channels(d, b, l, half);
             named_barrier(l.barrier);
             // per item: one plane c, output row R y + dy, two input pixels p, p + 1 = 2 R consecutive outputs (one
             // 16-byte store for R = 4), the R staged channels c R^2 + dy R + dx read as pixel pairs
@@ -302,6 +312,48 @@ struct ShuffleEpilogue {
                     for (int e = 0; e < 2 * R; ++e)
                         if (e < n) o[e] = f2h(v[e]);
                 }
+            }
+            named_barrier(l.barrier);
+        }
+    }
+};
+
+// Last layer with the output conversion fused (frame_out.cuh): bias and pixel shuffle as ShuffleEpilogue<R>, then
+// per input pixel its outputs with the residual, rounded to fp16 as the planar output would hold them and converted as
+// planar_to_frame.cu converts them, written into an NV12 or P010 frame of R h x R w at the planes' pitches. One image
+// (batch 1): the frame is the whole output.
+template <int R, typename S>
+struct FrameEpilogue {
+    const float* bias;    // 64 values, the padding zero
+    const half_t* image;  // the model input, planar fp16 [1, 3, h, w]
+    unsigned char* luma;
+    int luma_pitch;
+    unsigned char* chroma;
+    int chroma_pitch;
+    Affine3x4 from_rgb;  // RGB 0..1 -> code values (color::rgb_to_code)
+    __device__ __forceinline__ void store(const float d[64], const Lane& l, const Sm90Shape& s, int, int y,
+                                          int xt) const {
+        const float b[2] = {bias[16 * l.wq + l.g], bias[16 * l.wq + l.g + 8]};
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+            stage_channels(d, b, l, half);
+            named_barrier(l.barrier);
+            // per item: one input pixel x and one chroma row of its outputs (output rows R y + 2 cy, + 1)
+            const int x0 = xt + EPI_PIXELS * half;
+            for (int item = l.tid; item < (R / 2) * EPI_PIXELS; item += 128) {
+                const int p = item % EPI_PIXELS, cy = item / EPI_PIXELS, x = x0 + p;
+                if (x >= s.w) continue;
+                float res[3];
+#pragma unroll
+                for (int c = 0; c < 3; ++c) res[c] = h2f(image[((size_t)c * s.h + y) * s.w + x]);
+                const auto staged = [&](int ch) {
+                    half_t h;
+                    asm volatile("ld.shared.u16 %0, [%1];" : "=h"(h) : "r"(l.staging + ch * EPI_ROW_BYTES + p * 2));
+                    return h;
+                };
+                const size_t at = (size_t)R * x * sizeof(typename S::T);
+                frame_pixel<R, S>(staged, res, from_rgb, cy, luma + (size_t)(R * y + 2 * cy) * luma_pitch + at,
+                                  luma_pitch, chroma + (size_t)((R / 2) * y + cy) * chroma_pitch + at);
             }
             named_barrier(l.barrier);
         }
@@ -399,3 +451,18 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
 LAST_LAYER(2)
 LAST_LAYER(3)
 LAST_LAYER(4)
+
+// The last layer writing an NV12 or P010 frame (FrameEpilogue): `luma`, `chroma` the frame's planes with their row
+// pitches in bytes, `from_rgb` the frame's RGB -> code map.
+#define LAST_LAYER_FRAME(NAME, R, SAMPLES)                                                                          \
+    extern "C" __global__ void __launch_bounds__(THREADS, 1) srvgg_last_sm90_##NAME(                                \
+        const __grid_constant__ TensorMap map, const half_t* weights, const float* bias, const half_t* image,      \
+        unsigned char* luma, int luma_pitch, unsigned char* chroma, int chroma_pitch, Affine3x4 from_rgb,          \
+        Sm90Shape s) {                                                                                              \
+        conv3x3_sm90(&map, weights,                                                                                 \
+                     FrameEpilogue<R, SAMPLES>{bias, image, luma, luma_pitch, chroma, chroma_pitch, from_rgb}, s); \
+    }
+LAST_LAYER_FRAME(r2_nv12, 2, Nv12Samples)
+LAST_LAYER_FRAME(r2_p010, 2, P010Samples)
+LAST_LAYER_FRAME(r4_nv12, 4, Nv12Samples)
+LAST_LAYER_FRAME(r4_p010, 4, P010Samples)
