@@ -198,6 +198,13 @@ fn measure(cfg: &Config, settings: &Settings, gpu: &Gpu, dir: &Path) -> Result<R
         c.measure.fps,
         stages_summary(&c.stages)
     );
+    // (a) once more, now that the GPU has run for a while: under the power limit its clocks depend on how warm it
+    // is, so the spread of the two (a) runs says how far a difference between (a) and (c) is the order of the runs
+    let mut again = ModelRun::open(gpu, path, cfg.precision, BackendChoice::Auto, cfg.size)?;
+    again.set_input(&picture)?;
+    let a_again = again.time(settings.warmup, runs).with_context(|| format!("(a) again on {engine}"))?;
+    drop(again);
+    println!("  (a) again after (c) {:.3} ms ({:+.1} %)", a_again.ms_per_frame, against(&a_again));
     Ok(Row {
         model: cfg.model.name.clone(),
         precision: cfg.precision.name(),
@@ -208,6 +215,7 @@ fn measure(cfg: &Config, settings: &Settings, gpu: &Gpu, dir: &Path) -> Result<R
         model_only: a,
         model_on_test_frame: on_test_frame,
         model_on_zeros: on_zeros,
+        model_after_pipeline: a_again,
         element: b.measure,
         pipeline: c.measure,
         b_over_a: b.measure.throughput_over(&a),

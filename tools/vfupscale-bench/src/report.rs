@@ -29,6 +29,8 @@ pub struct Row {
     pub model_on_test_frame: Measure,
     /// (a) on zeros: how much a constant input flatters the model's time (never reported as (a)).
     pub model_on_zeros: Measure,
+    /// (a) repeated after (c): the spread of the two runs of (a) (the GPU warmer, its clocks under the power limit).
+    pub model_after_pipeline: Measure,
     /// (b) the element alone on frames decoded beforehand.
     pub element: Measure,
     /// (c) the whole pipeline.
@@ -220,6 +222,7 @@ mod tests {
             model_only: m(4.0),
             model_on_test_frame: m(2.5),
             model_on_zeros: m(3.9),
+            model_after_pipeline: m(4.1),
             element: m(4.0),
             pipeline: m(5.0),
             b_over_a: 1.0,
