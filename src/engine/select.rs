@@ -83,9 +83,7 @@ pub fn probe_image(size: Size) -> Vec<f32> {
 fn run_on(engine: &mut Engine, image: &[f32], size: Size) -> Result<Vec<f32>> {
     let stream = engine.stream().cloned().ok_or_else(|| Error::Usage("comparing engines needs GPU engines".into()))?;
     engine.bind(1, size, TensorLocation::Device)?;
-    {
-        engine.input_tensor(0)?.upload_rgb(&stream, image)?;
-    }
+    engine.input_tensor(0)?.upload_rgb(&stream, image)?;
     engine.run()?;
     let output = engine.output_tensor(0)?;
     Ok(match output.element() {

@@ -4,9 +4,9 @@
 //! For each configuration (model, precision, input size), in one run:
 //! - (a) model only: the engine the element chooses, chosen by the same `vfupscale::select_engine` (our native
 //!   kernels, admitted by their agreement with ONNX Runtime, or ONNX Runtime with the element's session options),
-//!   input and output in device memory, the input a test frame (gradients, edges and noise: never zeros, which the
-//!   tensor cores run faster; the same run on zeros is printed beside it), one stream synchronisation per run as in
-//!   the element; also ONNX Runtime's
+//!   input and output in device memory, the input a frame of the clip that (b) and (c) run (the time depends on the
+//!   picture: the same engine is also timed on the peer's noisy test image, what ours / torch.compile compares, on
+//!   zeros, and once more after (c)), one stream synchronisation per run as in the element; also ONNX Runtime's
 //!   CUDA provider on the same model, and for engines that profile their kernels (the native ones) the time of
 //!   each kernel as the engine names it;
 //! - (b) element only: frames decoded beforehand into CUDA memory of the element's context, pushed through
