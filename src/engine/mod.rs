@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::frame::{HostTensor, HostTensorMut, PixelFormat, Size};
 use crate::infer::{InferenceSession, SessionOptions, TensorLocation};
 use crate::model::{Model, ModelInfo};
-use crate::native::NativeEngine;
+use crate::native::{NativeEngine, ProgramEngine};
 use crate::planning::RunPlan;
 
 /// Room kept for cuDNN workspaces and ONNX Runtime's own buffers inside a memory budget.
@@ -51,6 +51,8 @@ struct OrtEngine {
 enum Inner {
     Ort(Box<OrtEngine>),
     Native(Box<NativeEngine>),
+    /// A lowered dense network (RRDBNet) on the native Hopper kernels.
+    Program(Box<ProgramEngine>),
 }
 
 /// A model ready to run on one backend, at a known scale.
@@ -78,10 +80,14 @@ impl Engine {
         Self { scale: engine.scale(), inner: Inner::Native(Box::new(engine)), stream: Some(stream) }
     }
 
+    pub(crate) fn program(engine: ProgramEngine, stream: Arc<CudaStream>) -> Self {
+        Self { scale: engine.scale(), inner: Inner::Program(Box::new(engine)), stream: Some(stream) }
+    }
+
     pub fn backend(&self) -> Backend {
         match &self.inner {
             Inner::Ort(o) => o.session.backend(),
-            Inner::Native(_) => Backend::Native,
+            Inner::Native(_) | Inner::Program(_) => Backend::Native,
         }
     }
 
@@ -95,6 +101,7 @@ impl Engine {
         match &self.inner {
             Inner::Ort(o) => o.session.model(),
             Inner::Native(n) => n.model(),
+            Inner::Program(p) => p.model(),
         }
     }
 
@@ -115,6 +122,7 @@ impl Engine {
     pub fn estimate(&self, tile: Size, batch: u32) -> usize {
         match &self.inner {
             Inner::Native(n) => n.estimate(tile, batch),
+            Inner::Program(p) => p.estimate(tile, batch),
             Inner::Ort(o) => {
                 let m = o.session.model();
                 let (in_bytes, out_bytes) = (m.input_type.size() as f64, m.output_type.size() as f64);
@@ -147,10 +155,11 @@ impl Engine {
         let scale = self.scale;
         match &mut self.inner {
             Inner::Ort(o) => o.session.bind(batch, size, scale, location),
-            Inner::Native(_) if location == TensorLocation::Host => {
+            Inner::Native(_) | Inner::Program(_) if location == TensorLocation::Host => {
                 Err(Error::Usage("the native kernels take device-memory tensors only".into()))
             }
             Inner::Native(n) => n.bind(batch, size),
+            Inner::Program(p) => p.bind(batch, size),
         }
     }
 
@@ -159,6 +168,7 @@ impl Engine {
         match &mut self.inner {
             Inner::Ort(o) => o.session.input_tensor(slot),
             Inner::Native(n) => n.input_tensor(slot),
+            Inner::Program(p) => p.input_tensor(slot),
         }
     }
 
@@ -167,6 +177,7 @@ impl Engine {
         match &mut self.inner {
             Inner::Ort(o) => o.session.output_tensor(slot),
             Inner::Native(n) => n.output_tensor(slot),
+            Inner::Program(p) => p.output_tensor(slot),
         }
     }
 
@@ -174,7 +185,7 @@ impl Engine {
     pub fn input_host(&mut self) -> Result<HostTensorMut<'_>> {
         match &mut self.inner {
             Inner::Ort(o) => o.session.input_host(),
-            Inner::Native(_) => Err(Error::Usage("the native kernels have no host tensors".into())),
+            Inner::Native(_) | Inner::Program(_) => Err(Error::Usage("the native kernels have no host tensors".into())),
         }
     }
 
@@ -182,7 +193,7 @@ impl Engine {
     pub fn output_host(&mut self) -> Result<HostTensor<'_>> {
         match &mut self.inner {
             Inner::Ort(o) => o.session.output_host(),
-            Inner::Native(_) => Err(Error::Usage("the native kernels have no host tensors".into())),
+            Inner::Native(_) | Inner::Program(_) => Err(Error::Usage("the native kernels have no host tensors".into())),
         }
     }
 
@@ -191,6 +202,7 @@ impl Engine {
         match &mut self.inner {
             Inner::Ort(o) => o.session.run(),
             Inner::Native(n) => n.run(),
+            Inner::Program(p) => p.run(),
         }
     }
 
@@ -198,7 +210,7 @@ impl Engine {
     /// Hopper kernels for NV12 and P010, see [`NativeEngine::writes_frame`]; never ONNX Runtime).
     pub fn writes_frame(&self, format: PixelFormat, size: Size) -> bool {
         match &self.inner {
-            Inner::Ort(_) => false,
+            Inner::Ort(_) | Inner::Program(_) => false,
             Inner::Native(n) => n.writes_frame(format, size),
         }
     }
@@ -212,6 +224,9 @@ impl Engine {
     pub unsafe fn run_into_frame(&mut self, frame: &mut DeviceFrameMut<'_>, from_rgb: &Affine3x4) -> Result<()> {
         match &mut self.inner {
             Inner::Ort(_) => Err(Error::Usage("ONNX Runtime writes its output tensor, not frames".into())),
+            Inner::Program(_) => {
+                Err(Error::Usage("the dense native kernels write their output tensor, not frames".into()))
+            }
             // SAFETY: this function's contract.
             Inner::Native(n) => unsafe { n.run_into_frame(frame, from_rgb) },
         }
@@ -226,6 +241,7 @@ impl Engine {
                 limit: (a.limit > 0).then_some(a.limit),
             }),
             Inner::Native(n) => Some(n.memory()),
+            Inner::Program(p) => Some(p.memory()),
         }
     }
 
@@ -235,6 +251,7 @@ impl Engine {
         match &mut self.inner {
             Inner::Ort(_) => Ok(None),
             Inner::Native(n) => n.profile().map(Some),
+            Inner::Program(p) => p.profile().map(Some),
         }
     }
 
@@ -249,7 +266,7 @@ impl Engine {
         from_rgb: &Affine3x4,
     ) -> Result<Option<Vec<(String, f64)>>> {
         match &mut self.inner {
-            Inner::Ort(_) => Ok(None),
+            Inner::Ort(_) | Inner::Program(_) => Ok(None),
             // SAFETY: this function's contract.
             Inner::Native(n) => unsafe { n.profile_into_frame(frame, from_rgb) }.map(Some),
         }

@@ -16,7 +16,8 @@ use crate::error::{Error, Result};
 use crate::frame::{ElementType, Size};
 use crate::infer::{InferenceSession, SessionOptions, TensorLocation};
 use crate::model::Model;
-use crate::native::{NativeEngine, match_srvgg};
+use crate::native::program::lower;
+use crate::native::{NativeEngine, ProgramEngine, check_program, match_srvgg};
 
 /// Least PSNR (dB) of the native kernels' output against ONNX Runtime's (both fp16) for them to be used: fp16
 /// rounding differences stay far above it (69–78 dB measured on the H100: see README), a wrong result falls far
@@ -138,23 +139,49 @@ fn open_native(
     precision: Precision,
 ) -> Result<Native> {
     let info = model.info();
-    let graph = match match_srvgg(model.proto(), &info.input_name, &info.output_name) {
-        Ok(graph) => graph,
-        Err(why) => return Ok(Native::NotApplicable(format!("not an SRVGGNetCompact graph: {why}"))),
+    let lowered = match match_srvgg(model.proto(), &info.input_name, &info.output_name) {
+        Ok(graph) => Ok(graph),
+        Err(srvgg) => match lower(model.proto(), &info.input_name, &info.output_name) {
+            Ok(program) => Err(program),
+            Err(why) => {
+                return Ok(Native::NotApplicable(format!(
+                    "not an SRVGGNetCompact graph ({srvgg}), nor a dense one the program kernels run ({why})"
+                )));
+            }
+        },
     };
     if precision == Precision::Fp32 {
         return Ok(Native::NotApplicable("they compute in fp16; precision fp32 runs on ONNX Runtime".into()));
     }
-    if info.scale.is_some_and(|s| s as f32 != graph.scale()) {
+    let scale = match &lowered {
+        Ok(graph) => graph.scale(),
+        Err(program) => program.scale as f32,
+    };
+    if info.scale.is_some_and(|s| s as f32 != scale) {
         return Ok(Native::NotApplicable(format!(
-            "the graph scales by {}, the model declares {}",
-            graph.scale(),
+            "the graph scales by {scale}, the model declares {}",
             info.scale.unwrap_or(0)
         )));
     }
-    let mut kernels = NativeEngine::new(device, stream.clone(), &graph, info)?;
-    let kernel_warnings = kernels.take_warnings();
-    let mut native = Engine::native(kernels, stream.clone());
+    let (mut native, kernel_warnings) = match lowered {
+        Ok(graph) => {
+            let mut kernels = NativeEngine::new(device, stream.clone(), &graph, info)?;
+            let warnings = kernels.take_warnings();
+            (Engine::native(kernels, stream.clone()), warnings)
+        }
+        Err(program) => {
+            if let Err(why) = check_program(&program) {
+                return Ok(Native::NotApplicable(format!("the dense kernels do not take its graph: {why}")));
+            }
+            if device.compute_capability() != (9, 0) {
+                let (major, minor) = device.compute_capability();
+                return Ok(Native::NotApplicable(format!(
+                    "its dense kernels are Hopper (compute capability 9.0) code; this GPU has {major}.{minor}"
+                )));
+            }
+            (Engine::program(ProgramEngine::new(device, stream.clone(), program, info)?, stream.clone()), Vec::new())
+        }
+    };
     let options = options.clone().with_precision(Precision::Fp16);
     let session = InferenceSession::open_with(model, &options, Backend::Cuda)?;
     let mut reference = Engine::onnx_runtime(session, model.clone(), options, native.scale());

@@ -9,9 +9,10 @@
 
 use std::ffi::c_void;
 
+pub(super) use cudarc::driver::sys::CUtensorMapSwizzle;
 use cudarc::driver::sys::{
     self as cu, CUdevice_attribute, CUfunction_attribute, CUtensorMapDataType, CUtensorMapFloatOOBfill,
-    CUtensorMapInterleave, CUtensorMapL2promotion, CUtensorMapSwizzle,
+    CUtensorMapInterleave, CUtensorMapL2promotion,
 };
 use cudarc::driver::{CudaFunction, CudaSlice, CudaStream, DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg};
 
@@ -80,11 +81,28 @@ impl TensorMap {
         let dims: [u64; 4] = [FEATURES as u64, w, h, batch as u64];
         let strides: [u64; 3] = [FEATURES as u64 * 2, w * FEATURES as u64 * 2, h * w * FEATURES as u64 * 2];
         let boxes: [u32; 4] = [FEATURES as u32, COLS + 2, ROWS + 2, 1];
-        let elements: [u32; 4] = [1; 4];
         let (address, _guard) = tensor.device_ptr(stream);
+        // SAFETY: the address is a live allocation of `tensor` holding `dims` at `strides` (checked above), which
+        // the caller keeps as long as the map.
+        unsafe { Self::fp16_4d(address, dims, strides, boxes, CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B) }
+    }
+
+    /// A descriptor of the fp16 tensor of `dims` (innermost first) at `address`, rows `strides` bytes apart, read in
+    /// `boxes` with `swizzle`, zeros outside the tensor, promoted to L2 in 256-byte lines.
+    ///
+    /// # Safety
+    /// `address` must be device memory holding the tensor (it is only recorded: the memory must outlive every
+    /// launch that reads through the map).
+    pub(super) unsafe fn fp16_4d(
+        address: u64,
+        dims: [u64; 4],
+        strides: [u64; 3],
+        boxes: [u32; 4],
+        swizzle: CUtensorMapSwizzle,
+    ) -> Result<Self> {
+        let elements: [u32; 4] = [1; 4];
         let mut map = std::mem::MaybeUninit::<cu::CUtensorMap>::zeroed();
-        // SAFETY: all arrays have the tensor's rank (4) and outlive the call; the address is a live allocation of
-        // `tensor`, which the caller keeps as long as the map (the map only records the address).
+        // SAFETY: all arrays have the tensor's rank (4) and outlive the call; the address is the caller's.
         unsafe {
             cu::cuTensorMapEncodeTiled(
                 map.as_mut_ptr(),
@@ -96,7 +114,7 @@ impl TensorMap {
                 boxes.as_ptr(),
                 elements.as_ptr(),
                 CUtensorMapInterleave::CU_TENSOR_MAP_INTERLEAVE_NONE,
-                CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B,
+                swizzle,
                 CUtensorMapL2promotion::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                 CUtensorMapFloatOOBfill::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
             )

@@ -29,7 +29,8 @@ if [ -z "${ORT_DYLIB_PATH:-}" ]; then
   export ORT_DYLIB_PATH="${VFUPSCALE_DATA_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/vfupscale}/onnxruntime/libonnxruntime.so"
 fi
 models=${VFUPSCALE_MODEL_DIR:-${VFUPSCALE_DATA_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/vfupscale}/models}
-for m in realesr-animevideov3-x2 realesr-animevideov3-x4 realesrgan-x4plus; do
+for m in realesr-animevideov3-x2 realesr-animevideov3-x3 realesr-animevideov3-x4 realesr-general-x4v3 realesrgan-x4plus \
+  realesrgan-x4plus-anime; do
   if [ ! -f "$models/$m.onnx" ]; then
     "$bin/vfupscale-model" fetch --dir "$models" "$m"
   fi

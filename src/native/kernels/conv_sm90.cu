@@ -1,0 +1,435 @@
+// The dense model families' 3x3 convolutions on Hopper (sm_90a): RRDBNet's (realesrgan-x4plus and -anime) 64, 96,
+// 128, 160 and 192 input channels to 32 or 64 outputs, over NHWC fp16 buffers whose channels are slices: a
+// convolution reads `Cin` channels starting at any multiple of 8 of a buffer of any channel stride and writes its
+// outputs into a channel slice of another, so a dense block's Concat costs nothing (src/native/program.rs).
+// Prototyped and measured in tools/kernel-lab (docs/PERFORMANCE.md attempt 17).
+//
+// Implicit GEMM per tile of 4 rows x 128 pixels, accumulated in fp32 over 32-channel chunks of the input: a chunk is
+// one pipeline stage = a TMA copy of the chunk's halo (6 rows x 130 pixels x 32 channels, NHWC rows of 64 bytes,
+// 64-byte swizzle, out-of-bounds reads as zeros = the padding) + a bulk copy of the chunk's weights (pre-packed in
+// the shared-memory image of the A operands, src/native/conv_sm90.rs), two stages deep on mbarriers. Streaming the
+// weights with the activations is what lets 192 -> 64 (221 KB of weights) run without them fitting at once.
+//
+//   Cout 64: A = W[tap] (64 output channels x 16 input channels per k-step), B = a 128-pixel window of the halo;
+//            consumer warpgroup k computes output rows 2k and 2k+1 with two accumulator sets (18 MMAs per row and
+//            chunk: 9 taps x 2 k-steps).
+//   Cout 32: two output rows per instruction: A = [W(ky = h) ; W(ky = h - 1)] (rows 0-31: output row 2k, rows 32-63:
+//            output row 2k+1) against halo row 2k + h, h = 0..3 (W(-1) and W(3) are zero): 4 x 3 taps x 2 k-steps =
+//            24 MMAs per row pair and chunk instead of 36 with the output channels padded to 64. Per K-half the A
+//            image is [0, W(2), W(1), W(0)] (16 row groups of 8 rows); the zeros after W(0) are the next slice's
+//            leading ones, so only the weights (18 KB per chunk) are copied and the zero groups are written once.
+//            Fewer than 32 outputs (conv_last's 3) are rows padded with zero weights.
+//
+// Epilogue (fp32): v = alpha * act(acc + bias), act(v) = v >= 0 ? v : slope v (slope 1: none); Cout 64 adds
+// beta res1 + gamma res2 (NHWC fp16 slices of any channel stride, same pixel as the output): an RDB's conv5 is alpha
+// 0.2 + x; the RRDB's third conv5 folds the RRDB residual too (0.04 conv + 0.2 x + x_rrdb); conv_body + the trunk.
+// The residuals are loaded before any store of the same pass (they may not alias the output, and the loads then
+// overlap each other instead of waiting behind the stores). Results are staged through shared memory (stmatrix)
+// so that global stores are 16-byte and contiguous per pixel. Cout 32 may instead write planar fp16 (the model
+// output, `planar` = the plane size in values): its first `out_channels` channels, one plane each.
+//
+// Warp roles: warpgroups 0 and 1 consume, warpgroup 2 produces (one lane issues the copies); setmaxnreg moves the
+// producer's registers to the consumers. Persistent CTAs, tiles in order.
+//
+// No CUDA headers: NVRTC compiles this as is (build.rs inlines sm90.cuh), for the arch-specific target:
+// nvrtc: arch=compute_90a
+#include "sm90.cuh"
+
+struct ConvShape {
+    int n, h, w;   // batch and size (output size = input size)
+    int tiles_x;   // ceil(w / TILE_COLS)
+    int strips;    // ceil(h / TILE_ROWS)
+    int tiles;     // n * strips * tiles_x
+    int chunks;    // Cin / 32
+};
+
+struct ConvEpilogue {
+    const float* bias;   // Cout values (Cout 32: 32, padding zero)
+    half_t* out;         // first output channel of pixel 0 (planar: plane 0)
+    int out_stride;      // channels per pixel of the output buffer (planar: unused)
+    int out_channels;    // channels stored (a multiple of 8, or with `planar` any count up to 32)
+    long long planar;    // 0: NHWC; else values per plane of a planar output
+    float slope;         // negative slope of the activation (1: none)
+    float alpha;         // scale after the activation
+    const half_t* res1;  // Cout 64 only, may be null: first residual channel of pixel 0
+    int res1_stride;
+    float beta;
+    const half_t* res2;  // Cout 64 only, may be null
+    int res2_stride;
+    float gamma;
+};
+
+#define TILE_COLS 128
+#define TILE_ROWS 4
+#define HALO_W (TILE_COLS + 2)
+#define HALO_H (TILE_ROWS + 2)
+#define CHUNK_BYTES_PX 64                              // 32 fp16 channels per pixel row
+#define HALO_BYTES (HALO_W * HALO_H * CHUNK_BYTES_PX)  // 49920: what one TMA box delivers
+#define HALO_STAGE 50176                               // rounded up to 1 KiB
+#define KSTEP_BYTES 2048                               // Cout 64: A of one k-step, 64 rows x 16 channels
+#define W64_CHUNK (9 * 2 * KSTEP_BYTES)                // 36864
+#define SLICE_BYTES 2048                               // Cout 32: one K-half slice, 16 row groups
+#define SLICE_LOAD 1536                                // of which W(2), W(1), W(0) are copied (the zeros stay)
+#define W32_CHUNK (12 * SLICE_BYTES + 512)             // 25088 in shared memory (12 slices + the last zeros)
+#define W32_LOAD (12 * SLICE_LOAD)                     // 18432 copied per chunk
+#define EPI_BYTES 8192                                 // per consumer warpgroup
+#define CONSUMERS 2
+#define THREADS ((CONSUMERS + 1) * 128)
+
+// Keep in step with conv_sm90.rs (smem_bytes).
+template <int COUT>
+struct Layout {
+    enum : int {
+        W_CHUNK = COUT == 64 ? W64_CHUNK : W32_CHUNK,  // A's bytes per chunk in shared memory
+        W_LOAD = COUT == 64 ? W64_CHUNK : W32_LOAD,    // and in the weights (copied)
+        STAGE = HALO_STAGE + (W_CHUNK + 1023) / 1024 * 1024,
+        STAGES = 2,
+        OFF_EPI = STAGES * STAGE,
+        OFF_BARRIERS = OFF_EPI + CONSUMERS * EPI_BYTES,
+        SMEM = OFF_BARRIERS + 4 * 8 + 1024,  // + room to align the base to 1 KiB: 191520 (64) / 168992 (32)
+    };
+};
+
+// B: halo row `first_row` of the stage, K-major with the 64-byte swizzle (a pixel's 32 channels in one 64-byte row,
+// 8-pixel groups 512 bytes apart, LBO unused); b_offset: + h rows, + kx pixels, k-step ks (16 channels).
+__device__ __forceinline__ unsigned long long halo_desc(unsigned stage, int first_row) {
+    return opaque(make_desc(stage + first_row * HALO_W * CHUNK_BYTES_PX, 16, 512, 2));
+}
+__device__ __forceinline__ constexpr unsigned b_offset(int h, int kx, int ks) {
+    return (unsigned)(((h * HALO_W + kx) * CHUNK_BYTES_PX + ks * 32) >> 4);
+}
+
+// The MMAs of one chunk for consumer warpgroup k.
+// Cout 64: 36 MMAs for output rows 2k (d0) and 2k + 1 (d1): halo row 2k + h serves d0 with ky = h and d1 with
+// ky = h - 1. A image per chunk: [tap][k-step][K-half][row group][8 rows][8 channels].
+// Cout 32: 24 MMAs for the row pair 2k, 2k + 1 (accumulator rows 0-31 and 32-63 of d0). A image per chunk:
+// [kx][k-step][K-half][16 row groups: 0, W(ky 2), W(ky 1), W(ky 0)][8][8] + 4 zero groups at the end.
+template <int COUT>
+__device__ __forceinline__ void mma_chunk(float d0[64], float d1[], unsigned stage, int k, int first) {
+    constexpr int slice = COUT == 64 ? 1024 : SLICE_BYTES;  // the K-half stride (LBO)
+    const unsigned long long a0 = opaque(make_desc(stage + HALO_STAGE, slice, 128, 0));
+    const unsigned long long b0 = halo_desc(stage, 2 * k);
+#pragma unroll
+    for (int h = 0; h < 4; ++h) {
+#pragma unroll
+        for (int kx = 0; kx < 3; ++kx) {
+#pragma unroll
+            for (int ks = 0; ks < 2; ++ks) {
+                const unsigned long long b = b0 + b_offset(h, kx, ks);
+                if constexpr (COUT == 64) {
+                    if (h <= 2) {
+                        const unsigned long long a = a0 + (unsigned)((((h * 3 + kx) * 2 + ks) * KSTEP_BYTES) >> 4);
+                        wgmma_m64n128k16(d0, a, b, first ? (h | kx | ks) : 1);
+                    }
+                    if (h >= 1) {
+                        const unsigned long long a =
+                            a0 + (unsigned)(((((h - 1) * 3 + kx) * 2 + ks) * KSTEP_BYTES) >> 4);
+                        wgmma_m64n128k16(d1, a, b, first ? ((h - 1) | kx | ks) : 1);
+                    }
+                } else {
+                    const unsigned long long a =
+                        a0 + (unsigned)(((kx * 2 + ks) * 2 * slice + (3 - h) * 4 * 128) >> 4);
+                    wgmma_m64n128k16(d0, a, b, first ? (h | kx | ks) : 1);
+                }
+            }
+        }
+    }
+}
+
+// What a consumer thread knows about itself.
+struct Lane {
+    int wq, lane, g, q, tid;  // warp in the warpgroup, lane, mma row group and column pair, thread in the warpgroup
+    unsigned staging;         // this warpgroup's staging buffer (EPI_BYTES)
+    int barrier;              // this warpgroup's named barrier
+};
+
+// D[row][px]: d[4j + 2h + e] holds accumulator row 16 wq + g + 8h, pixel 8j + 2q + e (the m64nNk16 layout).
+
+__device__ __forceinline__ float activate(float v, const ConvEpilogue& e) {
+    v = v >= 0.0f ? v : e.slope * v;
+    return e.alpha * v;
+}
+
+// The four 8x8 blocks that one stmatrix.x4 stores: pixel blocks j0, j0 + 1 x accumulator rows g, g + 8 (bias b[0],
+// b[1]), activated and packed to fp16 pairs.
+__device__ __forceinline__ void pack_blocks(const float d[64], int j0, const float b[2], const ConvEpilogue& e,
+                                            unsigned r4[4]) {
+#pragma unroll
+    for (int m = 0; m < 4; ++m) {
+        const int j = j0 + (m >> 1), h = m & 1;
+        r4[m] = pack2(activate(d[4 * j + 2 * h] + b[h], e), activate(d[4 * j + 2 * h + 1] + b[h], e));
+    }
+}
+
+__device__ __forceinline__ uint4 ld_shared16(unsigned addr) {
+    uint4 v;
+    asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(addr));
+    return v;
+}
+
+// f (8 fp32) += s * r (8 fp16).
+__device__ __forceinline__ void add_scaled(float f[8], uint4 r, float s) {
+    const unsigned w[4] = {r.x, r.y, r.z, r.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        f[2 * i] += s * h2f((half_t)(w[i] & 0xffff));
+        f[2 * i + 1] += s * h2f((half_t)(w[i] >> 16));
+    }
+}
+
+// Cout 64, one output row (y < h): bias, activation, scale; staged as [64 px][64 channels] (16-byte chunks swizzled
+// by the pixel), then 16-byte stores of 8 channels with the residuals added.
+__device__ __forceinline__ void store_row64(const float d[64], const Lane& l, const ConvEpilogue& e,
+                                            const ConvShape& s, int img, int y, int xt) {
+    const int ch0 = 16 * l.wq + l.g;
+    const float b[2] = {e.bias[ch0], e.bias[ch0 + 8]};
+    const size_t row_px = ((size_t)img * s.h + y) * s.w;
+    const bool residual = e.res1 || e.res2;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+        // this pass's residuals first: eight independent 16-byte loads in flight during the staging
+        uint4 r1[4], r2[4];
+        if (residual) {
+#pragma unroll
+            for (int m = 0; m < 4; ++m) {
+                const int idx = l.tid + 128 * m, px = idx >> 3, c = idx & 7;
+                const int x = xt + 64 * half + px;
+                const size_t p = row_px + x;
+                const bool in = x < s.w;
+                r1[m] = in && e.res1 ? *(const uint4*)(e.res1 + p * e.res1_stride + c * 8) : make_uint4(0, 0, 0, 0);
+                r2[m] = in && e.res2 ? *(const uint4*)(e.res2 + p * e.res2_stride + c * 8) : make_uint4(0, 0, 0, 0);
+            }
+        }
+#pragma unroll
+        for (int jj = 0; jj < 8; jj += 2) {
+            unsigned r4[4];
+            pack_blocks(d, 8 * half + jj, b, e, r4);
+            const int m = l.lane >> 3, px = 8 * (jj + (m >> 1)) + (l.lane & 7), c = 2 * l.wq + (m & 1);
+            stmatrix_x4_trans(l.staging + px * 128 + ((c ^ (px & 7)) << 4), r4[0], r4[1], r4[2], r4[3]);
+        }
+        named_barrier(l.barrier);
+#pragma unroll
+        for (int m = 0; m < 4; ++m) {
+            const int idx = l.tid + 128 * m, px = idx >> 3, c = idx & 7;
+            const int x = xt + 64 * half + px;
+            if (x < s.w && c * 8 < e.out_channels) {
+                uint4 v = ld_shared16(l.staging + px * 128 + ((c ^ (px & 7)) << 4));
+                if (residual) {
+                    float f[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+                    add_scaled(f, v, 1.0f);
+                    add_scaled(f, r1[m], e.beta);
+                    add_scaled(f, r2[m], e.gamma);
+                    v = make_uint4(pack2(f[0], f[1]), pack2(f[2], f[3]), pack2(f[4], f[5]), pack2(f[6], f[7]));
+                }
+                *(uint4*)(e.out + (row_px + x) * e.out_stride + c * 8) = v;
+            }
+        }
+        named_barrier(l.barrier);
+    }
+}
+
+// Cout 32, the row pair y0, y0 + 1 of one accumulator (rows 0-31: y0, rows 32-63: y0 + 1): staged as [2 rows][64 px]
+// [32 channels] (64-byte pixel rows, 16-byte chunks swizzled by (px >> 1) & 3: the 8 rows of a stmatrix block on
+// distinct banks), then 16-byte stores.
+__device__ __forceinline__ void store_pair32(const float d[64], const Lane& l, const ConvEpilogue& e,
+                                             const ConvShape& s, int img, int y0, int xt) {
+    const int orow = l.wq >> 1, ch0 = 16 * (l.wq & 1) + l.g;
+    const float b[2] = {e.bias[ch0], e.bias[ch0 + 8]};
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+#pragma unroll
+        for (int jj = 0; jj < 8; jj += 2) {
+            unsigned r4[4];
+            pack_blocks(d, 8 * half + jj, b, e, r4);
+            const int m = l.lane >> 3, px = 8 * (jj + (m >> 1)) + (l.lane & 7), c = 2 * (l.wq & 1) + (m & 1);
+            stmatrix_x4_trans(l.staging + orow * 4096 + px * 64 + ((c ^ ((px >> 1) & 3)) << 4), r4[0], r4[1], r4[2],
+                              r4[3]);
+        }
+        named_barrier(l.barrier);
+#pragma unroll
+        for (int m = 0; m < 4; ++m) {
+            const int idx = l.tid + 128 * m, r = idx >> 8, px = (idx >> 2) & 63, c = idx & 3;
+            const int x = xt + 64 * half + px, y = y0 + r;
+            if (x < s.w && y < s.h && c * 8 < e.out_channels) {
+                const uint4 v = ld_shared16(l.staging + r * 4096 + px * 64 + ((c ^ ((px >> 1) & 3)) << 4));
+                *(uint4*)(e.out + (((size_t)img * s.h + y) * s.w + x) * e.out_stride + c * 8) = v;
+            }
+        }
+        named_barrier(l.barrier);
+    }
+}
+
+// Cout 32 into planes (the model output): the threads holding accumulator rows below out_channels (rows 0-31:
+// output row y0, 32-63: y0 + 1) store their pixel pairs straight from the accumulators, 4 bytes at a time.
+__device__ __forceinline__ void store_pair32_planar(const float d[64], const Lane& l, const ConvEpilogue& e,
+                                                    const ConvShape& s, int img, int y0, int xt) {
+    const int r = l.wq >> 1;
+    const int y = y0 + r;
+    if (y >= s.h) return;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        const int ch = 16 * (l.wq & 1) + l.g + 8 * h;
+        if (ch >= e.out_channels) continue;
+        const float bias = e.bias[ch];
+        const size_t row = ((size_t)img * e.out_channels + ch) * e.planar + (size_t)y * s.w;
+#pragma unroll
+        for (int j = 0; j < 16; ++j) {
+            const int x = xt + 8 * j + 2 * l.q;
+            const float v0 = activate(d[4 * j + 2 * h] + bias, e), v1 = activate(d[4 * j + 2 * h + 1] + bias, e);
+            half_t* at = e.out + row + x;
+            if (x + 1 < s.w && ((row + x) & 1) == 0) {
+                *(unsigned*)at = pack2(v0, v1);
+            } else {
+                if (x < s.w) at[0] = f2h(v0);
+                if (x + 1 < s.w) at[1] = f2h(v1);
+            }
+        }
+    }
+}
+
+// The convolution. `map`: the input slice as (channels, w, h, n), fp16, 64-byte swizzle, box 32 x HALO_W x HALO_H
+// x 1 (chunk c is the box at channel 32 c). `weights`: per chunk the shared-memory image of its A operands
+// (Layout::W_LOAD bytes, chunk after chunk).
+template <int COUT>
+__device__ __forceinline__ void conv(const TensorMap* map, const half_t* __restrict__ weights,
+                                     const ConvEpilogue& e, const ConvShape& s) {
+    typedef Layout<COUT> L;
+    extern __shared__ __align__(1024) unsigned char smem_raw[];
+    const unsigned raw = smem_u32(smem_raw);
+    const unsigned base = (raw + 1023) & ~1023u;
+    const unsigned full0 = base + L::OFF_BARRIERS, empty0 = full0 + 16;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    if (threadIdx.x == 0) {
+        for (int st = 0; st < L::STAGES; ++st) {
+            mbar_init(full0 + 8 * st, 1);
+            mbar_init(empty0 + 8 * st, CONSUMERS * 128);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    if constexpr (COUT == 32) {
+        // the zero row groups of both stages' A images, written once (generic stores read by the tensor cores:
+        // proxy fence before the barrier)
+        for (int i = threadIdx.x; i < L::STAGES * 13 * 32; i += THREADS) {
+            const int st = i / (13 * 32), sl = (i / 32) % 13, q = i % 32;
+            *(uint4*)(smem_raw + (base - raw) + st * L::STAGE + HALO_STAGE + sl * SLICE_BYTES + q * 16) =
+                make_uint4(0, 0, 0, 0);
+        }
+        asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+    }
+    __syncthreads();
+
+    const int per_image = s.strips * s.tiles_x;
+    if (warp >= CONSUMERS * 4) {
+        // producer: one lane keeps the stages filled, chunk after chunk of tile after tile
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");
+        if (warp == CONSUMERS * 4 && lane == 0) {
+            int i = 0;
+            for (int t = blockIdx.x; t < s.tiles; t += gridDim.x) {
+                const int img = t / per_image, r = t - img * per_image;
+                const int x0 = (r % s.tiles_x) * TILE_COLS - 1, y0 = (r / s.tiles_x) * TILE_ROWS - 1;
+                for (int c = 0; c < s.chunks; ++c, ++i) {
+                    const int st = i & 1;
+                    if (i >= L::STAGES) mbar_wait(empty0 + 8 * st, ((i >> 1) - 1) & 1);
+                    const unsigned full = full0 + 8 * st, stage = base + st * L::STAGE;
+                    mbar_expect_tx(full, HALO_BYTES + L::W_LOAD);
+                    tma_load_4d(stage, map, 32 * c, x0, y0, img, full);
+                    const unsigned char* w = (const unsigned char*)weights + (size_t)c * L::W_LOAD;
+                    if constexpr (COUT == 32) {
+                        for (int sl = 0; sl < 12; ++sl)
+                            bulk_load(stage + HALO_STAGE + sl * SLICE_BYTES + 512, w + sl * SLICE_LOAD, SLICE_LOAD,
+                                      full);
+                    } else {
+                        bulk_load(stage + HALO_STAGE, w, L::W_LOAD, full);
+                    }
+                }
+            }
+        }
+    } else {
+        asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
+        const int k = warp >> 2;
+        Lane l;
+        l.wq = warp & 3;
+        l.lane = lane;
+        l.g = lane >> 2;
+        l.q = lane & 3;
+        l.tid = threadIdx.x & 127;
+        l.staging = base + L::OFF_EPI + k * EPI_BYTES;
+        l.barrier = 1 + k;
+        float d0[64], d1[COUT == 64 ? 64 : 1];
+        int i = 0;
+        for (int t = blockIdx.x; t < s.tiles; t += gridDim.x) {
+            int prev = 0;
+            for (int c = 0; c < s.chunks; ++c, ++i) {
+                const int st = i & 1;
+                mbar_wait(full0 + 8 * st, (i >> 1) & 1);
+                wgmma_fence();
+                mma_chunk<COUT>(d0, d1, base + st * L::STAGE, k, c == 0);
+                wgmma_commit();
+                if (c > 0) {
+                    // the previous chunk's MMAs are done: its stage can be refilled while this chunk's run
+                    wgmma_wait<1>();
+                    mbar_arrive(empty0 + 8 * prev);
+                }
+                prev = st;
+            }
+            wgmma_wait<0>();
+            mbar_arrive(empty0 + 8 * prev);
+            const int img = t / per_image, r = t - img * per_image;
+            const int y = (r / s.tiles_x) * TILE_ROWS + 2 * k, xt = (r % s.tiles_x) * TILE_COLS;
+            if (y < s.h) {  // uniform in the warpgroup
+                if constexpr (COUT == 64) {
+                    store_row64(d0, l, e, s, img, y, xt);
+                    if (y + 1 < s.h) store_row64(d1, l, e, s, img, y + 1, xt);
+                } else if (e.planar) {
+                    store_pair32_planar(d0, l, e, s, img, y, xt);
+                } else {
+                    store_pair32(d0, l, e, s, img, y, xt);
+                }
+            }
+        }
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(THREADS, 1)
+    conv32_sm90(const __grid_constant__ TensorMap map, const half_t* weights, ConvEpilogue e, ConvShape s) {
+    conv<32>(&map, weights, e, s);
+}
+
+extern "C" __global__ void __launch_bounds__(THREADS, 1)
+    conv64_sm90(const __grid_constant__ TensorMap map, const half_t* weights, ConvEpilogue e, ConvShape s) {
+    conv<64>(&map, weights, e, s);
+}
+
+// The model input, planar fp16 [n][3][h][w], as the first convolution reads it: NHWC fp16 [n][h][w][32], channels
+// 3-31 zero (one 32-channel chunk). One thread per pixel.
+extern "C" __global__ void planar_to_nhwc32(const half_t* __restrict__ in, half_t* __restrict__ out, int n, int h,
+                                            int w) {
+    const long long plane = (long long)h * w;
+    const long long p = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (p >= n * plane) return;
+    const long long img = p / plane, at = p - img * plane;
+    const half_t* src = in + img * 3 * plane + at;
+    const unsigned rg = (unsigned)src[0] | ((unsigned)src[plane] << 16);
+    uint4* dst = (uint4*)(out + p * 32);
+    dst[0] = make_uint4(rg, (unsigned)src[2 * plane], 0, 0);
+    dst[1] = make_uint4(0, 0, 0, 0);
+    dst[2] = make_uint4(0, 0, 0, 0);
+    dst[3] = make_uint4(0, 0, 0, 0);
+}
+
+// Nearest-neighbour upsampling by `factor` of an NHWC fp16 slice (`channels` a multiple of 8) into another: output
+// pixel (x, y) is input pixel (x / factor, y / factor). One thread per output pixel and 8 channels.
+extern "C" __global__ void nearest_nhwc(const half_t* __restrict__ in, int in_stride, half_t* __restrict__ out,
+                                        int out_stride, int channels, int n, int h, int w, int factor) {
+    const int groups = channels / 8;
+    const int oh = h * factor, ow = w * factor;
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (long long)n * oh * ow * groups) return;
+    const int g = (int)(i % groups);
+    const long long p = i / groups;
+    const int x = (int)(p % ow);
+    const long long rest = p / ow;
+    const int y = (int)(rest % oh), img = (int)(rest / oh);
+    const long long src = ((long long)img * h + y / factor) * w + x / factor;
+    *(uint4*)(out + p * out_stride + g * 8) = *(const uint4*)(in + src * in_stride + g * 8);
+}

@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: MPL-2.0
+//! A network as a short program of fused steps over NHWC buffers, lowered from an ONNX graph: the native engine's
+//! form for the dense model families (RRDBNet: realesrgan-x4plus, realesrgan-x4plus-anime), where matching one
+//! fixed graph node for node (as [`super::graph`] does for SRVGGNetCompact) would not carry over.
+//!
+//! Each step is one kernel launch. A 3×3 convolution reads a channel slice of one buffer and writes a channel slice
+//! of another, applying in its epilogue `alpha · act(conv + bias) + Σ beta_i · residual_i` — the activation, the
+//! constant scales and the residual adds that follow it in the graph. A `Concat` costs nothing: its inputs are
+//! written into channel slices of the one buffer that holds the concatenation, so a dense block's growing input is
+//! never copied. Buffers are assigned by liveness, so the program says exactly how much device memory it needs.
+
+mod lower;
+
+pub use lower::lower;
+
+/// Where a value lives: channels `offset .. offset + channels` of every pixel of buffer `buffer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Slice {
+    pub buffer: usize,
+    pub offset: usize,
+    pub channels: usize,
+}
+
+/// An NHWC fp16 buffer of `channels` channels per pixel at `scale` times the input's width and height.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferSpec {
+    pub channels: usize,
+    pub scale: u32,
+}
+
+/// The activation a convolution's epilogue applies to `conv + bias`, before the scales and residuals.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Activation {
+    None,
+    /// `max(v, 0) + slope · min(v, 0)` (LeakyRelu; Relu is slope 0).
+    Leaky(f32),
+}
+
+/// A 3×3, stride 1, padding 1 convolution with its fused epilogue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConvStep {
+    /// Reads `input.channels` channels (the convolution's input channels).
+    pub input: Slice,
+    /// Writes `output.channels` channels (its output channels); never a buffer the step reads.
+    pub output: Slice,
+    /// ONNX layout `[out][in][3][3]`.
+    pub weights: Vec<f32>,
+    pub bias: Vec<f32>,
+    pub activation: Activation,
+    /// Scale of the activated convolution.
+    pub alpha: f32,
+    /// Values added after the scale, each times its factor; slices of `output.channels` channels at the output's
+    /// size, in buffers the step does not write. At most [`MAX_RESIDUALS`].
+    pub residuals: Vec<(Slice, f32)>,
+}
+
+/// Residual inputs one convolution's epilogue takes.
+pub const MAX_RESIDUALS: usize = 2;
+
+/// One kernel launch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    Conv(ConvStep),
+    /// Nearest-neighbour upsampling by an integer `factor` (pixel `(x, y)` of the output is `(x / f, y / f)` of the
+    /// input), `input.channels == output.channels`.
+    Nearest {
+        input: Slice,
+        output: Slice,
+        factor: u32,
+    },
+}
+
+/// A lowered network. Buffer [`Program::INPUT`] holds the model input (3 channels, scale 1, written before the
+/// first step); `output` is the model output (3 channels at scale `scale`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Program {
+    pub buffers: Vec<BufferSpec>,
+    pub steps: Vec<Step>,
+    pub output: Slice,
+    /// Output size over input size.
+    pub scale: u32,
+}
+
+impl Program {
+    /// The buffer of the model input.
+    pub const INPUT: usize = 0;
+
+    /// Floating-point operations per input pixel (two per multiply-add), the convolutions only.
+    pub fn flops_per_pixel(&self) -> f64 {
+        self.steps
+            .iter()
+            .map(|s| match s {
+                Step::Conv(c) => {
+                    let scale = self.buffers[c.output.buffer].scale as f64;
+                    2.0 * 9.0 * (c.input.channels * c.output.channels) as f64 * scale * scale
+                }
+                Step::Nearest { .. } => 0.0,
+            })
+            .sum()
+    }
+
+    /// How many convolutions the program runs.
+    pub fn convolutions(&self) -> usize {
+        self.steps.iter().filter(|s| matches!(s, Step::Conv(_))).count()
+    }
+}

@@ -1,0 +1,391 @@
+// SPDX-License-Identifier: MPL-2.0
+//! Running a lowered [`Program`] (the dense model families: realesrgan-x4plus, realesrgan-x4plus-anime) on the
+//! Hopper convolution kernels of `conv_sm90`, one CUDA stream, device-memory IO: the planar fp16 model input is
+//! repacked to NHWC once, every step is one launch over the program's NHWC buffers, and the last convolution writes
+//! the planar fp16 output itself.
+
+use std::sync::Arc;
+
+use cudarc::driver::sys::CUevent_flags;
+use cudarc::driver::{CudaSlice, CudaStream};
+
+use super::conv_sm90::{self, ConvKernels, Epilogue, INPUT_CHANNELS, Output, SliceRef};
+use super::hopper::TensorMap;
+use super::program::{Activation, ConvStep, Program, Slice, Step};
+use crate::cuda::{GpuDevice, PlanarTensor, PlanarTensorMut};
+use crate::engine::EngineMemory;
+use crate::error::{Error, Result};
+use crate::frame::{ElementType, Size};
+use crate::model::ModelInfo;
+
+/// Why the kernels cannot run `program`, if they cannot: channel counts and offsets the kernels take (input slices
+/// of whole 32-channel chunks from a multiple of 8, outputs of up to 64 channels in multiples of 8, residuals with
+/// 33–64 outputs only), the output written by a convolution of at most 32 channels that nothing reads.
+pub fn check_program(program: &Program) -> std::result::Result<(), String> {
+    let out = program.output;
+    if out.channels != 3 || out.offset != 0 {
+        return Err(format!("the output is {} channels at offset {}", out.channels, out.offset));
+    }
+    let stride = |s: &Slice| physical_channels(program, s.buffer);
+    let aligned = |s: &Slice| s.offset.is_multiple_of(8) && stride(s) % 8 == 0 && s.offset + s.channels <= stride(s);
+    // a step may write beside what it reads in one buffer (a dense block's next channels), never over it
+    let overlap = |a: &Slice, b: &Slice| {
+        a.buffer == b.buffer && a.offset < b.offset + b.channels && b.offset < a.offset + a.channels
+    };
+    let mut writes_output = 0;
+    for (i, step) in program.steps.iter().enumerate() {
+        let clobbers = match step {
+            Step::Conv(c) => overlap(&c.output, &c.input) || c.residuals.iter().any(|(r, _)| overlap(&c.output, r)),
+            Step::Nearest { input, output, .. } => overlap(input, output),
+        };
+        if clobbers {
+            return Err(format!("step {i} writes channels it reads"));
+        }
+        let reads_output = match step {
+            Step::Conv(c) => c.input.buffer == out.buffer || c.residuals.iter().any(|(r, _)| r.buffer == out.buffer),
+            Step::Nearest { input, .. } => input.buffer == out.buffer,
+        };
+        if reads_output {
+            return Err(format!("step {i} reads the model output"));
+        }
+        match step {
+            Step::Conv(c) => {
+                let from_input = c.input.buffer == Program::INPUT;
+                if !aligned(&c.input) || (!from_input && c.input.channels % conv_sm90::CHUNK != 0) {
+                    return Err(format!(
+                        "convolution {i} reads {} channels at offset {}",
+                        c.input.channels, c.input.offset
+                    ));
+                }
+                let rows = conv_sm90::kernel_rows(c.output.channels)
+                    .ok_or_else(|| format!("convolution {i} has {} outputs (64 at most)", c.output.channels))?;
+                if c.output.buffer == out.buffer {
+                    writes_output += 1;
+                    if rows != 32 || !c.residuals.is_empty() {
+                        return Err(format!("the output convolution {i} has residuals or more than 32 outputs"));
+                    }
+                    continue;
+                }
+                if !aligned(&c.output) || c.output.channels % 8 != 0 {
+                    return Err(format!(
+                        "convolution {i} writes {} channels at offset {}",
+                        c.output.channels, c.output.offset
+                    ));
+                }
+                if !c.residuals.is_empty() && rows != 64 {
+                    return Err(format!("convolution {i} has residuals and at most 32 outputs"));
+                }
+                if c.residuals.len() > 2 || c.residuals.iter().any(|(r, _)| !aligned(r)) {
+                    return Err(format!("convolution {i} has residuals the kernels do not take"));
+                }
+            }
+            Step::Nearest { input, output, .. } => {
+                if output.buffer == out.buffer || !aligned(input) || !aligned(output) || input.channels % 8 != 0 {
+                    return Err(format!("upsampling {i} of {} channels is not 8-channel aligned", input.channels));
+                }
+            }
+        }
+    }
+    if writes_output != 1 {
+        return Err(format!("{writes_output} convolutions write the model output"));
+    }
+    Ok(())
+}
+
+/// Channels per pixel of buffer `buffer` on the GPU: the model input is repacked to one 32-channel chunk.
+fn physical_channels(program: &Program, buffer: usize) -> usize {
+    if buffer == Program::INPUT { INPUT_CHANNELS } else { program.buffers[buffer].channels }
+}
+
+/// One convolution's packed weights and bias (padded to the kernel's rows).
+struct ConvWeights {
+    weights: CudaSlice<u16>,
+    bias: CudaSlice<f32>,
+    /// The profile's name: `conv<in>-<out>` and `+r` per residual.
+    name: &'static str,
+}
+
+/// The tensors for one batch and input size.
+struct Bound {
+    batch: u32,
+    size: Size,
+    /// The model input, planar fp16 `[batch, 3, h, w]` (written by the caller).
+    input: CudaSlice<u16>,
+    /// The program's buffers (index 0: the repacked input; the output buffer is not allocated).
+    buffers: Vec<Option<CudaSlice<u16>>>,
+    /// The model output, planar fp16 `[batch, 3, scale·h, scale·w]` (read by the caller).
+    output: CudaSlice<u16>,
+    /// Per step, the tensor map of a convolution's input slice.
+    maps: Vec<Option<TensorMap>>,
+}
+
+/// A lowered network on the Hopper kernels: fp16 activations, fp32 accumulation, device-memory IO.
+pub struct ProgramEngine {
+    stream: Arc<CudaStream>,
+    model: ModelInfo,
+    kernels: ConvKernels,
+    program: Program,
+    /// Per step, a convolution's weights.
+    weights: Vec<Option<ConvWeights>>,
+    weight_bytes: usize,
+    bound: Option<Bound>,
+}
+
+/// Names for the profile, leaked once per distinct shape (a handful per model).
+fn step_name(c: &ConvStep) -> &'static str {
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, Mutex};
+    static NAMES: LazyLock<Mutex<HashMap<String, &'static str>>> = LazyLock::new(Default::default);
+    let name = format!("conv{}-{}{}", c.input.channels, c.output.channels, "+r".repeat(c.residuals.len()));
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    names.entry(name.clone()).or_insert_with(|| Box::leak(name.into_boxed_str()))
+}
+
+impl ProgramEngine {
+    /// Loads the kernels (compiled once per context), checks they run `program` and uploads its weights. `model` is
+    /// the contract of the ONNX model it was lowered from.
+    pub fn new(device: &GpuDevice, stream: Arc<CudaStream>, program: Program, model: &ModelInfo) -> Result<Self> {
+        check_program(&program).map_err(|why| Error::unavailable("native dense kernels", why))?;
+        let kernels = ConvKernels::load(device)?;
+        let mut weight_bytes = 0;
+        let weights = program
+            .steps
+            .iter()
+            .map(|step| {
+                let Step::Conv(c) = step else { return Ok(None) };
+                let (cin, cout) = (c.input.channels, c.output.channels);
+                let rows = conv_sm90::kernel_rows(cout).expect("checked");
+                let packed = conv_sm90::pack_weights(&c.weights, cin, cout);
+                let mut bias = c.bias.clone();
+                bias.resize(rows, 0.0);
+                weight_bytes += packed.len() * 2 + bias.len() * 4;
+                Ok(Some(ConvWeights {
+                    weights: stream.clone_htod(&packed).map_err(Error::cuda("cuMemcpyHtoD"))?,
+                    bias: stream.clone_htod(&bias).map_err(Error::cuda("cuMemcpyHtoD"))?,
+                    name: step_name(c),
+                }))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut model = model.clone();
+        model.input_type = ElementType::F16;
+        model.output_type = ElementType::F16;
+        Ok(Self { stream, model, kernels, program, weights, weight_bytes, bound: None })
+    }
+
+    /// The model's contract as it runs here (fp16 input and output).
+    pub fn model(&self) -> &ModelInfo {
+        &self.model
+    }
+
+    pub fn scale(&self) -> u32 {
+        self.program.scale
+    }
+
+    /// Convolutions the program runs.
+    pub fn convolutions(&self) -> usize {
+        self.program.convolutions()
+    }
+
+    /// Device bytes per input pixel for one image: the input, every buffer, the output.
+    fn bytes_per_pixel(&self) -> usize {
+        let p = &self.program;
+        let buffers: usize = (0..p.buffers.len())
+            .filter(|&b| b != p.output.buffer)
+            .map(|b| physical_channels(p, b) * (p.buffers[b].scale * p.buffers[b].scale) as usize)
+            .sum();
+        2 * (3 + buffers + 3 * (p.scale * p.scale) as usize)
+    }
+
+    /// Device memory a run of `batch` images of `tile` needs, exactly (the kernels allocate nothing else).
+    pub fn estimate(&self, tile: Size, batch: u32) -> usize {
+        tile.pixels() * batch as usize * self.bytes_per_pixel() + self.weight_bytes
+    }
+
+    /// Device memory held now: weights and the bound tensors.
+    pub fn memory(&self) -> EngineMemory {
+        let tensors = self.bound.as_ref().map_or(0, |b| b.batch as usize * b.size.pixels() * self.bytes_per_pixel());
+        EngineMemory { held: (self.weight_bytes + tensors) as u64, peak: None, limit: None }
+    }
+
+    /// Allocates (or keeps) the tensors for `batch` images of `size`, with the tensor maps of every convolution.
+    pub fn bind(&mut self, batch: u32, size: Size) -> Result<()> {
+        if self.bound.as_ref().is_some_and(|b| (b.batch, b.size) == (batch, size)) {
+            return Ok(());
+        }
+        self.bound = None; // free the old tensors first
+        let p = &self.program;
+        let px = batch as usize * size.pixels();
+        let widest = (0..p.buffers.len())
+            .map(|b| physical_channels(p, b) * (p.buffers[b].scale * p.buffers[b].scale) as usize)
+            .max()
+            .unwrap_or(0);
+        if size.width == 0
+            || size.height == 0
+            || px.checked_mul(widest.max(3 * (p.scale * p.scale) as usize)).is_none_or(|e| e > i32::MAX as usize)
+        {
+            return Err(Error::InvalidConfig(format!("native dense kernels: {batch} x {size} is out of their range")));
+        }
+        let alloc = |n: usize| self.stream.alloc_zeros::<u16>(n).map_err(Error::cuda("cuMemAlloc"));
+        let buffers = (0..p.buffers.len())
+            .map(|b| {
+                if b == p.output.buffer {
+                    return Ok(None);
+                }
+                let s = p.buffers[b].scale as usize;
+                alloc(px * s * s * physical_channels(p, b)).map(Some)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let maps = p
+            .steps
+            .iter()
+            .map(|step| {
+                let Step::Conv(c) = step else { return Ok(None) };
+                let buffer = buffers[c.input.buffer].as_ref().expect("inputs are allocated");
+                let at = size.scaled(p.buffers[c.input.buffer].scale);
+                let slice = SliceRef { buffer, offset: c.input.offset, stride: physical_channels(p, c.input.buffer) };
+                let channels = c.input.channels.next_multiple_of(conv_sm90::CHUNK);
+                conv_sm90::input_map(slice, channels, &self.stream, batch, at).map(Some)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.bound = Some(Bound {
+            batch,
+            size,
+            input: alloc(3 * px)?,
+            buffers,
+            output: alloc(3 * px * (p.scale * p.scale) as usize)?,
+            maps,
+        });
+        Ok(())
+    }
+
+    /// Image `slot` of the input tensor (planar fp16 `[batch, 3, h, w]`), written by the caller on our stream.
+    pub fn input_tensor(&mut self, slot: u32) -> Result<PlanarTensorMut<'_>> {
+        let b = self.bound.as_mut().ok_or_else(|| Error::Usage("native dense kernels: no tensors bound".into()))?;
+        let n = 3 * b.size.pixels();
+        if slot >= b.batch {
+            return Err(Error::Usage(format!("input slot {slot} of a batch of {}", b.batch)));
+        }
+        let start = slot as usize * n;
+        PlanarTensorMut::from_view(b.input.slice_mut(start..start + n), &self.stream, b.size)
+    }
+
+    /// Image `slot` of the output tensor (planar fp16 `[batch, 3, scale·h, scale·w]`), read by the caller on our
+    /// stream.
+    pub fn output_tensor(&mut self, slot: u32) -> Result<PlanarTensor<'_>> {
+        let scale = self.program.scale;
+        let b = self.bound.as_ref().ok_or_else(|| Error::Usage("native dense kernels: no tensors bound".into()))?;
+        let size = b.size.scaled(scale);
+        let n = 3 * size.pixels();
+        if slot >= b.batch {
+            return Err(Error::Usage(format!("output slot {slot} of a batch of {}", b.batch)));
+        }
+        let start = slot as usize * n;
+        PlanarTensor::from_view(b.output.slice(start..start + n), &self.stream, size)
+    }
+
+    /// Buffer `buffer` of the bound tensors as fp16 bits, NHWC with its channels per pixel (the model input
+    /// repacked to 32), after the work queued so far: for the GPU tests that check every step.
+    #[doc(hidden)]
+    pub fn buffer_bits(&self, buffer: usize) -> Result<Vec<u16>> {
+        let b = self.bound.as_ref().ok_or_else(|| Error::Usage("native dense kernels: no tensors bound".into()))?;
+        let slice = b.buffers.get(buffer).and_then(Option::as_ref);
+        let slice = slice.ok_or_else(|| Error::Usage(format!("buffer {buffer} is not one the kernels hold")))?;
+        self.stream.clone_dtoh(slice).map_err(Error::cuda("cuMemcpyDtoH"))
+    }
+
+    /// Queues the whole program on the stream (no synchronisation).
+    pub fn run(&mut self) -> Result<()> {
+        self.launch_all(|_| Ok(()))
+    }
+
+    /// Runs the program once and returns each launch's time in milliseconds (CUDA events), in order: the input's
+    /// repacking, then each step (`conv<in>-<out>[+r…]`, `nearest`).
+    pub fn profile(&mut self) -> Result<Vec<(String, f64)>> {
+        let stream = self.stream.clone();
+        let flags = Some(CUevent_flags::CU_EVENT_DEFAULT);
+        let event = || stream.context().new_event(flags).map_err(Error::cuda("cuEventCreate"));
+        let start = event()?;
+        start.record(&stream).map_err(Error::cuda("cuEventRecord"))?;
+        let mut marks = Vec::new();
+        self.launch_all(|name| {
+            let e = event()?;
+            e.record(&stream).map_err(Error::cuda("cuEventRecord"))?;
+            marks.push((name, e));
+            Ok(())
+        })?;
+        stream.synchronize().map_err(Error::cuda("cuStreamSynchronize"))?;
+        let mut previous = &start;
+        let mut times = Vec::new();
+        for (name, e) in &marks {
+            times.push((name.to_string(), previous.elapsed_ms(e).map_err(Error::cuda("cuEventElapsedTime"))? as f64));
+            previous = e;
+        }
+        Ok(times)
+    }
+
+    /// Queues every launch, calling `after` with its name after each.
+    fn launch_all(&mut self, mut after: impl FnMut(&'static str) -> Result<()>) -> Result<()> {
+        let Self { stream, kernels, program, weights, bound, .. } = self;
+        let b = bound.as_mut().ok_or_else(|| Error::Usage("native dense kernels: no tensors bound".into()))?;
+        let s: &CudaStream = stream;
+        let (batch, size) = (b.batch, b.size);
+        let Bound { input, buffers, output, maps, .. } = b;
+        let packed = buffers[Program::INPUT].as_mut().expect("the input buffer is allocated");
+        kernels.pack_input(s, input, packed, batch, size)?;
+        after("pack-input")?;
+        for (i, step) in program.steps.iter().enumerate() {
+            match step {
+                Step::Conv(c) => {
+                    let w = weights[i].as_ref().expect("every convolution has weights");
+                    let map = maps[i].as_ref().expect("every convolution has a map");
+                    let at = size.scaled(program.buffers[c.output.buffer].scale);
+                    let output = if c.output.buffer == program.output.buffer {
+                        Output::Planar(&mut *output)
+                    } else {
+                        Output::Slice(view(program, buffers, c.output))
+                    };
+                    conv_step(kernels, s, program, buffers, (c, w, map), output, (batch, at))?;
+                    after(w.name)?;
+                }
+                Step::Nearest { input: from, output: to, factor } => {
+                    let at = size.scaled(program.buffers[from.buffer].scale);
+                    let (from_view, to_view) = (view(program, buffers, *from), view(program, buffers, *to));
+                    kernels.nearest(s, from_view, to_view, from.channels, *factor, batch, at)?;
+                    after("nearest")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Slice `x` of the program's buffers as the kernels take it.
+fn view<'a>(program: &Program, buffers: &'a [Option<CudaSlice<u16>>], x: Slice) -> SliceRef<'a> {
+    SliceRef {
+        buffer: buffers[x.buffer].as_ref().expect("buffers read are allocated"),
+        offset: x.offset,
+        stride: physical_channels(program, x.buffer),
+    }
+}
+
+/// Queues convolution `c` (its weights and input map) into `output`, at `size` for `batch` images.
+fn conv_step(
+    kernels: &ConvKernels,
+    stream: &CudaStream,
+    program: &Program,
+    buffers: &[Option<CudaSlice<u16>>],
+    (c, w, map): (&ConvStep, &ConvWeights, &TensorMap),
+    output: Output<'_>,
+    (batch, size): (u32, Size),
+) -> Result<()> {
+    let slope = match c.activation {
+        Activation::None => 1.0,
+        Activation::Leaky(slope) => slope,
+    };
+    let residuals: Vec<(SliceRef<'_>, f32)> =
+        c.residuals.iter().map(|&(r, f)| (view(program, buffers, r), f)).collect();
+    let epilogue = Epilogue { bias: &w.bias, slope, alpha: c.alpha, residuals: &residuals };
+    let source = buffers[c.input.buffer].as_ref().expect("buffers read are allocated");
+    let cin = c.input.channels.next_multiple_of(conv_sm90::CHUNK);
+    kernels.conv(stream, (source, map, cin), &w.weights, c.output.channels, &epilogue, output, batch, size)
+}

@@ -1,0 +1,225 @@
+// SPDX-License-Identifier: MPL-2.0
+//! Every kernel path of the native program engine, step by step, against a CPU reference: a small program with
+//! random weights that reads the model input (3 channels), writes a dense block's next channels beside the ones it
+//! reads, adds one and two residuals, upsamples, and writes the planar output; each buffer is compared after the
+//! run, so a wrong step is named. Odd sizes (partial 128 × 4 tiles) and a batch of two.
+
+use vfupscale::Model;
+use vfupscale::cuda::GpuDevice;
+use vfupscale::frame::Size;
+use vfupscale::native::ProgramEngine;
+use vfupscale::native::program::{Activation, BufferSpec, ConvStep, Program, Slice, Step};
+
+fn f16(v: f32) -> f32 {
+    half::f16::from_f32(v).to_f32()
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn uniform(&mut self) -> f32 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+}
+
+fn slice(buffer: usize, offset: usize, channels: usize) -> Slice {
+    Slice { buffer, offset, channels }
+}
+
+fn conv(
+    rng: &mut Rng,
+    input: Slice,
+    output: Slice,
+    activation: Activation,
+    alpha: f32,
+    residuals: Vec<(Slice, f32)>,
+) -> Step {
+    let (cin, cout) = (input.channels, output.channels);
+    let scale = 1.0 / (9.0 * cin as f32).sqrt();
+    let weights = (0..cout * cin * 9).map(|_| f16(rng.uniform() * scale * 1.7)).collect();
+    let bias = (0..cout).map(|_| f16(rng.uniform() * 0.1)).collect();
+    Step::Conv(ConvStep { input, output, weights, bias, activation, alpha, residuals })
+}
+
+/// The test program: buffers 0 input {3}, 1 dense {96}, 2 {64}, 3 {64} at 2x, 4 output {3} at 2x, 5 {64}.
+fn program() -> Program {
+    let mut rng = Rng(7);
+    let buffers = vec![
+        BufferSpec { channels: 3, scale: 1 },
+        BufferSpec { channels: 96, scale: 1 },
+        BufferSpec { channels: 64, scale: 1 },
+        BufferSpec { channels: 64, scale: 2 },
+        BufferSpec { channels: 3, scale: 2 },
+        BufferSpec { channels: 64, scale: 1 },
+    ];
+    let steps = vec![
+        // from the model input (one chunk of 3 channels), 64 outputs, LeakyReLU
+        conv(&mut rng, slice(0, 0, 3), slice(1, 0, 64), Activation::Leaky(0.2), 1.0, vec![]),
+        // 32 outputs beside the 64 channels read, in the same buffer
+        conv(&mut rng, slice(1, 0, 64), slice(1, 64, 32), Activation::Leaky(0.2), 1.0, vec![]),
+        // 96 -> 64, no activation, x 0.2 + one residual
+        conv(&mut rng, slice(1, 0, 96), slice(2, 0, 64), Activation::None, 0.2, vec![(slice(1, 0, 64), 1.0)]),
+        // 64 -> 64, another slope, two residuals
+        conv(
+            &mut rng,
+            slice(2, 0, 64),
+            slice(5, 0, 64),
+            Activation::Leaky(0.1),
+            0.04,
+            vec![(slice(2, 0, 64), 0.2), (slice(1, 0, 64), 1.0)],
+        ),
+        Step::Nearest { input: slice(5, 0, 64), output: slice(3, 0, 64), factor: 2 },
+        // 64 -> 3 into the planar output
+        conv(&mut rng, slice(3, 0, 64), slice(4, 0, 3), Activation::None, 1.0, vec![]),
+    ];
+    Program { buffers, steps, output: slice(4, 0, 3), scale: 2 }
+}
+
+/// The program on the CPU in f32 with every stored value rounded to fp16 as the GPU stores it: NHWC buffers per
+/// image (the input as its 3 channels), the output planar.
+fn reference(p: &Program, input: &[f32], size: Size, batch: usize) -> (Vec<Vec<f32>>, Vec<f32>) {
+    let px = |b: usize| size.scaled(p.buffers[b].scale).pixels() * batch;
+    let mut buffers: Vec<Vec<f32>> = (0..p.buffers.len()).map(|b| vec![0.0; px(b) * p.buffers[b].channels]).collect();
+    // the input, planar [batch][3][h][w] -> NHWC
+    let plane = size.pixels();
+    for n in 0..batch {
+        for c in 0..3 {
+            for i in 0..plane {
+                buffers[0][(n * plane + i) * 3 + c] = input[(n * 3 + c) * plane + i];
+            }
+        }
+    }
+    let mut output = vec![0.0f32; 3 * px(p.output.buffer)];
+    for step in &p.steps {
+        match step {
+            Step::Conv(c) => {
+                let at = size.scaled(p.buffers[c.output.buffer].scale);
+                let (w, h) = (at.width as usize, at.height as usize);
+                let (sin, sout) = (p.buffers[c.input.buffer].channels, p.buffers[c.output.buffer].channels);
+                let (cin, cout) = (c.input.channels, c.output.channels);
+                let mut out = vec![0.0f32; batch * w * h * cout];
+                for n in 0..batch {
+                    for y in 0..h {
+                        for x in 0..w {
+                            for co in 0..cout {
+                                let mut acc = c.bias[co] as f64;
+                                for ky in 0..3 {
+                                    for kx in 0..3 {
+                                        let (sy, sx) = (y as i64 + ky as i64 - 1, x as i64 + kx as i64 - 1);
+                                        if sy < 0 || sx < 0 || sy >= h as i64 || sx >= w as i64 {
+                                            continue;
+                                        }
+                                        let at = ((n * h + sy as usize) * w + sx as usize) * sin + c.input.offset;
+                                        for ci in 0..cin {
+                                            let wt = c.weights[((co * cin + ci) * 3 + ky) * 3 + kx] as f64;
+                                            acc += wt * buffers[c.input.buffer][at + ci] as f64;
+                                        }
+                                    }
+                                }
+                                let mut v = acc as f32;
+                                if let Activation::Leaky(s) = c.activation {
+                                    v = if v >= 0.0 { v } else { s * v };
+                                }
+                                v *= c.alpha;
+                                if !c.residuals.is_empty() {
+                                    // the kernel rounds the scaled convolution to fp16, then adds in fp32
+                                    v = f16(v);
+                                    for (r, f) in &c.residuals {
+                                        let rs = p.buffers[r.buffer].channels;
+                                        v += f * buffers[r.buffer][((n * h + y) * w + x) * rs + r.offset + co];
+                                    }
+                                }
+                                out[((n * h + y) * w + x) * cout + co] = f16(v);
+                            }
+                        }
+                    }
+                }
+                for i in 0..batch * w * h {
+                    for co in 0..cout {
+                        let v = out[i * cout + co];
+                        if c.output.buffer == p.output.buffer {
+                            let (n, at) = (i / (w * h), i % (w * h));
+                            output[(n * cout + co) * w * h + at] = v;
+                        } else {
+                            buffers[c.output.buffer][i * sout + c.output.offset + co] = v;
+                        }
+                    }
+                }
+            }
+            Step::Nearest { input, output: to, factor } => {
+                let at = size.scaled(p.buffers[input.buffer].scale);
+                let (w, h, f) = (at.width as usize, at.height as usize, *factor as usize);
+                let (sin, sout) = (p.buffers[input.buffer].channels, p.buffers[to.buffer].channels);
+                for n in 0..batch {
+                    for y in 0..h * f {
+                        for x in 0..w * f {
+                            for ch in 0..input.channels {
+                                let v = buffers[input.buffer][((n * h + y / f) * w + x / f) * sin + input.offset + ch];
+                                buffers[to.buffer][((n * h * f + y) * w * f + x) * sout + to.offset + ch] = v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (buffers, output)
+}
+
+/// Largest difference over the largest reference magnitude.
+fn relative_error(gpu: &[f32], cpu: &[f32]) -> f32 {
+    let worst = gpu.iter().zip(cpu).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    let peak = cpu.iter().map(|v| v.abs()).fold(0.0, f32::max);
+    worst / peak.max(1e-6)
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run tests/gpu/run.sh"]
+fn every_program_step_matches_a_cpu_reference() {
+    let device = GpuDevice::get(0).unwrap();
+    if device.compute_capability() != (9, 0) {
+        eprintln!("the dense kernels are Hopper code; this GPU is {:?}", device.compute_capability());
+        return;
+    }
+    let info = Model::load(&vfupscale::models::default_model_path())
+        .unwrap()
+        .info()
+        .clone();
+    for (size, batch) in [(Size::new(97, 61), 2usize), (Size::new(130, 9), 1)] {
+        let stream = device.new_stream().unwrap();
+        let p = program();
+        let mut engine = ProgramEngine::new(&device, stream.clone(), p.clone(), &info).unwrap();
+        engine.bind(batch as u32, size).unwrap();
+        let mut rng = Rng(11 + batch as u64);
+        let input: Vec<f32> = (0..batch * 3 * size.pixels()).map(|_| f16(0.5 + 0.5 * rng.uniform())).collect();
+        let plane = 3 * size.pixels();
+        for n in 0..batch {
+            engine.input_tensor(n as u32).unwrap().upload_rgb(&stream, &input[n * plane..(n + 1) * plane]).unwrap();
+        }
+        engine.run().unwrap();
+        let (buffers, output) = reference(&p, &input, size, batch);
+        let value = |b: u16| half::f16::from_bits(b).to_f32();
+        // the repacked input: 32 channels per pixel, the first 3 the image, the rest zero
+        let packed = engine.buffer_bits(0).unwrap();
+        let packed_rgb: Vec<f32> = packed.chunks(32).flat_map(|px| px[..3].iter().map(|&b| value(b))).collect();
+        assert!(packed.chunks(32).all(|px| px[3..].iter().all(|&b| b == 0)), "{size}: channels 3-31 of the input");
+        assert_eq!(relative_error(&packed_rgb, &buffers[0]), 0.0, "{size}: the repacked input");
+        for (b, expected) in buffers.iter().enumerate().skip(1) {
+            if b == p.output.buffer {
+                continue;
+            }
+            let gpu: Vec<f32> = engine.buffer_bits(b).unwrap().into_iter().map(value).collect();
+            let e = relative_error(&gpu, expected);
+            eprintln!("{size} batch {batch}: buffer {b} ({} channels): relative error {e:.2e}", p.buffers[b].channels);
+            assert!(e < 4e-3, "{size} batch {batch}: buffer {b}: relative error {e}");
+        }
+        let gpu: Vec<f32> = (0..batch as u32)
+            .flat_map(|n| engine.output_tensor(n).unwrap().download::<u16>(&stream).unwrap())
+            .map(value)
+            .collect();
+        let e = relative_error(&gpu, &output);
+        eprintln!("{size} batch {batch}: planar output: relative error {e:.2e}");
+        assert!(e < 4e-3, "{size} batch {batch}: output: relative error {e}");
+    }
+}
