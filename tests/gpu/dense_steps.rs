@@ -182,10 +182,7 @@ fn every_program_step_matches_a_cpu_reference() {
         eprintln!("the dense kernels are Hopper code; this GPU is {:?}", device.compute_capability());
         return;
     }
-    let info = Model::load(&vfupscale::models::default_model_path())
-        .unwrap()
-        .info()
-        .clone();
+    let info = Model::load(&vfupscale::models::default_model_path()).unwrap().info().clone();
     for (size, batch) in [(Size::new(97, 61), 2usize), (Size::new(130, 9), 1)] {
         let stream = device.new_stream().unwrap();
         let p = program();
@@ -221,5 +218,65 @@ fn every_program_step_matches_a_cpu_reference() {
         let e = relative_error(&gpu, &output);
         eprintln!("{size} batch {batch}: planar output: relative error {e:.2e}");
         assert!(e < 4e-3, "{size} batch {batch}: output: relative error {e}");
+    }
+}
+
+/// Each dense model's program at 1280×720 without ONNX Runtime (the kernels alone): the profile names every
+/// launch (the input's repacking, each convolution, each upsampling), and one run takes what its launches take.
+#[test]
+#[ignore = "needs an NVIDIA GPU: run tests/gpu/run.sh"]
+fn dense_programs_at_720p_profile_every_launch() {
+    let device = GpuDevice::get(0).unwrap();
+    if device.compute_capability() != (9, 0) {
+        return;
+    }
+    let size = Size::new(1280, 720);
+    for name in ["realesrgan-x4plus-anime", "realesrgan-x4plus"] {
+        let model = Model::load(&vfupscale::models::resolve(Some(name.as_ref())).unwrap()).unwrap();
+        let info = model.info();
+        let program = vfupscale::native::program::lower(model.proto(), &info.input_name, &info.output_name).unwrap();
+        let launches = 1 + program.steps.len();
+        let flops = program.flops_per_pixel() * size.pixels() as f64;
+        let stream = device.new_stream().unwrap();
+        let mut engine = ProgramEngine::new(&device, stream.clone(), program, info).unwrap();
+        engine.bind(1, size).unwrap();
+        let image = vfupscale::probe_image(size);
+        engine.input_tensor(0).unwrap().upload_rgb(&stream, &image).unwrap();
+        for _ in 0..3 {
+            engine.run().unwrap();
+        }
+        stream.synchronize().unwrap();
+        let runs = 5;
+        let start = std::time::Instant::now();
+        for _ in 0..runs {
+            engine.run().unwrap();
+        }
+        stream.synchronize().unwrap();
+        let ms = start.elapsed().as_secs_f64() * 1000.0 / runs as f64;
+        let profile = engine.profile().unwrap();
+        assert_eq!(profile.len(), launches, "{name}: one entry per launch");
+        let total: f64 = profile.iter().map(|(_, t)| t).sum();
+        // by kernel name, in order of first appearance
+        let mut kinds: Vec<(String, usize, f64)> = Vec::new();
+        for (k, t) in &profile {
+            match kinds.iter_mut().find(|(n, _, _)| n == k) {
+                Some(e) => {
+                    e.1 += 1;
+                    e.2 += t;
+                }
+                None => kinds.push((k.clone(), 1, *t)),
+            }
+        }
+        eprintln!(
+            "{name} {size}: {ms:.2} ms per run ({:.0} TFLOP/s useful), profiled launches {total:.2} ms",
+            flops / ms / 1e9
+        );
+        for (k, n, t) in &kinds {
+            eprintln!("  {k:<16} x{n:<4} {:>8.1} us each  {t:>7.2} ms", t * 1000.0 / *n as f64);
+        }
+        assert!((total - ms).abs() < 0.15 * ms, "{name}: launches {total:.2} ms, run {ms:.2} ms");
+        let output = engine.output_tensor(0).unwrap().download::<u16>(&stream).unwrap();
+        let finite = output.iter().all(|&b| half::f16::from_bits(b).is_finite());
+        assert!(finite, "{name}: the output is finite");
     }
 }

@@ -488,6 +488,25 @@ extern "C" __global__ void __launch_bounds__(RESIZE_THREADS)
 #define HALF_BLOCK_X 64
 #define HALF_BLOCK_Y 4
 
+// Samples sx0 .. sx0 + 9 of `row` (sw samples) in fp32, edges repeated: with `vector` (rows 16-byte aligned, sx0 + 1
+// a multiple of 8 and the window inside the row) the 8 middle samples in one 16-byte load.
+__device__ __forceinline__ void load_window_row(const half_t* row, int sx0, int sw, bool vector, float v[10]) {
+    if (vector) {
+        const uint4 mid = *(const uint4*)(row + sx0 + 1);
+        const unsigned words[4] = {mid.x, mid.y, mid.z, mid.w};
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+            v[1 + 2 * k] = h2f((half_t)(words[k] & 0xffffu));
+            v[2 + 2 * k] = h2f((half_t)(words[k] >> 16));
+        }
+        v[0] = h2f(row[max(sx0, 0)]);
+        v[9] = h2f(row[sx0 + 9]);
+    } else {
+#pragma unroll
+        for (int k = 0; k < 10; ++k) v[k] = h2f(row[min(max(sx0 + k, 0), sw - 1)]);
+    }
+}
+
 extern "C" __global__ void __launch_bounds__(HALF_BLOCK_X * HALF_BLOCK_Y)
     srvgg_resize_half(const half_t* __restrict__ src, int sh, int sw, half_t* __restrict__ dst, int dh, int dw,
                       float a) {
@@ -501,23 +520,8 @@ extern "C" __global__ void __launch_bounds__(HALF_BLOCK_X * HALF_BLOCK_Y)
     float hr[10][4];
 #pragma unroll
     for (int r = 0; r < 10; ++r) {
-        const half_t* row = plane + (size_t)min(max(2 * y0 - 1 + r, 0), sh - 1) * sw;
         float v[10];
-        if (vector) {
-            // columns 2 x0 .. 2 x0 + 7 in one aligned load (x0 is a multiple of 4, rows start 16-byte aligned)
-            const uint4 mid = *(const uint4*)(row + sx0 + 1);
-            const unsigned words[4] = {mid.x, mid.y, mid.z, mid.w};
-#pragma unroll
-            for (int k = 0; k < 4; ++k) {
-                v[1 + 2 * k] = h2f((half_t)(words[k] & 0xffffu));
-                v[2 + 2 * k] = h2f((half_t)(words[k] >> 16));
-            }
-            v[0] = h2f(row[max(sx0, 0)]);
-            v[9] = h2f(row[sx0 + 9]);
-        } else {
-#pragma unroll
-            for (int k = 0; k < 10; ++k) v[k] = h2f(row[min(max(sx0 + k, 0), sw - 1)]);
-        }
+        load_window_row(plane + (size_t)min(max(2 * y0 - 1 + r, 0), sh - 1) * sw, sx0, sw, vector, v);
 #pragma unroll
         for (int k = 0; k < 4; ++k)
             hr[r][k] = w[0] * v[2 * k] + w[1] * v[2 * k + 1] + w[2] * v[2 * k + 2] + w[3] * v[2 * k + 3];
@@ -574,23 +578,8 @@ extern "C" __global__ void __launch_bounds__(TQ_BLOCK_X * TQ_BLOCK_Y)
     float hr[10][6];
 #pragma unroll
     for (int r = 0; r < 10; ++r) {
-        const half_t* row = plane + (size_t)min(max(8 * n - 1 + r, 0), sh - 1) * sw;
         float v[10];
-        if (vector) {
-            // columns 8 m .. 8 m + 7 in one aligned load (rows start 16-byte aligned)
-            const uint4 mid = *(const uint4*)(row + sx0 + 1);
-            const unsigned words[4] = {mid.x, mid.y, mid.z, mid.w};
-#pragma unroll
-            for (int k = 0; k < 4; ++k) {
-                v[1 + 2 * k] = h2f((half_t)(words[k] & 0xffffu));
-                v[2 + 2 * k] = h2f((half_t)(words[k] >> 16));
-            }
-            v[0] = h2f(row[max(sx0, 0)]);
-            v[9] = h2f(row[sx0 + 9]);
-        } else {
-#pragma unroll
-            for (int k = 0; k < 10; ++k) v[k] = h2f(row[min(max(sx0 + k, 0), sw - 1)]);
-        }
+        load_window_row(plane + (size_t)min(max(8 * n - 1 + r, 0), sh - 1) * sw, sx0, sw, vector, v);
 #pragma unroll
         for (int k = 0; k < 6; ++k) hr[r][k] = tq_tap(v, k / 3, k % 3, w);
     }
