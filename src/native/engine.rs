@@ -4,6 +4,8 @@
 
 mod profile;
 
+pub(super) use profile::time_launches;
+
 use std::sync::Arc;
 
 use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};

@@ -6,10 +6,10 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::sys::CUevent_flags;
 use cudarc::driver::{CudaSlice, CudaStream};
 
 use super::conv_sm90::{self, ConvKernels, Epilogue, INPUT_CHANNELS, Output, SliceRef};
+use super::engine::time_launches;
 use super::hopper::TensorMap;
 use super::program::{Activation, ConvStep, Program, Slice, Step};
 use crate::cuda::{GpuDevice, PlanarTensor, PlanarTensorMut};
@@ -302,25 +302,7 @@ impl ProgramEngine {
     /// repacking, then each step (`conv<in>-<out>[+r…]`, `nearest`).
     pub fn profile(&mut self) -> Result<Vec<(String, f64)>> {
         let stream = self.stream.clone();
-        let flags = Some(CUevent_flags::CU_EVENT_DEFAULT);
-        let event = || stream.context().new_event(flags).map_err(Error::cuda("cuEventCreate"));
-        let start = event()?;
-        start.record(&stream).map_err(Error::cuda("cuEventRecord"))?;
-        let mut marks = Vec::new();
-        self.launch_all(|name| {
-            let e = event()?;
-            e.record(&stream).map_err(Error::cuda("cuEventRecord"))?;
-            marks.push((name, e));
-            Ok(())
-        })?;
-        stream.synchronize().map_err(Error::cuda("cuStreamSynchronize"))?;
-        let mut previous = &start;
-        let mut times = Vec::new();
-        for (name, e) in &marks {
-            times.push((name.to_string(), previous.elapsed_ms(e).map_err(Error::cuda("cuEventElapsedTime"))? as f64));
-            previous = e;
-        }
-        Ok(times)
+        time_launches(&stream, |after| self.launch_all(after))
     }
 
     /// Queues every launch, calling `after` with its name after each.

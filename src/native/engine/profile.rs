@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MPL-2.0
 //! Per-kernel timing of the native engine: one run with a CUDA event recorded after each launch.
 
+use cudarc::driver::CudaStream;
 use cudarc::driver::sys::CUevent_flags;
 
 use super::NativeEngine;
@@ -31,25 +32,33 @@ impl NativeEngine {
     /// The profile of a run into the output tensor or (`frame`) into a frame; waits for the run.
     fn profile_with(&mut self, frame: Option<(&mut DeviceFrameMut<'_>, &Affine3x4)>) -> Result<Vec<(String, f64)>> {
         let stream = self.stream.clone();
-        let flags = Some(CUevent_flags::CU_EVENT_DEFAULT);
-        let event = || stream.context().new_event(flags).map_err(Error::cuda("cuEventCreate"));
-        let start = event()?;
-        start.record(&stream).map_err(Error::cuda("cuEventRecord"))?;
-        let mut marks = Vec::new();
-        self.launch_all(frame, |name| {
-            let e = event()?;
-            e.record(&stream).map_err(Error::cuda("cuEventRecord"))?;
-            marks.push((name, e));
-            Ok(())
-        })?;
-        stream.synchronize().map_err(Error::cuda("cuStreamSynchronize"))?;
-        let mut previous = &start;
-        let mut times = Vec::new();
-        for (name, e) in &marks {
-            let ms = previous.elapsed_ms(e).map_err(Error::cuda("cuEventElapsedTime"))?;
-            times.push((name.to_string(), ms as f64));
-            previous = e;
-        }
-        Ok(times)
+        time_launches(&stream, |after| self.launch_all(frame, after))
     }
+}
+
+/// Times the launches `launch` queues on `stream` (it calls the given callback with each launch's name right after
+/// it): a CUDA event before the first and after each, then one wait; each launch's milliseconds, in order.
+pub(in crate::native) fn time_launches(
+    stream: &CudaStream,
+    launch: impl FnOnce(&mut dyn FnMut(&'static str) -> Result<()>) -> Result<()>,
+) -> Result<Vec<(String, f64)>> {
+    let flags = Some(CUevent_flags::CU_EVENT_DEFAULT);
+    let event = || stream.context().new_event(flags).map_err(Error::cuda("cuEventCreate"));
+    let start = event()?;
+    start.record(stream).map_err(Error::cuda("cuEventRecord"))?;
+    let mut marks = Vec::new();
+    launch(&mut |name| {
+        let e = event()?;
+        e.record(stream).map_err(Error::cuda("cuEventRecord"))?;
+        marks.push((name, e));
+        Ok(())
+    })?;
+    stream.synchronize().map_err(Error::cuda("cuStreamSynchronize"))?;
+    let mut previous = &start;
+    let mut times = Vec::new();
+    for (name, e) in &marks {
+        times.push((name.to_string(), previous.elapsed_ms(e).map_err(Error::cuda("cuEventElapsedTime"))? as f64));
+        previous = e;
+    }
+    Ok(times)
 }
