@@ -35,6 +35,8 @@ mod fused_output;
 mod dense_models;
 #[path = "gpu/dense_steps.rs"]
 mod dense_steps;
+#[path = "support/program_reference.rs"]
+mod program_reference;
 
 const COLOURS: [Colorimetry; 3] = [
     Colorimetry::new(Matrix::Bt601, Range::Limited),

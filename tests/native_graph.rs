@@ -3,20 +3,15 @@
 //! the network it extracts computes what ONNX Runtime computes on the model (a float64 reference forward pass here
 //! against ONNX Runtime's CPU provider), so that the GPU kernels only have to match this extraction.
 
-use std::path::PathBuf;
+#[path = "support/onnx_cpu.rs"]
+mod onnx_cpu;
 
-use vfupscale::frame::{HostTensor, HostTensorMut, Size};
-use vfupscale::infer::{InferenceSession, SessionOptions};
+use onnx_cpu::{installed, onnx_runtime_cpu, random, test_image};
+use vfupscale::Model;
+use vfupscale::frame::Size;
 use vfupscale::native::graph::{Conv3x3, SrvggGraph};
 use vfupscale::native::match_srvgg;
-use vfupscale::{Backend, Model, Precision, TensorLocation};
 use vfupscale_onnx::onnx::{Dim, GraphBuilder, META_SCALE, attr_float, attr_int, attr_ints, attr_string, data_type};
-
-fn installed(name: &str) -> PathBuf {
-    let p = vfupscale::models::model_path(name);
-    assert!(p.exists(), "{} is missing: run `vfupscale-model fetch` (scripts/setup.sh does)", p.display());
-    p
-}
 
 fn matched(name: &str) -> Result<SrvggGraph, String> {
     let model = Model::load(&installed(name)).unwrap();
@@ -63,16 +58,6 @@ impl Default for Synthetic {
     fn default() -> Self {
         Self { r: 2, hidden: 2, dcr: false, activation: "PRelu", extra_node: false, stride: 1 }
     }
-}
-
-fn random(n: usize, seed: u32, scale: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            ((s >> 8) as f32 / 16_777_216.0 - 0.5) * scale
-        })
-        .collect()
 }
 
 fn synthetic(spec: &Synthetic) -> vfupscale_onnx::onnx::ModelProto {
@@ -249,30 +234,6 @@ fn reference_forward(g: &SrvggGraph, image: &[f64], size: Size) -> (Vec<f64>, Si
         }
     }
     (out, Size::new(dw as u32, dh as u32))
-}
-
-fn test_image(size: Size) -> Vec<f32> {
-    let (w, h) = (size.width as usize, size.height as usize);
-    (0..3 * w * h)
-        .map(|i| {
-            let (c, y, x) = (i / (w * h), (i / w) % h, i % w);
-            (0.5 + 0.3 * ((x as f32 * 0.7 + c as f32).sin() * (y as f32 * 0.5).cos())
-                + if x > w / 2 { 0.1 } else { -0.1 })
-            .clamp(0.0, 1.0)
-        })
-        .collect()
-}
-
-fn onnx_runtime_cpu(path: &std::path::Path, image: &[f32], size: Size, scale: u32) -> Vec<f32> {
-    let model = Model::load(path).unwrap();
-    let options = SessionOptions::new(0, Precision::Fp32);
-    let mut session = InferenceSession::open_with(&model, &options, Backend::Cpu).unwrap();
-    session.bind(1, size, scale, TensorLocation::Host).unwrap();
-    let HostTensorMut::F32(input) = session.input_host().unwrap() else { panic!("fp32 input expected") };
-    input.copy_from_slice(image);
-    session.run().unwrap();
-    let HostTensor::F32(output) = session.output_host().unwrap() else { panic!("fp32 output expected") };
-    output.to_vec()
 }
 
 #[test]

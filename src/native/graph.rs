@@ -62,25 +62,25 @@ struct Graph<'m> {
     used: usize,
 }
 
-type Match<T> = Result<T, String>;
+pub(super) type Match<T> = Result<T, String>;
 
-fn attr<'n>(node: &'n NodeProto, name: &str) -> Option<&'n AttributeProto> {
+pub(super) fn attr<'n>(node: &'n NodeProto, name: &str) -> Option<&'n AttributeProto> {
     node.attribute.iter().find(|a| a.name == name)
 }
 
-fn attr_str(node: &NodeProto, name: &str, default: &str) -> String {
+pub(super) fn attr_str(node: &NodeProto, name: &str, default: &str) -> String {
     attr(node, name).map_or(default.to_string(), |a| String::from_utf8_lossy(&a.s).into_owned())
 }
 
-fn attr_int(node: &NodeProto, name: &str, default: i64) -> i64 {
+pub(super) fn attr_int(node: &NodeProto, name: &str, default: i64) -> i64 {
     attr(node, name).map_or(default, |a| a.i)
 }
 
-fn attr_ints(node: &NodeProto, name: &str) -> Option<Vec<i64>> {
+pub(super) fn attr_ints(node: &NodeProto, name: &str) -> Option<Vec<i64>> {
     attr(node, name).map(|a| a.ints.clone())
 }
 
-fn floats(t: &TensorProto) -> Match<Vec<f32>> {
+pub(super) fn floats(t: &TensorProto) -> Match<Vec<f32>> {
     match t.data_type {
         data_type::FLOAT => tensor_f32(t),
         data_type::FLOAT16 => tensor_f16(t),
@@ -134,46 +134,12 @@ impl<'m> Graph<'m> {
         self.inits.get(name).copied().ok_or_else(|| format!("{name} is not a constant"))
     }
 
-    /// Resize `scales` of the form `[1, 1, s, s]`.
-    fn resize_factor(&self, node: &NodeProto) -> Match<f32> {
-        if node.input.len() > 3 && !node.input[3].is_empty() {
-            return Err(format!("Resize {} is given output sizes, not scales", node.name));
-        }
-        let scales = node.input.get(2).ok_or_else(|| format!("Resize {} has no scales", node.name))?;
-        let s = floats(self.init(scales)?)?;
-        match s[..] {
-            [1.0, 1.0, y, x] if y == x && y > 0.0 => Ok(y),
-            _ => Err(format!("Resize {} scales {s:?} are not [1, 1, s, s]", node.name)),
-        }
-    }
-
     /// A 3×3, stride 1, padding 1 convolution with bias, reading `input`.
     fn conv(&mut self, value: &str) -> Match<(Conv3x3, &'m str)> {
         let node = self.node(value, "Conv")?;
-        let [input, w, b] = &node.input[..] else {
-            return Err(format!("Conv {} has no bias", node.name));
-        };
-        let wt = self.init(w)?;
-        let dims: Vec<usize> = wt.dims.iter().map(|&d| d as usize).collect();
-        let [out_channels, in_channels, 3, 3] = dims[..] else {
-            return Err(format!("Conv {} weights {:?} are not 3x3", node.name, wt.dims));
-        };
-        if attr_int(node, "group", 1) != 1
-            || attr_ints(node, "strides").unwrap_or(vec![1, 1]) != vec![1, 1]
-            || attr_ints(node, "dilations").unwrap_or(vec![1, 1]) != vec![1, 1]
-            || attr_ints(node, "pads") != Some(vec![1, 1, 1, 1])
-            || attr(node, "kernel_shape").is_some_and(|_| attr_ints(node, "kernel_shape") != Some(vec![3, 3]))
-            || attr_str(node, "auto_pad", "NOTSET") != "NOTSET"
-        {
-            return Err(format!("Conv {} is not a 3x3 convolution with stride 1 and padding 1", node.name));
-        }
-        let weights = floats(wt)?;
-        let bias = floats(self.init(b)?)?;
-        if bias.len() != out_channels {
-            return Err(format!("Conv {} bias has {} values for {out_channels} channels", node.name, bias.len()));
-        }
+        let conv = conv3x3(node, |name| self.init(name))?;
         self.single_use(value)?;
-        Ok((Conv3x3 { out_channels, in_channels, weights, bias, slope: vec![1.0; out_channels] }, input))
+        Ok((conv, &node.input[0]))
     }
 
     /// An activation (PReLU, LeakyRelu, Relu) of a convolution; returns the convolution with its slopes.
@@ -202,6 +168,56 @@ impl<'m> Graph<'m> {
     }
 }
 
+/// The 3×3, stride 1, padding 1 convolution with bias of `node` (a Conv), its constants found by `init`.
+pub(super) fn conv3x3<'m>(node: &NodeProto, init: impl Fn(&str) -> Match<&'m TensorProto>) -> Match<Conv3x3> {
+    let [_, w, b] = &node.input[..] else {
+        return Err(format!("Conv {} has no bias", node.name));
+    };
+    let wt = init(w)?;
+    let dims: Vec<usize> = wt.dims.iter().map(|&d| d as usize).collect();
+    let [out_channels, in_channels, 3, 3] = dims[..] else {
+        return Err(format!("Conv {} weights {:?} are not 3x3", node.name, wt.dims));
+    };
+    if attr_int(node, "group", 1) != 1
+        || attr_ints(node, "strides").unwrap_or(vec![1, 1]) != vec![1, 1]
+        || attr_ints(node, "dilations").unwrap_or(vec![1, 1]) != vec![1, 1]
+        || attr_ints(node, "pads") != Some(vec![1, 1, 1, 1])
+        || attr(node, "kernel_shape").is_some_and(|_| attr_ints(node, "kernel_shape") != Some(vec![3, 3]))
+        || attr_str(node, "auto_pad", "NOTSET") != "NOTSET"
+    {
+        return Err(format!("Conv {} is not a 3x3 convolution with stride 1 and padding 1", node.name));
+    }
+    let weights = floats(wt)?;
+    let bias = floats(init(b)?)?;
+    if bias.len() != out_channels {
+        return Err(format!("Conv {} bias has {} values for {out_channels} channels", node.name, bias.len()));
+    }
+    Ok(Conv3x3 { out_channels, in_channels, weights, bias, slope: vec![1.0; out_channels] })
+}
+
+/// Whether Resize `node` is a nearest-neighbour resize that, for an integer factor r, takes source pixel
+/// `floor(x / r)`.
+pub(super) fn is_floor_nearest(node: &NodeProto) -> bool {
+    let coordinates = attr_str(node, "coordinate_transformation_mode", "half_pixel");
+    let rounding = attr_str(node, "nearest_mode", "round_prefer_floor");
+    attr_str(node, "mode", "nearest") == "nearest"
+        && ((coordinates == "asymmetric" && rounding == "floor")
+            || (coordinates == "half_pixel" && rounding.starts_with("round_prefer")))
+}
+
+/// The factor `s` of Resize `node`'s scales `[1, 1, s, s]`, its constants found by `init`.
+pub(super) fn resize_factor<'m>(node: &NodeProto, init: impl Fn(&str) -> Match<&'m TensorProto>) -> Match<f32> {
+    if node.input.len() > 3 && !node.input[3].is_empty() {
+        return Err(format!("Resize {} is given output sizes, not scales", node.name));
+    }
+    let scales = node.input.get(2).ok_or_else(|| format!("Resize {} has no scales", node.name))?;
+    let s = floats(init(scales)?)?;
+    match s[..] {
+        [1.0, 1.0, y, x] if y == x && y > 0.0 => Ok(y),
+        _ => Err(format!("Resize {} scales {s:?} are not [1, 1, s, s]", node.name)),
+    }
+}
+
 /// Matches `model` (whose image input is `input` and output `output`) against SRVGGNetCompact.
 pub fn match_srvgg(model: &ModelProto, input: &str, output: &str) -> Match<SrvggGraph> {
     let mut g = Graph::new(model, input)?;
@@ -219,7 +235,7 @@ pub fn match_srvgg(model: &ModelProto, input: &str, output: &str) -> Match<Srvgg
         {
             return Err(format!("final Resize {} is not cubic, half_pixel, without antialiasing", node.name));
         }
-        let factor = g.resize_factor(node)?;
+        let factor = resize_factor(node, |n| g.init(n))?;
         if !(0.5..=1.0).contains(&factor) {
             return Err(format!("final Resize {} scales by {factor}; the kernels take 0.5 to 1", node.name));
         }
@@ -235,13 +251,8 @@ pub fn match_srvgg(model: &ModelProto, input: &str, output: &str) -> Match<Srvgg
 
     // the residual: the input upsampled with nearest neighbour by an integer factor
     let nearest = g.node(upsampled, "Resize")?;
-    let r = g.resize_factor(nearest)?;
-    let coordinates = attr_str(nearest, "coordinate_transformation_mode", "half_pixel");
-    let rounding = attr_str(nearest, "nearest_mode", "round_prefer_floor");
-    // for an integer factor these pick source pixel floor(x / r)
-    let floor_of_x_over_r = (coordinates == "asymmetric" && rounding == "floor")
-        || (coordinates == "half_pixel" && rounding.starts_with("round_prefer"));
-    if attr_str(nearest, "mode", "nearest") != "nearest" || !floor_of_x_over_r || nearest.input[0] != g.input {
+    let r = resize_factor(nearest, |n| g.init(n))?;
+    if !is_floor_nearest(nearest) || nearest.input[0] != g.input {
         return Err(format!("Resize {} is not a nearest-neighbour upsampling of the input", nearest.name));
     }
 

@@ -1,13 +1,412 @@
 // SPDX-License-Identifier: MPL-2.0
-//! Lowering an ONNX graph into a [`Program`]: NOT IMPLEMENTED YET. Until it is, every graph is refused with this
-//! reason, so the dense models keep running on ONNX Runtime (the native program engine is never chosen). The
-//! rules it must follow are in issue 12's note of 2026-12-02 (conv chains with their activation, constant scales and
-//! residuals fused; concat members as channel slices of one buffer; a step may write beside, never over, what it
-//! reads; buffers by liveness).
-use super::Program;
-use crate::onnx::ModelProto;
+//! Lowering an ONNX graph into a [`Program`]: the nodes the dense families are made of (3×3 convolutions, their
+//! activations, constant scales and residual adds, channel concatenations, nearest upsampling, Identity), and a clear
+//! refusal naming the node for anything else.
+//!
+//! Four passes:
+//! 1. **Chains.** Each Conv absorbs the single-use nodes after it that its epilogue computes: one activation right
+//!    after it (LeakyRelu, Relu, a scalar PRelu), `Mul` by a scalar constant (scaling what came before), `Add`/`Sum`
+//!    with other values (residuals, up to [`MAX_RESIDUALS`]). The step is emitted where the chain ends, so every
+//!    residual has been computed by then (ONNX nodes are in topological order).
+//! 2. **Concat layout.** Concatenations only place values: every input sits at a channel offset of the output. The
+//!    constraints are solved with a union-find with offsets, so a dense block's prefix concatenations
+//!    (`[x, x1]`, `[x, x1, x2]`, …) become slices of one buffer, and every value is written once where all its readers
+//!    find it. Conflicting placements (a value at two offsets of one buffer, two values over the same channels) are
+//!    refused.
+//! 3. **Liveness.** A group of values lives from the first step writing into it to the last step reading it; groups
+//!    of the same shape reuse a buffer once it is dead. A step's outputs are placed before its inputs are released,
+//!    so a step never writes over what it reads.
+//! 4. **Steps** over the buffers' slices.
+use std::collections::{HashMap, HashSet};
+
+use super::{Activation, BufferSpec, ConvStep, MAX_RESIDUALS, Program, Slice, Step};
+use crate::native::graph::{Match, attr, attr_int, conv3x3, floats, is_floor_nearest, resize_factor};
+use crate::onnx::{ModelProto, NodeProto, TensorProto};
+
+/// A value of the graph: an NCHW tensor with `channels` channels at `scale` times the input's size.
+#[derive(Debug, Clone, Copy)]
+struct Value {
+    channels: usize,
+    scale: u32,
+}
+
+/// A step over value ids, before values are placed in buffers.
+enum Op {
+    Conv { input: usize, output: usize, conv: Box<FusedConv> },
+    Nearest { input: usize, output: usize, factor: u32 },
+}
+
+/// A convolution with what its epilogue computes; residuals as value ids.
+struct FusedConv {
+    weights: Vec<f32>,
+    bias: Vec<f32>,
+    activation: Activation,
+    alpha: f32,
+    residuals: Vec<(usize, f32)>,
+}
+
+/// What pass 1 found after one Conv: the nodes its epilogue takes over and what they compute, residuals by name.
+struct Chain<'m> {
+    /// Node indices after the Conv; the last one's output is the chain's value.
+    absorbed: Vec<usize>,
+    activation: Activation,
+    alpha: f32,
+    residuals: Vec<(&'m str, f32)>,
+}
+
+struct Lowering<'m> {
+    nodes: &'m [NodeProto],
+    inits: HashMap<&'m str, &'m TensorProto>,
+    /// Per value name, the nodes reading it (a graph output counts as a reader, `usize::MAX`).
+    readers: HashMap<&'m str, Vec<usize>>,
+    /// Value names to ids (Identity outputs share their input's id).
+    ids: HashMap<&'m str, usize>,
+    values: Vec<Value>,
+    /// Per value id, its name (for messages).
+    names: Vec<&'m str>,
+    ops: Vec<Op>,
+    /// `(member, concat, offset)`: value `member` sits at channel `offset` of value `concat`.
+    placements: Vec<(usize, usize, usize)>,
+}
+
+const GRAPH_OUTPUT: usize = usize::MAX;
+
+impl<'m> Lowering<'m> {
+    fn init(&self, name: &str) -> Match<&'m TensorProto> {
+        self.inits.get(name).copied().ok_or_else(|| format!("{name} is not a constant"))
+    }
+
+    fn id(&self, name: &str, node: &NodeProto) -> Match<usize> {
+        self.ids
+            .get(name)
+            .copied()
+            .ok_or_else(|| format!("{} {} reads {name}, which is not an image value", node.op_type, node.name))
+    }
+
+    fn define(&mut self, name: &'m str, value: Value) -> usize {
+        self.values.push(value);
+        self.names.push(name);
+        self.ids.insert(name, self.values.len() - 1);
+        self.values.len() - 1
+    }
+
+    /// The one node reading `value`, if exactly one does (and it is not the graph output).
+    fn only_reader(&self, value: &str) -> Option<usize> {
+        match self.readers.get(value).map(Vec::as_slice) {
+            Some([r]) if *r != GRAPH_OUTPUT => Some(*r),
+            _ => None,
+        }
+    }
+
+    /// A scalar constant input of `node` other than `value`, if that is what its other input is.
+    fn scalar_operand(&self, node: &NodeProto, value: &str) -> Option<f32> {
+        let [a, b] = &node.input[..] else { return None };
+        let other = if a == value { b } else { a };
+        let t = self.init(other).ok()?;
+        match floats(t).ok()?[..] {
+            [c] => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Pass 1 for the Conv at `start`: the nodes its epilogue takes over, and what they compute.
+    fn chain(&self, start: usize, taken: &HashSet<usize>) -> Chain<'m> {
+        let mut c = Chain { absorbed: Vec::new(), activation: Activation::None, alpha: 1.0, residuals: Vec::new() };
+        let mut value: &str = &self.nodes[start].output[0];
+        while let Some(next) = self.only_reader(value).filter(|n| !taken.contains(n)) {
+            let node: &'m NodeProto = &self.nodes[next];
+            if node.output.len() != 1 || !(node.domain.is_empty() || node.domain == "ai.onnx") {
+                break;
+            }
+            // an activation only right after the convolution: the epilogue applies it before scales and sums
+            let first = c.absorbed.is_empty();
+            match node.op_type.as_str() {
+                "LeakyRelu" if first => c.activation = Activation::Leaky(attr(node, "alpha").map_or(0.01, |a| a.f)),
+                "Relu" if first => c.activation = Activation::Leaky(0.0),
+                "PRelu" if first && node.input[0] == value => {
+                    match node.input.get(1).and_then(|s| self.init(s).ok()).map(floats) {
+                        Some(Ok(s)) if s.len() == 1 => c.activation = Activation::Leaky(s[0]),
+                        _ => break,
+                    }
+                }
+                "Mul" => match self.scalar_operand(node, value) {
+                    Some(k) => {
+                        c.alpha *= k;
+                        c.residuals.iter_mut().for_each(|(_, beta)| *beta *= k);
+                    }
+                    None => break,
+                },
+                "Add" | "Sum" => {
+                    let others: Vec<&'m str> = node.input.iter().filter(|i| *i != value).map(String::as_str).collect();
+                    if others.len() + 1 != node.input.len() || c.residuals.len() + others.len() > MAX_RESIDUALS {
+                        break;
+                    }
+                    c.residuals.extend(others.into_iter().map(|o| (o, 1.0)));
+                }
+                _ => break,
+            }
+            c.absorbed.push(next);
+            value = &node.output[0];
+        }
+        c
+    }
+
+    /// Emits the Conv at `start` with its chain, where the chain ends: every value it reads exists by then.
+    fn conv(&mut self, start: usize, chain: Chain<'m>) -> Match<()> {
+        let node: &'m NodeProto = &self.nodes[start];
+        let conv = conv3x3(node, |n| self.init(n))?;
+        let input = self.id(&node.input[0], node)?;
+        let Value { channels, scale } = self.values[input];
+        if channels != conv.in_channels {
+            return Err(format!("Conv {} takes {} channels, its input has {channels}", node.name, conv.in_channels));
+        }
+        let mut residuals = Vec::new();
+        for (name, beta) in chain.residuals {
+            let id = self.id(name, node)?;
+            if self.values[id].channels != conv.out_channels || self.values[id].scale != scale {
+                return Err(format!("{name} is added to Conv {} but has another shape", node.name));
+            }
+            residuals.push((id, beta));
+        }
+        let out_name: &'m str = chain.absorbed.last().map_or(&node.output[0], |&n| &self.nodes[n].output[0]);
+        let output = self.define(out_name, Value { channels: conv.out_channels, scale });
+        let fused = FusedConv {
+            weights: conv.weights,
+            bias: conv.bias,
+            activation: chain.activation,
+            alpha: chain.alpha,
+            residuals,
+        };
+        self.ops.push(Op::Conv { input, output, conv: Box::new(fused) });
+        Ok(())
+    }
+}
 
 /// Lowers `model` (image input `input`, output `output`) into a [`Program`], or says why it cannot.
-pub fn lower(_model: &ModelProto, _input: &str, _output: &str) -> Result<Program, String> {
-    Err("lowering ONNX graphs into native programs is not implemented yet".into())
+pub fn lower(model: &ModelProto, input: &str, output: &str) -> Result<Program, String> {
+    let graph = model.graph.as_ref().ok_or("the model has no graph")?;
+    let nodes = &graph.node[..];
+    let mut readers: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, node) in nodes.iter().enumerate() {
+        for name in &node.input {
+            readers.entry(name.as_str()).or_default().push(i);
+        }
+    }
+    for out in &graph.output {
+        readers.entry(out.name.as_str()).or_default().push(GRAPH_OUTPUT);
+    }
+    let mut l = Lowering {
+        nodes,
+        inits: graph.initializer.iter().map(|t| (t.name.as_str(), t)).collect(),
+        readers,
+        ids: HashMap::new(),
+        values: Vec::new(),
+        names: Vec::new(),
+        ops: Vec::new(),
+        placements: Vec::new(),
+    };
+    let input_name = graph.input.iter().find(|i| i.name == input).ok_or_else(|| format!("no graph input {input}"))?;
+    l.define(&input_name.name, Value { channels: 3, scale: 1 });
+
+    // pass 1: the chains, then the ops in node order (each conv emitted where its chain ends)
+    let mut taken = HashSet::new();
+    let mut ends = HashMap::new();
+    for (i, node) in nodes.iter().enumerate() {
+        if node.op_type == "Conv" && !taken.contains(&i) {
+            let chain = l.chain(i, &taken);
+            taken.extend(chain.absorbed.iter().copied());
+            ends.insert(chain.absorbed.last().copied().unwrap_or(i), (i, chain));
+        }
+    }
+    for (i, node) in nodes.iter().enumerate() {
+        if let Some((start, chain)) = ends.remove(&i) {
+            l.conv(start, chain)?;
+        } else if !taken.contains(&i) && node.op_type != "Conv" {
+            lower_node(&mut l, node)?;
+        }
+    }
+    let out = *l.ids.get(output).ok_or_else(|| format!("the graph output {output} is not computed by a step"))?;
+    place(l, out)
+}
+
+/// Pass 1 for a node outside any conv chain.
+fn lower_node<'m>(l: &mut Lowering<'m>, node: &'m NodeProto) -> Match<()> {
+    let name = &node.name;
+    if !(node.domain.is_empty() || node.domain == "ai.onnx") || node.output.len() != 1 {
+        return Err(format!("{} {name} is not a default-domain node with one output", node.op_type));
+    }
+    let out: &'m str = &node.output[0];
+    match node.op_type.as_str() {
+        "Identity" => {
+            let id = l.id(&node.input[0], node)?;
+            l.ids.insert(out, id);
+        }
+        "Resize" => {
+            let factor = resize_factor(node, |n| l.init(n))?;
+            if !is_floor_nearest(node) || factor.fract() != 0.0 || !(2.0..=8.0).contains(&factor) {
+                return Err(format!("Resize {name} is not a nearest-neighbour upsampling by an integer factor"));
+            }
+            let input = l.id(&node.input[0], node)?;
+            let v = l.values[input];
+            let factor = factor as u32;
+            let output = l.define(out, Value { channels: v.channels, scale: v.scale * factor });
+            l.ops.push(Op::Nearest { input, output, factor });
+        }
+        "Concat" => {
+            let axis = attr_int(node, "axis", 0);
+            if axis != 1 && axis != -3 {
+                return Err(format!("Concat {name} joins axis {axis}, not the channels"));
+            }
+            let mut offset = 0;
+            let mut members = Vec::new();
+            for i in &node.input {
+                let id = l.id(i, node)?;
+                members.push((id, offset));
+                offset += l.values[id].channels;
+            }
+            let scale = l.values[members[0].0].scale;
+            if members.iter().any(|&(m, _)| l.values[m].scale != scale) {
+                return Err(format!("Concat {name} joins images of different sizes"));
+            }
+            let concat = l.define(out, Value { channels: offset, scale });
+            l.placements.extend(members.into_iter().map(|(m, off)| (m, concat, off)));
+        }
+        op => return Err(format!("{op} node {name} has no native step")),
+    }
+    Ok(())
+}
+
+/// Union-find over values with channel offsets: `pos(v) = pos(parent) + offset`.
+struct Layout {
+    parent: Vec<usize>,
+    offset: Vec<i64>,
+}
+
+impl Layout {
+    fn find(&mut self, v: usize) -> (usize, i64) {
+        if self.parent[v] == v {
+            return (v, 0);
+        }
+        let (root, off) = self.find(self.parent[v]);
+        self.parent[v] = root;
+        self.offset[v] += off;
+        (root, self.offset[v])
+    }
+
+    /// Records `pos(member) = pos(of) + offset`; false if that contradicts what is recorded.
+    fn place(&mut self, member: usize, of: usize, offset: i64) -> bool {
+        let ((rm, om), (ro, oo)) = (self.find(member), self.find(of));
+        if rm == ro {
+            return om == oo + offset;
+        }
+        self.parent[rm] = ro;
+        self.offset[rm] = oo + offset - om;
+        true
+    }
+}
+
+/// Passes 2 to 4: places the values in buffers and writes the steps.
+fn place(l: Lowering, output: usize) -> Result<Program, String> {
+    let n = l.values.len();
+    let mut layout = Layout { parent: (0..n).collect(), offset: vec![0; n] };
+    for &(member, concat, offset) in &l.placements {
+        if !layout.place(member, concat, offset as i64) {
+            return Err(format!("{} is concatenated at two channel offsets", l.names[member]));
+        }
+    }
+    // groups: root -> (lowest offset, highest end), then offsets from 0
+    let mut extent: HashMap<usize, (i64, i64)> = HashMap::new();
+    let pos: Vec<(usize, i64)> = (0..n).map(|v| layout.find(v)).collect();
+    for (v, &(root, off)) in pos.iter().enumerate() {
+        let e = extent.entry(root).or_insert((i64::MAX, i64::MIN));
+        *e = (e.0.min(off), e.1.max(off + l.values[v].channels as i64));
+    }
+    let offset = |v: usize| (pos[v].1 - extent[&pos[v].0].0) as usize;
+    let group = |v: usize| pos[v].0;
+    let group_channels = |g: usize| (extent[&g].1 - extent[&g].0) as usize;
+    for special in [0, output] {
+        if group_channels(group(special)) != l.values[special].channels {
+            let which = if special == 0 { "model input" } else { "model output" };
+            return Err(format!("the {which} is concatenated with other values"));
+        }
+    }
+    if l.values[output].channels != 3 {
+        return Err(format!("the output has {} channels, not 3", l.values[output].channels));
+    }
+    // values written by steps must not share channels within a group
+    let written: Vec<usize> = l
+        .ops
+        .iter()
+        .map(|op| match op {
+            Op::Conv { output, .. } | Op::Nearest { output, .. } => *output,
+        })
+        .collect();
+    let mut ranges: Vec<(usize, usize, usize, usize)> =
+        written.iter().map(|&v| (group(v), offset(v), offset(v) + l.values[v].channels, v)).collect();
+    ranges.sort();
+    if let Some(w) = ranges.windows(2).find(|w| w[0].0 == w[1].0 && w[1].1 < w[0].2) {
+        let (a, b) = (l.names[w[0].3], l.names[w[1].3]);
+        return Err(format!("{a} and {b} would share channels of one concatenation"));
+    }
+
+    // liveness per group: first write, last read
+    let reads = |op: &Op| -> Vec<usize> {
+        match op {
+            Op::Conv { input, conv, .. } => std::iter::once(*input).chain(conv.residuals.iter().map(|r| r.0)).collect(),
+            Op::Nearest { input, .. } => vec![*input],
+        }
+    };
+    let mut last_read: HashMap<usize, usize> = HashMap::new();
+    for (s, op) in l.ops.iter().enumerate() {
+        for v in reads(op) {
+            last_read.insert(group(v), s);
+        }
+    }
+    let mut buffers = vec![BufferSpec { channels: 3, scale: 1 }];
+    let mut buffer_of: HashMap<usize, usize> = HashMap::from([(group(0), Program::INPUT)]);
+    let mut free: Vec<usize> = Vec::new();
+    for (s, op) in l.ops.iter().enumerate() {
+        let g = group(written[s]);
+        if let std::collections::hash_map::Entry::Vacant(e) = buffer_of.entry(g) {
+            let spec = BufferSpec { channels: group_channels(g), scale: l.values[written[s]].scale };
+            let reuse = (g != group(output)).then(|| free.iter().position(|&b| buffers[b] == spec)).flatten();
+            let b = match reuse {
+                Some(k) => free.swap_remove(k),
+                None => {
+                    buffers.push(spec);
+                    buffers.len() - 1
+                }
+            };
+            e.insert(b);
+        }
+        // released after the step that reads them last; never the input or the output
+        for v in reads(op) {
+            let gv = group(v);
+            if last_read.get(&gv) == Some(&s) && gv != group(0) && gv != group(output) {
+                last_read.remove(&gv);
+                free.push(buffer_of[&gv]);
+            }
+        }
+    }
+    let slice = |v: usize| Slice { buffer: buffer_of[&group(v)], offset: offset(v), channels: l.values[v].channels };
+    let steps = l
+        .ops
+        .into_iter()
+        .map(|op| match op {
+            Op::Conv { input, output, conv } => Step::Conv(ConvStep {
+                input: slice(input),
+                output: slice(output),
+                weights: conv.weights,
+                bias: conv.bias,
+                activation: conv.activation,
+                alpha: conv.alpha,
+                residuals: conv.residuals.iter().map(|&(v, beta)| (slice(v), beta)).collect(),
+            }),
+            Op::Nearest { input, output, factor } => {
+                Step::Nearest { input: slice(input), output: slice(output), factor }
+            }
+        })
+        .collect();
+    let scale = l.values[output].scale;
+    Ok(Program { buffers, steps, output: slice(output), scale })
 }

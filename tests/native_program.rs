@@ -1,0 +1,238 @@
+// SPDX-License-Identifier: MPL-2.0
+//! The lowering of ONNX graphs into native programs (the dense families' path to the GPU kernels): the shipped
+//! RRDBNet models lower to what their architecture says, the lowered program computes what ONNX Runtime computes on
+//! the model (a CPU interpreter of programs against ONNX Runtime's CPU provider, both fp32), synthetic graphs cover
+//! each fusion, and graphs it cannot run are refused with the node named.
+
+#[path = "support/onnx_cpu.rs"]
+mod onnx_cpu;
+#[path = "support/program_reference.rs"]
+mod program_reference;
+
+use onnx_cpu::{installed, onnx_runtime_cpu, random, test_image};
+use program_reference::run_program;
+use vfupscale::Model;
+use vfupscale::frame::Size;
+use vfupscale::native::check_program;
+use vfupscale::native::program::{Activation, Program, Step, lower};
+use vfupscale_onnx::onnx::{Dim, GraphBuilder, META_SCALE, ModelProto, attr_float, attr_int, attr_ints, attr_string};
+
+fn lowered(name: &str) -> Result<Program, String> {
+    let model = Model::load(&installed(name)).unwrap();
+    lower(model.proto(), &model.info().input_name, &model.info().output_name)
+}
+
+fn convs(p: &Program) -> impl Iterator<Item = &vfupscale::native::program::ConvStep> {
+    p.steps.iter().filter_map(|s| if let Step::Conv(c) = s { Some(c) } else { None })
+}
+
+fn max_difference(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+#[test]
+fn the_shipped_rrdb_models_lower_to_their_architecture() {
+    for (name, blocks) in [("realesrgan-x4plus", 23), ("realesrgan-x4plus-anime", 6)] {
+        let p = lowered(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        check_program(&p).unwrap_or_else(|e| panic!("{name}: the kernels refuse the lowering: {e}"));
+        // per RRDB: 3 dense blocks of 5 convolutions; plus first, body, two upsampling, hr and last
+        assert_eq!(p.convolutions(), blocks * 15 + 6, "{name}");
+        assert_eq!(p.steps.len() - p.convolutions(), 2, "{name}: two nearest x2 upsamplings");
+        assert_eq!(p.scale, 4, "{name}");
+        // every dense block ends in conv5 x 0.2 + x; every RRDB in (that) x 0.2 + its input: 0.04, 0.2 and 1
+        let two = convs(&p).filter(|c| c.residuals.len() == 2).collect::<Vec<_>>();
+        assert_eq!(two.len(), blocks, "{name}: one conv per RRDB with both residuals");
+        for c in &two {
+            assert!((c.alpha - 0.04).abs() < 1e-6 && c.activation == Activation::None, "{name}: {}", c.alpha);
+            let betas: Vec<f32> = c.residuals.iter().map(|r| r.1).collect();
+            assert!((betas[0] - 0.2).abs() < 1e-6 && betas[1] == 1.0, "{name}: {betas:?}");
+        }
+        let one = convs(&p).filter(|c| c.residuals.len() == 1).count();
+        assert_eq!(one, 2 * blocks + 1, "{name}: the other dense blocks and the trunk");
+        // a dense block's concatenations are slices of one buffer: conv5 reads 192 channels
+        assert!(convs(&p).any(|c| c.input.channels == 192 && p.buffers[c.input.buffer].channels == 192));
+        let leaky = convs(&p).filter(|c| c.activation == Activation::Leaky(0.2)).count();
+        assert_eq!(leaky, blocks * 12 + 3, "{name}: conv1-4 of each dense block, up1, up2, hr");
+        // 35.9 MFLOP per input pixel for x4plus (issue 12)
+        eprintln!(
+            "{name}: {} steps, {} buffers ({:?}), {:.1} MFLOP per input pixel",
+            p.steps.len(),
+            p.buffers.len(),
+            p.buffers.iter().map(|b| (b.channels, b.scale)).collect::<Vec<_>>(),
+            p.flops_per_pixel() / 1e6
+        );
+        // one buffer per dense block would be 3 x blocks of 192 channels; live at once are at most four: the RRDB's
+        // input (its residual), the block being read, the next block's being written, and the one before it
+        let dense = p.buffers.iter().filter(|b| b.channels == 192).count();
+        assert!(dense <= 4, "{name}: {dense} buffers of 192 channels: liveness should reuse them");
+    }
+    assert!((lowered("realesrgan-x4plus").unwrap().flops_per_pixel() / 1e6 - 35.9).abs() < 0.1);
+}
+
+#[test]
+fn the_lowered_anime_model_computes_what_onnx_runtime_computes() {
+    let name = "realesrgan-x4plus-anime";
+    let size = Size::new(13, 9);
+    let image = test_image(size);
+    let p = lowered(name).unwrap();
+    let (_, ours) = run_program(&p, &image, size, 1, |v| v);
+    let ort = onnx_runtime_cpu(&installed(name), &image, size, 4);
+    let max = max_difference(&ours, &ort);
+    eprintln!("{name} {size}: lowered program vs ONNX Runtime CPU (fp32): max difference {max:.2e}");
+    assert!(max < 1e-3, "{name}: max difference {max}");
+}
+
+/// How a synthetic dense graph is varied.
+#[derive(Default, Clone, Copy)]
+struct Variant {
+    /// What follows the first dense convolution instead of LeakyRelu.
+    activation: Option<&'static str>,
+    /// Concatenate the first dense output twice (a value at two offsets of one buffer).
+    concat_twice: bool,
+    /// Concatenate the model input with a feature map.
+    concat_input: bool,
+    /// Two values concatenated after the same one, so they would share channels.
+    shared_channels: bool,
+    /// Upsample by 1.5 instead of 2.
+    fractional_resize: bool,
+    /// The dense block's second convolution strided.
+    stride: bool,
+}
+
+/// A small RRDB-like network with random weights: first conv, one dense block (conv, conv over the concatenation,
+/// conv over the three, x 0.2 + x), the block's output scaled and added to the features twice over (`Mul(c, x)` and
+/// a three-input `Sum`), nearest x2, a Relu-activated and a LeakyRelu-activated conv, last conv, Identity.
+fn dense_graph(v: Variant) -> ModelProto {
+    let dynamic = [Dim::Unknown, Dim::Fixed(3), Dim::Unknown, Dim::Unknown];
+    let mut g = GraphBuilder::with_io(vfupscale_onnx::onnx::data_type::FLOAT, &dynamic, &dynamic);
+    let mut seed = 10;
+    let mut conv = |g: &mut GraphBuilder, x: &str, cin: i64, cout: i64, stride: i64| {
+        seed += 1;
+        let gain = 1.2 / ((9 * cin) as f32).sqrt();
+        let w = g.f32_init("w", &[cout, cin, 3, 3], &random((cout * cin * 9) as usize, seed, gain));
+        let b = g.f32_init("b", &[cout], &random(cout as usize, seed + 100, 0.1));
+        let attrs = vec![
+            attr_ints("kernel_shape", &[3, 3]),
+            attr_ints("pads", &[1, 1, 1, 1]),
+            attr_ints("strides", &[stride, stride]),
+        ];
+        g.op("Conv", "conv", &[x, &w, &b], attrs)
+    };
+    let leaky = |g: &mut GraphBuilder, x: &str| g.op("LeakyRelu", "lrelu", &[x], vec![attr_float("alpha", 0.2)]);
+    let feat = conv(&mut g, "input", 3, 64, 1);
+    let x1 = conv(&mut g, &feat, 64, 32, 1);
+    let x1 = match v.activation {
+        Some("PRelu") => {
+            let slope = g.f32_init("slope", &[1], &[0.25]);
+            g.op("PRelu", "prelu", &[&x1, &slope], vec![])
+        }
+        Some(op) => g.op(op, "act", &[&x1], vec![]),
+        None => leaky(&mut g, &x1),
+    };
+    let first_concat: Vec<&str> = if v.concat_twice {
+        vec![&feat, &x1, &x1]
+    } else if v.concat_input {
+        vec!["input", &feat, &x1]
+    } else {
+        vec![&feat, &x1]
+    };
+    let cin = if v.concat_twice || v.concat_input { 96 + if v.concat_twice { 32 } else { 3 } } else { 96 };
+    let c1 = g.op("Concat", "cat", &first_concat, vec![attr_int("axis", 1)]);
+    let x2 = conv(&mut g, &c1, cin, 32, if v.stride { 2 } else { 1 });
+    let x2 = leaky(&mut g, &x2);
+    let (c2, cin) = if v.shared_channels {
+        // x2 right after feat, where x1 is too
+        (g.op("Concat", "cat", &[&feat, &x2], vec![attr_int("axis", 1)]), 96)
+    } else {
+        (g.op("Concat", "cat", &[&c1, &x2], vec![attr_int("axis", 1)]), cin + 32)
+    };
+    let x3 = conv(&mut g, &c2, cin, 64, 1);
+    let k = g.f32_init("k", &[1], &[0.2]);
+    let x3 = g.op("Mul", "mul", &[&x3, &k], vec![]);
+    let block = g.op("Sum", "sum", &[&x3, &feat], vec![]);
+    let body = conv(&mut g, &block, 64, 64, 1);
+    let half = g.f32_init("half", &[1], &[0.5]);
+    let body = g.op("Mul", "mul", &[&half, &body], vec![]);
+    let trunk = g.op("Sum", "sum", &[&feat, &body, &block], vec![]);
+    let factor = if v.fractional_resize { 1.5 } else { 2.0 };
+    let scales = g.f32_init("scales", &[4], &[1.0, 1.0, factor, factor]);
+    let resize_attrs = vec![
+        attr_string("mode", "nearest"),
+        attr_string("coordinate_transformation_mode", "asymmetric"),
+        attr_string("nearest_mode", "floor"),
+    ];
+    let up = g.op("Resize", "up", &[&trunk, "", &scales], resize_attrs);
+    let up = conv(&mut g, &up, 64, 64, 1);
+    let up = g.op("Relu", "relu", &[&up], vec![]);
+    let hr = conv(&mut g, &up, 64, 64, 1);
+    let hr = leaky(&mut g, &hr);
+    let last = conv(&mut g, &hr, 64, 3, 1);
+    g.op_into("Identity", &[&last], "output", vec![]);
+    g.into_model("synthetic-dense", &[(META_SCALE, "2".to_string())])
+}
+
+fn lower_graph(v: Variant) -> Result<Program, String> {
+    lower(&dense_graph(v), "input", "output")
+}
+
+#[test]
+fn each_fusion_of_a_synthetic_dense_graph_computes_what_onnx_runtime_computes() {
+    let size = Size::new(11, 7);
+    let image = test_image(size);
+    for activation in [None, Some("Relu"), Some("PRelu")] {
+        let v = Variant { activation, ..Default::default() };
+        let p = lower_graph(v).unwrap_or_else(|e| panic!("{activation:?}: {e}"));
+        check_program(&p).unwrap();
+        assert_eq!((p.convolutions(), p.steps.len(), p.scale), (8, 9, 2));
+        // the body: 0.5 x conv + feat + block, the three-input Sum and Mul(constant, x) in one epilogue
+        let body = convs(&p).find(|c| c.residuals.len() == 2).expect("the body takes two residuals");
+        assert_eq!(body.alpha, 0.5);
+        assert_eq!(body.residuals.iter().map(|r| r.1).collect::<Vec<_>>(), [1.0, 1.0]);
+        let path = std::env::temp_dir().join(format!("vfupscale-synthetic-dense-{}.onnx", std::process::id()));
+        vfupscale_onnx::onnx::write_model(&path, &dense_graph(v)).unwrap();
+        let ort = onnx_runtime_cpu(&path, &image, size, 2);
+        std::fs::remove_file(&path).unwrap();
+        let (_, ours) = run_program(&p, &image, size, 1, |v| v);
+        let max = max_difference(&ours, &ort);
+        eprintln!("synthetic dense graph, {activation:?}: max difference {max:.2e}");
+        assert!(max < 1e-4, "{activation:?}: max difference {max}");
+    }
+}
+
+#[test]
+fn graphs_the_kernels_cannot_run_are_refused_naming_the_node() {
+    for (variant, expected) in [
+        (Variant { activation: Some("Sigmoid"), ..Default::default() }, "Sigmoid node"),
+        (Variant { concat_twice: true, ..Default::default() }, "two channel offsets"),
+        (Variant { concat_input: true, ..Default::default() }, "model input is concatenated"),
+        (Variant { shared_channels: true, ..Default::default() }, "share channels"),
+        (Variant { fractional_resize: true, ..Default::default() }, "integer factor"),
+        (Variant { stride: true, ..Default::default() }, "stride 1"),
+    ] {
+        let e = lower_graph(variant).expect_err(expected);
+        eprintln!("{expected}: {e}");
+        assert!(e.contains(expected), "expected {expected:?} in {e:?}");
+    }
+    // the other families: each names what it has that the program steps do not
+    for name in ["realcugan-up2x", "waifu2x-cunet-x2", "waifu2x-upconv7-x2", "realesr-animevideov3-x4"] {
+        let e = lowered(name).expect_err(name);
+        eprintln!("{name}: {e}");
+        assert!(e.contains("node") || e.contains("Conv") || e.contains("Resize"), "{name}: {e}");
+    }
+}
+
+#[test]
+fn buffers_are_reused_once_dead() {
+    let p = lower_graph(Variant::default()).unwrap();
+    let shapes: Vec<(usize, u32)> = p.buffers.iter().map(|b| (b.channels, b.scale)).collect();
+    // input; feat, x1, x2 in one buffer (the concatenations); the block; the trunk; at 2x the upsampled trunk and
+    // the Relu conv, then the LeakyRelu conv in the upsampled trunk's buffer, dead by then; the output
+    assert_eq!(shapes, [(3, 1), (128, 1), (64, 1), (64, 1), (64, 2), (64, 2), (3, 2)], "{:?}", p.buffers);
+    let x4 = lowered("realesrgan-x4plus").unwrap();
+    let bytes_per_pixel: usize = x4.buffers.iter().map(|b| b.channels * (b.scale * b.scale) as usize * 2).sum();
+    eprintln!("realesrgan-x4plus: {} buffers, {bytes_per_pixel} bytes per input pixel", x4.buffers.len());
+    // without reuse: 69 dense blocks of 192 channels alone are 26 KB per pixel; with it, the two 64-channel buffers
+    // at 4x (the upsampled features, then the convolutions after it) are most of what is left
+    assert!(bytes_per_pixel < 8 << 10, "{bytes_per_pixel} bytes per input pixel");
+}

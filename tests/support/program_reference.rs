@@ -1,0 +1,107 @@
+// SPDX-License-Identifier: MPL-2.0
+//! A plain CPU interpreter of native [`Program`]s, written from the step definitions in `vfupscale::native::program`
+//! (not from the kernels): the reference both the lowering (against ONNX Runtime, tests/native_program.rs) and the
+//! GPU kernels (tests/gpu/dense_steps.rs) are checked against.
+
+#![allow(dead_code)] // each test binary uses some of this
+
+use vfupscale::frame::Size;
+use vfupscale::native::program::{Activation, Program, Step};
+
+/// `p` on the CPU, accumulating in f64, with every stored value passed through `store` (fp16 rounding to compare with
+/// the GPU, the identity to compare with an fp32 reference): each buffer as NHWC of its channels (the input as its 3),
+/// and the output planar `[batch][3][h][w]`.
+pub fn run_program(
+    p: &Program,
+    input: &[f32],
+    size: Size,
+    batch: usize,
+    store: fn(f32) -> f32,
+) -> (Vec<Vec<f32>>, Vec<f32>) {
+    let px = |b: usize| size.scaled(p.buffers[b].scale).pixels() * batch;
+    let mut buffers: Vec<Vec<f32>> = (0..p.buffers.len()).map(|b| vec![0.0; px(b) * p.buffers[b].channels]).collect();
+    // the input, planar [batch][3][h][w] -> NHWC
+    let plane = size.pixels();
+    for n in 0..batch {
+        for c in 0..3 {
+            for i in 0..plane {
+                buffers[0][(n * plane + i) * 3 + c] = input[(n * 3 + c) * plane + i];
+            }
+        }
+    }
+    let mut output = vec![0.0f32; 3 * px(p.output.buffer)];
+    for step in &p.steps {
+        match step {
+            Step::Conv(c) => {
+                let at = size.scaled(p.buffers[c.output.buffer].scale);
+                let (w, h) = (at.width as usize, at.height as usize);
+                let (sin, sout) = (p.buffers[c.input.buffer].channels, p.buffers[c.output.buffer].channels);
+                let (cin, cout) = (c.input.channels, c.output.channels);
+                let mut out = vec![0.0f32; batch * w * h * cout];
+                for n in 0..batch {
+                    for y in 0..h {
+                        for x in 0..w {
+                            for co in 0..cout {
+                                let mut acc = c.bias[co] as f64;
+                                for ky in 0..3 {
+                                    for kx in 0..3 {
+                                        let (sy, sx) = (y as i64 + ky as i64 - 1, x as i64 + kx as i64 - 1);
+                                        if sy < 0 || sx < 0 || sy >= h as i64 || sx >= w as i64 {
+                                            continue;
+                                        }
+                                        let at = ((n * h + sy as usize) * w + sx as usize) * sin + c.input.offset;
+                                        for ci in 0..cin {
+                                            let wt = c.weights[((co * cin + ci) * 3 + ky) * 3 + kx] as f64;
+                                            acc += wt * buffers[c.input.buffer][at + ci] as f64;
+                                        }
+                                    }
+                                }
+                                let mut v = acc as f32;
+                                if let Activation::Leaky(s) = c.activation {
+                                    v = if v >= 0.0 { v } else { s * v };
+                                }
+                                v *= c.alpha;
+                                if !c.residuals.is_empty() {
+                                    // the kernel rounds the scaled convolution to fp16, then adds in fp32
+                                    v = store(v);
+                                    for (r, f) in &c.residuals {
+                                        let rs = p.buffers[r.buffer].channels;
+                                        v += f * buffers[r.buffer][((n * h + y) * w + x) * rs + r.offset + co];
+                                    }
+                                }
+                                out[((n * h + y) * w + x) * cout + co] = store(v);
+                            }
+                        }
+                    }
+                }
+                for i in 0..batch * w * h {
+                    for co in 0..cout {
+                        let v = out[i * cout + co];
+                        if c.output.buffer == p.output.buffer {
+                            let (n, at) = (i / (w * h), i % (w * h));
+                            output[(n * cout + co) * w * h + at] = v;
+                        } else {
+                            buffers[c.output.buffer][i * sout + c.output.offset + co] = v;
+                        }
+                    }
+                }
+            }
+            Step::Nearest { input, output: to, factor } => {
+                let at = size.scaled(p.buffers[input.buffer].scale);
+                let (w, h, f) = (at.width as usize, at.height as usize, *factor as usize);
+                let (sin, sout) = (p.buffers[input.buffer].channels, p.buffers[to.buffer].channels);
+                for n in 0..batch {
+                    for y in 0..h * f {
+                        for x in 0..w * f {
+                            for ch in 0..input.channels {
+                                let v = buffers[input.buffer][((n * h + y / f) * w + x / f) * sin + input.offset + ch];
+                                buffers[to.buffer][((n * h * f + y) * w * f + x) * sout + to.offset + ch] = v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (buffers, output)
+}
