@@ -13,8 +13,8 @@ use onnx_cpu::{installed, onnx_runtime_cpu, random, test_image};
 use program_reference::run_program;
 use vfupscale::Model;
 use vfupscale::frame::Size;
-use vfupscale::native::check_program;
 use vfupscale::native::program::{Activation, Program, Step, lower};
+use vfupscale::native::{NativeForm, check_program, native_form};
 use vfupscale_onnx::onnx::{Dim, GraphBuilder, META_SCALE, ModelProto, attr_float, attr_int, attr_ints, attr_string};
 
 fn lowered(name: &str) -> Result<Program, String> {
@@ -68,6 +68,24 @@ fn the_shipped_rrdb_models_lower_to_their_architecture() {
         assert!(dense <= 4, "{name}: {dense} buffers of 192 channels: liveness should reuse them");
     }
     assert!((lowered("realesrgan-x4plus").unwrap().flops_per_pixel() / 1e6 - 35.9).abs() < 0.1);
+}
+
+#[test]
+fn each_shipped_model_has_the_native_form_its_family_gets() {
+    let form = |name: &str| {
+        let model = Model::load(&installed(name)).unwrap();
+        native_form(model.proto(), &model.info().input_name, &model.info().output_name)
+    };
+    for name in ["realesrgan-x4plus", "realesrgan-x4plus-anime"] {
+        let f = form(name).unwrap();
+        assert!(matches!(f, NativeForm::Program(_)), "{name}");
+        assert!(f.summary().starts_with("dense network (") && f.summary().contains("Hopper"), "{}", f.summary());
+    }
+    let f = form("realesr-animevideov3-x3").unwrap();
+    assert!(matches!(f, NativeForm::Srvgg(_)) && f.summary().contains("16 hidden layers, x3"), "{}", f.summary());
+    // the others: both families' reasons, in one line
+    let why = form("waifu2x-cunet-x2").unwrap_err();
+    assert!(why.contains("not an SRVGGNetCompact graph") && why.contains("nor a dense one") && !why.contains('\n'));
 }
 
 #[test]

@@ -16,8 +16,7 @@ use crate::error::{Error, Result};
 use crate::frame::{ElementType, Size};
 use crate::infer::{InferenceSession, SessionOptions, TensorLocation};
 use crate::model::Model;
-use crate::native::program::lower;
-use crate::native::{NativeEngine, ProgramEngine, check_program, match_srvgg};
+use crate::native::{NativeEngine, NativeForm, ProgramEngine, native_form};
 
 /// Least PSNR (dB) of the native kernels' output against ONNX Runtime's (both fp16) for them to be used: fp16
 /// rounding differences stay far above it (69–78 dB measured on the H100: see README), a wrong result falls far
@@ -139,23 +138,16 @@ fn open_native(
     precision: Precision,
 ) -> Result<Native> {
     let info = model.info();
-    let lowered = match match_srvgg(model.proto(), &info.input_name, &info.output_name) {
-        Ok(graph) => Ok(graph),
-        Err(srvgg) => match lower(model.proto(), &info.input_name, &info.output_name) {
-            Ok(program) => Err(program),
-            Err(why) => {
-                return Ok(Native::NotApplicable(format!(
-                    "not an SRVGGNetCompact graph ({srvgg}), nor a dense one the program kernels run ({why})"
-                )));
-            }
-        },
+    let form = match native_form(model.proto(), &info.input_name, &info.output_name) {
+        Ok(form) => form,
+        Err(why) => return Ok(Native::NotApplicable(why)),
     };
     if precision == Precision::Fp32 {
         return Ok(Native::NotApplicable("they compute in fp16; precision fp32 runs on ONNX Runtime".into()));
     }
-    let scale = match &lowered {
-        Ok(graph) => graph.scale(),
-        Err(program) => program.scale as f32,
+    let scale = match &form {
+        NativeForm::Srvgg(graph) => graph.scale(),
+        NativeForm::Program(program) => program.scale as f32,
     };
     if info.scale.is_some_and(|s| s as f32 != scale) {
         return Ok(Native::NotApplicable(format!(
@@ -163,16 +155,13 @@ fn open_native(
             info.scale.unwrap_or(0)
         )));
     }
-    let (mut native, kernel_warnings) = match lowered {
-        Ok(graph) => {
+    let (mut native, kernel_warnings) = match form {
+        NativeForm::Srvgg(graph) => {
             let mut kernels = NativeEngine::new(device, stream.clone(), &graph, info)?;
             let warnings = kernels.take_warnings();
             (Engine::native(kernels, stream.clone()), warnings)
         }
-        Err(program) => {
-            if let Err(why) = check_program(&program) {
-                return Ok(Native::NotApplicable(format!("the dense kernels do not take its graph: {why}")));
-            }
+        NativeForm::Program(program) => {
             if device.compute_capability() != (9, 0) {
                 let (major, minor) = device.compute_capability();
                 return Ok(Native::NotApplicable(format!(

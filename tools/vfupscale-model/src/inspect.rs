@@ -70,10 +70,17 @@ pub fn inspect(path: &Path) -> Result<String, String> {
             });
         }
     }
-    lines.push(match ModelInfo::from_proto(&model, path) {
+    let contract = ModelInfo::from_proto(&model, path);
+    lines.push(match &contract {
         Ok(info) => format!("contract: {}", info.summary()),
         Err(e) => format!("contract: NOT USABLE by vfupscale: {e}"),
     });
+    if let Ok(info) = &contract {
+        lines.push(match vfupscale::native::native_form(&model, &info.input_name, &info.output_name) {
+            Ok(form) => format!("native kernels: {}", form.summary()),
+            Err(why) => format!("native kernels: no, ONNX Runtime runs it ({why})"),
+        });
+    }
     let stats = model_stats(&model);
     lines.push(format!("parameters: {}", stats.parameters));
     lines.push(format!(

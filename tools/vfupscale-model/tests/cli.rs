@@ -102,6 +102,9 @@ fn inspect_takes_an_installed_name() {
     assert!(report.contains("input: input float32 [n, 3, h, w]"), "{report}");
     assert!(report.lines().any(|l| l.starts_with("contract: ") && l.contains("x2")), "{report}");
     assert!(report.contains("operators: Resize×1"), "{report}");
+    // a lone Resize is neither native family: the report says so and why
+    let native = report.lines().find(|l| l.starts_with("native kernels: ")).expect("a native kernels line");
+    assert!(native.contains("ONNX Runtime runs it") && native.contains("SRVGGNetCompact"), "{native}");
     // the same report as for the path
     assert_eq!(stdout(&tool(&["inspect", path.to_str().unwrap()], dir.path())), report);
 }

@@ -62,9 +62,9 @@ pub fn print() -> Result<(), String> {
             println!("default model: {} (x{scale}, sha256 {hash})", default.display());
             if let Ok(model) = vfupscale::Model::load(&default) {
                 let info = model.info();
-                match vfupscale::native::match_srvgg(model.proto(), &info.input_name, &info.output_name) {
-                    Ok(_) => println!("  SRVGGNetCompact: runs on the native kernels where the GPU allows"),
-                    Err(why) => println!("  not an SRVGGNetCompact graph ({why}): runs on ONNX Runtime"),
+                match vfupscale::native::native_form(model.proto(), &info.input_name, &info.output_name) {
+                    Ok(form) => println!("  native kernels: {}", form.summary()),
+                    Err(why) => println!("  runs on ONNX Runtime: {why}"),
                 }
             }
         }
