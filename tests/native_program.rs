@@ -254,3 +254,46 @@ fn buffers_are_reused_once_dead() {
     // at 4x (the upsampled features, then the convolutions after it) are most of what is left
     assert!(bytes_per_pixel < 8 << 10, "{bytes_per_pixel} bytes per input pixel");
 }
+
+#[test]
+fn malformed_graphs_are_refused_not_panicked_on() {
+    let dynamic = [Dim::Unknown, Dim::Fixed(3), Dim::Unknown, Dim::Unknown];
+    let new = || GraphBuilder::with_io(vfupscale_onnx::onnx::data_type::FLOAT, &dynamic, &dynamic);
+    let conv_attrs = || vec![attr_ints("kernel_shape", &[3, 3]), attr_ints("pads", &[1, 1, 1, 1])];
+    let nearest = || {
+        vec![
+            attr_string("mode", "nearest"),
+            attr_string("coordinate_transformation_mode", "asymmetric"),
+            attr_string("nearest_mode", "floor"),
+        ]
+    };
+    // weights shorter than their dimensions say
+    let mut g = new();
+    let w = g.f32_init("w", &[3, 3, 3, 3], &random(40, 1, 0.1));
+    let b = g.f32_init("b", &[3], &[0.0; 3]);
+    g.op_into("Conv", &["input", &w, &b], "output", conv_attrs());
+    let e = lower(&g.into_model("truncated", &[]), "input", "output").unwrap_err();
+    assert!(e.contains("weights hold 40 values"), "{e}");
+    // a node with two outputs
+    let mut g = new();
+    g.op_into("Identity", &["input"], "output", vec![]);
+    g.nodes[0].output.push("extra".into());
+    let e = lower(&g.into_model("two-outputs", &[]), "input", "output").unwrap_err();
+    assert!(e.contains("2 outputs"), "{e}");
+    // five nearest x2 upsamplings: 32 times the input
+    let mut g = new();
+    let scales = g.f32_init("scales", &[4], &[1.0, 1.0, 2.0, 2.0]);
+    let mut x = "input".to_string();
+    for _ in 0..5 {
+        x = g.op("Resize", "up", &[&x, "", &scales], nearest());
+    }
+    let w = g.f32_init("w", &[3, 3, 3, 3], &random(81, 2, 0.1));
+    let b = g.f32_init("b", &[3], &[0.0; 3]);
+    g.op_into("Conv", &[&x, &w, &b], "output", conv_attrs());
+    let e = lower(&g.into_model("too-large", &[]), "input", "output").unwrap_err();
+    assert!(e.contains("past 16x"), "{e}");
+    // an output nothing computes
+    let g = new();
+    let e = lower(&g.into_model("empty", &[]), "input", "output").unwrap_err();
+    assert!(e.contains("output output is not computed"), "{e}");
+}

@@ -188,6 +188,9 @@ pub(super) fn conv3x3<'m>(node: &NodeProto, init: impl Fn(&str) -> Match<&'m Ten
         return Err(format!("Conv {} is not a 3x3 convolution with stride 1 and padding 1", node.name));
     }
     let weights = floats(wt)?;
+    if weights.len() != out_channels * in_channels * 9 {
+        return Err(format!("Conv {} weights hold {} values for dimensions {:?}", node.name, weights.len(), wt.dims));
+    }
     let bias = floats(init(b)?)?;
     if bias.len() != out_channels {
         return Err(format!("Conv {} bias has {} values for {out_channels} channels", node.name, bias.len()));

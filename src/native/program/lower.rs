@@ -71,6 +71,9 @@ struct Lowering<'m> {
 
 const GRAPH_OUTPUT: usize = usize::MAX;
 
+/// The largest output size over input size a program may reach.
+const MAX_SCALE: u32 = 16;
+
 impl<'m> Lowering<'m> {
     fn init(&self, name: &str) -> Match<&'m TensorProto> {
         self.inits.get(name).copied().ok_or_else(|| format!("{name} is not a constant"))
@@ -205,6 +208,16 @@ pub fn lower(model: &ModelProto, input: &str, output: &str) -> Result<Program, S
         ops: Vec::new(),
         placements: Vec::new(),
     };
+    // every step below reads a node's first input and its one output
+    if let Some(n) = nodes.iter().find(|n| n.output.len() != 1 || n.input.is_empty()) {
+        return Err(format!(
+            "{} node {} has {} inputs and {} outputs (the program steps take one output of at least one input)",
+            n.op_type,
+            n.name,
+            n.input.len(),
+            n.output.len()
+        ));
+    }
     let input_name = graph.input.iter().find(|i| i.name == input).ok_or_else(|| format!("no graph input {input}"))?;
     l.define(&input_name.name, Value { channels: 3, scale: 1 });
 
@@ -249,7 +262,9 @@ fn lower_node<'m>(l: &mut Lowering<'m>, node: &'m NodeProto) -> Match<()> {
             let input = l.id(&node.input[0], node)?;
             let v = l.values[input];
             let factor = factor as u32;
-            let output = l.define(out, Value { channels: v.channels, scale: v.scale * factor });
+            let scale = v.scale.checked_mul(factor).filter(|&s| s <= MAX_SCALE);
+            let scale = scale.ok_or_else(|| format!("Resize {name} takes the image past {MAX_SCALE}x the input"))?;
+            let output = l.define(out, Value { channels: v.channels, scale });
             l.ops.push(Op::Nearest { input, output, factor });
         }
         "Concat" => {
