@@ -297,3 +297,39 @@ fn malformed_graphs_are_refused_not_panicked_on() {
     let e = lower(&g.into_model("empty", &[]), "input", "output").unwrap_err();
     assert!(e.contains("output output is not computed"), "{e}");
 }
+
+#[test]
+fn a_value_written_after_its_buffer_was_last_read_keeps_the_buffer() {
+    // feat sits in the unread concatenation [a, feat]: its buffer is last read by b, but a is written into it later,
+    // after e's concatenation [e, f] (same shape) was placed; reusing the buffer for [e, f] would let a overwrite e
+    let dynamic = [Dim::Unknown, Dim::Fixed(3), Dim::Unknown, Dim::Unknown];
+    let mut g = GraphBuilder::with_io(vfupscale_onnx::onnx::data_type::FLOAT, &dynamic, &dynamic);
+    let mut seed = 50;
+    let mut conv = |g: &mut GraphBuilder, x: &str, cin: i64, cout: i64| {
+        seed += 1;
+        let w =
+            g.f32_init("w", &[cout, cin, 3, 3], &random((cout * cin * 9) as usize, seed, 0.3 / (cin as f32).sqrt()));
+        let b = g.f32_init("b", &[cout], &random(cout as usize, seed + 100, 0.1));
+        g.op("Conv", "conv", &[x, &w, &b], vec![attr_ints("kernel_shape", &[3, 3]), attr_ints("pads", &[1, 1, 1, 1])])
+    };
+    let feat = conv(&mut g, "input", 3, 64);
+    let b = conv(&mut g, &feat, 64, 64);
+    let e = conv(&mut g, &b, 64, 64);
+    let a = conv(&mut g, &b, 64, 64);
+    let f = conv(&mut g, &e, 64, 64);
+    g.op("Concat", "dead", &[&a, &feat], vec![attr_int("axis", 1)]);
+    let k = g.op("Concat", "cat", &[&e, &f], vec![attr_int("axis", 1)]);
+    let last = conv(&mut g, &k, 128, 3);
+    g.op_into("Identity", &[&last], "output", vec![]);
+    let model = g.into_model("dead-write", &[(META_SCALE, "1".to_string())]);
+    let p = lower(&model, "input", "output").unwrap();
+    let size = Size::new(9, 6);
+    let image = test_image(size);
+    let path = std::env::temp_dir().join(format!("vfupscale-dead-write-{}.onnx", std::process::id()));
+    vfupscale_onnx::onnx::write_model(&path, &model).unwrap();
+    let ort = onnx_runtime_cpu(&path, &image, size, 1);
+    std::fs::remove_file(&path).unwrap();
+    let (_, ours) = run_program(&p, &image, size, 1, |v| v);
+    let max = max_difference(&ours, &ort);
+    assert!(max < 1e-4, "max difference {max}: {:?}", p.buffers);
+}

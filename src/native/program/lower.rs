@@ -364,17 +364,19 @@ fn place(l: Lowering, output: usize) -> Result<Program, String> {
         return Err(format!("{a} and {b} would share channels of one concatenation"));
     }
 
-    // liveness per group: first write, last read
+    // liveness per group: from its first write to its last read or write (a dead value written into a group after
+    // its last read still needs the group's buffer)
     let reads = |op: &Op| -> Vec<usize> {
         match op {
             Op::Conv { input, conv, .. } => std::iter::once(*input).chain(conv.residuals.iter().map(|r| r.0)).collect(),
             Op::Nearest { input, .. } => vec![*input],
         }
     };
-    let mut last_read: HashMap<usize, usize> = HashMap::new();
+    let touched = |s: usize, op: &Op| -> Vec<usize> { reads(op).into_iter().chain([written[s]]).map(group).collect() };
+    let mut last_use: HashMap<usize, usize> = HashMap::new();
     for (s, op) in l.ops.iter().enumerate() {
-        for v in reads(op) {
-            last_read.insert(group(v), s);
+        for g in touched(s, op) {
+            last_use.insert(g, s);
         }
     }
     let mut buffers = vec![BufferSpec { channels: 3, scale: 1 }];
@@ -394,12 +396,11 @@ fn place(l: Lowering, output: usize) -> Result<Program, String> {
             };
             e.insert(b);
         }
-        // released after the step that reads them last; never the input or the output
-        for v in reads(op) {
-            let gv = group(v);
-            if last_read.get(&gv) == Some(&s) && gv != group(0) && gv != group(output) {
-                last_read.remove(&gv);
-                free.push(buffer_of[&gv]);
+        // released after the step that uses them last; never the input or the output
+        for g in touched(s, op) {
+            if last_use.get(&g) == Some(&s) && g != group(0) && g != group(output) {
+                last_use.remove(&g);
+                free.push(buffer_of[&g]);
             }
         }
     }
