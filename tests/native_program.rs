@@ -292,6 +292,27 @@ fn malformed_graphs_are_refused_not_panicked_on() {
     g.op_into("Conv", &[&x, &w, &b], "output", conv_attrs());
     let e = lower(&g.into_model("too-large", &[]), "input", "output").unwrap_err();
     assert!(e.contains("past 16x"), "{e}");
+    // negative channel counts
+    let mut g = new();
+    let w = g.f32_init("w", &[3, 3, 3, 3], &random(81, 1, 0.1));
+    g.initializers.last_mut().unwrap().dims = vec![-1, 3, 3, 3];
+    let b = g.f32_init("b", &[3], &[0.0; 3]);
+    g.op_into("Conv", &["input", &w, &b], "output", conv_attrs());
+    let e = lower(&g.into_model("negative", &[]), "input", "output").unwrap_err();
+    assert!(e.contains("1 to 4096 channels"), "{e}");
+    // concatenations nested as deep as the graph is long (the layout's lookups are not recursive)
+    let mut g = new();
+    let w = g.f32_init("w", &[8, 3, 3, 3], &random(216, 3, 0.1));
+    let b = g.f32_init("b", &[8], &[0.0; 8]);
+    let mut x = g.op("Conv", "conv", &["input", &w, &b], conv_attrs());
+    for k in 0..40_000 {
+        // distinct hints: GraphBuilder numbers repeated ones by trying each suffix in turn
+        let y = g.op("Conv", &format!("conv{k}"), &["input", &w, &b], conv_attrs());
+        x = g.op("Concat", &format!("cat{k}"), &[&x, &y], vec![attr_int("axis", 1)]);
+    }
+    g.op_into("Identity", &[&x], "output", vec![]);
+    let e = lower(&g.into_model("deep", &[]), "input", "output").unwrap_err();
+    assert!(e.contains("channels, not 3"), "{e}");
     // an output nothing computes
     let g = new();
     let e = lower(&g.into_model("empty", &[]), "input", "output").unwrap_err();

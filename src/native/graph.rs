@@ -174,9 +174,11 @@ pub(super) fn conv3x3<'m>(node: &NodeProto, init: impl Fn(&str) -> Match<&'m Ten
         return Err(format!("Conv {} has no bias", node.name));
     };
     let wt = init(w)?;
-    let dims: Vec<usize> = wt.dims.iter().map(|&d| d as usize).collect();
-    let [out_channels, in_channels, 3, 3] = dims[..] else {
-        return Err(format!("Conv {} weights {:?} are not 3x3", node.name, wt.dims));
+    // channel counts of 1 to 4096: anything else is not a network these kernels (or this check's arithmetic) take
+    let dims: Vec<usize> =
+        wt.dims.iter().map(|&d| usize::try_from(d).ok().filter(|&d| (1..=4096).contains(&d)).unwrap_or(0)).collect();
+    let [out_channels @ 1..=4096, in_channels @ 1..=4096, 3, 3] = dims[..] else {
+        return Err(format!("Conv {} weights {:?} are not 3x3 with 1 to 4096 channels", node.name, wt.dims));
     };
     if attr_int(node, "group", 1) != 1
         || attr_ints(node, "strides").unwrap_or(vec![1, 1]) != vec![1, 1]

@@ -298,14 +298,24 @@ struct Layout {
 }
 
 impl Layout {
+    /// The root of `v` and `v`'s offset from it; compresses the path (iteratively: concatenations may nest as deep
+    /// as the graph is long).
     fn find(&mut self, v: usize) -> (usize, i64) {
-        if self.parent[v] == v {
-            return (v, 0);
+        let mut path = Vec::new();
+        let mut root = v;
+        while self.parent[root] != root {
+            path.push(root);
+            root = self.parent[root];
         }
-        let (root, off) = self.find(self.parent[v]);
-        self.parent[v] = root;
-        self.offset[v] += off;
-        (root, self.offset[v])
+        // from the node nearest the root outwards, each offset becomes relative to the root
+        for &node in path.iter().rev() {
+            let parent = self.parent[node];
+            if parent != root {
+                self.offset[node] += self.offset[parent];
+            }
+            self.parent[node] = root;
+        }
+        (root, if v == root { 0 } else { self.offset[v] })
     }
 
     /// Records `pos(member) = pos(of) + offset`; false if that contradicts what is recorded.
