@@ -109,7 +109,7 @@ impl<'m> Graph<'m> {
     /// The node producing `value`, which must be `op` (in the default domain) and feed only one node.
     fn node(&mut self, value: &str, op: &str) -> Match<&'m NodeProto> {
         let node = *self.producers.get(value).ok_or_else(|| format!("{value} is not computed by a node"))?;
-        if node.op_type != op || !(node.domain.is_empty() || node.domain == "ai.onnx") {
+        if node.op_type != op || !is_default_domain(node) {
             return Err(format!("expected {op} producing {value}, found {}", node.op_type));
         }
         if node.output.len() != 1 {
@@ -151,20 +151,30 @@ impl<'m> Graph<'m> {
         let conv_out = node.input.first().ok_or_else(|| format!("{op} {} has no input", node.name))?;
         let (mut conv, input) = self.conv(conv_out)?;
         let c = conv.out_channels;
-        conv.slope = match op {
-            "PRelu" => {
-                let slope = floats(self.init(node.input.get(1).ok_or("PRelu without slope")?)?)?;
-                match slope.len() {
-                    1 => vec![slope[0]; c],
-                    n if n == c => slope,
-                    n => return Err(format!("PRelu {} has {n} slopes for {c} channels", node.name)),
-                }
-            }
-            "LeakyRelu" => vec![attr(node, "alpha").map_or(0.01, |a| a.f); c],
-            _ => vec![0.0; c],
+        let slopes = negative_slopes(node, |name| self.init(name))?;
+        conv.slope = match slopes.len() {
+            1 => vec![slopes[0]; c],
+            n if n == c => slopes,
+            n => return Err(format!("PRelu {} has {n} slopes for {c} channels", node.name)),
         };
         self.single_use(value)?;
         Ok((conv, input))
+    }
+}
+
+/// Whether `node` is an operator of the default ONNX domain.
+pub(super) fn is_default_domain(node: &NodeProto) -> bool {
+    node.domain.is_empty() || node.domain == "ai.onnx"
+}
+
+/// The negative slopes of activation `node`, its constants found by `init`: PRelu's slope constant (one value or one
+/// per channel), LeakyRelu's `alpha` (ONNX's default 0.01), Relu's 0.
+pub(super) fn negative_slopes<'m>(node: &NodeProto, init: impl Fn(&str) -> Match<&'m TensorProto>) -> Match<Vec<f32>> {
+    match node.op_type.as_str() {
+        "PRelu" => floats(init(node.input.get(1).ok_or("PRelu without slope")?)?),
+        "LeakyRelu" => Ok(vec![attr(node, "alpha").map_or(0.01, |a| a.f)]),
+        "Relu" => Ok(vec![0.0]),
+        op => Err(format!("{op} {} is not PRelu, LeakyRelu or Relu", node.name)),
     }
 }
 

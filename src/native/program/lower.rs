@@ -13,14 +13,16 @@
 //!    (`[x, x1]`, `[x, x1, x2]`, …) become slices of one buffer, and every value is written once where all its readers
 //!    find it. Conflicting placements (a value at two offsets of one buffer, two values over the same channels) are
 //!    refused.
-//! 3. **Liveness.** A group of values lives from the first step writing into it to the last step reading it; groups
-//!    of the same shape reuse a buffer once it is dead. A step's outputs are placed before its inputs are released,
-//!    so a step never writes over what it reads.
+//! 3. **Liveness.** A group of values lives from the first step writing into it to the last step reading or writing
+//!    it (a value nothing reads may still be written late); groups of the same shape reuse a buffer once it is dead.
+//!    A step's outputs are placed before its inputs are released, so a step never writes over what it reads.
 //! 4. **Steps** over the buffers' slices.
 use std::collections::{HashMap, HashSet};
 
 use super::{Activation, BufferSpec, ConvStep, MAX_RESIDUALS, Program, Slice, Step};
-use crate::native::graph::{Match, attr, attr_int, conv3x3, floats, is_floor_nearest, resize_factor};
+use crate::native::graph::{
+    Match, attr_int, conv3x3, floats, is_default_domain, is_floor_nearest, negative_slopes, resize_factor,
+};
 use crate::onnx::{ModelProto, NodeProto, TensorProto};
 
 /// A value of the graph: an NCHW tensor with `channels` channels at `scale` times the input's size.
@@ -118,17 +120,15 @@ impl<'m> Lowering<'m> {
         let mut value: &str = &self.nodes[start].output[0];
         while let Some(next) = self.only_reader(value).filter(|n| !taken.contains(n)) {
             let node: &'m NodeProto = &self.nodes[next];
-            if node.output.len() != 1 || !(node.domain.is_empty() || node.domain == "ai.onnx") {
+            if !is_default_domain(node) {
                 break;
             }
             // an activation only right after the convolution: the epilogue applies it before scales and sums
             let first = c.absorbed.is_empty();
             match node.op_type.as_str() {
-                "LeakyRelu" if first => c.activation = Activation::Leaky(attr(node, "alpha").map_or(0.01, |a| a.f)),
-                "Relu" if first => c.activation = Activation::Leaky(0.0),
-                "PRelu" if first && node.input[0] == value => {
-                    match node.input.get(1).and_then(|s| self.init(s).ok()).map(floats) {
-                        Some(Ok(s)) if s.len() == 1 => c.activation = Activation::Leaky(s[0]),
+                "LeakyRelu" | "Relu" | "PRelu" if first && node.input[0] == value => {
+                    match negative_slopes(node, |n| self.init(n)).as_deref() {
+                        Ok(&[slope]) => c.activation = Activation::Leaky(slope),
                         _ => break,
                     }
                 }
@@ -245,8 +245,8 @@ pub fn lower(model: &ModelProto, input: &str, output: &str) -> Result<Program, S
 /// Pass 1 for a node outside any conv chain.
 fn lower_node<'m>(l: &mut Lowering<'m>, node: &'m NodeProto) -> Match<()> {
     let name = &node.name;
-    if !(node.domain.is_empty() || node.domain == "ai.onnx") || node.output.len() != 1 {
-        return Err(format!("{} {name} is not a default-domain node with one output", node.op_type));
+    if !is_default_domain(node) {
+        return Err(format!("{} {name} is not a default-domain node", node.op_type));
     }
     let out: &'m str = &node.output[0];
     match node.op_type.as_str() {
