@@ -3,6 +3,7 @@ size, audio kept, duration, signals, one-line errors that leave no file behind, 
 damaged inputs, sizes, images, folders, sequences, preview, machine-readable progress, bench, installation."""
 import json
 import os
+import re
 import shutil
 import signal
 import struct
@@ -184,18 +185,50 @@ def test_signal_before_the_first_frame_writes_nothing(clips, tmp_path, sig):
         no_leftovers(tmp_path)
 
 
-def test_second_ctrl_c_aborts_and_removes_the_file(clips, tmp_path):
+def test_audio_mp4_cannot_hold_is_refused_before_anything_runs(tmp_path):
+    """Vorbis cannot go into MP4 as it is: said at once, in one line, and nothing is written."""
+    clip = tmp_path / "vorbis.mkv"
+    subprocess.run(["gst-launch-1.0", "-q", *(
+        "videotestsrc num-buffers=12 ! video/x-raw,format=I420,width=96,height=64,framerate=12/1 ! x264enc ! "
+        "h264parse ! queue ! mux. audiotestsrc num-buffers=12 ! vorbisenc ! queue ! mux. matroskamux name=mux ! "
+        f"filesink location={clip}").split()], check=True)
+    out = tmp_path / "out.mp4"
+    result = vfupscale("-i", clip, "-o", out)
+    assert result.returncode == 1, result.stderr
+    assert "the audio stream (audio/x-vorbis) cannot be copied into" in result.stderr and "use .mkv" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vorbis.mkv"]
+
+
+def test_second_ctrl_c_aborts_and_removes_the_file(tmp_path):
+    """A second Ctrl+C while the first is finishing the file aborts: nothing is written. Each 192×128 frame takes
+    x4plus on the CPU long enough (a second or more) that the second signal lands while a frame is in flight, on a
+    fast machine as on a slow one; the signals follow what the command prints, not a guessed time."""
+    clip = make_clip(tmp_path / "big.mkv", 60, audio=True, width=192, height=128)
     out = tmp_path / "aborted.mkv"
-    proc = subprocess.Popen([tool("vfupscale"), "-i", clips["long"], "-o", out, "-m", "realesrgan-x4plus"],
+    proc = subprocess.Popen([tool("vfupscale"), "-i", clip, "-o", out, "-m", "realesrgan-x4plus"],
                             stderr=subprocess.PIPE, text=True)
-    time.sleep(3)
+    seen = read_until(proc, r"progress: [1-9]")  # a frame is done: the next ones are in flight
     proc.send_signal(signal.SIGINT)
-    time.sleep(0.3)
+    seen += read_until(proc, "finishing the file")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode != 0 and "aborted" in err
+    err = seen + err
+    assert proc.returncode == 130 and "aborted by a second Ctrl+C" in err, err
     assert not out.exists()
     no_leftovers(tmp_path)
+
+
+def read_until(proc, pattern: str, timeout=120) -> str:
+    """Lines of `proc`'s stderr up to and including the first that matches `pattern`."""
+    seen, deadline = "", time.time() + timeout
+    while time.time() < deadline:
+        line = proc.stderr.readline()
+        assert line, f"the command ended before printing {pattern!r}:\n{seen}"
+        seen += line
+        if re.search(pattern, line):
+            return seen
+    raise AssertionError(f"no {pattern!r} in {timeout} s:\n{seen}")
 
 
 def one_line_error(result):

@@ -274,7 +274,9 @@ impl Copies {
         use std::sync::atomic::Ordering;
         let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
         let name = caps.structure(0).map(|s| s.name().to_string()).unwrap_or_default();
-        self.pads.fetch_add(1, Ordering::SeqCst);
+        // counted once this returns, linked or not: the feeding starts when every stream is counted, and the muxer
+        // must have all its pads by then
+        let _counted = Counted(&self.pads);
         // a range that starts later starts at 0
         pad.set_offset(-(base as i64));
         if name.starts_with("video/") || name.starts_with("image/") {
@@ -322,6 +324,15 @@ impl Copies {
             self.copied.lock().unwrap().push(what);
         }
         Ok(())
+    }
+}
+
+/// Adds one to its count when dropped.
+struct Counted<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -565,29 +576,30 @@ pub fn check_copies(source: &Path, muxer: &str, out: &Path) -> Result<(), String
     let mux = branch::make(muxer)?;
     pipeline.add_many([&src, &parse, &mux]).map_err(|e| e.to_string())?;
     src.link(&parse).map_err(|e| e.to_string())?;
-    let problem: Arc<Mutex<Option<String>>> = Arc::default();
+    // only the caps are read here, on the streaming thread; the muxer is asked on this one once the pipeline has
+    // stopped (requesting its pads while parsebin's threads and a state change run races inside the muxer)
+    let found: Arc<Mutex<Vec<gst::Caps>>> = Arc::default();
     let pads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let (p, m, out, added) = (problem.clone(), mux.clone(), out.to_path_buf(), pads.clone());
+    let (f, added) = (found.clone(), pads.clone());
     parse.connect_pad_added(move |_, pad| {
+        // every stream is consumed, so the demuxer goes on until all are found
+        drop_buffers(pad);
+        f.lock().unwrap().push(pad.current_caps().unwrap_or_else(|| pad.query_caps(None)));
         added.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
+    });
+    let bus = pipeline.bus().ok_or("no bus")?;
+    let _ = pipeline.set_state(gst::State::Paused);
+    let streams_found = wait_for_streams(&bus, &pads);
+    let _ = pipeline.set_state(gst::State::Null);
+    streams_found?;
+    for caps in found.lock().unwrap().iter() {
         let name = caps.structure(0).map(|s| s.name().to_string()).unwrap_or_default();
-        if streams::copied_kind(&name) == Some("audio") && streams::muxer_pad(&m, pad, &caps).is_none() {
-            *p.lock().unwrap() = Some(format!(
+        if streams::copied_kind(&name) == Some("audio") && !streams::muxer_takes(&mux, caps) {
+            return Err(format!(
                 "the audio stream ({name}) cannot be copied into {} without re-encoding; use .mkv",
                 out.display()
             ));
         }
-        // every stream is consumed, so the demuxer goes on until all are found
-        drop_buffers(pad);
-    });
-    let bus = pipeline.bus().ok_or("no bus")?;
-    let _ = pipeline.set_state(gst::State::Paused);
-    let found = wait_for_streams(&bus, &pads);
-    let _ = pipeline.set_state(gst::State::Null);
-    found?;
-    match problem.lock().unwrap().take() {
-        Some(e) => Err(e),
-        None => Ok(()),
     }
+    Ok(())
 }

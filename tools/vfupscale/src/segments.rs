@@ -45,6 +45,10 @@ pub fn run_video(job: &VideoJob, args: &RunArgs, display: Display) -> Result<Rep
         return pipeline::run(&job, display);
     }
     let out = job.output_path();
+    if let VideoOutput::File { muxer, .. } = &job.output {
+        // before the work folder exists, so a refusal leaves nothing behind
+        merge::check_copies(&job.input, muxer, &out)?;
+    }
     let work = manifest::work_dir(&out);
     match prepare(job, args, &work) {
         Ok(prepared) => execute(job, args, display, &work, prepared),
@@ -341,10 +345,6 @@ fn execute(job: &VideoJob, args: &RunArgs, display: Display, work: &Path, ready:
     let started = Instant::now();
     let Ready { mut manifest, timeline, kept, _lock } = ready;
     let out = job.output_path();
-    let VideoOutput::File { muxer, .. } = &job.output else {
-        unreachable!("checked by run_video");
-    };
-    merge::check_copies(&job.input, muxer, &out)?;
     let total = manifest.end - manifest.start;
     let kept_frames: u64 = kept.iter().map(|r| r.frames).sum();
     let kept_indices: HashSet<usize> = kept.iter().map(|r| r.index).collect();

@@ -43,12 +43,7 @@ fn plan_command(args: &RunArgs) -> Result<serde_json::Value, String> {
     if let Some(reason) = why_not_segmented(job, args) {
         return Err(reason);
     }
-    let work = manifest::work_dir(&job.output_path());
-    let ready = match prepare(job, args, &work) {
-        Ok(r) => r,
-        Err(Prepared::Direct) => return Err(format!("{}: {}", job.input.display(), unusable(Unusable::NoTimestamps))),
-        Err(Prepared::Failed(e)) => return Err(e),
-    };
+    // before the work folder exists, so a refusal leaves nothing behind
     merge::check_copies(
         &job.input,
         match &job.output {
@@ -57,6 +52,12 @@ fn plan_command(args: &RunArgs) -> Result<serde_json::Value, String> {
         },
         &job.output_path(),
     )?;
+    let work = manifest::work_dir(&job.output_path());
+    let ready = match prepare(job, args, &work) {
+        Ok(r) => r,
+        Err(Prepared::Direct) => return Err(format!("{}: {}", job.input.display(), unusable(Unusable::NoTimestamps))),
+        Err(Prepared::Failed(e)) => return Err(e),
+    };
     let done: HashSet<usize> = ready.kept.iter().map(|r| r.index).collect();
     let segments: Vec<serde_json::Value> = ready
         .manifest

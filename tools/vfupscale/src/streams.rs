@@ -80,6 +80,17 @@ pub enum Copy {
     MarkupToText(gst::Pad),
 }
 
+/// Whether one of `muxer`'s input templates takes `caps` (as they are or after the subtitle conversion), asked
+/// without requesting a pad.
+pub fn muxer_takes(muxer: &gst::Element, caps: &gst::Caps) -> bool {
+    let markup =
+        caps.structure(0).is_some_and(|s| s.name() == "text/x-raw" && s.get::<&str>("format") == Ok("pango-markup"));
+    muxer.pad_template_list().iter().any(|t| {
+        t.direction() == gst::PadDirection::Sink
+            && (t.caps().can_intersect(caps) || markup && t.caps().can_intersect(&text_caps()))
+    })
+}
+
 /// The muxer pad that can take `caps` as they are or after the subtitle conversion, if any.
 pub fn muxer_pad(muxer: &gst::Element, pad: &gst::Pad, caps: &gst::Caps) -> Option<Copy> {
     if let Some(p) = muxer.compatible_pad(pad, Some(caps)) {
