@@ -233,7 +233,7 @@ fn graphs_the_kernels_cannot_run_are_refused_naming_the_node() {
         assert!(e.contains(expected), "expected {expected:?} in {e:?}");
     }
     // the other families: each names what it has that the program steps do not
-    for name in ["realcugan-up2x", "waifu2x-cunet-x2", "waifu2x-upconv7-x2", "realesr-animevideov3-x4"] {
+    for name in ["realcugan-up2x", "waifu2x-cunet-x2", "realesr-animevideov3-x4"] {
         let e = lowered(name).expect_err(name);
         eprintln!("{name}: {e}");
         assert!(e.contains("node") || e.contains("Conv") || e.contains("Resize"), "{name}: {e}");

@@ -24,6 +24,8 @@ pub struct Conv3x3 {
     pub weights: Vec<f32>,
     pub bias: Vec<f32>,
     pub slope: Vec<f32>,
+    /// Zero padding on each side: 1 ("same") or 0 ("valid").
+    pub padding: usize,
 }
 
 /// The final resize of the x2/x3 variants: ONNX Resize, mode cubic, half_pixel, edge samples repeated.
@@ -138,6 +140,9 @@ impl<'m> Graph<'m> {
     fn conv(&mut self, value: &str) -> Match<(Conv3x3, &'m str)> {
         let node = self.node(value, "Conv")?;
         let conv = conv3x3(node, |name| self.init(name))?;
+        if conv.padding != 1 {
+            return Err(format!("Conv {} is not padded by 1", node.name));
+        }
         self.single_use(value)?;
         Ok((conv, &node.input[0]))
     }
@@ -193,11 +198,11 @@ pub(super) fn conv3x3<'m>(node: &NodeProto, init: impl Fn(&str) -> Match<&'m Ten
     if attr_int(node, "group", 1) != 1
         || attr_ints(node, "strides").unwrap_or(vec![1, 1]) != vec![1, 1]
         || attr_ints(node, "dilations").unwrap_or(vec![1, 1]) != vec![1, 1]
-        || attr_ints(node, "pads") != Some(vec![1, 1, 1, 1])
+        || !matches!(attr_ints(node, "pads").as_deref(), Some([1, 1, 1, 1] | [0, 0, 0, 0]))
         || attr(node, "kernel_shape").is_some_and(|_| attr_ints(node, "kernel_shape") != Some(vec![3, 3]))
         || attr_str(node, "auto_pad", "NOTSET") != "NOTSET"
     {
-        return Err(format!("Conv {} is not a 3x3 convolution with stride 1 and padding 1", node.name));
+        return Err(format!("Conv {} is not a 3x3 convolution with stride 1 and padding 0 or 1", node.name));
     }
     let weights = floats(wt)?;
     if weights.len() != out_channels * in_channels * 9 {
@@ -207,7 +212,8 @@ pub(super) fn conv3x3<'m>(node: &NodeProto, init: impl Fn(&str) -> Match<&'m Ten
     if bias.len() != out_channels {
         return Err(format!("Conv {} bias has {} values for {out_channels} channels", node.name, bias.len()));
     }
-    Ok(Conv3x3 { out_channels, in_channels, weights, bias, slope: vec![1.0; out_channels] })
+    let padding = attr_ints(node, "pads").map_or(1, |p| p[0] as usize);
+    Ok(Conv3x3 { out_channels, in_channels, weights, bias, slope: vec![1.0; out_channels], padding })
 }
 
 /// Whether Resize `node` is a nearest-neighbour resize that, for an integer factor r, takes source pixel

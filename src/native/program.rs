@@ -8,8 +8,16 @@
 //! constant scales and the residual adds that follow it in the graph. A `Concat` costs nothing: its inputs are
 //! written into channel slices of the one buffer that holds the concatenation, so a dense block's growing input is
 //! never copied. Buffers are assigned by liveness, so the program says exactly how much device memory it needs.
+//!
+//! Graphs that pad their input and then shrink it with unpadded ("valid") convolutions (waifu2x UpConv7) keep one
+//! buffer size throughout: a buffer may be `margin` pixels larger than `scale ×` the input on each side, every
+//! convolution runs as a padded one over the whole buffer, and the pixels it gets wrong near the edges (one more ring
+//! per convolution) are the ones a valid convolution would not have computed, which no later step reads.
 
+mod geometry;
 mod lower;
+
+use crate::frame::Size;
 
 pub use lower::lower;
 
@@ -21,11 +29,21 @@ pub struct Slice {
     pub channels: usize,
 }
 
-/// An NHWC fp16 buffer of `channels` channels per pixel at `scale` times the input's width and height.
+/// An NHWC fp16 buffer of `channels` channels per pixel at `scale` times the input's width and height, plus
+/// `margin` pixels on each side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BufferSpec {
     pub channels: usize,
     pub scale: u32,
+    pub margin: u32,
+}
+
+impl BufferSpec {
+    /// Its width and height for an input of `size`.
+    pub fn size(&self, size: Size) -> Size {
+        let scaled = size.scaled(self.scale);
+        Size::new(scaled.width + 2 * self.margin, scaled.height + 2 * self.margin)
+    }
 }
 
 /// The activation a convolution's epilogue applies to `conv + bias`, before the scales and residuals.
@@ -68,6 +86,21 @@ pub enum Step {
         output: Slice,
         factor: u32,
     },
+    /// The input with its edge pixels repeated `pad` times on each side (the output buffer's margin is `pad` more).
+    EdgePad {
+        input: Slice,
+        output: Slice,
+        pad: u32,
+    },
+    /// Depth to space from `offset` pixels in: output pixel `(x, y)`, channel `c` is input pixel
+    /// `(offset + x / f, offset + y / f)`, channel `((y % f) · f + x % f) · C + c` (`C = output.channels`,
+    /// `input.channels == f² · C`); the output is `f` times the input buffer less `offset` on each side.
+    Shuffle {
+        input: Slice,
+        output: Slice,
+        factor: u32,
+        offset: u32,
+    },
 }
 
 /// A lowered network. Buffer [`Program::INPUT`] holds the model input (3 channels, scale 1, written before the
@@ -85,7 +118,8 @@ impl Program {
     /// The buffer of the model input.
     pub const INPUT: usize = 0;
 
-    /// Floating-point operations per input pixel (two per multiply-add), the convolutions only.
+    /// Floating-point operations per input pixel (two per multiply-add), the convolutions only (over the buffers'
+    /// margins too, which their share of a large frame makes small).
     pub fn flops_per_pixel(&self) -> f64 {
         self.steps
             .iter()
@@ -94,7 +128,7 @@ impl Program {
                     let scale = self.buffers[c.output.buffer].scale as f64;
                     2.0 * 9.0 * (c.input.channels * c.output.channels) as f64 * scale * scale
                 }
-                Step::Nearest { .. } => 0.0,
+                Step::Nearest { .. } | Step::EdgePad { .. } | Step::Shuffle { .. } => 0.0,
             })
             .sum()
     }

@@ -32,18 +32,29 @@ pub fn check_program(program: &Program) -> std::result::Result<(), String> {
     let overlap = |a: &Slice, b: &Slice| {
         a.buffer == b.buffer && a.offset < b.offset + b.channels && b.offset < a.offset + a.channels
     };
+    // the lowering's padded programs (waifu2x UpConv7) have no GPU kernels yet
+    if let Some(i) = program.steps.iter().position(|s| matches!(s, Step::EdgePad { .. } | Step::Shuffle { .. })) {
+        return Err(format!("step {i} (edge padding or depth to space) has no GPU kernel yet"));
+    }
+    if program.buffers.iter().any(|b| b.margin != 0) {
+        return Err("buffers with a margin have no GPU kernels yet".into());
+    }
     let mut writes_output = 0;
     for (i, step) in program.steps.iter().enumerate() {
         let clobbers = match step {
             Step::Conv(c) => overlap(&c.output, &c.input) || c.residuals.iter().any(|(r, _)| overlap(&c.output, r)),
-            Step::Nearest { input, output, .. } => overlap(input, output),
+            Step::Nearest { input, output, .. }
+            | Step::EdgePad { input, output, .. }
+            | Step::Shuffle { input, output, .. } => overlap(input, output),
         };
         if clobbers {
             return Err(format!("step {i} writes channels it reads"));
         }
         let reads_output = match step {
             Step::Conv(c) => c.input.buffer == out.buffer || c.residuals.iter().any(|(r, _)| r.buffer == out.buffer),
-            Step::Nearest { input, .. } => input.buffer == out.buffer,
+            Step::Nearest { input, .. } | Step::EdgePad { input, .. } | Step::Shuffle { input, .. } => {
+                input.buffer == out.buffer
+            }
         };
         if reads_output {
             return Err(format!("step {i} reads the model output"));
@@ -84,6 +95,7 @@ pub fn check_program(program: &Program) -> std::result::Result<(), String> {
                     return Err(format!("upsampling {i} of {} channels is not 8-channel aligned", input.channels));
                 }
             }
+            Step::EdgePad { .. } | Step::Shuffle { .. } => {} // refused above
         }
     }
     if writes_output != 1 {
@@ -334,6 +346,12 @@ impl ProgramEngine {
                     let (from_view, to_view) = (view(program, buffers, *from), view(program, buffers, *to));
                     kernels.nearest(s, from_view, to_view, from.channels, *factor, batch, at)?;
                     after("nearest")?;
+                }
+                Step::EdgePad { .. } | Step::Shuffle { .. } => {
+                    return Err(Error::unavailable(
+                        "native dense kernels",
+                        "edge padding and depth to space have no kernels yet",
+                    ));
                 }
             }
         }

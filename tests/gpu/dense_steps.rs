@@ -48,12 +48,12 @@ fn conv(
 fn program() -> Program {
     let mut rng = Rng(7);
     let buffers = vec![
-        BufferSpec { channels: 3, scale: 1 },
-        BufferSpec { channels: 96, scale: 1 },
-        BufferSpec { channels: 64, scale: 1 },
-        BufferSpec { channels: 64, scale: 2 },
-        BufferSpec { channels: 3, scale: 2 },
-        BufferSpec { channels: 64, scale: 1 },
+        BufferSpec { channels: 3, scale: 1, margin: 0 },
+        BufferSpec { channels: 96, scale: 1, margin: 0 },
+        BufferSpec { channels: 64, scale: 1, margin: 0 },
+        BufferSpec { channels: 64, scale: 2, margin: 0 },
+        BufferSpec { channels: 3, scale: 2, margin: 0 },
+        BufferSpec { channels: 64, scale: 1, margin: 0 },
     ];
     let steps = vec![
         // from the model input (one chunk of 3 channels), 64 outputs, LeakyReLU

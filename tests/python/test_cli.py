@@ -136,13 +136,10 @@ def start(*args):
 def test_ctrl_c_finishes_a_playable_file(clips, tmp_path, ext):
     out = tmp_path / f"interrupted.{ext}"
     proc = subprocess.Popen([tool("vfupscale"), "-i", clips["long"], "-o", out], stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    line = ""
-    while time.time() < deadline and "progress:" not in line:  # upscaling has started
-        line = proc.stderr.readline()
+    seen = read_until(proc, "progress:")  # upscaling has started
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    assert proc.returncode == 130, seen + err
     assert "interrupted" in err
     # the summary describes the run even when no segment had finished (it once said "0×0 → 0×0", "(x0)")
     assert "0×0" not in err and "(x0)" not in err and "backend cpu" in err.split("frames in")[-1], err

@@ -18,7 +18,7 @@ pub fn run_program(
     batch: usize,
     store: fn(f32) -> f32,
 ) -> (Vec<Vec<f32>>, Vec<f32>) {
-    let px = |b: usize| size.scaled(p.buffers[b].scale).pixels() * batch;
+    let px = |b: usize| p.buffers[b].size(size).pixels() * batch;
     let mut buffers: Vec<Vec<f32>> = (0..p.buffers.len()).map(|b| vec![0.0; px(b) * p.buffers[b].channels]).collect();
     // the input, planar [batch][3][h][w] -> NHWC
     let plane = size.pixels();
@@ -33,7 +33,7 @@ pub fn run_program(
     for step in &p.steps {
         match step {
             Step::Conv(c) => {
-                let at = size.scaled(p.buffers[c.output.buffer].scale);
+                let at = p.buffers[c.output.buffer].size(size);
                 let (w, h) = (at.width as usize, at.height as usize);
                 let (sin, sout) = (p.buffers[c.input.buffer].channels, p.buffers[c.output.buffer].channels);
                 let (cin, cout) = (c.input.channels, c.output.channels);
@@ -87,7 +87,7 @@ pub fn run_program(
                 }
             }
             Step::Nearest { input, output: to, factor } => {
-                let at = size.scaled(p.buffers[input.buffer].scale);
+                let at = p.buffers[input.buffer].size(size);
                 let (w, h, f) = (at.width as usize, at.height as usize, *factor as usize);
                 let (sin, sout) = (p.buffers[input.buffer].channels, p.buffers[to.buffer].channels);
                 for n in 0..batch {
@@ -96,6 +96,47 @@ pub fn run_program(
                             for ch in 0..input.channels {
                                 let v = buffers[input.buffer][((n * h + y / f) * w + x / f) * sin + input.offset + ch];
                                 buffers[to.buffer][((n * h * f + y) * w * f + x) * sout + to.offset + ch] = v;
+                            }
+                        }
+                    }
+                }
+            }
+            Step::EdgePad { input, output: to, pad } => {
+                let at = p.buffers[input.buffer].size(size);
+                let (w, h, pad) = (at.width as i64, at.height as i64, *pad as i64);
+                let (ow, oh) = (w + 2 * pad, h + 2 * pad);
+                let (sin, sout) = (p.buffers[input.buffer].channels, p.buffers[to.buffer].channels);
+                for n in 0..batch as i64 {
+                    for y in 0..oh {
+                        for x in 0..ow {
+                            let (sy, sx) = ((y - pad).clamp(0, h - 1), (x - pad).clamp(0, w - 1));
+                            for ch in 0..input.channels {
+                                let v =
+                                    buffers[input.buffer][(((n * h + sy) * w + sx) as usize) * sin + input.offset + ch];
+                                buffers[to.buffer][(((n * oh + y) * ow + x) as usize) * sout + to.offset + ch] = v;
+                            }
+                        }
+                    }
+                }
+            }
+            Step::Shuffle { input, output: to, factor, offset } => {
+                let at = p.buffers[input.buffer].size(size);
+                let (w, h, f, o) = (at.width as usize, at.height as usize, *factor as usize, *offset as usize);
+                let (ow, oh) = (f * (w - 2 * o), f * (h - 2 * o));
+                let sin = p.buffers[input.buffer].channels;
+                let c = to.channels;
+                for n in 0..batch {
+                    for y in 0..oh {
+                        for x in 0..ow {
+                            for ch in 0..c {
+                                let src = ((n * h + o + y / f) * w + o + x / f) * sin + input.offset;
+                                let v = buffers[input.buffer][src + ((y % f) * f + x % f) * c + ch];
+                                if to.buffer == p.output.buffer {
+                                    output[((n * c + ch) * oh + y) * ow + x] = v;
+                                } else {
+                                    let sout = p.buffers[to.buffer].channels;
+                                    buffers[to.buffer][((n * oh + y) * ow + x) * sout + to.offset + ch] = v;
+                                }
                             }
                         }
                     }

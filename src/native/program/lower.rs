@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MPL-2.0
 //! Lowering an ONNX graph into a [`Program`]: the nodes the dense families are made of (3×3 convolutions, their
-//! activations, constant scales and residual adds, channel concatenations, nearest upsampling, Identity), and a clear
-//! refusal naming the node for anything else.
+//! activations, constant scales and residual adds, channel concatenations, nearest upsampling, Identity), those of
+//! waifu2x UpConv7 (its importer's edge padding, unpadded convolutions, a 4×4 stride-2 transposed convolution and the
+//! final crop, with the shape arithmetic that computes them: [`super::geometry`]), and a clear refusal naming the
+//! node for anything else.
 //!
 //! Four passes:
 //! 1. **Chains.** Each Conv absorbs the single-use nodes after it that its epilogue computes: one activation right
@@ -19,23 +21,42 @@
 //! 4. **Steps** over the buffers' slices.
 use std::collections::{HashMap, HashSet};
 
+mod padded;
+
+use super::geometry::{Affine, Shapes};
 use super::{Activation, BufferSpec, ConvStep, MAX_RESIDUALS, Program, Slice, Step};
 use crate::native::graph::{
-    Match, attr_int, conv3x3, floats, is_default_domain, is_floor_nearest, negative_slopes, resize_factor,
+    Match, attr, attr_int, conv3x3, floats, is_default_domain, is_floor_nearest, negative_slopes, resize_factor,
 };
 use crate::onnx::{ModelProto, NodeProto, TensorProto};
 
-/// A value of the graph: an NCHW tensor with `channels` channels at `scale` times the input's size.
-#[derive(Debug, Clone, Copy)]
+/// A value of the graph: an NCHW tensor with `channels` channels, held in a buffer `margin` pixels larger than
+/// `scale` times the input on each side; the tensor is that buffer less `inset` pixels on each side (each unpadded
+/// convolution adds one: the ring it would not compute).
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Value {
     channels: usize,
     scale: u32,
+    margin: u32,
+    inset: u32,
+}
+
+impl Value {
+    fn image(channels: usize, scale: u32) -> Self {
+        Value { channels, scale, margin: 0, inset: 0 }
+    }
+
+    fn same_geometry(&self, o: &Value) -> bool {
+        (self.scale, self.margin, self.inset) == (o.scale, o.margin, o.inset)
+    }
 }
 
 /// A step over value ids, before values are placed in buffers.
 enum Op {
     Conv { input: usize, output: usize, conv: Box<FusedConv> },
     Nearest { input: usize, output: usize, factor: u32 },
+    EdgePad { input: usize, output: usize, pad: u32 },
+    Shuffle { input: usize, output: usize, factor: u32, offset: u32 },
 }
 
 /// A convolution with what its epilogue computes; residuals as value ids.
@@ -69,6 +90,8 @@ struct Lowering<'m> {
     ops: Vec<Op>,
     /// `(member, concat, offset)`: value `member` sits at channel `offset` of value `concat`.
     placements: Vec<(usize, usize, usize)>,
+    /// The shape arithmetic's values.
+    shapes: Shapes<'m>,
 }
 
 const GRAPH_OUTPUT: usize = usize::MAX;
@@ -89,9 +112,15 @@ impl<'m> Lowering<'m> {
     }
 
     fn define(&mut self, name: &'m str, value: Value) -> usize {
+        let id = self.define_hidden(name, value);
+        self.ids.insert(name, id);
+        id
+    }
+
+    /// A value no node names (a transposed convolution's phases), `name` for messages.
+    fn define_hidden(&mut self, name: &'m str, value: Value) -> usize {
         self.values.push(value);
         self.names.push(name);
-        self.ids.insert(name, self.values.len() - 1);
         self.values.len() - 1
     }
 
@@ -159,20 +188,32 @@ impl<'m> Lowering<'m> {
         let node: &'m NodeProto = &self.nodes[start];
         let conv = conv3x3(node, |n| self.init(n))?;
         let input = self.id(&node.input[0], node)?;
-        let Value { channels, scale } = self.values[input];
-        if channels != conv.in_channels {
-            return Err(format!("Conv {} takes {} channels, its input has {channels}", node.name, conv.in_channels));
+        let v = self.values[input];
+        if v.channels != conv.in_channels {
+            return Err(format!(
+                "Conv {} takes {} channels, its input has {}",
+                node.name, conv.in_channels, v.channels
+            ));
         }
+        // run padded over the whole buffer: exact where the graph's convolution is, as long as a padded one reads
+        // the whole buffer (no ring left out) and an unpadded one leaves its ring inside the margin
+        let inset = match conv.padding {
+            1 if v.inset == 0 => 0,
+            0 if v.inset < v.margin => v.inset + 1,
+            1 => return Err(format!("Conv {} pads an image smaller than its buffer", node.name)),
+            _ => return Err(format!("Conv {} shrinks the image past the padding before it", node.name)),
+        };
+        let out_value = Value { channels: conv.out_channels, inset, ..v };
         let mut residuals = Vec::new();
         for (name, beta) in chain.residuals {
             let id = self.id(name, node)?;
-            if self.values[id].channels != conv.out_channels || self.values[id].scale != scale {
+            if self.values[id].channels != conv.out_channels || !self.values[id].same_geometry(&out_value) {
                 return Err(format!("{name} is added to Conv {} but has another shape", node.name));
             }
             residuals.push((id, beta));
         }
         let out_name: &'m str = chain.absorbed.last().map_or(&node.output[0], |&n| &self.nodes[n].output[0]);
-        let output = self.define(out_name, Value { channels: conv.out_channels, scale });
+        let output = self.define(out_name, out_value);
         let fused = FusedConv {
             weights: conv.weights,
             bias: conv.bias,
@@ -207,6 +248,7 @@ pub fn lower(model: &ModelProto, input: &str, output: &str) -> Result<Program, S
         names: Vec::new(),
         ops: Vec::new(),
         placements: Vec::new(),
+        shapes: Shapes::default(),
     };
     // every step below reads a node's first input and its one output
     if let Some(n) = nodes.iter().find(|n| n.output.len() != 1 || n.input.is_empty()) {
@@ -219,7 +261,7 @@ pub fn lower(model: &ModelProto, input: &str, output: &str) -> Result<Program, S
         ));
     }
     let input_name = graph.input.iter().find(|i| i.name == input).ok_or_else(|| format!("no graph input {input}"))?;
-    l.define(&input_name.name, Value { channels: 3, scale: 1 });
+    l.define(&input_name.name, Value::image(3, 1));
 
     // pass 1: the chains, then the ops in node order (each conv emitted where its chain ends)
     let mut taken = HashSet::new();
@@ -249,7 +291,29 @@ fn lower_node<'m>(l: &mut Lowering<'m>, node: &'m NodeProto) -> Match<()> {
         return Err(format!("{} {name} is not a default-domain node", node.op_type));
     }
     let out: &'m str = &node.output[0];
+    let inits = &l.inits;
+    let init = |n: &str| inits.get(n).copied().ok_or_else(|| format!("{n} is not a constant"));
     match node.op_type.as_str() {
+        "Shape" => {
+            let v = l.values[l.id(&node.input[0], node)?];
+            if attr(node, "start").is_some() || attr(node, "end").is_some() {
+                return Err(format!("Shape {name} takes part of a shape"));
+            }
+            let side = |h: i64, w: i64| Some(Affine { h, w, c: 2 * (v.margin as i64 - v.inset as i64) });
+            let shape =
+                vec![None, Some(Affine::constant(v.channels as i64)), side(v.scale as i64, 0), side(0, v.scale as i64)];
+            l.shapes.insert(out, shape);
+        }
+        // shape arithmetic: over a shape computed before (or, a Concat, constants only)
+        "Slice" | "Add" | "Sub" | "Mul" | "Mod" | "Concat"
+            if !l.ids.contains_key(node.input[0].as_str()) && node.input.iter().any(|i| l.shapes.contains(i))
+                || (node.op_type == "Concat" && node.input.iter().all(|i| l.shapes.operand(i, &init).is_some())) =>
+        {
+            l.shapes.eval(node, &init)?;
+        }
+        "Pad" => padded::lower_pad(l, node)?,
+        "Slice" => padded::lower_crop(l, node)?,
+        "ConvTranspose" => padded::lower_conv_transpose(l, node)?,
         "Identity" => {
             let id = l.id(&node.input[0], node)?;
             l.ids.insert(out, id);
@@ -261,10 +325,13 @@ fn lower_node<'m>(l: &mut Lowering<'m>, node: &'m NodeProto) -> Match<()> {
             }
             let input = l.id(&node.input[0], node)?;
             let v = l.values[input];
+            if v.margin != 0 || v.inset != 0 {
+                return Err(format!("Resize {name} upsamples a padded image"));
+            }
             let factor = factor as u32;
             let scale = v.scale.checked_mul(factor).filter(|&s| s <= MAX_SCALE);
             let scale = scale.ok_or_else(|| format!("Resize {name} takes the image past {MAX_SCALE}x the input"))?;
-            let output = l.define(out, Value { channels: v.channels, scale });
+            let output = l.define(out, Value::image(v.channels, scale));
             l.ops.push(Op::Nearest { input, output, factor });
         }
         "Concat" => {
@@ -279,11 +346,11 @@ fn lower_node<'m>(l: &mut Lowering<'m>, node: &'m NodeProto) -> Match<()> {
                 members.push((id, offset));
                 offset += l.values[id].channels;
             }
-            let scale = l.values[members[0].0].scale;
-            if members.iter().any(|&(m, _)| l.values[m].scale != scale) {
+            let first = l.values[members[0].0];
+            if members.iter().any(|&(m, _)| !l.values[m].same_geometry(&first)) {
                 return Err(format!("Concat {name} joins images of different sizes"));
             }
-            let concat = l.define(out, Value { channels: offset, scale });
+            let concat = l.define(out, Value { channels: offset, ..first });
             l.placements.extend(members.into_iter().map(|(m, off)| (m, concat, off)));
         }
         op => return Err(format!("{op} node {name} has no native step")),
@@ -358,12 +425,18 @@ fn place(l: Lowering, output: usize) -> Result<Program, String> {
     if l.values[output].channels != 3 {
         return Err(format!("the output has {} channels, not 3", l.values[output].channels));
     }
+    if l.values[output].margin != 0 || l.values[output].inset != 0 {
+        return Err("the output is not the whole of its buffer (a padding the graph does not crop away)".into());
+    }
     // values written by steps must not share channels within a group
     let written: Vec<usize> = l
         .ops
         .iter()
         .map(|op| match op {
-            Op::Conv { output, .. } | Op::Nearest { output, .. } => *output,
+            Op::Conv { output, .. }
+            | Op::Nearest { output, .. }
+            | Op::EdgePad { output, .. }
+            | Op::Shuffle { output, .. } => *output,
         })
         .collect();
     let mut ranges: Vec<(usize, usize, usize, usize)> =
@@ -379,7 +452,7 @@ fn place(l: Lowering, output: usize) -> Result<Program, String> {
     let reads = |op: &Op| -> Vec<usize> {
         match op {
             Op::Conv { input, conv, .. } => std::iter::once(*input).chain(conv.residuals.iter().map(|r| r.0)).collect(),
-            Op::Nearest { input, .. } => vec![*input],
+            Op::Nearest { input, .. } | Op::EdgePad { input, .. } | Op::Shuffle { input, .. } => vec![*input],
         }
     };
     let touched = |s: usize, op: &Op| -> Vec<usize> { reads(op).into_iter().chain([written[s]]).map(group).collect() };
@@ -389,13 +462,14 @@ fn place(l: Lowering, output: usize) -> Result<Program, String> {
             last_use.insert(g, s);
         }
     }
-    let mut buffers = vec![BufferSpec { channels: 3, scale: 1 }];
+    let mut buffers = vec![BufferSpec { channels: 3, scale: 1, margin: 0 }];
     let mut buffer_of: HashMap<usize, usize> = HashMap::from([(group(0), Program::INPUT)]);
     let mut free: Vec<usize> = Vec::new();
     for (s, op) in l.ops.iter().enumerate() {
         let g = group(written[s]);
         if let std::collections::hash_map::Entry::Vacant(e) = buffer_of.entry(g) {
-            let spec = BufferSpec { channels: group_channels(g), scale: l.values[written[s]].scale };
+            let w = l.values[written[s]];
+            let spec = BufferSpec { channels: group_channels(g), scale: w.scale, margin: w.margin };
             let reuse = (g != group(output)).then(|| free.iter().position(|&b| buffers[b] == spec)).flatten();
             let b = match reuse {
                 Some(k) => free.swap_remove(k),
@@ -430,6 +504,10 @@ fn place(l: Lowering, output: usize) -> Result<Program, String> {
             }),
             Op::Nearest { input, output, factor } => {
                 Step::Nearest { input: slice(input), output: slice(output), factor }
+            }
+            Op::EdgePad { input, output, pad } => Step::EdgePad { input: slice(input), output: slice(output), pad },
+            Op::Shuffle { input, output, factor, offset } => {
+                Step::Shuffle { input: slice(input), output: slice(output), factor, offset }
             }
         })
         .collect();

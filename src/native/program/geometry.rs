@@ -1,0 +1,203 @@
+// SPDX-License-Identifier: MPL-2.0
+//! What the lowering needs for graphs whose image size changes inside: the importers' shape arithmetic
+//! (`Shape → Slice → Add/Sub/Mul/Mod → Concat`, computing a `Pad`'s pads and the final crop from the input's size),
+//! evaluated symbolically as affine functions of the input's height and width; and a transposed convolution
+//! rewritten as a 3×3 convolution whose outputs are the upsampled phases, for a [`super::Step::Shuffle`].
+
+use std::collections::HashMap;
+
+use crate::native::graph::{Match, attr, attr_int, attr_ints, floats};
+use crate::onnx::{NodeProto, TensorProto, tensor_i64};
+
+/// `h · H + w · W + c` for an input of height `H` and width `W`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Affine {
+    pub h: i64,
+    pub w: i64,
+    pub c: i64,
+}
+
+impl Affine {
+    pub fn constant(c: i64) -> Self {
+        Affine { h: 0, w: 0, c }
+    }
+
+    fn as_constant(self) -> Option<i64> {
+        (self.h == 0 && self.w == 0).then_some(self.c)
+    }
+
+    fn add(self, o: Affine) -> Option<Affine> {
+        Some(Affine { h: self.h.checked_add(o.h)?, w: self.w.checked_add(o.w)?, c: self.c.checked_add(o.c)? })
+    }
+
+    fn neg(self) -> Option<Affine> {
+        Some(Affine { h: self.h.checked_neg()?, w: self.w.checked_neg()?, c: self.c.checked_neg()? })
+    }
+
+    fn times(self, k: i64) -> Option<Affine> {
+        Some(Affine { h: self.h.checked_mul(k)?, w: self.w.checked_mul(k)?, c: self.c.checked_mul(k)? })
+    }
+}
+
+/// A 1-D integer tensor of the shape arithmetic; `None` entries are unknown (the batch size).
+pub(super) type ShapeValue = Vec<Option<Affine>>;
+
+/// The shape values computed so far, by name.
+#[derive(Default)]
+pub(super) struct Shapes<'m> {
+    values: HashMap<&'m str, ShapeValue>,
+}
+
+impl<'m> Shapes<'m> {
+    pub fn contains(&self, name: &str) -> bool {
+        self.values.contains_key(name)
+    }
+
+    pub fn insert(&mut self, name: &'m str, value: ShapeValue) {
+        self.values.insert(name, value);
+    }
+
+    /// `name` as a shape value: one computed before, or an int64 constant.
+    pub fn operand(&self, name: &str, init: &dyn Fn(&str) -> Match<&'m TensorProto>) -> Option<ShapeValue> {
+        if let Some(v) = self.values.get(name) {
+            return Some(v.clone());
+        }
+        let t = init(name).ok()?;
+        Some(tensor_i64(t)?.into_iter().map(|c| Some(Affine::constant(c))).collect())
+    }
+
+    /// Evaluates shape node `node` (Slice, Add, Sub, Mul, Mod, Concat over shape values), or says why it cannot.
+    pub fn eval(&mut self, node: &'m NodeProto, init: &dyn Fn(&str) -> Match<&'m TensorProto>) -> Match<()> {
+        let name = &node.name;
+        let args: Vec<ShapeValue> = node
+            .input
+            .iter()
+            .filter(|i| !i.is_empty())
+            .map(|i| {
+                self.operand(i, init).ok_or_else(|| format!("{} node {name}: {i} is not a known shape", node.op_type))
+            })
+            .collect::<Match<_>>()?;
+        let unsupported = || format!("{} node {name}: shape arithmetic the lowering does not follow", node.op_type);
+        let value = match (node.op_type.as_str(), &args[..]) {
+            ("Slice", [data, starts, ends, rest @ ..]) => {
+                let constants =
+                    |v: &ShapeValue| v.iter().map(|e| e.and_then(Affine::as_constant)).collect::<Option<Vec<_>>>();
+                let (starts, ends) =
+                    (constants(starts).ok_or_else(unsupported)?, constants(ends).ok_or_else(unsupported)?);
+                let axes_ok = rest.first().is_none_or(|a| constants(a).is_some_and(|a| a == [0] || a == [-1]));
+                let steps_ok = rest.get(1).is_none_or(|s| constants(s).is_some_and(|s| s == [1]));
+                let ([start], [end], true, true) = (&starts[..], &ends[..], axes_ok, steps_ok) else {
+                    return Err(unsupported());
+                };
+                let n = data.len() as i64;
+                let clamp = |i: i64| if i < 0 { (i + n).clamp(0, n) } else { i.min(n) } as usize;
+                let (a, b) = (clamp(*start), clamp(*end));
+                data[a..b.max(a)].to_vec()
+            }
+            ("Add" | "Sub" | "Mul" | "Mod", [a, b]) => {
+                let n = a.len().max(b.len());
+                let at = |v: &ShapeValue, i: usize| if v.len() == 1 { v[0] } else { v.get(i).copied().flatten() };
+                if (a.len() != n && a.len() != 1) || (b.len() != n && b.len() != 1) {
+                    return Err(unsupported());
+                }
+                (0..n)
+                    .map(|i| {
+                        let (x, y) = (at(a, i)?, at(b, i)?);
+                        match node.op_type.as_str() {
+                            "Add" => x.add(y),
+                            "Sub" => x.add(y.neg()?),
+                            "Mul" => match (x.as_constant(), y.as_constant()) {
+                                (_, Some(k)) => x.times(k),
+                                (Some(k), _) => y.times(k),
+                                _ => None,
+                            },
+                            // x mod 1 is 0 whatever x is; otherwise only constants
+                            _ => match (x.as_constant(), y.as_constant()?) {
+                                (_, 1) => Some(Affine::constant(0)),
+                                (Some(x), k) if k != 0 => Some(Affine::constant(x.rem_euclid(k))),
+                                _ => None,
+                            },
+                        }
+                    })
+                    .collect()
+            }
+            ("Concat", parts) if attr_int(node, "axis", 0) == 0 => parts.concat(),
+            _ => return Err(unsupported()),
+        };
+        if node.op_type != "Slice" && value.iter().any(Option::is_none) {
+            return Err(format!("{} node {name}: its result depends on what the lowering cannot know", node.op_type));
+        }
+        self.values.insert(&node.output[0], value);
+        Ok(())
+    }
+}
+
+/// A transposed convolution, kernel 4, stride 2, padding 3 (waifu2x UpConv7's last layer), as a 3×3 convolution
+/// with `4 · out` outputs, phase `(ry, rx)` at outputs `(2 · ry + rx) · out ..`: output pixel `(2m + ry, 2n + rx)` of
+/// the transposed convolution is that phase of the 3×3 convolution centred on input pixel `(m + 1, n + 1)`.
+/// Along one axis, output `2m` takes input `m` with tap 3 and `m + 1` with tap 1; output `2m + 1` takes `m + 1` with
+/// tap 2 and `m + 2` with tap 0.
+pub(super) struct PhaseConv {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    /// ONNX Conv layout `[4 · out][in][3][3]`.
+    pub weights: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+/// Tap of the 4-tap transposed kernel that window position `d` (0..3) of phase `r` uses, if any.
+fn tap(r: usize, d: usize) -> Option<usize> {
+    match (r, d) {
+        (0, 0) => Some(3),
+        (0, 1) => Some(1),
+        (1, 1) => Some(2),
+        (1, 2) => Some(0),
+        _ => None,
+    }
+}
+
+pub(super) fn phase_conv<'m>(node: &NodeProto, init: impl Fn(&str) -> Match<&'m TensorProto>) -> Match<PhaseConv> {
+    let name = &node.name;
+    let [_, w, b] = &node.input[..] else {
+        return Err(format!("ConvTranspose {name} has no bias"));
+    };
+    let wt = init(w)?;
+    let dims: Vec<usize> =
+        wt.dims.iter().map(|&d| usize::try_from(d).ok().filter(|&d| (1..=4096).contains(&d)).unwrap_or(0)).collect();
+    let [cin @ 1..=4096, cout @ 1..=1024, 4, 4] = dims[..] else {
+        return Err(format!("ConvTranspose {name} weights {:?} are not 4x4 with 1 to 4096 channels", wt.dims));
+    };
+    if attr_int(node, "group", 1) != 1
+        || attr_ints(node, "strides") != Some(vec![2, 2])
+        || attr_ints(node, "pads") != Some(vec![3, 3, 3, 3])
+        || attr_ints(node, "dilations").unwrap_or(vec![1, 1]) != vec![1, 1]
+        || attr(node, "output_padding").is_some()
+        || attr(node, "output_shape").is_some()
+    {
+        return Err(format!("ConvTranspose {name} is not kernel 4, stride 2, padding 3"));
+    }
+    let weights = floats(wt)?;
+    let bias = floats(init(b)?)?;
+    if weights.len() != cin * cout * 16 || bias.len() != cout {
+        return Err(format!("ConvTranspose {name}: weights or bias do not match {:?}", wt.dims));
+    }
+    let mut phase = vec![0.0f32; 4 * cout * cin * 9];
+    for ry in 0..2 {
+        for rx in 0..2 {
+            for co in 0..cout {
+                let o = (2 * ry + rx) * cout + co;
+                for ci in 0..cin {
+                    for dy in 0..3 {
+                        for dx in 0..3 {
+                            if let (Some(ky), Some(kx)) = (tap(ry, dy), tap(rx, dx)) {
+                                phase[((o * cin + ci) * 3 + dy) * 3 + dx] =
+                                    weights[((ci * cout + co) * 4 + ky) * 4 + kx];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(PhaseConv { in_channels: cin, out_channels: cout, weights: phase, bias: bias.repeat(4) })
+}

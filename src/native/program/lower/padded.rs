@@ -1,0 +1,121 @@
+// SPDX-License-Identifier: MPL-2.0
+//! The lowering of padded graphs (waifu2x UpConv7): the importer's edge padding grows every buffer by a margin,
+//! crops read further into a buffer, and a transposed convolution becomes a convolution of its phases and a depth to
+//! space. Each keeps the invariant of [`Value`]: the tensor is its buffer less `inset` pixels on each side.
+
+use super::{Activation, FusedConv, Lowering, MAX_SCALE, Op, Value};
+use crate::native::graph::{Match, attr_str};
+use crate::native::program::geometry::{Affine, phase_conv};
+use crate::onnx::NodeProto;
+
+/// A 4×4 stride-2 transposed convolution: the 3×3 convolution of its four phases into a value no node names, then
+/// the depth to space that interleaves them, from one pixel inside the input tensor.
+pub(super) fn lower_conv_transpose<'m>(l: &mut Lowering<'m>, node: &'m NodeProto) -> Match<()> {
+    let (name, out): (&'m str, &'m str) = (&node.name, &node.output[0]);
+    let phases = phase_conv(node, |n| l.init(n))?;
+    let input = l.id(&node.input[0], node)?;
+    let v = l.values[input];
+    if v.channels != phases.in_channels {
+        return Err(format!(
+            "ConvTranspose {name} takes {} channels, its input has {}",
+            phases.in_channels, v.channels
+        ));
+    }
+    // the phases are centred one pixel in from the tensor's edges, so those stay outside the output
+    if v.margin <= v.inset {
+        return Err(format!("ConvTranspose {name} shrinks the image past the padding before it"));
+    }
+    let scale = v.scale.checked_mul(2).filter(|&s| s <= MAX_SCALE);
+    let scale = scale.ok_or_else(|| format!("ConvTranspose {name} takes the image past {MAX_SCALE}x the input"))?;
+    let hidden = l.define_hidden(name, Value { channels: 4 * phases.out_channels, inset: v.inset + 1, ..v });
+    let conv = FusedConv {
+        weights: phases.weights,
+        bias: phases.bias,
+        activation: Activation::None,
+        alpha: 1.0,
+        residuals: Vec::new(),
+    };
+    l.ops.push(Op::Conv { input, output: hidden, conv: Box::new(conv) });
+    let output =
+        l.define(out, Value { channels: phases.out_channels, scale, margin: 2 * (v.margin - v.inset - 1), inset: 0 });
+    l.ops.push(Op::Shuffle { input: hidden, output, factor: 2, offset: v.inset + 1 });
+    Ok(())
+}
+
+/// `Pad` of an image by the same number of pixels on every side, repeating its edges (the importers' padding to a
+/// margin): the program's buffers grow by that margin.
+pub(super) fn lower_pad<'m>(l: &mut Lowering<'m>, node: &'m NodeProto) -> Match<()> {
+    let name = &node.name;
+    let input = l.id(&node.input[0], node)?;
+    let v = l.values[input];
+    if attr_str(node, "mode", "constant") != "edge" || v.inset != 0 {
+        return Err(format!("Pad {name} is not an edge padding of a whole image"));
+    }
+    let pads = node.input.get(1).and_then(|p| l.shapes.operand(p, &|n| l.init(n)));
+    let pads: Option<Vec<i64>> =
+        pads.and_then(|p| p.iter().map(|e| e.and_then(|a| (a.h == 0 && a.w == 0).then_some(a.c))).collect());
+    let pad = match pads.as_deref() {
+        Some([0, 0, a, b, 0, 0, c, d]) if a == b && b == c && c == d && (1..=64).contains(a) => *a as u32,
+        _ => {
+            return Err(format!(
+                "Pad {name} does not pad height and width alike by 1 to 64 pixels (its pads: {pads:?})"
+            ));
+        }
+    };
+    let output = l.define(node.output[0].as_str(), Value { margin: v.margin + pad, ..v });
+    l.ops.push(Op::EdgePad { input, output, pad });
+    Ok(())
+}
+
+/// `Slice` of an image's height and width by the same number of pixels on every side (none: the final crop of
+/// UpConv7): the same buffer, read further in.
+pub(super) fn lower_crop<'m>(l: &mut Lowering<'m>, node: &'m NodeProto) -> Match<()> {
+    let name = &node.name;
+    let input = l.id(&node.input[0], node)?;
+    let v = l.values[input];
+    let init = |n: &str| l.init(n);
+    let arg = |i: usize| node.input.get(i).filter(|s| !s.is_empty()).and_then(|s| l.shapes.operand(s, &init));
+    let constants = |x: Option<Vec<Option<Affine>>>| -> Option<Vec<i64>> {
+        x?.iter().map(|e| e.and_then(|a| (a.h == 0 && a.w == 0).then_some(a.c))).collect()
+    };
+    let refused = || format!("Slice {name} is not a crop of the image by the same amount on every side");
+    let (Some(starts), Some(ends)) = (arg(1), arg(2)) else { return Err(refused()) };
+    let axes = constants(arg(3)).unwrap_or((0..starts.len() as i64).collect());
+    if axes != [2, 3] || constants(arg(4)).is_some_and(|s| s != [1, 1]) || starts.len() != 2 || ends.len() != 2 {
+        return Err(refused());
+    }
+    // along each axis the tensor is scale · side + 2 (margin - inset): the start is k, the end that less k
+    let extent = |axis: usize| {
+        let s = v.scale as i64;
+        let c = 2 * (v.margin as i64 - v.inset as i64);
+        if axis == 0 { Affine { h: s, w: 0, c } } else { Affine { h: 0, w: s, c } }
+    };
+    let mut cut = None;
+    for axis in 0..2 {
+        let (Some(start), Some(end)) = (starts[axis], ends[axis]) else { return Err(refused()) };
+        let e = extent(axis);
+        let k = match (start.h, start.w) {
+            (0, 0) if start.c >= 0 => start.c,
+            _ => return Err(refused()),
+        };
+        let to_end = end.h == 0 && end.w == 0 && end.c >= i64::from(i32::MAX);
+        let short = if to_end {
+            0
+        } else if (end.h, end.w) == (e.h, e.w) {
+            e.c - end.c
+        } else {
+            return Err(refused());
+        };
+        if k != short || cut.is_some_and(|c| c != k) {
+            return Err(refused());
+        }
+        cut = Some(k);
+    }
+    let k = cut.unwrap_or(0);
+    if k > i64::from(v.margin - v.inset) {
+        return Err(format!("Slice {name} crops into the image's own pixels, which a program cannot"));
+    }
+    let alias = l.define(node.output[0].as_str(), Value { inset: v.inset + k as u32, ..v });
+    l.placements.push((alias, input, 0));
+    Ok(())
+}
