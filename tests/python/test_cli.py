@@ -182,6 +182,19 @@ def test_signal_before_the_first_frame_writes_nothing(clips, tmp_path, sig):
         no_leftovers(tmp_path)
 
 
+def test_a_crash_says_so_with_its_stack_and_dies_of_its_signal(clips, tmp_path):
+    """A fault (here a SIGSEGV sent from outside) is not swallowed: one line naming it, the stack, then the process
+    dies of that signal as it would have."""
+    proc = subprocess.Popen([tool("vfupscale"), "-i", clips["long"], "-o", tmp_path / "c.mkv"], stderr=subprocess.PIPE,
+                            text=True)
+    seen = read_until(proc, "progress:")
+    proc.send_signal(signal.SIGSEGV)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGSEGV, seen + err
+    assert "vfupscale: crashed (SIGSEGV, sent by another process); please report it with the stack below:" in err, err
+    assert "libc.so" in err, "the stack is printed"
+
+
 def test_audio_mp4_cannot_hold_is_refused_before_anything_runs(tmp_path):
     """Vorbis cannot go into MP4 as it is: said at once, in one line, and nothing is written."""
     clip = tmp_path / "vorbis.mkv"

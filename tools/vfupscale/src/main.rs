@@ -13,12 +13,14 @@
 //!
 //! The code: `cli` (what can be typed) → `plan` (checked jobs: `job`, with `models`, `size`, `encoder`, `media`,
 //! `output`) → `batch` runs them: videos through `pipeline` (`branch`, `streams`), images through `frames` and
-//! `imageio`; `progress`, `report` and `summary` are what the user reads; `signals` handles Ctrl+C, SIGTERM, SIGHUP.
+//! `imageio`; `progress`, `report` and `summary` are what the user reads; `signals` handles Ctrl+C, SIGTERM, SIGHUP;
+//! `crash` prints where a crash happened.
 
 mod batch;
 mod bench;
 mod branch;
 mod cli;
+mod crash;
 mod encoder;
 mod frames;
 mod imageio;
@@ -66,6 +68,7 @@ fn one_line(e: &clap::Error) -> String {
 }
 
 fn main() -> ExitCode {
+    crash::install();
     // first, so that a signal at any moment is handled (and never kills the process half-way)
     if let Err(e) = signals::install() {
         eprintln!("vfupscale: error: {e}");
