@@ -155,7 +155,7 @@ def start_and_kill(clip: Path, out: Path, *args):
     deadline = time.time() + 120
     while not (work / "seg-00002.json").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it could be killed"
+    assert proc.poll() is None, f"the run ended ({proc.returncode}) before it could be killed: {proc.stderr.read()}"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     # the workers die with it (PR_SET_PDEATHSIG)
