@@ -10,7 +10,7 @@ mod onnx_cpu;
 mod program_reference;
 
 use onnx_cpu::{installed, onnx_runtime_cpu, random, test_image};
-use program_reference::run_program;
+use program_reference::{convs, max_difference, run_program};
 use vfupscale::Model;
 use vfupscale::frame::Size;
 use vfupscale::native::check_program;
@@ -20,15 +20,6 @@ use vfupscale_onnx::onnx::{Dim, GraphBuilder, META_SCALE, ModelProto, attr_float
 fn lowered(name: &str) -> Result<Program, String> {
     let model = Model::load(&installed(name)).unwrap();
     lower(model.proto(), &model.info().input_name, &model.info().output_name)
-}
-
-fn convs(p: &Program) -> impl Iterator<Item = &vfupscale::native::program::ConvStep> {
-    p.steps.iter().filter_map(|s| if let Step::Conv(c) = s { Some(c) } else { None })
-}
-
-fn max_difference(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
 /// waifu2x UpConv7: its importer's edge padding (7 pixels, from the shape arithmetic), six unpadded convolutions,

@@ -10,25 +10,16 @@ mod onnx_cpu;
 mod program_reference;
 
 use onnx_cpu::{installed, onnx_runtime_cpu, random, test_image};
-use program_reference::run_program;
+use program_reference::{convs, max_difference, run_program};
 use vfupscale::Model;
 use vfupscale::frame::Size;
-use vfupscale::native::program::{Activation, Program, Step, lower};
+use vfupscale::native::program::{Activation, Program, lower};
 use vfupscale::native::{NativeForm, check_program, native_form};
 use vfupscale_onnx::onnx::{Dim, GraphBuilder, META_SCALE, ModelProto, attr_float, attr_int, attr_ints, attr_string};
 
 fn lowered(name: &str) -> Result<Program, String> {
     let model = Model::load(&installed(name)).unwrap();
     lower(model.proto(), &model.info().input_name, &model.info().output_name)
-}
-
-fn convs(p: &Program) -> impl Iterator<Item = &vfupscale::native::program::ConvStep> {
-    p.steps.iter().filter_map(|s| if let Step::Conv(c) = s { Some(c) } else { None })
-}
-
-fn max_difference(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
 #[test]

@@ -6,7 +6,18 @@
 #![allow(dead_code)] // each test binary uses some of this
 
 use vfupscale::frame::Size;
-use vfupscale::native::program::{Activation, Program, Step};
+use vfupscale::native::program::{Activation, ConvStep, Program, Step};
+
+/// The program's convolutions, in order.
+pub fn convs(p: &Program) -> impl Iterator<Item = &ConvStep> {
+    p.steps.iter().filter_map(|s| if let Step::Conv(c) = s { Some(c) } else { None })
+}
+
+/// The largest absolute difference of two equally long outputs.
+pub fn max_difference(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
 
 /// `p` on the CPU, accumulating in f64, with every stored value passed through `store` (fp16 rounding to compare with
 /// the GPU, the identity to compare with an fp32 reference): each buffer as NHWC of its channels (the input as its 3),
