@@ -15,7 +15,9 @@ use vfupscale::Model;
 use vfupscale::frame::Size;
 use vfupscale::native::check_program;
 use vfupscale::native::program::{Activation, Program, Step, lower};
-use vfupscale_onnx::onnx::{Dim, GraphBuilder, META_SCALE, ModelProto, attr_float, attr_ints, attr_string};
+use vfupscale_onnx::onnx::{
+    Dim, GraphBuilder, META_SCALE, ModelProto, NodeProto, attr_float, attr_int, attr_ints, attr_string, i64_tensor,
+};
 
 fn lowered(name: &str) -> Result<Program, String> {
     let model = Model::load(&installed(name)).unwrap();
@@ -78,9 +80,19 @@ struct Padded {
     /// The crop's start and how far before the end it stops, on both axes.
     crop: (i64, i64),
     transpose_stride: i64,
+    /// The crop's ends from the height and width before it and `crop.1`: [`hw_less`] unless the shape arithmetic
+    /// itself is tested.
+    ends: fn(&mut GraphBuilder, &str, i64) -> String,
 }
 
-const PADDED: Padded = Padded { pad: 4, mode: "edge", second_padding: 0, crop: (1, 1), transpose_stride: 2 };
+const PADDED: Padded =
+    Padded { pad: 4, mode: "edge", second_padding: 0, crop: (1, 1), transpose_stride: 2, ends: hw_less };
+
+/// `hw - [short, short]`.
+fn hw_less(g: &mut GraphBuilder, hw: &str, short: i64) -> String {
+    let short = g.i64_init("short", &[2], &[short, short]);
+    g.op("Sub", "ends", &[hw, &short], vec![])
+}
 
 /// Edge padding, two unpadded convolutions (LeakyRelu, Relu), a crop whose end is computed from the shape
 /// (`Shape → Slice → Sub`), a 4×4 stride-2 transposed convolution: twice the input's size when `pad` is 4.
@@ -102,8 +114,7 @@ fn padded_graph(v: Padded) -> ModelProto {
     let shape = g.op("Shape", "shape", &[&x], vec![]);
     let (two, four) = (g.i64_init("two", &[1], &[2]), g.i64_init("four", &[1], &[4]));
     let hw = g.op("Slice", "hw", &[&shape, &two, &four], vec![]);
-    let short = g.i64_init("short", &[2], &[v.crop.1, v.crop.1]);
-    let ends = g.op("Sub", "ends", &[&hw, &short], vec![]);
+    let ends = (v.ends)(&mut g, &hw, v.crop.1);
     let starts = g.i64_init("starts", &[2], &[v.crop.0, v.crop.0]);
     let axes = g.i64_init("axes", &[2], &[2, 3]);
     let x = g.op("Slice", "crop", &[&x, &starts, &ends, &axes], vec![]);
@@ -157,4 +168,135 @@ fn padded_graphs_a_program_cannot_hold_are_refused_naming_the_node() {
         eprintln!("{expected}: {e}");
         assert!(e.contains(expected), "expected {expected:?} in {e:?}");
     }
+}
+
+/// The `n`th node (from 0) of type `op` in `m`.
+fn node<'m>(m: &'m mut ModelProto, op: &str, n: usize) -> &'m mut NodeProto {
+    m.graph.as_mut().unwrap().node.iter_mut().filter(|x| x.op_type == op).nth(n).unwrap()
+}
+
+/// Adds an int64 constant `name` to `m`; returns its name.
+fn constant(m: &mut ModelProto, name: &str, values: &[i64]) -> String {
+    m.graph.as_mut().unwrap().initializer.push(i64_tensor(name, &[values.len() as i64], values));
+    name.to_string()
+}
+
+/// [`PADDED`] changed by `edit`.
+fn edited(edit: impl FnOnce(&mut ModelProto)) -> ModelProto {
+    let mut m = padded_graph(PADDED);
+    edit(&mut m);
+    m
+}
+
+/// `[x, x]` as a shape value (the lowering evaluates shape arithmetic only over values computed from a `Shape`).
+fn known(g: &mut GraphBuilder, hw: &str, x: i64) -> String {
+    let zero = g.op("Sub", "zero", &[hw, hw], vec![]);
+    let x = g.i64_init("x", &[2], &[x, x]);
+    g.op("Add", "known", &[&zero, &x], vec![])
+}
+
+/// `hw + (x mod k)`, `fmod` unless it is `None`.
+fn plus_mod(g: &mut GraphBuilder, hw: &str, x: i64, k: i64, fmod: Option<i64>) -> String {
+    let x = known(g, hw, x);
+    let k = g.i64_init("k", &[2], &[k, k]);
+    let r = g.op("Mod", "r", &[&x, &k], fmod.map(|f| vec![attr_int("fmod", f)]).unwrap_or_default());
+    g.op("Add", "ends", &[hw, &r], vec![])
+}
+
+// the crop's ends computed with Mod: each is hw - 1, as the crop (1, 1) needs, only as ONNX defines Mod
+fn plus_3_mod_minus_2(g: &mut GraphBuilder, hw: &str, _: i64) -> String {
+    plus_mod(g, hw, 3, -2, None) // -1: the divisor's sign, like Python's %
+}
+fn plus_minus_3_mod_minus_2(g: &mut GraphBuilder, hw: &str, _: i64) -> String {
+    plus_mod(g, hw, -3, -2, None) // -1
+}
+fn plus_minus_3_fmod_2(g: &mut GraphBuilder, hw: &str, _: i64) -> String {
+    plus_mod(g, hw, -3, 2, Some(1)) // -1: the dividend's sign, like C's fmod
+}
+fn min_mod_minus_1_less_1(g: &mut GraphBuilder, hw: &str, _: i64) -> String {
+    let r = plus_mod(g, hw, i64::MIN, -1, None); // hw + 0, where i64::MIN % -1 overflows
+    hw_less(g, &r, 1)
+}
+fn min_fmod_minus_1_less_1(g: &mut GraphBuilder, hw: &str, _: i64) -> String {
+    let r = plus_mod(g, hw, i64::MIN, -1, Some(1));
+    hw_less(g, &r, 1)
+}
+fn plus_3_mod_0(g: &mut GraphBuilder, hw: &str, _: i64) -> String {
+    plus_mod(g, hw, 3, 0, None)
+}
+fn plus_3_fmod_2_as_2(g: &mut GraphBuilder, hw: &str, _: i64) -> String {
+    plus_mod(g, hw, 3, 2, Some(2))
+}
+
+#[test]
+fn mod_in_shape_arithmetic_takes_the_sign_onnx_runtime_takes() {
+    let expected = lower(&padded_graph(PADDED), "input", "output").unwrap();
+    let checked_by_ort = [plus_3_mod_minus_2, plus_minus_3_mod_minus_2, plus_minus_3_fmod_2];
+    for (k, ends) in checked_by_ort.into_iter().chain([min_mod_minus_1_less_1, min_fmod_minus_1_less_1]).enumerate() {
+        let model = padded_graph(Padded { ends, ..PADDED });
+        let p = lower(&model, "input", "output").unwrap_or_else(|e| panic!("variant {k}: {e}"));
+        assert_eq!(p, expected, "variant {k}");
+        if k >= checked_by_ort.len() {
+            continue; // i64::MIN % -1 overflows a plain remainder: ONNX Runtime is not asked
+        }
+        let path = std::env::temp_dir().join(format!("vfupscale-padded-mod-{k}-{}.onnx", std::process::id()));
+        vfupscale_onnx::onnx::write_model(&path, &model).unwrap();
+        let size = Size::new(6, 5);
+        let image = test_image(size);
+        let ort = onnx_runtime_cpu(&path, &image, size, 2);
+        let (_, ours) = run_program(&p, &image, size, 1, |v| v);
+        std::fs::remove_file(&path).unwrap();
+        assert!(max_difference(&ours, &ort) < 1e-5, "variant {k}");
+    }
+}
+
+#[test]
+fn optional_inputs_and_attributes_the_lowering_would_misread_are_refused_naming_the_node() {
+    let cases: Vec<(ModelProto, &str)> = vec![
+        // Mod
+        (padded_graph(Padded { ends: plus_3_mod_0, ..PADDED }), "Mod node Mod_9: division by zero"),
+        (padded_graph(Padded { ends: plus_3_fmod_2_as_2, ..PADDED }), "Mod node Mod_9: fmod 2"),
+        // arithmetic past i64
+        (padded_graph(Padded { crop: (1, i64::MIN), ..PADDED }), "Sub node Sub_7: it overflows"),
+        // a shape Slice with its axes left out and steps of -1 (not axes of -1)
+        (
+            edited(|m| {
+                let steps = constant(m, "minus_one", &[-1]);
+                node(m, "Slice", 0).input.extend(["".to_string(), steps]);
+            }),
+            "Slice node Slice_6: shape arithmetic the lowering does not follow",
+        ),
+    ];
+    // every case checked, then all that failed named
+    let failed: Vec<String> = cases
+        .into_iter()
+        .filter_map(|(model, expected)| match lower(&model, "input", "output") {
+            Err(e) if e.contains(expected) => None,
+            Err(e) => Some(format!("expected {expected:?} in {e:?}")),
+            Ok(_) => Some(format!("expected {expected:?}, but the graph lowered")),
+        })
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+}
+
+#[test]
+fn optional_inputs_and_attributes_given_their_defaults_lower_as_when_left_out() {
+    let expected = lower(&padded_graph(PADDED), "input", "output").unwrap();
+    let one = |m: &mut ModelProto| constant(m, "one", &[1]);
+    let variants: Vec<(&str, ModelProto)> = vec![(
+        "a shape Slice with its axes left out and steps 1",
+        edited(|m| {
+            let steps = one(m);
+            node(m, "Slice", 0).input.extend(["".to_string(), steps]);
+        }),
+    )];
+    let failed: Vec<String> = variants
+        .into_iter()
+        .filter_map(|(what, model)| match lower(&model, "input", "output") {
+            Ok(p) if p == expected => None,
+            Ok(_) => Some(format!("{what}: another program")),
+            Err(e) => Some(format!("{what}: {e}")),
+        })
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
 }

@@ -69,23 +69,29 @@ impl<'m> Shapes<'m> {
     /// Evaluates shape node `node` (Slice, Add, Sub, Mul, Mod, Concat over shape values), or says why it cannot.
     pub fn eval(&mut self, node: &'m NodeProto, init: &dyn Fn(&str) -> Match<&'m TensorProto>) -> Match<()> {
         let name = &node.name;
-        let args: Vec<ShapeValue> = node
+        let op = node.op_type.as_str();
+        // by ONNX position: an optional input left out in the middle ("") must not shift the ones after it
+        let args: Vec<Option<ShapeValue>> = node
             .input
             .iter()
-            .filter(|i| !i.is_empty())
-            .map(|i| {
-                self.operand(i, init).ok_or_else(|| format!("{} node {name}: {i} is not a known shape", node.op_type))
+            .map(|i| match i.as_str() {
+                "" => Ok(None),
+                i => {
+                    self.operand(i, init).map(Some).ok_or_else(|| format!("{op} node {name}: {i} is not a known shape"))
+                }
             })
             .collect::<Match<_>>()?;
-        let unsupported = || format!("{} node {name}: shape arithmetic the lowering does not follow", node.op_type);
-        let value = match (node.op_type.as_str(), &args[..]) {
-            ("Slice", [data, starts, ends, rest @ ..]) => {
+        let unsupported = || format!("{op} node {name}: shape arithmetic the lowering does not follow");
+        let overflows = || format!("{op} node {name}: it overflows a 64-bit integer");
+        let value = match (op, &args[..]) {
+            ("Slice", [Some(data), Some(starts), Some(ends), rest @ ..]) if rest.len() <= 2 => {
                 let constants =
                     |v: &ShapeValue| v.iter().map(|e| e.and_then(Affine::as_constant)).collect::<Option<Vec<_>>>();
                 let (starts, ends) =
                     (constants(starts).ok_or_else(unsupported)?, constants(ends).ok_or_else(unsupported)?);
-                let axes_ok = rest.first().is_none_or(|a| constants(a).is_some_and(|a| a == [0] || a == [-1]));
-                let steps_ok = rest.get(1).is_none_or(|s| constants(s).is_some_and(|s| s == [1]));
+                let (axes, steps) = (rest.first().and_then(Option::as_ref), rest.get(1).and_then(Option::as_ref));
+                let axes_ok = axes.is_none_or(|a| constants(a).is_some_and(|a| a == [0] || a == [-1]));
+                let steps_ok = steps.is_none_or(|s| constants(s).is_some_and(|s| s == [1]));
                 let ([start], [end], true, true) = (&starts[..], &ends[..], axes_ok, steps_ok) else {
                     return Err(unsupported());
                 };
@@ -94,38 +100,56 @@ impl<'m> Shapes<'m> {
                 let (a, b) = (clamp(*start), clamp(*end));
                 data[a..b.max(a)].to_vec()
             }
-            ("Add" | "Sub" | "Mul" | "Mod", [a, b]) => {
+            ("Add" | "Sub" | "Mul" | "Mod", [Some(a), Some(b)]) => {
                 let n = a.len().max(b.len());
                 let at = |v: &ShapeValue, i: usize| if v.len() == 1 { v[0] } else { v.get(i).copied().flatten() };
                 if (a.len() != n && a.len() != 1) || (b.len() != n && b.len() != 1) {
                     return Err(unsupported());
                 }
+                // ONNX Mod of integers: fmod 0 (the default) takes the divisor's sign, like Python's %; fmod 1
+                // the dividend's, like C's fmod
+                let fmod = attr_int(node, "fmod", 0);
+                if op == "Mod" && fmod != 0 && fmod != 1 {
+                    return Err(format!("Mod node {name}: fmod {fmod} is neither 0 nor 1"));
+                }
+                // an unknown element (the batch size) stays unknown; anything else is computed or refused
                 (0..n)
                     .map(|i| {
-                        let (x, y) = (at(a, i)?, at(b, i)?);
-                        match node.op_type.as_str() {
-                            "Add" => x.add(y),
-                            "Sub" => x.add(y.neg()?),
+                        let (Some(x), Some(y)) = (at(a, i), at(b, i)) else { return Ok(None) };
+                        let v = match op {
+                            "Add" => x.add(y).ok_or_else(overflows)?,
+                            "Sub" => y.neg().and_then(|y| x.add(y)).ok_or_else(overflows)?,
                             "Mul" => match (x.as_constant(), y.as_constant()) {
-                                (_, Some(k)) => x.times(k),
-                                (Some(k), _) => y.times(k),
-                                _ => None,
+                                (_, Some(k)) => x.times(k).ok_or_else(overflows)?,
+                                (Some(k), _) => y.times(k).ok_or_else(overflows)?,
+                                // a product of sizes is not affine in them
+                                _ => return Err(unsupported()),
                             },
-                            // x mod 1 is 0 whatever x is; otherwise only constants
-                            _ => match (x.as_constant(), y.as_constant()?) {
-                                (_, 1) => Some(Affine::constant(0)),
-                                (Some(x), k) if k != 0 => Some(Affine::constant(x.rem_euclid(k))),
-                                _ => None,
+                            _ => match (x.as_constant(), y.as_constant()) {
+                                (_, Some(0)) => return Err(format!("Mod node {name}: division by zero")),
+                                // x mod ±1 is 0 whatever x is (and i64::MIN % -1 would overflow)
+                                (_, Some(1 | -1)) => Affine::constant(0),
+                                (Some(x), Some(k)) => {
+                                    let r = x.checked_rem(k).ok_or_else(overflows)?;
+                                    let python = fmod == 0 && r != 0 && (r < 0) != (k < 0);
+                                    Affine::constant(if python { r + k } else { r })
+                                }
+                                _ => return Err(unsupported()),
                             },
-                        }
+                        };
+                        Ok(Some(v))
                     })
-                    .collect()
+                    .collect::<Match<_>>()?
             }
-            ("Concat", parts) if attr_int(node, "axis", 0) == 0 => parts.concat(),
+            ("Concat", parts) if attr_int(node, "axis", 0) == 0 && parts.iter().all(Option::is_some) => {
+                parts.iter().flatten().flatten().copied().collect()
+            }
             _ => return Err(unsupported()),
         };
-        if node.op_type != "Slice" && value.iter().any(Option::is_none) {
-            return Err(format!("{} node {name}: its result depends on what the lowering cannot know", node.op_type));
+        if op != "Slice" && value.iter().any(Option::is_none) {
+            return Err(format!(
+                "{op} node {name}: its result depends on the batch size, which the lowering cannot know"
+            ));
         }
         self.values.insert(&node.output[0], value);
         Ok(())
