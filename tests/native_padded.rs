@@ -227,6 +227,11 @@ fn plus_3_mod_0(g: &mut GraphBuilder, hw: &str, _: i64) -> String {
 fn plus_3_fmod_2_as_2(g: &mut GraphBuilder, hw: &str, _: i64) -> String {
     plus_mod(g, hw, 3, 2, Some(2))
 }
+/// `hw + [i64::MIN, i64::MIN]`: computable, but how far before the extent it ends is not an i64.
+fn hw_plus_min(g: &mut GraphBuilder, hw: &str, _: i64) -> String {
+    let min = g.i64_init("min", &[2], &[i64::MIN, i64::MIN]);
+    g.op("Add", "ends", &[hw, &min], vec![])
+}
 
 #[test]
 fn mod_in_shape_arithmetic_takes_the_sign_onnx_runtime_takes() {
@@ -252,12 +257,14 @@ fn mod_in_shape_arithmetic_takes_the_sign_onnx_runtime_takes() {
 
 #[test]
 fn optional_inputs_and_attributes_the_lowering_would_misread_are_refused_naming_the_node() {
+    let hw = |m: &mut ModelProto| node(m, "Slice", 0).output[0].clone();
     let cases: Vec<(ModelProto, &str)> = vec![
         // Mod
         (padded_graph(Padded { ends: plus_3_mod_0, ..PADDED }), "Mod node Mod_9: division by zero"),
         (padded_graph(Padded { ends: plus_3_fmod_2_as_2, ..PADDED }), "Mod node Mod_9: fmod 2"),
         // arithmetic past i64
         (padded_graph(Padded { crop: (1, i64::MIN), ..PADDED }), "Sub node Sub_7: it overflows"),
+        (padded_graph(Padded { ends: hw_plus_min, ..PADDED }), "Slice Slice_8: its end overflows"),
         // a shape Slice with its axes left out and steps of -1 (not axes of -1)
         (
             edited(|m| {
@@ -265,6 +272,22 @@ fn optional_inputs_and_attributes_the_lowering_would_misread_are_refused_naming_
                 node(m, "Slice", 0).input.extend(["".to_string(), steps]);
             }),
             "Slice node Slice_6: shape arithmetic the lowering does not follow",
+        ),
+        // the crop's steps: not constant
+        (
+            edited(|m| {
+                let steps = hw(m);
+                node(m, "Slice", 1).input.push(steps);
+            }),
+            "Slice Slice_8: its steps are not constant 1s",
+        ),
+        // Pad's axes (opset 18): the pads on the batch and channels
+        (
+            edited(|m| {
+                let axes = constant(m, "pad_axes", &[2, 3, 0, 1]);
+                node(m, "Pad", 0).input.extend(["".to_string(), axes]);
+            }),
+            "Pad Pad_0 pads axes [2, 3, 0, 1]",
         ),
     ];
     // every case checked, then all that failed named
@@ -283,13 +306,38 @@ fn optional_inputs_and_attributes_the_lowering_would_misread_are_refused_naming_
 fn optional_inputs_and_attributes_given_their_defaults_lower_as_when_left_out() {
     let expected = lower(&padded_graph(PADDED), "input", "output").unwrap();
     let one = |m: &mut ModelProto| constant(m, "one", &[1]);
-    let variants: Vec<(&str, ModelProto)> = vec![(
-        "a shape Slice with its axes left out and steps 1",
-        edited(|m| {
-            let steps = one(m);
-            node(m, "Slice", 0).input.extend(["".to_string(), steps]);
-        }),
-    )];
+    let variants: Vec<(&str, ModelProto)> = vec![
+        (
+            "a shape Slice with its axes left out and steps 1",
+            edited(|m| {
+                let steps = one(m);
+                node(m, "Slice", 0).input.extend(["".to_string(), steps]);
+            }),
+        ),
+        (
+            "a crop's steps of 1s",
+            edited(|m| {
+                let steps = constant(m, "ones", &[1, 1]);
+                node(m, "Slice", 1).input.push(steps);
+            }),
+        ),
+        ("a crop's steps left out", edited(|m| node(m, "Slice", 1).input.push(String::new()))),
+        (
+            "Pad's axes all four",
+            edited(|m| {
+                let axes = constant(m, "pad_axes", &[0, 1, 2, 3]);
+                node(m, "Pad", 0).input.extend(["".to_string(), axes]);
+            }),
+        ),
+        (
+            "Pad's axes all four, from the end",
+            edited(|m| {
+                let axes = constant(m, "pad_axes", &[-4, -3, -2, -1]);
+                node(m, "Pad", 0).input.extend(["".to_string(), axes]);
+            }),
+        ),
+        ("Pad's axes left out", edited(|m| node(m, "Pad", 0).input.extend(["".to_string(), "".to_string()]))),
+    ];
     let failed: Vec<String> = variants
         .into_iter()
         .filter_map(|(what, model)| match lower(&model, "input", "output") {

@@ -51,9 +51,22 @@ pub(super) fn lower_pad<'m>(l: &mut Lowering<'m>, node: &'m NodeProto) -> Match<
     if attr_str(node, "mode", "constant") != "edge" || v.inset != 0 {
         return Err(format!("Pad {name} is not an edge padding of a whole image"));
     }
-    let pads = node.input.get(1).and_then(|p| l.shapes.operand(p, &|n| l.init(n)));
-    let pads: Option<Vec<i64>> =
-        pads.and_then(|p| p.iter().map(|e| e.and_then(|a| (a.h == 0 && a.w == 0).then_some(a.c))).collect());
+    let constants = |i: usize| -> Option<Vec<i64>> {
+        let v = l.shapes.operand(node.input.get(i)?, &|n| l.init(n))?;
+        v.iter().map(|e| e.and_then(|a| (a.h == 0 && a.w == 0).then_some(a.c))).collect()
+    };
+    // opset 18's axes say which axes the pads are for; the pads are read below as for all four in order
+    if node.input.get(3).is_some_and(|a| !a.is_empty()) {
+        let axes = constants(3);
+        // all four in order, each as from 0 or from the end
+        let all =
+            axes.as_deref().is_some_and(|a| a.len() == 4 && a.iter().zip(0..).all(|(&a, k)| a == k || a == k - 4));
+        if !all {
+            let axes = axes.map_or_else(|| "that are not constant".to_string(), |a| format!("{a:?}"));
+            return Err(format!("Pad {name} pads axes {axes}, not all four in order"));
+        }
+    }
+    let pads = constants(1);
     let pad = match pads.as_deref() {
         Some([0, 0, a, b, 0, 0, c, d]) if a == b && b == c && c == d && (1..=64).contains(a) => *a as u32,
         _ => {
@@ -80,9 +93,15 @@ pub(super) fn lower_crop<'m>(l: &mut Lowering<'m>, node: &'m NodeProto) -> Match
     };
     let refused = || format!("Slice {name} is not a crop of the image by the same amount on every side");
     let (Some(starts), Some(ends)) = (arg(1), arg(2)) else { return Err(refused()) };
-    let axes = constants(arg(3)).unwrap_or((0..starts.len() as i64).collect());
-    if axes != [2, 3] || constants(arg(4)).is_some_and(|s| s != [1, 1]) || starts.len() != 2 || ends.len() != 2 {
+    // an optional input is left out with no name or an empty one; given, it must be known
+    let given = |i: usize| node.input.get(i).is_some_and(|s| !s.is_empty());
+    let axes = if given(3) { constants(arg(3)) } else { Some((0..starts.len() as i64).collect()) };
+    if axes.as_deref() != Some(&[2, 3]) || starts.len() != 2 || ends.len() != 2 {
         return Err(refused());
+    }
+    // what is not a constant may be anything: only steps of 1 read every pixel of the crop
+    if given(4) && constants(arg(4)).is_none_or(|s| s != [1, 1]) {
+        return Err(format!("Slice {name}: its steps are not constant 1s (a crop reads every pixel)"));
     }
     // along each axis the tensor is scale · side + 2 (margin - inset): the start is k, the end that less k
     let extent = |axis: usize| {
@@ -102,7 +121,7 @@ pub(super) fn lower_crop<'m>(l: &mut Lowering<'m>, node: &'m NodeProto) -> Match
         let short = if to_end {
             0
         } else if (end.h, end.w) == (e.h, e.w) {
-            e.c - end.c
+            e.c.checked_sub(end.c).ok_or_else(|| format!("Slice {name}: its end overflows a 64-bit integer"))?
         } else {
             return Err(refused());
         };
