@@ -289,6 +289,22 @@ fn optional_inputs_and_attributes_the_lowering_would_misread_are_refused_naming_
             }),
             "Pad Pad_0 pads axes [2, 3, 0, 1]",
         ),
+        // ConvTranspose's attributes
+        (
+            edited(|m| node(m, "ConvTranspose", 0).attribute.push(attr_string("auto_pad", "SAME_UPPER"))),
+            "ConvTranspose ConvTranspose_9 has auto_pad SAME_UPPER",
+        ),
+        (
+            edited(|m| node(m, "ConvTranspose", 0).attribute[0] = attr_ints("kernel_shape", &[3, 3])),
+            "ConvTranspose ConvTranspose_9 has kernel_shape [3, 3], its weights are 4x4",
+        ),
+        (
+            edited(|m| {
+                let g = m.graph.as_mut().unwrap();
+                g.initializer.iter_mut().find(|t| t.name == "wt").unwrap().dims = vec![8, 2000, 4, 4];
+            }),
+            "1 to 4096 input channels and 1 to 1024 output channels",
+        ),
     ];
     // every case checked, then all that failed named
     let failed: Vec<String> = cases
@@ -337,6 +353,10 @@ fn optional_inputs_and_attributes_given_their_defaults_lower_as_when_left_out() 
             }),
         ),
         ("Pad's axes left out", edited(|m| node(m, "Pad", 0).input.extend(["".to_string(), "".to_string()]))),
+        (
+            "ConvTranspose auto_pad NOTSET",
+            edited(|m| node(m, "ConvTranspose", 0).attribute.push(attr_string("auto_pad", "NOTSET"))),
+        ),
     ];
     let failed: Vec<String> = variants
         .into_iter()

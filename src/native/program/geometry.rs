@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use crate::native::graph::{Match, attr, attr_int, attr_ints, floats};
+use crate::native::graph::{Match, attr, attr_int, attr_ints, attr_str, floats};
 use crate::onnx::{NodeProto, TensorProto, tensor_i64};
 
 /// `h · H + w · W + c` for an input of height `H` and width `W`.
@@ -189,8 +189,19 @@ pub(super) fn phase_conv<'m>(node: &NodeProto, init: impl Fn(&str) -> Match<&'m 
     let dims: Vec<usize> =
         wt.dims.iter().map(|&d| usize::try_from(d).ok().filter(|&d| (1..=4096).contains(&d)).unwrap_or(0)).collect();
     let [cin @ 1..=4096, cout @ 1..=1024, 4, 4] = dims[..] else {
-        return Err(format!("ConvTranspose {name} weights {:?} are not 4x4 with 1 to 4096 channels", wt.dims));
+        return Err(format!(
+            "ConvTranspose {name} weights {:?} are not 4x4 with 1 to 4096 input channels and 1 to 1024 output channels",
+            wt.dims
+        ));
     };
+    // the weights say what the kernel is: an attribute saying otherwise is a graph this reads wrong
+    let auto_pad = attr_str(node, "auto_pad", "NOTSET");
+    if auto_pad != "NOTSET" {
+        return Err(format!("ConvTranspose {name} has auto_pad {auto_pad}; only explicit pads (NOTSET) are taken"));
+    }
+    if let Some(k) = attr_ints(node, "kernel_shape").filter(|k| k[..] != [4, 4]) {
+        return Err(format!("ConvTranspose {name} has kernel_shape {k:?}, its weights are 4x4"));
+    }
     if attr_int(node, "group", 1) != 1
         || attr_ints(node, "strides") != Some(vec![2, 2])
         || attr_ints(node, "pads") != Some(vec![3, 3, 3, 3])
