@@ -188,6 +188,11 @@ fn edited(edit: impl FnOnce(&mut ModelProto)) -> ModelProto {
     m
 }
 
+/// Why `m` does not lower.
+fn refusal(m: &ModelProto) -> String {
+    lower(m, "input", "output").expect_err("a refusal")
+}
+
 /// `[x, x]` as a shape value (the lowering evaluates shape arithmetic only over values computed from a `Shape`).
 fn known(g: &mut GraphBuilder, hw: &str, x: i64) -> String {
     let zero = g.op("Sub", "zero", &[hw, hw], vec![]);
@@ -367,4 +372,39 @@ fn optional_inputs_and_attributes_given_their_defaults_lower_as_when_left_out() 
         })
         .collect();
     assert!(failed.is_empty(), "{failed:#?}");
+}
+
+#[test]
+fn messages_say_what_is_wrong() {
+    let dynamic = [Dim::Unknown, Dim::Fixed(3), Dim::Unknown, Dim::Unknown];
+    let conv = |g: &mut GraphBuilder, x: &str, cin: i64, cout: i64, pad: i64| {
+        let w = g.f32_init("w", &[cout, cin, 3, 3], &random((cout * cin * 9) as usize, 1, 0.1));
+        let b = g.f32_init("b", &[cout], &random(cout as usize, 2, 0.1));
+        g.op("Conv", "conv", &[x, &w, &b], vec![attr_ints("kernel_shape", &[3, 3]), attr_ints("pads", &[pad; 4])])
+    };
+    // an unpadded convolution of the input itself: there is no padding before it
+    let mut g = GraphBuilder::with_io(vfupscale_onnx::onnx::data_type::FLOAT, &dynamic, &dynamic);
+    let x = conv(&mut g, "input", 3, 3, 0);
+    g.op_into("Identity", &[&x], "output", vec![]);
+    let e = refusal(&g.into_model("unpadded", &[]));
+    assert!(e.contains("Conv Conv_0 is unpadded with no edge Pad before it"), "{e}");
+    // nor before a transposed convolution of the input
+    let mut g = GraphBuilder::with_io(vfupscale_onnx::onnx::data_type::FLOAT, &dynamic, &dynamic);
+    let w = g.f32_init("wt", &[3, 3, 4, 4], &random(3 * 3 * 16, 5, 0.1));
+    let b = g.f32_init("bt", &[3], &random(3, 6, 0.1));
+    let attrs = vec![attr_ints("kernel_shape", &[4, 4]), attr_ints("strides", &[2, 2]), attr_ints("pads", &[3; 4])];
+    g.op_into("ConvTranspose", &["input", &w, &b], "output", attrs);
+    let e = refusal(&g.into_model("unpadded-transpose", &[]));
+    assert!(e.contains("ConvTranspose ConvTranspose_0 has no edge Pad before it"), "{e}");
+    // the input next to the same size read from a padded buffer two pixels in
+    let mut g = GraphBuilder::with_io(vfupscale_onnx::onnx::data_type::FLOAT, &dynamic, &dynamic);
+    let pads = g.i64_init("pads", &[8], &[0, 0, 2, 2, 0, 0, 2, 2]);
+    let x = g.op("Pad", "pad", &["input", &pads], vec![attr_string("mode", "edge")]);
+    let x = conv(&mut g, &x, 3, 3, 0);
+    let x = conv(&mut g, &x, 3, 3, 0);
+    let x = g.op("Concat", "cat", &["input", &x], vec![attr_int("axis", 1)]);
+    let x = conv(&mut g, &x, 6, 3, 1);
+    g.op_into("Identity", &[&x], "output", vec![]);
+    let e = refusal(&g.into_model("layouts", &[]));
+    assert!(e.contains("Concat Concat_3 joins images of the same size in different layouts"), "{e}");
 }

@@ -201,6 +201,12 @@ impl<'m> Lowering<'m> {
             1 if v.inset == 0 => 0,
             0 if v.inset < v.margin => v.inset + 1,
             1 => return Err(format!("Conv {} pads an image smaller than its buffer", node.name)),
+            _ if v.margin == 0 => {
+                return Err(format!(
+                    "Conv {} is unpadded with no edge Pad before it: a program cannot shrink the image",
+                    node.name
+                ));
+            }
             _ => return Err(format!("Conv {} shrinks the image past the padding before it", node.name)),
         };
         let out_value = Value { channels: conv.out_channels, inset, ..v };
@@ -347,8 +353,18 @@ fn lower_node<'m>(l: &mut Lowering<'m>, node: &'m NodeProto) -> Match<()> {
                 offset += l.values[id].channels;
             }
             let first = l.values[members[0].0];
-            if members.iter().any(|&(m, _)| !l.values[m].same_geometry(&first)) {
-                return Err(format!("Concat {name} joins images of different sizes"));
+            if let Some(&(m, _)) = members.iter().find(|&&(m, _)| !l.values[m].same_geometry(&first)) {
+                // a tensor is scale · side + 2 (margin - inset): equal there, it is only held differently
+                let o = l.values[m];
+                let size = |v: Value| (v.scale, i64::from(v.margin) - i64::from(v.inset));
+                if size(o) != size(first) {
+                    return Err(format!("Concat {name} joins images of different sizes"));
+                }
+                return Err(format!(
+                    "Concat {name} joins images of the same size in different layouts (margin {} inset {}, and \
+                     margin {} inset {}), which one buffer cannot hold",
+                    first.margin, first.inset, o.margin, o.inset
+                ));
             }
             let concat = l.define(out, Value { channels: offset, ..first });
             l.placements.extend(members.into_iter().map(|(m, off)| (m, concat, off)));

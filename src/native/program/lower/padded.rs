@@ -22,6 +22,9 @@ pub(super) fn lower_conv_transpose<'m>(l: &mut Lowering<'m>, node: &'m NodeProto
         ));
     }
     // the phases are centred one pixel in from the tensor's edges, so those stay outside the output
+    if v.margin == 0 {
+        return Err(format!("ConvTranspose {name} has no edge Pad before it: its phases need a pixel of margin"));
+    }
     if v.margin <= v.inset {
         return Err(format!("ConvTranspose {name} shrinks the image past the padding before it"));
     }
