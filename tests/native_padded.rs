@@ -362,6 +362,15 @@ fn optional_inputs_and_attributes_given_their_defaults_lower_as_when_left_out() 
             "ConvTranspose auto_pad NOTSET",
             edited(|m| node(m, "ConvTranspose", 0).attribute.push(attr_string("auto_pad", "NOTSET"))),
         ),
+        // ONNX's default pads are 0: the unpadded convolutions need not say so
+        (
+            "Conv without pads",
+            edited(|m| {
+                for k in 0..2 {
+                    node(m, "Conv", k).attribute.retain(|a| a.name != "pads");
+                }
+            }),
+        ),
     ];
     let failed: Vec<String> = variants
         .into_iter()

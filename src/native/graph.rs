@@ -183,7 +183,7 @@ pub(super) fn negative_slopes<'m>(node: &NodeProto, init: impl Fn(&str) -> Match
     }
 }
 
-/// The 3×3, stride 1, padding 1 convolution with bias of `node` (a Conv), its constants found by `init`.
+/// The 3×3, stride 1, padding 0 or 1 convolution with bias of `node` (a Conv), its constants found by `init`.
 pub(super) fn conv3x3<'m>(node: &NodeProto, init: impl Fn(&str) -> Match<&'m TensorProto>) -> Match<Conv3x3> {
     let [_, w, b] = &node.input[..] else {
         return Err(format!("Conv {} has no bias", node.name));
@@ -198,12 +198,17 @@ pub(super) fn conv3x3<'m>(node: &NodeProto, init: impl Fn(&str) -> Match<&'m Ten
     if attr_int(node, "group", 1) != 1
         || attr_ints(node, "strides").unwrap_or(vec![1, 1]) != vec![1, 1]
         || attr_ints(node, "dilations").unwrap_or(vec![1, 1]) != vec![1, 1]
-        || !matches!(attr_ints(node, "pads").as_deref(), Some([1, 1, 1, 1] | [0, 0, 0, 0]))
         || attr(node, "kernel_shape").is_some_and(|_| attr_ints(node, "kernel_shape") != Some(vec![3, 3]))
         || attr_str(node, "auto_pad", "NOTSET") != "NOTSET"
     {
         return Err(format!("Conv {} is not a 3x3 convolution with stride 1 and padding 0 or 1", node.name));
     }
+    // ONNX's pads default to 0: a Conv without them is unpadded
+    let padding = match attr_ints(node, "pads").as_deref() {
+        None | Some([0, 0, 0, 0]) => 0,
+        Some([1, 1, 1, 1]) => 1,
+        Some(p) => return Err(format!("Conv {} pads {p:?}, not 0 or 1 on every side", node.name)),
+    };
     let weights = floats(wt)?;
     if weights.len() != out_channels * in_channels * 9 {
         return Err(format!("Conv {} weights hold {} values for dimensions {:?}", node.name, weights.len(), wt.dims));
@@ -212,7 +217,6 @@ pub(super) fn conv3x3<'m>(node: &NodeProto, init: impl Fn(&str) -> Match<&'m Ten
     if bias.len() != out_channels {
         return Err(format!("Conv {} bias has {} values for {out_channels} channels", node.name, bias.len()));
     }
-    let padding = attr_ints(node, "pads").map_or(1, |p| p[0] as usize);
     Ok(Conv3x3 { out_channels, in_channels, weights, bias, slope: vec![1.0; out_channels], padding })
 }
 
