@@ -42,6 +42,11 @@ impl Affine {
 /// A 1-D integer tensor of the shape arithmetic; `None` entries are unknown (the batch size).
 pub(super) type ShapeValue = Vec<Option<Affine>>;
 
+/// The integers of a shape value, when every element is a constant.
+pub(super) fn constants(v: &[Option<Affine>]) -> Option<Vec<i64>> {
+    v.iter().map(|e| e.and_then(Affine::as_constant)).collect()
+}
+
 /// The shape values computed so far, by name.
 #[derive(Default)]
 pub(super) struct Shapes<'m> {
@@ -85,8 +90,6 @@ impl<'m> Shapes<'m> {
         let overflows = || format!("{op} node {name}: it overflows a 64-bit integer");
         let value = match (op, &args[..]) {
             ("Slice", [Some(data), Some(starts), Some(ends), rest @ ..]) if rest.len() <= 2 => {
-                let constants =
-                    |v: &ShapeValue| v.iter().map(|e| e.and_then(Affine::as_constant)).collect::<Option<Vec<_>>>();
                 let (starts, ends) =
                     (constants(starts).ok_or_else(unsupported)?, constants(ends).ok_or_else(unsupported)?);
                 let (axes, steps) = (rest.first().and_then(Option::as_ref), rest.get(1).and_then(Option::as_ref));

@@ -5,7 +5,7 @@
 
 use super::{Activation, FusedConv, Lowering, MAX_SCALE, Op, Value};
 use crate::native::graph::{Match, attr_str};
-use crate::native::program::geometry::{Affine, phase_conv};
+use crate::native::program::geometry::{Affine, ShapeValue, constants, phase_conv};
 use crate::onnx::NodeProto;
 
 /// A 4×4 stride-2 transposed convolution: the 3×3 convolution of its four phases into a value no node names, then
@@ -54,13 +54,9 @@ pub(super) fn lower_pad<'m>(l: &mut Lowering<'m>, node: &'m NodeProto) -> Match<
     if attr_str(node, "mode", "constant") != "edge" || v.inset != 0 {
         return Err(format!("Pad {name} is not an edge padding of a whole image"));
     }
-    let constants = |i: usize| -> Option<Vec<i64>> {
-        let v = l.shapes.operand(node.input.get(i)?, &|n| l.init(n))?;
-        v.iter().map(|e| e.and_then(|a| (a.h == 0 && a.w == 0).then_some(a.c))).collect()
-    };
     // opset 18's axes say which axes the pads are for; the pads are read below as for all four in order
     if node.input.get(3).is_some_and(|a| !a.is_empty()) {
-        let axes = constants(3);
+        let axes = shape_input(l, node, 3).as_deref().and_then(constants);
         // all four in order, each as from 0 or from the end
         let all =
             axes.as_deref().is_some_and(|a| a.len() == 4 && a.iter().zip(0..).all(|(&a, k)| a == k || a == k - 4));
@@ -69,7 +65,7 @@ pub(super) fn lower_pad<'m>(l: &mut Lowering<'m>, node: &'m NodeProto) -> Match<
             return Err(format!("Pad {name} pads axes {axes}, not all four in order"));
         }
     }
-    let pads = constants(1);
+    let pads = shape_input(l, node, 1).as_deref().and_then(constants);
     let pad = match pads.as_deref() {
         Some([0, 0, a, b, 0, 0, c, d]) if a == b && b == c && c == d && (1..=64).contains(a) => *a as u32,
         _ => {
@@ -89,21 +85,17 @@ pub(super) fn lower_crop<'m>(l: &mut Lowering<'m>, node: &'m NodeProto) -> Match
     let name = &node.name;
     let input = l.id(&node.input[0], node)?;
     let v = l.values[input];
-    let init = |n: &str| l.init(n);
-    let arg = |i: usize| node.input.get(i).filter(|s| !s.is_empty()).and_then(|s| l.shapes.operand(s, &init));
-    let constants = |x: Option<Vec<Option<Affine>>>| -> Option<Vec<i64>> {
-        x?.iter().map(|e| e.and_then(|a| (a.h == 0 && a.w == 0).then_some(a.c))).collect()
-    };
+    let arg = |i: usize| shape_input(l, node, i);
     let refused = || format!("Slice {name} is not a crop of the image by the same amount on every side");
     let (Some(starts), Some(ends)) = (arg(1), arg(2)) else { return Err(refused()) };
     // an optional input is left out with no name or an empty one; given, it must be known
     let given = |i: usize| node.input.get(i).is_some_and(|s| !s.is_empty());
-    let axes = if given(3) { constants(arg(3)) } else { Some((0..starts.len() as i64).collect()) };
+    let axes = if given(3) { arg(3).as_deref().and_then(constants) } else { Some((0..starts.len() as i64).collect()) };
     if axes.as_deref() != Some(&[2, 3]) || starts.len() != 2 || ends.len() != 2 {
         return Err(refused());
     }
     // what is not a constant may be anything: only steps of 1 read every pixel of the crop
-    if given(4) && constants(arg(4)).is_none_or(|s| s != [1, 1]) {
+    if given(4) && arg(4).as_deref().and_then(constants).is_none_or(|s| s != [1, 1]) {
         return Err(format!("Slice {name}: its steps are not constant 1s (a crop reads every pixel)"));
     }
     // along each axis the tensor is scale · side + 2 (margin - inset): the start is k, the end that less k
@@ -140,4 +132,9 @@ pub(super) fn lower_crop<'m>(l: &mut Lowering<'m>, node: &'m NodeProto) -> Match
     let alias = l.define(node.output[0].as_str(), Value { inset: v.inset + k as u32, ..v });
     l.placements.push((alias, input, 0));
     Ok(())
+}
+
+/// Input `i` of `node` as a shape value: `None` when it is left out (no name or an empty one) or not known.
+fn shape_input(l: &Lowering<'_>, node: &NodeProto, i: usize) -> Option<ShapeValue> {
+    node.input.get(i).filter(|s| !s.is_empty()).and_then(|s| l.shapes.operand(s, &|n| l.init(n)))
 }
