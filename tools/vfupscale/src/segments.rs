@@ -63,6 +63,7 @@ pub fn run_video(job: &VideoJob, args: &RunArgs, display: Display) -> Result<Rep
             pipeline::run(job, display)
         }
         Err(Prepared::Failed(e)) => Err(Failure::Error(e)),
+        Err(Prepared::Interrupted(signal)) => Err(Failure::Interrupted { signal, aborted: false }),
     }
 }
 
@@ -103,6 +104,7 @@ pub(crate) fn unusable(e: Unusable) -> String {
     match e {
         Unusable::NoTimestamps => "the video's frames carry no timestamps (a raw stream?)".into(),
         Unusable::Failed(e) => e,
+        Unusable::Interrupted(signal) => format!("interrupted by {}", signals::name(signal)),
     }
 }
 
@@ -118,6 +120,8 @@ pub(crate) enum Prepared {
     /// No timeline: one pipeline from start to end.
     Direct,
     Failed(String),
+    /// A signal arrived before the first frame.
+    Interrupted(i32),
 }
 
 impl From<String> for Prepared {
@@ -162,7 +166,7 @@ fn request(job: &VideoJob, args: &RunArgs) -> Request {
 pub(crate) fn prepare(job: &VideoJob, args: &RunArgs, work: &Path) -> Result<Ready, Prepared> {
     let existed = work.exists();
     let result = prepare_in(job, args, work);
-    if let Err(Prepared::Failed(_)) = &result
+    if let Err(Prepared::Failed(_) | Prepared::Interrupted(_)) = &result
         && !existed
     {
         let _ = std::fs::remove_dir_all(work);
@@ -198,6 +202,11 @@ fn prepare_in(job: &VideoJob, args: &RunArgs, work: &Path) -> Result<Ready, Prep
             drop(lock);
             let _ = std::fs::remove_dir_all(work);
             return Err(Prepared::Failed(e));
+        }
+        Err(Unusable::Interrupted(signal)) => {
+            drop(lock);
+            let _ = std::fs::remove_dir_all(work);
+            return Err(Prepared::Interrupted(signal));
         }
     };
     let (start, end) = seg.frames.unwrap_or_default().within(timeline.frames())?;

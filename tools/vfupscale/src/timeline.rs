@@ -44,6 +44,8 @@ pub enum Unusable {
     NoTimestamps,
     /// Reading failed.
     Failed(String),
+    /// A signal arrived while reading (the job is stopped, not failed).
+    Interrupted(i32),
 }
 
 impl Timeline {
@@ -187,7 +189,7 @@ pub fn read(path: &Path) -> Result<Timeline, Unusable> {
     let _ = pipeline.set_state(gst::State::Playing);
     let result = loop {
         if let Some(signal) = signals::received() {
-            break Err(failed(format!("interrupted by {}", signals::name(signal))));
+            break Err(Unusable::Interrupted(signal));
         }
         let Some(msg) = bus
             .timed_pop_filtered(gst::ClockTime::from_mseconds(100), &[gst::MessageType::Eos, gst::MessageType::Error])
