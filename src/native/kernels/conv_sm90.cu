@@ -83,10 +83,12 @@ struct Layout {
         W_CHUNK = COUT == 64 ? W64_CHUNK : W32_CHUNK,  // A's bytes per chunk in shared memory
         W_LOAD = COUT == 64 ? W64_CHUNK : W32_LOAD,    // and in the weights (copied)
         STAGE = HALO_STAGE + (W_CHUNK + 1023) / 1024 * 1024,
-        STAGES = 2,
+        // Cout 32: three stages, the epilogue staged in the halo of the tile's last stage (below); Cout 64's stages
+        // are larger, two of them and the staging buffers fill the shared memory
+        STAGES = COUT == 64 ? 2 : 3,
         OFF_EPI = STAGES * STAGE,
-        OFF_BARRIERS = OFF_EPI + CONSUMERS * EPI_BYTES,
-        SMEM = OFF_BARRIERS + 4 * 8 + 1024,  // + room to align the base to 1 KiB: 191520 (64) / 168992 (32)
+        OFF_BARRIERS = OFF_EPI + (COUT == 64 ? CONSUMERS * EPI_BYTES : 0),
+        SMEM = OFF_BARRIERS + 2 * STAGES * 8 + 1024,  // + room to align the base to 1 KiB: 191520 (64) / 228400 (32)
     };
 };
 
@@ -297,7 +299,7 @@ __device__ __forceinline__ void conv(const TensorMap* map, const half_t* __restr
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     const unsigned raw = smem_u32(smem_raw);
     const unsigned base = (raw + 1023) & ~1023u;
-    const unsigned full0 = base + L::OFF_BARRIERS, empty0 = full0 + 16;
+    const unsigned full0 = base + L::OFF_BARRIERS, empty0 = full0 + 8 * L::STAGES;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     if (threadIdx.x == 0) {
         for (int st = 0; st < L::STAGES; ++st) {
@@ -328,8 +330,8 @@ __device__ __forceinline__ void conv(const TensorMap* map, const half_t* __restr
                 const int img = t / per_image, r = t - img * per_image;
                 const int x0 = (r % s.tiles_x) * TILE_COLS - 1, y0 = (r / s.tiles_x) * TILE_ROWS - 1;
                 for (int c = 0; c < s.chunks; ++c, ++i) {
-                    const int st = i & 1;
-                    if (i >= L::STAGES) mbar_wait(empty0 + 8 * st, ((i >> 1) - 1) & 1);
+                    const int st = i % L::STAGES;
+                    if (i >= L::STAGES) mbar_wait(empty0 + 8 * st, (i / L::STAGES - 1) & 1);
                     const unsigned full = full0 + 8 * st, stage = base + st * L::STAGE;
                     mbar_expect_tx(full, HALO_BYTES + L::W_LOAD);
                     tma_load_4d(stage, map, 32 * c, x0, y0, img, full);
@@ -353,15 +355,15 @@ __device__ __forceinline__ void conv(const TensorMap* map, const half_t* __restr
         l.g = lane >> 2;
         l.q = lane & 3;
         l.tid = threadIdx.x & 127;
-        l.staging = base + L::OFF_EPI + k * EPI_BYTES;
+        l.staging = base + L::OFF_EPI + k * EPI_BYTES;  // Cout 64; Cout 32 sets it per tile
         l.barrier = 1 + k;
         float d0[64], d1[COUT == 64 ? 64 : 1];
         int i = 0;
         for (int t = blockIdx.x; t < s.tiles; t += gridDim.x) {
             int prev = 0;
             for (int c = 0; c < s.chunks; ++c, ++i) {
-                const int st = i & 1;
-                mbar_wait(full0 + 8 * st, (i >> 1) & 1);
+                const int st = i % L::STAGES;
+                mbar_wait(full0 + 8 * st, (i / L::STAGES) & 1);
                 wgmma_fence();
                 mma_chunk<COUT>(d0, d1, base + st * L::STAGE, k, c == 0);
                 wgmma_commit();
@@ -373,7 +375,13 @@ __device__ __forceinline__ void conv(const TensorMap* map, const half_t* __restr
                 prev = st;
             }
             wgmma_wait<0>();
-            mbar_arrive(empty0 + 8 * prev);
+            if constexpr (COUT == 64) {
+                mbar_arrive(empty0 + 8 * prev);
+            } else {
+                // stage the epilogue in halo rows only this warpgroup read (rows 0-1: warpgroup 0, rows 4-5:
+                // warpgroup 1; its MMAs are done, the other warpgroup's may still read rows 2-5)
+                l.staging = base + prev * L::STAGE + (k == 0 ? 0 : 4 * HALO_W * CHUNK_BYTES_PX);
+            }
             const int img = t / per_image, r = t - img * per_image;
             const int y = (r / s.tiles_x) * TILE_ROWS + 2 * k, xt = (r % s.tiles_x) * TILE_COLS;
             if (y < s.h) {  // uniform in the warpgroup
@@ -385,6 +393,11 @@ __device__ __forceinline__ void conv(const TensorMap* map, const half_t* __restr
                 } else {
                     store_pair32(d0, l, e, s, img, y, xt);
                 }
+            }
+            if constexpr (COUT == 32) {
+                // the staging's generic accesses before the stage's next TMA write (async proxy)
+                asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+                mbar_arrive(empty0 + 8 * prev);
             }
         }
     }
