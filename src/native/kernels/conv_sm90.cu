@@ -5,9 +5,10 @@
 // Prototyped and measured in tools/kernel-lab (docs/PERFORMANCE.md attempt 17).
 //
 // Implicit GEMM per tile of 4 rows x 128 pixels, accumulated in fp32 over 32-channel chunks of the input: a chunk is
-// one pipeline stage = a TMA copy of the chunk's halo (6 rows x 130 pixels x 32 channels, NHWC rows of 64 bytes,
-// 64-byte swizzle, out-of-bounds reads as zeros = the padding) + a bulk copy of the chunk's weights (pre-packed in
-// the shared-memory image of the A operands, src/native/conv_sm90.rs), two stages deep on mbarriers. Streaming the
+// a TMA copy of its halo (6 rows x 130 pixels x 32 channels, NHWC rows of 64 bytes, 64-byte swizzle, out-of-bounds
+// reads as zeros = the padding) into a ring of halo slots + a bulk copy of its weights (pre-packed in the
+// shared-memory image of the A operands, src/native/conv_sm90.rs) into a ring of three weight slots, on mbarriers
+// (docs/PERFORMANCE.md attempt 20: two stages left the consumers waiting). Streaming the
 // weights with the activations is what lets 192 -> 64 (221 KB of weights) run without them fitting at once.
 //
 //   Cout 64: A = W[tap] (64 output channels x 16 input channels per k-step), B = a 128-pixel window of the halo;
@@ -72,7 +73,6 @@ struct ConvEpilogue {
 #define SLICE_LOAD 1536                                // of which W(2), W(1), W(0) are copied (the zeros stay)
 #define W32_CHUNK (12 * SLICE_BYTES + 512)             // 25088 in shared memory (12 slices + the last zeros)
 #define W32_LOAD (12 * SLICE_LOAD)                     // 18432 copied per chunk
-#define EPI_BYTES 8192                                 // per consumer warpgroup
 #define CONSUMERS 2
 #define THREADS ((CONSUMERS + 1) * 128)
 
@@ -82,13 +82,16 @@ struct Layout {
     enum : int {
         W_CHUNK = COUT == 64 ? W64_CHUNK : W32_CHUNK,  // A's bytes per chunk in shared memory
         W_LOAD = COUT == 64 ? W64_CHUNK : W32_LOAD,    // and in the weights (copied)
-        STAGE = HALO_STAGE + (W_CHUNK + 1023) / 1024 * 1024,
-        // Cout 32: three stages, the epilogue staged in the halo of the tile's last stage (below); Cout 64's stages
-        // are larger, two of them and the staging buffers fill the shared memory
-        STAGES = COUT == 64 ? 2 : 3,
-        OFF_EPI = STAGES * STAGE,
-        OFF_BARRIERS = OFF_EPI + (COUT == 64 ? CONSUMERS * EPI_BYTES : 0),
-        SMEM = OFF_BARRIERS + 2 * STAGES * 8 + 1024,  // + room to align the base to 1 KiB: 191520 (64) / 228400 (32)
+        W_SLOT = (W_CHUNK + 1023) / 1024 * 1024,
+        // Two rings: weights three deep (attempt 20: what the Cout-64 convolutions waited for) and halos three deep
+        // for Cout 32, two for Cout 64, whose A is larger; the epilogue is staged in the halo of the tile's last
+        // chunk (below), so there are no staging buffers
+        HALOS = COUT == 64 ? 2 : 3,
+        WEIGHTS = 3,
+        LAG = HALOS - WEIGHTS,  // the producer issues chunk j's halo with chunk j - LAG's weights
+        OFF_W = HALOS * HALO_STAGE,
+        OFF_BARRIERS = OFF_W + WEIGHTS * W_SLOT,
+        SMEM = OFF_BARRIERS + 2 * (HALOS + WEIGHTS) * 8 + 1024,  // + alignment room: 212048 (64) / 228448 (32)
     };
 };
 
@@ -107,10 +110,10 @@ __device__ __forceinline__ constexpr unsigned b_offset(int h, int kx, int ks) {
 // Cout 32: 24 MMAs for the row pair 2k, 2k + 1 (accumulator rows 0-31 and 32-63 of d0). A image per chunk:
 // [kx][k-step][K-half][16 row groups: 0, W(ky 2), W(ky 1), W(ky 0)][8][8] + 4 zero groups at the end.
 template <int COUT>
-__device__ __forceinline__ void mma_chunk(float d0[64], float d1[], unsigned stage, int k, int first) {
+__device__ __forceinline__ void mma_chunk(float d0[64], float d1[], unsigned halo, unsigned a, int k, int first) {
     constexpr int slice = COUT == 64 ? 1024 : SLICE_BYTES;  // the K-half stride (LBO)
-    const unsigned long long a0 = opaque(make_desc(stage + HALO_STAGE, slice, 128, 0));
-    const unsigned long long b0 = halo_desc(stage, 2 * k);
+    const unsigned long long a0 = opaque(make_desc(a, slice, 128, 0));
+    const unsigned long long b0 = halo_desc(halo, 2 * k);
 #pragma unroll
     for (int h = 0; h < 4; ++h) {
 #pragma unroll
@@ -141,7 +144,7 @@ __device__ __forceinline__ void mma_chunk(float d0[64], float d1[], unsigned sta
 // What a consumer thread knows about itself.
 struct Lane {
     int wq, lane, g, q, tid;  // warp in the warpgroup, lane, mma row group and column pair, thread in the warpgroup
-    unsigned staging;         // this warpgroup's staging buffer (EPI_BYTES)
+    unsigned staging;         // this warpgroup's 8 KiB of epilogue staging (in a halo slot)
     int barrier;              // this warpgroup's named barrier
 };
 
@@ -299,21 +302,27 @@ __device__ __forceinline__ void conv(const TensorMap* map, const half_t* __restr
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     const unsigned raw = smem_u32(smem_raw);
     const unsigned base = (raw + 1023) & ~1023u;
-    const unsigned full0 = base + L::OFF_BARRIERS, empty0 = full0 + 8 * L::STAGES;
+    // full and empty barriers of the halo slots, then of the weight slots
+    const unsigned hfull0 = base + L::OFF_BARRIERS, hempty0 = hfull0 + 8 * L::HALOS;
+    const unsigned wfull0 = hempty0 + 8 * L::HALOS, wempty0 = wfull0 + 8 * L::WEIGHTS;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     if (threadIdx.x == 0) {
-        for (int st = 0; st < L::STAGES; ++st) {
-            mbar_init(full0 + 8 * st, 1);
-            mbar_init(empty0 + 8 * st, CONSUMERS * 128);
+        for (int st = 0; st < L::HALOS; ++st) {
+            mbar_init(hfull0 + 8 * st, 1);
+            mbar_init(hempty0 + 8 * st, CONSUMERS * 128);
+        }
+        for (int st = 0; st < L::WEIGHTS; ++st) {
+            mbar_init(wfull0 + 8 * st, 1);
+            mbar_init(wempty0 + 8 * st, CONSUMERS * 128);
         }
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
     if constexpr (COUT == 32) {
-        // the zero row groups of both stages' A images, written once (generic stores read by the tensor cores:
-        // proxy fence before the barrier)
-        for (int i = threadIdx.x; i < L::STAGES * 13 * 32; i += THREADS) {
+        // the zero row groups of every weight slot's A image, written once (generic stores read by the tensor
+        // cores: proxy fence before the barrier)
+        for (int i = threadIdx.x; i < L::WEIGHTS * 13 * 32; i += THREADS) {
             const int st = i / (13 * 32), sl = (i / 32) % 13, q = i % 32;
-            *(uint4*)(smem_raw + (base - raw) + st * L::STAGE + HALO_STAGE + sl * SLICE_BYTES + q * 16) =
+            *(uint4*)(smem_raw + (base - raw) + L::OFF_W + st * L::W_SLOT + sl * SLICE_BYTES + q * 16) =
                 make_uint4(0, 0, 0, 0);
         }
         asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
@@ -321,27 +330,34 @@ __device__ __forceinline__ void conv(const TensorMap* map, const half_t* __restr
     __syncthreads();
 
     const int per_image = s.strips * s.tiles_x;
+    // this CTA's chunks, numbered j = tile-of-this-CTA * chunks + chunk
+    const int total = (s.tiles > (int)blockIdx.x ? (s.tiles - 1 - blockIdx.x) / gridDim.x + 1 : 0) * s.chunks;
     if (warp >= CONSUMERS * 4) {
-        // producer: one lane keeps the stages filled, chunk after chunk of tile after tile
+        // producer: one lane keeps both rings filled, chunk after chunk of tile after tile
         asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");
         if (warp == CONSUMERS * 4 && lane == 0) {
-            int i = 0;
-            for (int t = blockIdx.x; t < s.tiles; t += gridDim.x) {
-                const int img = t / per_image, r = t - img * per_image;
-                const int x0 = (r % s.tiles_x) * TILE_COLS - 1, y0 = (r / s.tiles_x) * TILE_ROWS - 1;
-                for (int c = 0; c < s.chunks; ++c, ++i) {
-                    const int st = i % L::STAGES;
-                    if (i >= L::STAGES) mbar_wait(empty0 + 8 * st, (i / L::STAGES - 1) & 1);
-                    const unsigned full = full0 + 8 * st, stage = base + st * L::STAGE;
-                    mbar_expect_tx(full, HALO_BYTES + L::W_LOAD);
-                    tma_load_4d(stage, map, 32 * c, x0, y0, img, full);
+            for (int j = L::LAG < 0 ? L::LAG : 0; j < total + (L::LAG > 0 ? L::LAG : 0); ++j) {
+                if (j >= 0 && j < total) {
+                    const int st = j % L::HALOS, c = j % s.chunks;
+                    const int t = blockIdx.x + (j / s.chunks) * gridDim.x;
+                    const int img = t / per_image, r = t - img * per_image;
+                    const int x0 = (r % s.tiles_x) * TILE_COLS - 1, y0 = (r / s.tiles_x) * TILE_ROWS - 1;
+                    if (j >= L::HALOS) mbar_wait(hempty0 + 8 * st, (j / L::HALOS - 1) & 1);
+                    mbar_expect_tx(hfull0 + 8 * st, HALO_BYTES);
+                    tma_load_4d(base + st * HALO_STAGE, map, 32 * c, x0, y0, img, hfull0 + 8 * st);
+                }
+                const int jw = j - L::LAG;
+                if (jw >= 0 && jw < total) {
+                    const int st = jw % L::WEIGHTS, c = jw % s.chunks;
+                    if (jw >= L::WEIGHTS) mbar_wait(wempty0 + 8 * st, (jw / L::WEIGHTS - 1) & 1);
+                    const unsigned full = wfull0 + 8 * st, slot = base + L::OFF_W + st * L::W_SLOT;
+                    mbar_expect_tx(full, L::W_LOAD);
                     const unsigned char* w = (const unsigned char*)weights + (size_t)c * L::W_LOAD;
                     if constexpr (COUT == 32) {
                         for (int sl = 0; sl < 12; ++sl)
-                            bulk_load(stage + HALO_STAGE + sl * SLICE_BYTES + 512, w + sl * SLICE_LOAD, SLICE_LOAD,
-                                      full);
+                            bulk_load(slot + sl * SLICE_BYTES + 512, w + sl * SLICE_LOAD, SLICE_LOAD, full);
                     } else {
-                        bulk_load(stage + HALO_STAGE, w, L::W_LOAD, full);
+                        bulk_load(slot, w, L::W_LOAD, full);
                     }
                 }
             }
@@ -355,33 +371,30 @@ __device__ __forceinline__ void conv(const TensorMap* map, const half_t* __restr
         l.g = lane >> 2;
         l.q = lane & 3;
         l.tid = threadIdx.x & 127;
-        l.staging = base + L::OFF_EPI + k * EPI_BYTES;  // Cout 64; Cout 32 sets it per tile
         l.barrier = 1 + k;
         float d0[64], d1[COUT == 64 ? 64 : 1];
-        int i = 0;
+        int j = 0;
         for (int t = blockIdx.x; t < s.tiles; t += gridDim.x) {
-            int prev = 0;
-            for (int c = 0; c < s.chunks; ++c, ++i) {
-                const int st = i % L::STAGES;
-                mbar_wait(full0 + 8 * st, (i / L::STAGES) & 1);
+            for (int c = 0; c < s.chunks; ++c, ++j) {
+                const int h = j % L::HALOS, w = j % L::WEIGHTS;
+                mbar_wait(hfull0 + 8 * h, (j / L::HALOS) & 1);
+                mbar_wait(wfull0 + 8 * w, (j / L::WEIGHTS) & 1);
                 wgmma_fence();
-                mma_chunk<COUT>(d0, d1, base + st * L::STAGE, k, c == 0);
+                mma_chunk<COUT>(d0, d1, base + h * HALO_STAGE, base + L::OFF_W + w * L::W_SLOT, k, c == 0);
                 wgmma_commit();
                 if (c > 0) {
-                    // the previous chunk's MMAs are done: its stage can be refilled while this chunk's run
+                    // the previous chunk's MMAs are done: its slots can be refilled while this chunk's run
                     wgmma_wait<1>();
-                    mbar_arrive(empty0 + 8 * prev);
+                    mbar_arrive(hempty0 + 8 * ((j - 1) % L::HALOS));
+                    mbar_arrive(wempty0 + 8 * ((j - 1) % L::WEIGHTS));
                 }
-                prev = st;
             }
             wgmma_wait<0>();
-            if constexpr (COUT == 64) {
-                mbar_arrive(empty0 + 8 * prev);
-            } else {
-                // stage the epilogue in halo rows only this warpgroup read (rows 0-1: warpgroup 0, rows 4-5:
-                // warpgroup 1; its MMAs are done, the other warpgroup's may still read rows 2-5)
-                l.staging = base + prev * L::STAGE + (k == 0 ? 0 : 4 * HALO_W * CHUNK_BYTES_PX);
-            }
+            const int last = j - 1;
+            mbar_arrive(wempty0 + 8 * (last % L::WEIGHTS));
+            // the epilogue is staged in halo rows of the last chunk that only this warpgroup read (rows 0-1:
+            // warpgroup 0, rows 4-5: warpgroup 1; its MMAs are done, the other warpgroup's may still read rows 2-5)
+            l.staging = base + (last % L::HALOS) * HALO_STAGE + (k == 0 ? 0 : 4 * HALO_W * CHUNK_BYTES_PX);
             const int img = t / per_image, r = t - img * per_image;
             const int y = (r / s.tiles_x) * TILE_ROWS + 2 * k, xt = (r % s.tiles_x) * TILE_COLS;
             if (y < s.h) {  // uniform in the warpgroup
@@ -394,11 +407,9 @@ __device__ __forceinline__ void conv(const TensorMap* map, const half_t* __restr
                     store_pair32(d0, l, e, s, img, y, xt);
                 }
             }
-            if constexpr (COUT == 32) {
-                // the staging's generic accesses before the stage's next TMA write (async proxy)
-                asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-                mbar_arrive(empty0 + 8 * prev);
-            }
+            // the staging's generic accesses before the slot's next TMA write (async proxy)
+            asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+            mbar_arrive(hempty0 + 8 * (last % L::HALOS));
         }
     }
 }
