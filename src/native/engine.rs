@@ -370,12 +370,8 @@ impl NativeEngine {
     /// Image `slot` of the input tensor (planar fp16 `[batch, 3, h, w]`), written by the caller on our stream.
     pub fn input_tensor(&mut self, slot: u32) -> Result<PlanarTensorMut<'_>> {
         let b = self.buffers.as_mut().ok_or_else(|| Error::Usage("native kernels: no tensors bound".into()))?;
-        let n = 3 * b.size.pixels();
-        if slot >= b.batch {
-            return Err(Error::Usage(format!("input slot {slot} of a batch of {}", b.batch)));
-        }
-        let start = slot as usize * n;
-        PlanarTensorMut::from_view(b.input.slice_mut(start..start + n), &self.stream, b.size)
+        let range = super::planar_image("input", slot, b.batch, b.size)?;
+        PlanarTensorMut::from_view(b.input.slice_mut(range), &self.stream, b.size)
     }
 
     /// Image `slot` of the output tensor (planar fp16 `[batch, 3, scale·h, scale·w]`), read by the caller on our
@@ -383,12 +379,8 @@ impl NativeEngine {
     pub fn output_tensor(&mut self, slot: u32) -> Result<PlanarTensor<'_>> {
         let b = self.buffers()?;
         let size = b.size.scaled(self.scale);
-        let n = 3 * size.pixels();
-        if slot >= b.batch {
-            return Err(Error::Usage(format!("output slot {slot} of a batch of {}", b.batch)));
-        }
-        let start = slot as usize * n;
-        PlanarTensor::from_view(b.output.slice(start..start + n), &self.stream, size)
+        let range = super::planar_image("output", slot, b.batch, size)?;
+        PlanarTensor::from_view(b.output.slice(range), &self.stream, size)
     }
 
     /// The last layer's kernel that writes a `format` frame of `size` itself, or why there is none (no Hopper

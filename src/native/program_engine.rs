@@ -273,12 +273,8 @@ impl ProgramEngine {
     /// Image `slot` of the input tensor (planar fp16 `[batch, 3, h, w]`), written by the caller on our stream.
     pub fn input_tensor(&mut self, slot: u32) -> Result<PlanarTensorMut<'_>> {
         let b = self.bound.as_mut().ok_or_else(|| Error::Usage("native dense kernels: no tensors bound".into()))?;
-        let n = 3 * b.size.pixels();
-        if slot >= b.batch {
-            return Err(Error::Usage(format!("input slot {slot} of a batch of {}", b.batch)));
-        }
-        let start = slot as usize * n;
-        PlanarTensorMut::from_view(b.input.slice_mut(start..start + n), &self.stream, b.size)
+        let range = super::planar_image("input", slot, b.batch, b.size)?;
+        PlanarTensorMut::from_view(b.input.slice_mut(range), &self.stream, b.size)
     }
 
     /// Image `slot` of the output tensor (planar fp16 `[batch, 3, scale·h, scale·w]`), read by the caller on our
@@ -287,12 +283,8 @@ impl ProgramEngine {
         let scale = self.program.scale;
         let b = self.bound.as_ref().ok_or_else(|| Error::Usage("native dense kernels: no tensors bound".into()))?;
         let size = b.size.scaled(scale);
-        let n = 3 * size.pixels();
-        if slot >= b.batch {
-            return Err(Error::Usage(format!("output slot {slot} of a batch of {}", b.batch)));
-        }
-        let start = slot as usize * n;
-        PlanarTensor::from_view(b.output.slice(start..start + n), &self.stream, size)
+        let range = super::planar_image("output", slot, b.batch, size)?;
+        PlanarTensor::from_view(b.output.slice(range), &self.stream, size)
     }
 
     /// Buffer `buffer` of the bound tensors as fp16 bits, NHWC with its channels per pixel (the model input
