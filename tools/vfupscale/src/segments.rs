@@ -92,8 +92,8 @@ pub(crate) fn why_not_segmented(job: &VideoJob, args: &RunArgs) -> Option<String
 }
 
 /// Frames `range` of `input`, for one pipeline.
-fn span_of(input: &Path, range: FrameRange) -> Result<Range, String> {
-    let timeline = timeline::read(input).map_err(unusable)?;
+fn span_of(input: &Path, range: FrameRange) -> Result<Range, Failure> {
+    let timeline = timeline::read(input)?;
     let (start, end) = range.within(timeline.frames())?;
     let seek = timeline.seek_for(start, timeline.first_decode_from()[start as usize]);
     let pts = timeline.pts[start as usize..end as usize].to_vec();
@@ -105,6 +105,15 @@ pub(crate) fn unusable(e: Unusable) -> String {
         Unusable::NoTimestamps => "the video's frames carry no timestamps (a raw stream?)".into(),
         Unusable::Failed(e) => e,
         Unusable::Interrupted(signal) => format!("interrupted by {}", signals::name(signal)),
+    }
+}
+
+impl From<Unusable> for Failure {
+    fn from(e: Unusable) -> Self {
+        match e {
+            Unusable::Interrupted(signal) => Failure::Interrupted { signal, aborted: false },
+            e => Failure::Error(unusable(e)),
+        }
     }
 }
 
@@ -127,6 +136,16 @@ pub(crate) enum Prepared {
 impl From<String> for Prepared {
     fn from(e: String) -> Self {
         Prepared::Failed(e)
+    }
+}
+
+impl From<Unusable> for Prepared {
+    fn from(e: Unusable) -> Self {
+        match e {
+            Unusable::NoTimestamps => Prepared::Direct,
+            Unusable::Failed(e) => Prepared::Failed(e),
+            Unusable::Interrupted(signal) => Prepared::Interrupted(signal),
+        }
     }
 }
 
@@ -193,20 +212,10 @@ fn prepare_in(job: &VideoJob, args: &RunArgs, work: &Path) -> Result<Ready, Prep
     clear(work)?;
     let timeline = match timeline::read(&job.input) {
         Ok(t) => t,
-        Err(Unusable::NoTimestamps) => {
+        Err(e) => {
             drop(lock);
             let _ = std::fs::remove_dir_all(work);
-            return Err(Prepared::Direct);
-        }
-        Err(Unusable::Failed(e)) => {
-            drop(lock);
-            let _ = std::fs::remove_dir_all(work);
-            return Err(Prepared::Failed(e));
-        }
-        Err(Unusable::Interrupted(signal)) => {
-            drop(lock);
-            let _ = std::fs::remove_dir_all(work);
-            return Err(Prepared::Interrupted(signal));
+            return Err(e.into());
         }
     };
     let (start, end) = seg.frames.unwrap_or_default().within(timeline.frames())?;

@@ -57,7 +57,7 @@ fn plan_command(args: &RunArgs) -> Result<serde_json::Value, String> {
         Ok(r) => r,
         Err(Prepared::Direct) => return Err(format!("{}: {}", job.input.display(), unusable(Unusable::NoTimestamps))),
         Err(Prepared::Failed(e)) => return Err(e),
-        Err(Prepared::Interrupted(signal)) => return Err(format!("interrupted by {}", signals::name(signal))),
+        Err(Prepared::Interrupted(signal)) => return Err(unusable(Unusable::Interrupted(signal))),
     };
     let done: HashSet<usize> = ready.kept.iter().map(|r| r.index).collect();
     let segments: Vec<serde_json::Value> = ready
