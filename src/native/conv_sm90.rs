@@ -22,15 +22,16 @@ pub(super) const CHUNK: usize = 32;
 /// Channels the model input is repacked to (one chunk).
 pub(super) const INPUT_CHANNELS: usize = CHUNK;
 
-/// `Layout<COUT>::SMEM` of the kernels: halo slots of 50176 bytes (Cout 64 two, Cout 32 three), three weight slots of
-/// A rounded to 1 KiB, two mbarriers per slot and 1 KiB of alignment room; the epilogue is staged in a halo slot.
+/// `Layout<COUT>::SMEM` of the kernels: three halo slots of 50176 bytes, weight slots rounded to 1 KiB (Cout 64 four
+/// of one k-step's A, Cout 32 three of a chunk's), two mbarriers per slot and 1 KiB of alignment room; the epilogue is staged in a halo slot.
 const fn smem_bytes(cout: usize) -> usize {
-    let (a, halos): (usize, usize) = if cout == 64 { (36864, 2) } else { (25088, 3) };
-    let weights = 3;
+    let (a, weights): (usize, usize) = if cout == 64 { (18432, 4) } else { (25088, 3) };
+    let halos = 3;
     halos * 50176 + weights * a.div_ceil(1024) * 1024 + 2 * (halos + weights) * 8 + 1024
 }
 
-/// Halves of packed A per 32-channel chunk: Cout 64, `[tap][k-step][K-half][8 row groups][8][8]`; Cout 32, the
+/// Halves of packed A per 32-channel chunk: Cout 64, `[k-step][tap][K-half][8 row groups][8][8]` (the kernel copies
+/// one k-step at a time); Cout 32, the
 /// weight slices only, `[kx][k-step][K-half][3 ky][4 row groups][8][8]` (the zero groups live in shared memory).
 const fn chunk_halves(cout: usize) -> usize {
     if cout == 64 { 18432 } else { 9216 }
@@ -98,7 +99,7 @@ pub(super) fn pack_weights(weights: &[f32], cin: usize, cout: usize) -> Vec<u16>
                 for kx in 0..3 {
                     let at = if rows == 64 {
                         let tap = ky * 3 + kx;
-                        ((((tap * 2 + ks) * 2 + kh) * 8 + co / 8) * 8 + co % 8) * 8 + e
+                        ((((ks * 9 + tap) * 2 + kh) * 8 + co / 8) * 8 + co % 8) * 8 + e
                     } else {
                         // 12 row groups per K-half slice: W(ky 2) at groups 0-3, W(ky 1) 4-7, W(ky 0) 8-11
                         let group = (2 - ky) * 4 + co / 8;
@@ -404,8 +405,8 @@ mod tests {
 
     #[test]
     fn shared_memory_matches_the_kernels_layout() {
-        // conv_sm90.cu: Layout<64>::SMEM 212048, Layout<32>::SMEM 228448 (the opt-in limit of sm_90 is 232448)
-        assert_eq!(smem_bytes(64), 212048);
+        // conv_sm90.cu: Layout<64>::SMEM 225392, Layout<32>::SMEM 228448 (the opt-in limit of sm_90 is 232448)
+        assert_eq!(smem_bytes(64), 225392);
         assert_eq!(smem_bytes(32), 228448);
     }
 
@@ -422,6 +423,19 @@ mod tests {
             let expected: f64 = weights.iter().map(|&w| half::f16::from_f32(w).to_f64()).sum();
             assert!((sum - expected).abs() < 1e-6 * expected, "{cin} -> {cout}");
         }
+    }
+
+    #[test]
+    fn cout64_weights_are_one_k_step_after_the_other() {
+        // Cout 64: chunk ci / 32, then k-step, tap, K-half, output channel (the kernel copies one k-step per part)
+        let (cin, cout) = (96, 64);
+        let mut weights = vec![0.0f32; cout * cin * 9];
+        let (co, ci, ky, kx) = (45, 83, 2, 1);
+        weights[((co * cin + ci) * 3 + ky) * 3 + kx] = 1.0;
+        let a = pack_weights(&weights, cin, cout);
+        let (c, ks, kh, e) = (ci / 32, (ci % 32) / 16, (ci % 16) / 8, ci % 8);
+        let at = c * 18432 + ks * 9216 + (((ky * 3 + kx) * 2 + kh) * 64 + co) * 8 + e;
+        assert_eq!(a.iter().position(|&v| v != 0), Some(at));
     }
 
     #[test]

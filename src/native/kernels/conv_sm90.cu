@@ -7,8 +7,8 @@
 // Implicit GEMM per tile of 4 rows x 128 pixels, accumulated in fp32 over 32-channel chunks of the input: a chunk is
 // a TMA copy of its halo (6 rows x 130 pixels x 32 channels, NHWC rows of 64 bytes, 64-byte swizzle, out-of-bounds
 // reads as zeros = the padding) into a ring of halo slots + a bulk copy of its weights (pre-packed in the
-// shared-memory image of the A operands, src/native/conv_sm90.rs) into a ring of three weight slots, on mbarriers
-// (docs/PERFORMANCE.md attempt 20: two stages left the consumers waiting). Streaming the
+// shared-memory image of the A operands, src/native/conv_sm90.rs) into a ring of weight slots, on mbarriers
+// (docs/PERFORMANCE.md attempts 20-21: shallower rings left the consumers waiting). Streaming the
 // weights with the activations is what lets 192 -> 64 (221 KB of weights) run without them fitting at once.
 //
 //   Cout 64: A = W[tap] (64 output channels x 16 input channels per k-step), B = a 128-pixel window of the halo;
@@ -29,8 +29,8 @@
 // so that global stores are 16-byte and contiguous per pixel. Cout 32 may instead write planar fp16 (the model
 // output, `planar` = the plane size in values): its first `out_channels` channels, one plane each.
 //
-// Warp roles: warpgroups 0 and 1 consume, warpgroup 2 produces (one lane issues the copies); setmaxnreg moves the
-// producer's registers to the consumers. Persistent CTAs, tiles in order.
+// Warp roles: warpgroups 0 and 1 consume, warpgroup 2 produces (one lane per ring issues its copies); setmaxnreg
+// moves the producer's registers to the consumers. Persistent CTAs, tiles in order.
 //
 // No CUDA headers: NVRTC compiles this as is (build.rs inlines sm90.cuh), for the arch-specific target:
 // nvrtc: arch=compute_90a
@@ -67,8 +67,8 @@ struct ConvEpilogue {
 #define CHUNK_BYTES_PX 64                              // 32 fp16 channels per pixel row
 #define HALO_BYTES (HALO_W * HALO_H * CHUNK_BYTES_PX)  // 49920: what one TMA box delivers
 #define HALO_STAGE 50176                               // rounded up to 1 KiB
-#define KSTEP_BYTES 2048                               // Cout 64: A of one k-step, 64 rows x 16 channels
-#define W64_CHUNK (9 * 2 * KSTEP_BYTES)                // 36864
+#define KSTEP_BYTES 2048                               // Cout 64: A of one tap and k-step, 64 rows x 16 channels
+#define W64_PART (9 * KSTEP_BYTES)                     // 18432: the nine taps of one k-step
 #define SLICE_BYTES 2048                               // Cout 32: one K-half slice, 16 row groups
 #define SLICE_LOAD 1536                                // of which W(2), W(1), W(0) are copied (the zeros stay)
 #define W32_CHUNK (12 * SLICE_BYTES + 512)             // 25088 in shared memory (12 slices + the last zeros)
@@ -80,18 +80,21 @@ struct ConvEpilogue {
 template <int COUT>
 struct Layout {
     enum : int {
-        W_CHUNK = COUT == 64 ? W64_CHUNK : W32_CHUNK,  // A's bytes per chunk in shared memory
-        W_LOAD = COUT == 64 ? W64_CHUNK : W32_LOAD,    // and in the weights (copied)
-        W_SLOT = (W_CHUNK + 1023) / 1024 * 1024,
-        // Two rings: weights three deep (attempt 20: what the Cout-64 convolutions waited for) and halos three deep
-        // for Cout 32, two for Cout 64, whose A is larger; the epilogue is staged in the halo of the tile's last
-        // chunk (below), so there are no staging buffers
-        HALOS = COUT == 64 ? 2 : 3,
-        WEIGHTS = 3,
-        LAG = HALOS - WEIGHTS,  // the producer issues chunk j's halo with chunk j - LAG's weights
+        // the weight ring's unit: Cout 64 one k-step of a chunk (two parts per chunk), Cout 32 a whole chunk
+        W_PARTS = COUT == 64 ? 2 : 1,
+        W_PART = COUT == 64 ? W64_PART : W32_CHUNK,  // A's bytes per part in shared memory
+        W_LOAD = COUT == 64 ? W64_PART : W32_LOAD,   // and in the weights (copied)
+        W_SLOT = (W_PART + 1023) / 1024 * 1024,
+        // Two rings, each filled by its own producer lane: halos three deep; weights three chunks deep for Cout 32,
+        // and for Cout 64, whose A is larger, four k-steps (two chunks), each released as soon as its MMAs are done
+        // (attempt 21: with two halo slots its consumers waited on the halos 37 % of the time, with two whole-chunk
+        // weight slots 24 % on the weights); the epilogue is staged in the halo of the tile's last chunk
+        // (finish_tile), so there are no staging buffers
+        HALOS = 3,
+        WEIGHTS = COUT == 64 ? 4 : 3,
         OFF_W = HALOS * HALO_STAGE,
         OFF_BARRIERS = OFF_W + WEIGHTS * W_SLOT,
-        SMEM = OFF_BARRIERS + 2 * (HALOS + WEIGHTS) * 8 + 1024,  // + alignment room: 212048 (64) / 228448 (32)
+        SMEM = OFF_BARRIERS + 2 * (HALOS + WEIGHTS) * 8 + 1024,  // + alignment room: 225392 (64) / 228448 (32)
     };
 };
 
@@ -105,12 +108,13 @@ __device__ __forceinline__ constexpr unsigned b_offset(int h, int kx, int ks) {
 }
 
 // The MMAs of one chunk for consumer warpgroup k.
-// Cout 64: 36 MMAs for output rows 2k (d0) and 2k + 1 (d1): halo row 2k + h serves d0 with ky = h and d1 with
-// ky = h - 1. A image per chunk: [tap][k-step][K-half][row group][8 rows][8 channels].
-// Cout 32: 24 MMAs for the row pair 2k, 2k + 1 (accumulator rows 0-31 and 32-63 of d0). A image per chunk:
-// [kx][k-step][K-half][16 row groups: 0, W(ky 2), W(ky 1), W(ky 0)][8][8] + 4 zero groups at the end.
-template <int COUT>
-__device__ __forceinline__ void mma_chunk(float d0[64], float d1[], unsigned halo, unsigned a, int k, int first) {
+// Cout 64, one k-step KS (16 of the chunk's 32 channels) per call: 18 MMAs for output rows 2k (d0) and 2k + 1 (d1):
+// halo row 2k + h serves d0 with ky = h and d1 with ky = h - 1. A image per part: [tap][K-half][row group][8][8].
+// Cout 32, both k-steps (KS unused): 24 MMAs for the row pair 2k, 2k + 1 (accumulator rows 0-31 and 32-63 of d0).
+// A image per chunk: [kx][k-step][K-half][16 row groups: 0, W(ky 2), W(ky 1), W(ky 0)][8][8] + 4 zero groups.
+// `first`: the tile's first chunk (the accumulators start from zero).
+template <int COUT, int KS>
+__device__ __forceinline__ void mma_chunk(float d0[64], float d1[], unsigned halo, unsigned a, int k, bool first) {
     constexpr int slice = COUT == 64 ? 1024 : SLICE_BYTES;  // the K-half stride (LBO)
     const unsigned long long a0 = opaque(make_desc(a, slice, 128, 0));
     const unsigned long long b0 = halo_desc(halo, 2 * k);
@@ -118,20 +122,21 @@ __device__ __forceinline__ void mma_chunk(float d0[64], float d1[], unsigned hal
     for (int h = 0; h < 4; ++h) {
 #pragma unroll
         for (int kx = 0; kx < 3; ++kx) {
+            if constexpr (COUT == 64) {
+                const unsigned long long b = b0 + b_offset(h, kx, KS);
+                const bool zero = first && KS == 0 && kx == 0;
+                if (h <= 2) {
+                    const unsigned long long a = a0 + (unsigned)(((h * 3 + kx) * KSTEP_BYTES) >> 4);
+                    wgmma_m64n128k16(d0, a, b, zero && h == 0 ? 0 : 1);
+                }
+                if (h >= 1) {
+                    const unsigned long long a = a0 + (unsigned)((((h - 1) * 3 + kx) * KSTEP_BYTES) >> 4);
+                    wgmma_m64n128k16(d1, a, b, zero && h == 1 ? 0 : 1);
+                }
+            } else {
 #pragma unroll
-            for (int ks = 0; ks < 2; ++ks) {
-                const unsigned long long b = b0 + b_offset(h, kx, ks);
-                if constexpr (COUT == 64) {
-                    if (h <= 2) {
-                        const unsigned long long a = a0 + (unsigned)((((h * 3 + kx) * 2 + ks) * KSTEP_BYTES) >> 4);
-                        wgmma_m64n128k16(d0, a, b, first ? (h | kx | ks) : 1);
-                    }
-                    if (h >= 1) {
-                        const unsigned long long a =
-                            a0 + (unsigned)(((((h - 1) * 3 + kx) * 2 + ks) * KSTEP_BYTES) >> 4);
-                        wgmma_m64n128k16(d1, a, b, first ? ((h - 1) | kx | ks) : 1);
-                    }
-                } else {
+                for (int ks = 0; ks < 2; ++ks) {
+                    const unsigned long long b = b0 + b_offset(h, kx, ks);
                     const unsigned long long a =
                         a0 + (unsigned)(((kx * 2 + ks) * 2 * slice + (3 - h) * 4 * 128) >> 4);
                     wgmma_m64n128k16(d0, a, b, first ? (h | kx | ks) : 1);
@@ -292,6 +297,79 @@ __device__ __forceinline__ void store_pair32_planar(const float d[64], const Lan
     }
 }
 
+// The two rings in shared memory: halo slots, weight slots, then their full and empty mbarriers.
+template <int COUT>
+struct Rings {
+    typedef Layout<COUT> L;
+    unsigned base;
+    __device__ unsigned halo(int j) const { return base + (j % L::HALOS) * HALO_STAGE; }
+    __device__ unsigned weight(int j) const { return base + L::OFF_W + (j % L::WEIGHTS) * L::W_SLOT; }
+    __device__ unsigned hfull(int j) const { return base + L::OFF_BARRIERS + 8 * (j % L::HALOS); }
+    __device__ unsigned hempty(int j) const { return hfull(j) + 8 * L::HALOS; }
+    __device__ unsigned wfull(int j) const { return base + L::OFF_BARRIERS + 16 * L::HALOS + 8 * (j % L::WEIGHTS); }
+    __device__ unsigned wempty(int j) const { return wfull(j) + 8 * L::WEIGHTS; }
+    // the phase of ring position j's full barrier, and of its empty barrier's previous use (j >= depth)
+    __device__ static unsigned hphase(int j) { return (j / L::HALOS) & 1; }
+    __device__ static unsigned wphase(int j) { return (j / L::WEIGHTS) & 1; }
+};
+
+// One tile's MMAs, chunk after chunk from ring position j on (advanced past the tile; the chunk's weight parts are
+// positions W_PARTS j, ...). Each chunk's halo and weights are released once the MMAs after them are issued and
+// their own are done (Cout 64: the first k-step's part mid-chunk); the last chunk's last part and halo stay held.
+template <int COUT>
+__device__ __forceinline__ void tile_mmas(float d0[64], float d1[], const Rings<COUT>& g, int& j, int k, int chunks) {
+    typedef Layout<COUT> L;
+    for (int c = 0; c < chunks; ++c, ++j) {
+        const int w = L::W_PARTS * j;
+        mbar_wait(g.hfull(j), g.hphase(j));
+        mbar_wait(g.wfull(w), g.wphase(w));
+        wgmma_fence();
+        if constexpr (COUT == 64) {
+            mma_chunk<64, 0>(d0, d1, g.halo(j), g.weight(w), k, c == 0);
+            wgmma_commit();
+            mbar_wait(g.wfull(w + 1), g.wphase(w + 1));
+            mma_chunk<64, 1>(d0, d1, g.halo(j), g.weight(w + 1), k, false);
+            wgmma_commit();
+            wgmma_wait<1>();  // all but the second k-step
+            mbar_arrive(g.wempty(w));
+        } else {
+            mma_chunk<32, 0>(d0, d1, g.halo(j), g.weight(w), k, c == 0);
+            wgmma_commit();
+            if (c > 0) wgmma_wait<1>();
+        }
+        if (c > 0) {
+            mbar_arrive(g.hempty(j - 1));
+            mbar_arrive(g.wempty(w - 1));
+        }
+    }
+}
+
+// The epilogue of tile t, whose MMAs are done; `last`: the ring position of its last chunk.
+template <int COUT>
+__device__ __forceinline__ void finish_tile(const float d0[64], const float d1[], Lane& l, const Rings<COUT>& g,
+                                            int last, int t, int k, const ConvEpilogue& e, const ConvShape& s) {
+    mbar_arrive(g.wempty(Layout<COUT>::W_PARTS * (last + 1) - 1));
+    // staged in halo rows of the last chunk that only this warpgroup read (rows 0-1: warpgroup 0, rows 4-5:
+    // warpgroup 1; the other warpgroup's MMAs may still read rows 2-5)
+    l.staging = g.halo(last) + (k == 0 ? 0 : 4 * HALO_W * CHUNK_BYTES_PX);
+    const int per_image = s.strips * s.tiles_x;
+    const int img = t / per_image, r = t - img * per_image;
+    const int y = (r / s.tiles_x) * TILE_ROWS + 2 * k, xt = (r % s.tiles_x) * TILE_COLS;
+    if (y < s.h) {  // uniform in the warpgroup
+        if constexpr (COUT == 64) {
+            store_row64(d0, l, e, s, img, y, xt);
+            if (y + 1 < s.h) store_row64(d1, l, e, s, img, y + 1, xt);
+        } else if (e.planar) {
+            store_pair32_planar(d0, l, e, s, img, y, xt);
+        } else {
+            store_pair32(d0, l, e, s, img, y, xt);
+        }
+    }
+    // the staging's generic accesses before the slot's next TMA write (async proxy)
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+    mbar_arrive(g.hempty(last));
+}
+
 // The convolution. `map`: the input slice as (channels, w, h, n), fp16, 64-byte swizzle, box 32 x HALO_W x HALO_H
 // x 1 (chunk c is the box at channel 32 c). `weights`: per chunk the shared-memory image of its A operands
 // (Layout::W_LOAD bytes, chunk after chunk).
@@ -301,19 +379,17 @@ __device__ __forceinline__ void conv(const TensorMap* map, const half_t* __restr
     typedef Layout<COUT> L;
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     const unsigned raw = smem_u32(smem_raw);
-    const unsigned base = (raw + 1023) & ~1023u;
-    // full and empty barriers of the halo slots, then of the weight slots
-    const unsigned hfull0 = base + L::OFF_BARRIERS, hempty0 = hfull0 + 8 * L::HALOS;
-    const unsigned wfull0 = hempty0 + 8 * L::HALOS, wempty0 = wfull0 + 8 * L::WEIGHTS;
+    Rings<COUT> g;
+    g.base = (raw + 1023) & ~1023u;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     if (threadIdx.x == 0) {
         for (int st = 0; st < L::HALOS; ++st) {
-            mbar_init(hfull0 + 8 * st, 1);
-            mbar_init(hempty0 + 8 * st, CONSUMERS * 128);
+            mbar_init(g.hfull(st), 1);
+            mbar_init(g.hempty(st), CONSUMERS * 128);
         }
         for (int st = 0; st < L::WEIGHTS; ++st) {
-            mbar_init(wfull0 + 8 * st, 1);
-            mbar_init(wempty0 + 8 * st, CONSUMERS * 128);
+            mbar_init(g.wfull(st), 1);
+            mbar_init(g.wempty(st), CONSUMERS * 128);
         }
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
@@ -322,7 +398,7 @@ __device__ __forceinline__ void conv(const TensorMap* map, const half_t* __restr
         // cores: proxy fence before the barrier)
         for (int i = threadIdx.x; i < L::WEIGHTS * 13 * 32; i += THREADS) {
             const int st = i / (13 * 32), sl = (i / 32) % 13, q = i % 32;
-            *(uint4*)(smem_raw + (base - raw) + L::OFF_W + st * L::W_SLOT + sl * SLICE_BYTES + q * 16) =
+            *(uint4*)(smem_raw + (g.base - raw) + L::OFF_W + st * L::W_SLOT + sl * SLICE_BYTES + q * 16) =
                 make_uint4(0, 0, 0, 0);
         }
         asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
@@ -333,32 +409,29 @@ __device__ __forceinline__ void conv(const TensorMap* map, const half_t* __restr
     // this CTA's chunks, numbered j = tile-of-this-CTA * chunks + chunk
     const int total = (s.tiles > (int)blockIdx.x ? (s.tiles - 1 - blockIdx.x) / gridDim.x + 1 : 0) * s.chunks;
     if (warp >= CONSUMERS * 4) {
-        // producer: one lane keeps both rings filled, chunk after chunk of tile after tile
+        // producers: one lane per ring, so that neither ring's refill waits behind the other's free slot
         asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");
         if (warp == CONSUMERS * 4 && lane == 0) {
-            for (int j = L::LAG < 0 ? L::LAG : 0; j < total + (L::LAG > 0 ? L::LAG : 0); ++j) {
-                if (j >= 0 && j < total) {
-                    const int st = j % L::HALOS, c = j % s.chunks;
-                    const int t = blockIdx.x + (j / s.chunks) * gridDim.x;
-                    const int img = t / per_image, r = t - img * per_image;
-                    const int x0 = (r % s.tiles_x) * TILE_COLS - 1, y0 = (r / s.tiles_x) * TILE_ROWS - 1;
-                    if (j >= L::HALOS) mbar_wait(hempty0 + 8 * st, (j / L::HALOS - 1) & 1);
-                    mbar_expect_tx(hfull0 + 8 * st, HALO_BYTES);
-                    tma_load_4d(base + st * HALO_STAGE, map, 32 * c, x0, y0, img, hfull0 + 8 * st);
-                }
-                const int jw = j - L::LAG;
-                if (jw >= 0 && jw < total) {
-                    const int st = jw % L::WEIGHTS, c = jw % s.chunks;
-                    if (jw >= L::WEIGHTS) mbar_wait(wempty0 + 8 * st, (jw / L::WEIGHTS - 1) & 1);
-                    const unsigned full = wfull0 + 8 * st, slot = base + L::OFF_W + st * L::W_SLOT;
-                    mbar_expect_tx(full, L::W_LOAD);
-                    const unsigned char* w = (const unsigned char*)weights + (size_t)c * L::W_LOAD;
-                    if constexpr (COUT == 32) {
-                        for (int sl = 0; sl < 12; ++sl)
-                            bulk_load(slot + sl * SLICE_BYTES + 512, w + sl * SLICE_LOAD, SLICE_LOAD, full);
-                    } else {
-                        bulk_load(slot, w, L::W_LOAD, full);
-                    }
+            for (int j = 0; j < total; ++j) {
+                const int c = j % s.chunks, t = blockIdx.x + (j / s.chunks) * gridDim.x;
+                const int img = t / per_image, r = t - img * per_image;
+                const int x0 = (r % s.tiles_x) * TILE_COLS - 1, y0 = (r / s.tiles_x) * TILE_ROWS - 1;
+                if (j >= L::HALOS) mbar_wait(g.hempty(j), g.hphase(j) ^ 1);
+                mbar_expect_tx(g.hfull(j), HALO_BYTES);
+                tma_load_4d(g.halo(j), map, 32 * c, x0, y0, img, g.hfull(j));
+            }
+        } else if (warp == CONSUMERS * 4 + 1 && lane == 0) {
+            for (int j = 0; j < total * L::W_PARTS; ++j) {
+                if (j >= L::WEIGHTS) mbar_wait(g.wempty(j), g.wphase(j) ^ 1);
+                mbar_expect_tx(g.wfull(j), L::W_LOAD);
+                // parts of a chunk are consecutive in the packed weights
+                const size_t part = j % (s.chunks * L::W_PARTS);
+                const unsigned char* w = (const unsigned char*)weights + part * L::W_LOAD;
+                if constexpr (COUT == 32) {
+                    for (int sl = 0; sl < 12; ++sl)
+                        bulk_load(g.weight(j) + sl * SLICE_BYTES + 512, w + sl * SLICE_LOAD, SLICE_LOAD, g.wfull(j));
+                } else {
+                    bulk_load(g.weight(j), w, L::W_LOAD, g.wfull(j));
                 }
             }
         }
@@ -375,41 +448,9 @@ __device__ __forceinline__ void conv(const TensorMap* map, const half_t* __restr
         float d0[64], d1[COUT == 64 ? 64 : 1];
         int j = 0;
         for (int t = blockIdx.x; t < s.tiles; t += gridDim.x) {
-            for (int c = 0; c < s.chunks; ++c, ++j) {
-                const int h = j % L::HALOS, w = j % L::WEIGHTS;
-                mbar_wait(hfull0 + 8 * h, (j / L::HALOS) & 1);
-                mbar_wait(wfull0 + 8 * w, (j / L::WEIGHTS) & 1);
-                wgmma_fence();
-                mma_chunk<COUT>(d0, d1, base + h * HALO_STAGE, base + L::OFF_W + w * L::W_SLOT, k, c == 0);
-                wgmma_commit();
-                if (c > 0) {
-                    // the previous chunk's MMAs are done: its slots can be refilled while this chunk's run
-                    wgmma_wait<1>();
-                    mbar_arrive(hempty0 + 8 * ((j - 1) % L::HALOS));
-                    mbar_arrive(wempty0 + 8 * ((j - 1) % L::WEIGHTS));
-                }
-            }
+            tile_mmas<COUT>(d0, d1, g, j, k, s.chunks);
             wgmma_wait<0>();
-            const int last = j - 1;
-            mbar_arrive(wempty0 + 8 * (last % L::WEIGHTS));
-            // the epilogue is staged in halo rows of the last chunk that only this warpgroup read (rows 0-1:
-            // warpgroup 0, rows 4-5: warpgroup 1; its MMAs are done, the other warpgroup's may still read rows 2-5)
-            l.staging = base + (last % L::HALOS) * HALO_STAGE + (k == 0 ? 0 : 4 * HALO_W * CHUNK_BYTES_PX);
-            const int img = t / per_image, r = t - img * per_image;
-            const int y = (r / s.tiles_x) * TILE_ROWS + 2 * k, xt = (r % s.tiles_x) * TILE_COLS;
-            if (y < s.h) {  // uniform in the warpgroup
-                if constexpr (COUT == 64) {
-                    store_row64(d0, l, e, s, img, y, xt);
-                    if (y + 1 < s.h) store_row64(d1, l, e, s, img, y + 1, xt);
-                } else if (e.planar) {
-                    store_pair32_planar(d0, l, e, s, img, y, xt);
-                } else {
-                    store_pair32(d0, l, e, s, img, y, xt);
-                }
-            }
-            // the staging's generic accesses before the slot's next TMA write (async proxy)
-            asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-            mbar_arrive(hempty0 + 8 * (last % L::HALOS));
+            finish_tile<COUT>(d0, d1, l, g, j - 1, t, k, e, s);
         }
     }
 }
