@@ -23,7 +23,8 @@ pub(super) const CHUNK: usize = 32;
 pub(super) const INPUT_CHANNELS: usize = CHUNK;
 
 /// `Layout<COUT>::SMEM` of the kernels: three halo slots of 50176 bytes, weight slots rounded to 1 KiB (Cout 64 four
-/// of one k-step's A, Cout 32 three of a chunk's), two mbarriers per slot and 1 KiB of alignment room; the epilogue is staged in a halo slot.
+/// of one k-step's A, Cout 32 three of a chunk's), two mbarriers per slot and 1 KiB of alignment room; the epilogue
+/// is staged in a halo slot.
 const fn smem_bytes(cout: usize) -> usize {
     let (a, weights): (usize, usize) = if cout == 64 { (18432, 4) } else { (25088, 3) };
     let halos = 3;
@@ -242,6 +243,10 @@ impl ConvKernels {
         size: Size,
     ) -> Result<()> {
         let rows = kernel_rows(cout).ok_or_else(|| Error::Usage(format!("{cout} output channels")))?;
+        if cin == 0 {
+            // the kernels release the last chunk's slots after the tile: a tile without chunks has none
+            return Err(Error::Usage("a convolution without input channels".into()));
+        }
         let chunks = cin.div_ceil(CHUNK);
         if weights.len() < chunks * chunk_halves(rows) || epilogue.bias.len() < rows {
             return Err(Error::Usage("convolution weights or bias of the wrong size".into()));
