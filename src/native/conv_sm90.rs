@@ -32,8 +32,8 @@ const fn smem_bytes(cout: usize) -> usize {
 }
 
 /// Halves of packed A per 32-channel chunk: Cout 64, `[k-step][tap][K-half][8 row groups][8][8]` (the kernel copies
-/// one k-step at a time); Cout 32, the
-/// weight slices only, `[kx][k-step][K-half][3 ky][4 row groups][8][8]` (the zero groups live in shared memory).
+/// one k-step at a time); Cout 32, the weight slices only, `[kx][k-step][K-half][3 ky][4 row groups][8][8]` (the zero
+/// groups live in shared memory).
 const fn chunk_halves(cout: usize) -> usize {
     if cout == 64 { 18432 } else { 9216 }
 }
@@ -430,29 +430,34 @@ mod tests {
         }
     }
 
+    /// Where `pack_weights` puts the one non-zero weight (output `co`, input `ci`, tap `ky`, `kx`) of a `cin` → `cout`
+    /// convolution, with the input channel's chunk, k-step, K-half and element.
+    fn packed_position(cin: usize, cout: usize, (co, ci, ky, kx): (usize, usize, usize, usize)) -> Option<usize> {
+        let mut weights = vec![0.0f32; cout * cin * 9];
+        weights[((co * cin + ci) * 3 + ky) * 3 + kx] = 1.0;
+        pack_weights(&weights, cin, cout).iter().position(|&v| v != 0)
+    }
+
+    /// Chunk, k-step, K-half and element of input channel `ci`.
+    fn split(ci: usize) -> (usize, usize, usize, usize) {
+        (ci / 32, (ci % 32) / 16, (ci % 16) / 8, ci % 8)
+    }
+
     #[test]
     fn cout64_weights_are_one_k_step_after_the_other() {
         // Cout 64: chunk ci / 32, then k-step, tap, K-half, output channel (the kernel copies one k-step per part)
-        let (cin, cout) = (96, 64);
-        let mut weights = vec![0.0f32; cout * cin * 9];
         let (co, ci, ky, kx) = (45, 83, 2, 1);
-        weights[((co * cin + ci) * 3 + ky) * 3 + kx] = 1.0;
-        let a = pack_weights(&weights, cin, cout);
-        let (c, ks, kh, e) = (ci / 32, (ci % 32) / 16, (ci % 16) / 8, ci % 8);
+        let (c, ks, kh, e) = split(ci);
         let at = c * 18432 + ks * 9216 + (((ky * 3 + kx) * 2 + kh) * 64 + co) * 8 + e;
-        assert_eq!(a.iter().position(|&v| v != 0), Some(at));
+        assert_eq!(packed_position(96, 64, (co, ci, ky, kx)), Some(at));
     }
 
     #[test]
     fn row_pair_weights_sit_where_the_kernel_reads_them() {
         // Cout 32: output channel co, input ci, ky, kx in chunk ci / 32, slice (kx, ks, kh), group (2 - ky) * 4 + co / 8
-        let (cin, cout) = (64, 32);
-        let mut weights = vec![0.0f32; cout * cin * 9];
         let (co, ci, ky, kx) = (13, 41, 0, 2);
-        weights[((co * cin + ci) * 3 + ky) * 3 + kx] = 1.0;
-        let a = pack_weights(&weights, cin, cout);
-        let (c, ks, kh, e) = (ci / 32, (ci % 32) / 16, (ci % 16) / 8, ci % 8);
+        let (c, ks, kh, e) = split(ci);
         let at = c * 9216 + ((((kx * 2 + ks) * 2 + kh) * 12 + (2 - ky) * 4 + co / 8) * 8 + co % 8) * 8 + e;
-        assert_eq!(a.iter().position(|&v| v != 0), Some(at));
+        assert_eq!(packed_position(64, 32, (co, ci, ky, kx)), Some(at));
     }
 }

@@ -371,8 +371,8 @@ __device__ __forceinline__ void finish_tile(const float d0[64], const float d1[]
 }
 
 // The convolution. `map`: the input slice as (channels, w, h, n), fp16, 64-byte swizzle, box 32 x HALO_W x HALO_H
-// x 1 (chunk c is the box at channel 32 c). `weights`: per chunk the shared-memory image of its A operands
-// (Layout::W_LOAD bytes, chunk after chunk).
+// x 1 (chunk c is the box at channel 32 c). `weights`: per chunk the shared-memory image of its A operands, chunk
+// after chunk, in Layout::W_PARTS parts of Layout::W_LOAD bytes.
 template <int COUT>
 __device__ __forceinline__ void conv(const TensorMap* map, const half_t* __restrict__ weights,
                                      const ConvEpilogue& e, const ConvShape& s) {
