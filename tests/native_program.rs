@@ -29,7 +29,10 @@ fn the_shipped_rrdb_models_lower_to_their_architecture() {
         check_program(&p).unwrap_or_else(|e| panic!("{name}: the kernels refuse the lowering: {e}"));
         // per RRDB: 3 dense blocks of 5 convolutions; plus first, body, two upsampling, hr and last
         assert_eq!(p.convolutions(), blocks * 15 + 6, "{name}");
-        assert_eq!(p.steps.len() - p.convolutions(), 2, "{name}: two nearest x2 upsamplings");
+        // the two nearest x2 upsamplings are folded into conv_up1 and conv_up2, which read the small image
+        assert_eq!(p.steps.len(), p.convolutions(), "{name}: only convolutions");
+        let up: Vec<(usize, u32)> = convs(&p).map(|c| (c.input.channels, c.upsample)).filter(|c| c.1 != 1).collect();
+        assert_eq!(up, [(64, 2), (64, 2)], "{name}: two convolutions read their input upsampled");
         assert_eq!(p.scale, 4, "{name}");
         // every dense block ends in conv5 x 0.2 + x; every RRDB in (that) x 0.2 + its input: 0.04, 0.2 and 1
         let two = convs(&p).filter(|c| c.residuals.len() == 2).collect::<Vec<_>>();
@@ -193,7 +196,9 @@ fn each_fusion_of_a_synthetic_dense_graph_computes_what_onnx_runtime_computes() 
         let v = Variant { activation, ..Default::default() };
         let p = lower_graph(v).unwrap_or_else(|e| panic!("{activation:?}: {e}"));
         check_program(&p).unwrap();
-        assert_eq!((p.convolutions(), p.steps.len(), p.scale), (8, 9, 2));
+        // the nearest x2 is folded into the Relu conv after it
+        assert_eq!((p.convolutions(), p.steps.len(), p.scale), (8, 8, 2));
+        assert_eq!(convs(&p).filter(|c| c.upsample == 2).count(), 1);
         // the body: 0.5 x conv + feat + block, the three-input Sum and Mul(constant, x) in one epilogue
         let body = convs(&p).find(|c| c.residuals.len() == 2).expect("the body takes two residuals");
         assert_eq!(body.alpha, 0.5);

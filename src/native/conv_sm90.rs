@@ -13,6 +13,10 @@ use crate::cuda::GpuDevice;
 use crate::error::{Error, Result};
 use crate::frame::Size;
 
+mod weights;
+
+pub(super) use weights::ConvKernel;
+
 /// Output tile of the kernels and the threads of a block (keep in step with conv_sm90.cu).
 const TILE_COLS: u32 = 128;
 const TILE_ROWS: u32 = 4;
@@ -21,22 +25,6 @@ const THREADS: u32 = 384;
 pub(super) const CHUNK: usize = 32;
 /// Channels the model input is repacked to (one chunk).
 pub(super) const INPUT_CHANNELS: usize = CHUNK;
-
-/// `Layout<COUT>::SMEM` of the kernels: three halo slots of 50176 bytes, weight slots rounded to 1 KiB (Cout 64 four
-/// of one k-step's A, Cout 32 three of a chunk's), two mbarriers per slot and 1 KiB of alignment room; the epilogue
-/// is staged in a halo slot.
-const fn smem_bytes(cout: usize) -> usize {
-    let (a, weights): (usize, usize) = if cout == 64 { (18432, 4) } else { (25088, 3) };
-    let halos = 3;
-    halos * 50176 + weights * a.div_ceil(1024) * 1024 + 2 * (halos + weights) * 8 + 1024
-}
-
-/// Halves of packed A per 32-channel chunk: Cout 64, `[k-step][tap][K-half][8 row groups][8][8]` (the kernel copies
-/// one k-step at a time); Cout 32, the weight slices only, `[kx][k-step][K-half][3 ky][4 row groups][8][8]` (the zero
-/// groups live in shared memory).
-const fn chunk_halves(cout: usize) -> usize {
-    if cout == 64 { 18432 } else { 9216 }
-}
 
 /// `struct ConvShape` in the kernels.
 #[repr(C)]
@@ -76,44 +64,6 @@ struct ConvEpilogue {
 // SAFETY: `#[repr(C)]` addresses, integers and floats, laid out as `struct ConvEpilogue` in conv_sm90.cu (8-byte
 // fields on 8-byte offsets in both).
 unsafe impl DeviceRepr for ConvEpilogue {}
-
-/// The kernel (by its output rows) that computes `cout` output channels: 32 (row pairs) or 64.
-pub(super) fn kernel_rows(cout: usize) -> Option<usize> {
-    match cout {
-        1..=32 => Some(32),
-        33..=64 => Some(64),
-        _ => None,
-    }
-}
-
-/// A 3×3 convolution's weights (`[out][in][3][3]`, `cin` input channels, `cout` ≤ 64 outputs) as the kernels copy
-/// them, chunk after chunk of 32 input channels; input channels beyond `cin` up to the next chunk are zero.
-pub(super) fn pack_weights(weights: &[f32], cin: usize, cout: usize) -> Vec<u16> {
-    let rows = kernel_rows(cout).expect("at most 64 output channels");
-    let chunks = cin.div_ceil(CHUNK);
-    let per_chunk = chunk_halves(rows);
-    let mut a = vec![0u16; chunks * per_chunk];
-    for co in 0..cout {
-        for ci in 0..cin {
-            let (c, ks, kh, e) = (ci / 32, (ci % 32) / 16, (ci % 16) / 8, ci % 8);
-            for ky in 0..3 {
-                for kx in 0..3 {
-                    let at = if rows == 64 {
-                        let tap = ky * 3 + kx;
-                        ((((ks * 9 + tap) * 2 + kh) * 8 + co / 8) * 8 + co % 8) * 8 + e
-                    } else {
-                        // 12 row groups per K-half slice: W(ky 2) at groups 0-3, W(ky 1) 4-7, W(ky 0) 8-11
-                        let group = (2 - ky) * 4 + co / 8;
-                        ((((kx * 2 + ks) * 2 + kh) * 12 + group) * 8 + co % 8) * 8 + e
-                    };
-                    let w = weights[((co * cin + ci) * 3 + ky) * 3 + kx];
-                    a[c * per_chunk + at] = half::f16::from_f32(w).to_bits();
-                }
-            }
-        }
-    }
-    a
-}
 
 /// A slice of an NHWC buffer as a kernel sees it: the buffer, the first channel, the channels per pixel.
 #[derive(Clone, Copy)]
@@ -173,14 +123,14 @@ pub(super) enum Output<'a> {
     /// its next channels beside the ones it reads), never channels that are read. Written through its address,
     /// like the buffers read through the tensor map: one stream orders every access.
     Slice(SliceRef<'a>),
-    /// Planar fp16 `[batch][cout][h][w]` (the model output; Cout ≤ 32).
+    /// Planar fp16 `[batch][cout][h][w]` (the model output; Cout ≤ 8).
     Planar(&'a mut CudaSlice<u16>),
 }
 
 /// The kernels of one context.
 pub(super) struct ConvKernels {
-    conv32: CudaFunction,
-    conv64: CudaFunction,
+    /// One per [`ConvKernel::ALL`].
+    convs: [CudaFunction; 4],
     planar_to_nhwc32: CudaFunction,
     nearest: CudaFunction,
     blocks: u32,
@@ -198,7 +148,7 @@ impl ConvKernels {
             ));
         }
         let shared = device.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)?;
-        let needed = smem_bytes(32).max(smem_bytes(64));
+        let needed = ConvKernel::ALL.map(ConvKernel::smem_bytes).into_iter().max().unwrap_or(0);
         if (shared as usize) < needed {
             return Err(Error::unavailable(
                 "native dense kernels",
@@ -211,29 +161,30 @@ impl ConvKernels {
         }
         let module = device.module(&super::kernels::CONV_SM90)?;
         let function = |name: &str| module.function(name).cloned();
-        let (conv32, conv64) = (function("conv32_sm90")?, function("conv64_sm90")?);
-        for (f, cout) in [(&conv32, 32), (&conv64, 64)] {
-            f.set_attribute(
-                CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                smem_bytes(cout) as i32,
-            )
-            .map_err(Error::cuda("cuFuncSetAttribute"))?;
+        let mut convs = Vec::new();
+        for kernel in ConvKernel::ALL {
+            let f = function(kernel.function())?;
+            let bytes = kernel.smem_bytes() as i32;
+            f.set_attribute(CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes)
+                .map_err(Error::cuda("cuFuncSetAttribute"))?;
+            convs.push(f);
         }
         Ok(Self {
-            conv32,
-            conv64,
+            convs: convs.try_into().expect("one function per kernel"),
             planar_to_nhwc32: function("planar_to_nhwc32")?,
             nearest: function("nearest_nhwc")?,
             blocks: device.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)? as u32,
         })
     }
 
-    /// Queues one convolution: the input read through `map` (made by [`input_map`] for `input`, `cin` channels),
-    /// `weights` packed by [`pack_weights`] for `cout` outputs, into `output`.
+    /// Queues one convolution on `kernel`: the input read through `map` (made by [`input_map`] for `input`, `cin`
+    /// channels, of `size` per image), `weights` packed by [`ConvKernel::pack`] for `cout` outputs, into `output`
+    /// (twice `size` for [`ConvKernel::Rows64Up2`]).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn conv(
         &self,
         stream: &CudaStream,
+        kernel: ConvKernel,
         (input, map, cin): (&CudaSlice<u16>, &TensorMap, usize),
         weights: &CudaSlice<u16>,
         cout: usize,
@@ -242,21 +193,24 @@ impl ConvKernels {
         batch: u32,
         size: Size,
     ) -> Result<()> {
-        let rows = kernel_rows(cout).ok_or_else(|| Error::Usage(format!("{cout} output channels")))?;
+        let upsample = if kernel == ConvKernel::Rows64Up2 { 2 } else { 1 };
+        let planar = matches!(output, Output::Planar(_));
+        if ConvKernel::choose(cout, epilogue.residuals.len(), upsample, planar) != Ok(kernel) {
+            return Err(Error::Usage(format!("{kernel:?} for {cout} outputs (planar {planar})")));
+        }
         if cin == 0 {
             // the kernels release the last chunk's slots after the tile: a tile without chunks has none
             return Err(Error::Usage("a convolution without input channels".into()));
         }
         let chunks = cin.div_ceil(CHUNK);
-        if weights.len() < chunks * chunk_halves(rows) || epilogue.bias.len() < rows {
+        let phases = kernel.phases();
+        if weights.len() < phases * chunks * kernel.chunk_halves() || epilogue.bias.len() < kernel.rows() {
             return Err(Error::Usage("convolution weights or bias of the wrong size".into()));
-        }
-        if epilogue.residuals.len() > 2 || (rows == 32 && !epilogue.residuals.is_empty()) {
-            return Err(Error::Usage("residuals are taken by the 64-row kernel only, at most two".into()));
         }
         let (w, h) = (size.width, size.height);
         let (tiles_x, strips) = (w.div_ceil(TILE_COLS), h.div_ceil(TILE_ROWS));
-        let tiles = batch * tiles_x * strips;
+        // with the input upsampled, each input tile is four: one per phase
+        let tiles = batch * tiles_x * strips * phases as u32;
         let shape = ConvShape {
             n: batch as i32,
             h: h as i32,
@@ -267,6 +221,7 @@ impl ConvKernels {
             chunks: chunks as i32,
         };
         let pixels = batch as usize * size.pixels();
+        let out_pixels = pixels * phases;
         let (bias, _bias_guard) = epilogue.bias.device_ptr(stream);
         let residual = |i: usize| epilogue.residuals.get(i);
         for (r, _) in epilogue.residuals {
@@ -284,7 +239,7 @@ impl ConvKernels {
         let (_read_guard, _write_guard);
         let (out, out_stride, planar) = match output {
             Output::Slice(o) => {
-                if o.buffer.len() < pixels * o.stride
+                if o.buffer.len() < out_pixels * o.stride
                     || o.offset + cout > o.stride
                     || o.offset % 8 != 0
                     || !cout.is_multiple_of(8)
@@ -296,8 +251,8 @@ impl ConvKernels {
                 (address + 2 * o.offset as u64, o.stride as i32, 0i64)
             }
             Output::Planar(o) => {
-                if rows != 32 || o.len() < pixels * cout {
-                    return Err(Error::Usage("a planar output of at most 32 channels, sized for the batch".into()));
+                if o.len() < pixels * cout {
+                    return Err(Error::Usage("a planar output too small for the batch".into()));
                 }
                 let (address, guard) = o.device_ptr_mut(stream);
                 _write_guard = guard;
@@ -323,17 +278,17 @@ impl ConvKernels {
         // guards are held across the launch
         let (_, _input_guard) = input.device_ptr(stream);
         let _residual_guards: Vec<_> = epilogue.residuals.iter().map(|(r, _)| r.buffer.device_ptr(stream).1).collect();
-        let function = if rows == 64 { &self.conv64 } else { &self.conv32 };
+        let function = &self.convs[ConvKernel::ALL.iter().position(|&k| k == kernel).expect("every kernel")];
         let mut args = stream.launch_builder(function);
         args.arg(map).arg(weights).arg(&e).arg(&shape);
         let config = LaunchConfig {
             grid_dim: (self.blocks.min(tiles), 1, 1),
             block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: smem_bytes(rows) as u32,
+            shared_mem_bytes: kernel.smem_bytes() as u32,
         };
-        // SAFETY: the argument list matches conv{32,64}_sm90; the map describes `cin` channels of a live buffer for
-        // this batch and size, the weights hold every chunk's A image, the bias `rows` values, and every address in
-        // the epilogue lies in a live buffer with the checked extent.
+        // SAFETY: the argument list matches every conv*_sm90; the map describes `cin` channels of a live buffer for
+        // this batch and size, the weights hold every chunk's (and phase's) image for `kernel`, the bias its rows,
+        // and every address in the epilogue lies in a live buffer with the checked extent.
         unsafe { args.launch(config) }.map_err(Error::cuda("cuLaunchKernel"))?;
         Ok(())
     }
@@ -401,63 +356,5 @@ impl ConvKernels {
         // SAFETY: the argument list matches nearest_nhwc; both slices lie in live buffers with the checked extents.
         unsafe { args.launch(config) }.map_err(Error::cuda("cuLaunchKernel"))?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shared_memory_matches_the_kernels_layout() {
-        // conv_sm90.cu: Layout<64>::SMEM 225392, Layout<32>::SMEM 228448 (the opt-in limit of sm_90 is 232448)
-        assert_eq!(smem_bytes(64), 225392);
-        assert_eq!(smem_bytes(32), 228448);
-    }
-
-    #[test]
-    fn packed_weights_put_every_tap_once_and_pad_with_zeros() {
-        for (cin, cout) in [(64, 32), (192, 64), (3, 64), (64, 3), (96, 48)] {
-            let weights: Vec<f32> = (0..cout * cin * 9).map(|i| 1.0 + (i % 1000) as f32 / 1000.0).collect();
-            let a = pack_weights(&weights, cin, cout);
-            let rows = kernel_rows(cout).unwrap();
-            assert_eq!(a.len(), cin.div_ceil(32) * chunk_halves(rows));
-            let nonzero = a.iter().filter(|&&v| v != 0).count();
-            assert_eq!(nonzero, cout * cin * 9, "{cin} -> {cout}");
-            let sum: f64 = a.iter().map(|&v| half::f16::from_bits(v).to_f64()).sum();
-            let expected: f64 = weights.iter().map(|&w| half::f16::from_f32(w).to_f64()).sum();
-            assert!((sum - expected).abs() < 1e-6 * expected, "{cin} -> {cout}");
-        }
-    }
-
-    /// Where `pack_weights` puts the one non-zero weight (output `co`, input `ci`, tap `ky`, `kx`) of a `cin` → `cout`
-    /// convolution, with the input channel's chunk, k-step, K-half and element.
-    fn packed_position(cin: usize, cout: usize, (co, ci, ky, kx): (usize, usize, usize, usize)) -> Option<usize> {
-        let mut weights = vec![0.0f32; cout * cin * 9];
-        weights[((co * cin + ci) * 3 + ky) * 3 + kx] = 1.0;
-        pack_weights(&weights, cin, cout).iter().position(|&v| v != 0)
-    }
-
-    /// Chunk, k-step, K-half and element of input channel `ci`.
-    fn split(ci: usize) -> (usize, usize, usize, usize) {
-        (ci / 32, (ci % 32) / 16, (ci % 16) / 8, ci % 8)
-    }
-
-    #[test]
-    fn cout64_weights_are_one_k_step_after_the_other() {
-        // Cout 64: chunk ci / 32, then k-step, tap, K-half, output channel (the kernel copies one k-step per part)
-        let (co, ci, ky, kx) = (45, 83, 2, 1);
-        let (c, ks, kh, e) = split(ci);
-        let at = c * 18432 + ks * 9216 + (((ky * 3 + kx) * 2 + kh) * 64 + co) * 8 + e;
-        assert_eq!(packed_position(96, 64, (co, ci, ky, kx)), Some(at));
-    }
-
-    #[test]
-    fn row_pair_weights_sit_where_the_kernel_reads_them() {
-        // Cout 32: output channel co, input ci, ky, kx in chunk ci / 32, slice (kx, ks, kh), group (2 - ky) * 4 + co / 8
-        let (co, ci, ky, kx) = (13, 41, 0, 2);
-        let (c, ks, kh, e) = split(ci);
-        let at = c * 9216 + ((((kx * 2 + ks) * 2 + kh) * 12 + (2 - ky) * 4 + co / 8) * 8 + co % 8) * 8 + e;
-        assert_eq!(packed_position(64, 32, (co, ci, ky, kx)), Some(at));
     }
 }

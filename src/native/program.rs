@@ -70,6 +70,11 @@ pub struct ConvStep {
     /// Values added after the scale, each times its factor; slices of `output.channels` channels at the output's
     /// size, in buffers the step does not write. At most [`MAX_RESIDUALS`].
     pub residuals: Vec<(Slice, f32)>,
+    /// The input as the convolution reads it is upsampled by this factor (nearest neighbour: pixel `(x, y)` of the
+    /// upsampled input is pixel `(x / f, y / f)` of the input), so the output is `upsample` times the input's size;
+    /// 1: read as it is. The lowering folds a ×2 upsampling that only one convolution reads into it: on the GPU
+    /// that is four 2×2 convolutions over the small image, 4/9 of the work, and no upsampled buffer.
+    pub upsample: u32,
 }
 
 /// Residual inputs one convolution's epilogue takes.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use cudarc::driver::{CudaSlice, CudaStream};
 
-use super::conv_sm90::{self, ConvKernels, Epilogue, INPUT_CHANNELS, Output, SliceRef};
+use super::conv_sm90::{self, ConvKernel, ConvKernels, Epilogue, INPUT_CHANNELS, Output, SliceRef};
 use super::engine::time_launches;
 use super::hopper::TensorMap;
 use super::program::{Activation, ConvStep, Program, Slice, Step};
@@ -20,7 +20,8 @@ use crate::model::ModelInfo;
 
 /// Why the kernels cannot run `program`, if they cannot: channel counts and offsets the kernels take (input slices
 /// of whole 32-channel chunks from a multiple of 8, outputs of up to 64 channels in multiples of 8, residuals with
-/// 33–64 outputs only), the output written by a convolution of at most 32 channels that nothing reads.
+/// 33–64 outputs only, an upsampled input for 33–64 outputs without residuals), the output written by a
+/// convolution of at most 8 channels that nothing reads.
 pub fn check_program(program: &Program) -> std::result::Result<(), String> {
     let out = program.output;
     if out.channels != 3 || out.offset != 0 {
@@ -68,13 +69,11 @@ pub fn check_program(program: &Program) -> std::result::Result<(), String> {
                         c.input.channels, c.input.offset
                     ));
                 }
-                let rows = conv_sm90::kernel_rows(c.output.channels)
-                    .ok_or_else(|| format!("convolution {i} has {} outputs (64 at most)", c.output.channels))?;
-                if c.output.buffer == out.buffer {
+                let planar = c.output.buffer == out.buffer;
+                ConvKernel::choose(c.output.channels, c.residuals.len(), c.upsample, planar)
+                    .map_err(|why| format!("convolution {i}: {why}"))?;
+                if planar {
                     writes_output += 1;
-                    if rows != 32 || !c.residuals.is_empty() {
-                        return Err(format!("the output convolution {i} has residuals or more than 32 outputs"));
-                    }
                     continue;
                 }
                 if !aligned(&c.output) || c.output.channels % 8 != 0 {
@@ -83,10 +82,7 @@ pub fn check_program(program: &Program) -> std::result::Result<(), String> {
                         c.output.channels, c.output.offset
                     ));
                 }
-                if !c.residuals.is_empty() && rows != 64 {
-                    return Err(format!("convolution {i} has residuals and at most 32 outputs"));
-                }
-                if c.residuals.len() > 2 || c.residuals.iter().any(|(r, _)| !aligned(r)) {
+                if c.residuals.iter().any(|(r, _)| !aligned(r)) {
                     return Err(format!("convolution {i} has residuals the kernels do not take"));
                 }
             }
@@ -109,11 +105,12 @@ fn physical_channels(program: &Program, buffer: usize) -> usize {
     if buffer == Program::INPUT { INPUT_CHANNELS } else { program.buffers[buffer].channels }
 }
 
-/// One convolution's packed weights and bias (padded to the kernel's rows).
+/// One convolution's kernel, its packed weights and bias (padded to the kernel's rows).
 struct ConvWeights {
+    kernel: ConvKernel,
     weights: CudaSlice<u16>,
     bias: CudaSlice<f32>,
-    /// The profile's name: `conv<in>-<out>` and `+r` per residual.
+    /// The profile's name ([`step_name`]).
     name: &'static str,
 }
 
@@ -143,12 +140,14 @@ pub struct ProgramEngine {
     bound: Option<Bound>,
 }
 
-/// Names for the profile, leaked once per distinct shape (a handful per model).
+/// Names for the profile, leaked once per distinct shape (a handful per model): `conv<in>-<out>`, `+r` per residual,
+/// `^2` for an input upsampled by 2.
 fn step_name(c: &ConvStep) -> &'static str {
     use std::collections::HashMap;
     use std::sync::{LazyLock, Mutex};
     static NAMES: LazyLock<Mutex<HashMap<String, &'static str>>> = LazyLock::new(Default::default);
-    let name = format!("conv{}-{}{}", c.input.channels, c.output.channels, "+r".repeat(c.residuals.len()));
+    let up = if c.upsample == 1 { String::new() } else { format!("^{}", c.upsample) };
+    let name = format!("conv{}-{}{}{up}", c.input.channels, c.output.channels, "+r".repeat(c.residuals.len()));
     let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
     names.entry(name.clone()).or_insert_with(|| Box::leak(name.into_boxed_str()))
 }
@@ -166,12 +165,14 @@ impl ProgramEngine {
             .map(|step| {
                 let Step::Conv(c) = step else { return Ok(None) };
                 let (cin, cout) = (c.input.channels, c.output.channels);
-                let rows = conv_sm90::kernel_rows(cout).expect("checked");
-                let packed = conv_sm90::pack_weights(&c.weights, cin, cout);
+                let planar = c.output.buffer == program.output.buffer;
+                let kernel = ConvKernel::choose(cout, c.residuals.len(), c.upsample, planar).expect("checked");
+                let packed = kernel.pack(&c.weights, cin, cout);
                 let mut bias = c.bias.clone();
-                bias.resize(rows, 0.0);
+                bias.resize(kernel.rows(), 0.0);
                 weight_bytes += packed.len() * 2 + bias.len() * 4;
                 Ok(Some(ConvWeights {
+                    kernel,
                     weights: stream.clone_htod(&packed).map_err(Error::cuda("cuMemcpyHtoD"))?,
                     bias: stream.clone_htod(&bias).map_err(Error::cuda("cuMemcpyHtoD"))?,
                     name: step_name(c),
@@ -303,7 +304,7 @@ impl ProgramEngine {
     }
 
     /// Runs the program once and returns each launch's time in milliseconds (CUDA events), in order: the input's
-    /// repacking, then each step (`conv<in>-<out>[+r…]`, `nearest`).
+    /// repacking, then each step (`conv<in>-<out>[+r…][^2]`, `nearest`).
     pub fn profile(&mut self) -> Result<Vec<(String, f64)>> {
         let stream = self.stream.clone();
         time_launches(&stream, |after| self.launch_all(after))
@@ -324,7 +325,7 @@ impl ProgramEngine {
                 Step::Conv(c) => {
                     let w = weights[i].as_ref().expect("every convolution has weights");
                     let map = maps[i].as_ref().expect("every convolution has a map");
-                    let at = size.scaled(program.buffers[c.output.buffer].scale);
+                    let at = size.scaled(program.buffers[c.input.buffer].scale);
                     let output = if c.output.buffer == program.output.buffer {
                         Output::Planar(&mut *output)
                     } else {
@@ -360,7 +361,7 @@ fn view<'a>(program: &Program, buffers: &'a [Option<CudaSlice<u16>>], x: Slice) 
     }
 }
 
-/// Queues convolution `c` (its weights and input map) into `output`, at `size` for `batch` images.
+/// Queues convolution `c` (its weights and input map) into `output`, for `batch` images whose input is `size`.
 fn conv_step(
     kernels: &ConvKernels,
     stream: &CudaStream,
@@ -379,5 +380,6 @@ fn conv_step(
     let epilogue = Epilogue { bias: &w.bias, slope, alpha: c.alpha, residuals: &residuals };
     let source = buffers[c.input.buffer].as_ref().expect("buffers read are allocated");
     let cin = c.input.channels.next_multiple_of(conv_sm90::CHUNK);
-    kernels.conv(stream, (source, map, cin), &w.weights, c.output.channels, &epilogue, output, batch, size)
+    let cout = c.output.channels;
+    kernels.conv(stream, w.kernel, (source, map, cin), &w.weights, cout, &epilogue, output, batch, size)
 }

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MPL-2.0
 //! Every kernel path of the native program engine, step by step, against a CPU reference: a small program with
 //! random weights that reads the model input (3 channels), writes a dense block's next channels beside the ones it
-//! reads, adds one and two residuals, upsamples, and writes the planar output; each buffer is compared after the
-//! run, so a wrong step is named. Odd sizes (partial 128 × 4 tiles) and a batch of two.
+//! reads, adds one and two residuals, upsamples (nearest, and as a convolution reads its input upsampled by 2), and
+//! writes the planar output; each buffer is compared after the run, so a wrong step is named. Odd sizes (partial
+//! 128 × 4 tiles) and a batch of two.
 
 use vfupscale::Model;
 use vfupscale::cuda::GpuDevice;
@@ -41,17 +42,23 @@ fn conv(
     let scale = 1.0 / (9.0 * cin as f32).sqrt();
     let weights = (0..cout * cin * 9).map(|_| f16(rng.uniform() * scale * 1.7)).collect();
     let bias = (0..cout).map(|_| f16(rng.uniform() * 0.1)).collect();
-    Step::Conv(ConvStep { input, output, weights, bias, activation, alpha, residuals })
+    Step::Conv(ConvStep { input, output, weights, bias, activation, alpha, residuals, upsample: 1 })
 }
 
-/// The test program: buffers 0 input {3}, 1 dense {96}, 2 {64}, 3 {64} at 2x, 4 output {3} at 2x, 5 {64}.
+/// `step` reading its input upsampled by 2.
+fn up2(step: Step) -> Step {
+    let Step::Conv(c) = step else { unreachable!("a convolution") };
+    Step::Conv(ConvStep { upsample: 2, ..c })
+}
+
+/// The test program: buffers 0 input {3}, 1 dense {96}, 2 {64}, 3 {128} at 2x, 4 output {3} at 2x, 5 {64}.
 fn program() -> Program {
     let mut rng = Rng(7);
     let buffers = vec![
         BufferSpec { channels: 3, scale: 1, margin: 0 },
         BufferSpec { channels: 96, scale: 1, margin: 0 },
         BufferSpec { channels: 64, scale: 1, margin: 0 },
-        BufferSpec { channels: 64, scale: 2, margin: 0 },
+        BufferSpec { channels: 128, scale: 2, margin: 0 },
         BufferSpec { channels: 3, scale: 2, margin: 0 },
         BufferSpec { channels: 64, scale: 1, margin: 0 },
     ];
@@ -72,8 +79,10 @@ fn program() -> Program {
             vec![(slice(2, 0, 64), 0.2), (slice(1, 0, 64), 1.0)],
         ),
         Step::Nearest { input: slice(5, 0, 64), output: slice(3, 0, 64), factor: 2 },
-        // 64 -> 3 into the planar output
-        conv(&mut rng, slice(3, 0, 64), slice(4, 0, 3), Activation::None, 1.0, vec![]),
+        // the same upsampled by 2 as a convolution reads it (the four phase convolutions), beside it
+        up2(conv(&mut rng, slice(5, 0, 64), slice(3, 64, 64), Activation::Leaky(0.2), 1.0, vec![])),
+        // 128 -> 3 into the planar output
+        conv(&mut rng, slice(3, 0, 128), slice(4, 0, 3), Activation::None, 1.0, vec![]),
     ];
     Program { buffers, steps, output: slice(4, 0, 3), scale: 2 }
 }

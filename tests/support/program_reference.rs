@@ -48,6 +48,10 @@ pub fn run_program(
                 let (w, h) = (at.width as usize, at.height as usize);
                 let (sin, sout) = (p.buffers[c.input.buffer].channels, p.buffers[c.output.buffer].channels);
                 let (cin, cout) = (c.input.channels, c.output.channels);
+                // the input is read upsampled by f: pixel (x, y) of the upsampled image is (x / f, y / f)
+                let f = c.upsample as usize;
+                let (iw, ih) = (w / f, h / f);
+                assert_eq!(p.buffers[c.input.buffer].size(size), Size::new(iw as u32, ih as u32), "upsampled input");
                 let mut out = vec![0.0f32; batch * w * h * cout];
                 for n in 0..batch {
                     for y in 0..h {
@@ -60,7 +64,8 @@ pub fn run_program(
                                         if sy < 0 || sx < 0 || sy >= h as i64 || sx >= w as i64 {
                                             continue;
                                         }
-                                        let at = ((n * h + sy as usize) * w + sx as usize) * sin + c.input.offset;
+                                        let (sy, sx) = (sy as usize / f, sx as usize / f);
+                                        let at = ((n * ih + sy) * iw + sx) * sin + c.input.offset;
                                         for ci in 0..cin {
                                             let wt = c.weights[((co * cin + ci) * 3 + ky) * 3 + kx] as f64;
                                             acc += wt * buffers[c.input.buffer][at + ci] as f64;

@@ -19,15 +19,24 @@
 //            24 MMAs per row pair and chunk instead of 36 with the output channels padded to 64. Per K-half the A
 //            image is [0, W(2), W(1), W(0)] (16 row groups of 8 rows); the zeros after W(0) are the next slice's
 //            leading ones, so only the weights (18 KB per chunk) are copied and the zero groups are written once.
-//            Fewer than 32 outputs (conv_last's 3) are rows padded with zero weights.
+//            Fewer than 32 outputs are rows padded with zero weights.
+//   Cout 8 into planes (conv8_sm90: the model output, conv_last's 3 channels): pixels as M, A = 64 pixels of a halo
+//            row, B = W[tap] (16 input channels x 8 outputs); per row and chunk 2 pixel blocks x 9 taps x 2 k-steps of
+//            m64n8k16, an eighth of the Cout-32 kernel's MMA work with its 29 zero rows (docs/PERFORMANCE.md
+//            attempt 22).
+//   Cout 64 of the input upsampled by 2 (nearest; conv64up2_sm90, RRDBNet's conv_up1/conv_up2): without the
+//            upsampled image. Output pixel (2x + px, 2y + py) reads input rows y - 1 + py .. y + py and columns
+//            x - 1 + px .. x + px, each through the sum of the 3x3 taps that land on it (pack_weights_up2): a 2 x 2
+//            convolution per phase, 4/9 of the MMAs. A tile is one phase of an input tile; its halo box starts
+//            py - 1 rows and px - 1 columns off the tile, so the MMAs are those of Cout 64 with 2 x 2 taps.
 //
 // Epilogue (fp32): v = alpha * act(acc + bias), act(v) = v >= 0 ? v : slope v (slope 1: none); Cout 64 adds
 // beta res1 + gamma res2 (NHWC fp16 slices of any channel stride, same pixel as the output): an RDB's conv5 is alpha
 // 0.2 + x; the RRDB's third conv5 folds the RRDB residual too (0.04 conv + 0.2 x + x_rrdb); conv_body + the trunk.
 // The residuals are loaded before any store of the same pass (they may not alias the output, and the loads then
 // overlap each other instead of waiting behind the stores). Results are staged through shared memory (stmatrix)
-// so that global stores are 16-byte and contiguous per pixel. Cout 32 may instead write planar fp16 (the model
-// output, `planar` = the plane size in values): its first `out_channels` channels, one plane each.
+// so that global stores are 16-byte and contiguous per pixel. Cout 8 writes planar fp16 instead (the model output,
+// `planar` = the plane size in values): its first `out_channels` channels, one plane each.
 //
 // Warp roles: warpgroups 0 and 1 consume, warpgroup 2 produces (one lane per ring issues its copies); setmaxnreg
 // moves the producer's registers to the consumers. Persistent CTAs, tiles in order.
@@ -48,7 +57,7 @@ struct ConvEpilogue {
     const float* bias;   // Cout values (Cout 32: 32, padding zero)
     half_t* out;         // first output channel of pixel 0 (planar: plane 0)
     int out_stride;      // channels per pixel of the output buffer (planar: unused)
-    int out_channels;    // channels stored (a multiple of 8, or with `planar` any count up to 32)
+    int out_channels;    // channels stored (a multiple of 8, or with `planar` any count up to 8)
     long long planar;    // 0: NHWC; else values per plane of a planar output
     float slope;         // negative slope of the activation (1: none)
     float alpha;         // scale after the activation
@@ -73,17 +82,21 @@ struct ConvEpilogue {
 #define SLICE_LOAD 1536                                // of which W(2), W(1), W(0) are copied (the zeros stay)
 #define W32_CHUNK (12 * SLICE_BYTES + 512)             // 25088 in shared memory (12 slices + the last zeros)
 #define W32_LOAD (12 * SLICE_LOAD)                     // 18432 copied per chunk
+#define W8_TAP 256                                     // Cout 8: B of one tap and k-step, [K-half][8 outputs][8]
+#define W8_CHUNK (9 * 2 * W8_TAP)                      // 4608 per chunk
 #define CONSUMERS 2
 #define THREADS ((CONSUMERS + 1) * 128)
 
-// Keep in step with conv_sm90.rs (smem_bytes).
-template <int COUT>
+// Keep in step with conv_sm90.rs (smem_bytes). UP 2 (Cout 64 only): the input is read upsampled by 2 (below).
+template <int COUT, int UP = 1>
 struct Layout {
     enum : int {
+        TAPS = UP == 2 ? 2 : 3,  // taps per dimension
         // the weight ring's unit: Cout 64 one k-step of a chunk (two parts per chunk), Cout 32 a whole chunk
         W_PARTS = COUT == 64 ? 2 : 1,
-        W_PART = COUT == 64 ? W64_PART : W32_CHUNK,  // A's bytes per part in shared memory
-        W_LOAD = COUT == 64 ? W64_PART : W32_LOAD,   // and in the weights (copied)
+        // the weights' bytes per part in shared memory and in the packed weights (copied)
+        W_PART = COUT == 64 ? TAPS * TAPS * KSTEP_BYTES : COUT == 8 ? W8_CHUNK : W32_CHUNK,
+        W_LOAD = COUT == 64 ? TAPS * TAPS * KSTEP_BYTES : COUT == 8 ? W8_CHUNK : W32_LOAD,
         W_SLOT = (W_PART + 1023) / 1024 * 1024,
         // Two rings, each filled by its own producer lane: halos three deep; weights three chunks deep for Cout 32,
         // and for Cout 64, whose A is larger, four k-steps (two chunks), each released as soon as its MMAs are done
@@ -91,10 +104,11 @@ struct Layout {
         // weight slots 24 % on the weights); the epilogue is staged in the halo of the tile's last chunk
         // (finish_tile), so there are no staging buffers
         HALOS = 3,
-        WEIGHTS = COUT == 64 ? 4 : 3,
+        WEIGHTS = UP == 2 ? 8 : COUT == 64 ? 4 : 3,  // UP 2: 4 taps per part, twice the weights per MMA
         OFF_W = HALOS * HALO_STAGE,
         OFF_BARRIERS = OFF_W + WEIGHTS * W_SLOT,
-        SMEM = OFF_BARRIERS + 2 * (HALOS + WEIGHTS) * 8 + 1024,  // + alignment room: 225392 (64) / 228448 (32)
+        // + alignment room: 225392 (64), 228448 (32), 217264 (64, UP 2), 167008 (8)
+        SMEM = OFF_BARRIERS + 2 * (HALOS + WEIGHTS) * 8 + 1024,
     };
 };
 
@@ -112,26 +126,50 @@ __device__ __forceinline__ constexpr unsigned b_offset(int h, int kx, int ks) {
 // halo row 2k + h serves d0 with ky = h and d1 with ky = h - 1. A image per part: [tap][K-half][row group][8][8].
 // Cout 32, both k-steps (KS unused): 24 MMAs for the row pair 2k, 2k + 1 (accumulator rows 0-31 and 32-63 of d0).
 // A image per chunk: [kx][k-step][K-half][16 row groups: 0, W(ky 2), W(ky 1), W(ky 0)][8][8] + 4 zero groups.
+// Cout 8 (KS unused): 72 MMAs into d0[0..16): row 2k pixel blocks 0, 1 at d0 + 0, + 4; row 2k + 1 at d0 + 8, + 12.
+// B image per chunk: [tap][k-step][K-half][8 outputs][8].
 // `first`: the tile's first chunk (the accumulators start from zero).
-template <int COUT, int KS>
+// UP 2 (Cout 64): the same over TAPS = 2 taps per dimension (8 MMAs per row and chunk).
+template <int COUT, int KS, int UP = 1>
 __device__ __forceinline__ void mma_chunk(float d0[64], float d1[], unsigned halo, unsigned a, int k, bool first) {
     constexpr int slice = COUT == 64 ? 1024 : SLICE_BYTES;  // the K-half stride (LBO)
+    constexpr int taps = Layout<COUT, UP>::TAPS;
     const unsigned long long a0 = opaque(make_desc(a, slice, 128, 0));
     const unsigned long long b0 = halo_desc(halo, 2 * k);
 #pragma unroll
-    for (int h = 0; h < 4; ++h) {
+    for (int h = 0; h < taps + 1; ++h) {
 #pragma unroll
-        for (int kx = 0; kx < 3; ++kx) {
+        for (int kx = 0; kx < taps; ++kx) {
             if constexpr (COUT == 64) {
                 const unsigned long long b = b0 + b_offset(h, kx, KS);
                 const bool zero = first && KS == 0 && kx == 0;
-                if (h <= 2) {
-                    const unsigned long long a = a0 + (unsigned)(((h * 3 + kx) * KSTEP_BYTES) >> 4);
+                if (h < taps) {
+                    const unsigned long long a = a0 + (unsigned)(((h * taps + kx) * KSTEP_BYTES) >> 4);
                     wgmma_m64n128k16(d0, a, b, zero && h == 0 ? 0 : 1);
                 }
                 if (h >= 1) {
-                    const unsigned long long a = a0 + (unsigned)((((h - 1) * 3 + kx) * KSTEP_BYTES) >> 4);
+                    const unsigned long long a = a0 + (unsigned)((((h - 1) * taps + kx) * KSTEP_BYTES) >> 4);
                     wgmma_m64n128k16(d1, a, b, zero && h == 1 ? 0 : 1);
+                }
+            } else if constexpr (COUT == 8) {
+                const unsigned long long w0 = opaque(make_desc(a, 128, 256, 0));
+#pragma unroll
+                for (int ks = 0; ks < 2; ++ks) {
+                    const bool zero = first && ks == 0 && kx == 0;
+#pragma unroll
+                    for (int blk = 0; blk < 2; ++blk) {
+                        // the halo as A: pixels 64 blk + kx .. of halo row 2k + h
+                        const unsigned long long px = b0 + b_offset(h, kx + 64 * blk, ks);
+                        if (h <= 2) {
+                            const unsigned long long w = w0 + (unsigned)((((h * 3 + kx) * 2 + ks) * W8_TAP) >> 4);
+                            wgmma_m64n8k16(d0 + 4 * blk, px, w, zero && h == 0 ? 0 : 1);
+                        }
+                        if (h >= 1) {
+                            const unsigned long long w =
+                                w0 + (unsigned)(((((h - 1) * 3 + kx) * 2 + ks) * W8_TAP) >> 4);
+                            wgmma_m64n8k16(d0 + 8 + 4 * blk, px, w, zero && h == 1 ? 0 : 1);
+                        }
+                    }
                 }
             } else {
 #pragma unroll
@@ -188,13 +226,17 @@ __device__ __forceinline__ void add_scaled(float f[8], uint4 r, float s) {
 }
 
 // Cout 64, one output row (y < h): bias, activation, scale; staged as [64 px][64 channels] (16-byte chunks swizzled
-// by the pixel), then 16-byte stores of 8 channels with the residuals added.
+// by the pixel), then 16-byte stores of 8 channels with the residuals added. UP 2: the row of phase (py, px) =
+// (phase >> 1, phase & 1), whose pixel x is pixel (2x + px, 2y + py) of the output (no residuals).
+template <int UP>
 __device__ __forceinline__ void store_row64(const float d[64], const Lane& l, const ConvEpilogue& e,
-                                            const ConvShape& s, int img, int y, int xt) {
+                                            const ConvShape& s, int img, int y, int xt, int phase) {
     const int ch0 = 16 * l.wq + l.g;
     const float b[2] = {e.bias[ch0], e.bias[ch0 + 8]};
     const size_t row_px = ((size_t)img * s.h + y) * s.w;
-    const bool residual = e.res1 || e.res2;
+    const size_t out_row =
+        UP == 1 ? row_px : ((size_t)img * UP * s.h + UP * y + (phase >> 1)) * UP * s.w + (phase & 1);
+    const bool residual = UP == 1 && (e.res1 || e.res2);
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
         // this pass's residuals first: eight independent 16-byte loads in flight during the staging
@@ -231,7 +273,7 @@ __device__ __forceinline__ void store_row64(const float d[64], const Lane& l, co
                     add_scaled(f, r2[m], e.gamma);
                     v = make_uint4(pack2(f[0], f[1]), pack2(f[2], f[3]), pack2(f[4], f[5]), pack2(f[6], f[7]));
                 }
-                *(uint4*)(e.out + (row_px + x) * e.out_stride + c * 8) = v;
+                *(uint4*)(e.out + (out_row + (size_t)UP * x) * e.out_stride + c * 8) = v;
             }
         }
         named_barrier(l.barrier);
@@ -269,38 +311,47 @@ __device__ __forceinline__ void store_pair32(const float d[64], const Lane& l, c
     }
 }
 
-// Cout 32 into planes (the model output): the threads holding accumulator rows below out_channels (rows 0-31:
-// output row y0, 32-63: y0 + 1) store their pixel pairs straight from the accumulators, 4 bytes at a time.
-__device__ __forceinline__ void store_pair32_planar(const float d[64], const Lane& l, const ConvEpilogue& e,
+// Tile t: its image, first row and column (of the input), and for UP 2 its phase. UP 2 runs the four phases of
+// one input tile as tiles 4 t' .. 4 t' + 3, side by side in the grid, so that their halos come from L2.
+struct Tile {
+    int img, y, x, phase;
+};
+template <int UP>
+__device__ __forceinline__ Tile tile_of(int t, const ConvShape& s) {
+    const int phase = UP == 2 ? t & 3 : 0, base = UP == 2 ? t >> 2 : t;
+    const int per_image = s.strips * s.tiles_x;
+    const int img = base / per_image, r = base - img * per_image;
+    return Tile{img, (r / s.tiles_x) * TILE_ROWS, (r % s.tiles_x) * TILE_COLS, phase};
+}
+
+// Cout 8 into planes, the row pair y0, y0 + 1 (pixels as M): d[8 r + 4 blk + 2 h + e] is output row y0 + r, pixel
+// 64 blk + 16 wq + g + 8 h, channel 2q + e; 2-byte stores (8 lanes write 16 contiguous bytes of a plane).
+__device__ __forceinline__ void store_narrow_planar(const float d[16], const Lane& l, const ConvEpilogue& e,
                                                     const ConvShape& s, int img, int y0, int xt) {
-    const int r = l.wq >> 1;
-    const int y = y0 + r;
-    if (y >= s.h) return;
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-        const int ch = 16 * (l.wq & 1) + l.g + 8 * h;
-        if (ch >= e.out_channels) continue;
-        const float bias = e.bias[ch];
-        const size_t row = ((size_t)img * e.out_channels + ch) * e.planar + (size_t)y * s.w;
+    for (int r = 0; r < 2; ++r) {
+        const int y = y0 + r;
+        if (y >= s.h) break;
 #pragma unroll
-        for (int j = 0; j < 16; ++j) {
-            const int x = xt + 8 * j + 2 * l.q;
-            const float v0 = activate(d[4 * j + 2 * h] + bias, e), v1 = activate(d[4 * j + 2 * h + 1] + bias, e);
-            half_t* at = e.out + row + x;
-            if (x + 1 < s.w && ((row + x) & 1) == 0) {
-                *(unsigned*)at = pack2(v0, v1);
-            } else {
-                if (x < s.w) at[0] = f2h(v0);
-                if (x + 1 < s.w) at[1] = f2h(v1);
+        for (int c = 0; c < 2; ++c) {
+            const int ch = 2 * l.q + c;
+            if (ch >= e.out_channels) continue;
+            const float bias = e.bias[ch];
+            half_t* row = e.out + ((size_t)img * e.out_channels + ch) * e.planar + (size_t)y * s.w;
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const int blk = i >> 1, h = i & 1;
+                const int x = xt + 64 * blk + 16 * l.wq + l.g + 8 * h;
+                if (x < s.w) row[x] = f2h(activate(d[8 * r + 4 * blk + 2 * h + c] + bias, e));
             }
         }
     }
 }
 
 // The two rings in shared memory: halo slots, weight slots, then their full and empty mbarriers.
-template <int COUT>
+template <int COUT, int UP>
 struct Rings {
-    typedef Layout<COUT> L;
+    typedef Layout<COUT, UP> L;
     unsigned base;
     __device__ unsigned halo(int j) const { return base + (j % L::HALOS) * HALO_STAGE; }
     __device__ unsigned weight(int j) const { return base + L::OFF_W + (j % L::WEIGHTS) * L::W_SLOT; }
@@ -316,24 +367,25 @@ struct Rings {
 // One tile's MMAs, chunk after chunk from ring position j on (advanced past the tile; the chunk's weight parts are
 // positions W_PARTS j, ...). Each chunk's halo and weights are released once the MMAs after them are issued and
 // their own are done (Cout 64: the first k-step's part mid-chunk); the last chunk's last part and halo stay held.
-template <int COUT>
-__device__ __forceinline__ void tile_mmas(float d0[64], float d1[], const Rings<COUT>& g, int& j, int k, int chunks) {
-    typedef Layout<COUT> L;
+template <int COUT, int UP>
+__device__ __forceinline__ void tile_mmas(float d0[64], float d1[], const Rings<COUT, UP>& g, int& j, int k,
+                                          int chunks) {
+    typedef Layout<COUT, UP> L;
     for (int c = 0; c < chunks; ++c, ++j) {
         const int w = L::W_PARTS * j;
         mbar_wait(g.hfull(j), g.hphase(j));
         mbar_wait(g.wfull(w), g.wphase(w));
         wgmma_fence();
         if constexpr (COUT == 64) {
-            mma_chunk<64, 0>(d0, d1, g.halo(j), g.weight(w), k, c == 0);
+            mma_chunk<64, 0, UP>(d0, d1, g.halo(j), g.weight(w), k, c == 0);
             wgmma_commit();
             mbar_wait(g.wfull(w + 1), g.wphase(w + 1));
-            mma_chunk<64, 1>(d0, d1, g.halo(j), g.weight(w + 1), k, false);
+            mma_chunk<64, 1, UP>(d0, d1, g.halo(j), g.weight(w + 1), k, false);
             wgmma_commit();
             wgmma_wait<1>();  // all but the second k-step
             mbar_arrive(g.wempty(w));
         } else {
-            mma_chunk<32, 0>(d0, d1, g.halo(j), g.weight(w), k, c == 0);
+            mma_chunk<COUT, 0>(d0, d1, g.halo(j), g.weight(w), k, c == 0);
             wgmma_commit();
             if (c > 0) wgmma_wait<1>();
         }
@@ -345,22 +397,21 @@ __device__ __forceinline__ void tile_mmas(float d0[64], float d1[], const Rings<
 }
 
 // The epilogue of tile t, whose MMAs are done; `last`: the ring position of its last chunk.
-template <int COUT>
-__device__ __forceinline__ void finish_tile(const float d0[64], const float d1[], Lane& l, const Rings<COUT>& g,
+template <int COUT, int UP>
+__device__ __forceinline__ void finish_tile(const float d0[64], const float d1[], Lane& l, const Rings<COUT, UP>& g,
                                             int last, int t, int k, const ConvEpilogue& e, const ConvShape& s) {
-    mbar_arrive(g.wempty(Layout<COUT>::W_PARTS * (last + 1) - 1));
+    mbar_arrive(g.wempty(Layout<COUT, UP>::W_PARTS * (last + 1) - 1));
     // staged in halo rows of the last chunk that only this warpgroup read (rows 0-1: warpgroup 0, rows 4-5:
     // warpgroup 1; the other warpgroup's MMAs may still read rows 2-5)
     l.staging = g.halo(last) + (k == 0 ? 0 : 4 * HALO_W * CHUNK_BYTES_PX);
-    const int per_image = s.strips * s.tiles_x;
-    const int img = t / per_image, r = t - img * per_image;
-    const int y = (r / s.tiles_x) * TILE_ROWS + 2 * k, xt = (r % s.tiles_x) * TILE_COLS;
+    const Tile tile = tile_of<UP>(t, s);
+    const int img = tile.img, y = tile.y + 2 * k, xt = tile.x;
     if (y < s.h) {  // uniform in the warpgroup
         if constexpr (COUT == 64) {
-            store_row64(d0, l, e, s, img, y, xt);
-            if (y + 1 < s.h) store_row64(d1, l, e, s, img, y + 1, xt);
-        } else if (e.planar) {
-            store_pair32_planar(d0, l, e, s, img, y, xt);
+            store_row64<UP>(d0, l, e, s, img, y, xt, tile.phase);
+            if (y + 1 < s.h) store_row64<UP>(d1, l, e, s, img, y + 1, xt, tile.phase);
+        } else if constexpr (COUT == 8) {
+            store_narrow_planar(d0, l, e, s, img, y, xt);
         } else {
             store_pair32(d0, l, e, s, img, y, xt);
         }
@@ -373,13 +424,13 @@ __device__ __forceinline__ void finish_tile(const float d0[64], const float d1[]
 // The convolution. `map`: the input slice as (channels, w, h, n), fp16, 64-byte swizzle, box 32 x HALO_W x HALO_H
 // x 1 (chunk c is the box at channel 32 c). `weights`: per chunk the shared-memory image of its A operands, chunk
 // after chunk, in Layout::W_PARTS parts of Layout::W_LOAD bytes.
-template <int COUT>
+template <int COUT, int UP = 1>
 __device__ __forceinline__ void conv(const TensorMap* map, const half_t* __restrict__ weights,
                                      const ConvEpilogue& e, const ConvShape& s) {
-    typedef Layout<COUT> L;
+    typedef Layout<COUT, UP> L;
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     const unsigned raw = smem_u32(smem_raw);
-    Rings<COUT> g;
+    Rings<COUT, UP> g;
     g.base = (raw + 1023) & ~1023u;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     if (threadIdx.x == 0) {
@@ -405,7 +456,6 @@ __device__ __forceinline__ void conv(const TensorMap* map, const half_t* __restr
     }
     __syncthreads();
 
-    const int per_image = s.strips * s.tiles_x;
     // this CTA's chunks, numbered j = tile-of-this-CTA * chunks + chunk
     const int total = (s.tiles > (int)blockIdx.x ? (s.tiles - 1 - blockIdx.x) / gridDim.x + 1 : 0) * s.chunks;
     if (warp >= CONSUMERS * 4) {
@@ -414,18 +464,21 @@ __device__ __forceinline__ void conv(const TensorMap* map, const half_t* __restr
         if (warp == CONSUMERS * 4 && lane == 0) {
             for (int j = 0; j < total; ++j) {
                 const int c = j % s.chunks, t = blockIdx.x + (j / s.chunks) * gridDim.x;
-                const int img = t / per_image, r = t - img * per_image;
-                const int x0 = (r % s.tiles_x) * TILE_COLS - 1, y0 = (r / s.tiles_x) * TILE_ROWS - 1;
+                const Tile tile = tile_of<UP>(t, s);
+                // UP 2: phase (py, px)'s 2 x 2 taps start at row py - 1 and column px - 1 of the input
+                const int x0 = tile.x - 1 + (tile.phase & 1), y0 = tile.y - 1 + (tile.phase >> 1);
                 if (j >= L::HALOS) mbar_wait(g.hempty(j), g.hphase(j) ^ 1);
                 mbar_expect_tx(g.hfull(j), HALO_BYTES);
-                tma_load_4d(g.halo(j), map, 32 * c, x0, y0, img, g.hfull(j));
+                tma_load_4d(g.halo(j), map, 32 * c, x0, y0, tile.img, g.hfull(j));
             }
         } else if (warp == CONSUMERS * 4 + 1 && lane == 0) {
             for (int j = 0; j < total * L::W_PARTS; ++j) {
                 if (j >= L::WEIGHTS) mbar_wait(g.wempty(j), g.wphase(j) ^ 1);
                 mbar_expect_tx(g.wfull(j), L::W_LOAD);
-                // parts of a chunk are consecutive in the packed weights
-                const size_t part = j % (s.chunks * L::W_PARTS);
+                // parts of a chunk are consecutive in the packed weights; UP 2: the tile's phase's weights
+                const int per_tile = s.chunks * L::W_PARTS;
+                const int phase = UP == 2 ? (blockIdx.x + (j / per_tile) * gridDim.x) & 3 : 0;
+                const size_t part = (size_t)phase * per_tile + j % per_tile;
                 const unsigned char* w = (const unsigned char*)weights + part * L::W_LOAD;
                 if constexpr (COUT == 32) {
                     for (int sl = 0; sl < 12; ++sl)
@@ -448,9 +501,9 @@ __device__ __forceinline__ void conv(const TensorMap* map, const half_t* __restr
         float d0[64], d1[COUT == 64 ? 64 : 1];
         int j = 0;
         for (int t = blockIdx.x; t < s.tiles; t += gridDim.x) {
-            tile_mmas<COUT>(d0, d1, g, j, k, s.chunks);
+            tile_mmas<COUT, UP>(d0, d1, g, j, k, s.chunks);
             wgmma_wait<0>();
-            finish_tile<COUT>(d0, d1, l, g, j - 1, t, k, e, s);
+            finish_tile<COUT, UP>(d0, d1, l, g, j - 1, t, k, e, s);
         }
     }
 }
@@ -463,6 +516,18 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
 extern "C" __global__ void __launch_bounds__(THREADS, 1)
     conv64_sm90(const __grid_constant__ TensorMap map, const half_t* weights, ConvEpilogue e, ConvShape s) {
     conv<64>(&map, weights, e, s);
+}
+
+extern "C" __global__ void __launch_bounds__(THREADS, 1)
+    conv8_sm90(const __grid_constant__ TensorMap map, const half_t* weights, ConvEpilogue e, ConvShape s) {
+    conv<8>(&map, weights, e, s);
+}
+
+// The input upsampled by 2 (nearest), then the 3x3 convolution: four phase convolutions of 2 x 2 taps over the input
+// (ConvShape: the input's size; tiles: 4 per input tile).
+extern "C" __global__ void __launch_bounds__(THREADS, 1)
+    conv64up2_sm90(const __grid_constant__ TensorMap map, const half_t* weights, ConvEpilogue e, ConvShape s) {
+    conv<64, 2>(&map, weights, e, s);
 }
 
 // The model input, planar fp16 [n][3][h][w], as the first convolution reads it: NHWC fp16 [n][h][w][32], channels

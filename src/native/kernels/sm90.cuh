@@ -108,6 +108,18 @@ __device__ __forceinline__ void wgmma_m64n128k16(float d[64], unsigned long long
         : "l"(a), "l"(b), "r"(accumulate));
 }
 
+// d (m64n8, fp32) = (accumulate ? d : 0) + A (64x16, fp16) * B (16x8, fp16), both K-major in shared memory.
+__device__ __forceinline__ void wgmma_m64n8k16(float d[4], unsigned long long a, unsigned long long b, int accumulate) {
+    asm volatile(
+        "{\n"
+        ".reg .pred p;\n"
+        "setp.ne.b32 p, %6, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n8k16.f32.f16.f16 {%0, %1, %2, %3}, %4, %5, p, 1, 1, 0, 0;\n"
+        "}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "l"(a), "l"(b), "r"(accumulate));
+}
+
 // Hides a value from the optimiser, so that descriptors are recomputed per tile or chunk (a few instructions)
 // instead of being hoisted out of the loop into registers beside the accumulators.
 __device__ __forceinline__ unsigned long long opaque(unsigned long long v) {

@@ -9,7 +9,8 @@
 //! 1. **Chains.** Each Conv absorbs the single-use nodes after it that its epilogue computes: one activation right
 //!    after it (LeakyRelu, Relu, a scalar PRelu), `Mul` by a scalar constant (scaling what came before), `Add`/`Sum`
 //!    with other values (residuals, up to [`MAX_RESIDUALS`]). The step is emitted where the chain ends, so every
-//!    residual has been computed by then (ONNX nodes are in topological order).
+//!    residual has been computed by then (ONNX nodes are in topological order). Then a ×2 nearest upsampling that
+//!    one convolution alone reads is folded into that convolution ([`ConvStep::upsample`], `fuse`).
 //! 2. **Concat layout.** Concatenations only place values: every input sits at a channel offset of the output. The
 //!    constraints are solved with a union-find with offsets, so a dense block's prefix concatenations
 //!    (`[x, x1]`, `[x, x1, x2]`, …) become slices of one buffer, and every value is written once where all its readers
@@ -21,6 +22,7 @@
 //! 4. **Steps** over the buffers' slices.
 use std::collections::{HashMap, HashSet};
 
+mod fuse;
 mod padded;
 
 use super::geometry::{Affine, Shapes};
@@ -66,6 +68,8 @@ struct FusedConv {
     activation: Activation,
     alpha: f32,
     residuals: Vec<(usize, f32)>,
+    /// Its input is read upsampled by this factor ([`ConvStep::upsample`]).
+    upsample: u32,
 }
 
 /// What pass 1 found after one Conv: the nodes its epilogue takes over and what they compute, residuals by name.
@@ -226,6 +230,7 @@ impl<'m> Lowering<'m> {
             activation: chain.activation,
             alpha: chain.alpha,
             residuals,
+            upsample: 1,
         };
         self.ops.push(Op::Conv { input, output, conv: Box::new(fused) });
         Ok(())
@@ -287,6 +292,7 @@ pub fn lower(model: &ModelProto, input: &str, output: &str) -> Result<Program, S
         }
     }
     let out = *l.ids.get(output).ok_or_else(|| format!("the graph output {output} is not computed by a step"))?;
+    fuse::upsampling_into_convs(&mut l.ops, &l.placements, out);
     place(l, out)
 }
 
@@ -517,6 +523,7 @@ fn place(l: Lowering, output: usize) -> Result<Program, String> {
                 activation: conv.activation,
                 alpha: conv.alpha,
                 residuals: conv.residuals.iter().map(|&(v, beta)| (slice(v), beta)).collect(),
+                upsample: conv.upsample,
             }),
             Op::Nearest { input, output, factor } => {
                 Step::Nearest { input: slice(input), output: slice(output), factor }

@@ -37,6 +37,7 @@ pub(super) fn lower_conv_transpose<'m>(l: &mut Lowering<'m>, node: &'m NodeProto
         activation: Activation::None,
         alpha: 1.0,
         residuals: Vec::new(),
+        upsample: 1,
     };
     l.ops.push(Op::Conv { input, output: hidden, conv: Box::new(conv) });
     let output =
