@@ -31,6 +31,15 @@ impl MediaInfo {
         let seconds = self.duration?.nseconds() as f64 / 1e9;
         Some((seconds * fps.numer() as f64 / fps.denom() as f64).round() as u64)
     }
+
+    /// Frames fewer than [`Self::expected_frames`] that still make the whole video: 1 %, and at least what 0.1 s
+    /// holds, since the container's duration is its longest stream's and audio often runs a packet or two past the
+    /// video (a 30-frame clip at 30 fps with 1.024 s of audio announces 31).
+    pub fn frames_short_tolerated(&self, expected: u64) -> u64 {
+        let fps = self.video.framerate.filter(|f| f.numer() > 0 && f.denom() > 0);
+        let tenth = fps.map_or(0, |f| (0.1 * f.numer() as f64 / f.denom() as f64).ceil() as u64);
+        (expected / 100).max(tenth).max(1)
+    }
 }
 
 pub fn file_uri(path: &Path) -> Result<String, String> {
@@ -96,6 +105,31 @@ pub fn bit_depth(caps: &gst::CapsRef) -> u32 {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_running_past_the_video_is_not_a_truncated_video() {
+        let at = |fps: i32, seconds: f64| MediaInfo {
+            duration: Some(gst::ClockTime::from_nseconds((seconds * 1e9) as u64)),
+            video: VideoInfo {
+                width: 8,
+                height: 8,
+                framerate: Some(gst::Fraction::new(fps, 1)),
+                orientation: None,
+                bit_depth: 8,
+            },
+        };
+        // 30 frames at 30 fps beside 1.024 s of audio: 31 announced, 30 are the whole video
+        let short = at(30, 1.024);
+        assert_eq!(short.expected_frames(), Some(31));
+        assert_eq!(short.frames_short_tolerated(31), 3);
+        // an hour at 24 fps: 1 %
+        assert_eq!(at(24, 3600.0).frames_short_tolerated(86_400), 864);
+        // no frame rate: one frame
+        let still = MediaInfo { video: VideoInfo { framerate: None, ..short.video.clone() }, ..short };
+        assert_eq!(still.frames_short_tolerated(10), 1);
+    }
+
     #[test]
     fn bit_depth_from_parser_caps_profiles_and_raw_formats() {
         gst::init().unwrap();

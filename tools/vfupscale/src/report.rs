@@ -112,7 +112,7 @@ pub fn check_complete(job: &VideoJob, decoded: u64, warnings: u64, progress: &Pr
     let Some(expected) = job.media.expected_frames() else {
         return;
     };
-    let tolerance = (expected / 100).max(1);
+    let tolerance = job.media.frames_short_tolerated(expected);
     if decoded + tolerance <= expected {
         let duration = job.media.duration.map_or(String::new(), |d| format!(" ({:.1} s)", d.seconds_f64()));
         let damaged =
