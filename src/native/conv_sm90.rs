@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MPL-2.0
 //! The Rust side of `kernels/conv_sm90.cu`: the Hopper convolutions over channel slices of NHWC buffers that run a
-//! lowered [`super::program::Program`], their weights packed as the kernels' shared-memory images of A, tensor maps
-//! of input slices, and the launches (the convolution, the input's repacking, nearest upsampling).
+//! lowered [`super::program::Program`]: tensor maps of input slices and the launches (the convolutions, the input's
+//! repacking, nearest upsampling); which kernel takes a convolution and its packed weights are in `weights`.
 
 use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
 use cudarc::driver::{

@@ -26,7 +26,7 @@
 //            attempt 22).
 //   Cout 64 of the input upsampled by 2 (nearest; conv64up2_sm90, RRDBNet's conv_up1/conv_up2): without the
 //            upsampled image. Output pixel (2x + px, 2y + py) reads input rows y - 1 + py .. y + py and columns
-//            x - 1 + px .. x + px, each through the sum of the 3x3 taps that land on it (pack_weights_up2): a 2 x 2
+//            x - 1 + px .. x + px, each through the sum of the 3x3 taps that land on it (conv_sm90/weights.rs): a 2 x 2
 //            convolution per phase, 4/9 of the MMAs. A tile is one phase of an input tile; its halo box starts
 //            py - 1 rows and px - 1 columns off the tile, so the MMAs are those of Cout 64 with 2 x 2 taps.
 //
@@ -87,7 +87,8 @@ struct ConvEpilogue {
 #define CONSUMERS 2
 #define THREADS ((CONSUMERS + 1) * 128)
 
-// Keep in step with conv_sm90.rs (smem_bytes). UP 2 (Cout 64 only): the input is read upsampled by 2 (below).
+// Keep in step with conv_sm90/weights.rs (ConvKernel::smem_bytes). UP 2 (Cout 64 only): the input is read
+// upsampled by 2 (below).
 template <int COUT, int UP = 1>
 struct Layout {
     enum : int {
