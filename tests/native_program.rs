@@ -13,7 +13,7 @@ use onnx_cpu::{installed, onnx_runtime_cpu, random, test_image};
 use program_reference::{convs, max_difference, run_program};
 use vfupscale::Model;
 use vfupscale::frame::Size;
-use vfupscale::native::program::{Activation, Program, lower};
+use vfupscale::native::program::{Activation, BufferSpec, ConvStep, Program, Slice, Step, lower};
 use vfupscale::native::{NativeForm, check_program, native_form};
 use vfupscale_onnx::onnx::{Dim, GraphBuilder, META_SCALE, ModelProto, attr_float, attr_int, attr_ints, attr_string};
 
@@ -240,15 +240,152 @@ fn graphs_the_kernels_cannot_run_are_refused_naming_the_node() {
 fn buffers_are_reused_once_dead() {
     let p = lower_graph(Variant::default()).unwrap();
     let shapes: Vec<(usize, u32)> = p.buffers.iter().map(|b| (b.channels, b.scale)).collect();
-    // input; feat, x1, x2 in one buffer (the concatenations); the block; the trunk; at 2x the upsampled trunk and
-    // the Relu conv, then the LeakyRelu conv in the upsampled trunk's buffer, dead by then; the output
+    // input; feat, x1, x2 in one buffer (the concatenations); the block; the trunk; at 2x the Relu conv (which reads
+    // the trunk upsampled: no buffer for the upsampled trunk) and the LeakyRelu conv after it; the output
     assert_eq!(shapes, [(3, 1), (128, 1), (64, 1), (64, 1), (64, 2), (64, 2), (3, 2)], "{:?}", p.buffers);
     let x4 = lowered("realesrgan-x4plus").unwrap();
     let bytes_per_pixel: usize = x4.buffers.iter().map(|b| b.channels * (b.scale * b.scale) as usize * 2).sum();
     eprintln!("realesrgan-x4plus: {} buffers, {bytes_per_pixel} bytes per input pixel", x4.buffers.len());
     // without reuse: 69 dense blocks of 192 channels alone are 26 KB per pixel; with it, the two 64-channel buffers
-    // at 4x (the upsampled features, then the convolutions after it) are most of what is left
+    // at 4x (conv_up2's output, then conv_hr's) are most of what is left
     assert!(bytes_per_pixel < 8 << 10, "{bytes_per_pixel} bytes per input pixel");
+}
+
+/// A graph from the model input: conv 3 → 64, nearest ×`factor`, then what `tail` builds from (graph, the
+/// upsampled value, conv helper) up to a 3-channel value, which becomes the output.
+fn upsampling_graph(
+    factor: f32,
+    tail: impl FnOnce(&mut GraphBuilder, &str, &mut dyn FnMut(&mut GraphBuilder, &str, i64, i64) -> String) -> String,
+) -> ModelProto {
+    let dynamic = [Dim::Unknown, Dim::Fixed(3), Dim::Unknown, Dim::Unknown];
+    let mut g = GraphBuilder::with_io(vfupscale_onnx::onnx::data_type::FLOAT, &dynamic, &dynamic);
+    let mut seed = 40;
+    let mut conv = move |g: &mut GraphBuilder, x: &str, cin: i64, cout: i64| {
+        seed += 1;
+        let w = g.f32_init("w", &[cout, cin, 3, 3], &random((cout * cin * 9) as usize, seed, 0.05));
+        let b = g.f32_init("b", &[cout], &random(cout as usize, seed + 100, 0.1));
+        g.op("Conv", "conv", &[x, &w, &b], vec![attr_ints("kernel_shape", &[3, 3]), attr_ints("pads", &[1, 1, 1, 1])])
+    };
+    let feat = conv(&mut g, "input", 3, 64);
+    let scales = g.f32_init("scales", &[4], &[1.0, 1.0, factor, factor]);
+    let attrs = vec![
+        attr_string("mode", "nearest"),
+        attr_string("coordinate_transformation_mode", "asymmetric"),
+        attr_string("nearest_mode", "floor"),
+    ];
+    let up = g.op("Resize", "up", &[&feat, "", &scales], attrs);
+    let last = tail(&mut g, &up, &mut conv);
+    g.op_into("Identity", &[&last], "output", vec![]);
+    g.into_model("upsampling", &[(META_SCALE, format!("{factor}"))])
+}
+
+#[test]
+fn upsampling_is_folded_only_into_a_convolution_the_phase_kernel_takes() {
+    type Tail = fn(&mut GraphBuilder, &str, &mut dyn FnMut(&mut GraphBuilder, &str, i64, i64) -> String) -> String;
+    let cases: [(&str, f32, Tail, bool); 7] = [
+        (
+            "conv 64 -> 64 alone",
+            2.0,
+            |g, up, conv| {
+                let x = conv(g, up, 64, 64);
+                conv(g, &x, 64, 3)
+            },
+            true,
+        ),
+        (
+            "read by two convolutions",
+            2.0,
+            |g, up, conv| {
+                let (a, b) = (conv(g, up, 64, 32), conv(g, up, 64, 32));
+                let both = g.op("Concat", "cat", &[&a, &b], vec![attr_int("axis", 1)]);
+                conv(g, &both, 64, 3)
+            },
+            false,
+        ),
+        (
+            "also a residual",
+            2.0,
+            |g, up, conv| {
+                let x = conv(g, up, 64, 64);
+                let x = conv(g, &x, 64, 64);
+                let sum = g.op("Add", "add", &[&x, up], vec![]);
+                conv(g, &sum, 64, 3)
+            },
+            false,
+        ),
+        (
+            "concatenated",
+            2.0,
+            |g, up, conv| {
+                let x = conv(g, up, 64, 32);
+                let both = g.op("Concat", "cat", &[up, &x], vec![attr_int("axis", 1)]);
+                conv(g, &both, 96, 3)
+            },
+            false,
+        ),
+        (
+            "into 32 outputs",
+            2.0,
+            |g, up, conv| {
+                let x = conv(g, up, 64, 32);
+                conv(g, &x, 32, 3)
+            },
+            false,
+        ),
+        ("the output convolution", 2.0, |g, up, conv| conv(g, up, 64, 3), false),
+        (
+            "by 3",
+            3.0,
+            |g, up, conv| {
+                let x = conv(g, up, 64, 64);
+                conv(g, &x, 64, 3)
+            },
+            false,
+        ),
+    ];
+    for (name, factor, tail, folded) in cases {
+        let p = lower(&upsampling_graph(factor, tail), "input", "output").unwrap_or_else(|e| panic!("{name}: {e}"));
+        let nearest = p.steps.len() - p.convolutions();
+        let upsampled = convs(&p).filter(|c| c.upsample == 2).count();
+        assert_eq!((nearest, upsampled), if folded { (0, 1) } else { (1, 0) }, "{name}");
+        // folding never costs a program its GPU kernels
+        check_program(&p).unwrap_or_else(|e| panic!("{name}: the kernels refuse it: {e}"));
+        // and the folded program computes what the graph does
+        let size = Size::new(9, 6);
+        let image = test_image(size);
+        let (_, ours) = run_program(&p, &image, size, 1, |v| v);
+        let path = std::env::temp_dir().join(format!("vfupscale-upsampling-{}-{name}.onnx", std::process::id()));
+        vfupscale_onnx::onnx::write_model(&path, &upsampling_graph(factor, tail)).unwrap();
+        let ort = onnx_runtime_cpu(&path, &image, size, factor as u32);
+        std::fs::remove_file(&path).unwrap();
+        let max = max_difference(&ours, &ort);
+        assert!(max < 1e-4, "{name}: max difference {max} against ONNX Runtime");
+    }
+}
+
+#[test]
+fn the_kernels_refuse_a_convolution_whose_output_is_not_at_its_scale() {
+    // input {3} -> buffer 1 {64} -> output {3} at 2x; the first convolution reads its input upsampled by `up`
+    let program = |up: u32, hidden_scale: u32| {
+        let slice = |buffer, channels| Slice { buffer, offset: 0, channels };
+        let conv = |input, output, cin: usize, cout: usize, upsample| {
+            let (weights, bias) = (vec![0.01; cout * cin * 9], vec![0.0; cout]);
+            let (activation, alpha, residuals) = (Activation::None, 1.0, vec![]);
+            Step::Conv(ConvStep { input, output, weights, bias, activation, alpha, residuals, upsample })
+        };
+        let spec = |channels, scale| BufferSpec { channels, scale, margin: 0 };
+        Program {
+            buffers: vec![spec(3, 1), spec(64, hidden_scale), spec(3, 2)],
+            steps: vec![conv(slice(0, 3), slice(1, 64), 3, 64, up), conv(slice(1, 64), slice(2, 3), 64, 3, 1)],
+            output: slice(2, 3),
+            scale: 2,
+        }
+    };
+    // upsampled into a buffer at twice the input's scale: taken; into one at the input's, or not upsampled into
+    // one at twice it: refused
+    check_program(&program(2, 2)).unwrap();
+    assert!(check_program(&program(1, 2)).unwrap_err().contains("convolution 0: its output"));
+    assert!(check_program(&program(2, 1)).unwrap_err().contains("convolution 0: its output"));
 }
 
 #[test]

@@ -113,7 +113,7 @@ pub(super) struct Epilogue<'a> {
     pub bias: &'a CudaSlice<f32>,
     pub slope: f32,
     pub alpha: f32,
-    /// Up to two residuals with their factors (Cout 64 only).
+    /// Up to two residuals with their factors ([`ConvKernel::Rows64`] only).
     pub residuals: &'a [(SliceRef<'a>, f32)],
 }
 
@@ -195,8 +195,10 @@ impl ConvKernels {
     ) -> Result<()> {
         let upsample = if kernel == ConvKernel::Rows64Up2 { 2 } else { 1 };
         let planar = matches!(output, Output::Planar(_));
-        if ConvKernel::choose(cout, epilogue.residuals.len(), upsample, planar) != Ok(kernel) {
-            return Err(Error::Usage(format!("{kernel:?} for {cout} outputs (planar {planar})")));
+        match ConvKernel::choose(cout, epilogue.residuals.len(), upsample, planar) {
+            Ok(k) if k == kernel => {}
+            Ok(k) => return Err(Error::Usage(format!("{kernel:?} for a convolution that {k:?} runs"))),
+            Err(why) => return Err(Error::Usage(format!("a convolution no kernel takes: {why}"))),
         }
         if cin == 0 {
             // the kernels release the last chunk's slots after the tile: a tile without chunks has none
@@ -225,7 +227,7 @@ impl ConvKernels {
         let (bias, _bias_guard) = epilogue.bias.device_ptr(stream);
         let residual = |i: usize| epilogue.residuals.get(i);
         for (r, _) in epilogue.residuals {
-            if r.buffer.len() < pixels * r.stride
+            if r.buffer.len() < out_pixels * r.stride
                 || r.offset + cout > r.stride
                 || r.offset % 8 != 0
                 || r.stride % 8 != 0

@@ -124,7 +124,8 @@ impl Program {
     pub const INPUT: usize = 0;
 
     /// Floating-point operations per input pixel (two per multiply-add), the convolutions only (over the buffers'
-    /// margins too, which their share of a large frame makes small).
+    /// margins too, which their share of a large frame makes small): the network's, so a convolution of an
+    /// upsampled input counts its 3×3 taps at the output's size (the GPU's phase convolutions do 4/9 of that).
     pub fn flops_per_pixel(&self) -> f64 {
         self.steps
             .iter()

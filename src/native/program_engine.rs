@@ -69,6 +69,13 @@ pub fn check_program(program: &Program) -> std::result::Result<(), String> {
                         c.input.channels, c.input.offset
                     ));
                 }
+                // the output is `upsample` times the input's size, the residuals at the output's
+                let scale = |s: &Slice| program.buffers[s.buffer].scale;
+                if scale(&c.output) != c.upsample * scale(&c.input)
+                    || c.residuals.iter().any(|(r, _)| scale(r) != scale(&c.output))
+                {
+                    return Err(format!("convolution {i}: its output or residuals are not at its output's scale"));
+                }
                 let planar = c.output.buffer == out.buffer;
                 ConvKernel::choose(c.output.channels, c.residuals.len(), c.upsample, planar)
                     .map_err(|why| format!("convolution {i}: {why}"))?;

@@ -29,7 +29,9 @@ impl ConvKernel {
     ) -> Result<Self, String> {
         let kernel = match (upsample, cout, planar) {
             (2, 33..=64, false) => Self::Rows64Up2,
-            (2, ..) => return Err("an input upsampled by 2 is read by the 33-64-output kernel into a slice".into()),
+            (2, ..) => {
+                return Err("an input read upsampled by 2 takes the 33-64-output kernel, into a buffer".into());
+            }
             (1, 1..=8, true) => Self::Narrow8,
             (1, 1..=32, false) => Self::Pairs32,
             (1, 33..=64, false) => Self::Rows64,
@@ -37,8 +39,13 @@ impl ConvKernel {
             (1, ..) => return Err(format!("{cout} outputs (1 to 64 are taken)")),
             _ => return Err(format!("an input upsampled by {upsample} (1 or 2 are taken)")),
         };
-        if residuals > usize::from(kernel == Self::Rows64) * 2 {
-            return Err(format!("{residuals} residuals: only the 64-output kernel adds them, up to two"));
+        let taken = if kernel == Self::Rows64 { 2 } else { 0 };
+        if residuals > taken {
+            return Err(match kernel {
+                Self::Rows64 => format!("{residuals} residuals (up to two are added)"),
+                Self::Rows64Up2 => "an input read upsampled by 2 takes no residuals".into(),
+                _ => "residuals are added by the 33-64-output kernel only".into(),
+            });
         }
         Ok(kernel)
     }
@@ -206,6 +213,7 @@ mod tests {
             assert!(ConvKernel::choose(cout, residuals, up, planar).is_err(), "{refused:?}");
         }
         assert!(ConvKernel::choose(64, 3, 1, false).unwrap_err().contains("3 residuals"));
+        assert!(ConvKernel::choose(64, 1, 2, false).unwrap_err().contains("upsampled by 2 takes no residuals"));
         assert!(ConvKernel::choose(64, 0, 3, false).unwrap_err().contains("upsampled by 3"));
     }
 

@@ -32,7 +32,8 @@
 //
 // Epilogue (fp32): v = alpha * act(acc + bias), act(v) = v >= 0 ? v : slope v (slope 1: none); Cout 64 adds
 // beta res1 + gamma res2 (NHWC fp16 slices of any channel stride, same pixel as the output): an RDB's conv5 is alpha
-// 0.2 + x; the RRDB's third conv5 folds the RRDB residual too (0.04 conv + 0.2 x + x_rrdb); conv_body + the trunk.
+// 0.2 + x; the RRDB's third conv5 folds the RRDB residual too (0.04 conv + 0.2 x + x_rrdb); conv_body + the trunk
+// (not with the input upsampled).
 // The residuals are loaded before any store of the same pass (they may not alias the output, and the loads then
 // overlap each other instead of waiting behind the stores). Results are staged through shared memory (stmatrix)
 // so that global stores are 16-byte and contiguous per pixel. Cout 8 writes planar fp16 instead (the model output,
@@ -54,7 +55,7 @@ struct ConvShape {
 };
 
 struct ConvEpilogue {
-    const float* bias;   // Cout values (Cout 32: 32, padding zero)
+    const float* bias;   // the kernel's rows of values (64, 32 or 8; padding zero)
     half_t* out;         // first output channel of pixel 0 (planar: plane 0)
     int out_stride;      // channels per pixel of the output buffer (planar: unused)
     int out_channels;    // channels stored (a multiple of 8, or with `planar` any count up to 8)
@@ -93,7 +94,7 @@ template <int COUT, int UP = 1>
 struct Layout {
     enum : int {
         TAPS = UP == 2 ? 2 : 3,  // taps per dimension
-        // the weight ring's unit: Cout 64 one k-step of a chunk (two parts per chunk), Cout 32 a whole chunk
+        // the weight ring's unit: Cout 64 one k-step of a chunk (two parts per chunk), Cout 32 and 8 a whole chunk
         W_PARTS = COUT == 64 ? 2 : 1,
         // the weights' bytes per part in shared memory and in the packed weights (copied)
         W_PART = COUT == 64 ? TAPS * TAPS * KSTEP_BYTES : COUT == 8 ? W8_CHUNK : W32_CHUNK,
@@ -423,8 +424,8 @@ __device__ __forceinline__ void finish_tile(const float d0[64], const float d1[]
 }
 
 // The convolution. `map`: the input slice as (channels, w, h, n), fp16, 64-byte swizzle, box 32 x HALO_W x HALO_H
-// x 1 (chunk c is the box at channel 32 c). `weights`: per chunk the shared-memory image of its A operands, chunk
-// after chunk, in Layout::W_PARTS parts of Layout::W_LOAD bytes.
+// x 1 (chunk c is the box at channel 32 c). `weights`: per chunk the shared-memory image of its A operands (Cout 8:
+// of B), chunk after chunk, in Layout::W_PARTS parts of Layout::W_LOAD bytes; UP 2: phase after phase.
 template <int COUT, int UP = 1>
 __device__ __forceinline__ void conv(const TensorMap* map, const half_t* __restrict__ weights,
                                      const ConvEpilogue& e, const ConvShape& s) {

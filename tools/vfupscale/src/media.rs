@@ -32,13 +32,13 @@ impl MediaInfo {
         Some((seconds * fps.numer() as f64 / fps.denom() as f64).round() as u64)
     }
 
-    /// Frames fewer than [`Self::expected_frames`] that still make the whole video: 1 %, and at least what 0.1 s
+    /// How many frames fewer than [`Self::expected_frames`] still make the whole video: 1 %, and at least what 0.1 s
     /// holds, since the container's duration is its longest stream's and audio often runs a packet or two past the
     /// video (a 30-frame clip at 30 fps with 1.024 s of audio announces 31).
     pub fn frames_short_tolerated(&self, expected: u64) -> u64 {
         let fps = self.video.framerate.filter(|f| f.numer() > 0 && f.denom() > 0);
         let tenth = fps.map_or(0, |f| (0.1 * f.numer() as f64 / f.denom() as f64).ceil() as u64);
-        (expected / 100).max(tenth).max(1)
+        (expected / 100).max(tenth)
     }
 }
 
@@ -125,9 +125,11 @@ mod tests {
         assert_eq!(short.frames_short_tolerated(31), 3);
         // an hour at 24 fps: 1 %
         assert_eq!(at(24, 3600.0).frames_short_tolerated(86_400), 864);
-        // no frame rate: one frame
+        // 24 fps: three frames short is 0.125 s
+        assert_eq!(at(24, 1.0).frames_short_tolerated(24), 3);
+        // no frame rate: none (no frames are expected either)
         let still = MediaInfo { video: VideoInfo { framerate: None, ..short.video.clone() }, ..short };
-        assert_eq!(still.frames_short_tolerated(10), 1);
+        assert_eq!((still.expected_frames(), still.frames_short_tolerated(10)), (None, 0));
     }
 
     #[test]

@@ -113,7 +113,7 @@ pub fn check_complete(job: &VideoJob, decoded: u64, warnings: u64, progress: &Pr
         return;
     };
     let tolerance = job.media.frames_short_tolerated(expected);
-    if decoded + tolerance <= expected {
+    if decoded + tolerance < expected {
         let duration = job.media.duration.map_or(String::new(), |d| format!(" ({:.1} s)", d.seconds_f64()));
         let damaged =
             if warnings > 0 { format!("; {} while reading", count(warnings, "warning")) } else { String::new() };

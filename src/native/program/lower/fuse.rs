@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MPL-2.0
 //! Folding ×2 nearest upsamplings into the convolution that reads them ([`super::ConvStep::upsample`]): RRDBNet's
 //! `conv_up1(nearest(x))` and `conv_up2(nearest(x))`. Only where nothing else sees the upsampled value — no other
-//! step, no concatenation, not the graph output — since it is then never written.
+//! step, no concatenation, not the graph output — since it is then never written; and only into a convolution the
+//! phase kernel takes (33–64 outputs into a buffer, no residuals: `ConvKernel::choose`), so that folding never
+//! costs a program its GPU kernels.
 
 use super::Op;
 
@@ -26,7 +28,10 @@ pub(super) fn upsampling_into_convs(ops: &mut Vec<Op>, placements: &[(usize, usi
             continue;
         }
         let reader = ops.iter_mut().skip(i + 1).find_map(|op| match op {
-            Op::Conv { input, conv, .. } if *input == big && conv.upsample == 1 => Some((input, conv)),
+            Op::Conv { input, conv, output: written } if *input == big && conv.upsample == 1 => {
+                let phase_kernel = (33..=64).contains(&conv.bias.len()) && conv.residuals.is_empty();
+                (phase_kernel && *written != output).then_some((input, conv))
+            }
             _ => None,
         });
         if let Some((input, conv)) = reader {
