@@ -2,7 +2,8 @@
 //! The lowering of padded graphs (waifu2x UpConv7's family: an edge padding, unpadded convolutions, crops, a 4×4
 //! stride-2 transposed convolution) into programs whose buffers carry a margin: the shipped UpConv7 models and a
 //! synthetic graph with a real crop computed by shape arithmetic, each run by the CPU interpreter against ONNX
-//! Runtime's CPU provider (fp32), and the variants the program cannot hold refused with the node named.
+//! Runtime's CPU provider (fp32), as lowered and as fitted to the GPU kernels, and the variants the program cannot hold
+//! refused with the node named.
 
 #[path = "support/onnx_cpu.rs"]
 mod onnx_cpu;
@@ -13,8 +14,8 @@ use onnx_cpu::{installed, onnx_runtime_cpu, random, test_image};
 use program_reference::{convs, max_difference, run_program};
 use vfupscale::Model;
 use vfupscale::frame::Size;
-use vfupscale::native::check_program;
 use vfupscale::native::program::{Activation, Program, Step, lower};
+use vfupscale::native::{check_program, fit_program};
 use vfupscale_onnx::onnx::{
     Dim, GraphBuilder, META_SCALE, ModelProto, NodeProto, attr_float, attr_int, attr_ints, attr_string, i64_tensor,
 };
@@ -55,18 +56,24 @@ fn waifu2x_upconv7_lowers_to_a_padded_program_that_computes_what_onnx_runtime_co
             };
             assert_eq!((spec.scale, spec.margin), expected, "{name}: buffer {b}");
         }
+        // as the GPU runs it: 16 and 12 channels grown to 32, the 128 and 256 outputs in launches of 64
+        let fitted = fit_program(p.clone());
+        check_program(&fitted).unwrap_or_else(|why| panic!("{name}: the kernels refuse it: {why}"));
+        let outs: Vec<usize> = convs(&fitted).map(|c| c.output.channels).collect();
+        assert_eq!(outs, [32, 32, 64, 64, 64, 64, 64, 64, 64, 64, 64, 32], "{name}");
+        // the lowered program refuses the kernels' widths it was not fitted to
+        assert!(check_program(&p).is_err(), "{name}");
         // odd sizes and a frame smaller than the padding
         for size in [Size::new(13, 9), Size::new(5, 6)] {
             let image = test_image(size);
-            let (_, ours) = run_program(&p, &image, size, 1, |v| v);
             let ort = onnx_runtime_cpu(&installed(name), &image, size, 2);
-            let max = max_difference(&ours, &ort);
-            eprintln!("{name} {size}: lowered program vs ONNX Runtime CPU (fp32): max difference {max:.2e}");
-            assert!(max < 1e-4, "{name} {size}: max difference {max}");
+            for (form, program) in [("lowered", &p), ("fitted", &fitted)] {
+                let (_, ours) = run_program(program, &image, size, 1, |v| v);
+                let max = max_difference(&ours, &ort);
+                eprintln!("{name} {size}: {form} program vs ONNX Runtime CPU (fp32): max difference {max:.2e}");
+                assert!(max < 1e-4, "{name} {size} {form}: max difference {max}");
+            }
         }
-        // until the GPU has kernels for these steps, the selection keeps the model on ONNX Runtime
-        let why = check_program(&p).unwrap_err();
-        assert!(why.contains("no GPU kernel"), "{why}");
     }
 }
 

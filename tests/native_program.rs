@@ -73,7 +73,7 @@ fn each_shipped_model_has_the_native_form_its_family_gets() {
     for name in ["realesrgan-x4plus", "realesrgan-x4plus-anime"] {
         let f = form(name).unwrap();
         assert!(matches!(f, NativeForm::Program(_)), "{name}");
-        assert!(f.summary().starts_with("dense network (") && f.summary().contains("Hopper"), "{}", f.summary());
+        assert!(f.summary().starts_with("lowered network (") && f.summary().contains("Hopper"), "{}", f.summary());
     }
     let f = form("realesr-animevideov3-x3").unwrap();
     assert!(matches!(f, NativeForm::Srvgg(_)) && f.summary().contains("16 hidden layers, x3"), "{}", f.summary());

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MPL-2.0
 //! The Rust side of `kernels/conv_sm90.cu`: the Hopper convolutions over channel slices of NHWC buffers that run a
-//! lowered [`super::program::Program`]: tensor maps of input slices and the launches (the convolutions, the input's
-//! repacking, nearest upsampling); which kernel takes a convolution and its packed weights are in `weights`.
+//! lowered [`super::program::Program`]: tensor maps of input slices and the launches; which kernel takes a
+//! convolution and its packed weights are in `weights`, the steps that only move data in `super::nhwc_layout`.
 
 use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
 use cudarc::driver::{
@@ -74,7 +74,7 @@ pub(super) struct SliceRef<'a> {
 }
 
 impl SliceRef<'_> {
-    fn address(&self, stream: &CudaStream) -> u64 {
+    pub(super) fn address(&self, stream: &CudaStream) -> u64 {
         let (base, _guard) = self.buffer.device_ptr(stream);
         base + 2 * self.offset as u64
     }
@@ -131,8 +131,6 @@ pub(super) enum Output<'a> {
 pub(super) struct ConvKernels {
     /// One per [`ConvKernel::ALL`].
     convs: [CudaFunction; 4],
-    planar_to_nhwc32: CudaFunction,
-    nearest: CudaFunction,
     blocks: u32,
 }
 
@@ -160,10 +158,9 @@ impl ConvKernels {
             ));
         }
         let module = device.module(&super::kernels::CONV_SM90)?;
-        let function = |name: &str| module.function(name).cloned();
         let mut convs = Vec::new();
         for kernel in ConvKernel::ALL {
-            let f = function(kernel.function())?;
+            let f = module.function(kernel.function())?.clone();
             let bytes = kernel.smem_bytes() as i32;
             f.set_attribute(CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes)
                 .map_err(Error::cuda("cuFuncSetAttribute"))?;
@@ -171,8 +168,6 @@ impl ConvKernels {
         }
         Ok(Self {
             convs: convs.try_into().expect("one function per kernel"),
-            planar_to_nhwc32: function("planar_to_nhwc32")?,
-            nearest: function("nearest_nhwc")?,
             blocks: device.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)? as u32,
         })
     }
@@ -291,71 +286,6 @@ impl ConvKernels {
         // SAFETY: the argument list matches every conv*_sm90; the map describes `cin` channels of a live buffer for
         // this batch and size, the weights hold every chunk's (and phase's) image for `kernel`, the bias its rows,
         // and every address in the epilogue lies in a live buffer with the checked extent.
-        unsafe { args.launch(config) }.map_err(Error::cuda("cuLaunchKernel"))?;
-        Ok(())
-    }
-
-    /// Queues the repacking of the planar fp16 model input `[batch][3][h][w]` into `output` (NHWC, 32 channels,
-    /// channels 3–31 zero).
-    pub(super) fn pack_input(
-        &self,
-        stream: &CudaStream,
-        input: &CudaSlice<u16>,
-        output: &mut CudaSlice<u16>,
-        batch: u32,
-        size: Size,
-    ) -> Result<()> {
-        let pixels = batch as usize * size.pixels();
-        if input.len() < 3 * pixels || output.len() < INPUT_CHANNELS * pixels {
-            return Err(Error::Usage("input tensors too small for the batch".into()));
-        }
-        let (n, h, w) = (batch as i32, size.height as i32, size.width as i32);
-        let mut args = stream.launch_builder(&self.planar_to_nhwc32);
-        args.arg(input).arg(output).arg(&n).arg(&h).arg(&w);
-        let config = LaunchConfig::for_num_elems(pixels as u32);
-        // SAFETY: the argument list matches planar_to_nhwc32; both tensors hold `pixels` pixels (checked).
-        unsafe { args.launch(config) }.map_err(Error::cuda("cuLaunchKernel"))?;
-        Ok(())
-    }
-
-    /// Queues nearest-neighbour upsampling by `factor` of `channels` channels of `input` (`size` per image) into
-    /// `output` (`size × factor`).
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn nearest(
-        &self,
-        stream: &CudaStream,
-        input: SliceRef<'_>,
-        output: SliceRef<'_>,
-        channels: usize,
-        factor: u32,
-        batch: u32,
-        size: Size,
-    ) -> Result<()> {
-        let pixels = batch as usize * size.pixels();
-        let out_pixels = pixels * (factor * factor) as usize;
-        let aligned = [input.offset, input.stride, output.offset, output.stride, channels].iter().all(|v| v % 8 == 0);
-        if !aligned
-            || input.buffer.len() < pixels * input.stride
-            || output.buffer.len() < out_pixels * output.stride
-            || input.offset + channels > input.stride
-            || output.offset + channels > output.stride
-        {
-            return Err(Error::Usage("an upsampling slice outside its buffer or not 8-channel aligned".into()));
-        }
-        let in_address = input.address(stream);
-        let (_, _in_guard) = input.buffer.device_ptr(stream);
-        let out_address = output.address(stream);
-        let (_, _out_guard) = output.buffer.device_ptr(stream);
-        let (ins, outs, c) = (input.stride as i32, output.stride as i32, channels as i32);
-        let (n, h, w, f) = (batch as i32, size.height as i32, size.width as i32, factor as i32);
-        let mut args = stream.launch_builder(&self.nearest);
-        args.arg(&in_address).arg(&ins).arg(&out_address).arg(&outs).arg(&c);
-        args.arg(&n).arg(&h).arg(&w).arg(&f);
-        let threads = out_pixels * channels / 8;
-        let config = LaunchConfig::for_num_elems(u32::try_from(threads).map_err(|_| {
-            Error::InvalidConfig(format!("upsampling {batch} × {size} by {factor} is out of the kernel's range"))
-        })?);
-        // SAFETY: the argument list matches nearest_nhwc; both slices lie in live buffers with the checked extents.
         unsafe { args.launch(config) }.map_err(Error::cuda("cuLaunchKernel"))?;
         Ok(())
     }

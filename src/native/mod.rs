@@ -9,20 +9,21 @@
 //! make one round trip through memory per layer. On Hopper GPUs (compute capability 9.0) the 3×3 convolutions over 64
 //! channels run on warpgroup-MMA kernels fed by the tensor memory accelerator (`hopper.rs`); elsewhere on mma.sync.
 //!
-//! The dense families (RRDBNet: realesrgan-x4plus, realesrgan-x4plus-anime) are lowered from their ONNX graphs into a
-//! [`program::Program`] of fused convolutions over channel slices of NHWC buffers and run by [`ProgramEngine`] on
-//! Hopper kernels (`conv_sm90.rs`); on other GPUs they stay on ONNX Runtime.
+//! The dense families (RRDBNet: realesrgan-x4plus, realesrgan-x4plus-anime) and waifu2x UpConv7 are lowered from
+//! their ONNX graphs into a [`program::Program`] of fused convolutions over channel slices of NHWC buffers and run by
+//! [`ProgramEngine`] on Hopper kernels (`conv_sm90.rs`, `nhwc_layout.rs`); on other GPUs they stay on ONNX Runtime.
 
 mod conv_sm90;
 mod engine;
 pub mod graph;
 mod hopper;
+mod nhwc_layout;
 pub mod program;
 mod program_engine;
 
 pub use engine::{NativeEngine, device_support};
 pub use graph::{SrvggGraph, match_srvgg};
-pub use program_engine::{ProgramEngine, check_program};
+pub use program_engine::{ProgramEngine, check_program, fit_program};
 
 use crate::onnx::ModelProto;
 
@@ -31,7 +32,7 @@ use crate::onnx::ModelProto;
 pub enum NativeForm {
     /// SRVGGNetCompact: the fixed network of `engine` (any GPU `device_support` accepts).
     Srvgg(SrvggGraph),
-    /// A dense network lowered into a program the Hopper convolution kernels take.
+    /// A network lowered into a program the Hopper convolution kernels take (fitted to them).
     Program(program::Program),
 }
 
@@ -46,8 +47,8 @@ impl NativeForm {
                 g.scale()
             ),
             NativeForm::Program(p) => format!(
-                "dense network ({} fused convolutions over {} buffers, x{}), for Hopper GPUs (compute capability \
-                 9.0)",
+                "lowered network ({} fused convolution launches over {} buffers, x{}), for Hopper GPUs (compute \
+                 capability 9.0)",
                 p.convolutions(),
                 p.buffers.len(),
                 p.scale
@@ -62,7 +63,7 @@ pub fn native_form(model: &ModelProto, input: &str, output: &str) -> Result<Nati
         Ok(graph) => return Ok(NativeForm::Srvgg(graph)),
         Err(why) => why,
     };
-    let dense = match program::lower(model, input, output) {
+    let dense = match program::lower(model, input, output).map(fit_program) {
         Ok(p) => match check_program(&p) {
             Ok(()) => return Ok(NativeForm::Program(p)),
             Err(why) => format!("the dense kernels do not take its program: {why}"),

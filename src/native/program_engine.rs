@@ -1,116 +1,30 @@
 // SPDX-License-Identifier: MPL-2.0
-//! Running a lowered [`Program`] (the dense model families: realesrgan-x4plus, realesrgan-x4plus-anime) on the
-//! Hopper convolution kernels of `conv_sm90`, one CUDA stream, device-memory IO: the planar fp16 model input is
-//! repacked to NHWC once, every step is one launch over the program's NHWC buffers, and the last convolution writes
-//! the planar fp16 output itself.
+//! Running a lowered [`Program`] (the dense model families: realesrgan-x4plus, realesrgan-x4plus-anime; waifu2x
+//! UpConv7) on the Hopper convolution kernels of `conv_sm90`, one CUDA stream, device-memory IO: the program is
+//! fitted to the kernels' widths (`fit`), the planar fp16 model input is repacked to NHWC once, every step is one
+//! launch over the program's NHWC buffers, and the last step (a convolution or a depth to space) writes the planar
+//! fp16 output itself.
+
+mod check;
+mod fit;
 
 use std::sync::Arc;
 
 use cudarc::driver::{CudaSlice, CudaStream};
 
-use super::conv_sm90::{self, ConvKernel, ConvKernels, Epilogue, INPUT_CHANNELS, Output, SliceRef};
+use super::conv_sm90::{self, ConvKernel, ConvKernels, Epilogue, Output, SliceRef};
 use super::engine::time_launches;
 use super::hopper::TensorMap;
+use super::nhwc_layout::LayoutKernels;
 use super::program::{Activation, ConvStep, Program, Slice, Step};
 use crate::cuda::{GpuDevice, PlanarTensor, PlanarTensorMut};
 use crate::engine::EngineMemory;
 use crate::error::{Error, Result};
 use crate::frame::{ElementType, Size};
 use crate::model::ModelInfo;
-
-/// Why the kernels cannot run `program`, if they cannot: channel counts and offsets the kernels take (input slices
-/// of whole 32-channel chunks from a multiple of 8, outputs of up to 64 channels in multiples of 8, residuals with
-/// 33–64 outputs only, an upsampled input for 33–64 outputs without residuals), the output written by a
-/// convolution of at most 8 channels that nothing reads.
-pub fn check_program(program: &Program) -> std::result::Result<(), String> {
-    let out = program.output;
-    if out.channels != 3 || out.offset != 0 {
-        return Err(format!("the output is {} channels at offset {}", out.channels, out.offset));
-    }
-    let stride = |s: &Slice| physical_channels(program, s.buffer);
-    let aligned = |s: &Slice| s.offset.is_multiple_of(8) && stride(s) % 8 == 0 && s.offset + s.channels <= stride(s);
-    // a step may write beside what it reads in one buffer (a dense block's next channels), never over it
-    let overlap = |a: &Slice, b: &Slice| {
-        a.buffer == b.buffer && a.offset < b.offset + b.channels && b.offset < a.offset + a.channels
-    };
-    // the lowering's padded programs (waifu2x UpConv7) have no GPU kernels yet
-    if let Some(i) = program.steps.iter().position(|s| matches!(s, Step::EdgePad { .. } | Step::Shuffle { .. })) {
-        return Err(format!("step {i} (edge padding or depth to space) has no GPU kernel yet"));
-    }
-    if program.buffers.iter().any(|b| b.margin != 0) {
-        return Err("buffers with a margin have no GPU kernels yet".into());
-    }
-    let mut writes_output = 0;
-    for (i, step) in program.steps.iter().enumerate() {
-        let clobbers = match step {
-            Step::Conv(c) => overlap(&c.output, &c.input) || c.residuals.iter().any(|(r, _)| overlap(&c.output, r)),
-            Step::Nearest { input, output, .. }
-            | Step::EdgePad { input, output, .. }
-            | Step::Shuffle { input, output, .. } => overlap(input, output),
-        };
-        if clobbers {
-            return Err(format!("step {i} writes channels it reads"));
-        }
-        let reads_output = match step {
-            Step::Conv(c) => c.input.buffer == out.buffer || c.residuals.iter().any(|(r, _)| r.buffer == out.buffer),
-            Step::Nearest { input, .. } | Step::EdgePad { input, .. } | Step::Shuffle { input, .. } => {
-                input.buffer == out.buffer
-            }
-        };
-        if reads_output {
-            return Err(format!("step {i} reads the model output"));
-        }
-        match step {
-            Step::Conv(c) => {
-                let from_input = c.input.buffer == Program::INPUT;
-                if !aligned(&c.input) || (!from_input && c.input.channels % conv_sm90::CHUNK != 0) {
-                    return Err(format!(
-                        "convolution {i} reads {} channels at offset {}",
-                        c.input.channels, c.input.offset
-                    ));
-                }
-                // the output is `upsample` times the input's size, the residuals at the output's
-                let scale = |s: &Slice| program.buffers[s.buffer].scale;
-                if scale(&c.output) != c.upsample * scale(&c.input)
-                    || c.residuals.iter().any(|(r, _)| scale(r) != scale(&c.output))
-                {
-                    return Err(format!("convolution {i}: its output or residuals are not at its output's scale"));
-                }
-                let planar = c.output.buffer == out.buffer;
-                ConvKernel::choose(c.output.channels, c.residuals.len(), c.upsample, planar)
-                    .map_err(|why| format!("convolution {i}: {why}"))?;
-                if planar {
-                    writes_output += 1;
-                    continue;
-                }
-                if !aligned(&c.output) || c.output.channels % 8 != 0 {
-                    return Err(format!(
-                        "convolution {i} writes {} channels at offset {}",
-                        c.output.channels, c.output.offset
-                    ));
-                }
-                if c.residuals.iter().any(|(r, _)| !aligned(r)) {
-                    return Err(format!("convolution {i} has residuals the kernels do not take"));
-                }
-            }
-            Step::Nearest { input, output, .. } => {
-                if output.buffer == out.buffer || !aligned(input) || !aligned(output) || input.channels % 8 != 0 {
-                    return Err(format!("upsampling {i} of {} channels is not 8-channel aligned", input.channels));
-                }
-            }
-            Step::EdgePad { .. } | Step::Shuffle { .. } => {} // refused above
-        }
-    }
-    if writes_output != 1 {
-        return Err(format!("{writes_output} convolutions write the model output"));
-    }
-    Ok(())
-}
-
-/// Channels per pixel of buffer `buffer` on the GPU: the model input is repacked to one 32-channel chunk.
-fn physical_channels(program: &Program, buffer: usize) -> usize {
-    if buffer == Program::INPUT { INPUT_CHANNELS } else { program.buffers[buffer].channels }
-}
+pub use check::check_program;
+use check::physical_channels;
+pub use fit::fit_program;
 
 /// One convolution's kernel, its packed weights and bias (padded to the kernel's rows).
 struct ConvWeights {
@@ -140,6 +54,8 @@ pub struct ProgramEngine {
     stream: Arc<CudaStream>,
     model: ModelInfo,
     kernels: ConvKernels,
+    layout: LayoutKernels,
+    /// As fitted to the kernels.
     program: Program,
     /// Per step, a convolution's weights.
     weights: Vec<Option<ConvWeights>>,
@@ -160,11 +76,13 @@ fn step_name(c: &ConvStep) -> &'static str {
 }
 
 impl ProgramEngine {
-    /// Loads the kernels (compiled once per context), checks they run `program` and uploads its weights. `model` is
-    /// the contract of the ONNX model it was lowered from.
+    /// Loads the kernels (compiled once per context), fits `program` to them, checks they run it and uploads its
+    /// weights. `model` is the contract of the ONNX model it was lowered from.
     pub fn new(device: &GpuDevice, stream: Arc<CudaStream>, program: Program, model: &ModelInfo) -> Result<Self> {
+        let program = fit_program(program);
         check_program(&program).map_err(|why| Error::unavailable("native dense kernels", why))?;
         let kernels = ConvKernels::load(device)?;
+        let layout = LayoutKernels::load(device)?;
         let mut weight_bytes = 0;
         let weights = program
             .steps
@@ -189,7 +107,7 @@ impl ProgramEngine {
         let mut model = model.clone();
         model.input_type = ElementType::F16;
         model.output_type = ElementType::F16;
-        Ok(Self { stream, model, kernels, program, weights, weight_bytes, bound: None })
+        Ok(Self { stream, model, kernels, layout, program, weights, weight_bytes, bound: None })
     }
 
     /// The model's contract as it runs here (fp16 input and output).
@@ -201,29 +119,35 @@ impl ProgramEngine {
         self.program.scale
     }
 
-    /// Convolutions the program runs.
+    /// Convolutions the program runs (as fitted: one per 64 outputs).
     pub fn convolutions(&self) -> usize {
         self.program.convolutions()
     }
 
-    /// Device bytes per input pixel for one image: the input, every buffer, the output.
-    fn bytes_per_pixel(&self) -> usize {
+    /// The program as the kernels run it (fitted), for the GPU tests that check every step.
+    #[doc(hidden)]
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+
+    /// Elements (fp16) of the input, every buffer and the output for one image of `size`.
+    fn elements(&self, size: Size) -> usize {
         let p = &self.program;
         let buffers: usize = (0..p.buffers.len())
             .filter(|&b| b != p.output.buffer)
-            .map(|b| physical_channels(p, b) * (p.buffers[b].scale * p.buffers[b].scale) as usize)
+            .map(|b| physical_channels(p, b) * p.buffers[b].size(size).pixels())
             .sum();
-        2 * (3 + buffers + 3 * (p.scale * p.scale) as usize)
+        3 * size.pixels() + buffers + 3 * size.scaled(p.scale).pixels()
     }
 
     /// Device memory a run of `batch` images of `tile` needs, exactly (the kernels allocate nothing else).
     pub fn estimate(&self, tile: Size, batch: u32) -> usize {
-        tile.pixels() * batch as usize * self.bytes_per_pixel() + self.weight_bytes
+        2 * batch as usize * self.elements(tile) + self.weight_bytes
     }
 
     /// Device memory held now: weights and the bound tensors.
     pub fn memory(&self) -> EngineMemory {
-        let tensors = self.bound.as_ref().map_or(0, |b| b.batch as usize * b.size.pixels() * self.bytes_per_pixel());
+        let tensors = self.bound.as_ref().map_or(0, |b| 2 * b.batch as usize * self.elements(b.size));
         EngineMemory { held: (self.weight_bytes + tensors) as u64, peak: None, limit: None }
     }
 
@@ -235,25 +159,21 @@ impl ProgramEngine {
         self.bound = None; // free the old tensors first
         let p = &self.program;
         let px = batch as usize * size.pixels();
-        let widest = (0..p.buffers.len())
-            .map(|b| physical_channels(p, b) * (p.buffers[b].scale * p.buffers[b].scale) as usize)
-            .max()
-            .unwrap_or(0);
+        // every buffer's elements, the kernels' indices being 32-bit
+        let elements =
+            |b: usize| (batch as usize).checked_mul(p.buffers[b].size(size).pixels() * physical_channels(p, b));
+        let out_elements = (batch as usize).checked_mul(3 * size.scaled(p.scale).pixels());
+        let in_range = |e: Option<usize>| e.is_some_and(|e| e <= i32::MAX as usize);
         if size.width == 0
             || size.height == 0
-            || px.checked_mul(widest.max(3 * (p.scale * p.scale) as usize)).is_none_or(|e| e > i32::MAX as usize)
+            || !(0..p.buffers.len()).all(|b| in_range(elements(b)))
+            || !in_range(out_elements)
         {
             return Err(Error::InvalidConfig(format!("native dense kernels: {batch} x {size} is out of their range")));
         }
         let alloc = |n: usize| self.stream.alloc_zeros::<u16>(n).map_err(Error::cuda("cuMemAlloc"));
         let buffers = (0..p.buffers.len())
-            .map(|b| {
-                if b == p.output.buffer {
-                    return Ok(None);
-                }
-                let s = p.buffers[b].scale as usize;
-                alloc(px * s * s * physical_channels(p, b)).map(Some)
-            })
+            .map(|b| if b == p.output.buffer { Ok(None) } else { alloc(elements(b).expect("checked")).map(Some) })
             .collect::<Result<Vec<_>>>()?;
         let maps = p
             .steps
@@ -261,7 +181,7 @@ impl ProgramEngine {
             .map(|step| {
                 let Step::Conv(c) = step else { return Ok(None) };
                 let buffer = buffers[c.input.buffer].as_ref().expect("inputs are allocated");
-                let at = size.scaled(p.buffers[c.input.buffer].scale);
+                let at = p.buffers[c.input.buffer].size(size);
                 let slice = SliceRef { buffer, offset: c.input.offset, stride: physical_channels(p, c.input.buffer) };
                 let channels = c.input.channels.next_multiple_of(conv_sm90::CHUNK);
                 conv_sm90::input_map(slice, channels, &self.stream, batch, at).map(Some)
@@ -272,7 +192,7 @@ impl ProgramEngine {
             size,
             input: alloc(3 * px)?,
             buffers,
-            output: alloc(3 * px * (p.scale * p.scale) as usize)?,
+            output: alloc(out_elements.expect("checked"))?,
             maps,
         });
         Ok(())
@@ -319,20 +239,20 @@ impl ProgramEngine {
 
     /// Queues every launch, calling `after` with its name after each.
     fn launch_all(&mut self, mut after: impl FnMut(&'static str) -> Result<()>) -> Result<()> {
-        let Self { stream, kernels, program, weights, bound, .. } = self;
+        let Self { stream, kernels, layout, program, weights, bound, .. } = self;
         let b = bound.as_mut().ok_or_else(|| Error::Usage("native dense kernels: no tensors bound".into()))?;
         let s: &CudaStream = stream;
         let (batch, size) = (b.batch, b.size);
         let Bound { input, buffers, output, maps, .. } = b;
         let packed = buffers[Program::INPUT].as_mut().expect("the input buffer is allocated");
-        kernels.pack_input(s, input, packed, batch, size)?;
+        layout.pack_input(s, input, packed, batch, size)?;
         after("pack-input")?;
         for (i, step) in program.steps.iter().enumerate() {
             match step {
                 Step::Conv(c) => {
                     let w = weights[i].as_ref().expect("every convolution has weights");
                     let map = maps[i].as_ref().expect("every convolution has a map");
-                    let at = size.scaled(program.buffers[c.input.buffer].scale);
+                    let at = program.buffers[c.input.buffer].size(size);
                     let output = if c.output.buffer == program.output.buffer {
                         Output::Planar(&mut *output)
                     } else {
@@ -342,16 +262,25 @@ impl ProgramEngine {
                     after(w.name)?;
                 }
                 Step::Nearest { input: from, output: to, factor } => {
-                    let at = size.scaled(program.buffers[from.buffer].scale);
+                    let at = program.buffers[from.buffer].size(size);
                     let (from_view, to_view) = (view(program, buffers, *from), view(program, buffers, *to));
-                    kernels.nearest(s, from_view, to_view, from.channels, *factor, batch, at)?;
+                    layout.nearest(s, from_view, to_view, from.channels, *factor, batch, at)?;
                     after("nearest")?;
                 }
-                Step::EdgePad { .. } | Step::Shuffle { .. } => {
-                    return Err(Error::unavailable(
-                        "native dense kernels",
-                        "edge padding and depth to space have no kernels yet",
-                    ));
+                Step::EdgePad { input: from, output: to, pad } => {
+                    let at = program.buffers[from.buffer].size(size);
+                    let (from_view, to_view) = (view(program, buffers, *from), view(program, buffers, *to));
+                    // 8 channels at a time: UpConv7's 3 with the model input's zero channels after them
+                    // (check_program)
+                    let channels = from.channels.next_multiple_of(8);
+                    layout.edge_pad(s, from_view, to_view, channels, *pad, batch, at)?;
+                    after("edge-pad")?;
+                }
+                Step::Shuffle { input: from, output: to, factor, offset } => {
+                    let at = program.buffers[from.buffer].size(size);
+                    let from_view = view(program, buffers, *from);
+                    layout.depth_to_planes(s, from_view, output, (to.channels, *factor, *offset), batch, at)?;
+                    after("depth-to-space")?;
                 }
             }
         }

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MPL-2.0
-//! The dense model families (RRDBNet: realesrgan-x4plus, realesrgan-x4plus-anime) on the native program kernels:
-//! their output against ONNX Runtime's CUDA provider (both fp16), batches against single images, and what the
-//! upscaler chooses for them.
+//! The models lowered to native programs (RRDBNet: realesrgan-x4plus, realesrgan-x4plus-anime; waifu2x UpConv7) on
+//! the native program kernels: their output against ONNX Runtime's CUDA provider (both fp16), batches against single
+//! images, and what the upscaler chooses for them.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,6 +12,9 @@ use vfupscale::{Backend, BackendChoice, Engine, EngineRequest, Model, Precision,
 use super::images::planar_image;
 
 const DENSE: [&str; 2] = ["realesrgan-x4plus-anime", "realesrgan-x4plus"];
+/// Every installed model the program kernels run.
+const LOWERED: [&str; 4] =
+    ["realesrgan-x4plus-anime", "realesrgan-x4plus", "waifu2x-upconv7-x2", "waifu2x-upconv7-noise3-x2"];
 
 fn engine(name: &str, backend: BackendChoice) -> Engine {
     let model = Arc::new(Model::load(&vfupscale::models::resolve(Some(name.as_ref())).unwrap()).unwrap());
@@ -38,7 +41,7 @@ fn dense_native_kernels_agree_with_onnx_runtime() {
     // partial tiles on both axes (128 x 4 pixel tiles), and the tail at 4x
     let size = Size::new(250, 142);
     let image = planar_image("astronaut-192x128.ppm", size);
-    for name in DENSE {
+    for name in LOWERED {
         let mut native = engine(name, BackendChoice::Native);
         assert_eq!(native.backend(), Backend::Native, "{name}");
         let mut ort = engine(name, BackendChoice::Cuda);
@@ -51,7 +54,8 @@ fn dense_native_kernels_agree_with_onnx_runtime() {
              convolutions, {ours:.2} ms vs {theirs:.2} ms",
             a.psnr_db, a.max_difference
         );
-        assert!(profile.iter().any(|(k, _)| k == "conv192-64+r"), "{profile:?}");
+        let signature = if DENSE.contains(&name) { "conv192-64+r" } else { "depth-to-space" };
+        assert!(profile.iter().any(|(k, _)| k == signature), "{name}: {profile:?}");
         assert!(a.psnr_db >= 60.0, "{name}: {:.1} dB", a.psnr_db);
     }
 }
@@ -89,7 +93,7 @@ fn dense_batches_equal_single_images_bit_for_bit() {
 #[test]
 #[ignore = "needs an NVIDIA GPU: run tests/gpu/run.sh"]
 fn the_upscaler_runs_dense_models_on_the_native_kernels_and_says_how_well_they_agreed() {
-    for name in DENSE {
+    for name in LOWERED {
         let up: vfupscale::Upscaler =
             vfupscale::Upscaler::new(vfupscale::UpscalerConfig { model: Some(name.into()), ..Default::default() })
                 .unwrap();

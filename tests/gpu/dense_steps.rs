@@ -2,8 +2,10 @@
 //! Every kernel path of the native program engine, step by step, against a CPU reference: a small program with
 //! random weights that reads the model input (3 channels), writes a dense block's next channels beside the ones it
 //! reads, adds one and two residuals, upsamples (nearest, and as a convolution reads its input upsampled by 2), and
-//! writes the planar output; each buffer is compared after the run, so a wrong step is named. Odd sizes (partial
-//! 128 × 4 tiles) and a batch of two.
+//! writes the planar output; and a padded one (waifu2x UpConv7's steps: an edge padding into buffers with a margin,
+//! channel counts the kernels take only once fitted, a convolution of more than 64 outputs, a depth to space into the
+//! planar output). Each buffer is compared after the run, so a wrong step is named. Odd sizes (partial 128 × 4
+//! tiles), a frame smaller than the padding and a batch of two.
 
 use vfupscale::Model;
 use vfupscale::cuda::GpuDevice;
@@ -87,6 +89,32 @@ fn program() -> Program {
     Program { buffers, steps, output: slice(4, 0, 3), scale: 2 }
 }
 
+/// The padded test program: buffers 0 input {3}, 1 {3} and 2 {16}, 3 {128}, 4 {12} with a margin of 3, 5 output
+/// {3} at 2x.
+fn padded_program() -> Program {
+    let mut rng = Rng(5);
+    let margin = |channels| BufferSpec { channels, scale: 1, margin: 3 };
+    let buffers = vec![
+        BufferSpec { channels: 3, scale: 1, margin: 0 },
+        margin(3),
+        margin(16),
+        margin(128),
+        margin(12),
+        BufferSpec { channels: 3, scale: 2, margin: 0 },
+    ];
+    let steps = vec![
+        Step::EdgePad { input: slice(0, 0, 3), output: slice(1, 0, 3), pad: 3 },
+        // 16 outputs: 32 once fitted, the padding written with zeros
+        conv(&mut rng, slice(1, 0, 3), slice(2, 0, 16), Activation::Leaky(0.1), 1.0, vec![]),
+        // read as 32 channels, 128 outputs in two launches
+        conv(&mut rng, slice(2, 0, 16), slice(3, 0, 128), Activation::Leaky(0.1), 1.0, vec![]),
+        // four phases of 3 channels
+        conv(&mut rng, slice(3, 0, 128), slice(4, 0, 12), Activation::None, 1.0, vec![]),
+        Step::Shuffle { input: slice(4, 0, 12), output: slice(5, 0, 3), factor: 2, offset: 3 },
+    ];
+    Program { buffers, steps, output: slice(5, 0, 3), scale: 2 }
+}
+
 /// Largest difference over the largest reference magnitude.
 fn relative_error(gpu: &[f32], cpu: &[f32]) -> f32 {
     let worst = gpu.iter().zip(cpu).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
@@ -103,10 +131,14 @@ fn every_program_step_matches_a_cpu_reference() {
         return;
     }
     let info = Model::load(&vfupscale::models::default_model_path()).unwrap().info().clone();
-    for (size, batch) in [(Size::new(97, 61), 2usize), (Size::new(130, 9), 1)] {
+    let cases = [(Size::new(97, 61), 2usize), (Size::new(130, 9), 1), (Size::new(2, 5), 1)];
+    let forms = |c| [(c, "dense", program()), (c, "padded", padded_program())];
+    for ((size, batch), form, lowered) in cases.into_iter().flat_map(forms) {
         let stream = device.new_stream().unwrap();
-        let p = program();
-        let mut engine = ProgramEngine::new(&device, stream.clone(), p.clone(), &info).unwrap();
+        let mut engine = ProgramEngine::new(&device, stream.clone(), lowered, &info).unwrap();
+        // the buffers as the kernels hold them
+        let p = engine.program().clone();
+        let name = format!("{form} {size}");
         engine.bind(batch as u32, size).unwrap();
         let mut rng = Rng(11 + batch as u64);
         let input: Vec<f32> = (0..batch * 3 * size.pixels()).map(|_| f16(0.5 + 0.5 * rng.uniform())).collect();
@@ -120,29 +152,30 @@ fn every_program_step_matches_a_cpu_reference() {
         // the repacked input: 32 channels per pixel, the first 3 the image, the rest zero
         let packed = engine.buffer_bits(0).unwrap();
         let packed_rgb: Vec<f32> = packed.chunks(32).flat_map(|px| px[..3].iter().map(|&b| value(b))).collect();
-        assert!(packed.chunks(32).all(|px| px[3..].iter().all(|&b| b == 0)), "{size}: channels 3-31 of the input");
-        assert_eq!(relative_error(&packed_rgb, &buffers[0]), 0.0, "{size}: the repacked input");
+        assert!(packed.chunks(32).all(|px| px[3..].iter().all(|&b| b == 0)), "{name}: channels 3-31 of the input");
+        assert_eq!(relative_error(&packed_rgb, &buffers[0]), 0.0, "{name}: the repacked input");
         for (b, expected) in buffers.iter().enumerate().skip(1) {
             if b == p.output.buffer {
                 continue;
             }
             let gpu: Vec<f32> = engine.buffer_bits(b).unwrap().into_iter().map(value).collect();
             let e = relative_error(&gpu, expected);
-            eprintln!("{size} batch {batch}: buffer {b} ({} channels): relative error {e:.2e}", p.buffers[b].channels);
-            assert!(e < 4e-3, "{size} batch {batch}: buffer {b}: relative error {e}");
+            eprintln!("{name} batch {batch}: buffer {b} ({} channels): relative error {e:.2e}", p.buffers[b].channels);
+            assert!(e < 4e-3, "{name} batch {batch}: buffer {b}: relative error {e}");
         }
         let gpu: Vec<f32> = (0..batch as u32)
             .flat_map(|n| engine.output_tensor(n).unwrap().download::<u16>(&stream).unwrap())
             .map(value)
             .collect();
         let e = relative_error(&gpu, &output);
-        eprintln!("{size} batch {batch}: planar output: relative error {e:.2e}");
-        assert!(e < 4e-3, "{size} batch {batch}: output: relative error {e}");
+        eprintln!("{name} batch {batch}: planar output: relative error {e:.2e}");
+        assert!(e < 4e-3, "{name} batch {batch}: output: relative error {e}");
     }
 }
 
-/// Each dense model's program at 1280×720 without ONNX Runtime (the kernels alone): the profile names every
-/// launch (the input's repacking, each convolution, each upsampling), and one run takes what its launches take.
+/// Each lowered model's program at 1280×720 without ONNX Runtime (the kernels alone): the profile names every
+/// launch (the input's repacking, each convolution, each upsampling, edge padding, depth to space), and one run takes
+/// what its launches take.
 #[test]
 #[ignore = "needs an NVIDIA GPU: run tests/gpu/run.sh"]
 fn dense_programs_at_720p_profile_every_launch() {
@@ -151,14 +184,15 @@ fn dense_programs_at_720p_profile_every_launch() {
         return;
     }
     let size = Size::new(1280, 720);
-    for name in ["realesrgan-x4plus-anime", "realesrgan-x4plus"] {
+    for name in ["realesrgan-x4plus-anime", "realesrgan-x4plus", "waifu2x-upconv7-x2"] {
         let model = Model::load(&vfupscale::models::resolve(Some(name.as_ref())).unwrap()).unwrap();
         let info = model.info();
         let program = vfupscale::native::program::lower(model.proto(), &info.input_name, &info.output_name).unwrap();
-        let launches = 1 + program.steps.len();
+        // the network's work, not the fitted program's padding
         let flops = program.flops_per_pixel() * size.pixels() as f64;
         let stream = device.new_stream().unwrap();
         let mut engine = ProgramEngine::new(&device, stream.clone(), program, info).unwrap();
+        let launches = 1 + engine.program().steps.len();
         engine.bind(1, size).unwrap();
         let image = vfupscale::probe_image(size);
         engine.input_tensor(0).unwrap().upload_rgb(&stream, &image).unwrap();

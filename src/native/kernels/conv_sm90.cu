@@ -531,37 +531,3 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
     conv64up2_sm90(const __grid_constant__ TensorMap map, const half_t* weights, ConvEpilogue e, ConvShape s) {
     conv<64, 2>(&map, weights, e, s);
 }
-
-// The model input, planar fp16 [n][3][h][w], as the first convolution reads it: NHWC fp16 [n][h][w][32], channels
-// 3-31 zero (one 32-channel chunk). One thread per pixel.
-extern "C" __global__ void planar_to_nhwc32(const half_t* __restrict__ in, half_t* __restrict__ out, int n, int h,
-                                            int w) {
-    const long long plane = (long long)h * w;
-    const long long p = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (p >= n * plane) return;
-    const long long img = p / plane, at = p - img * plane;
-    const half_t* src = in + img * 3 * plane + at;
-    const unsigned rg = (unsigned)src[0] | ((unsigned)src[plane] << 16);
-    uint4* dst = (uint4*)(out + p * 32);
-    dst[0] = make_uint4(rg, (unsigned)src[2 * plane], 0, 0);
-    dst[1] = make_uint4(0, 0, 0, 0);
-    dst[2] = make_uint4(0, 0, 0, 0);
-    dst[3] = make_uint4(0, 0, 0, 0);
-}
-
-// Nearest-neighbour upsampling by `factor` of an NHWC fp16 slice (`channels` a multiple of 8) into another: output
-// pixel (x, y) is input pixel (x / factor, y / factor). One thread per output pixel and 8 channels.
-extern "C" __global__ void nearest_nhwc(const half_t* __restrict__ in, int in_stride, half_t* __restrict__ out,
-                                        int out_stride, int channels, int n, int h, int w, int factor) {
-    const int groups = channels / 8;
-    const int oh = h * factor, ow = w * factor;
-    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= (long long)n * oh * ow * groups) return;
-    const int g = (int)(i % groups);
-    const long long p = i / groups;
-    const int x = (int)(p % ow);
-    const long long rest = p / ow;
-    const int y = (int)(rest % oh), img = (int)(rest / oh);
-    const long long src = ((long long)img * h + y / factor) * w + x / factor;
-    *(uint4*)(out + p * out_stride + g * 8) = *(const uint4*)(in + src * in_stride + g * 8);
-}

@@ -1,0 +1,130 @@
+// SPDX-License-Identifier: MPL-2.0
+//! Whether the kernels run a program as [`super::fit_program`] fitted it, and if not, why.
+
+use crate::native::conv_sm90::{self, ConvKernel, INPUT_CHANNELS};
+use crate::native::program::{BufferSpec, Program, Slice, Step};
+
+/// Channels per pixel of buffer `buffer` on the GPU: the model input is repacked to one 32-channel chunk.
+pub(super) fn physical_channels(program: &Program, buffer: usize) -> usize {
+    if buffer == Program::INPUT { INPUT_CHANNELS } else { program.buffers[buffer].channels }
+}
+
+/// Whether an image in `to` is `factor` times one in `from`, plus `grow` pixels on each side, for every input size.
+fn scaled(from: &BufferSpec, to: &BufferSpec, factor: u32, grow: u32) -> bool {
+    to.scale == factor * from.scale && to.margin == factor * from.margin + grow
+}
+
+/// Why the kernels cannot run `program` (fitted by [`super::fit_program`]), if they cannot: channel counts and
+/// offsets the kernels take (input slices of whole 32-channel chunks from a multiple of 8, outputs of up to 64
+/// channels in multiples of 8, residuals with 33–64 outputs only, an upsampled input for 33–64 outputs without
+/// residuals), buffer sizes that agree with each step, and the model output written once, by a convolution of at most
+/// 8 channels or a depth to space, and read by no step.
+pub fn check_program(program: &Program) -> std::result::Result<(), String> {
+    let out = program.output;
+    let spec = |s: &Slice| &program.buffers[s.buffer];
+    if out.channels != 3 || out.offset != 0 || spec(&out).margin != 0 || spec(&out).scale != program.scale {
+        return Err(format!("the output is {} channels at offset {}, not a whole image", out.channels, out.offset));
+    }
+    let stride = |s: &Slice| physical_channels(program, s.buffer);
+    let aligned = |s: &Slice| s.offset.is_multiple_of(8) && stride(s) % 8 == 0 && s.offset + s.channels <= stride(s);
+    // a step may write beside what it reads in one buffer (a dense block's next channels), never over it
+    let overlap = |a: &Slice, b: &Slice| {
+        a.buffer == b.buffer && a.offset < b.offset + b.channels && b.offset < a.offset + a.channels
+    };
+    let io = |step: &Step| -> (Vec<Slice>, Slice) {
+        match step {
+            Step::Conv(c) => (std::iter::once(c.input).chain(c.residuals.iter().map(|r| r.0)).collect(), c.output),
+            Step::Nearest { input, output, .. }
+            | Step::EdgePad { input, output, .. }
+            | Step::Shuffle { input, output, .. } => (vec![*input], *output),
+        }
+    };
+    let writers = |buffer: usize| program.steps.iter().filter(|s| io(s).1.buffer == buffer).count();
+    if writers(out.buffer) != 1 {
+        return Err(format!("{} steps write the model output", writers(out.buffer)));
+    }
+    for (i, step) in program.steps.iter().enumerate() {
+        let (reads, writes) = io(step);
+        if reads.iter().any(|r| overlap(&writes, r)) {
+            return Err(format!("step {i} writes channels it reads"));
+        }
+        if reads.iter().any(|r| r.buffer == out.buffer) {
+            return Err(format!("step {i} reads the model output"));
+        }
+        let into_output = writes.buffer == out.buffer;
+        match step {
+            Step::Conv(c) => {
+                let from_input = c.input.buffer == Program::INPUT;
+                let chunks = c.input.offset + c.input.channels.next_multiple_of(conv_sm90::CHUNK) <= stride(&c.input);
+                if !aligned(&c.input) || !chunks || (!from_input && c.input.channels % conv_sm90::CHUNK != 0) {
+                    return Err(format!(
+                        "convolution {i} reads {} channels at offset {}",
+                        c.input.channels, c.input.offset
+                    ));
+                }
+                // the output is `upsample` times the input's size, the residuals at the output's
+                if !scaled(spec(&c.input), spec(&c.output), c.upsample, 0)
+                    || c.residuals.iter().any(|(r, _)| !scaled(spec(&c.output), spec(r), 1, 0))
+                {
+                    return Err(format!("convolution {i}: its output or residuals are not at its output's size"));
+                }
+                ConvKernel::choose(c.output.channels, c.residuals.len(), c.upsample, into_output)
+                    .map_err(|why| format!("convolution {i}: {why}"))?;
+                if into_output {
+                    continue;
+                }
+                if !aligned(&c.output) || c.output.channels % 8 != 0 {
+                    return Err(format!(
+                        "convolution {i} writes {} channels at offset {}",
+                        c.output.channels, c.output.offset
+                    ));
+                }
+                if c.residuals.iter().any(|(r, _)| !aligned(r)) {
+                    return Err(format!("convolution {i} has residuals the kernels do not take"));
+                }
+            }
+            Step::Nearest { input, output, factor } => {
+                if into_output || !aligned(input) || !aligned(output) || input.channels % 8 != 0 {
+                    return Err(format!("upsampling {i} of {} channels is not 8-channel aligned", input.channels));
+                }
+                if !scaled(spec(input), spec(output), *factor, 0) {
+                    return Err(format!("upsampling {i}: its output is not {factor} times its input"));
+                }
+            }
+            Step::EdgePad { input, output, pad } => {
+                // the kernel copies 8 channels at a time: fewer (UpConv7's 3) are copied with the model input's
+                // zero channels after them, into a buffer nothing else writes
+                let copied = input.channels.next_multiple_of(8);
+                let whole = input.channels % 8 == 0
+                    || (input.buffer == Program::INPUT
+                        && input.offset == 0
+                        && output.offset == 0
+                        && writers(output.buffer) == 1);
+                let fits = |s: &Slice| s.offset + copied <= stride(s);
+                if into_output || !whole || !aligned(input) || !aligned(output) || !fits(input) || !fits(output) {
+                    return Err(format!("edge padding {i} of {} channels is not 8-channel aligned", input.channels));
+                }
+                if !scaled(spec(input), spec(output), 1, *pad) {
+                    return Err(format!("edge padding {i}: its output is not its input plus {pad} pixels a side"));
+                }
+            }
+            Step::Shuffle { input, output, factor, offset } => {
+                let (f, o) = (*factor, *offset);
+                if !into_output
+                    || input.channels != (f * f) as usize * output.channels
+                    || input.offset + input.channels > stride(input)
+                {
+                    return Err(format!(
+                        "depth to space {i} does not write the model output from {} channels",
+                        input.channels
+                    ));
+                }
+                let (from, to) = (spec(input), spec(output));
+                if from.margin < o || to.scale != f * from.scale || to.margin != f * (from.margin - o) {
+                    return Err(format!("depth to space {i}: its output is not {f} times its input less {o} pixels"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
