@@ -61,7 +61,8 @@ pub enum BackendChoice {
     /// TensorRT, CUDA and CPU providers (each fallback reported as a warning).
     #[default]
     Auto,
-    /// Our CUDA kernels (SRVGGNetCompact models only, fp16, compute capability 8.0 or newer).
+    /// Our CUDA kernels (fp16): SRVGGNetCompact models on compute capability 8.0 or newer; RRDBNet (realesrgan-x4plus,
+    /// -anime) and waifu2x UpConv7 on Hopper (9.0).
     Native,
     /// ONNX Runtime's TensorRT execution provider (libnvinfer 10).
     TensorRt,

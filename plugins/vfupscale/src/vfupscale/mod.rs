@@ -9,8 +9,9 @@
 //! Main 10), converts each frame to planar RGB with its own CUDA kernels, runs the model with input and output in
 //! device memory, converts back and outputs CUDA memory (for `nvh265enc`, `cudadownload`, …): frames never cross
 //! host memory. SRVGGNetCompact models (realesr-animevideov3, realesr-general-x4v3) run on vfupscale's own
-//! tensor-core kernels (about twice as fast; checked against ONNX Runtime when the element starts), all others on
-//! ONNX Runtime (TensorRT, CUDA or CPU execution provider). Without a usable GPU it takes `video/x-raw` in system
+//! tensor-core kernels, and on Hopper GPUs realesrgan-x4plus, realesrgan-x4plus-anime and waifu2x UpConv7 too (two
+//! to four times as fast; checked against ONNX Runtime when the element starts), all others on ONNX Runtime
+//! (TensorRT, CUDA or CPU execution provider). Without a usable GPU it takes `video/x-raw` in system
 //! memory and runs the model on the CPU: slower, same output.
 //!
 //! The output format is negotiated independently of the input's, within its family: NV12 and P010_10LE either way
@@ -69,7 +70,7 @@
 //!   models directory, `$VFUPSCALE_MODEL_DIR`, default `~/.local/share/vfupscale/models`, where `vfupscale-model
 //!   fetch` installs them); a path that exists is taken as a path. One input and one output, NCHW with 3 channels
 //!   (RGB in 0..1), float32 or float16, an integer scale. Unset: the installed `realesr-animevideov3-x2`.
-//! - `backend`: `auto` runs SRVGGNetCompact models on the native kernels and everything else on ONNX Runtime,
+//! - `backend`: `auto` runs the models above on the native kernels and everything else on ONNX Runtime,
 //!   trying TensorRT, then CUDA, then the CPU, logging a warning for each one it skips and why; `native`,
 //!   `tensorrt`, `cuda` and `cpu` insist on one; `classic` runs no model: Lanczos-3 or bicubic scaling by `scale`
 //!   (GPU for CUDA memory, CPU otherwise).
@@ -142,7 +143,10 @@ pub enum BackendProperty {
     #[default]
     #[enum_value(name = "Auto: native kernels, else TensorRT, CUDA, CPU", nick = "auto")]
     Auto,
-    #[enum_value(name = "vfupscale's own CUDA kernels (SRVGGNetCompact models)", nick = "native")]
+    #[enum_value(
+        name = "vfupscale's own CUDA kernels (SRVGGNetCompact; on Hopper RRDBNet and UpConv7)",
+        nick = "native"
+    )]
     Native,
     #[enum_value(name = "ONNX Runtime TensorRT execution provider", nick = "tensorrt")]
     TensorRt,
