@@ -104,6 +104,9 @@ pub fn own_buffer_bytes(size: Size, scale: u32, tiled: bool) -> usize {
     staging + acc
 }
 
+/// An estimate saying the engine cannot take a tile that large at all, whatever memory there is.
+pub const TOO_LARGE: usize = usize::MAX;
+
 /// Plans frames for one model on one engine.
 #[derive(Debug, Clone, Copy)]
 pub struct Planner<'a> {
@@ -118,7 +121,9 @@ pub struct Planner<'a> {
 
 impl Planner<'_> {
     /// The plan for frames of `size`: the configured tile (or the whole frame; `forced` after out-of-memory
-    /// retries), shrunk until `estimate(tile, batch)` plus our own buffers fits the memory budget.
+    /// retries), shrunk until `estimate(tile, batch)` plus our own buffers fits the memory budget. An estimate of
+    /// [`TOO_LARGE`] says the engine cannot take the tile at all (past its kernels' indexing): it is shrunk with or
+    /// without a budget.
     pub fn plan(&self, size: Size, forced: Option<u32>, estimate: impl Fn(Size, u32) -> usize) -> Result<RunPlan> {
         let t = self.tiling;
         let whole = size.width.max(size.height);
@@ -131,16 +136,22 @@ impl Planner<'_> {
             let batch = if self.model.fixed_batch.is_some() { 1 } else { t.batch.clamp(1, plan.tiles.len() as u32) };
             (plan, batch)
         };
+        let floor = t.min_tile();
+        let shrunk = |tile: u32| ((tile * 3 / 4).max(floor) / 8 * 8).max(floor);
         if t.max_memory_mib == 0 {
-            let (plan, batch) = plan_for(tile);
-            return Ok(RunPlan { tiles: Arc::new(plan), batch, memory_limit: None });
+            loop {
+                let (plan, batch) = plan_for(tile);
+                if estimate(plan.tile, batch) != TOO_LARGE || tile <= floor {
+                    return Ok(RunPlan { tiles: Arc::new(plan), batch, memory_limit: None });
+                }
+                tile = shrunk(tile);
+            }
         }
         let budget = (t.max_memory_mib as usize) << 20;
-        let floor = t.min_tile();
         loop {
             let (plan, batch) = plan_for(tile);
             let own = own_buffer_bytes(size, self.scale, !plan.is_whole_frame()) + self.output_bytes;
-            let need = estimate(plan.tile, batch) + own;
+            let need = estimate(plan.tile, batch).saturating_add(own);
             if need <= budget {
                 let memory_limit = self.capped.then_some(budget - own);
                 return Ok(RunPlan { tiles: Arc::new(plan), batch, memory_limit });
@@ -152,7 +163,7 @@ impl Planner<'_> {
                     need.div_ceil(1 << 20)
                 )));
             }
-            tile = ((tile * 3 / 4).max(floor) / 8 * 8).max(floor);
+            tile = shrunk(tile);
         }
     }
 }
@@ -222,5 +233,17 @@ mod tests {
         // forced by a retry
         let plan = Planner { tiling: &Tiling::default(), ..planner }.plan(size, Some(480), estimate).unwrap();
         assert_eq!(plan.tile_side(), 480);
+        // an engine that cannot take tiles past 1000 pixels a side: shrunk without a budget too, and with one
+        let bounded =
+            |tile: Size, batch: u32| if tile.width.max(tile.height) > 1000 { TOO_LARGE } else { estimate(tile, batch) };
+        let plan = Planner { tiling: &Tiling::default(), ..planner }.plan(size, None, bounded).unwrap();
+        assert!(
+            !plan.is_whole_frame() && plan.tiles.tile.width.max(plan.tiles.tile.height) <= 1000,
+            "{:?}",
+            plan.tiles.tile
+        );
+        let roomy = Tiling { max_memory_mib: 1 << 20, ..Tiling::default() };
+        let plan = Planner { tiling: &roomy, ..planner }.plan(size, None, bounded).unwrap();
+        assert!(plan.tiles.tile.width.max(plan.tiles.tile.height) <= 1000, "{:?}", plan.tiles.tile);
     }
 }

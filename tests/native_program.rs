@@ -14,7 +14,7 @@ use program_reference::{convs, max_difference, run_program};
 use vfupscale::Model;
 use vfupscale::frame::Size;
 use vfupscale::native::program::{Activation, BufferSpec, ConvStep, Program, Slice, Step, lower};
-use vfupscale::native::{NativeForm, check_program, native_form};
+use vfupscale::native::{NativeForm, check_program, fit_program, native_form};
 use vfupscale_onnx::onnx::{Dim, GraphBuilder, META_SCALE, ModelProto, attr_float, attr_int, attr_ints, attr_string};
 
 fn lowered(name: &str) -> Result<Program, String> {
@@ -27,6 +27,8 @@ fn the_shipped_rrdb_models_lower_to_their_architecture() {
     for (name, blocks) in [("realesrgan-x4plus", 23), ("realesrgan-x4plus-anime", 6)] {
         let p = lowered(name).unwrap_or_else(|e| panic!("{name}: {e}"));
         check_program(&p).unwrap_or_else(|e| panic!("{name}: the kernels refuse the lowering: {e}"));
+        // every width is one the kernels take already: the GPU runs the program as lowered
+        assert!(fit_program(p.clone()) == p, "{name}: fitting changed the program");
         // per RRDB: 3 dense blocks of 5 convolutions; plus first, body, two upsampling, hr and last
         assert_eq!(p.convolutions(), blocks * 15 + 6, "{name}");
         // the two nearest x2 upsamplings are folded into conv_up1 and conv_up2, which read the small image
@@ -348,8 +350,9 @@ fn upsampling_is_folded_only_into_a_convolution_the_phase_kernel_takes() {
         let nearest = p.steps.len() - p.convolutions();
         let upsampled = convs(&p).filter(|c| c.upsample == 2).count();
         assert_eq!((nearest, upsampled), if folded { (0, 1) } else { (1, 0) }, "{name}");
-        // folding never costs a program its GPU kernels
+        // folding never costs a program its GPU kernels, as lowered or as fitted (which the GPU runs)
         check_program(&p).unwrap_or_else(|e| panic!("{name}: the kernels refuse it: {e}"));
+        check_program(&fit_program(p.clone())).unwrap_or_else(|e| panic!("{name}: the kernels refuse it fitted: {e}"));
         // and the folded program computes what the graph does
         let size = Size::new(9, 6);
         let image = test_image(size);
@@ -386,6 +389,71 @@ fn the_kernels_refuse_a_convolution_whose_output_is_not_at_its_scale() {
     check_program(&program(2, 2)).unwrap();
     assert!(check_program(&program(1, 2)).unwrap_err().contains("convolution 0: its output"));
     assert!(check_program(&program(2, 1)).unwrap_err().contains("convolution 0: its output"));
+}
+
+/// Programs the kernels would run wrongly are refused, each naming what is wrong (the lowering writes none of these;
+/// the check is the gate for any program).
+#[test]
+fn the_kernels_refuse_programs_they_would_run_wrongly() {
+    let slice = |buffer, offset, channels| Slice { buffer, offset, channels };
+    let conv = |input: Slice, output: Slice, residuals: Vec<(Slice, f32)>| {
+        let (cin, cout) = (input.channels, output.channels);
+        let (weights, bias) = (vec![0.01; cout * cin * 9], vec![0.0; cout]);
+        ConvStep { input, output, weights, bias, activation: Activation::None, alpha: 1.0, residuals, upsample: 1 }
+    };
+    let spec = |channels, margin| BufferSpec { channels, scale: 1, margin };
+    // input {3} -> 1 {64} -> 2 {64} -> output {3}
+    let program = |edit: &dyn Fn(&mut Vec<Step>)| {
+        let mut steps = vec![
+            Step::Conv(conv(slice(0, 0, 3), slice(1, 0, 64), vec![])),
+            Step::Conv(conv(slice(1, 0, 64), slice(2, 0, 64), vec![(slice(1, 0, 64), 1.0)])),
+            Step::Conv(conv(slice(2, 0, 64), slice(3, 0, 3), vec![])),
+        ];
+        edit(&mut steps);
+        Program {
+            buffers: vec![spec(3, 0), spec(64, 0), spec(64, 0), spec(3, 0)],
+            steps,
+            output: slice(3, 0, 3),
+            scale: 1,
+        }
+    };
+    check_program(&program(&|_| {})).unwrap();
+    let refusal = |edit: &dyn Fn(&mut Vec<Step>)| check_program(&program(edit)).unwrap_err();
+    let narrow_residual = refusal(&|s| {
+        if let Step::Conv(c) = &mut s[1] {
+            c.residuals[0].0.channels = 32;
+        }
+    });
+    assert!(narrow_residual.contains("convolution 1: a residual is not 64 channels"), "{narrow_residual}");
+    let short_weights = refusal(&|s| {
+        if let Step::Conv(c) = &mut s[0] {
+            c.weights.pop();
+        }
+    });
+    assert!(short_weights.contains("convolution 0: its weights or bias"), "{short_weights}");
+    let part_of_the_output = refusal(&|s| {
+        if let Step::Conv(c) = &mut s[2] {
+            *c = conv(c.input, slice(3, 0, 2), vec![]);
+        }
+    });
+    assert!(part_of_the_output.contains("step 2 writes 2 of the model output's 3 channels"), "{part_of_the_output}");
+    let copied_into_fewer = refusal(&|s| {
+        s.insert(1, Step::Nearest { input: slice(1, 0, 64), output: slice(2, 0, 32), factor: 1 });
+    });
+    assert!(copied_into_fewer.contains("step 1 copies 64 channels into 32"), "{copied_into_fewer}");
+    // a depth to space writing one plane of the output
+    let shuffle = Program {
+        buffers: vec![spec(3, 0), spec(32, 1), spec(32, 1), BufferSpec { channels: 3, scale: 2, margin: 0 }],
+        steps: vec![
+            Step::EdgePad { input: slice(0, 0, 3), output: slice(1, 0, 3), pad: 1 },
+            Step::Conv(conv(slice(1, 0, 32), slice(2, 0, 8), vec![])),
+            Step::Shuffle { input: slice(2, 0, 4), output: slice(3, 0, 1), factor: 2, offset: 1 },
+        ],
+        output: slice(3, 0, 3),
+        scale: 2,
+    };
+    let why = check_program(&shuffle).unwrap_err();
+    assert!(why.contains("writes 1 of the model output's 3 channels"), "{why}");
 }
 
 #[test]

@@ -140,9 +140,26 @@ impl ProgramEngine {
         3 * size.pixels() + buffers + 3 * size.scaled(p.scale).pixels()
     }
 
-    /// Device memory a run of `batch` images of `tile` needs, exactly (the kernels allocate nothing else).
+    /// Device memory a run of `batch` images of `tile` needs, exactly (the kernels allocate nothing else), or
+    /// [`crate::planning::TOO_LARGE`] when the kernels cannot take it.
     pub fn estimate(&self, tile: Size, batch: u32) -> usize {
+        if !self.in_range(batch, tile) {
+            return crate::planning::TOO_LARGE;
+        }
         2 * batch as usize * self.elements(tile) + self.weight_bytes
+    }
+
+    /// Whether `batch` images of `size` are in the kernels' range: every buffer's elements (and the output's) fit
+    /// their 32-bit indices.
+    fn in_range(&self, batch: u32, size: Size) -> bool {
+        let p = &self.program;
+        // sides far past any buffer the kernels index are refused before the u32 arithmetic of the buffers' sizes
+        if size.width == 0 || size.height == 0 || size.width > 1 << 16 || size.height > 1 << 16 {
+            return false;
+        }
+        let fits = |per_image: usize| (batch as usize).checked_mul(per_image).is_some_and(|e| e <= i32::MAX as usize);
+        (0..p.buffers.len()).all(|b| fits(p.buffers[b].size(size).pixels() * physical_channels(p, b)))
+            && fits(3 * size.scaled(p.scale).pixels())
     }
 
     /// Device memory held now: weights and the bound tensors.
@@ -158,22 +175,14 @@ impl ProgramEngine {
         }
         self.bound = None; // free the old tensors first
         let p = &self.program;
-        let px = batch as usize * size.pixels();
-        // every buffer's elements, the kernels' indices being 32-bit
-        let elements =
-            |b: usize| (batch as usize).checked_mul(p.buffers[b].size(size).pixels() * physical_channels(p, b));
-        let out_elements = (batch as usize).checked_mul(3 * size.scaled(p.scale).pixels());
-        let in_range = |e: Option<usize>| e.is_some_and(|e| e <= i32::MAX as usize);
-        if size.width == 0
-            || size.height == 0
-            || !(0..p.buffers.len()).all(|b| in_range(elements(b)))
-            || !in_range(out_elements)
-        {
+        if !self.in_range(batch, size) {
             return Err(Error::InvalidConfig(format!("native dense kernels: {batch} x {size} is out of their range")));
         }
+        let px = batch as usize * size.pixels();
+        let elements = |b: usize| batch as usize * p.buffers[b].size(size).pixels() * physical_channels(p, b);
         let alloc = |n: usize| self.stream.alloc_zeros::<u16>(n).map_err(Error::cuda("cuMemAlloc"));
         let buffers = (0..p.buffers.len())
-            .map(|b| if b == p.output.buffer { Ok(None) } else { alloc(elements(b).expect("checked")).map(Some) })
+            .map(|b| if b == p.output.buffer { Ok(None) } else { alloc(elements(b)).map(Some) })
             .collect::<Result<Vec<_>>>()?;
         let maps = p
             .steps
@@ -192,7 +201,7 @@ impl ProgramEngine {
             size,
             input: alloc(3 * px)?,
             buffers,
-            output: alloc(out_elements.expect("checked"))?,
+            output: alloc(3 * px * (p.scale * p.scale) as usize)?,
             maps,
         });
         Ok(())

@@ -135,7 +135,7 @@ fn every_program_step_matches_a_cpu_reference() {
     let forms = |c| [(c, "dense", program()), (c, "padded", padded_program())];
     for ((size, batch), form, lowered) in cases.into_iter().flat_map(forms) {
         let stream = device.new_stream().unwrap();
-        let mut engine = ProgramEngine::new(&device, stream.clone(), lowered, &info).unwrap();
+        let mut engine = ProgramEngine::new(&device, stream.clone(), lowered.clone(), &info).unwrap();
         // the buffers as the kernels hold them
         let p = engine.program().clone();
         let name = format!("{form} {size}");
@@ -170,6 +170,10 @@ fn every_program_step_matches_a_cpu_reference() {
         let e = relative_error(&gpu, &output);
         eprintln!("{name} batch {batch}: planar output: relative error {e:.2e}");
         assert!(e < 4e-3, "{name} batch {batch}: output: relative error {e}");
+        // and what the program computes as lowered, before it was fitted to the kernels' widths
+        let (_, unfitted) = run_program(&lowered, &input, size, batch, f16);
+        let e = relative_error(&gpu, &unfitted);
+        assert!(e < 4e-3, "{name} batch {batch}: output vs the lowered program: relative error {e}");
     }
 }
 

@@ -52,8 +52,20 @@ pub fn check_program(program: &Program) -> std::result::Result<(), String> {
             return Err(format!("step {i} reads the model output"));
         }
         let into_output = writes.buffer == out.buffer;
+        if into_output && writes != out {
+            return Err(format!("step {i} writes {} of the model output's 3 channels", writes.channels));
+        }
         match step {
             Step::Conv(c) => {
+                let (cin, cout) = (c.input.channels, c.output.channels);
+                if c.weights.len() != cout * cin * 9 || c.bias.len() != cout {
+                    return Err(format!(
+                        "convolution {i}: its weights or bias are not {cout} x {cin} x 3 x 3 and {cout}"
+                    ));
+                }
+                if c.residuals.iter().any(|(r, _)| r.channels != cout) {
+                    return Err(format!("convolution {i}: a residual is not {cout} channels"));
+                }
                 let from_input = c.input.buffer == Program::INPUT;
                 let chunks = c.input.offset + c.input.channels.next_multiple_of(conv_sm90::CHUNK) <= stride(&c.input);
                 if !aligned(&c.input) || !chunks || (!from_input && c.input.channels % conv_sm90::CHUNK != 0) {
@@ -82,6 +94,11 @@ pub fn check_program(program: &Program) -> std::result::Result<(), String> {
                 if c.residuals.iter().any(|(r, _)| !aligned(r)) {
                     return Err(format!("convolution {i} has residuals the kernels do not take"));
                 }
+            }
+            Step::Nearest { input, output, .. } | Step::EdgePad { input, output, .. }
+                if input.channels != output.channels =>
+            {
+                return Err(format!("step {i} copies {} channels into {}", input.channels, output.channels));
             }
             Step::Nearest { input, output, factor } => {
                 if into_output || !aligned(input) || !aligned(output) || input.channels % 8 != 0 {

@@ -156,6 +156,8 @@ pub fn table(rows: &[Row]) -> String {
         }
         out.push('\n');
     }
+    // the ratios compare throughput; the issue targets and docs/PERFORMANCE.md speak of time
+    out += "ratios divide frames per second (above 1: the first is faster; in time it is the inverse)\n";
     out
 }
 
@@ -242,6 +244,7 @@ mod tests {
         let text = table(std::slice::from_ref(&row));
         assert!(text.contains("c/torch") && text.contains("4.000") && text.contains("2.000"), "{text}");
         assert!(text.contains("2.50 ms"), "(a) on the test frame beside the peer: {text}");
+        assert!(text.contains("ratios divide frames per second"), "{text}");
         let json: serde_json::Value = serde_json::to_value(&row).unwrap();
         assert_eq!(json["pipeline"]["ms_per_frame"], 5.0);
         assert_eq!(json["c_over_torch_compile"], 2.0);

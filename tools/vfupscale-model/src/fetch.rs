@@ -91,7 +91,6 @@ fn verify_run(path: &Path, entry: &Entry) -> Result<String, String> {
     Ok(format!("ran {size} → {}", size.scaled(entry.scale)))
 }
 
-/// True when `path` holds a model converted by this importer revision.
 /// Whether `path` holds model `name` as this revision of the importer writes it (named as installed).
 fn up_to_date(path: &Path, name: &str) -> bool {
     vfupscale_onnx::onnx::read_model(path).is_ok_and(|m| {
