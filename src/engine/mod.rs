@@ -118,7 +118,8 @@ impl Engine {
     /// Estimated device bytes one run of `batch` tiles of `tile` needs. Native: exact. ONNX Runtime: the bound
     /// tensors, room for four of the widest activation (on the H100 a layer's input, its output, and the layout
     /// transposes the CUDA provider adds around resizes were measured alive at once: up to 3.5 of them for
-    /// realesrgan-x4plus), plus workspace room.
+    /// realesrgan-x4plus), plus workspace room. [`crate::planning::TOO_LARGE`] when the engine cannot take such a
+    /// tile at all (the native program kernels' 32-bit indices).
     pub fn estimate(&self, tile: Size, batch: u32) -> usize {
         match &self.inner {
             Inner::Native(n) => n.estimate(tile, batch),
