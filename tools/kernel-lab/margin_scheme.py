@@ -8,6 +8,10 @@ result. Buffers here are `scale * H + extra` pixels (`margin` holds extra / 2 ro
 the tensor).
 
     target/test-venv/bin/python tools/kernel-lab/margin_scheme.py realcugan-up2x   (after scripts/setup.sh --test)
+
+Status (2026-12-04): realcugan-up2x matches. realcugan-up3x stops at UNet2's inner skip: at scale 3/2 a tensor of
+odd size is downsampled, so insets are no longer the same on both sides (the model here keeps one inset per value);
+realcugan-up4x's final crop and waifu2x-cunet-x2's crops (computed by shape arithmetic) are not modelled yet.
 """
 import sys
 from fractions import Fraction as F
@@ -84,6 +88,18 @@ def run(x):
                     for dx in range(2):
                         o[:, dy::2, dx::2] += np.einsum("io,ihw->ohw", w[:, :, dy, dx], a)
                 vals[out] = V(o, v.scale * 2, 2 * v.margin, 2 * v.inset)
+            elif pads[0] == pads[1] == pads[2] == pads[3] and k != 4:
+                # any other stride and padding over the whole buffer: output pixel s * i + t - p from input pixel i;
+                # outputs nearer the tensor's edge than the kernel reaches draw on pixels outside it (NaN there)
+                p = pads[0]
+                Hb, Wb = a.shape[1:]
+                full = np.zeros((w.shape[1], (Hb - 1) * st + k, (Wb - 1) * st + k))
+                for dy in range(k):
+                    for dx in range(k):
+                        full[:, dy:dy + (Hb - 1) * st + 1:st, dx:dx + (Wb - 1) * st + 1:st] += np.einsum(
+                            "io,ihw->ohw", w[:, :, dy, dx], a)
+                o = full[:, p:full.shape[1] - p, p:full.shape[2] - p] + b[:, None, None]
+                vals[out] = V(o, v.scale * st, st * v.margin, st * v.inset)
             elif k == 4 and st == 2 and pads == [3, 3, 3, 3]:
                 # as UpConv7's lowering: the 3x3 convolution of the 4 phases, centred one pixel in (NaN-padded)
                 Hb, Wb = a.shape[1:]
@@ -117,10 +133,26 @@ def run(x):
             vals[out] = V(t.mean(axis=(1, 2), keepdims=True), v.scale, 0, 0)
         elif op == "Mul" and img[1] is not None and img[1].a.shape[1:] == (1, 1):
             v = img[0]; vals[out] = V(v.a * img[1].a, v.scale, v.margin, v.inset)
+        elif op == "Slice" and img[0] is not None and ins[2] not in init:
+            # a crop whose ends the shape arithmetic computes: the final crop to scale x the input, from `start`
+            v = img[0]; t = v.tensor(); st = int(init[ins[1]][0]) if ins[1] in init else 0
+            n = int(v.scale * H), int(v.scale * W)
+            vals[out] = V(t[:, st:st + n[0], st:st + n[1]], v.scale, 0, 0)
+        elif op == "DepthToSpace":
+            v = img[0]; r = at["blocksize"]; c, hb, wb = v.a.shape
+            assert at.get("mode", b"DCR") == b"CRD"
+            o = v.a.reshape(c // (r * r), r, r, hb, wb).transpose(0, 3, 1, 4, 2).reshape(c // (r * r), hb * r, wb * r)
+            vals[out] = V(o, v.scale * r, r * v.margin, r * v.inset)
+        elif op == "Resize":
+            v = img[0]; f = int(init[ins[2]][2]); assert v.inset == 0 and v.margin == 0
+            vals[out] = V(v.a.repeat(f, axis=1).repeat(f, axis=2), v.scale * f, 0, 0)
         elif op == "Slice" and img[0] is not None and out != g.output[0].name:
             v = img[0]; st, en = init[ins[1]].astype(int), init[ins[2]].astype(int)
             assert st[0] == st[1] == -en[0] == -en[1], (out, st, en)
             vals[out] = V(v.a, v.scale, v.margin, v.inset + int(st[0]))
+        elif op in ("Add", "Sum") and all(i is not None for i in img) and img[0].margin == img[1].margin == 0 \
+                and img[0].inset == img[1].inset == 0:
+            vals[out] = V(img[0].a + img[1].a, img[0].scale, 0, 0)
         elif op in ("Add", "Sum") and all(i is not None for i in img):
             # the result in the layout of the operand whose tensor starts further in; the other shifted into it, NaN
             # where it has no pixels
