@@ -9,9 +9,9 @@ the tensor).
 
     target/test-venv/bin/python tools/kernel-lab/margin_scheme.py realcugan-up2x   (after scripts/setup.sh --test)
 
-Status (2026-12-04): realcugan-up2x matches. realcugan-up3x stops at UNet2's inner skip: at scale 3/2 a tensor of
-odd size is downsampled, so insets are no longer the same on both sides (the model here keeps one inset per value);
-realcugan-up4x's final crop and waifu2x-cunet-x2's crops (computed by shape arithmetic) are not modelled yet.
+Status (2026-12-04): realcugan-up2x, -up3x and -up4x match (sizes of the importer's class: multiples of its Mod's
+divisor, 2 or 4). waifu2x-cunet-x2's crops are computed by shape arithmetic, which this does not follow (it takes a
+crop with computed ends for the final one): not modelled.
 """
 import sys
 from fractions import Fraction as F
@@ -57,7 +57,10 @@ def run(x):
         if op == "Pad":
             # the importer's padding: 18 (Real-CUGAN) or what the graph's constant says, to the even size
             v = img[0]
-            pad = 18 if "cugan" in name else int([c for c in init.values() if c.ndim == 1 and c.size == 2 and c[0] == c[1] and c[0] > 4][-1][0])
+            # the leading pads are the first constant of the Concat that builds them ([0, 0, p, p]); the end pads
+            # are p more the alignment, 0 for the even sizes run here
+            concat = next(c for c in g.node if c.op_type == "Concat" and c.output[0] == ins[1])
+            pad = int(init[concat.input[0]][2])
             vals[out] = V(np.pad(v.a, ((0, 0), (pad, pad), (pad, pad)), mode="edge"), v.scale, v.margin + pad, v.inset)
         elif op == "Conv":
             v, w, b = img[0], init[ins[1]], init[ins[2]] if len(ins) > 2 else 0
@@ -174,7 +177,10 @@ def run(x):
 
 rng = np.random.default_rng(1)
 sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-for (h, w) in [(20, 24), (22, 30)]:
+# the importer pads to a multiple of its Mod's divisor: sizes of that class, both residues of the next multiple
+mod = next((n for n in g.node if n.op_type == "Mod"), None)
+align = int(init[mod.input[1]][0]) if mod is not None else 1
+for (h, w) in [(20, 24), (20 + align, 24 + align)]:
     x = rng.random((3, h, w), dtype=np.float32)
     ref = sess.run(None, {"input": x[None]})[0][0]
     y = run(x)
