@@ -9,9 +9,8 @@ the tensor).
 
     target/test-venv/bin/python tools/kernel-lab/margin_scheme.py realcugan-up2x   (after scripts/setup.sh --test)
 
-Status (2026-12-04): realcugan-up2x, -up3x and -up4x match (sizes of the importer's class: multiples of its Mod's
-divisor, 2 or 4). waifu2x-cunet-x2's crops are computed by shape arithmetic, which this does not follow (it takes a
-crop with computed ends for the final one): not modelled.
+Status (2026-12-04): see the last lines it prints for each model (sizes of the importer's class: multiples of its
+Mod's divisor, 2 or 4); the shape arithmetic is evaluated on the run's sizes, a Shape being the tensor's.
 """
 import sys
 from fractions import Fraction as F
@@ -48,19 +47,35 @@ def conv_same(a, w, b, pad_value=np.nan):
 def run(x):
     H, W = x.shape[1:]
     vals = {"input": V(x.astype(np.float64), F(1), 0, 0)}
+    shapes = {}
     for n in g.node:
         op, ins, out = n.op_type, list(n.input), n.output[0]
         at = attrs(n)
         img = [vals.get(i) for i in ins]
-        if op in ("Shape",) or (img and img[0] is None and op in ("Slice", "Add", "Sub", "Mod", "Concat", "Mul")):
-            continue  # the shape arithmetic: its results are read off below
+        # the shape arithmetic, on this run's sizes: a Shape is the tensor's (not the buffer's)
+        if op == "Shape":
+            t = img[0].tensor()
+            shapes[out] = np.array([1, *t.shape], dtype=np.int64)
+            continue
+        if op in ("Slice", "Add", "Sub", "Mod", "Concat", "Mul") and all(i in shapes or i in init or i == "" for i in ins) \
+                and any(i in shapes for i in ins):
+            arg = lambda i: shapes[i] if i in shapes else init[i].astype(np.int64)
+            a = [arg(i) for i in ins if i != ""]
+            if op == "Slice":
+                shapes[out] = a[0][int(a[1][0]):int(a[2][0])]
+            elif op == "Concat":
+                shapes[out] = np.concatenate(a)
+            else:
+                shapes[out] = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Mod": np.mod}[op](a[0], a[1])
+            continue
         if op == "Pad":
             # the importer's padding: 18 (Real-CUGAN) or what the graph's constant says, to the even size
             v = img[0]
             # the leading pads are the first constant of the Concat that builds them ([0, 0, p, p]); the end pads
             # are p more the alignment, 0 for the even sizes run here
-            concat = next(c for c in g.node if c.op_type == "Concat" and c.output[0] == ins[1])
-            pad = int(init[concat.input[0]][2])
+            pads = shapes[ins[1]]
+            assert pads[2] == pads[3] == pads[6] == pads[7], f"{out}: pads {pads} (a size outside the class)"
+            pad = int(pads[2])
             vals[out] = V(np.pad(v.a, ((0, 0), (pad, pad), (pad, pad)), mode="edge"), v.scale, v.margin + pad, v.inset)
         elif op == "Conv":
             v, w, b = img[0], init[ins[1]], init[ins[2]] if len(ins) > 2 else 0
@@ -137,10 +152,18 @@ def run(x):
         elif op == "Mul" and img[1] is not None and img[1].a.shape[1:] == (1, 1):
             v = img[0]; vals[out] = V(v.a * img[1].a, v.scale, v.margin, v.inset)
         elif op == "Slice" and img[0] is not None and ins[2] not in init:
-            # a crop whose ends the shape arithmetic computes: the final crop to scale x the input, from `start`
-            v = img[0]; t = v.tensor(); st = int(init[ins[1]][0]) if ins[1] in init else 0
-            n = int(v.scale * H), int(v.scale * W)
-            vals[out] = V(t[:, st:st + n[0], st:st + n[1]], v.scale, 0, 0)
+            # a crop the shape arithmetic computes: by the same amount on every side (an inset), or the final one
+            v = img[0]; t = v.tensor()
+            arg = lambda i: shapes[i] if i in shapes else init[i].astype(np.int64)
+            st, en = arg(ins[1]), arg(ins[2])
+            axes = list(arg(ins[3])) if len(ins) > 3 and ins[3] else [0, 1, 2, 3][-len(st):]
+            assert axes == [2, 3], (out, axes)
+            en = [min(int(e), n) for e, n in zip(en, t.shape[1:])]
+            cuts = {int(st[0]), int(st[1]), t.shape[1] - en[0], t.shape[2] - en[1]}
+            if len(cuts) == 1:
+                vals[out] = V(v.a, v.scale, v.margin, v.inset + cuts.pop())
+            else:
+                vals[out] = V(t[:, int(st[0]):en[0], int(st[1]):en[1]], v.scale, 0, 0)
         elif op == "DepthToSpace":
             v = img[0]; r = at["blocksize"]; c, hb, wb = v.a.shape
             assert at.get("mode", b"DCR") == b"CRD"
@@ -184,6 +207,6 @@ for (h, w) in [(20, 24), (20 + align, 24 + align)]:
     x = rng.random((3, h, w), dtype=np.float32)
     ref = sess.run(None, {"input": x[None]})[0][0]
     y = run(x)
-    t = y.a
+    t = y.tensor()
     print(name, (h, w), "scale", y.scale, "out", t.shape, "ref", ref.shape, "NaN", int(np.isnan(t).sum()),
           "max diff", float(np.nanmax(np.abs(t - ref))) if t.shape == ref.shape else "shape differs")
