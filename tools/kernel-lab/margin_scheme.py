@@ -12,13 +12,13 @@ the tensor).
 Status (2026-12-04): see the last lines it prints for each model (sizes of the importer's class: multiples of its
 Mod's divisor, 2 or 4); the shape arithmetic is evaluated on the run's sizes, a Shape being the tensor's.
 """
+import os
 import sys
 from fractions import Fraction as F
 import numpy as np, onnx, onnxruntime as ort
 from onnx import numpy_helper
 
 name = sys.argv[1] if len(sys.argv) > 1 else "realcugan-up2x"
-import os
 models = os.environ.get("VFUPSCALE_MODEL_DIR") or os.path.join(
     os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share"), "vfupscale", "models")
 path = os.path.join(models, f"{name}.onnx")
