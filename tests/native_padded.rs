@@ -54,7 +54,7 @@ fn waifu2x_upconv7_lowers_to_a_padded_program_that_computes_what_onnx_runtime_co
                 b if b == p.output.buffer => (2, 0),
                 _ => (1, 7),
             };
-            assert_eq!((spec.scale, spec.margin), expected, "{name}: buffer {b}");
+            assert_eq!((spec.scale.num, spec.extra / 2), expected, "{name}: buffer {b}");
         }
         // as the GPU runs it: buffers of whole chunks, the 12 phase outputs as 16, 128 and 256 outputs in launches of 64
         let fitted = fit_program(p.clone());

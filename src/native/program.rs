@@ -29,20 +29,65 @@ pub struct Slice {
     pub channels: usize,
 }
 
-/// An NHWC fp16 buffer of `channels` channels per pixel at `scale` times the input's width and height, plus
-/// `margin` pixels on each side.
+/// A size ratio `num / den` of the model input's (½ for a UNet's lower half, 3/2 for Real-CUGAN up3x's), in lowest
+/// terms. The program's sizes are multiples of [`Program::align`], which every `den` divides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Scale {
+    pub num: u32,
+    pub den: u32,
+}
+
+impl Scale {
+    /// `n` times the input.
+    pub const fn int(n: u32) -> Self {
+        Scale { num: n, den: 1 }
+    }
+
+    /// `num / den` in lowest terms (`den > 0`).
+    pub fn new(num: u32, den: u32) -> Self {
+        let g = gcd(num, den).max(1);
+        Scale { num: num / g, den: den / g }
+    }
+
+    /// This scale times `num / den`.
+    pub fn times(self, num: u32, den: u32) -> Self {
+        Scale::new(self.num * num, self.den * den)
+    }
+
+    /// `side · num / den`, exact when `den` divides `side`.
+    pub fn of(self, side: u32) -> u32 {
+        (side as u64 * self.num as u64 / self.den as u64) as u32
+    }
+}
+
+impl std::fmt::Display for Scale {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.den == 1 { write!(f, "{}", self.num) } else { write!(f, "{}/{}", self.num, self.den) }
+    }
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// An NHWC fp16 buffer of `channels` channels per pixel, `scale · side + extra` pixels along each side for an input
+/// of that side (`extra` may be odd: a UNet's stride-2 convolution pairs pixels from the tensor's parity).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BufferSpec {
     pub channels: usize,
-    pub scale: u32,
-    pub margin: u32,
+    pub scale: Scale,
+    pub extra: u32,
 }
 
 impl BufferSpec {
-    /// Its width and height for an input of `size`.
+    /// `channels` at `scale` times the input plus `margin` pixels on each side.
+    pub const fn new(channels: usize, scale: u32, margin: u32) -> Self {
+        BufferSpec { channels, scale: Scale::int(scale), extra: 2 * margin }
+    }
+
+    /// Its width and height for an input of `size` (a multiple of the program's `align`).
     pub fn size(&self, size: Size) -> Size {
-        let scaled = size.scaled(self.scale);
-        Size::new(scaled.width + 2 * self.margin, scaled.height + 2 * self.margin)
+        Size::new(self.scale.of(size.width) + self.extra, self.scale.of(size.height) + self.extra)
     }
 }
 
@@ -54,7 +99,9 @@ pub enum Activation {
     Leaky(f32),
 }
 
-/// A 3×3, stride 1, padding 1 convolution with its fused epilogue.
+/// A 3×3, stride 1, padding 1 convolution with its fused epilogue. A 1×1 convolution (Real-CUGAN's stride-2 and
+/// transposed 2×2 convolutions, lowered to space-to-depth and depth-to-space around one) is one whose outer taps are
+/// all zero ([`ConvStep::is_pointwise`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConvStep {
     /// Reads `input.channels` channels (the convolution's input channels).
@@ -77,6 +124,13 @@ pub struct ConvStep {
     pub upsample: u32,
 }
 
+impl ConvStep {
+    /// Whether only the centre tap has weights (a 1×1 convolution).
+    pub fn is_pointwise(&self) -> bool {
+        self.weights.chunks(9).all(|taps| taps.iter().enumerate().all(|(k, &w)| k == 4 || w == 0.0))
+    }
+}
+
 /// Residual inputs one convolution's epilogue takes.
 pub const MAX_RESIDUALS: usize = 2;
 
@@ -91,25 +145,61 @@ pub enum Step {
         output: Slice,
         factor: u32,
     },
-    /// The input with its edge pixels repeated `pad` times on each side (the output buffer's margin is `pad` more).
+    /// The input with its edge pixels repeated `pad` times on each side (the output buffer is `2 · pad` pixels
+    /// larger along each side).
     EdgePad {
         input: Slice,
         output: Slice,
         pad: u32,
     },
-    /// Depth to space from `offset` pixels in: output pixel `(x, y)`, channel `c` is input pixel
-    /// `(offset + x / f, offset + y / f)`, channel `((y % f) · f + x % f) · C + c` (`C = output.channels`,
-    /// `input.channels == f² · C`); the output is `f` times the input buffer less `offset` on each side.
+    /// Depth to space: output pixel `(shift + f · x + rx, shift + f · y + ry)`, channel `c` is input pixel
+    /// `(offset + x, offset + y)`, channel `(ry · f + rx) · C + c` (`C = output.channels`, `input.channels == f² · C`;
+    /// `f = 1` is a crop). The output buffer is `f` times the input less `offset` pixels on each side, plus `shift`
+    /// on each side that it leaves as they are (so a UNet's upsampled value lands in its skip connection's layout).
+    /// With a residual, its pixel `(x + r.offset, y + r.offset)` times `r.beta` is added to output pixel `(x, y)`.
     Shuffle {
         input: Slice,
         output: Slice,
         factor: u32,
         offset: u32,
+        shift: u32,
+        residual: Option<ShiftedResidual>,
+    },
+    /// Space to depth by 2 from `offset` pixels in (a 2×2 stride-2 convolution's input, pairing pixels from the
+    /// tensor's parity): output pixel `(x, y)`, channel `(dy · 2 + dx) · C + c` is input pixel `(offset + 2x + dx,
+    /// offset + 2y + dy)`, channel `c` (`C = input.channels`, `output.channels == 4 · C`); the output is
+    /// `floor((size − offset) / 2)` pixels along each side.
+    SpaceToDepth {
+        input: Slice,
+        output: Slice,
+        offset: u32,
+    },
+    /// Squeeze and excitation (Real-CUGAN): `output = input · sigmoid(expand · relu(reduce · mean + reduce_bias) +
+    /// expand_bias)` per image and channel, `mean` the input's per-channel mean over its buffer less `inset` pixels on
+    /// each side (the tensor); the output at the input's size.
+    SqueezeExcite {
+        input: Slice,
+        output: Slice,
+        inset: u32,
+        /// `[hidden][channels]` and `[hidden]`.
+        reduce: Vec<f32>,
+        reduce_bias: Vec<f32>,
+        /// `[channels][hidden]` and `[channels]`.
+        expand: Vec<f32>,
+        expand_bias: Vec<f32>,
     },
 }
 
+/// A residual read `offset` pixels further into its buffer along both axes than the pixel it is added to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ShiftedResidual {
+    pub slice: Slice,
+    pub beta: f32,
+    pub offset: u32,
+}
+
 /// A lowered network. Buffer [`Program::INPUT`] holds the model input (3 channels, scale 1, written before the
-/// first step); `output` is the model output (3 channels at scale `scale`).
+/// first step); `output` is the model output (3 channels at scale `scale`, no extra pixels).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Program {
     pub buffers: Vec<BufferSpec>,
@@ -117,6 +207,11 @@ pub struct Program {
     pub output: Slice,
     /// Output size over input size.
     pub scale: u32,
+    /// The input sizes the program runs are multiples of this (the importer's size class: its padding to a
+    /// multiple of 2 or 4 is then a constant, and every buffer a whole number of pixels). An engine runs other sizes
+    /// as the next multiple with the last row and column repeated and crops the output: the importer's padding of
+    /// the smaller size is the same tensor.
+    pub align: u32,
 }
 
 impl Program {
@@ -131,10 +226,15 @@ impl Program {
             .iter()
             .map(|s| match s {
                 Step::Conv(c) => {
-                    let scale = self.buffers[c.output.buffer].scale as f64;
-                    2.0 * 9.0 * (c.input.channels * c.output.channels) as f64 * scale * scale
+                    let scale = self.buffers[c.output.buffer].scale;
+                    let area = (scale.num as f64 / scale.den as f64).powi(2);
+                    2.0 * 9.0 * (c.input.channels * c.output.channels) as f64 * area
                 }
-                Step::Nearest { .. } | Step::EdgePad { .. } | Step::Shuffle { .. } => 0.0,
+                Step::SqueezeExcite { .. }
+                | Step::Nearest { .. }
+                | Step::EdgePad { .. }
+                | Step::Shuffle { .. }
+                | Step::SpaceToDepth { .. } => 0.0,
             })
             .sum()
     }

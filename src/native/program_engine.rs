@@ -285,7 +285,8 @@ impl ProgramEngine {
                     layout.edge_pad(s, from_view, to_view, channels, *pad, batch, at)?;
                     after("edge-pad")?;
                 }
-                Step::Shuffle { input: from, output: to, factor, offset } => {
+                Step::SpaceToDepth { .. } | Step::SqueezeExcite { .. } => unreachable!("check_program refuses them"),
+                Step::Shuffle { input: from, output: to, factor, offset, .. } => {
                     let at = program.buffers[from.buffer].size(size);
                     let from_view = view(program, buffers, *from);
                     layout.depth_to_planes(s, from_view, output, (to.channels, *factor, *offset), batch, at)?;

@@ -57,12 +57,12 @@ fn up2(step: Step) -> Step {
 fn program() -> Program {
     let mut rng = Rng(7);
     let buffers = vec![
-        BufferSpec { channels: 3, scale: 1, margin: 0 },
-        BufferSpec { channels: 96, scale: 1, margin: 0 },
-        BufferSpec { channels: 64, scale: 1, margin: 0 },
-        BufferSpec { channels: 128, scale: 2, margin: 0 },
-        BufferSpec { channels: 3, scale: 2, margin: 0 },
-        BufferSpec { channels: 64, scale: 1, margin: 0 },
+        BufferSpec::new(3, 1, 0),
+        BufferSpec::new(96, 1, 0),
+        BufferSpec::new(64, 1, 0),
+        BufferSpec::new(128, 2, 0),
+        BufferSpec::new(3, 2, 0),
+        BufferSpec::new(64, 1, 0),
     ];
     let steps = vec![
         // from the model input (one chunk of 3 channels), 64 outputs, LeakyReLU
@@ -86,22 +86,16 @@ fn program() -> Program {
         // 128 -> 3 into the planar output
         conv(&mut rng, slice(3, 0, 128), slice(4, 0, 3), Activation::None, 1.0, vec![]),
     ];
-    Program { buffers, steps, output: slice(4, 0, 3), scale: 2 }
+    Program { buffers, steps, output: slice(4, 0, 3), scale: 2, align: 1 }
 }
 
 /// The padded test program: buffers 0 input {3}, 1 {3} and 2 {16}, 3 {128}, 4 {12} with a margin of 3, 5 output
 /// {3} at 2x.
 fn padded_program() -> Program {
     let mut rng = Rng(5);
-    let margin = |channels| BufferSpec { channels, scale: 1, margin: 3 };
-    let buffers = vec![
-        BufferSpec { channels: 3, scale: 1, margin: 0 },
-        margin(3),
-        margin(16),
-        margin(128),
-        margin(12),
-        BufferSpec { channels: 3, scale: 2, margin: 0 },
-    ];
+    let margin = |channels| BufferSpec::new(channels, 1, 3);
+    let buffers =
+        vec![BufferSpec::new(3, 1, 0), margin(3), margin(16), margin(128), margin(12), BufferSpec::new(3, 2, 0)];
     let steps = vec![
         Step::EdgePad { input: slice(0, 0, 3), output: slice(1, 0, 3), pad: 3 },
         // 16 outputs: 32 once fitted, the padding written with zeros
@@ -110,9 +104,16 @@ fn padded_program() -> Program {
         conv(&mut rng, slice(2, 0, 16), slice(3, 0, 128), Activation::Leaky(0.1), 1.0, vec![]),
         // four phases of 3 channels
         conv(&mut rng, slice(3, 0, 128), slice(4, 0, 12), Activation::None, 1.0, vec![]),
-        Step::Shuffle { input: slice(4, 0, 12), output: slice(5, 0, 3), factor: 2, offset: 3 },
+        Step::Shuffle {
+            input: slice(4, 0, 12),
+            output: slice(5, 0, 3),
+            factor: 2,
+            offset: 3,
+            shift: 0,
+            residual: None,
+        },
     ];
-    Program { buffers, steps, output: slice(5, 0, 3), scale: 2 }
+    Program { buffers, steps, output: slice(5, 0, 3), scale: 2, align: 1 }
 }
 
 /// Largest difference over the largest reference magnitude.

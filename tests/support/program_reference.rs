@@ -19,6 +19,33 @@ pub fn max_difference(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
+/// `p` on the CPU for an input of any size, as an engine runs it: the next multiple of the program's `align` with the
+/// last rows and columns repeated, the output cropped to `scale ×` the input. Planar `[batch][3][h][w]` in and out.
+pub fn run_program_any_size(p: &Program, input: &[f32], size: Size, batch: usize, store: fn(f32) -> f32) -> Vec<f32> {
+    let a = p.align;
+    let run = Size::new(size.width.next_multiple_of(a), size.height.next_multiple_of(a));
+    let (w, h, rw, rh) = (size.width as usize, size.height as usize, run.width as usize, run.height as usize);
+    let mut grown = vec![0.0f32; batch * 3 * rw * rh];
+    for plane in 0..batch * 3 {
+        for y in 0..rh {
+            for x in 0..rw {
+                grown[(plane * rh + y) * rw + x] = input[(plane * h + y.min(h - 1)) * w + x.min(w - 1)];
+            }
+        }
+    }
+    let (_, out) = run_program(p, &grown, run, batch, store);
+    let s = p.scale as usize;
+    let mut cropped = vec![0.0f32; batch * 3 * s * w * s * h];
+    for plane in 0..batch * 3 {
+        for y in 0..s * h {
+            for x in 0..s * w {
+                cropped[(plane * s * h + y) * s * w + x] = out[(plane * s * rh + y) * s * rw + x];
+            }
+        }
+    }
+    cropped
+}
+
 /// `p` on the CPU, accumulating in f64, with every stored value passed through `store` (fp16 rounding to compare with
 /// the GPU, the identity to compare with an fp32 reference): each buffer as NHWC of its channels (the input as its 3),
 /// and the output planar `[batch][3][h][w]`.
@@ -135,24 +162,100 @@ pub fn run_program(
                     }
                 }
             }
-            Step::Shuffle { input, output: to, factor, offset } => {
+            Step::Shuffle { input, output: to, factor, offset, shift, residual } => {
                 let at = p.buffers[input.buffer].size(size);
-                let (w, h, f, o) = (at.width as usize, at.height as usize, *factor as usize, *offset as usize);
-                let (ow, oh) = (f * (w - 2 * o), f * (h - 2 * o));
+                let (w, h, f, o, sh) =
+                    (at.width as usize, at.height as usize, *factor as usize, *offset as usize, *shift as usize);
                 let sin = p.buffers[input.buffer].channels;
+                let into_output = to.buffer == p.output.buffer;
+                let out_size = if into_output { size.scaled(p.scale) } else { p.buffers[to.buffer].size(size) };
+                let (ow, oh) = (out_size.width as usize, out_size.height as usize);
                 let c = to.channels;
+                for n in 0..batch {
+                    for y in 0..f * (h - 2 * o) {
+                        for x in 0..f * (w - 2 * o) {
+                            let (tx, ty) = (sh + x, sh + y);
+                            if tx >= ow || ty >= oh {
+                                continue;
+                            }
+                            for ch in 0..c {
+                                let src = ((n * h + o + y / f) * w + o + x / f) * sin + input.offset;
+                                let mut v = buffers[input.buffer][src + ((y % f) * f + x % f) * c + ch];
+                                if let Some(r) = residual {
+                                    let rs = p.buffers[r.slice.buffer].size(size);
+                                    let (rw, rh) = (rs.width as usize, rs.height as usize);
+                                    let (rx, ry) = (tx + r.offset as usize, ty + r.offset as usize);
+                                    assert!(rx < rw && ry < rh, "a residual pixel outside its buffer");
+                                    let stride = p.buffers[r.slice.buffer].channels;
+                                    let at = ((n * rh + ry) * rw + rx) * stride + r.slice.offset + ch;
+                                    v = store(v + r.beta * buffers[r.slice.buffer][at]);
+                                }
+                                if into_output {
+                                    output[((n * c + ch) * oh + ty) * ow + tx] = v;
+                                } else {
+                                    let sout = p.buffers[to.buffer].channels;
+                                    buffers[to.buffer][((n * oh + ty) * ow + tx) * sout + to.offset + ch] = v;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Step::SpaceToDepth { input, output: to, offset } => {
+                let (at, out) = (p.buffers[input.buffer].size(size), p.buffers[to.buffer].size(size));
+                let (w, h, o) = (at.width as usize, at.height as usize, *offset as usize);
+                let (ow, oh) = (out.width as usize, out.height as usize);
+                assert!(o + 2 * ow <= w && o + 2 * oh <= h, "space to depth past its input");
+                let (sin, sout, c) = (p.buffers[input.buffer].channels, p.buffers[to.buffer].channels, input.channels);
                 for n in 0..batch {
                     for y in 0..oh {
                         for x in 0..ow {
-                            for ch in 0..c {
-                                let src = ((n * h + o + y / f) * w + o + x / f) * sin + input.offset;
-                                let v = buffers[input.buffer][src + ((y % f) * f + x % f) * c + ch];
-                                if to.buffer == p.output.buffer {
-                                    output[((n * c + ch) * oh + y) * ow + x] = v;
-                                } else {
-                                    let sout = p.buffers[to.buffer].channels;
-                                    buffers[to.buffer][((n * oh + y) * ow + x) * sout + to.offset + ch] = v;
+                            for d in 0..4 {
+                                let (sx, sy) = (o + 2 * x + d % 2, o + 2 * y + d / 2);
+                                for ch in 0..c {
+                                    let v = buffers[input.buffer][((n * h + sy) * w + sx) * sin + input.offset + ch];
+                                    buffers[to.buffer][((n * oh + y) * ow + x) * sout + to.offset + d * c + ch] = v;
                                 }
+                            }
+                        }
+                    }
+                }
+            }
+            Step::SqueezeExcite { input, output: to, inset, reduce, reduce_bias, expand, expand_bias } => {
+                let at = p.buffers[input.buffer].size(size);
+                let (w, h, i) = (at.width as usize, at.height as usize, *inset as usize);
+                let (sin, sout, c) = (p.buffers[input.buffer].channels, p.buffers[to.buffer].channels, input.channels);
+                let m = reduce_bias.len();
+                let pixel = |n: usize, y: usize, x: usize| ((n * h + y) * w + x) * sin + input.offset;
+                for n in 0..batch {
+                    let mut mean = vec![0.0f64; c];
+                    for y in i..h - i {
+                        for x in i..w - i {
+                            for (ch, acc) in mean.iter_mut().enumerate() {
+                                *acc += buffers[input.buffer][pixel(n, y, x) + ch] as f64;
+                            }
+                        }
+                    }
+                    let count = ((h - 2 * i) * (w - 2 * i)) as f64;
+                    let hidden: Vec<f64> = (0..m)
+                        .map(|k| {
+                            let v = reduce_bias[k] as f64
+                                + (0..c).map(|ch| reduce[k * c + ch] as f64 * mean[ch] / count).sum::<f64>();
+                            v.max(0.0)
+                        })
+                        .collect();
+                    let gate: Vec<f32> = (0..c)
+                        .map(|ch| {
+                            let v = expand_bias[ch] as f64
+                                + (0..m).map(|k| expand[ch * m + k] as f64 * hidden[k]).sum::<f64>();
+                            (1.0 / (1.0 + (-v).exp())) as f32
+                        })
+                        .collect();
+                    for y in 0..h {
+                        for x in 0..w {
+                            for ch in 0..c {
+                                let v = buffers[input.buffer][pixel(n, y, x) + ch] * gate[ch];
+                                buffers[to.buffer][((n * h + y) * w + x) * sout + to.offset + ch] = store(v);
                             }
                         }
                     }

@@ -47,13 +47,38 @@ pub(super) fn constants(v: &[Option<Affine>]) -> Option<Vec<i64>> {
     v.iter().map(|e| e.and_then(Affine::as_constant)).collect()
 }
 
-/// The shape values computed so far, by name.
-#[derive(Default)]
+/// The shape values computed so far, by name, for input sizes that are multiples of `align`.
 pub(super) struct Shapes<'m> {
     values: HashMap<&'m str, ShapeValue>,
+    align: i64,
+    /// The class a size-dependent `Mod` (or a scale) asked for: a multiple of `align`.
+    wanted: i64,
 }
 
 impl<'m> Shapes<'m> {
+    /// For input heights and widths that are multiples of `align` (at least 1).
+    pub fn new(align: i64) -> Self {
+        Shapes { values: HashMap::new(), align: align.max(1), wanted: align.max(1) }
+    }
+
+    /// The least class that takes what was asked for (`align` when nothing was).
+    pub fn wanted(&self) -> i64 {
+        self.wanted
+    }
+
+    /// Asks for sizes that are multiples of `k` as well.
+    pub fn want(&mut self, k: i64) {
+        let k = k.checked_abs().unwrap_or(0);
+        if k > 1 {
+            self.wanted = self.wanted / gcd(self.wanted, k) * k;
+        }
+    }
+
+    /// The multiple of which the input's sizes are.
+    pub fn align(&self) -> i64 {
+        self.align
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.values.contains_key(name)
     }
@@ -87,6 +112,8 @@ impl<'m> Shapes<'m> {
             })
             .collect::<Match<_>>()?;
         let unsupported = || format!("{op} node {name}: shape arithmetic the lowering does not follow");
+        let align = self.align;
+        let wanted = std::cell::Cell::new(None);
         let overflows = || format!("{op} node {name}: it overflows a 64-bit integer");
         let value = match (op, &args[..]) {
             ("Slice", [Some(data), Some(starts), Some(ends), rest @ ..]) if rest.len() <= 2 => {
@@ -116,7 +143,7 @@ impl<'m> Shapes<'m> {
                     return Err(format!("Mod node {name}: fmod {fmod} is neither 0 nor 1"));
                 }
                 // an unknown element (the batch size) stays unknown; anything else is computed or refused
-                (0..n)
+                let computed: Match<ShapeValue> = (0..n)
                     .map(|i| {
                         let (Some(x), Some(y)) = (at(a, i), at(b, i)) else { return Ok(None) };
                         let v = match op {
@@ -132,17 +159,28 @@ impl<'m> Shapes<'m> {
                                 (_, Some(0)) => return Err(format!("Mod node {name}: division by zero")),
                                 // x mod ±1 is 0 whatever x is (and i64::MIN % -1 would overflow)
                                 (_, Some(1 | -1)) => Affine::constant(0),
-                                (Some(x), Some(k)) => {
-                                    let r = x.checked_rem(k).ok_or_else(overflows)?;
-                                    let python = fmod == 0 && r != 0 && (r < 0) != (k < 0);
-                                    Affine::constant(if python { r + k } else { r })
+                                // h · H + w · W + c mod k is c mod k when k divides h · align and w · align
+                                (None, Some(k)) if (x.h * align) % k == 0 && (x.w * align) % k == 0 => {
+                                    Affine::constant(python_mod(x.c, k, fmod).ok_or_else(overflows)?)
+                                }
+                                (Some(x), Some(k)) => Affine::constant(python_mod(x, k, fmod).ok_or_else(overflows)?),
+                                (None, Some(k)) => {
+                                    wanted.set(Some(k));
+                                    return Err(format!(
+                                        "Mod node {name}: of the image's size by {k}, which is a constant only for \
+                                         sizes in a class"
+                                    ));
                                 }
                                 _ => return Err(unsupported()),
                             },
                         };
                         Ok(Some(v))
                     })
-                    .collect::<Match<_>>()?
+                    .collect::<Match<_>>();
+                if let Some(k) = wanted.get() {
+                    self.want(k);
+                }
+                computed?
             }
             ("Concat", parts) if attr_int(node, "axis", 0) == 0 && parts.iter().all(Option::is_some) => {
                 parts.iter().flatten().flatten().copied().collect()
@@ -157,6 +195,17 @@ impl<'m> Shapes<'m> {
         self.values.insert(&node.output[0], value);
         Ok(())
     }
+}
+
+fn gcd(a: i64, b: i64) -> i64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// ONNX's integer `x mod k`: with `fmod` 0 the divisor's sign (Python's %), with 1 the dividend's (C's fmod).
+fn python_mod(x: i64, k: i64, fmod: i64) -> Option<i64> {
+    let r = x.checked_rem(k)?;
+    let python = fmod == 0 && r != 0 && (r < 0) != (k < 0);
+    Some(if python { r + k } else { r })
 }
 
 /// A transposed convolution, kernel 4, stride 2, padding 3 (waifu2x UpConv7's last layer), as a 3×3 convolution

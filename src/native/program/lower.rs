@@ -24,32 +24,43 @@ use std::collections::{HashMap, HashSet};
 
 mod fuse;
 mod padded;
+mod unet;
 
 use super::geometry::{Affine, Shapes};
-use super::{Activation, BufferSpec, ConvStep, MAX_RESIDUALS, Program, Slice, Step};
+use super::{Activation, BufferSpec, ConvStep, MAX_RESIDUALS, Program, Scale, ShiftedResidual, Slice, Step};
 use crate::native::graph::{
     Match, attr, attr_int, conv3x3, floats, is_default_domain, is_floor_nearest, negative_slopes, resize_factor,
 };
-use crate::onnx::{ModelProto, NodeProto, TensorProto};
+use crate::onnx::{GraphProto, ModelProto, NodeProto, TensorProto};
 
-/// A value of the graph: an NCHW tensor with `channels` channels, held in a buffer `margin` pixels larger than
-/// `scale` times the input on each side; the tensor is that buffer less `inset` pixels on each side (each unpadded
-/// convolution adds one: the ring it would not compute).
+/// A value of the graph: an NCHW tensor with `channels` channels, held in a buffer of `scale · side + extra` pixels
+/// along each side; the tensor is that buffer less `inset` pixels on each side (each unpadded convolution adds one:
+/// the ring it would not compute).
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Value {
     channels: usize,
-    scale: u32,
-    margin: u32,
+    scale: Scale,
+    extra: u32,
     inset: u32,
 }
 
 impl Value {
-    fn image(channels: usize, scale: u32) -> Self {
-        Value { channels, scale, margin: 0, inset: 0 }
+    fn image(channels: usize, scale: Scale) -> Self {
+        Value { channels, scale, extra: 0, inset: 0 }
     }
 
     fn same_geometry(&self, o: &Value) -> bool {
-        (self.scale, self.margin, self.inset) == (o.scale, o.margin, o.inset)
+        (self.scale, self.extra, self.inset) == (o.scale, o.extra, o.inset)
+    }
+
+    /// The tensor's side less `scale ·` the input's: `extra - 2 · inset`.
+    fn room(&self) -> i64 {
+        i64::from(self.extra) - 2 * i64::from(self.inset)
+    }
+
+    /// Whether the tensor and `o`'s are the same size (whatever their buffers).
+    fn same_size(&self, o: &Value) -> bool {
+        (self.scale, self.room()) == (o.scale, o.room())
     }
 }
 
@@ -58,7 +69,44 @@ enum Op {
     Conv { input: usize, output: usize, conv: Box<FusedConv> },
     Nearest { input: usize, output: usize, factor: u32 },
     EdgePad { input: usize, output: usize, pad: u32 },
-    Shuffle { input: usize, output: usize, factor: u32, offset: u32 },
+    Shuffle { input: usize, output: usize, factor: u32, offset: u32, shift: u32, residual: Option<(usize, f32, u32)> },
+    SpaceToDepth { input: usize, output: usize, offset: u32 },
+    SqueezeExcite { input: usize, output: usize, excite: Box<Excite> },
+}
+
+/// A squeeze-and-excitation block's pooling window and weights ([`Step::SqueezeExcite`]).
+struct Excite {
+    inset: u32,
+    reduce: Vec<f32>,
+    reduce_bias: Vec<f32>,
+    expand: Vec<f32>,
+    expand_bias: Vec<f32>,
+}
+
+impl Op {
+    /// The values the op reads.
+    fn reads(&self) -> Vec<usize> {
+        match self {
+            Op::Conv { input, conv, .. } => std::iter::once(*input).chain(conv.residuals.iter().map(|r| r.0)).collect(),
+            Op::Shuffle { input, residual, .. } => std::iter::once(*input).chain(residual.map(|r| r.0)).collect(),
+            Op::Nearest { input, .. }
+            | Op::EdgePad { input, .. }
+            | Op::SpaceToDepth { input, .. }
+            | Op::SqueezeExcite { input, .. } => vec![*input],
+        }
+    }
+
+    /// The value the op writes.
+    fn writes(&self) -> usize {
+        match self {
+            Op::Conv { output, .. }
+            | Op::Nearest { output, .. }
+            | Op::EdgePad { output, .. }
+            | Op::Shuffle { output, .. }
+            | Op::SpaceToDepth { output, .. }
+            | Op::SqueezeExcite { output, .. } => *output,
+        }
+    }
 }
 
 /// A convolution with what its epilogue computes; residuals as value ids.
@@ -102,6 +150,12 @@ const GRAPH_OUTPUT: usize = usize::MAX;
 
 /// The largest output size over input size a program may reach.
 const MAX_SCALE: u32 = 16;
+
+/// `scale · num / den`, if it stays within [`MAX_SCALE`].
+fn scaled(scale: Scale, num: u32, den: u32) -> Option<Scale> {
+    let s = scale.times(num, den);
+    (s.num <= MAX_SCALE * s.den).then_some(s)
+}
 
 impl<'m> Lowering<'m> {
     fn init(&self, name: &str) -> Match<&'m TensorProto> {
@@ -203,9 +257,9 @@ impl<'m> Lowering<'m> {
         // the whole buffer (no ring left out) and an unpadded one leaves its ring inside the margin
         let inset = match conv.padding {
             1 if v.inset == 0 => 0,
-            0 if v.inset < v.margin => v.inset + 1,
+            0 if v.room() >= 2 => v.inset + 1,
             1 => return Err(format!("Conv {} pads an image smaller than its buffer", node.name)),
-            _ if v.margin == 0 => {
+            _ if v.extra == 0 => {
                 return Err(format!(
                     "Conv {} is unpadded with no edge Pad before it: a program cannot shrink the image",
                     node.name
@@ -239,7 +293,24 @@ impl<'m> Lowering<'m> {
 
 /// Lowers `model` (image input `input`, output `output`) into a [`Program`], or says why it cannot.
 pub fn lower(model: &ModelProto, input: &str, output: &str) -> Result<Program, String> {
-    let graph = model.graph.as_ref().ok_or("the model has no graph")?;
+    // sizes of any class first; a Mod of the image's size by k that is a constant only for sizes in a class asks
+    // for that class (the importers' padding to a multiple of 2 or 4), and the lowering runs again
+    let mut align = 1;
+    loop {
+        match lower_in_class(model, input, output, align) {
+            Err((_, wanted)) if wanted > align && wanted <= MAX_ALIGN => align = wanted,
+            result => return result.map_err(|(why, _)| why),
+        }
+    }
+}
+
+/// The largest size class a program may have.
+const MAX_ALIGN: i64 = 16;
+
+/// [`lower`] for input sizes that are multiples of `align`; on failure, why, and the class the shape arithmetic
+/// asked for.
+fn lower_in_class(model: &ModelProto, input: &str, output: &str, align: i64) -> Result<Program, (String, i64)> {
+    let graph = model.graph.as_ref().ok_or(("the model has no graph".to_string(), align))?;
     let nodes = &graph.node[..];
     let mut readers: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, node) in nodes.iter().enumerate() {
@@ -259,8 +330,17 @@ pub fn lower(model: &ModelProto, input: &str, output: &str) -> Result<Program, S
         names: Vec::new(),
         ops: Vec::new(),
         placements: Vec::new(),
-        shapes: Shapes::default(),
+        shapes: Shapes::new(align),
     };
+    match passes(&mut l, graph, input, output) {
+        Ok(out) => place(l, out).map_err(|why| (why, align)),
+        Err(why) => Err((why, l.shapes.wanted())),
+    }
+}
+
+/// Passes 1 (with the folds and the final crop) over `l`: the output's value.
+fn passes<'m>(l: &mut Lowering<'m>, graph: &'m GraphProto, input: &str, output: &str) -> Match<usize> {
+    let nodes = l.nodes;
     // every step below reads a node's first input and its one output
     if let Some(n) = nodes.iter().find(|n| n.output.len() != 1 || n.input.is_empty()) {
         return Err(format!(
@@ -272,13 +352,15 @@ pub fn lower(model: &ModelProto, input: &str, output: &str) -> Result<Program, S
         ));
     }
     let input_name = graph.input.iter().find(|i| i.name == input).ok_or_else(|| format!("no graph input {input}"))?;
-    l.define(&input_name.name, Value::image(3, 1));
+    l.define(&input_name.name, Value::image(3, Scale::int(1)));
 
     // pass 1: the chains, then the ops in node order (each conv emitted where its chain ends)
-    let mut taken = HashSet::new();
+    let excites = unet::excite_blocks(l);
+    let mut taken = unet::excite_members(&excites);
+    let excites: HashMap<usize, Vec<usize>> = excites.into_iter().collect();
     let mut ends = HashMap::new();
     for (i, node) in nodes.iter().enumerate() {
-        if node.op_type == "Conv" && !taken.contains(&i) {
+        if (node.op_type == "Conv" || node.op_type == "ConvTranspose") && !taken.contains(&i) {
             let chain = l.chain(i, &taken);
             taken.extend(chain.absorbed.iter().copied());
             ends.insert(chain.absorbed.last().copied().unwrap_or(i), (i, chain));
@@ -286,14 +368,31 @@ pub fn lower(model: &ModelProto, input: &str, output: &str) -> Result<Program, S
     }
     for (i, node) in nodes.iter().enumerate() {
         if let Some((start, chain)) = ends.remove(&i) {
-            l.conv(start, chain)?;
-        } else if !taken.contains(&i) && node.op_type != "Conv" {
-            lower_node(&mut l, node)?;
+            if nodes[start].op_type == "ConvTranspose" {
+                if !unet::lower_transposed(l, start, &chain)? {
+                    padded::lower_conv_transpose(l, start, &chain)?;
+                }
+            } else if !unet::lower_strided(l, start, &chain)? {
+                l.conv(start, chain)?;
+            }
+        } else if let Some(members) = excites.get(&i) {
+            unet::lower_excite(l, i, members)?;
+        } else if !taken.contains(&i) && node.op_type != "Conv" && node.op_type != "ConvTranspose" {
+            lower_node(l, node)?;
         }
     }
     let out = *l.ids.get(output).ok_or_else(|| format!("the graph output {output} is not computed by a step"))?;
     fuse::upsampling_into_convs(&mut l.ops, &l.placements, out);
-    place(l, out)
+    let out = unet::crop_output(l, out);
+    let align = l.shapes.align() as u32;
+    if let Some(v) = l.values.iter().find(|v| !(align * v.scale.num).is_multiple_of(v.scale.den)) {
+        l.shapes.want(i64::from(align * v.scale.den));
+        return Err(format!(
+            "an image at {} times the input's size, which the input sizes of the graph's class ({align}) do not give",
+            v.scale
+        ));
+    }
+    Ok(out)
 }
 
 /// Pass 1 for a node outside any conv chain.
@@ -311,9 +410,12 @@ fn lower_node<'m>(l: &mut Lowering<'m>, node: &'m NodeProto) -> Match<()> {
             if attr(node, "start").is_some() || attr(node, "end").is_some() {
                 return Err(format!("Shape {name} takes part of a shape"));
             }
-            let side = |h: i64, w: i64| Some(Affine { h, w, c: 2 * (v.margin as i64 - v.inset as i64) });
-            let shape =
-                vec![None, Some(Affine::constant(v.channels as i64)), side(v.scale as i64, 0), side(0, v.scale as i64)];
+            if v.scale.den != 1 {
+                return Err(format!("Shape {name} is of an image at {} times the input's size", v.scale));
+            }
+            let side = |h: i64, w: i64| Some(Affine { h, w, c: v.room() });
+            let s = i64::from(v.scale.num);
+            let shape = vec![None, Some(Affine::constant(v.channels as i64)), side(s, 0), side(0, s)];
             l.shapes.insert(out, shape);
         }
         // shape arithmetic: over a shape computed before (or, a Concat, constants only)
@@ -325,7 +427,6 @@ fn lower_node<'m>(l: &mut Lowering<'m>, node: &'m NodeProto) -> Match<()> {
         }
         "Pad" => padded::lower_pad(l, node)?,
         "Slice" => padded::lower_crop(l, node)?,
-        "ConvTranspose" => padded::lower_conv_transpose(l, node)?,
         "Identity" => {
             let id = l.id(&node.input[0], node)?;
             l.ids.insert(out, id);
@@ -337,12 +438,12 @@ fn lower_node<'m>(l: &mut Lowering<'m>, node: &'m NodeProto) -> Match<()> {
             }
             let input = l.id(&node.input[0], node)?;
             let v = l.values[input];
-            if v.margin != 0 || v.inset != 0 {
+            if v.extra != 0 || v.inset != 0 {
                 return Err(format!("Resize {name} upsamples a padded image"));
             }
             let factor = factor as u32;
-            let scale = v.scale.checked_mul(factor).filter(|&s| s <= MAX_SCALE);
-            let scale = scale.ok_or_else(|| format!("Resize {name} takes the image past {MAX_SCALE}x the input"))?;
+            let scale = scaled(v.scale, factor, 1)
+                .ok_or_else(|| format!("Resize {name} takes the image past {MAX_SCALE}x the input"))?;
             let output = l.define(out, Value::image(v.channels, scale));
             l.ops.push(Op::Nearest { input, output, factor });
         }
@@ -362,14 +463,13 @@ fn lower_node<'m>(l: &mut Lowering<'m>, node: &'m NodeProto) -> Match<()> {
             if let Some(&(m, _)) = members.iter().find(|&&(m, _)| !l.values[m].same_geometry(&first)) {
                 // a tensor is scale · side + 2 (margin - inset): equal there, it is only held differently
                 let o = l.values[m];
-                let size = |v: Value| (v.scale, i64::from(v.margin) - i64::from(v.inset));
-                if size(o) != size(first) {
+                if !o.same_size(&first) {
                     return Err(format!("Concat {name} joins images of different sizes"));
                 }
                 return Err(format!(
-                    "Concat {name} joins images of the same size in different layouts (margin {} inset {}, and \
-                     margin {} inset {}), which one buffer cannot hold",
-                    first.margin, first.inset, o.margin, o.inset
+                    "Concat {name} joins images of the same size in different layouts (extra {} inset {}, and \
+                     extra {} inset {}), which one buffer cannot hold",
+                    first.extra, first.inset, o.extra, o.inset
                 ));
             }
             let concat = l.define(out, Value { channels: offset, ..first });
@@ -447,20 +547,12 @@ fn place(l: Lowering, output: usize) -> Result<Program, String> {
     if l.values[output].channels != 3 {
         return Err(format!("the output has {} channels, not 3", l.values[output].channels));
     }
-    if l.values[output].margin != 0 || l.values[output].inset != 0 {
-        return Err("the output is not the whole of its buffer (a padding the graph does not crop away)".into());
+    let v = l.values[output];
+    if v.room() != 0 || v.scale.den != 1 {
+        return Err("the output is not the input's size times an integer (a padding the graph does not crop)".into());
     }
     // values written by steps must not share channels within a group
-    let written: Vec<usize> = l
-        .ops
-        .iter()
-        .map(|op| match op {
-            Op::Conv { output, .. }
-            | Op::Nearest { output, .. }
-            | Op::EdgePad { output, .. }
-            | Op::Shuffle { output, .. } => *output,
-        })
-        .collect();
+    let written: Vec<usize> = l.ops.iter().map(Op::writes).collect();
     let mut ranges: Vec<(usize, usize, usize, usize)> =
         written.iter().map(|&v| (group(v), offset(v), offset(v) + l.values[v].channels, v)).collect();
     ranges.sort();
@@ -471,27 +563,21 @@ fn place(l: Lowering, output: usize) -> Result<Program, String> {
 
     // liveness per group: from its first write to its last read or write (a dead value written into a group after
     // its last read still needs the group's buffer)
-    let reads = |op: &Op| -> Vec<usize> {
-        match op {
-            Op::Conv { input, conv, .. } => std::iter::once(*input).chain(conv.residuals.iter().map(|r| r.0)).collect(),
-            Op::Nearest { input, .. } | Op::EdgePad { input, .. } | Op::Shuffle { input, .. } => vec![*input],
-        }
-    };
-    let touched = |s: usize, op: &Op| -> Vec<usize> { reads(op).into_iter().chain([written[s]]).map(group).collect() };
+    let touched = |s: usize, op: &Op| -> Vec<usize> { op.reads().into_iter().chain([written[s]]).map(group).collect() };
     let mut last_use: HashMap<usize, usize> = HashMap::new();
     for (s, op) in l.ops.iter().enumerate() {
         for g in touched(s, op) {
             last_use.insert(g, s);
         }
     }
-    let mut buffers = vec![BufferSpec { channels: 3, scale: 1, margin: 0 }];
+    let mut buffers = vec![BufferSpec::new(3, 1, 0)];
     let mut buffer_of: HashMap<usize, usize> = HashMap::from([(group(0), Program::INPUT)]);
     let mut free: Vec<usize> = Vec::new();
     for (s, op) in l.ops.iter().enumerate() {
         let g = group(written[s]);
         if let std::collections::hash_map::Entry::Vacant(e) = buffer_of.entry(g) {
             let w = l.values[written[s]];
-            let spec = BufferSpec { channels: group_channels(g), scale: w.scale, margin: w.margin };
+            let spec = BufferSpec { channels: group_channels(g), scale: w.scale, extra: w.extra };
             let reuse = (g != group(output)).then(|| free.iter().position(|&b| buffers[b] == spec)).flatten();
             let b = match reuse {
                 Some(k) => free.swap_remove(k),
@@ -529,11 +615,31 @@ fn place(l: Lowering, output: usize) -> Result<Program, String> {
                 Step::Nearest { input: slice(input), output: slice(output), factor }
             }
             Op::EdgePad { input, output, pad } => Step::EdgePad { input: slice(input), output: slice(output), pad },
-            Op::Shuffle { input, output, factor, offset } => {
-                Step::Shuffle { input: slice(input), output: slice(output), factor, offset }
+            Op::Shuffle { input, output, factor, offset, shift, residual } => Step::Shuffle {
+                input: slice(input),
+                output: slice(output),
+                factor,
+                offset,
+                shift,
+                residual: residual.map(|(v, beta, offset)| ShiftedResidual { slice: slice(v), beta, offset }),
+            },
+            Op::SpaceToDepth { input, output, offset } => {
+                Step::SpaceToDepth { input: slice(input), output: slice(output), offset }
+            }
+            Op::SqueezeExcite { input, output, excite } => {
+                let Excite { inset, reduce, reduce_bias, expand, expand_bias } = *excite;
+                Step::SqueezeExcite {
+                    input: slice(input),
+                    output: slice(output),
+                    inset,
+                    reduce,
+                    reduce_bias,
+                    expand,
+                    expand_bias,
+                }
             }
         })
         .collect();
-    let scale = l.values[output].scale;
-    Ok(Program { buffers, steps, output: slice(output), scale })
+    let scale = l.values[output].scale.num;
+    Ok(Program { buffers, steps, output: slice(output), scale, align: l.shapes.align() as u32 })
 }

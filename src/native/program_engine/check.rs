@@ -2,7 +2,7 @@
 //! Whether the kernels run a program as [`super::fit_program`] fitted it, and if not, why.
 
 use crate::native::conv_sm90::{self, ConvKernel, INPUT_CHANNELS};
-use crate::native::program::{BufferSpec, Program, Slice, Step};
+use crate::native::program::{BufferSpec, Program, Scale, Slice, Step};
 
 /// Channels per pixel of buffer `buffer` on the GPU: the model input is repacked to one 32-channel chunk.
 pub(super) fn physical_channels(program: &Program, buffer: usize) -> usize {
@@ -11,7 +11,7 @@ pub(super) fn physical_channels(program: &Program, buffer: usize) -> usize {
 
 /// Whether an image in `to` is `factor` times one in `from`, plus `grow` pixels on each side, for every input size.
 fn scaled(from: &BufferSpec, to: &BufferSpec, factor: u32, grow: u32) -> bool {
-    to.scale == factor * from.scale && to.margin == factor * from.margin + grow
+    to.scale == from.scale.times(factor, 1) && to.extra == factor * from.extra + 2 * grow
 }
 
 /// Why the kernels cannot run `program` (fitted by [`super::fit_program`]), if they cannot: channel counts and
@@ -22,8 +22,14 @@ fn scaled(from: &BufferSpec, to: &BufferSpec, factor: u32, grow: u32) -> bool {
 pub fn check_program(program: &Program) -> std::result::Result<(), String> {
     let out = program.output;
     let spec = |s: &Slice| &program.buffers[s.buffer];
-    if out.channels != 3 || out.offset != 0 || spec(&out).margin != 0 || spec(&out).scale != program.scale {
+    if out.channels != 3 || out.offset != 0 || spec(&out).extra != 0 || spec(&out).scale != Scale::int(program.scale) {
         return Err(format!("the output is {} channels at offset {}, not a whole image", out.channels, out.offset));
+    }
+    if program.align != 1 {
+        return Err(format!(
+            "it runs input sizes in multiples of {} only, which the engine does not pad to yet",
+            program.align
+        ));
     }
     let stride = |s: &Slice| physical_channels(program, s.buffer);
     let aligned = |s: &Slice| s.offset.is_multiple_of(8) && stride(s) % 8 == 0 && s.offset + s.channels <= stride(s);
@@ -34,9 +40,13 @@ pub fn check_program(program: &Program) -> std::result::Result<(), String> {
     let io = |step: &Step| -> (Vec<Slice>, Slice) {
         match step {
             Step::Conv(c) => (std::iter::once(c.input).chain(c.residuals.iter().map(|r| r.0)).collect(), c.output),
+            Step::Shuffle { input, output, residual, .. } => {
+                (std::iter::once(*input).chain(residual.map(|r| r.slice)).collect(), *output)
+            }
             Step::Nearest { input, output, .. }
             | Step::EdgePad { input, output, .. }
-            | Step::Shuffle { input, output, .. } => (vec![*input], *output),
+            | Step::SpaceToDepth { input, output, .. }
+            | Step::SqueezeExcite { input, output, .. } => (vec![*input], *output),
         }
     };
     let writers = |buffer: usize| program.steps.iter().filter(|s| io(s).1.buffer == buffer).count();
@@ -125,7 +135,13 @@ pub fn check_program(program: &Program) -> std::result::Result<(), String> {
                     return Err(format!("edge padding {i}: its output is not its input plus {pad} pixels a side"));
                 }
             }
-            Step::Shuffle { input, output, factor, offset } => {
+            Step::SpaceToDepth { .. } | Step::SqueezeExcite { .. } => {
+                return Err(format!("step {i} has no kernel yet"));
+            }
+            Step::Shuffle { shift, residual, .. } if *shift != 0 || residual.is_some() => {
+                return Err(format!("step {i}: a depth to space with a shift or a residual has no kernel yet"));
+            }
+            Step::Shuffle { input, output, factor, offset, .. } => {
                 let (f, o) = (*factor, *offset);
                 if !into_output
                     || input.channels != (f * f) as usize * output.channels
@@ -137,7 +153,7 @@ pub fn check_program(program: &Program) -> std::result::Result<(), String> {
                     ));
                 }
                 let (from, to) = (spec(input), spec(output));
-                if from.margin < o || to.scale != f * from.scale || to.margin != f * (from.margin - o) {
+                if from.extra < 2 * o || to.scale != from.scale.times(f, 1) || to.extra != f * (from.extra - 2 * o) {
                     return Err(format!("depth to space {i}: its output is not {f} times its input less {o} pixels"));
                 }
             }

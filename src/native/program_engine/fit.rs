@@ -21,7 +21,7 @@ const ROWS: usize = 64;
 
 /// `program` as the kernels run it (idempotent: a fitted program is returned as it is).
 pub fn fit_program(program: Program) -> Program {
-    let Program { buffers, steps, output, scale } = program;
+    let Program { buffers, steps, output, scale, align } = program;
     let old = buffers.clone();
     // the model input is its own layout (repacked into one chunk); the model output is planar
     let widened = |b: usize| b != Program::INPUT && b != output.buffer;
@@ -51,7 +51,7 @@ pub fn fit_program(program: Program) -> Program {
             other => vec![other],
         })
         .collect();
-    Program { buffers, steps, output, scale }
+    Program { buffers, steps, output, scale, align }
 }
 
 /// Convolution `c` reading the chunks its input ends in and writing whole groups of 8 outputs (grown by `grown`;
@@ -121,7 +121,7 @@ mod tests {
     }
 
     fn spec(channels: usize) -> BufferSpec {
-        BufferSpec { channels, scale: 1, margin: 7 }
+        BufferSpec::new(channels, 1, 7)
     }
 
     fn slice(buffer: usize, offset: usize, channels: usize) -> Slice {
@@ -129,7 +129,7 @@ mod tests {
     }
 
     fn program(buffers: Vec<BufferSpec>, steps: Vec<Step>, output: usize) -> Program {
-        Program { buffers, steps, output: slice(output, 0, 3), scale: 1 }
+        Program { buffers, steps, output: slice(output, 0, 3), scale: 1, align: 1 }
     }
 
     fn convs(p: &Program) -> Vec<&ConvStep> {
@@ -139,7 +139,7 @@ mod tests {
     #[test]
     fn narrow_buffers_grow_to_a_chunk_read_through_zero_weights_and_outputs_to_groups_of_8() {
         let p = program(
-            vec![BufferSpec { channels: 3, scale: 1, margin: 0 }, spec(16), spec(12), spec(3)],
+            vec![BufferSpec::new(3, 1, 0), spec(16), spec(12), spec(3)],
             vec![
                 Step::Conv(conv(slice(0, 0, 3), slice(1, 0, 16), vec![])),
                 Step::Conv(conv(slice(1, 0, 16), slice(2, 0, 12), vec![])),
@@ -178,7 +178,7 @@ mod tests {
     #[test]
     fn wide_convolutions_split_into_64_output_launches_into_one_buffer() {
         let p = program(
-            vec![BufferSpec { channels: 3, scale: 1, margin: 0 }, spec(128), spec(256), spec(3)],
+            vec![BufferSpec::new(3, 1, 0), spec(128), spec(256), spec(3)],
             vec![
                 Step::Conv(conv(slice(0, 0, 3), slice(1, 0, 128), vec![])),
                 Step::Conv(conv(slice(1, 0, 128), slice(2, 0, 256), vec![])),
@@ -212,14 +212,14 @@ mod tests {
     fn residuals_split_with_their_outputs_and_slices_of_whole_chunks_are_left_as_they_are() {
         // the dense blocks' last convolution: 64 outputs plus two residuals, nothing to change
         let dense = program(
-            vec![BufferSpec { channels: 3, scale: 1, margin: 0 }, spec(192), spec(64), spec(3)],
+            vec![BufferSpec::new(3, 1, 0), spec(192), spec(64), spec(3)],
             vec![Step::Conv(conv(slice(1, 0, 192), slice(2, 0, 64), vec![(slice(1, 0, 64), 0.2)]))],
             3,
         );
         assert_eq!(fit_program(dense.clone()), dense);
         // 96 outputs with a residual: two parts of 48, the residual cut alike (the residual kernel takes 33-64)
         let wide = program(
-            vec![BufferSpec { channels: 3, scale: 1, margin: 0 }, spec(96), spec(96), spec(3)],
+            vec![BufferSpec::new(3, 1, 0), spec(96), spec(96), spec(3)],
             vec![Step::Conv(conv(slice(1, 0, 96), slice(2, 0, 96), vec![(slice(1, 0, 96), 0.2)]))],
             3,
         );
@@ -228,7 +228,7 @@ mod tests {
         assert_eq!(parts, [(slice(2, 0, 48), slice(1, 0, 48)), (slice(2, 48, 48), slice(1, 48, 48))]);
         // 64 channels at offset 8 of a 72-channel buffer, read and written: whole chunks already, left alone
         let offset = program(
-            vec![BufferSpec { channels: 3, scale: 1, margin: 0 }, spec(72), spec(64), spec(3)],
+            vec![BufferSpec::new(3, 1, 0), spec(72), spec(64), spec(3)],
             vec![
                 Step::Conv(conv(slice(0, 0, 3), slice(1, 8, 64), vec![])),
                 Step::Conv(conv(slice(1, 8, 64), slice(2, 0, 64), vec![])),
@@ -240,7 +240,7 @@ mod tests {
         assert_eq!((c[0].output, c[1].input), (slice(1, 8, 64), slice(1, 8, 64)));
         // 12 outputs with a residual: not grown (the residual would have to be)
         let residual = program(
-            vec![BufferSpec { channels: 3, scale: 1, margin: 0 }, spec(12), spec(12), spec(3)],
+            vec![BufferSpec::new(3, 1, 0), spec(12), spec(12), spec(3)],
             vec![Step::Conv(conv(slice(1, 0, 12), slice(2, 0, 12), vec![(slice(1, 0, 12), 1.0)]))],
             3,
         );

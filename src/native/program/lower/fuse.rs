@@ -12,11 +12,7 @@ use super::Op;
 pub(super) fn upsampling_into_convs(ops: &mut Vec<Op>, placements: &[(usize, usize, usize)], output: usize) {
     let mut reads = std::collections::HashMap::<usize, usize>::new();
     for op in ops.iter() {
-        let inputs: Vec<usize> = match op {
-            Op::Conv { input, conv, .. } => std::iter::once(*input).chain(conv.residuals.iter().map(|r| r.0)).collect(),
-            Op::Nearest { input, .. } | Op::EdgePad { input, .. } | Op::Shuffle { input, .. } => vec![*input],
-        };
-        for v in inputs {
+        for v in op.reads() {
             *reads.entry(v).or_default() += 1;
         }
     }

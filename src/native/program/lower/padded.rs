@@ -3,15 +3,20 @@
 //! crops read further into a buffer, and a transposed convolution becomes a convolution of its phases and a depth to
 //! space. Each keeps the invariant of [`Value`]: the tensor is its buffer less `inset` pixels on each side.
 
-use super::{Activation, FusedConv, Lowering, MAX_SCALE, Op, Value};
+use super::{Chain, FusedConv, Lowering, MAX_SCALE, Op, Value, scaled};
 use crate::native::graph::{Match, attr_str};
 use crate::native::program::geometry::{Affine, ShapeValue, constants, phase_conv};
 use crate::onnx::NodeProto;
 
 /// A 4×4 stride-2 transposed convolution: the 3×3 convolution of its four phases into a value no node names, then
 /// the depth to space that interleaves them, from one pixel inside the input tensor.
-pub(super) fn lower_conv_transpose<'m>(l: &mut Lowering<'m>, node: &'m NodeProto) -> Match<()> {
-    let (name, out): (&'m str, &'m str) = (&node.name, &node.output[0]);
+pub(super) fn lower_conv_transpose<'m>(l: &mut Lowering<'m>, start: usize, chain: &Chain<'m>) -> Match<()> {
+    let node: &'m NodeProto = &l.nodes[start];
+    let name: &'m str = &node.name;
+    let out: &'m str = chain.absorbed.last().map_or(&node.output[0], |&n| &l.nodes[n].output[0]);
+    if !chain.residuals.is_empty() {
+        return Err(format!("ConvTranspose {name} has a value added to it"));
+    }
     let phases = phase_conv(node, |n| l.init(n))?;
     let input = l.id(&node.input[0], node)?;
     let v = l.values[input];
@@ -22,27 +27,28 @@ pub(super) fn lower_conv_transpose<'m>(l: &mut Lowering<'m>, node: &'m NodeProto
         ));
     }
     // the phases are centred one pixel in from the tensor's edges, so those stay outside the output
-    if v.margin == 0 {
+    if v.extra == 0 {
         return Err(format!("ConvTranspose {name} has no edge Pad before it: its phases need a pixel of margin"));
     }
-    if v.margin <= v.inset {
+    if v.room() < 2 {
         return Err(format!("ConvTranspose {name} shrinks the image past the padding before it"));
     }
-    let scale = v.scale.checked_mul(2).filter(|&s| s <= MAX_SCALE);
+    let scale = scaled(v.scale, 2, 1);
     let scale = scale.ok_or_else(|| format!("ConvTranspose {name} takes the image past {MAX_SCALE}x the input"))?;
     let hidden = l.define_hidden(name, Value { channels: 4 * phases.out_channels, inset: v.inset + 1, ..v });
     let conv = FusedConv {
         weights: phases.weights,
         bias: phases.bias,
-        activation: Activation::None,
-        alpha: 1.0,
+        activation: chain.activation,
+        alpha: chain.alpha,
         residuals: Vec::new(),
         upsample: 1,
     };
     l.ops.push(Op::Conv { input, output: hidden, conv: Box::new(conv) });
-    let output =
-        l.define(out, Value { channels: phases.out_channels, scale, margin: 2 * (v.margin - v.inset - 1), inset: 0 });
-    l.ops.push(Op::Shuffle { input: hidden, output, factor: 2, offset: v.inset + 1 });
+    // the phases of the tensor's pixels less its outer ring, side by side from buffer pixel 0
+    let extra = 2 * (v.extra - 2 * (v.inset + 1));
+    let output = l.define(out, Value { channels: phases.out_channels, scale, extra, inset: 0 });
+    l.ops.push(Op::Shuffle { input: hidden, output, factor: 2, offset: v.inset + 1, shift: 0, residual: None });
     Ok(())
 }
 
@@ -75,7 +81,7 @@ pub(super) fn lower_pad<'m>(l: &mut Lowering<'m>, node: &'m NodeProto) -> Match<
             ));
         }
     };
-    let output = l.define(node.output[0].as_str(), Value { margin: v.margin + pad, ..v });
+    let output = l.define(node.output[0].as_str(), Value { extra: v.extra + 2 * pad, ..v });
     l.ops.push(Op::EdgePad { input, output, pad });
     Ok(())
 }
@@ -99,10 +105,11 @@ pub(super) fn lower_crop<'m>(l: &mut Lowering<'m>, node: &'m NodeProto) -> Match
     if given(4) && arg(4).as_deref().and_then(constants).is_none_or(|s| s != [1, 1]) {
         return Err(format!("Slice {name}: its steps are not constant 1s (a crop reads every pixel)"));
     }
-    // along each axis the tensor is scale · side + 2 (margin - inset): the start is k, the end that less k
+    // along each axis the tensor is scale · side + room: the start is k, the end that less k (from the end
+    // when negative)
     let extent = |axis: usize| {
-        let s = v.scale as i64;
-        let c = 2 * (v.margin as i64 - v.inset as i64);
+        let s = if v.scale.den == 1 { v.scale.num as i64 } else { 0 };
+        let c = v.room();
         if axis == 0 { Affine { h: s, w: 0, c } } else { Affine { h: 0, w: s, c } }
     };
     let mut cut = None;
@@ -116,7 +123,9 @@ pub(super) fn lower_crop<'m>(l: &mut Lowering<'m>, node: &'m NodeProto) -> Match
         let to_end = end.h == 0 && end.w == 0 && end.c >= i64::from(i32::MAX);
         let short = if to_end {
             0
-        } else if (end.h, end.w) == (e.h, e.w) {
+        } else if end.h == 0 && end.w == 0 && end.c < 0 {
+            -end.c
+        } else if v.scale.den == 1 && (end.h, end.w) == (e.h, e.w) {
             e.c.checked_sub(end.c).ok_or_else(|| format!("Slice {name}: its end overflows a 64-bit integer"))?
         } else {
             return Err(refused());
@@ -127,7 +136,7 @@ pub(super) fn lower_crop<'m>(l: &mut Lowering<'m>, node: &'m NodeProto) -> Match
         cut = Some(k);
     }
     let k = cut.unwrap_or(0);
-    if k > i64::from(v.margin - v.inset) {
+    if 2 * k > v.room() {
         return Err(format!("Slice {name} crops into the image's own pixels, which a program cannot"));
     }
     let alias = l.define(node.output[0].as_str(), Value { inset: v.inset + k as u32, ..v });

@@ -1,0 +1,242 @@
+// SPDX-License-Identifier: MPL-2.0
+//! The lowering of UNets (Real-CUGAN, waifu2x CUNet): 2×2 stride-2 convolutions (a space
+//! to depth from the tensor's parity, then a 1×1 convolution), 2×2 stride-2 transposed convolutions (a 1×1
+//! convolution of the four phases, then a depth to space into the layout of the skip connection added to it),
+//! squeeze-and-excitation blocks, and the final crop of a network whose output buffer is larger than the output.
+//! Each keeps the invariant of [`Value`]: the tensor is its buffer less `inset` pixels on each side.
+
+use std::collections::HashSet;
+
+use super::{Chain, Excite, FusedConv, Lowering, Op, Value, scaled};
+use crate::native::graph::{Match, attr, attr_int, attr_ints, attr_str, floats, is_default_domain};
+use crate::onnx::NodeProto;
+
+/// The weights of a 2×2 kernel as a 3×3 one's centre tap, `[out][in][3][3]`, input channel `(dy · 2 + dx) · cin + c`
+/// (a convolution, `transposed` false: `[cout][cin][2][2]`) or output channel `(dy · 2 + dx) · cout + c` (a transposed
+/// one: `[cin][cout][2][2]`).
+fn centre_taps(w: &[f32], cin: usize, cout: usize, transposed: bool) -> Vec<f32> {
+    let (rows, cols) = if transposed { (4 * cout, cin) } else { (cout, 4 * cin) };
+    let mut out = vec![0.0f32; rows * cols * 9];
+    for d in 0..4 {
+        for ci in 0..cin {
+            for co in 0..cout {
+                let (row, col, v) = if transposed {
+                    (d * cout + co, ci, w[(ci * cout + co) * 4 + d])
+                } else {
+                    (co, d * cin + ci, w[(co * cin + ci) * 4 + d])
+                };
+                out[(row * cols + col) * 9 + 4] = v;
+            }
+        }
+    }
+    out
+}
+
+/// `(cin, cout, weights, bias)` of a 2×2 kernel as [`centre_taps`] lays it out.
+type TwoByTwo = (usize, usize, Vec<f32>, Vec<f32>);
+
+/// A 2×2 stride-2 (transposed) convolution's weights as `(cin, cout, weights, bias)`, or why it is not one.
+fn two_by_two<'m>(l: &Lowering<'m>, node: &NodeProto, transposed: bool) -> Match<Option<TwoByTwo>> {
+    let name = &node.name;
+    let op = &node.op_type;
+    let Some(w) = node.input.get(1) else { return Ok(None) };
+    let wt = l.init(w)?;
+    if wt.dims.len() != 4 || wt.dims[2..] != [2, 2] {
+        return Ok(None);
+    }
+    let [a, b] = [wt.dims[0], wt.dims[1]].map(|d| usize::try_from(d).ok().filter(|d| (1..=1024).contains(d)));
+    let (Some(a), Some(b)) = (a, b) else {
+        return Err(format!("{op} {name} weights {:?} are not 1 to 1024 channels", wt.dims));
+    };
+    let (cin, cout) = if transposed { (a, b) } else { (b, a) };
+    if attr_int(node, "group", 1) != 1
+        || attr_ints(node, "strides") != Some(vec![2, 2])
+        || attr_ints(node, "pads").is_some_and(|p| p != [0, 0, 0, 0])
+        || attr_ints(node, "dilations").unwrap_or(vec![1, 1]) != vec![1, 1]
+        || attr_ints(node, "kernel_shape").is_some_and(|k| k != [2, 2])
+        || attr_str(node, "auto_pad", "NOTSET") != "NOTSET"
+        || attr(node, "output_padding").is_some_and(|_| attr_ints(node, "output_padding") != Some(vec![0, 0]))
+        || attr(node, "output_shape").is_some()
+    {
+        return Err(format!("{op} {name} is 2x2 but not stride 2 without padding"));
+    }
+    let weights = floats(wt)?;
+    let bias = match node.input.get(2).filter(|b| !b.is_empty()) {
+        Some(b) => floats(l.init(b)?)?,
+        None => vec![0.0; cout],
+    };
+    if weights.len() != cin * cout * 4 || bias.len() != cout {
+        return Err(format!("{op} {name}: weights or bias do not match {:?}", wt.dims));
+    }
+    Ok(Some((cin, cout, centre_taps(&weights, cin, cout, transposed), bias)))
+}
+
+fn fused(weights: Vec<f32>, bias: Vec<f32>, chain: &Chain<'_>) -> Box<FusedConv> {
+    Box::new(FusedConv {
+        weights,
+        bias,
+        activation: chain.activation,
+        alpha: chain.alpha,
+        residuals: Vec::new(),
+        upsample: 1,
+    })
+}
+
+/// Conv `start`, if it is 2×2 with stride 2: a space to depth pairing the tensor's pixels from its parity, then the
+/// 1×1 convolution with its chain (no residuals). `Ok(false)`: not such a convolution.
+pub(super) fn lower_strided<'m>(l: &mut Lowering<'m>, start: usize, chain: &Chain<'m>) -> Match<bool> {
+    let node: &'m NodeProto = &l.nodes[start];
+    let name: &'m str = &node.name;
+    let Some((cin, cout, weights, bias)) = two_by_two(l, node, false)? else { return Ok(false) };
+    if !chain.residuals.is_empty() {
+        return Err(format!("Conv {name} is stride 2 with a residual added to it"));
+    }
+    let input = l.id(&node.input[0], node)?;
+    let v = l.values[input];
+    if v.channels != cin {
+        return Err(format!("Conv {name} takes {cin} channels, its input has {}", v.channels));
+    }
+    // pixel pairs (2j, 2j + 1) of the tensor start at buffer pixel `inset`: from its parity in the buffer
+    let off = v.inset % 2;
+    let scale = scaled(v.scale, 1, 2).ok_or_else(|| format!("Conv {name} halves an image past the scales taken"))?;
+    let halved = Value { channels: 4 * cin, scale, extra: (v.extra - off) / 2, inset: (v.inset - off) / 2 };
+    let pairs = l.define_hidden(name, halved);
+    l.ops.push(Op::SpaceToDepth { input, output: pairs, offset: off });
+    let out_name: &'m str = chain.absorbed.last().map_or(&node.output[0], |&n| &l.nodes[n].output[0]);
+    let output = l.define(out_name, Value { channels: cout, ..halved });
+    l.ops.push(Op::Conv { input: pairs, output, conv: fused(weights, bias, chain) });
+    Ok(true)
+}
+
+/// ConvTranspose `start`, if it is 2×2 with stride 2: the 1×1 convolution of its four phases with the chain's
+/// activation and scale, then the depth to space; with the chain's residual (a skip connection of the same size)
+/// it writes into the residual's layout and adds it there. `Ok(false)`: not such a transposed convolution.
+pub(super) fn lower_transposed<'m>(l: &mut Lowering<'m>, start: usize, chain: &Chain<'m>) -> Match<bool> {
+    let node: &'m NodeProto = &l.nodes[start];
+    let name: &'m str = &node.name;
+    let Some((cin, cout, weights, bias)) = two_by_two(l, node, true)? else { return Ok(false) };
+    let input = l.id(&node.input[0], node)?;
+    let v = l.values[input];
+    if v.channels != cin {
+        return Err(format!("ConvTranspose {name} takes {cin} channels, its input has {}", v.channels));
+    }
+    let scale = scaled(v.scale, 2, 1).ok_or_else(|| format!("ConvTranspose {name} takes the image past the scales"))?;
+    let phases = l.define_hidden(name, Value { channels: 4 * cout, ..v });
+    l.ops.push(Op::Conv { input, output: phases, conv: fused(weights, bias.repeat(4), chain) });
+    let doubled = Value { channels: cout, scale, extra: 2 * v.extra, inset: 2 * v.inset };
+    let (geometry, shift, residual) = match chain.residuals[..] {
+        [] => (doubled, 0, None),
+        [(skip, beta)] => {
+            let r = l.id(skip, node)?;
+            let w = l.values[r];
+            let shift = i64::from(w.inset) - i64::from(doubled.inset);
+            if w.channels != cout
+                || !w.same_size(&doubled)
+                || shift < 0
+                || shift + i64::from(doubled.extra) > i64::from(w.extra)
+            {
+                return Err(format!("{skip} is added to ConvTranspose {name} but has another shape"));
+            }
+            (Value { channels: cout, ..w }, shift as u32, Some((r, beta, 0)))
+        }
+        _ => return Err(format!("ConvTranspose {name} has more than one value added to it")),
+    };
+    let out_name: &'m str = chain.absorbed.last().map_or(&node.output[0], |&n| &l.nodes[n].output[0]);
+    let output = l.define(out_name, geometry);
+    l.ops.push(Op::Shuffle { input: phases, output, factor: 2, offset: 0, shift, residual });
+    Ok(true)
+}
+
+/// Finds the squeeze-and-excitation blocks, `GlobalAveragePool(x) → Conv 1×1 → Relu → Conv 1×1 → Sigmoid → Mul(x,
+/// ·)`, each node read only by the next: `(pool node, the other nodes)`.
+pub(super) fn excite_blocks(l: &Lowering<'_>) -> Vec<(usize, Vec<usize>)> {
+    let mut blocks = Vec::new();
+    for (i, node) in l.nodes.iter().enumerate() {
+        if node.op_type != "GlobalAveragePool" || !is_default_domain(node) {
+            continue;
+        }
+        let mut members = Vec::new();
+        let mut value: &str = &node.output[0];
+        for op in ["Conv", "Relu", "Conv", "Sigmoid", "Mul"] {
+            let Some(next) = l.only_reader(value).filter(|&n| l.nodes[n].op_type == op) else { break };
+            members.push(next);
+            value = &l.nodes[next].output[0];
+        }
+        let x = &node.input[0];
+        if members.len() == 5 && l.nodes[members[4]].input.iter().any(|i| i == x) {
+            blocks.push((i, members));
+        }
+    }
+    blocks
+}
+
+/// A 1×1 convolution's weights `[out][in]` and bias of a squeeze-and-excitation block, with `cin` inputs.
+fn pointwise<'m>(l: &Lowering<'m>, node: &NodeProto, cin: usize) -> Match<(Vec<f32>, Vec<f32>)> {
+    let name = &node.name;
+    let [_, w, b] = &node.input[..] else { return Err(format!("Conv {name} has no bias")) };
+    let wt = l.init(w)?;
+    let cout = usize::try_from(*wt.dims.first().unwrap_or(&0)).unwrap_or(0);
+    if wt.dims[..] != [cout as i64, cin as i64, 1, 1]
+        || cout == 0
+        || cout > 1024
+        || attr_int(node, "group", 1) != 1
+        || attr_ints(node, "strides").unwrap_or(vec![1, 1]) != vec![1, 1]
+    {
+        return Err(format!("Conv {name} of the excitation is not 1x1 over {cin} channels"));
+    }
+    let (weights, bias) = (floats(wt)?, floats(l.init(b)?)?);
+    if weights.len() != cout * cin || bias.len() != cout {
+        return Err(format!("Conv {name}: weights or bias do not match {:?}", wt.dims));
+    }
+    Ok((weights, bias))
+}
+
+/// The block found by [`excite_blocks`] at pool node `pool`: one step writing the scaled input.
+pub(super) fn lower_excite<'m>(l: &mut Lowering<'m>, pool: usize, members: &[usize]) -> Match<()> {
+    let node: &'m NodeProto = &l.nodes[pool];
+    let input = l.id(&node.input[0], node)?;
+    let v = l.values[input];
+    let (reduce, reduce_bias) = pointwise(l, &l.nodes[members[0]], v.channels)?;
+    let hidden = reduce_bias.len();
+    let (expand, expand_bias) = pointwise(l, &l.nodes[members[2]], hidden)?;
+    if expand_bias.len() != v.channels {
+        return Err(format!("Conv {} does not give back {} channels", l.nodes[members[2]].name, v.channels));
+    }
+    let out: &'m str = &l.nodes[members[4]].output[0];
+    let output = l.define(out, v);
+    let excite = Box::new(Excite { inset: v.inset, reduce, reduce_bias, expand, expand_bias });
+    l.ops.push(Op::SqueezeExcite { input, output, excite });
+    Ok(())
+}
+
+/// The nodes of every block, for pass 1 to leave alone.
+pub(super) fn excite_members(blocks: &[(usize, Vec<usize>)]) -> HashSet<usize> {
+    blocks.iter().flat_map(|(_, m)| m.iter().copied()).collect()
+}
+
+/// When the output value is a crop of a larger buffer: a depth to space by 1 (a crop) from its inset into a value
+/// of the output's size, taking over the one residual of the convolution that wrote it (the kernels add residuals
+/// to wide convolutions only; the sum is the same). Returns the output's value.
+pub(super) fn crop_output(l: &mut Lowering<'_>, out: usize) -> usize {
+    let v = l.values[out];
+    if v.extra == 0 {
+        return out;
+    }
+    let mut residual = None;
+    // the value a crop aliases is the one its writer wrote
+    let mut written = out;
+    while let Some(&(_, base, _)) = l.placements.iter().find(|&&(m, c, o)| m == written && o == 0 && c != m) {
+        written = base;
+    }
+    if let Some(Op::Conv { conv, .. }) = l.ops.iter_mut().rev().find(|op| op.writes() == written)
+        && let [(r, beta)] = conv.residuals[..]
+        && conv.bias.len() <= 8
+    {
+        conv.residuals.clear();
+        residual = Some((r, beta, l.values[r].inset));
+    }
+    let name = l.names[out];
+    let cropped = l.define_hidden(name, Value { channels: v.channels, scale: v.scale, extra: 0, inset: 0 });
+    l.ops.push(Op::Shuffle { input: out, output: cropped, factor: 1, offset: v.inset, shift: 0, residual });
+    cropped
+}
