@@ -45,7 +45,7 @@ impl Scale {
 
     /// `num / den` in lowest terms (`den > 0`).
     pub fn new(num: u32, den: u32) -> Self {
-        let g = gcd(num, den).max(1);
+        let g = gcd(num.into(), den.into()).max(1) as u32;
         Scale { num: num / g, den: den / g }
     }
 
@@ -66,7 +66,8 @@ impl std::fmt::Display for Scale {
     }
 }
 
-fn gcd(a: u32, b: u32) -> u32 {
+/// The greatest common divisor (of the scales here, of the size classes in the lowering's shape arithmetic).
+pub(crate) fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 { a } else { gcd(b, a % b) }
 }
 

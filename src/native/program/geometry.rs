@@ -68,9 +68,10 @@ impl<'m> Shapes<'m> {
 
     /// Asks for sizes that are multiples of `k` as well.
     pub fn want(&mut self, k: i64) {
-        let k = k.checked_abs().unwrap_or(0);
+        let k = k.unsigned_abs();
         if k > 1 {
-            self.wanted = self.wanted / gcd(self.wanted, k) * k;
+            let wanted = self.wanted.unsigned_abs();
+            self.wanted = i64::try_from(wanted / super::gcd(wanted, k) * k).unwrap_or(i64::MAX);
         }
     }
 
@@ -195,10 +196,6 @@ impl<'m> Shapes<'m> {
         self.values.insert(&node.output[0], value);
         Ok(())
     }
-}
-
-fn gcd(a: i64, b: i64) -> i64 {
-    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 /// ONNX's integer `x mod k`: with `fmod` 0 the divisor's sign (Python's %), with 1 the dividend's (C's fmod).

@@ -120,6 +120,20 @@ struct FusedConv {
     upsample: u32,
 }
 
+impl FusedConv {
+    /// A convolution with its chain's activation and scale, without residuals (the callers place those).
+    fn chained(weights: Vec<f32>, bias: Vec<f32>, chain: &Chain<'_>) -> Box<Self> {
+        Box::new(FusedConv {
+            weights,
+            bias,
+            activation: chain.activation,
+            alpha: chain.alpha,
+            residuals: Vec::new(),
+            upsample: 1,
+        })
+    }
+}
+
 /// What pass 1 found after one Conv: the nodes its epilogue takes over and what they compute, residuals by name.
 struct Chain<'m> {
     /// Node indices after the Conv; the last one's output is the chain's value.

@@ -36,15 +36,8 @@ pub(super) fn lower_conv_transpose<'m>(l: &mut Lowering<'m>, start: usize, chain
     let scale = scaled(v.scale, 2, 1);
     let scale = scale.ok_or_else(|| format!("ConvTranspose {name} takes the image past {MAX_SCALE}x the input"))?;
     let hidden = l.define_hidden(name, Value { channels: 4 * phases.out_channels, inset: v.inset + 1, ..v });
-    let conv = FusedConv {
-        weights: phases.weights,
-        bias: phases.bias,
-        activation: chain.activation,
-        alpha: chain.alpha,
-        residuals: Vec::new(),
-        upsample: 1,
-    };
-    l.ops.push(Op::Conv { input, output: hidden, conv: Box::new(conv) });
+    let conv = FusedConv::chained(phases.weights, phases.bias, chain);
+    l.ops.push(Op::Conv { input, output: hidden, conv });
     // the phases of the tensor's pixels less its outer ring, side by side from buffer pixel 0
     let extra = 2 * (v.extra - 2 * (v.inset + 1));
     let output = l.define(out, Value { channels: phases.out_channels, scale, extra, inset: 0 });

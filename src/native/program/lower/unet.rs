@@ -71,17 +71,6 @@ fn two_by_two<'m>(l: &Lowering<'m>, node: &NodeProto, transposed: bool) -> Match
     Ok(Some((cin, cout, centre_taps(&weights, cin, cout, transposed), bias)))
 }
 
-fn fused(weights: Vec<f32>, bias: Vec<f32>, chain: &Chain<'_>) -> Box<FusedConv> {
-    Box::new(FusedConv {
-        weights,
-        bias,
-        activation: chain.activation,
-        alpha: chain.alpha,
-        residuals: Vec::new(),
-        upsample: 1,
-    })
-}
-
 /// Conv `start`, if it is 2×2 with stride 2: a space to depth pairing the tensor's pixels from its parity, then the
 /// 1×1 convolution with its chain (no residuals). `Ok(false)`: not such a convolution.
 pub(super) fn lower_strided<'m>(l: &mut Lowering<'m>, start: usize, chain: &Chain<'m>) -> Match<bool> {
@@ -104,7 +93,7 @@ pub(super) fn lower_strided<'m>(l: &mut Lowering<'m>, start: usize, chain: &Chai
     l.ops.push(Op::SpaceToDepth { input, output: pairs, offset: off });
     let out_name: &'m str = chain.absorbed.last().map_or(&node.output[0], |&n| &l.nodes[n].output[0]);
     let output = l.define(out_name, Value { channels: cout, ..halved });
-    l.ops.push(Op::Conv { input: pairs, output, conv: fused(weights, bias, chain) });
+    l.ops.push(Op::Conv { input: pairs, output, conv: FusedConv::chained(weights, bias, chain) });
     Ok(true)
 }
 
@@ -122,7 +111,7 @@ pub(super) fn lower_transposed<'m>(l: &mut Lowering<'m>, start: usize, chain: &C
     }
     let scale = scaled(v.scale, 2, 1).ok_or_else(|| format!("ConvTranspose {name} takes the image past the scales"))?;
     let phases = l.define_hidden(name, Value { channels: 4 * cout, ..v });
-    l.ops.push(Op::Conv { input, output: phases, conv: fused(weights, bias.repeat(4), chain) });
+    l.ops.push(Op::Conv { input, output: phases, conv: FusedConv::chained(weights, bias.repeat(4), chain) });
     let doubled = Value { channels: cout, scale, extra: 2 * v.extra, inset: 2 * v.inset };
     let (geometry, shift, residual) = match chain.residuals[..] {
         [] => (doubled, 0, None),
