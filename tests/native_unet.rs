@@ -3,7 +3,7 @@
 //! transposed convolutions, squeeze-and-excitation blocks, skip connections added across layouts, the final crop)
 //! into programs, run by the CPU interpreter against ONNX Runtime's CPU provider (fp32), as lowered and as fitted to
 //! the GPU kernels, at sizes in the class and outside it (run as the engine runs them: the next size of the class
-//! with the last row and column repeated).
+//! with the last row and column repeated); and the kernels' check of the programs.
 
 #[path = "support/onnx_cpu.rs"]
 mod onnx_cpu;
@@ -51,7 +51,7 @@ fn matches_onnx_runtime(name: &str, scale: u32, sizes: &[Size]) -> Program {
         let ort = onnx_runtime_cpu(&installed(name), &image, size, scale);
         let form = if i == 0 { [("lowered", &p)] } else { [("fitted", &fitted)] };
         for (form, program) in form {
-            let ours = run_program_any_size(program, &image, size, 1, |v| v);
+            let (_, ours) = run_program_any_size(program, &image, size, 1, |v| v);
             let max = max_difference(&ours, &ort);
             eprintln!("{name} {size}: {form} program vs ONNX Runtime CPU (fp32): max difference {max:.2e}");
             assert!(max < 1e-4, "{name} {size} {form}: max difference {max}");
@@ -84,13 +84,46 @@ fn realcugan_up2x_lowers_to_a_unet_program_that_computes_what_onnx_runtime_compu
     assert!(p.buffers.iter().any(|b| b.extra % 2 == 1), "a buffer of odd extra: pairs from an odd inset");
 }
 
-/// Until the GPU kernels take its steps, the program is refused by the kernels' check, so the engine runs the model
-/// on ONNX Runtime as before (`vfupscale::native::native_form` falls back on that refusal).
+/// The kernels take Real-CUGAN up2x's program as fitted (`native_form` gives it to the GPU engine), and refuse the
+/// new steps where their kernels could not run them, naming the step and why.
 #[test]
-fn the_kernels_refuse_unet_programs_until_they_take_their_steps() {
+fn the_kernels_take_the_unet_program_and_refuse_its_steps_changed_past_them() {
     let p = fit_program(lowered("realcugan-up2x").unwrap());
-    let why = check_program(&p).unwrap_err();
-    assert!(why.contains("multiples of 2"), "{why}");
+    check_program(&p).unwrap_or_else(|why| panic!("the kernels refuse realcugan-up2x: {why}"));
+    let refusal = |edit: &dyn Fn(&mut Program)| {
+        let mut changed = p.clone();
+        edit(&mut changed);
+        check_program(&changed).unwrap_err()
+    };
+    let find = |kind: fn(&Step) -> bool| p.steps.iter().position(kind).unwrap();
+    let s2d = find(|s| matches!(s, Step::SpaceToDepth { .. }));
+    let why = refusal(&|p| {
+        if let Step::SpaceToDepth { offset, .. } = &mut p.steps[s2d] {
+            *offset += 2; // the output's size no longer follows
+        }
+    });
+    assert!(why.contains(&format!("space to depth {s2d}: its output is not half its input")), "{why}");
+    let se = find(|s| matches!(s, Step::SqueezeExcite { .. }));
+    let why = refusal(&|p| {
+        if let Step::SqueezeExcite { expand, .. } = &mut p.steps[se] {
+            expand.pop();
+        }
+    });
+    assert!(why.contains(&format!("squeeze and excitation {se}:")), "{why}");
+    let skip = find(|s| matches!(s, Step::Shuffle { residual: Some(_), factor: 2, .. }));
+    let why = refusal(&|p| {
+        if let Step::Shuffle { residual: Some(r), .. } = &mut p.steps[skip] {
+            r.offset = 1000; // past its buffer
+        }
+    });
+    assert!(why.contains(&format!("depth to space {skip}: its residual")), "{why}");
+    // sizes of the class are cropped by the last step, a depth to space: not by a convolution
+    let why = refusal(&|p| {
+        p.steps.pop();
+        let Some(Step::Conv(c)) = p.steps.last_mut() else { unreachable!("a convolution before the crop") };
+        c.output = p.output;
+    });
+    assert!(why.contains("multiples of 2, and its output is written by a convolution"), "{why}");
 }
 
 /// The UNets not lowered yet are refused naming the node the program steps lack.

@@ -20,6 +20,7 @@ mod hopper;
 mod nhwc_layout;
 pub mod program;
 mod program_engine;
+mod squeeze_excite;
 
 pub use engine::{NativeEngine, device_support};
 pub use graph::{SrvggGraph, match_srvgg};

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MPL-2.0
-//! The models lowered to native programs (RRDBNet: realesrgan-x4plus, realesrgan-x4plus-anime; waifu2x UpConv7) on
+//! The models lowered to native programs (RRDBNet: realesrgan-x4plus, realesrgan-x4plus-anime; waifu2x UpConv7;
+//! Real-CUGAN up2x) on
 //! the native program kernels: their output against ONNX Runtime's CUDA provider (both fp16), batches against single
 //! images, and what the upscaler chooses for them.
 
@@ -13,8 +14,13 @@ use super::images::planar_image;
 
 const DENSE: [&str; 2] = ["realesrgan-x4plus-anime", "realesrgan-x4plus"];
 /// Every installed model the program kernels run.
-const LOWERED: [&str; 4] =
-    ["realesrgan-x4plus-anime", "realesrgan-x4plus", "waifu2x-upconv7-x2", "waifu2x-upconv7-noise3-x2"];
+const LOWERED: [&str; 5] = [
+    "realesrgan-x4plus-anime",
+    "realesrgan-x4plus",
+    "waifu2x-upconv7-x2",
+    "waifu2x-upconv7-noise3-x2",
+    "realcugan-up2x",
+];
 
 fn engine(name: &str, backend: BackendChoice) -> Engine {
     let model = Arc::new(Model::load(&vfupscale::models::resolve(Some(name.as_ref())).unwrap()).unwrap());
@@ -54,7 +60,11 @@ fn dense_native_kernels_agree_with_onnx_runtime() {
              convolutions, {ours:.2} ms vs {theirs:.2} ms",
             a.psnr_db, a.max_difference
         );
-        let signature = if DENSE.contains(&name) { "conv192-64+r" } else { "depth-to-space" };
+        let signature = match name {
+            _ if DENSE.contains(&name) => "conv192-64+r",
+            "realcugan-up2x" => "squeeze-excite",
+            _ => "depth-to-space",
+        };
         assert!(profile.iter().any(|(k, _)| k == signature), "{name}: {profile:?}");
         assert!(a.psnr_db >= 60.0, "{name}: {:.1} dB", a.psnr_db);
     }

@@ -4,16 +4,19 @@
 //! reads, adds one and two residuals, upsamples (nearest, and as a convolution reads its input upsampled by 2), and
 //! writes the planar output; and a padded one (waifu2x UpConv7's steps: an edge padding into buffers with a margin,
 //! channel counts the kernels take only once fitted, a convolution of more than 64 outputs, a depth to space into the
-//! planar output). Each buffer is compared after the run, so a wrong step is named. Odd sizes (partial 128 × 4
-//! tiles), a frame smaller than the padding and a batch of two.
+//! planar output); and a UNet (Real-CUGAN's steps: a program of even sizes only, run at odd ones as the next even
+//! size; a space to depth from an odd inset into half-size buffers, squeeze and excitation, a depth to space shifted
+//! into its skip connection's layout adding it, one of 3 channels into an NHWC buffer, the final crop adding a
+//! residual). Each buffer is compared after the run, so a wrong step is named. Odd sizes (partial 128 × 4 tiles), a
+//! frame smaller than the padding and a batch of two.
 
 use vfupscale::Model;
 use vfupscale::cuda::GpuDevice;
 use vfupscale::frame::Size;
 use vfupscale::native::ProgramEngine;
-use vfupscale::native::program::{Activation, BufferSpec, ConvStep, Program, Slice, Step};
+use vfupscale::native::program::{Activation, BufferSpec, ConvStep, Program, Scale, ShiftedResidual, Slice, Step};
 
-use super::program_reference::run_program;
+use super::program_reference::run_program_any_size;
 
 fn f16(v: f32) -> f32 {
     half::f16::from_f32(v).to_f32()
@@ -116,6 +119,80 @@ fn padded_program() -> Program {
     Program { buffers, steps, output: slice(5, 0, 3), scale: 2, align: 1 }
 }
 
+/// The UNet test program (even sizes): 0 input {3}, 1 {3} and 2 {64} with a margin of 4, 3 {256} and 4, 5 {64}, 6
+/// {256} at half the size plus 3 pixels a side, 7 {64} with a margin of 4 (the skip's layout), 8 {12}, 9 {3} at 2x
+/// plus 6 a side, 10 output {3} at 2x.
+fn unet_program() -> Program {
+    let mut rng = Rng(3);
+    let at = |channels, num, den, extra| BufferSpec { channels, scale: Scale::new(num, den), extra };
+    let buffers = vec![
+        at(3, 1, 1, 0),
+        at(3, 1, 1, 8),
+        at(64, 1, 1, 8),
+        at(256, 1, 2, 3),
+        at(64, 1, 2, 3),
+        at(64, 1, 2, 3),
+        at(256, 1, 2, 3),
+        at(64, 1, 1, 8),
+        at(12, 1, 1, 8),
+        at(3, 2, 1, 12),
+        at(3, 2, 1, 0),
+    ];
+    let mut excite = |channels: usize, hidden: usize| {
+        let mut values = |n: usize, scale: f32| (0..n).map(|_| rng.uniform() * scale).collect::<Vec<f32>>();
+        Step::SqueezeExcite {
+            input: slice(4, 0, channels),
+            output: slice(5, 0, channels),
+            inset: 1,
+            reduce: values(hidden * channels, 0.3),
+            reduce_bias: values(hidden, 0.1),
+            expand: values(channels * hidden, 0.5),
+            expand_bias: values(channels, 0.1),
+        }
+    };
+    let se = excite(64, 8);
+    let leaky = Activation::Leaky(0.1);
+    let steps = vec![
+        Step::EdgePad { input: slice(0, 0, 3), output: slice(1, 0, 3), pad: 4 },
+        conv(&mut rng, slice(1, 0, 3), slice(2, 0, 64), leaky, 1.0, vec![]),
+        // pairs from an odd inset: (side + 8 - 1) / 2 = side / 2 + 3
+        Step::SpaceToDepth { input: slice(2, 0, 64), output: slice(3, 0, 256), offset: 1 },
+        conv(&mut rng, slice(3, 0, 256), slice(4, 0, 64), leaky, 1.0, vec![]),
+        se,
+        // four phases of 64, in four launches
+        conv(&mut rng, slice(5, 0, 64), slice(6, 0, 256), leaky, 1.0, vec![]),
+        // 2 (side / 2 + 3) + 2 = side + 8, one pixel in, adding the skip connection (buffer 2)
+        Step::Shuffle {
+            input: slice(6, 0, 256),
+            output: slice(7, 0, 64),
+            factor: 2,
+            offset: 0,
+            shift: 1,
+            residual: Some(ShiftedResidual { slice: slice(2, 0, 64), beta: 1.0, offset: 0 }),
+        },
+        conv(&mut rng, slice(7, 0, 64), slice(8, 0, 12), Activation::None, 1.0, vec![]),
+        // 3 channels into an NHWC buffer: 2 (side + 8 - 2) = 2 side + 12
+        Step::Shuffle {
+            input: slice(8, 0, 12),
+            output: slice(9, 0, 3),
+            factor: 2,
+            offset: 1,
+            shift: 0,
+            residual: None,
+        },
+        // the crop into the model output, adding a quarter of the cropped pixels again
+        Step::Shuffle {
+            input: slice(9, 0, 3),
+            output: slice(10, 0, 3),
+            factor: 1,
+            offset: 6,
+            shift: 0,
+            residual: Some(ShiftedResidual { slice: slice(9, 0, 3), beta: -0.25, offset: 6 }),
+        },
+    ];
+    Program { buffers, steps, output: slice(10, 0, 3), scale: 2, align: 2 }
+}
+
 /// Largest difference over the largest reference magnitude.
 fn relative_error(gpu: &[f32], cpu: &[f32]) -> f32 {
     let worst = gpu.iter().zip(cpu).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
@@ -133,7 +210,7 @@ fn every_program_step_matches_a_cpu_reference() {
     }
     let info = Model::load(&vfupscale::models::default_model_path()).unwrap().info().clone();
     let cases = [(Size::new(97, 61), 2usize), (Size::new(130, 9), 1), (Size::new(2, 5), 1)];
-    let forms = |c| [(c, "dense", program()), (c, "padded", padded_program())];
+    let forms = |c| [(c, "dense", program()), (c, "padded", padded_program()), (c, "unet", unet_program())];
     for ((size, batch), form, lowered) in cases.into_iter().flat_map(forms) {
         let stream = device.new_stream().unwrap();
         let mut engine = ProgramEngine::new(&device, stream.clone(), lowered.clone(), &info).unwrap();
@@ -148,7 +225,8 @@ fn every_program_step_matches_a_cpu_reference() {
             engine.input_tensor(n as u32).unwrap().upload_rgb(&stream, &input[n * plane..(n + 1) * plane]).unwrap();
         }
         engine.run().unwrap();
-        let (buffers, output) = run_program(&p, &input, size, batch, f16);
+        // the buffers at the size the program runs (odd sizes one larger for the UNet), the output cropped
+        let (buffers, output) = run_program_any_size(&p, &input, size, batch, f16);
         let value = |b: u16| half::f16::from_bits(b).to_f32();
         // the repacked input: 32 channels per pixel, the first 3 the image, the rest zero
         let packed = engine.buffer_bits(0).unwrap();
@@ -172,7 +250,7 @@ fn every_program_step_matches_a_cpu_reference() {
         eprintln!("{name} batch {batch}: planar output: relative error {e:.2e}");
         assert!(e < 4e-3, "{name} batch {batch}: output: relative error {e}");
         // and what the program computes as lowered, before it was fitted to the kernels' widths
-        let (_, unfitted) = run_program(&lowered, &input, size, batch, f16);
+        let (_, unfitted) = run_program_any_size(&lowered, &input, size, batch, f16);
         let e = relative_error(&gpu, &unfitted);
         assert!(e < 4e-3, "{name} batch {batch}: output vs the lowered program: relative error {e}");
     }
@@ -189,7 +267,7 @@ fn dense_programs_at_720p_profile_every_launch() {
         return;
     }
     let size = Size::new(1280, 720);
-    for name in ["realesrgan-x4plus-anime", "realesrgan-x4plus", "waifu2x-upconv7-x2"] {
+    for name in ["realesrgan-x4plus-anime", "realesrgan-x4plus", "waifu2x-upconv7-x2", "realcugan-up2x"] {
         let model = Model::load(&vfupscale::models::resolve(Some(name.as_ref())).unwrap()).unwrap();
         let info = model.info();
         let program = vfupscale::native::program::lower(model.proto(), &info.input_name, &info.output_name).unwrap();

@@ -20,8 +20,33 @@ pub fn max_difference(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// `p` on the CPU for an input of any size, as an engine runs it: the next multiple of the program's `align` with the
-/// last rows and columns repeated, the output cropped to `scale ×` the input. Planar `[batch][3][h][w]` in and out.
-pub fn run_program_any_size(p: &Program, input: &[f32], size: Size, batch: usize, store: fn(f32) -> f32) -> Vec<f32> {
+/// last rows and columns repeated ([`grown_to_class`]), the output cropped to `scale ×` the input. Planar
+/// `[batch][3][h][w]` in and out; also the buffers as [`run_program`] gives them at the grown size.
+pub fn run_program_any_size(
+    p: &Program,
+    input: &[f32],
+    size: Size,
+    batch: usize,
+    store: fn(f32) -> f32,
+) -> (Vec<Vec<f32>>, Vec<f32>) {
+    let (grown, run) = grown_to_class(p, input, size, batch);
+    let (w, h, rw, rh) = (size.width as usize, size.height as usize, run.width as usize, run.height as usize);
+    let (buffers, out) = run_program(p, &grown, run, batch, store);
+    let s = p.scale as usize;
+    let mut cropped = vec![0.0f32; batch * 3 * s * w * s * h];
+    for plane in 0..batch * 3 {
+        for y in 0..s * h {
+            for x in 0..s * w {
+                cropped[(plane * s * h + y) * s * w + x] = out[(plane * s * rh + y) * s * rw + x];
+            }
+        }
+    }
+    (buffers, cropped)
+}
+
+/// Planar `input` of `size` grown to the next multiple of the program's `align` with the last rows and columns
+/// repeated, and that size.
+fn grown_to_class(p: &Program, input: &[f32], size: Size, batch: usize) -> (Vec<f32>, Size) {
     let a = p.align;
     let run = Size::new(size.width.next_multiple_of(a), size.height.next_multiple_of(a));
     let (w, h, rw, rh) = (size.width as usize, size.height as usize, run.width as usize, run.height as usize);
@@ -33,17 +58,7 @@ pub fn run_program_any_size(p: &Program, input: &[f32], size: Size, batch: usize
             }
         }
     }
-    let (_, out) = run_program(p, &grown, run, batch, store);
-    let s = p.scale as usize;
-    let mut cropped = vec![0.0f32; batch * 3 * s * w * s * h];
-    for plane in 0..batch * 3 {
-        for y in 0..s * h {
-            for x in 0..s * w {
-                cropped[(plane * s * h + y) * s * w + x] = out[(plane * s * rh + y) * s * rw + x];
-            }
-        }
-    }
-    cropped
+    (grown, run)
 }
 
 /// `p` on the CPU, accumulating in f64, with every stored value passed through `store` (fp16 rounding to compare with

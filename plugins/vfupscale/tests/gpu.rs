@@ -249,7 +249,8 @@ fn gpu_model_matches_cpu(codec: &str, width: u32, height: u32, model: &Path) {
             assert_eq!(out.get::<&str>(field).ok(), Some(given), "{field} carried: {up_caps}");
         }
     }
-    // the default model (SRVGGNetCompact) and realesrgan-x4plus (RRDBNet, on a Hopper GPU) run on the native kernels
+    // the default model (SRVGGNetCompact), realesrgan-x4plus (RRDBNet) and realcugan-up2x (on a Hopper GPU) run on the
+    // native kernels
     assert_eq!(stats.get::<&str>("backend").unwrap(), "native");
     assert_eq!(stats.get::<u64>("frames").unwrap(), frames as u64);
     assert_eq!(stats.get::<u64>("zero-copy-inputs").unwrap(), frames as u64, "every frame read in place");
@@ -278,6 +279,14 @@ fn h264_720p_gpu_matches_cpu() {
 fn h264_realesrgan_x4plus_gpu_matches_cpu() {
     // the native dense kernels (RRDBNet) end to end; small, as the CPU reference runs 36 MFLOP per pixel
     gpu_model_matches_cpu("h264", 320, 184, &installed("realesrgan-x4plus"));
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU: run tests/gpu/run.sh"]
+fn h265_realcugan_up2x_gpu_matches_cpu() {
+    // the native UNet kernels (space to depth, squeeze and excitation, the skip adds, the crop) end to end; a width
+    // of 2 mod 4 pairs the inner UNet's pixels from the other parity
+    gpu_model_matches_cpu("h265", 482, 272, &installed("realcugan-up2x"));
 }
 
 #[test]

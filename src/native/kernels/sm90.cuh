@@ -2,7 +2,7 @@
 // m64n128k16 MMA, stmatrix, named barriers. Inline PTX only: NVRTC compiles it without CUDA headers.
 #pragma once
 
-typedef unsigned short half_t;
+#include "fp16.cuh"
 
 // CUtensorMap: 128 opaque bytes, 64-byte aligned, passed by value as a __grid_constant__ parameter.
 struct __align__(64) TensorMap {
@@ -19,18 +19,6 @@ __device__ __forceinline__ unsigned pack2(float lo, float hi) {
     unsigned r;
     asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
     return r;
-}
-
-__device__ __forceinline__ float h2f(half_t h) {
-    float f;
-    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
-    return f;
-}
-
-__device__ __forceinline__ half_t f2h(float f) {
-    half_t h;
-    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
-    return h;
 }
 
 // ---- mbarriers -------------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 
 use crate::native::conv_sm90::{self, ConvKernel, INPUT_CHANNELS};
 use crate::native::program::{BufferSpec, Program, Scale, Slice, Step};
+use crate::native::squeeze_excite;
 
 /// Channels per pixel of buffer `buffer` on the GPU: the model input is repacked to one 32-channel chunk.
 pub(super) fn physical_channels(program: &Program, buffer: usize) -> usize {
@@ -25,11 +26,16 @@ pub fn check_program(program: &Program) -> std::result::Result<(), String> {
     if out.channels != 3 || out.offset != 0 || spec(&out).extra != 0 || spec(&out).scale != Scale::int(program.scale) {
         return Err(format!("the output is {} channels at offset {}, not a whole image", out.channels, out.offset));
     }
-    if program.align != 1 {
+    // an input run at its size class is cropped by the step that writes the model output: a depth to space
+    let crops = program.steps.iter().any(|s| matches!(s, Step::Shuffle { output, .. } if output.buffer == out.buffer));
+    if program.align != 1 && !crops {
         return Err(format!(
-            "it runs input sizes in multiples of {} only, which the engine does not pad to yet",
+            "it runs input sizes in multiples of {}, and its output is written by a convolution, which does not crop",
             program.align
         ));
+    }
+    if program.buffers.iter().any(|b| !(b.scale.num * program.align).is_multiple_of(b.scale.den)) {
+        return Err(format!("a buffer is not a whole number of pixels at sizes in multiples of {}", program.align));
     }
     let stride = |s: &Slice| physical_channels(program, s.buffer);
     let aligned = |s: &Slice| s.offset.is_multiple_of(8) && stride(s) % 8 == 0 && s.offset + s.channels <= stride(s);
@@ -135,26 +141,74 @@ pub fn check_program(program: &Program) -> std::result::Result<(), String> {
                     return Err(format!("edge padding {i}: its output is not its input plus {pad} pixels a side"));
                 }
             }
-            Step::SpaceToDepth { .. } | Step::SqueezeExcite { .. } => {
-                return Err(format!("step {i} has no kernel yet"));
-            }
-            Step::Shuffle { shift, residual, .. } if *shift != 0 || residual.is_some() => {
-                return Err(format!("step {i}: a depth to space with a shift or a residual has no kernel yet"));
-            }
-            Step::Shuffle { input, output, factor, offset, .. } => {
-                let (f, o) = (*factor, *offset);
-                if !into_output
-                    || input.channels != (f * f) as usize * output.channels
-                    || input.offset + input.channels > stride(input)
-                {
+            Step::SpaceToDepth { input, output, offset } => {
+                let c = input.channels;
+                if into_output || !aligned(input) || !aligned(output) || c % 8 != 0 || output.channels != 4 * c {
                     return Err(format!(
-                        "depth to space {i} does not write the model output from {} channels",
-                        input.channels
+                        "space to depth {i} of {c} channels into {} is not 8-channel aligned",
+                        output.channels
                     ));
                 }
+                // floor((scale · side + extra − offset) / 2) is scale/2 · side + (extra − offset)/2 when scale · side is
+                // even: at every side the program runs (a multiple of its align)
                 let (from, to) = (spec(input), spec(output));
-                if from.extra < 2 * o || to.scale != from.scale.times(f, 1) || to.extra != f * (from.extra - 2 * o) {
+                let even = (from.scale.num * program.align).is_multiple_of(2 * from.scale.den);
+                if from.extra < *offset
+                    || to.scale != from.scale.times(1, 2)
+                    || to.extra != (from.extra - offset) / 2
+                    || !even
+                {
+                    return Err(format!("space to depth {i}: its output is not half its input less {offset} pixels"));
+                }
+            }
+            Step::SqueezeExcite { input, output, reduce, reduce_bias, expand, expand_bias, inset } => {
+                let (c, m) = (input.channels, reduce_bias.len());
+                let weights = reduce.len() == m * c && expand.len() == c * m && expand_bias.len() == c;
+                if into_output || !aligned(input) || !aligned(output) || c % 8 != 0 || output.channels != c {
+                    return Err(format!("squeeze and excitation {i} of {c} channels is not 8-channel aligned"));
+                }
+                if c > squeeze_excite::THREADS || m > squeeze_excite::THREADS || !weights {
+                    return Err(format!(
+                        "squeeze and excitation {i}: {c} channels and {m} hidden units the kernels do not take"
+                    ));
+                }
+                if spec(input) != spec(output) || spec(input).extra < 2 * inset {
+                    return Err(format!("squeeze and excitation {i}: its output is not at its input's size"));
+                }
+            }
+            Step::Shuffle { input, output, factor, offset, shift, residual } => {
+                let (f, o, c) = (*factor, *offset, output.channels);
+                if input.channels != (f * f) as usize * c || input.offset + input.channels > stride(input) {
+                    return Err(format!("depth to space {i} reads {} channels for {c}", input.channels));
+                }
+                let (from, to) = (spec(input), spec(output));
+                let shifted = if into_output { 0 } else { 2 * shift };
+                if from.extra < 2 * o
+                    || to.scale != from.scale.times(f, 1)
+                    || to.extra != f * (from.extra - 2 * o) + shifted
+                {
                     return Err(format!("depth to space {i}: its output is not {f} times its input less {o} pixels"));
+                }
+                if into_output && *shift != 0 {
+                    return Err(format!("depth to space {i} writes the model output {shift} pixels in"));
+                }
+                // 8 channels at a time from aligned slices; fewer (3 of a phase output) with zeros after them, into a
+                // buffer nothing else writes
+                let vector = c % 8 == 0;
+                let whole = vector || (output.offset == 0 && writers(output.buffer) == 1);
+                let room = output.offset + c.next_multiple_of(8) <= stride(output);
+                if !into_output && (!whole || !room || !aligned(output) || (vector && !aligned(input))) {
+                    return Err(format!("depth to space {i} of {c} channels is not 8-channel aligned"));
+                }
+                if let Some(r) = residual {
+                    let rs = spec(&r.slice);
+                    // its pixels from `offset` over the output's size lie in its buffer
+                    let reaches = rs.scale == to.scale && rs.extra >= to.extra + r.offset;
+                    if r.slice.channels != c || (vector && !into_output && !aligned(&r.slice)) || !reaches {
+                        return Err(format!(
+                            "depth to space {i}: its residual is not {c} channels at the output's size"
+                        ));
+                    }
                 }
             }
         }
