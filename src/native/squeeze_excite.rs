@@ -9,24 +9,37 @@ use crate::cuda::GpuDevice;
 use crate::error::{Error, Result};
 use crate::frame::Size;
 
-/// Threads of a block of the sums and the gate (`SE_THREADS` in the kernels): the most channels and hidden units
-/// a step may have is this, the most channels 2 per thread of the sums.
-pub(super) const THREADS: usize = 256;
-/// Bands of rows the sums of one image are split into, at most: enough blocks to fill the GPU at the sizes users
-/// run, few enough partial sums for one block per image to add.
-const MAX_BANDS: u32 = 128;
+/// Threads of a block of the sums (`SUM_THREADS` in the kernels) and of the gate (`GATE_THREADS`): a step has at
+/// most the gate's channels and hidden units, and an even number of channels, at most 2 per thread of the sums.
+const SUM_THREADS: usize = 256;
+const GATE_THREADS: usize = 1024;
+pub(super) const MAX_CHANNELS: usize = 2 * SUM_THREADS;
+pub(super) const MAX_HIDDEN: usize = GATE_THREADS;
+/// Pixels of a segment's row each lane of the sums adds (`LANE_PIXELS`).
+const LANE_PIXELS: u32 = 8;
+/// Tiles (partial sums) per image the sums aim at: about a thousand blocks fill the GPU at the sizes users run, and
+/// the gate's 1024 threads add them in a few loads each.
+const TILES: u32 = 1024;
 
-/// Bands of `band_rows` rows of `inner` rows.
-fn bands(inner: u32) -> (u32, u32) {
-    let band_rows = inner.div_ceil(MAX_BANDS).max(1);
-    (inner.div_ceil(band_rows).max(1), band_rows)
+/// How the sums cut an image of `inner` pixels (less the inset) of `channels`: segments of columns, bands of rows,
+/// the rows of a band.
+fn tiles(channels: usize, inner: Size) -> (u32, u32, u32) {
+    let lanes = (SUM_THREADS / (channels / 2).max(1)) as u32;
+    let segments = inner.width.div_ceil(lanes * LANE_PIXELS).max(1);
+    let band_rows = inner.height.div_ceil((TILES / segments).max(1)).max(1);
+    (segments, inner.height.div_ceil(band_rows).max(1), band_rows)
+}
+
+/// The image of `size` less `inset` pixels on each side.
+fn inner(size: Size, inset: u32) -> Size {
+    Size::new(size.width.saturating_sub(2 * inset), size.height.saturating_sub(2 * inset))
 }
 
 /// Scratch `partial` floats the sums of `batch` images of `channels` channels need, for an input of `size` less
 /// `inset` pixels on each side.
 pub(super) fn partial_floats(batch: u32, channels: usize, size: Size, inset: u32) -> usize {
-    let inner = size.height.saturating_sub(2 * inset);
-    batch as usize * bands(inner).0 as usize * channels
+    let (segments, bands, _) = tiles(channels, inner(size, inset));
+    batch as usize * (segments * bands) as usize * channels
 }
 
 /// The weights of one step as the gate reads them: reduce `[hidden][channels]`, reduce bias, expand
@@ -80,11 +93,8 @@ impl ExciteKernels {
         size: Size,
     ) -> Result<()> {
         let ExciteShape { channels, hidden, inset } = *shape;
-        let (Some(inner_w), Some(inner_h)) = (size.width.checked_sub(2 * inset), size.height.checked_sub(2 * inset))
-        else {
-            return Err(Error::Usage(format!("squeeze and excitation of {size} less {inset} pixels a side")));
-        };
-        if inner_w == 0 || inner_h == 0 {
+        let inner = inner(size, inset);
+        if inner.width == 0 || inner.height == 0 {
             return Err(Error::InvalidConfig(format!(
                 "squeeze and excitation: {size} is too small for a mean less {inset} pixels a side"
             )));
@@ -96,11 +106,10 @@ impl ExciteKernels {
                 && s.offset + channels <= s.stride
                 && s.buffer.len() >= pixels * s.stride
         };
-        let (bands, band_rows) = bands(inner_h);
+        let (segments, bands, band_rows) = tiles(channels, inner);
         if channels % 8 != 0
-            || channels > 2 * THREADS
-            || hidden > THREADS
-            || channels > THREADS
+            || channels > MAX_CHANNELS
+            || hidden > MAX_HIDDEN
             || !aligned(&input)
             || !aligned(&output)
             || weights.len() != 2 * hidden * channels + hidden + channels
@@ -117,9 +126,9 @@ impl ExciteKernels {
         let (_, _out_guard) = output.buffer.device_ptr(stream);
         let (ins, outs, c, m) = (input.stride as i32, output.stride as i32, channels as i32, hidden as i32);
         let (n, h, w, i) = (batch as i32, size.height as i32, size.width as i32, inset as i32);
-        let block = |grid: (u32, u32)| LaunchConfig {
-            grid_dim: (grid.0, grid.1, 1),
-            block_dim: (THREADS as u32, 1, 1),
+        let block = |grid: (u32, u32, u32), threads: usize| LaunchConfig {
+            grid_dim: grid,
+            block_dim: (threads as u32, 1, 1),
             shared_mem_bytes: 0,
         };
 
@@ -127,16 +136,16 @@ impl ExciteKernels {
         let rows = band_rows as i32;
         args.arg(&in_address).arg(&ins).arg(&mut *scratch.partial).arg(&c).arg(&h).arg(&w).arg(&i).arg(&rows);
         // SAFETY: the argument list matches squeeze_sums; the input slice holds `channels` of every pixel of the
-        // batch and the scratch `bands` partial sums of each image (checked).
-        unsafe { args.launch(block((bands, batch))) }.map_err(Error::cuda("cuLaunchKernel"))?;
+        // batch and the scratch `segments · bands` partial sums of each image (checked).
+        unsafe { args.launch(block((segments, bands, batch), SUM_THREADS)) }.map_err(Error::cuda("cuLaunchKernel"))?;
 
-        let count = (inner_w as f64 * inner_h as f64) as f32;
-        let band_count = bands as i32;
+        let count = (inner.width as f64 * inner.height as f64) as f32;
+        let tile_count = (segments * bands) as i32;
         let mut args = stream.launch_builder(&self.gate);
-        args.arg(&*scratch.partial).arg(&band_count).arg(&count).arg(weights).arg(&c).arg(&m).arg(&mut *scratch.gate);
+        args.arg(&*scratch.partial).arg(&tile_count).arg(&count).arg(weights).arg(&c).arg(&m).arg(&mut *scratch.gate);
         // SAFETY: the argument list matches excite_gate; the partial sums, the weights (packed by `pack`) and the
         // gates are the sizes it reads and writes (checked).
-        unsafe { args.launch(block((batch, 1))) }.map_err(Error::cuda("cuLaunchKernel"))?;
+        unsafe { args.launch(block((batch, 1, 1), GATE_THREADS)) }.map_err(Error::cuda("cuLaunchKernel"))?;
 
         let threads = u32::try_from(pixels * channels / 8)
             .map_err(|_| Error::InvalidConfig(format!("squeeze and excitation of {batch} × {size} is out of range")))?;

@@ -167,7 +167,7 @@ pub fn check_program(program: &Program) -> std::result::Result<(), String> {
                 if into_output || !aligned(input) || !aligned(output) || c % 8 != 0 || output.channels != c {
                     return Err(format!("squeeze and excitation {i} of {c} channels is not 8-channel aligned"));
                 }
-                if c > squeeze_excite::THREADS || m > squeeze_excite::THREADS || !weights {
+                if c > squeeze_excite::MAX_CHANNELS || m > squeeze_excite::MAX_HIDDEN || !weights {
                     return Err(format!(
                         "squeeze and excitation {i}: {c} channels and {m} hidden units the kernels do not take"
                     ));

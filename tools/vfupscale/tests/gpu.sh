@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The vfupscale command end to end on an NVIDIA host (what CI cannot run): H.264 and H.265 clips, 8- and 10-bit, with
-# audio, through NVDEC and the GPU backends; 10-bit kept (HDR10 metadata too); the software fallback for H.264 4:4:4;
+# audio, through NVDEC and the GPU backends (the default model, and realcugan-up2x on the native UNet kernels); 10-bit
+# kept (HDR10 metadata too); the software fallback for H.264 4:4:4;
 # a prompt Ctrl+C; images, preview and bench on the GPU path.
 #
 # Usage: tools/vfupscale/tests/gpu.sh [VFUPSCALE]   (default target/release/vfupscale; GStreamer, ONNX Runtime and the
@@ -44,6 +45,24 @@ if [ -f up-h265-10.mkv ]; then
   gst-launch-1.0 -v filesrc location=up-h265-10.mkv ! matroskademux ! h265parse ! fakesink > caps10.txt 2>&1
   grep -qF "profile=(string)main-10" caps10.txt || fail "up-h265-10.mkv is not Main 10"
 fi
+
+say "realcugan-up2x (the native UNet kernels) on 720p H.264 and H.265 Main 10 with audio"
+clip720() { # NAME ENCODER FORMAT
+  gst-launch-1.0 -q videotestsrc num-buffers=30 pattern=ball ! "video/x-raw,format=$3,width=1280,height=720,framerate=30/1" \
+    ! $2 ! queue ! mux. audiotestsrc num-buffers=48 ! audio/x-raw,rate=48000 ! opusenc ! queue ! mux. \
+    matroskamux name=mux ! filesink location="$1"
+}
+clip720 cugan-h264.mkv "x264enc speed-preset=ultrafast ! h264parse" I420
+clip720 cugan-h265-10.mkv "x265enc speed-preset=ultrafast ! h265parse" I420_10LE || rm -f cugan-h265-10.mkv
+for input in cugan-h264.mkv cugan-h265-10.mkv; do
+  [ -f "$input" ] || continue
+  "$bin" -i "$input" -o "up-$input" -m realcugan-up2x -y 2> err.txt || { cat err.txt; fail "$input"; }
+  cat err.txt
+  grep -q "backend native on " err.txt || fail "$input: realcugan-up2x not on the native kernels"
+  grep -q "1280×720 → 2560×1440" err.txt || fail "$input: sizes"
+  grep -q "30 frames in" err.txt || fail "$input: frame count"
+  grep -q "copied audio" err.txt || fail "$input: audio"
+done
 
 mdi=35400:14600:8500:39850:6550:2300:15635:16450:10000000:1
 say "HEVC Main 10 HDR10 (BT.2020 PQ, mastering display, content light level) keeps its description"
