@@ -29,7 +29,8 @@ mod unet;
 use super::geometry::{Affine, Shapes};
 use super::{Activation, BufferSpec, ConvStep, MAX_RESIDUALS, Program, Scale, ShiftedResidual, Slice, Step};
 use crate::native::graph::{
-    Match, attr, attr_int, conv3x3, floats, is_default_domain, is_floor_nearest, negative_slopes, resize_factor,
+    Match, attr, attr_int, attr_ints, conv3x3, floats, is_default_domain, is_floor_nearest, negative_slopes,
+    resize_factor,
 };
 use crate::onnx::{GraphProto, ModelProto, NodeProto, TensorProto};
 
@@ -204,6 +205,52 @@ impl<'m> Lowering<'m> {
         }
     }
 
+    /// The one node reading `value`'s pixels, if exactly one does and it is not the graph output: a `Shape` reads
+    /// only its size, which the chain's epilogue keeps ([`Self::size_of`] follows it through the chain).
+    fn only_pixel_reader(&self, value: &str) -> Option<usize> {
+        let readers = self.readers.get(value)?;
+        let mut pixels = readers.iter().filter(|&&r| r == GRAPH_OUTPUT || self.nodes[r].op_type != "Shape");
+        match (pixels.next(), pixels.next()) {
+            (Some(&r), None) if r != GRAPH_OUTPUT => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The size of `name`'s tensor along each side, `scale · side + room`: its value's where it has one, else
+    /// followed from one that has through the nodes that keep the size (activations, scales, sums) and unit-stride
+    /// convolutions and transposed convolutions (waifu2x CUNet's crops take the size of a value a chain absorbed).
+    fn size_of(&self, name: &str) -> Option<(Scale, i64)> {
+        if let Some(&id) = self.ids.get(name) {
+            let v = self.values[id];
+            return Some((v.scale, v.room()));
+        }
+        let node = self.nodes.iter().find(|n| n.output[0] == name)?;
+        match node.op_type.as_str() {
+            "LeakyRelu" | "Relu" | "PRelu" | "Sigmoid" | "Mul" | "Add" | "Sum" => self.size_of(&node.input[0]),
+            op @ ("Conv" | "ConvTranspose") => {
+                let (scale, room) = self.size_of(&node.input[0])?;
+                let ints = |a: &str, default: i64| attr_ints(node, a).unwrap_or_else(|| vec![default; 2]);
+                let (k, s, d) = (attr_ints(node, "kernel_shape")?, ints("strides", 1), ints("dilations", 1));
+                let pads = attr_ints(node, "pads").unwrap_or_else(|| vec![0; 4]);
+                let square = |v: &[i64]| v.len() == 2 && v[0] == v[1];
+                let pads_even = pads.len() == 4 && pads[0] == pads[1] && pads[2] == pads[3] && pads[0] == pads[2];
+                if !square(&k) || !square(&s) || d != [1, 1] || !pads_even || attr_int(node, "group", 1) != 1 {
+                    return None;
+                }
+                let (k, s, p) = (k[0], s[0], 2 * pads[0]);
+                match op {
+                    "Conv" if s == 1 => Some((scale, room + p - k + 1)),
+                    "ConvTranspose" if attr(node, "output_padding").is_none() => {
+                        let scale = scaled(scale, u32::try_from(s).ok()?, 1)?;
+                        Some((scale, s * room - s + k - p))
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
     /// A scalar constant input of `node` other than `value`, if that is what its other input is.
     fn scalar_operand(&self, node: &NodeProto, value: &str) -> Option<f32> {
         let [a, b] = &node.input[..] else { return None };
@@ -219,7 +266,7 @@ impl<'m> Lowering<'m> {
     fn chain(&self, start: usize, taken: &HashSet<usize>) -> Chain<'m> {
         let mut c = Chain { absorbed: Vec::new(), activation: Activation::None, alpha: 1.0, residuals: Vec::new() };
         let mut value: &str = &self.nodes[start].output[0];
-        while let Some(next) = self.only_reader(value).filter(|n| !taken.contains(n)) {
+        while let Some(next) = self.only_pixel_reader(value).filter(|n| !taken.contains(n)) {
             let node: &'m NodeProto = &self.nodes[next];
             if !is_default_domain(node) {
                 break;
@@ -420,16 +467,20 @@ fn lower_node<'m>(l: &mut Lowering<'m>, node: &'m NodeProto) -> Match<()> {
     let init = |n: &str| inits.get(n).copied().ok_or_else(|| format!("{n} is not a constant"));
     match node.op_type.as_str() {
         "Shape" => {
-            let v = l.values[l.id(&node.input[0], node)?];
             if attr(node, "start").is_some() || attr(node, "end").is_some() {
                 return Err(format!("Shape {name} takes part of a shape"));
             }
-            if v.scale.den != 1 {
-                return Err(format!("Shape {name} is of an image at {} times the input's size", v.scale));
+            // a value a chain absorbed has no id: its size is followed from the chain's input, its channels unknown
+            let channels = l.ids.get(node.input[0].as_str()).map(|&id| l.values[id].channels as i64);
+            let (scale, room) = l.size_of(&node.input[0]).ok_or_else(|| {
+                format!("Shape {name} reads {}, an image whose size the lowering does not follow", node.input[0])
+            })?;
+            if scale.den != 1 {
+                return Err(format!("Shape {name} is of an image at {scale} times the input's size"));
             }
-            let side = |h: i64, w: i64| Some(Affine { h, w, c: v.room() });
-            let s = i64::from(v.scale.num);
-            let shape = vec![None, Some(Affine::constant(v.channels as i64)), side(s, 0), side(0, s)];
+            let side = |h: i64, w: i64| Some(Affine { h, w, c: room });
+            let s = i64::from(scale.num);
+            let shape = vec![None, channels.map(Affine::constant), side(s, 0), side(0, s)];
             l.shapes.insert(out, shape);
         }
         // shape arithmetic: over a shape computed before (or, a Concat, constants only)
