@@ -80,7 +80,7 @@ fn each_shipped_model_has_the_native_form_its_family_gets() {
     let f = form("realesr-animevideov3-x3").unwrap();
     assert!(matches!(f, NativeForm::Srvgg(_)) && f.summary().contains("16 hidden layers, x3"), "{}", f.summary());
     // the others: both families' reasons, in one line
-    let why = form("waifu2x-cunet-x2").unwrap_err();
+    let why = form("realcugan-up3x").unwrap_err();
     assert!(why.contains("not an SRVGGNetCompact graph") && why.contains("nor a dense one") && !why.contains('\n'));
 }
 
@@ -231,7 +231,7 @@ fn graphs_the_kernels_cannot_run_are_refused_naming_the_node() {
         assert!(e.contains(expected), "expected {expected:?} in {e:?}");
     }
     // the other families: each names what it has that the program steps do not
-    for name in ["waifu2x-cunet-x2", "realesr-animevideov3-x4"] {
+    for name in ["realcugan-up3x", "realesr-animevideov3-x4"] {
         let e = lowered(name).expect_err(name);
         eprintln!("{name}: {e}");
         assert!(e.contains("node") || e.contains("Conv") || e.contains("Resize"), "{name}: {e}");

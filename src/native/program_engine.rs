@@ -329,7 +329,9 @@ impl ProgramEngine {
                 }
                 (Step::Nearest { input: from, output: to, factor }, _) => {
                     let (from_view, to_view) = (view(program, buffers, *from), view(program, buffers, *to));
-                    layout.nearest(s, from_view, to_view, from.channels, *factor, batch, at(from))?;
+                    // 8 channels at a time: the model input's 3 with its zero channels after them (check_program)
+                    let channels = from.channels.next_multiple_of(8);
+                    layout.nearest(s, from_view, to_view, channels, *factor, batch, at(from))?;
                     after("nearest")?;
                 }
                 (Step::EdgePad { input: from, output: to, pad }, _) => {

@@ -267,9 +267,14 @@ fn dense_programs_at_720p_profile_every_launch() {
         return;
     }
     let size = Size::new(1280, 720);
-    for name in
-        ["realesrgan-x4plus-anime", "realesrgan-x4plus", "waifu2x-upconv7-x2", "realcugan-up2x", "waifu2x-cunet-x2"]
-    {
+    for name in [
+        "realesrgan-x4plus-anime",
+        "realesrgan-x4plus",
+        "waifu2x-upconv7-x2",
+        "realcugan-up2x",
+        "waifu2x-cunet-x2",
+        "realcugan-up4x",
+    ] {
         let model = Model::load(&vfupscale::models::resolve(Some(name.as_ref())).unwrap()).unwrap();
         let info = model.info();
         let program = vfupscale::native::program::lower(model.proto(), &info.input_name, &info.output_name).unwrap();

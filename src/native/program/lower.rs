@@ -540,6 +540,10 @@ fn lower_node<'m>(l: &mut Lowering<'m>, node: &'m NodeProto) -> Match<()> {
             let concat = l.define(out, Value { channels: offset, ..first });
             l.placements.extend(members.into_iter().map(|(m, off)| (m, concat, off)));
         }
+        "DepthToSpace" => unet::lower_depth_to_space(l, node)?,
+        "Add" | "Sum" if node.input.len() == 2 && node.input.iter().all(|i| l.ids.contains_key(i.as_str())) => {
+            unet::add_into_shuffle(l, node)?
+        }
         op => return Err(format!("{op} node {name} has no native step")),
     }
     Ok(())

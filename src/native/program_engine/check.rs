@@ -56,6 +56,15 @@ pub fn check_program(program: &Program) -> std::result::Result<(), String> {
         }
     };
     let writers = |buffer: usize| program.steps.iter().filter(|s| io(s).1.buffer == buffer).count();
+    // a copy of 8 channels at a time takes fewer (UpConv7's 3, the model input) with the model input's zero
+    // channels after them, into a buffer nothing else writes
+    let copies_whole = |input: &Slice, output: &Slice| {
+        input.channels.is_multiple_of(8)
+            || (input.buffer == Program::INPUT
+                && input.offset == 0
+                && output.offset == 0
+                && writers(output.buffer) == 1)
+    };
     if writers(out.buffer) != 1 {
         return Err(format!("{} steps write the model output", writers(out.buffer)));
     }
@@ -117,7 +126,12 @@ pub fn check_program(program: &Program) -> std::result::Result<(), String> {
                 return Err(format!("step {i} copies {} channels into {}", input.channels, output.channels));
             }
             Step::Nearest { input, output, factor } => {
-                if into_output || !aligned(input) || !aligned(output) || input.channels % 8 != 0 {
+                // 8 channels at a time, as the edge padding below: fewer only of the model input (Real-CUGAN up4x's
+                // residual), with its zero channels after them, into a buffer nothing else writes
+                let copied = input.channels.next_multiple_of(8);
+                let fits = |s: &Slice| s.offset + copied <= stride(s);
+                let whole = copies_whole(input, output);
+                if into_output || !whole || !aligned(input) || !aligned(output) || !fits(input) || !fits(output) {
                     return Err(format!("upsampling {i} of {} channels is not 8-channel aligned", input.channels));
                 }
                 if !scaled(spec(input), spec(output), *factor, 0) {
@@ -128,12 +142,8 @@ pub fn check_program(program: &Program) -> std::result::Result<(), String> {
                 // the kernel copies 8 channels at a time: fewer (UpConv7's 3) are copied with the model input's
                 // zero channels after them, into a buffer nothing else writes
                 let copied = input.channels.next_multiple_of(8);
-                let whole = input.channels % 8 == 0
-                    || (input.buffer == Program::INPUT
-                        && input.offset == 0
-                        && output.offset == 0
-                        && writers(output.buffer) == 1);
                 let fits = |s: &Slice| s.offset + copied <= stride(s);
+                let whole = copies_whole(input, output);
                 if into_output || !whole || !aligned(input) || !aligned(output) || !fits(input) || !fits(output) {
                     return Err(format!("edge padding {i} of {} channels is not 8-channel aligned", input.channels));
                 }

@@ -229,3 +229,88 @@ pub(super) fn crop_output(l: &mut Lowering<'_>, out: usize) -> usize {
     l.ops.push(Op::Shuffle { input: out, output: cropped, factor: 1, offset: v.inset, shift: 0, residual });
     cropped
 }
+
+/// `DepthToSpace` (Real-CUGAN up4x's pixel shuffle after its last convolution) of a convolution's output, or of a
+/// crop of it: a depth to space from the tensor's inset. The program's order of phases is DCR's; for CRD the
+/// convolution, which nothing else reads, writes its outputs in that order.
+pub(super) fn lower_depth_to_space<'m>(l: &mut Lowering<'m>, node: &'m NodeProto) -> Match<()> {
+    let name = &node.name;
+    let f = attr_int(node, "blocksize", 0);
+    if !(2..=4).contains(&f) {
+        return Err(format!("DepthToSpace {name} has block size {f} (2 to 4 are taken)"));
+    }
+    let f = f as u32;
+    let input = l.id(&node.input[0], node)?;
+    let v = l.values[input];
+    let phases = (f * f) as usize;
+    if !v.channels.is_multiple_of(phases) {
+        return Err(format!("DepthToSpace {name} of {} channels by {f}", v.channels));
+    }
+    let c = v.channels / phases;
+    let scale = scaled(v.scale, f, 1).ok_or_else(|| format!("DepthToSpace {name} takes the image past the scales"))?;
+    if attr_str(node, "mode", "DCR") == "CRD" {
+        // the convolution writing the value the input is (a crop aliases it), read by this node alone
+        let mut written = input;
+        while let Some(&(_, base, _)) = l.placements.iter().find(|&&(m, b, o)| m == written && o == 0 && b != m) {
+            written = base;
+        }
+        let mut readers = l.ops.iter().filter(|op| op.reads().contains(&written));
+        let read_once = |n: &str| l.readers.get(n).is_some_and(|r| r.len() == 1);
+        let sole = readers.next().is_none() && read_once(&node.input[0]) && read_once(l.names[written]);
+        let conv = l.ops.iter_mut().rev().find(|op| op.writes() == written);
+        let Some(Op::Conv { conv, .. }) = conv.filter(|_| sole) else {
+            return Err(format!("DepthToSpace {name} in CRD order of a value that is not one convolution's alone"));
+        };
+        if !conv.residuals.is_empty() || conv.bias.len() != v.channels {
+            return Err(format!("DepthToSpace {name} in CRD order of a convolution with residuals"));
+        }
+        // DCR channel q · C + k is CRD channel k · f² + q
+        let per_out = conv.weights.len() / v.channels;
+        let crd = |j: usize| (j % c) * phases + j / c;
+        conv.weights = (0..v.channels).flat_map(|j| conv.weights[crd(j) * per_out..][..per_out].to_vec()).collect();
+        conv.bias = (0..v.channels).map(|j| conv.bias[crd(j)]).collect();
+    }
+    let output = l.define(&node.output[0], Value { channels: c, scale, extra: f * v.room() as u32, inset: 0 });
+    l.ops.push(Op::Shuffle { input, output, factor: f, offset: v.inset, shift: 0, residual: None });
+    Ok(())
+}
+
+/// `Add` of two images outside any convolution's chain (Real-CUGAN up4x's output: its pixel shuffle, cropped, plus
+/// the input upsampled): when one is what a depth to space wrote, from its buffer's first pixel and read by this node
+/// alone, the depth to space adds the other as its residual.
+pub(super) fn add_into_shuffle<'m>(l: &mut Lowering<'m>, node: &'m NodeProto) -> Match<()> {
+    let name = &node.name;
+    let refused = || format!("{} {name} adds two images that no step writes added", node.op_type);
+    for (a, b) in [(0, 1), (1, 0)] {
+        let (an, bn) = (node.input[a].as_str(), node.input[b].as_str());
+        let (ai, bi) = (l.id(an, node)?, l.id(bn, node)?);
+        let (av, bv) = (l.values[ai], l.values[bi]);
+        let mut written = ai;
+        while let Some(&(_, base, _)) = l.placements.iter().find(|&&(m, c, o)| m == written && o == 0 && c != m) {
+            written = base;
+        }
+        let read_once = |n: &str| l.readers.get(n).is_some_and(|r| r.len() == 1);
+        let wv = l.values[written];
+        // the tensor is the whole buffer the depth to space writes, the other image of its size and channels
+        let fits = av.inset == 0
+            && wv.same_geometry(&av)
+            && av.channels == bv.channels
+            && av.same_size(&bv)
+            && read_once(an)
+            && read_once(l.names[written])
+            && !l.ops.iter().any(|op| op.reads().contains(&written));
+        if !fits {
+            continue;
+        }
+        let Some(at) = l.ops.iter().rposition(|op| op.writes() == written) else { continue };
+        if let Op::Shuffle { residual: residual @ None, .. } = &mut l.ops[at] {
+            *residual = Some((bi, 1.0, bv.inset));
+            // moved after the step that wrote the residual (nothing read its output yet)
+            let shuffle = l.ops.remove(at);
+            l.ops.push(shuffle);
+            l.ids.insert(&node.output[0], ai);
+            return Ok(());
+        }
+    }
+    Err(refused())
+}
