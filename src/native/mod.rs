@@ -9,8 +9,8 @@
 //! make one round trip through memory per layer. On Hopper GPUs (compute capability 9.0) the 3×3 convolutions over 64
 //! channels run on warpgroup-MMA kernels fed by the tensor memory accelerator (`hopper.rs`); elsewhere on mma.sync.
 //!
-//! The dense families (RRDBNet: realesrgan-x4plus, realesrgan-x4plus-anime), waifu2x UpConv7 and Real-CUGAN up2x
-//! are lowered from their ONNX graphs into a [`program::Program`] of fused convolutions over channel slices of NHWC
+//! The dense families (RRDBNet: realesrgan-x4plus, realesrgan-x4plus-anime), waifu2x UpConv7 and CUNet, Real-CUGAN
+//! up2x and up4x are lowered from their ONNX graphs into a [`program::Program`] of fused convolutions over channel slices of NHWC
 //! buffers and run by [`ProgramEngine`] on Hopper kernels (`conv_sm90.rs`, `nhwc_layout.rs`, `squeeze_excite.rs`); on
 //! other GPUs they stay on ONNX Runtime.
 
