@@ -40,6 +40,15 @@ fn step_kinds(p: &Program) -> String {
         .join(" ")
 }
 
+/// Asserts the steps of Real-CUGAN up2x's and CUNet's two UNets: three halvings (space to depth), three doublings
+/// adding their skip connections, four excitations, and the final crop.
+fn assert_two_unets(name: &str, kinds: &str) {
+    assert_eq!(kinds.matches("s2d").count(), 3, "{name}: {kinds}");
+    assert_eq!(kinds.matches("d2s+skip").count(), 3, "{name}: {kinds}");
+    assert_eq!(kinds.matches("se").count(), 4, "{name}: {kinds}");
+    assert!(kinds.ends_with("crop"), "{name}: {kinds}");
+}
+
 /// Checks `name` against ONNX Runtime as lowered at the first of `sizes` and as fitted at the others (the
 /// interpreter is slow without optimisation; the fitted program is the lowered one with zero weights added).
 fn matches_onnx_runtime(name: &str, scale: u32, sizes: &[Size]) -> Program {
@@ -73,10 +82,7 @@ fn realcugan_up2x_lowers_to_a_unet_program_that_computes_what_onnx_runtime_compu
     assert_eq!(p.align, 2, "the importer's class: even sizes");
     let kinds = step_kinds(&p);
     eprintln!("realcugan-up2x: {kinds}");
-    assert_eq!(kinds.matches("s2d").count(), 3, "{kinds}");
-    assert_eq!(kinds.matches("d2s+skip").count(), 3, "{kinds}");
-    assert_eq!(kinds.matches("se").count(), 4, "{kinds}");
-    assert!(kinds.ends_with("crop"), "{kinds}");
+    assert_two_unets("realcugan-up2x", &kinds);
     let Some(Step::Shuffle { residual, offset, .. }) = p.steps.last() else { unreachable!() };
     assert!(residual.is_some_and(|r| r.offset == *offset), "the crop adds the first UNet's output: {residual:?}");
     let halves: Vec<Scale> = p.buffers.iter().map(|b| b.scale).filter(|s| s.den == 2).collect();
@@ -94,10 +100,7 @@ fn waifu2x_cunet_lowers_to_the_unet_program_that_onnx_runtime_computes() {
     assert_eq!(p.align, 2, "the importer's class: even sizes");
     let kinds = step_kinds(&p);
     eprintln!("waifu2x-cunet-x2: {kinds}");
-    assert_eq!(kinds.matches("s2d").count(), 3, "{kinds}");
-    assert_eq!(kinds.matches("d2s+skip").count(), 3, "{kinds}");
-    assert_eq!(kinds.matches("se").count(), 4, "{kinds}");
-    assert!(kinds.ends_with("crop"), "{kinds}");
+    assert_two_unets("waifu2x-cunet-x2", &kinds);
     check_program(&fit_program(p)).unwrap_or_else(|why| panic!("the kernels refuse waifu2x-cunet-x2: {why}"));
 }
 

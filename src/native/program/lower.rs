@@ -205,6 +205,21 @@ impl<'m> Lowering<'m> {
         }
     }
 
+    /// The value that `v` is a crop of (through any chain of crops, which alias their input at offset 0): the one
+    /// a step wrote.
+    fn written_value(&self, v: usize) -> usize {
+        let mut written = v;
+        while let Some(&(_, base, _)) = self.placements.iter().find(|&&(m, c, o)| m == written && o == 0 && c != m) {
+            written = base;
+        }
+        written
+    }
+
+    /// Whether exactly one node (or the graph output) reads the value named `name`.
+    fn read_once(&self, name: &str) -> bool {
+        self.readers.get(name).is_some_and(|r| r.len() == 1)
+    }
+
     /// The one node reading `value`'s pixels, if exactly one does and it is not the graph output: a `Shape` reads
     /// only its size, which the chain's epilogue keeps ([`Self::size_of`] follows it through the chain).
     fn only_pixel_reader(&self, value: &str) -> Option<usize> {

@@ -56,14 +56,18 @@ pub fn check_program(program: &Program) -> std::result::Result<(), String> {
         }
     };
     let writers = |buffer: usize| program.steps.iter().filter(|s| io(s).1.buffer == buffer).count();
-    // a copy of 8 channels at a time takes fewer (UpConv7's 3, the model input) with the model input's zero
-    // channels after them, into a buffer nothing else writes
-    let copies_whole = |input: &Slice, output: &Slice| {
-        input.channels.is_multiple_of(8)
+    // whether a kernel copying 8 channels at a time from aligned slices takes `input` into `output`: fewer
+    // (UpConv7's 3, Real-CUGAN up4x's upsampled residual) only of the model input, copied with its zero channels
+    // after them into a buffer nothing else writes
+    let copies_by_8 = |input: &Slice, output: &Slice| {
+        let copied = input.channels.next_multiple_of(8);
+        let fits = |s: &Slice| aligned(s) && s.offset + copied <= stride(s);
+        let whole = input.channels.is_multiple_of(8)
             || (input.buffer == Program::INPUT
                 && input.offset == 0
                 && output.offset == 0
-                && writers(output.buffer) == 1)
+                && writers(output.buffer) == 1);
+        whole && fits(input) && fits(output)
     };
     if writers(out.buffer) != 1 {
         return Err(format!("{} steps write the model output", writers(out.buffer)));
@@ -126,12 +130,7 @@ pub fn check_program(program: &Program) -> std::result::Result<(), String> {
                 return Err(format!("step {i} copies {} channels into {}", input.channels, output.channels));
             }
             Step::Nearest { input, output, factor } => {
-                // 8 channels at a time, as the edge padding below: fewer only of the model input (Real-CUGAN up4x's
-                // residual), with its zero channels after them, into a buffer nothing else writes
-                let copied = input.channels.next_multiple_of(8);
-                let fits = |s: &Slice| s.offset + copied <= stride(s);
-                let whole = copies_whole(input, output);
-                if into_output || !whole || !aligned(input) || !aligned(output) || !fits(input) || !fits(output) {
+                if into_output || !copies_by_8(input, output) {
                     return Err(format!("upsampling {i} of {} channels is not 8-channel aligned", input.channels));
                 }
                 if !scaled(spec(input), spec(output), *factor, 0) {
@@ -139,12 +138,7 @@ pub fn check_program(program: &Program) -> std::result::Result<(), String> {
                 }
             }
             Step::EdgePad { input, output, pad } => {
-                // the kernel copies 8 channels at a time: fewer (UpConv7's 3) are copied with the model input's
-                // zero channels after them, into a buffer nothing else writes
-                let copied = input.channels.next_multiple_of(8);
-                let fits = |s: &Slice| s.offset + copied <= stride(s);
-                let whole = copies_whole(input, output);
-                if into_output || !whole || !aligned(input) || !aligned(output) || !fits(input) || !fits(output) {
+                if into_output || !copies_by_8(input, output) {
                     return Err(format!("edge padding {i} of {} channels is not 8-channel aligned", input.channels));
                 }
                 if !scaled(spec(input), spec(output), 1, *pad) {

@@ -212,11 +212,7 @@ pub(super) fn crop_output(l: &mut Lowering<'_>, out: usize) -> usize {
         return out;
     }
     let mut residual = None;
-    // the value a crop aliases is the one its writer wrote
-    let mut written = out;
-    while let Some(&(_, base, _)) = l.placements.iter().find(|&&(m, c, o)| m == written && o == 0 && c != m) {
-        written = base;
-    }
+    let written = l.written_value(out);
     if let Some(Op::Conv { conv, .. }) = l.ops.iter_mut().rev().find(|op| op.writes() == written)
         && let [(r, beta)] = conv.residuals[..]
         && conv.bias.len() <= 8
@@ -250,13 +246,9 @@ pub(super) fn lower_depth_to_space<'m>(l: &mut Lowering<'m>, node: &'m NodeProto
     let scale = scaled(v.scale, f, 1).ok_or_else(|| format!("DepthToSpace {name} takes the image past the scales"))?;
     if attr_str(node, "mode", "DCR") == "CRD" {
         // the convolution writing the value the input is (a crop aliases it), read by this node alone
-        let mut written = input;
-        while let Some(&(_, base, _)) = l.placements.iter().find(|&&(m, b, o)| m == written && o == 0 && b != m) {
-            written = base;
-        }
-        let mut readers = l.ops.iter().filter(|op| op.reads().contains(&written));
-        let read_once = |n: &str| l.readers.get(n).is_some_and(|r| r.len() == 1);
-        let sole = readers.next().is_none() && read_once(&node.input[0]) && read_once(l.names[written]);
+        let written = l.written_value(input);
+        let unread = !l.ops.iter().any(|op| op.reads().contains(&written));
+        let sole = unread && l.read_once(&node.input[0]) && l.read_once(l.names[written]);
         let conv = l.ops.iter_mut().rev().find(|op| op.writes() == written);
         let Some(Op::Conv { conv, .. }) = conv.filter(|_| sole) else {
             return Err(format!("DepthToSpace {name} in CRD order of a value that is not one convolution's alone"));
@@ -285,19 +277,15 @@ pub(super) fn add_into_shuffle<'m>(l: &mut Lowering<'m>, node: &'m NodeProto) ->
         let (an, bn) = (node.input[a].as_str(), node.input[b].as_str());
         let (ai, bi) = (l.id(an, node)?, l.id(bn, node)?);
         let (av, bv) = (l.values[ai], l.values[bi]);
-        let mut written = ai;
-        while let Some(&(_, base, _)) = l.placements.iter().find(|&&(m, c, o)| m == written && o == 0 && c != m) {
-            written = base;
-        }
-        let read_once = |n: &str| l.readers.get(n).is_some_and(|r| r.len() == 1);
+        let written = l.written_value(ai);
         let wv = l.values[written];
         // the tensor is the whole buffer the depth to space writes, the other image of its size and channels
         let fits = av.inset == 0
             && wv.same_geometry(&av)
             && av.channels == bv.channels
             && av.same_size(&bv)
-            && read_once(an)
-            && read_once(l.names[written])
+            && l.read_once(an)
+            && l.read_once(l.names[written])
             && !l.ops.iter().any(|op| op.reads().contains(&written));
         if !fits {
             continue;
