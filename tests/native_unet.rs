@@ -10,7 +10,7 @@ mod onnx_cpu;
 #[path = "support/program_reference.rs"]
 mod program_reference;
 
-use onnx_cpu::{installed, onnx_runtime_cpu, test_image};
+use onnx_cpu::{installed, onnx_runtime_cpu, test_image, up3x_at_stride_2};
 use program_reference::{max_difference, run_program_any_size};
 use vfupscale::Model;
 use vfupscale::frame::Size;
@@ -160,11 +160,31 @@ fn the_kernels_take_the_unet_program_and_refuse_its_steps_changed_past_them() {
     assert!(why.contains("multiples of 2, and its output is written by a convolution"), "{why}");
 }
 
-/// Real-CUGAN up3x, not lowered yet, is refused naming the node the program steps lack (its 5×5 stride-3
-/// transposed convolution).
+/// Real-CUGAN up3x: the up2x UNets with a 5×5 stride-3 transposed convolution between them, run as the 3×3
+/// convolution of its nine phases centred on every pixel of its input and a depth to space by 3 less a pixel on each
+/// side (its output is 3n − 2 for n in); the second UNet's output adds a crop of that. The kernels take it fitted.
 #[test]
-fn the_unet_not_lowered_yet_is_refused_naming_the_node() {
-    let why = lowered("realcugan-up3x").unwrap_err();
-    eprintln!("realcugan-up3x: {why}");
-    assert!(why.contains("ConvTranspose ConvTranspose_30"), "{why}");
+fn realcugan_up3x_lowers_to_a_unet_program_that_onnx_runtime_computes() {
+    let sizes = [Size::new(20, 24), Size::new(13, 9)];
+    let p = matches_onnx_runtime("realcugan-up3x", 3, &sizes);
+    let kinds = step_kinds(&p);
+    eprintln!("realcugan-up3x (align {}): {kinds}", p.align);
+    assert_two_unets("realcugan-up3x", &kinds);
+    let phases = p.steps.iter().find_map(|s| match s {
+        Step::Shuffle { factor: 3, input, output, offset, .. } => Some((input.channels, output.channels, *offset)),
+        _ => None,
+    });
+    assert!(phases.is_some_and(|(i, o, _)| (i, o) == (27, 3)), "nine phases of 3 channels: {phases:?}");
+    check_program(&fit_program(p)).unwrap_or_else(|why| panic!("the kernels refuse realcugan-up3x: {why}"));
+}
+
+/// A transposed convolution whose taps do not fit a 3×3 window of its phases (up3x's, given stride 2) is refused
+/// naming the node and what it is.
+#[test]
+fn a_transposed_convolution_past_the_phase_window_is_refused_naming_the_node() {
+    let (proto, input, output) = up3x_at_stride_2();
+    let why = lower(&proto, &input, &output).unwrap_err();
+    eprintln!("realcugan-up3x at stride 2: {why}");
+    assert!(why.contains("ConvTranspose ConvTranspose_30 (kernel 5, strides [2, 2]"), "{why}");
+    assert!(why.contains("is not a 3x3 convolution of its phases") && !why.contains('\n'), "{why}");
 }

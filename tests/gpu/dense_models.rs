@@ -14,13 +14,14 @@ use super::images::planar_image;
 
 const DENSE: [&str; 2] = ["realesrgan-x4plus-anime", "realesrgan-x4plus"];
 /// Every installed model the program kernels run.
-const LOWERED: [&str; 7] = [
+const LOWERED: [&str; 8] = [
     "realesrgan-x4plus-anime",
     "realesrgan-x4plus",
     "waifu2x-upconv7-x2",
     "waifu2x-upconv7-noise3-x2",
     "realcugan-up2x",
     "waifu2x-cunet-x2",
+    "realcugan-up3x",
     "realcugan-up4x",
 ];
 
@@ -64,7 +65,7 @@ fn dense_native_kernels_agree_with_onnx_runtime() {
         );
         let signature = match name {
             _ if DENSE.contains(&name) => "conv192-64+r",
-            "realcugan-up2x" | "waifu2x-cunet-x2" | "realcugan-up4x" => "squeeze-excite",
+            "realcugan-up2x" | "waifu2x-cunet-x2" | "realcugan-up3x" | "realcugan-up4x" => "squeeze-excite",
             _ => "depth-to-space",
         };
         assert!(profile.iter().any(|(k, _)| k == signature), "{name}: {profile:?}");

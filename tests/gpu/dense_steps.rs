@@ -273,6 +273,7 @@ fn dense_programs_at_720p_profile_every_launch() {
         "waifu2x-upconv7-x2",
         "realcugan-up2x",
         "waifu2x-cunet-x2",
+        "realcugan-up3x",
         "realcugan-up4x",
     ] {
         let model = Model::load(&vfupscale::models::resolve(Some(name.as_ref())).unwrap()).unwrap();

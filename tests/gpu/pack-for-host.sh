@@ -30,7 +30,7 @@ else
   cat $(ls "$bundle"/onnxruntime-gpu.whl.part* | sort -V) > "$root/onnxruntime-gpu.whl"
 fi
 for m in realesr-animevideov3-x2 realesr-animevideov3-x3 realesr-animevideov3-x4 realesr-general-x4v3 realesrgan-x4plus \
-  realesrgan-x4plus-anime waifu2x-upconv7-x2 waifu2x-upconv7-noise3-x2 realcugan-up2x waifu2x-cunet-x2 realcugan-up4x; do
+  realesrgan-x4plus-anime waifu2x-upconv7-x2 waifu2x-upconv7-noise3-x2 realcugan-up2x waifu2x-cunet-x2 realcugan-up3x realcugan-up4x; do
   cp "$models/$m.onnx" "$root/models/"
 done
 if [ -n "${RAY_WHEELS:-}" ]; then

@@ -30,7 +30,7 @@ if [ -z "${ORT_DYLIB_PATH:-}" ]; then
 fi
 models=${VFUPSCALE_MODEL_DIR:-${VFUPSCALE_DATA_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/vfupscale}/models}
 for m in realesr-animevideov3-x2 realesr-animevideov3-x3 realesr-animevideov3-x4 realesr-general-x4v3 realesrgan-x4plus \
-  realesrgan-x4plus-anime realcugan-up2x realcugan-up4x waifu2x-cunet-x2 waifu2x-upconv7-x2 waifu2x-upconv7-noise3-x2; do
+  realesrgan-x4plus-anime realcugan-up2x realcugan-up3x realcugan-up4x waifu2x-cunet-x2 waifu2x-upconv7-x2 waifu2x-upconv7-noise3-x2; do
   if [ ! -f "$models/$m.onnx" ]; then
     "$bin/vfupscale-model" fetch --dir "$models" "$m"
   fi

@@ -205,28 +205,46 @@ fn python_mod(x: i64, k: i64, fmod: i64) -> Option<i64> {
     Some(if python { r + k } else { r })
 }
 
-/// A transposed convolution, kernel 4, stride 2, padding 3 (waifu2x UpConv7's last layer), as a 3×3 convolution
-/// with `4 · out` outputs, phase `(ry, rx)` at outputs `(2 · ry + rx) · out ..`: output pixel `(2m + ry, 2n + rx)` of
-/// the transposed convolution is that phase of the 3×3 convolution centred on input pixel `(m + 1, n + 1)`.
-/// Along one axis, output `2m` takes input `m` with tap 3 and `m + 1` with tap 1; output `2m + 1` takes `m + 1` with
-/// tap 2 and `m + 2` with tap 0.
+/// A transposed convolution of kernel `K`, stride `S` and padding `P` whose taps all fall in a 3×3 window (waifu2x
+/// UpConv7's and Real-CUGAN up2x's 4/2/3, Real-CUGAN up3x's 5/3/2) as a 3×3 convolution with `S² · out` outputs,
+/// phase `(ry, rx)` at outputs `(S · ry + rx) · out ..`: output pixel `S · m + r − lead` of the transposed convolution
+/// (along each axis) is phase `r` of the 3×3 convolution centred on input pixel `m`, with `lead = (S − K + 2P) / 2`.
+/// Window position `d` of phase `r` reads input `m + d − 1` with tap `S · (1 − d) + r − lead + P` (when in `0..K`).
+/// The output is `S · n − 2 · lead` pixels for `n` in: the phases centred on input pixels `lead / S .. n − lead / S`,
+/// less `lead % S` pixels on each side.
 pub(super) struct PhaseConv {
     pub in_channels: usize,
     pub out_channels: usize,
-    /// ONNX Conv layout `[4 · out][in][3][3]`.
+    pub factor: u32,
+    pub lead: u32,
+    /// ONNX Conv layout `[S² · out][in][3][3]`.
     pub weights: Vec<f32>,
     pub bias: Vec<f32>,
 }
 
-/// Tap of the 4-tap transposed kernel that window position `d` (0..3) of phase `r` uses, if any.
-fn tap(r: usize, d: usize) -> Option<usize> {
-    match (r, d) {
-        (0, 0) => Some(3),
-        (0, 1) => Some(1),
-        (1, 1) => Some(2),
-        (1, 2) => Some(0),
-        _ => None,
+/// Tap of the `kernel`-tap transposed kernel that window position `d` (0..3) of phase `r` uses, if any.
+fn tap(kernel: i64, stride: i64, lead: i64, pad: i64, r: i64, d: i64) -> Option<usize> {
+    let k = stride * (1 - d) + r - lead + pad;
+    usize::try_from(k).ok().filter(|&k| k < kernel as usize)
+}
+
+/// `lead` of a transposed convolution of `kernel`, `stride` and `pad` if each of its taps falls in one window
+/// position of one phase (it is a 3×3 convolution of its phases).
+fn phase_lead(kernel: i64, stride: i64, pad: i64) -> Option<i64> {
+    let twice = stride - kernel + 2 * pad;
+    if !(2..=4).contains(&stride) || twice < 0 || twice % 2 != 0 {
+        return None;
     }
+    let lead = twice / 2;
+    let mut used = vec![0; kernel as usize];
+    for r in 0..stride {
+        for d in 0..3 {
+            if let Some(k) = tap(kernel, stride, lead, pad, r, d) {
+                used[k] += 1;
+            }
+        }
+    }
+    used.iter().all(|&n| n == 1).then_some(lead)
 }
 
 pub(super) fn phase_conv<'m>(node: &NodeProto, init: impl Fn(&str) -> Match<&'m TensorProto>) -> Match<PhaseConv> {
@@ -237,45 +255,59 @@ pub(super) fn phase_conv<'m>(node: &NodeProto, init: impl Fn(&str) -> Match<&'m 
     let wt = init(w)?;
     let dims: Vec<usize> =
         wt.dims.iter().map(|&d| usize::try_from(d).ok().filter(|&d| (1..=4096).contains(&d)).unwrap_or(0)).collect();
-    let [cin @ 1..=4096, cout @ 1..=1024, 4, 4] = dims[..] else {
+    let [cin @ 1..=4096, cout @ 1..=1024, k @ 2..=9, k2] = dims[..] else {
         return Err(format!(
-            "ConvTranspose {name} weights {:?} are not 4x4 with 1 to 4096 input channels and 1 to 1024 output channels",
+            "ConvTranspose {name} weights {:?} are not square with 1 to 4096 input channels and 1 to 1024 output \
+             channels",
             wt.dims
         ));
     };
+    if k2 != k {
+        return Err(format!("ConvTranspose {name} weights {:?} are not square", wt.dims));
+    }
     // the weights say what the kernel is: an attribute saying otherwise is a graph this reads wrong
     let auto_pad = attr_str(node, "auto_pad", "NOTSET");
     if auto_pad != "NOTSET" {
         return Err(format!("ConvTranspose {name} has auto_pad {auto_pad}; only explicit pads (NOTSET) are taken"));
     }
-    if let Some(k) = attr_ints(node, "kernel_shape").filter(|k| k[..] != [4, 4]) {
-        return Err(format!("ConvTranspose {name} has kernel_shape {k:?}, its weights are 4x4"));
+    if let Some(ks) = attr_ints(node, "kernel_shape").filter(|ks| ks[..] != [k as i64, k as i64]) {
+        return Err(format!("ConvTranspose {name} has kernel_shape {ks:?}, its weights are {k}x{k}"));
     }
+    let strides = attr_ints(node, "strides").unwrap_or(vec![1, 1]);
+    let pads = attr_ints(node, "pads").unwrap_or(vec![0; 4]);
+    let (stride, pad) = (strides[0], pads.first().copied().unwrap_or(0));
+    let lead = phase_lead(k as i64, stride, pad).filter(|_| strides.len() == 2 && strides[1] == stride);
     if attr_int(node, "group", 1) != 1
-        || attr_ints(node, "strides") != Some(vec![2, 2])
-        || attr_ints(node, "pads") != Some(vec![3, 3, 3, 3])
+        || lead.is_none()
+        || pads != [pad; 4]
         || attr_ints(node, "dilations").unwrap_or(vec![1, 1]) != vec![1, 1]
         || attr(node, "output_padding").is_some()
         || attr(node, "output_shape").is_some()
     {
-        return Err(format!("ConvTranspose {name} is not kernel 4, stride 2, padding 3"));
+        return Err(format!(
+            "ConvTranspose {name} (kernel {k}, strides {strides:?}, pads {pads:?}) is not a 3x3 convolution of its \
+             phases (as kernel 4, stride 2, padding 3 or kernel 5, stride 3, padding 2)"
+        ));
     }
+    let lead = lead.unwrap_or(0);
     let weights = floats(wt)?;
     let bias = floats(init(b)?)?;
-    if weights.len() != cin * cout * 16 || bias.len() != cout {
+    if weights.len() != cin * cout * k * k || bias.len() != cout {
         return Err(format!("ConvTranspose {name}: weights or bias do not match {:?}", wt.dims));
     }
-    let mut phase = vec![0.0f32; 4 * cout * cin * 9];
-    for ry in 0..2 {
-        for rx in 0..2 {
+    let f = stride as usize;
+    let taps = |r: usize, d: usize| tap(k as i64, stride, lead, pad, r as i64, d as i64);
+    let mut phase = vec![0.0f32; f * f * cout * cin * 9];
+    for ry in 0..f {
+        for rx in 0..f {
             for co in 0..cout {
-                let o = (2 * ry + rx) * cout + co;
+                let o = (f * ry + rx) * cout + co;
                 for ci in 0..cin {
                     for dy in 0..3 {
                         for dx in 0..3 {
-                            if let (Some(ky), Some(kx)) = (tap(ry, dy), tap(rx, dx)) {
+                            if let (Some(ky), Some(kx)) = (taps(ry, dy), taps(rx, dx)) {
                                 phase[((o * cin + ci) * 3 + dy) * 3 + dx] =
-                                    weights[((ci * cout + co) * 4 + ky) * 4 + kx];
+                                    weights[((ci * cout + co) * k + ky) * k + kx];
                             }
                         }
                     }
@@ -283,5 +315,12 @@ pub(super) fn phase_conv<'m>(node: &NodeProto, init: impl Fn(&str) -> Match<&'m 
             }
         }
     }
-    Ok(PhaseConv { in_channels: cin, out_channels: cout, weights: phase, bias: bias.repeat(4) })
+    Ok(PhaseConv {
+        in_channels: cin,
+        out_channels: cout,
+        factor: stride as u32,
+        lead: lead as u32,
+        weights: phase,
+        bias: bias.repeat(f * f),
+    })
 }

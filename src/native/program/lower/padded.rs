@@ -8,8 +8,12 @@ use crate::native::graph::{Match, attr_str};
 use crate::native::program::geometry::{Affine, ShapeValue, constants, phase_conv};
 use crate::onnx::NodeProto;
 
-/// A 4×4 stride-2 transposed convolution: the 3×3 convolution of its four phases into a value no node names, then
-/// the depth to space that interleaves them, from one pixel inside the input tensor.
+/// A transposed convolution whose taps fit a 3×3 window ([`phase_conv`]: UpConv7's and Real-CUGAN up2x's 4×4 stride
+/// 2, up3x's 5×5 stride 3): the 3×3 convolution of its phases into a value no node names, then the depth to space
+/// that interleaves them. With a lead of a whole stride (4×4 stride 2) the phases are centred one pixel in from the
+/// tensor's edges, which stay outside the output; with less (5×5 stride 3) they are centred on every pixel, the
+/// windows at the edges read one pixel past the tensor (the buffer's margin, or zeros past the buffer), which only
+/// the outputs outside the result use, and the result is the shuffled phases less `lead` pixels on each side.
 pub(super) fn lower_conv_transpose<'m>(l: &mut Lowering<'m>, start: usize, chain: &Chain<'m>) -> Match<()> {
     let node: &'m NodeProto = &l.nodes[start];
     let name: &'m str = &node.name;
@@ -26,22 +30,24 @@ pub(super) fn lower_conv_transpose<'m>(l: &mut Lowering<'m>, start: usize, chain
             phases.in_channels, v.channels
         ));
     }
-    // the phases are centred one pixel in from the tensor's edges, so those stay outside the output
-    if v.extra == 0 {
+    let (f, skip, inset) = (phases.factor, phases.lead / phases.factor, phases.lead % phases.factor);
+    if skip > 0 && v.extra == 0 {
         return Err(format!("ConvTranspose {name} has no edge Pad before it: its phases need a pixel of margin"));
     }
-    if v.room() < 2 {
+    // the output, f · room − 2 · lead pixels past f times the input's scale, is not smaller than that
+    if i64::from(f) * v.room() < 2 * i64::from(phases.lead) {
         return Err(format!("ConvTranspose {name} shrinks the image past the padding before it"));
     }
-    let scale = scaled(v.scale, 2, 1);
+    let scale = scaled(v.scale, f, 1);
     let scale = scale.ok_or_else(|| format!("ConvTranspose {name} takes the image past {MAX_SCALE}x the input"))?;
-    let hidden = l.define_hidden(name, Value { channels: 4 * phases.out_channels, inset: v.inset + 1, ..v });
+    let offset = v.inset + skip;
+    let hidden = l.define_hidden(name, Value { channels: (f * f) as usize * phases.out_channels, inset: offset, ..v });
     let conv = FusedConv::chained(phases.weights, phases.bias, chain);
     l.ops.push(Op::Conv { input, output: hidden, conv });
-    // the phases of the tensor's pixels less its outer ring, side by side from buffer pixel 0
-    let extra = 2 * (v.extra - 2 * (v.inset + 1));
-    let output = l.define(out, Value { channels: phases.out_channels, scale, extra, inset: 0 });
-    l.ops.push(Op::Shuffle { input: hidden, output, factor: 2, offset: v.inset + 1, shift: 0, residual: None });
+    // the phases of the tensor's pixels less `skip` on each side, side by side from buffer pixel 0
+    let extra = f * (v.extra - 2 * offset);
+    let output = l.define(out, Value { channels: phases.out_channels, scale, extra, inset });
+    l.ops.push(Op::Shuffle { input: hidden, output, factor: f, offset, shift: 0, residual: None });
     Ok(())
 }
 
