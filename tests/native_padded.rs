@@ -172,7 +172,7 @@ fn padded_graphs_a_program_cannot_hold_are_refused_naming_the_node() {
         (Padded { second_padding: 1, ..PADDED }, "pads an image smaller than its buffer"),
         (Padded { pad: 1, ..PADDED }, "shrinks the image past the padding"),
         (Padded { pad: 3, ..PADDED }, "ConvTranspose"),
-        (Padded { transpose_stride: 3, ..PADDED }, "is not kernel 4, stride 2, padding 3"),
+        (Padded { transpose_stride: 3, ..PADDED }, "is not a 3x3 convolution of its phases"),
     ] {
         let e = lower(&padded_graph(v), "input", "output").expect_err(expected);
         eprintln!("{expected}: {e}");

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The vfupscale command end to end on an NVIDIA host (what CI cannot run): H.264 and H.265 clips, 8- and 10-bit, with
-# audio, through NVDEC and the GPU backends (the default model, and realcugan-up2x on the native UNet kernels); 10-bit
+# audio, through NVDEC and the GPU backends (the default model, and the UNets on the native kernels); 10-bit
 # kept (HDR10 metadata too); the software fallback for H.264 4:4:4;
 # a prompt Ctrl+C; images, preview and bench on the GPU path.
 #
@@ -46,7 +46,7 @@ if [ -f up-h265-10.mkv ]; then
   grep -qF "profile=(string)main-10" caps10.txt || fail "up-h265-10.mkv is not Main 10"
 fi
 
-say "realcugan-up2x (the native UNet kernels) on 720p H.264 and H.265 Main 10 with audio"
+say "the UNets on the native kernels (Real-CUGAN up2x/up3x/up4x, waifu2x CUNet) on 720p H.264 and H.265 Main 10 with audio"
 clip720() { # NAME ENCODER FORMAT
   gst-launch-1.0 -q videotestsrc num-buffers=30 pattern=ball ! "video/x-raw,format=$3,width=1280,height=720,framerate=30/1" \
     ! $2 ! queue ! mux. audiotestsrc num-buffers=48 ! audio/x-raw,rate=48000 ! opusenc ! queue ! mux. \
@@ -54,15 +54,27 @@ clip720() { # NAME ENCODER FORMAT
 }
 clip720 cugan-h264.mkv "x264enc speed-preset=ultrafast ! h264parse" I420
 clip720 cugan-h265-10.mkv "x265enc speed-preset=ultrafast ! h265parse" I420_10LE || rm -f cugan-h265-10.mkv
-for input in cugan-h264.mkv cugan-h265-10.mkv; do
+# MODEL:INPUT:OUTPUT SIZE (Main 10 for one model of each factor the 10-bit path scales by)
+for run in realcugan-up2x:cugan-h264.mkv:2560×1440 realcugan-up2x:cugan-h265-10.mkv:2560×1440 \
+  waifu2x-cunet-x2:cugan-h264.mkv:2560×1440 realcugan-up3x:cugan-h265-10.mkv:3840×2160; do
+  IFS=: read -r model input size <<< "$run"
   [ -f "$input" ] || continue
-  "$bin" -i "$input" -o "up-$input" -m realcugan-up2x -y 2> err.txt || { cat err.txt; fail "$input"; }
+  say "$model on $input"
+  "$bin" -i "$input" -o "up-$model-$input" -m "$model" -y 2> err.txt || { cat err.txt; fail "$model $input"; }
   cat err.txt
-  grep -q "backend native on " err.txt || fail "$input: realcugan-up2x not on the native kernels"
-  grep -q "1280×720 → 2560×1440" err.txt || fail "$input: sizes"
-  grep -q "30 frames in" err.txt || fail "$input: frame count"
-  grep -q "copied audio" err.txt || fail "$input: audio"
+  grep -q "backend native on " err.txt || fail "$model $input: not on the native kernels"
+  grep -q "1280×720 → $size" err.txt || fail "$model $input: sizes"
+  grep -q "30 frames in" err.txt || fail "$model $input: frame count"
+  grep -q "copied audio" err.txt || fail "$model $input: audio"
 done
+# x4 of 720p is 5120×2880, past H.264 level 5.2 (4096 wide): encoded as HEVC, as the README's limits advise
+say "realcugan-up4x on cugan-h264.mkv → 5120×2880 (x265enc)"
+"$bin" -i cugan-h264.mkv -o up-x4.mkv -m realcugan-up4x --encoder x265enc --preset ultrafast -y 2> err.txt \
+  || { cat err.txt; fail "realcugan-up4x"; }
+cat err.txt
+grep -q "backend native on " err.txt || fail "realcugan-up4x: not on the native kernels"
+grep -q "1280×720 → 5120×2880" err.txt && grep -q "30 frames in" err.txt || fail "realcugan-up4x: sizes or frames"
+grep -q "copied audio" err.txt || fail "realcugan-up4x: audio"
 
 mdi=35400:14600:8500:39850:6550:2300:15635:16450:10000000:1
 say "HEVC Main 10 HDR10 (BT.2020 PQ, mastering display, content light level) keeps its description"
