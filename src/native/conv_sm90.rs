@@ -130,7 +130,7 @@ pub(super) enum Output<'a> {
 /// The kernels of one context.
 pub(super) struct ConvKernels {
     /// One per [`ConvKernel::ALL`].
-    convs: [CudaFunction; 4],
+    convs: [CudaFunction; 5],
     blocks: u32,
 }
 
@@ -189,8 +189,9 @@ impl ConvKernels {
         size: Size,
     ) -> Result<()> {
         let upsample = if kernel == ConvKernel::Rows64Up2 { 2 } else { 1 };
+        let pointwise = kernel == ConvKernel::Rows64Pointwise;
         let planar = matches!(output, Output::Planar(_));
-        match ConvKernel::choose(cout, epilogue.residuals.len(), upsample, planar) {
+        match ConvKernel::choose(cout, epilogue.residuals.len(), (upsample, pointwise), planar) {
             Ok(k) if k == kernel => {}
             Ok(k) => return Err(Error::Usage(format!("{kernel:?} for a convolution that {k:?} runs"))),
             Err(why) => return Err(Error::Usage(format!("a convolution no kernel takes: {why}"))),

@@ -78,14 +78,15 @@ pub struct ProgramEngine {
     bound: Option<Bound>,
 }
 
-/// Names for the profile, leaked once per distinct shape (a handful per model): `conv<in>-<out>`, `+r` per residual,
-/// `^2` for an input upsampled by 2.
+/// Names for the profile, leaked once per distinct shape (a handful per model): `conv<in>-<out>` (`conv1x1-…` for a
+/// 1×1 convolution), `+r` per residual, `^2` for an input upsampled by 2.
 fn step_name(c: &ConvStep) -> &'static str {
     use std::collections::HashMap;
     use std::sync::{LazyLock, Mutex};
     static NAMES: LazyLock<Mutex<HashMap<String, &'static str>>> = LazyLock::new(Default::default);
     let up = if c.upsample == 1 { String::new() } else { format!("^{}", c.upsample) };
-    let name = format!("conv{}-{}{}{up}", c.input.channels, c.output.channels, "+r".repeat(c.residuals.len()));
+    let kind = if c.is_pointwise() { "conv1x1-" } else { "conv" };
+    let name = format!("{kind}{}-{}{}{up}", c.input.channels, c.output.channels, "+r".repeat(c.residuals.len()));
     let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
     names.entry(name.clone()).or_insert_with(|| Box::leak(name.into_boxed_str()))
 }
@@ -108,7 +109,8 @@ impl ProgramEngine {
                 Step::Conv(c) => {
                     let (cin, cout) = (c.input.channels, c.output.channels);
                     let planar = c.output.buffer == program.output.buffer;
-                    let kernel = ConvKernel::choose(cout, c.residuals.len(), c.upsample, planar).expect("checked");
+                    let form = (c.upsample, c.is_pointwise());
+                    let kernel = ConvKernel::choose(cout, c.residuals.len(), form, planar).expect("checked");
                     let packed = kernel.pack(&c.weights, cin, cout);
                     let mut bias = c.bias.clone();
                     bias.resize(kernel.rows(), 0.0);

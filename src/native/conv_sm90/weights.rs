@@ -14,20 +14,24 @@ pub(in crate::native) enum ConvKernel {
     Rows64,
     /// `conv64up2_sm90`: 33–64 outputs of the input upsampled by 2 (nearest), no residuals.
     Rows64Up2,
+    /// `conv64pw_sm90`: 33–64 outputs of a 1×1 convolution (only the centre tap), with up to two residuals.
+    Rows64Pointwise,
     /// `conv8_sm90`: up to 8 outputs into planes (the model output), pixels as M.
     Narrow8,
 }
 
 impl ConvKernel {
     /// The kernel for `cout` outputs with `residuals` residuals of an input upsampled by `upsample`, `planar` into
-    /// planes, or why none takes it.
+    /// planes, `pointwise` for a 1×1 convolution (one of another width runs as a 3×3 one with zero outer taps), or
+    /// why none takes it.
     pub(in crate::native) fn choose(
         cout: usize,
         residuals: usize,
-        upsample: u32,
+        (upsample, pointwise): (u32, bool),
         planar: bool,
     ) -> Result<Self, String> {
         let kernel = match (upsample, cout, planar) {
+            (1, 33..=64, false) if pointwise => Self::Rows64Pointwise,
             (2, 33..=64, false) => Self::Rows64Up2,
             (2, ..) => {
                 return Err("an input read upsampled by 2 takes the 33-64-output kernel, into a buffer".into());
@@ -39,10 +43,10 @@ impl ConvKernel {
             (1, ..) => return Err(format!("{cout} outputs (1 to 64 are taken)")),
             _ => return Err(format!("an input upsampled by {upsample} (1 or 2 are taken)")),
         };
-        let taken = if kernel == Self::Rows64 { 2 } else { 0 };
+        let taken = if matches!(kernel, Self::Rows64 | Self::Rows64Pointwise) { 2 } else { 0 };
         if residuals > taken {
             return Err(match kernel {
-                Self::Rows64 => format!("{residuals} residuals (up to two are added)"),
+                Self::Rows64 | Self::Rows64Pointwise => format!("{residuals} residuals (up to two are added)"),
                 Self::Rows64Up2 => "an input read upsampled by 2 takes no residuals".into(),
                 _ => "residuals are added by the 33-64-output kernel only".into(),
             });
@@ -54,7 +58,7 @@ impl ConvKernel {
     pub(in crate::native) const fn rows(self) -> usize {
         match self {
             Self::Pairs32 => 32,
-            Self::Rows64 | Self::Rows64Up2 => 64,
+            Self::Rows64 | Self::Rows64Up2 | Self::Rows64Pointwise => 64,
             Self::Narrow8 => 8,
         }
     }
@@ -65,13 +69,14 @@ impl ConvKernel {
     }
 
     /// `Layout<COUT, UP>::SMEM` of the kernel: three halo slots of 50176 bytes, weight slots rounded to 1 KiB
-    /// (Rows64 four of one k-step's A, Rows64Up2 eight of them with 2 × 2 taps, Pairs32 three of a chunk's, Narrow8
-    /// three of a chunk's B), two mbarriers per slot and 1 KiB of alignment room; the epilogue is staged in a halo
-    /// slot.
+    /// (Rows64 four of one k-step's A, Rows64Up2 eight of them with 2 × 2 taps, Rows64Pointwise sixteen with one tap,
+    /// Pairs32 three of a chunk's, Narrow8 three of a chunk's B), two mbarriers per slot and 1 KiB of alignment room;
+    /// the epilogue is staged in a halo slot.
     pub(super) const fn smem_bytes(self) -> usize {
         let (part, weights): (usize, usize) = match self {
             Self::Rows64 => (18432, 4),
             Self::Rows64Up2 => (8192, 8),
+            Self::Rows64Pointwise => (2048, 16),
             Self::Pairs32 => (25088, 3),
             Self::Narrow8 => (4608, 3),
         };
@@ -82,6 +87,7 @@ impl ConvKernel {
     /// Halves of packed weights per 32-channel chunk (and phase):
     /// - Rows64: `[k-step][tap][K-half][8 row groups][8][8]` (the kernel copies one k-step at a time);
     /// - Rows64Up2: the same with the four 2 × 2 taps of one phase;
+    /// - Rows64Pointwise: the same with the centre tap only;
     /// - Pairs32: the weight slices only, `[kx][k-step][K-half][3 ky][4 row groups][8][8]` (the zero groups live in
     ///   shared memory);
     /// - Narrow8: B, `[tap][k-step][K-half][8 outputs][8]`.
@@ -89,6 +95,7 @@ impl ConvKernel {
         match self {
             Self::Rows64 => 18432,
             Self::Rows64Up2 => 8192,
+            Self::Rows64Pointwise => 2048,
             Self::Pairs32 => 9216,
             Self::Narrow8 => 2304,
         }
@@ -100,11 +107,13 @@ impl ConvKernel {
             Self::Pairs32 => "conv32_sm90",
             Self::Rows64 => "conv64_sm90",
             Self::Rows64Up2 => "conv64up2_sm90",
+            Self::Rows64Pointwise => "conv64pw_sm90",
             Self::Narrow8 => "conv8_sm90",
         }
     }
 
-    pub(super) const ALL: [Self; 4] = [Self::Pairs32, Self::Rows64, Self::Rows64Up2, Self::Narrow8];
+    pub(super) const ALL: [Self; 5] =
+        [Self::Pairs32, Self::Rows64, Self::Rows64Up2, Self::Narrow8, Self::Rows64Pointwise];
 
     /// A 3×3 convolution's weights (`[out][in][3][3]`, `cin` input channels, `cout` outputs that this kernel takes)
     /// as it copies them; input channels beyond `cin` up to the next chunk are zero.
@@ -117,6 +126,10 @@ impl ConvKernel {
         match self {
             Self::Rows64 => each_weight(cin, cout, 3, |co, ci, (c, ks, kh, e), ty, tx| {
                 put(&mut a, c, a64(3, co, (ks, kh, e), ty, tx), tap(co, ci, ty, tx))
+            }),
+            // the centre tap (the caller's outer taps are zero: ConvStep::is_pointwise)
+            Self::Rows64Pointwise => each_weight(cin, cout, 1, |co, ci, (c, ks, kh, e), _, _| {
+                put(&mut a, c, a64(1, co, (ks, kh, e), 0, 0), tap(co, ci, 1, 1))
             }),
             Self::Rows64Up2 => {
                 let per_phase = a.len() / 4;
@@ -198,23 +211,30 @@ mod tests {
     fn shared_memory_matches_the_kernels_layout() {
         // conv_sm90.cu's Layout<COUT, UP>::SMEM (the opt-in limit of sm_90 is 232448)
         let bytes = ConvKernel::ALL.map(ConvKernel::smem_bytes);
-        assert_eq!(bytes, [228448, 225392, 217264, 167008]);
+        assert_eq!(bytes, [228448, 225392, 217264, 167008, 184624]);
     }
 
     #[test]
     fn each_convolution_gets_the_kernel_that_takes_it() {
         use ConvKernel::*;
-        assert_eq!(ConvKernel::choose(32, 0, 1, false), Ok(Pairs32));
-        assert_eq!(ConvKernel::choose(3, 0, 1, true), Ok(Narrow8));
-        assert_eq!(ConvKernel::choose(64, 2, 1, false), Ok(Rows64));
-        assert_eq!(ConvKernel::choose(64, 0, 2, false), Ok(Rows64Up2));
+        assert_eq!(ConvKernel::choose(32, 0, (1, false), false), Ok(Pairs32));
+        assert_eq!(ConvKernel::choose(3, 0, (1, false), true), Ok(Narrow8));
+        assert_eq!(ConvKernel::choose(64, 2, (1, false), false), Ok(Rows64));
+        assert_eq!(ConvKernel::choose(64, 0, (2, false), false), Ok(Rows64Up2));
+        // 1x1 convolutions of 33-64 outputs take the one-tap kernel, others a 3x3 one with zero outer taps
+        assert_eq!(ConvKernel::choose(64, 1, (1, true), false), Ok(Rows64Pointwise));
+        assert_eq!(ConvKernel::choose(16, 0, (1, true), false), Ok(Pairs32));
+        assert_eq!(ConvKernel::choose(3, 0, (1, true), true), Ok(Narrow8));
         for refused in [(64, 1, 2, false), (32, 0, 2, false), (12, 0, 1, true), (80, 0, 1, false), (32, 1, 1, false)] {
             let (cout, residuals, up, planar) = refused;
-            assert!(ConvKernel::choose(cout, residuals, up, planar).is_err(), "{refused:?}");
+            assert!(ConvKernel::choose(cout, residuals, (up, false), planar).is_err(), "{refused:?}");
         }
-        assert!(ConvKernel::choose(64, 3, 1, false).unwrap_err().contains("3 residuals"));
-        assert!(ConvKernel::choose(64, 1, 2, false).unwrap_err().contains("upsampled by 2 takes no residuals"));
-        assert!(ConvKernel::choose(64, 0, 3, false).unwrap_err().contains("upsampled by 3"));
+        assert!(ConvKernel::choose(64, 3, (1, false), false).unwrap_err().contains("3 residuals"));
+        assert!(ConvKernel::choose(64, 3, (1, true), false).unwrap_err().contains("3 residuals"));
+        assert!(
+            ConvKernel::choose(64, 1, (2, false), false).unwrap_err().contains("upsampled by 2 takes no residuals")
+        );
+        assert!(ConvKernel::choose(64, 0, (3, false), false).unwrap_err().contains("upsampled by 3"));
     }
 
     #[test]
@@ -260,6 +280,19 @@ mod tests {
         let (c, ks, kh, e) = split(ci);
         let at = c * 18432 + ks * 9216 + (((ky * 3 + kx) * 2 + kh) * 64 + co) * 8 + e;
         assert_eq!(packed_position(ConvKernel::Rows64, 96, 64, (co, ci, ky, kx)), Some(at));
+    }
+
+    #[test]
+    fn pointwise_weights_are_the_centre_taps_one_k_step_after_the_other() {
+        // chunk ci / 32, then k-step, K-half, output channel: Rows64's layout with one tap
+        let (co, ci) = (45, 83);
+        let (c, ks, kh, e) = split(ci);
+        let at = c * 2048 + ks * 1024 + (kh * 64 + co) * 8 + e;
+        assert_eq!(packed_position(ConvKernel::Rows64Pointwise, 96, 64, (co, ci, 1, 1)), Some(at));
+        let weights: Vec<f32> = (0..64 * 96 * 9).map(|i| if i % 9 == 4 { 1.0 } else { 0.0 }).collect();
+        let a = ConvKernel::Rows64Pointwise.pack(&weights, 96, 64);
+        assert_eq!(a.len(), 3 * 2048);
+        assert!(a.iter().all(|&v| v == half::f16::from_f32(1.0).to_bits()), "every centre tap, no padding");
     }
 
     #[test]

@@ -29,6 +29,8 @@
 //            x - 1 + px .. x + px, each through the sum of the 3x3 taps that land on it (conv_sm90/weights.rs): a 2 x 2
 //            convolution per phase, 4/9 of the MMAs. A tile is one phase of an input tile; its halo box starts
 //            py - 1 rows and px - 1 columns off the tile, so the MMAs are those of Cout 64 with 2 x 2 taps.
+//   Cout 64 of a 1x1 convolution (conv64pw_sm90, Real-CUGAN's around its space to depth and depth to space): one tap,
+//            2 MMAs per row and chunk instead of 18; the halo box starts at the tile.
 //
 // Epilogue (fp32): v = alpha * act(acc + bias), act(v) = v >= 0 ? v : slope v (slope 1: none); Cout 64 adds
 // beta res1 + gamma res2 (NHWC fp16 slices of any channel stride, same pixel as the output): an RDB's conv5 is alpha
@@ -89,11 +91,12 @@ struct ConvEpilogue {
 #define THREADS ((CONSUMERS + 1) * 128)
 
 // Keep in step with conv_sm90/weights.rs (ConvKernel::smem_bytes). UP 2 (Cout 64 only): the input is read
-// upsampled by 2 (below).
-template <int COUT, int UP = 1>
+// upsampled by 2 (below). K: the convolution's taps per dimension, 3, or 1 (Cout 64 only: a 1x1 convolution, whose
+// halo box starts at the tile instead of a pixel before it).
+template <int COUT, int UP = 1, int K = 3>
 struct Layout {
     enum : int {
-        TAPS = UP == 2 ? 2 : 3,  // taps per dimension
+        TAPS = UP == 2 ? 2 : K,  // taps per dimension
         // the weight ring's unit: Cout 64 one k-step of a chunk (two parts per chunk), Cout 32 and 8 a whole chunk
         W_PARTS = COUT == 64 ? 2 : 1,
         // the weights' bytes per part in shared memory and in the packed weights (copied)
@@ -106,10 +109,11 @@ struct Layout {
         // weight slots 24 % on the weights); the epilogue is staged in the halo of the tile's last chunk
         // (finish_tile), so there are no staging buffers
         HALOS = 3,
-        WEIGHTS = UP == 2 ? 8 : COUT == 64 ? 4 : 3,  // UP 2: 4 taps per part, twice the weights per MMA
+        // UP 2: 4 taps per part, twice the weights per MMA; K 1: one tap per part, 16 parts (8 chunks) in flight
+        WEIGHTS = UP == 2 ? 8 : COUT == 64 ? (K == 1 ? 16 : 4) : 3,
         OFF_W = HALOS * HALO_STAGE,
         OFF_BARRIERS = OFF_W + WEIGHTS * W_SLOT,
-        // + alignment room: 225392 (64), 228448 (32), 217264 (64, UP 2), 167008 (8)
+        // + alignment room: 225392 (64), 228448 (32), 217264 (64, UP 2), 167008 (8), 184624 (64, K 1)
         SMEM = OFF_BARRIERS + 2 * (HALOS + WEIGHTS) * 8 + 1024,
     };
 };
@@ -131,11 +135,11 @@ __device__ __forceinline__ constexpr unsigned b_offset(int h, int kx, int ks) {
 // Cout 8 (KS unused): 72 MMAs into d0[0..16): row 2k pixel blocks 0, 1 at d0 + 0, + 4; row 2k + 1 at d0 + 8, + 12.
 // B image per chunk: [tap][k-step][K-half][8 outputs][8].
 // `first`: the tile's first chunk (the accumulators start from zero).
-// UP 2 (Cout 64): the same over TAPS = 2 taps per dimension (8 MMAs per row and chunk).
-template <int COUT, int KS, int UP = 1>
+// UP 2 (Cout 64): the same over TAPS = 2 taps per dimension (8 MMAs per row and chunk); K 1: one tap (2 MMAs).
+template <int COUT, int KS, int UP = 1, int K = 3>
 __device__ __forceinline__ void mma_chunk(float d0[64], float d1[], unsigned halo, unsigned a, int k, bool first) {
     constexpr int slice = COUT == 64 ? 1024 : SLICE_BYTES;  // the K-half stride (LBO)
-    constexpr int taps = Layout<COUT, UP>::TAPS;
+    constexpr int taps = Layout<COUT, UP, K>::TAPS;
     const unsigned long long a0 = opaque(make_desc(a, slice, 128, 0));
     const unsigned long long b0 = halo_desc(halo, 2 * k);
 #pragma unroll
@@ -351,9 +355,9 @@ __device__ __forceinline__ void store_narrow_planar(const float d[16], const Lan
 }
 
 // The two rings in shared memory: halo slots, weight slots, then their full and empty mbarriers.
-template <int COUT, int UP>
+template <int COUT, int UP, int K>
 struct Rings {
-    typedef Layout<COUT, UP> L;
+    typedef Layout<COUT, UP, K> L;
     unsigned base;
     __device__ unsigned halo(int j) const { return base + (j % L::HALOS) * HALO_STAGE; }
     __device__ unsigned weight(int j) const { return base + L::OFF_W + (j % L::WEIGHTS) * L::W_SLOT; }
@@ -369,20 +373,20 @@ struct Rings {
 // One tile's MMAs, chunk after chunk from ring position j on (advanced past the tile; the chunk's weight parts are
 // positions W_PARTS j, ...). Each chunk's halo and weights are released once the MMAs after them are issued and
 // their own are done (Cout 64: the first k-step's part mid-chunk); the last chunk's last part and halo stay held.
-template <int COUT, int UP>
-__device__ __forceinline__ void tile_mmas(float d0[64], float d1[], const Rings<COUT, UP>& g, int& j, int k,
+template <int COUT, int UP, int K>
+__device__ __forceinline__ void tile_mmas(float d0[64], float d1[], const Rings<COUT, UP, K>& g, int& j, int k,
                                           int chunks) {
-    typedef Layout<COUT, UP> L;
+    typedef Layout<COUT, UP, K> L;
     for (int c = 0; c < chunks; ++c, ++j) {
         const int w = L::W_PARTS * j;
         mbar_wait(g.hfull(j), g.hphase(j));
         mbar_wait(g.wfull(w), g.wphase(w));
         wgmma_fence();
         if constexpr (COUT == 64) {
-            mma_chunk<64, 0, UP>(d0, d1, g.halo(j), g.weight(w), k, c == 0);
+            mma_chunk<64, 0, UP, K>(d0, d1, g.halo(j), g.weight(w), k, c == 0);
             wgmma_commit();
             mbar_wait(g.wfull(w + 1), g.wphase(w + 1));
-            mma_chunk<64, 1, UP>(d0, d1, g.halo(j), g.weight(w + 1), k, false);
+            mma_chunk<64, 1, UP, K>(d0, d1, g.halo(j), g.weight(w + 1), k, false);
             wgmma_commit();
             wgmma_wait<1>();  // all but the second k-step
             mbar_arrive(g.wempty(w));
@@ -399,10 +403,11 @@ __device__ __forceinline__ void tile_mmas(float d0[64], float d1[], const Rings<
 }
 
 // The epilogue of tile t, whose MMAs are done; `last`: the ring position of its last chunk.
-template <int COUT, int UP>
-__device__ __forceinline__ void finish_tile(const float d0[64], const float d1[], Lane& l, const Rings<COUT, UP>& g,
-                                            int last, int t, int k, const ConvEpilogue& e, const ConvShape& s) {
-    mbar_arrive(g.wempty(Layout<COUT, UP>::W_PARTS * (last + 1) - 1));
+template <int COUT, int UP, int K>
+__device__ __forceinline__ void finish_tile(const float d0[64], const float d1[], Lane& l,
+                                            const Rings<COUT, UP, K>& g, int last, int t, int k, const ConvEpilogue& e,
+                                            const ConvShape& s) {
+    mbar_arrive(g.wempty(Layout<COUT, UP, K>::W_PARTS * (last + 1) - 1));
     // staged in halo rows of the last chunk that only this warpgroup read (rows 0-1: warpgroup 0, rows 4-5:
     // warpgroup 1; the other warpgroup's MMAs may still read rows 2-5)
     l.staging = g.halo(last) + (k == 0 ? 0 : 4 * HALO_W * CHUNK_BYTES_PX);
@@ -426,13 +431,13 @@ __device__ __forceinline__ void finish_tile(const float d0[64], const float d1[]
 // The convolution. `map`: the input slice as (channels, w, h, n), fp16, 64-byte swizzle, box 32 x HALO_W x HALO_H
 // x 1 (chunk c is the box at channel 32 c). `weights`: per chunk the shared-memory image of its A operands (Cout 8:
 // of B), chunk after chunk, in Layout::W_PARTS parts of Layout::W_LOAD bytes; UP 2: phase after phase.
-template <int COUT, int UP = 1>
+template <int COUT, int UP = 1, int K = 3>
 __device__ __forceinline__ void conv(const TensorMap* map, const half_t* __restrict__ weights,
                                      const ConvEpilogue& e, const ConvShape& s) {
-    typedef Layout<COUT, UP> L;
+    typedef Layout<COUT, UP, K> L;
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     const unsigned raw = smem_u32(smem_raw);
-    Rings<COUT, UP> g;
+    Rings<COUT, UP, K> g;
     g.base = (raw + 1023) & ~1023u;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     if (threadIdx.x == 0) {
@@ -467,8 +472,10 @@ __device__ __forceinline__ void conv(const TensorMap* map, const half_t* __restr
             for (int j = 0; j < total; ++j) {
                 const int c = j % s.chunks, t = blockIdx.x + (j / s.chunks) * gridDim.x;
                 const Tile tile = tile_of<UP>(t, s);
-                // UP 2: phase (py, px)'s 2 x 2 taps start at row py - 1 and column px - 1 of the input
-                const int x0 = tile.x - 1 + (tile.phase & 1), y0 = tile.y - 1 + (tile.phase >> 1);
+                // UP 2: phase (py, px)'s 2 x 2 taps start at row py - 1 and column px - 1 of the input; K 1: at the
+                // tile
+                const int reach = K == 1 ? 0 : 1;
+                const int x0 = tile.x - reach + (tile.phase & 1), y0 = tile.y - reach + (tile.phase >> 1);
                 if (j >= L::HALOS) mbar_wait(g.hempty(j), g.hphase(j) ^ 1);
                 mbar_expect_tx(g.hfull(j), HALO_BYTES);
                 tma_load_4d(g.halo(j), map, 32 * c, x0, y0, tile.img, g.hfull(j));
@@ -503,9 +510,9 @@ __device__ __forceinline__ void conv(const TensorMap* map, const half_t* __restr
         float d0[64], d1[COUT == 64 ? 64 : 1];
         int j = 0;
         for (int t = blockIdx.x; t < s.tiles; t += gridDim.x) {
-            tile_mmas<COUT, UP>(d0, d1, g, j, k, s.chunks);
+            tile_mmas<COUT, UP, K>(d0, d1, g, j, k, s.chunks);
             wgmma_wait<0>();
-            finish_tile<COUT, UP>(d0, d1, l, g, j - 1, t, k, e, s);
+            finish_tile<COUT, UP, K>(d0, d1, l, g, j - 1, t, k, e, s);
         }
     }
 }
@@ -530,4 +537,11 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
 extern "C" __global__ void __launch_bounds__(THREADS, 1)
     conv64up2_sm90(const __grid_constant__ TensorMap map, const half_t* weights, ConvEpilogue e, ConvShape s) {
     conv<64, 2>(&map, weights, e, s);
+}
+
+// A 1x1 convolution (Real-CUGAN's, around its space to depth and depth to space): Cout 64 with one tap, the halo box
+// at the tile (its two extra rows and columns unread).
+extern "C" __global__ void __launch_bounds__(THREADS, 1)
+    conv64pw_sm90(const __grid_constant__ TensorMap map, const half_t* weights, ConvEpilogue e, ConvShape s) {
+    conv<64, 1, 1>(&map, weights, e, s);
 }
