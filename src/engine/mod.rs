@@ -51,7 +51,7 @@ struct OrtEngine {
 enum Inner {
     Ort(Box<OrtEngine>),
     Native(Box<NativeEngine>),
-    /// A lowered network (RRDBNet, waifu2x UpConv7 and CUNet, Real-CUGAN up2x and up4x) on the native Hopper kernels.
+    /// A lowered network (RRDBNet, waifu2x UpConv7 and CUNet, Real-CUGAN) on the native Hopper kernels.
     Program(Box<ProgramEngine>),
 }
 

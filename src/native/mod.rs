@@ -10,8 +10,8 @@
 //! channels run on warpgroup-MMA kernels fed by the tensor memory accelerator (`hopper.rs`); elsewhere on mma.sync.
 //!
 //! The dense families (RRDBNet: realesrgan-x4plus, realesrgan-x4plus-anime), waifu2x UpConv7 and CUNet, Real-CUGAN
-//! up2x and up4x are lowered from their ONNX graphs into a [`program::Program`] of fused convolutions over channel
-//! slices of NHWC buffers and run by [`ProgramEngine`] on Hopper kernels (`conv_sm90.rs`, `nhwc_layout.rs`,
+//! up2x, up3x and up4x are lowered from their ONNX graphs into a [`program::Program`] of fused convolutions over
+//! channel slices of NHWC buffers and run by [`ProgramEngine`] on Hopper kernels (`conv_sm90.rs`, `nhwc_layout.rs`,
 //! `squeeze_excite.rs`); on other GPUs they stay on ONNX Runtime.
 
 mod conv_sm90;

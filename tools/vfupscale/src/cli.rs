@@ -142,7 +142,7 @@ pub struct ModelArgs {
     #[arg(short, long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=255))]
     pub device: u32,
     /// Inference backend: auto (native kernels for SRVGGNetCompact models, on Hopper also RRDBNet, waifu2x
-    /// UpConv7 and CUNet, Real-CUGAN up2x and up4x; else TensorRT, CUDA, CPU)
+    /// UpConv7 and CUNet, Real-CUGAN up2x/up3x/up4x; else TensorRT, CUDA, CPU)
     #[arg(long, value_name = "B", default_value_t = BackendChoice::Auto, value_parser = named::<BackendChoice>(BackendChoice::names()))]
     pub backend: BackendChoice,
     /// The classic filter (--backend classic, the strength blend, sizes below the model's)

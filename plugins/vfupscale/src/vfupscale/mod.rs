@@ -144,7 +144,7 @@ pub enum BackendProperty {
     #[enum_value(name = "Auto: native kernels, else TensorRT, CUDA, CPU", nick = "auto")]
     Auto,
     #[enum_value(
-        name = "vfupscale's own CUDA kernels (SRVGGNetCompact; on Hopper RRDBNet, waifu2x, Real-CUGAN up2x/up4x)",
+        name = "vfupscale's own CUDA kernels (SRVGGNetCompact; on Hopper RRDBNet, waifu2x, Real-CUGAN)",
         nick = "native"
     )]
     Native,
