@@ -9,7 +9,7 @@ mod onnx_cpu;
 #[path = "support/program_reference.rs"]
 mod program_reference;
 
-use onnx_cpu::{installed, onnx_runtime_cpu, random, test_image, up3x_at_stride_2};
+use onnx_cpu::{installed, onnx_runtime_cpu, random, test_image, up3x_with_strides};
 use program_reference::{convs, max_difference, run_program};
 use vfupscale::Model;
 use vfupscale::frame::Size;
@@ -80,7 +80,7 @@ fn each_shipped_model_has_the_native_form_its_family_gets() {
     let f = form("realesr-animevideov3-x3").unwrap();
     assert!(matches!(f, NativeForm::Srvgg(_)) && f.summary().contains("16 hidden layers, x3"), "{}", f.summary());
     // the others: both families' reasons, in one line
-    let (proto, input, output) = up3x_at_stride_2();
+    let (proto, input, output) = up3x_with_strides(&[2, 2]);
     let why = native_form(&proto, &input, &output).unwrap_err();
     assert!(why.contains("not an SRVGGNetCompact graph") && why.contains("nor a dense one") && !why.contains('\n'));
 }

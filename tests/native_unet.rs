@@ -10,7 +10,7 @@ mod onnx_cpu;
 #[path = "support/program_reference.rs"]
 mod program_reference;
 
-use onnx_cpu::{installed, onnx_runtime_cpu, test_image, up3x_at_stride_2};
+use onnx_cpu::{installed, onnx_runtime_cpu, test_image, up3x_with_strides};
 use program_reference::{max_difference, run_program_any_size};
 use vfupscale::Model;
 use vfupscale::frame::Size;
@@ -178,13 +178,17 @@ fn realcugan_up3x_lowers_to_a_unet_program_that_onnx_runtime_computes() {
     check_program(&fit_program(p)).unwrap_or_else(|why| panic!("the kernels refuse realcugan-up3x: {why}"));
 }
 
-/// A transposed convolution whose taps do not fit a 3×3 window of its phases (up3x's, given stride 2) is refused
-/// naming the node and what it is.
+/// A transposed convolution whose taps do not fit a 3×3 window of its phases (up3x's, given stride 2, or no strides)
+/// is refused naming the node and what it is.
 #[test]
 fn a_transposed_convolution_past_the_phase_window_is_refused_naming_the_node() {
-    let (proto, input, output) = up3x_at_stride_2();
+    let (proto, input, output) = up3x_with_strides(&[2, 2]);
     let why = lower(&proto, &input, &output).unwrap_err();
     eprintln!("realcugan-up3x at stride 2: {why}");
     assert!(why.contains("ConvTranspose ConvTranspose_30 (kernel 5, strides [2, 2]"), "{why}");
     assert!(why.contains("is not a 3x3 convolution of its phases") && !why.contains('\n'), "{why}");
+    // an empty strides attribute (a malformed graph) is refused the same way, not indexed
+    let (proto, input, output) = up3x_with_strides(&[]);
+    let why = lower(&proto, &input, &output).unwrap_err();
+    assert!(why.contains("ConvTranspose ConvTranspose_30 (kernel 5, strides []"), "{why}");
 }

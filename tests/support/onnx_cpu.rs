@@ -17,14 +17,14 @@ pub fn installed(name: &str) -> PathBuf {
     p
 }
 
-/// Real-CUGAN up3x with its 5×5 transposed convolution at stride 2: a graph no native form takes (its taps do not
-/// fit a 3×3 window of phases), with the model's input and output names.
-pub fn up3x_at_stride_2() -> (vfupscale_onnx::onnx::ModelProto, String, String) {
+/// Real-CUGAN up3x with its 5×5 transposed convolution's `strides` attribute set to `strides` (at `[2, 2]` no native
+/// form takes it: its taps do not fit a 3×3 window of phases), with the model's input and output names.
+pub fn up3x_with_strides(strides: &[i64]) -> (vfupscale_onnx::onnx::ModelProto, String, String) {
     let model = Model::load(&installed("realcugan-up3x")).unwrap();
     let mut proto = model.proto().clone();
     let graph = proto.graph.as_mut().unwrap();
     let node = graph.node.iter_mut().find(|n| n.name == "ConvTranspose_30").unwrap();
-    node.attribute.iter_mut().find(|a| a.name == "strides").unwrap().ints = vec![2, 2];
+    node.attribute.iter_mut().find(|a| a.name == "strides").unwrap().ints = strides.to_vec();
     (proto, model.info().input_name.clone(), model.info().output_name.clone())
 }
 

@@ -275,21 +275,22 @@ pub(super) fn phase_conv<'m>(node: &NodeProto, init: impl Fn(&str) -> Match<&'m 
     }
     let strides = attr_ints(node, "strides").unwrap_or(vec![1, 1]);
     let pads = attr_ints(node, "pads").unwrap_or(vec![0; 4]);
-    let (stride, pad) = (strides[0], pads.first().copied().unwrap_or(0));
-    let lead = phase_lead(k as i64, stride, pad).filter(|_| strides.len() == 2 && strides[1] == stride);
-    if attr_int(node, "group", 1) != 1
-        || lead.is_none()
-        || pads != [pad; 4]
-        || attr_ints(node, "dilations").unwrap_or(vec![1, 1]) != vec![1, 1]
-        || attr(node, "output_padding").is_some()
-        || attr(node, "output_shape").is_some()
-    {
+    // one stride and one padding for both axes, all the attributes at their defaults but those
+    let axes = match (&strides[..], &pads[..]) {
+        (&[sy, sx], &[p, ..]) if sy == sx && pads == [p; 4] => Some((sy, p)),
+        _ => None,
+    };
+    let plain = attr_int(node, "group", 1) == 1
+        && attr_ints(node, "dilations").unwrap_or(vec![1, 1]) == [1, 1]
+        && attr(node, "output_padding").is_none()
+        && attr(node, "output_shape").is_none();
+    let phases = axes.filter(|_| plain).and_then(|(s, p)| Some((s, p, phase_lead(k as i64, s, p)?)));
+    let Some((stride, pad, lead)) = phases else {
         return Err(format!(
             "ConvTranspose {name} (kernel {k}, strides {strides:?}, pads {pads:?}) is not a 3x3 convolution of its \
              phases (as kernel 4, stride 2, padding 3 or kernel 5, stride 3, padding 2)"
         ));
-    }
-    let lead = lead.unwrap_or(0);
+    };
     let weights = floats(wt)?;
     let bias = floats(init(b)?)?;
     if weights.len() != cin * cout * k * k || bias.len() != cout {
