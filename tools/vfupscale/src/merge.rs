@@ -122,11 +122,21 @@ impl Merge<'_> {
             }
             out.push(stamps);
         }
-        // MP4's media ends at the last sample's DTS plus its duration: the last packet's reaches the end of the last
-        // frame presented, else the edit list hides the frames presented after it
-        if mp4 && let (Some(&last), Some(stamp)) = (frames.last(), out.last_mut().and_then(|s| s.last_mut())) {
+        // mp4mux's edit list spans the media, from the first DTS to the last sample's DTS plus its duration: the
+        // last packet's duration makes that the frames' presentation span (the first PTS to the end of the last frame
+        // presented), so that no frame presented after the last DTS is hidden and no reordering delay is added at
+        // the end (where the span is already covered, as with a first frame gap longer than the last ones, it stays)
+        if mp4
+            && let (Some(&first), Some(&last)) = (frames.first(), frames.last())
+            && let Some(first_dts) = out.first().and_then(|s| s.first()).map(|s| s.dts)
+            && let Some(stamp) = out.last_mut().and_then(|s| s.last_mut())
+        {
             let end = t.pts[last as usize] as i64 + known_duration(t, &frames, frames.len() - 1) as i64;
-            stamp.duration = stamp.duration.max(end.saturating_sub(stamp.dts).max(0) as u64);
+            let span = end - t.pts[first as usize] as i64;
+            let fitted = span - (stamp.dts - first_dts);
+            if fitted > 0 {
+                stamp.duration = fitted as u64;
+            }
         }
         Ok(out)
     }
