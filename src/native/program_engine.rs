@@ -109,8 +109,7 @@ impl ProgramEngine {
                 Step::Conv(c) => {
                     let (cin, cout) = (c.input.channels, c.output.channels);
                     let planar = c.output.buffer == program.output.buffer;
-                    let form = (c.upsample, c.is_pointwise());
-                    let kernel = ConvKernel::choose(cout, c.residuals.len(), form, planar).expect("checked");
+                    let kernel = ConvKernel::for_step(c, planar).expect("checked");
                     let packed = kernel.pack(&c.weights, cin, cout);
                     let mut bias = c.bias.clone();
                     bias.resize(kernel.rows(), 0.0);

@@ -4,6 +4,7 @@
 //! chunk of 32 input channels.
 
 use super::CHUNK;
+use crate::native::program::ConvStep;
 
 /// A kernel of `conv_sm90.cu`, by what it computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +53,11 @@ impl ConvKernel {
             });
         }
         Ok(kernel)
+    }
+
+    /// The kernel for program step `c` (`planar`: into the model output's planes), or why none takes it.
+    pub(in crate::native) fn for_step(c: &ConvStep, planar: bool) -> Result<Self, String> {
+        Self::choose(c.output.channels, c.residuals.len(), (c.upsample, c.is_pointwise()), planar)
     }
 
     /// Output channels it computes (the bias is padded to these).

@@ -109,8 +109,7 @@ pub fn check_program(program: &Program) -> std::result::Result<(), String> {
                 {
                     return Err(format!("convolution {i}: its output or residuals are not at its output's size"));
                 }
-                ConvKernel::choose(c.output.channels, c.residuals.len(), (c.upsample, c.is_pointwise()), into_output)
-                    .map_err(|why| format!("convolution {i}: {why}"))?;
+                ConvKernel::for_step(c, into_output).map_err(|why| format!("convolution {i}: {why}"))?;
                 if into_output {
                     continue;
                 }
