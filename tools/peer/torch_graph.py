@@ -247,13 +247,26 @@ class SizedGraph(torch.nn.Module):
         self.output = graph.output
         self.steps = [Step(n, self.plan, weights.index, graph) for n in self.plan.steps]
         self.fns = [TORCH_OPS[s.op] for s in self.steps]
+        # each value is dropped after its last reader, as a runtime frees it (holding all of x4plus's at 720p takes
+        # 77 GB: more than an H100 has)
+        last = {}
+        for i, step in enumerate(self.steps):
+            for name, _ in step.refs:
+                if name is not None:
+                    last[name] = i
+        self.frees = [[] for _ in self.steps]
+        for name, i in last.items():
+            if name != self.output:
+                self.frees[i].append(name)
 
     def forward(self, x):
         env = {self.input: x}
         params = self.weights.params
-        for step, fn in zip(self.steps, self.fns):
+        for step, fn, frees in zip(self.steps, self.fns, self.frees):
             t = [env[name] if name is not None else (params[w] if w is not None else None) for name, w in step.refs]
             env[step.output] = fn(step, t)
+            for name in frees:
+                del env[name]
         return env[self.output]
 
 
