@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, tool
+from test_cli import media
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # has PyGObject (python3-gi)
 FRAMES = ROOT / "tests/python/frames.py"
@@ -26,13 +27,6 @@ def describe(path: Path) -> dict:
     out = subprocess.run([SYSTEM_PYTHON, FRAMES, "describe", path], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
-
-
-def duration(path: Path) -> float:
-    """The container's duration in seconds, as GStreamer's discoverer reads it."""
-    out = subprocess.run([SYSTEM_PYTHON, ROOT / "tests/python/media.py", path], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)["duration"]
 
 
 def gst(description: str):
@@ -279,7 +273,8 @@ def test_segmented_mp4_equals_the_single_run(clips, whole, tmp_path, name, ext):
     # (the vfr clip's frames carry no durations: Matroska ends at the last frame's start, MP4 gives it the gap
     # before it, 120 ms)
     last = 0.12 if name == "vfr" else 0.0
-    assert abs(duration(jobs) - duration(mkv) - last) < 0.005, (duration(jobs), duration(mkv))
+    durations = media(jobs)["duration"], media(mkv)["duration"]
+    assert abs(durations[0] - durations[1] - last) < 0.005, durations
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (single, jobs, mkv))
 
 
